@@ -113,7 +113,10 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.0.len() < n {
-            return Err(format!("record is truncated: needs {n} more bytes, has {}", self.0.len()));
+            return Err(format!(
+                "record is truncated: needs {n} more bytes, has {}",
+                self.0.len()
+            ));
         }
         let (head, tail) = self.0.split_at(n);
         self.0 = tail;
@@ -184,7 +187,10 @@ mod tests {
         };
         let bytes = encode_event(&event);
         for len in 0..bytes.len() {
-            assert!(decode_event(2, &bytes[..len]).is_err(), "prefix of {len} bytes");
+            assert!(
+                decode_event(2, &bytes[..len]).is_err(),
+                "prefix of {len} bytes"
+            );
         }
     }
 

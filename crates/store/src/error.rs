@@ -32,7 +32,10 @@ pub enum StoreError {
 
     /// The revision asked for has not been written yet.
     #[error("revision {requested} is in the future (current revision is {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
 
     /// The store's file could not be opened: it is damaged, from another program, or locked.
     #[error("cannot open store file {path}: {detail}")]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
-    PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
+    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use futures::StreamExt;
 
@@ -34,7 +34,9 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         let client = Client::connect(endpoints, Some(options))
             .await
-            .map_err(|e| StoreError::Backend(format!("connecting to etcd at {endpoints:?}: {e}")))?;
+            .map_err(|e| {
+                StoreError::Backend(format!("connecting to etcd at {endpoints:?}: {e}"))
+            })?;
         Ok(Self { client })
     }
 
@@ -180,7 +182,11 @@ impl Store for EtcdStore {
         Ok(ListResult {
             remaining: (response.count() as u64).saturating_sub(items.len() as u64),
             items,
-            revision: if requested > 0 { requested } else { header_revision },
+            revision: if requested > 0 {
+                requested
+            } else {
+                header_revision
+            },
         })
     }
 
@@ -242,7 +248,10 @@ impl Store for EtcdStore {
         };
         let txn = Txn::new()
             .when([guard])
-            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
+            .and_then([TxnOp::delete(
+                key,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
             .or_else([TxnOp::get(key, None)]);
         let response = self.txn(txn).await?;
         if !response.succeeded() {
@@ -329,7 +338,10 @@ fn canceled(response: &etcd_client::WatchResponse, start: Revision) -> StoreErro
             compacted: Some(response.compact_revision()),
         }
     } else {
-        StoreError::Backend(format!("etcd canceled the watch: {}", response.cancel_reason()))
+        StoreError::Backend(format!(
+            "etcd canceled the watch: {}",
+            response.cancel_reason()
+        ))
     }
 }
 

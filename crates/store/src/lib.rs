@@ -135,7 +135,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<Event>;
 
     /// Streams every write under `prefix` from `start` (inclusive) on: first from history, then
-    /// live. `start` 0 means "from the next write".
+    /// live. `start` 0 means "from the next write". A compacted `start` fails with
+    /// [`StoreError::Compacted`], either at once or as the stream's first item (etcd's way).
     async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream>;
 
     /// Forgets history before `revision`: lists at and watches from older revisions then fail
@@ -200,11 +201,19 @@ mod tests {
     #[test]
     fn store_spec_parses_every_backend() {
         assert_eq!("memory".parse::<StoreSpec>().ok(), Some(StoreSpec::Memory));
-        assert_eq!("embedded".parse::<StoreSpec>().ok(), Some(StoreSpec::Embedded));
         assert_eq!(
-            "etcd://127.0.0.1:2379, 127.0.0.1:2380".parse::<StoreSpec>().ok(),
+            "embedded".parse::<StoreSpec>().ok(),
+            Some(StoreSpec::Embedded)
+        );
+        assert_eq!(
+            "etcd://127.0.0.1:2379, 127.0.0.1:2380"
+                .parse::<StoreSpec>()
+                .ok(),
             Some(StoreSpec::Etcd {
-                endpoints: vec!["http://127.0.0.1:2379".into(), "http://127.0.0.1:2380".into()]
+                endpoints: vec![
+                    "http://127.0.0.1:2379".into(),
+                    "http://127.0.0.1:2380".into()
+                ]
             })
         );
         assert!("etcd://".parse::<StoreSpec>().is_err());

@@ -163,7 +163,11 @@ impl Writer {
                     Op::Compact(revision) => staged.compact(*revision).map(|()| Done::Compacted),
                 })
                 .collect();
-            (outcomes, std::mem::take(&mut staged.events), staged.compact_to)
+            (
+                outcomes,
+                std::mem::take(&mut staged.events),
+                staged.compact_to,
+            )
         };
         if events.is_empty() && compact_to.is_none() {
             return outcomes;
@@ -205,21 +209,27 @@ impl Store for LocalStore {
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
         match self.submit(Op::Create(key.into(), value)).await? {
             Done::Written(kv) => Ok(kv),
-            _ => Err(StoreError::backend("writer answered a create with another outcome")),
+            _ => Err(StoreError::backend(
+                "writer answered a create with another outcome",
+            )),
         }
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
         match self.submit(Op::Update(key.into(), value, expected)).await? {
             Done::Written(kv) => Ok(kv),
-            _ => Err(StoreError::backend("writer answered an update with another outcome")),
+            _ => Err(StoreError::backend(
+                "writer answered an update with another outcome",
+            )),
         }
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<Event> {
         match self.submit(Op::Delete(key.into(), expected)).await? {
             Done::Deleted(event) => Ok(event),
-            _ => Err(StoreError::backend("writer answered a delete with another outcome")),
+            _ => Err(StoreError::backend(
+                "writer answered a delete with another outcome",
+            )),
         }
     }
 
@@ -240,7 +250,10 @@ impl Store for LocalStore {
             last_report: Instant::now(),
             finished: false,
         };
-        Ok(Box::pin(futures::stream::unfold(watcher, Watcher::next_batch)))
+        Ok(Box::pin(futures::stream::unfold(
+            watcher,
+            Watcher::next_batch,
+        )))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

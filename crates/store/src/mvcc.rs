@@ -105,10 +105,7 @@ impl Mvcc {
     /// Lists keys under a prefix now or at a past revision: the current values with every
     /// later write undone.
     pub(crate) fn list(&self, options: &ListOptions) -> Result<ListResult> {
-        let at = options
-            .revision
-            .filter(|r| *r > 0)
-            .unwrap_or(self.revision);
+        let at = options.revision.filter(|r| *r > 0).unwrap_or(self.revision);
         self.check_readable(at)?;
         let prefix = options.prefix.as_str();
         let start = match options.start.as_deref() {
@@ -257,7 +254,9 @@ impl Staged<'_> {
     }
 
     fn expect(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        let current = self.lookup(key).ok_or_else(|| StoreError::NotFound { key: key.into() })?;
+        let current = self
+            .lookup(key)
+            .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
         match expected {
             Some(expected) if expected != current.mod_revision => Err(StoreError::Conflict {
                 key: key.into(),
@@ -289,7 +288,12 @@ impl Staged<'_> {
         Ok(kv)
     }
 
-    pub(crate) fn update(&mut self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
+    pub(crate) fn update(
+        &mut self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<KeyValue> {
         let prev = self.expect(key, Some(expected))?;
         self.revision += 1;
         let kv = KeyValue {
@@ -364,7 +368,9 @@ mod tests {
     fn staged_writes_see_each_other_but_stay_invisible_until_applied() {
         let mut state = Mvcc::default();
         let mut staged = state.stage();
-        let created = staged.create("a", Bytes::from_static(b"1")).expect("create");
+        let created = staged
+            .create("a", Bytes::from_static(b"1"))
+            .expect("create");
         assert!(matches!(
             staged.create("a", Bytes::new()),
             Err(StoreError::AlreadyExists { .. })
@@ -375,7 +381,10 @@ mod tests {
         assert_eq!(state.get("a"), None);
         let events = staged.events;
         state.apply(events, None);
-        assert_eq!(state.get("a").map(|kv| kv.value), Some(Bytes::from_static(b"2")));
+        assert_eq!(
+            state.get("a").map(|kv| kv.value),
+            Some(Bytes::from_static(b"2"))
+        );
         assert_eq!(state.revision(), 3);
     }
 
@@ -399,7 +408,10 @@ mod tests {
             ..ListOptions::default()
         };
         let then = state.list(&options(before)).expect("past list");
-        assert_eq!(keys(&then), vec![("/p/a", &b"a1"[..]), ("/p/b", &b"b1"[..])]);
+        assert_eq!(
+            keys(&then),
+            vec![("/p/a", &b"a1"[..]), ("/p/b", &b"b1"[..])]
+        );
         let now = state.list(&options(0)).expect("list");
         assert_eq!(keys(&now), vec![("/p/a", &b"a2"[..]), ("/p/c", &b"c1"[..])]);
     }

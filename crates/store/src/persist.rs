@@ -86,7 +86,9 @@ fn describe_open_error(error: DatabaseError) -> String {
             "it is already open in another process (is another petset using this data directory?)"
                 .into()
         }
-        other => format!("{other} (the file is damaged or is not a petset store; it was left untouched)"),
+        other => {
+            format!("{other} (the file is damaged or is not a petset store; it was left untouched)")
+        }
     }
 }
 

@@ -182,6 +182,22 @@ impl std::str::FromStr for StoreSpec {
     }
 }
 
+impl std::fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Embedded => f.write_str("embedded"),
+            Self::Etcd { endpoints } => {
+                let hosts: Vec<&str> = endpoints
+                    .iter()
+                    .map(|e| e.strip_prefix("http://").unwrap_or(e))
+                    .collect();
+                write!(f, "etcd://{}", hosts.join(","))
+            }
+        }
+    }
+}
+
 /// The file the embedded backend keeps in a data directory.
 pub const EMBEDDED_FILE: &str = "store.redb";
 
@@ -217,6 +233,8 @@ mod tests {
             })
         );
         assert!("etcd://".parse::<StoreSpec>().is_err());
+        let spec: StoreSpec = "etcd://a:1,b:2".parse().expect("parses");
+        assert_eq!(spec.to_string(), "etcd://a:1,b:2");
         assert!("sqlite".parse::<StoreSpec>().is_err());
     }
 }

@@ -143,8 +143,8 @@ fn run_child_until_killed(
             fields.next(),
             fields.next(),
             fields.next(),
-        ) {
-            if let (Ok(generation), Ok(revision)) =
+        )
+            && let (Ok(generation), Ok(revision)) =
                 (generation.parse::<u64>(), revision.parse::<i64>())
             {
                 let entry = acked
@@ -153,7 +153,6 @@ fn run_child_until_killed(
                 *entry = (*entry).max((generation, revision));
                 count += 1;
             }
-        }
         if count >= acks_before_kill && !killed {
             child.kill().expect("SIGKILL the child");
             killed = true;

@@ -1,0 +1,12 @@
+//! `petset bench …`: measurements whose figures go into BENCHMARKS.md.
+
+mod stats;
+mod store;
+
+use crate::cli::{BenchArgs, BenchTarget};
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.target {
+        BenchTarget::Store(args) => store::run(args).await,
+    }
+}

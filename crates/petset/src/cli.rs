@@ -1,0 +1,127 @@
+//! The command line. `petset up`'s flags are a contract that tests and users rely on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use petset_store::StoreSpec;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "petset",
+    version,
+    about = "Stateful workloads on the Kubernetes API, in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the cluster in the foreground: API server, controllers and this machine's node.
+    Up(UpArgs),
+    /// Measure a part of petset and print the figures as Markdown table rows.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the cluster keeps its state (store, certificates, kubeconfig, volumes).
+    #[arg(long, default_value = "./petset-data")]
+    pub data_dir: PathBuf,
+    /// Address the Kubernetes API listens on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub api_listen: SocketAddr,
+    /// `embedded` (durable, in the data dir), `memory` (lost on exit), or `etcd://HOST:PORT[,…]`.
+    #[arg(long, default_value = "embedded")]
+    pub store: StoreSpec,
+    /// How this machine's node runs pods: real containers (`runc`) or bookkeeping only (`simulated`).
+    #[arg(long, value_enum)]
+    pub node_runtime: Option<NodeRuntime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodeRuntime {
+    Runc,
+    Simulated,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub target: BenchTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// Durable write throughput and latency, and watch delivery latency, of one store backend.
+    Store(StoreBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreBenchArgs {
+    /// The backend to measure, as for `petset up --store`.
+    #[arg(long, default_value = "embedded")]
+    pub store: StoreSpec,
+    /// Directory for the embedded store's file (default: a fresh temporary directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Concurrent writer counts to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    pub writers: Vec<usize>,
+    /// Seconds each writer run lasts.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Watchers that each receive every event of the watch run.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Writes in the watch run.
+    #[arg(long, default_value_t = 2000)]
+    pub watch_events: usize,
+    /// Bytes in each written value.
+    #[arg(long, default_value_t = 1024)]
+    pub value_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_has_the_documented_defaults() {
+        let cli = Cli::parse_from(["petset", "up"]);
+        let Command::Up(args) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(args.data_dir, PathBuf::from("./petset-data"));
+        assert_eq!(args.api_listen.to_string(), "127.0.0.1:6443");
+        assert_eq!(args.store, StoreSpec::Embedded);
+        assert_eq!(args.node_runtime, None);
+    }
+
+    #[test]
+    fn up_accepts_an_etcd_store_and_a_node_runtime() {
+        let cli = Cli::parse_from([
+            "petset",
+            "up",
+            "--store",
+            "etcd://127.0.0.1:2379",
+            "--node-runtime",
+            "simulated",
+        ]);
+        let Command::Up(args) = cli.command else {
+            panic!("not up")
+        };
+        assert!(matches!(args.store, StoreSpec::Etcd { .. }));
+        assert_eq!(args.node_runtime, Some(NodeRuntime::Simulated));
+        assert!(Cli::try_parse_from(["petset", "up", "--store", "sqlite"]).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages petset needs when they are missing.
+#   scripts/install-deps.sh build   protoc, for building the etcd client
+#   scripts/install-deps.sh test    also etcd, runc, dig and ip, which the tests drive for real
+# As root it runs apt-get; otherwise it names what to install and fails.
+set -euo pipefail
+
+want=(protoc:protobuf-compiler)
+if [ "${1:-build}" = test ]; then
+  want+=(etcd:etcd-server runc:runc dig:dnsutils ip:iproute2 curl:curl)
+fi
+
+missing=()
+for pair in "${want[@]}"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "petset needs these Debian packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

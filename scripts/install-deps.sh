@@ -5,14 +5,20 @@
 # As root it runs apt-get; otherwise it names what to install and fails.
 set -euo pipefail
 
-want=(protoc:protobuf-compiler)
+# protoc needs the well-known types, which Debian ships apart from the compiler.
+want=(protoc:protobuf-compiler /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev)
 if [ "${1:-build}" = test ]; then
   want+=(etcd:etcd-server runc:runc dig:dnsutils ip:iproute2 curl:curl)
 fi
 
 missing=()
 for pair in "${want[@]}"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  need="${pair%%:*}"
+  if [[ "$need" == /* ]]; then
+    [ -e "$need" ] || missing+=("${pair#*:}")
+  else
+    command -v "$need" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

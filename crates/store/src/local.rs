@@ -173,13 +173,14 @@ impl Writer {
             return outcomes;
         }
         if let Some(file) = &mut self.file
-            && let Err(error) = file.commit(&events, compact_to) {
-                tracing::error!(%error, writes = events.len(), "store commit failed");
-                for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
-                    *outcome = Err(error.clone());
-                }
-                return outcomes;
+            && let Err(error) = file.commit(&events, compact_to)
+        {
+            tracing::error!(%error, writes = events.len(), "store commit failed");
+            for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *outcome = Err(error.clone());
             }
+            return outcomes;
+        }
         let mut state = self
             .shared
             .state

@@ -63,10 +63,11 @@ impl Petset {
         let mut exited = None;
         let ready = wait_until(Duration::from_secs(60), || {
             if let Some(child) = &mut self.child
-                && let Ok(Some(status)) = child.try_wait() {
-                    exited = Some(status);
-                    return true;
-                }
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited = Some(status);
+                return true;
+            }
             matches!(http_get(api, "/readyz"), Ok((200, body)) if body == "ok")
         });
         match (ready, exited) {

@@ -143,16 +143,15 @@ fn run_child_until_killed(
             fields.next(),
             fields.next(),
             fields.next(),
-        )
-            && let (Ok(generation), Ok(revision)) =
-                (generation.parse::<u64>(), revision.parse::<i64>())
-            {
-                let entry = acked
-                    .entry(key.to_string())
-                    .or_insert((generation, revision));
-                *entry = (*entry).max((generation, revision));
-                count += 1;
-            }
+        ) && let (Ok(generation), Ok(revision)) =
+            (generation.parse::<u64>(), revision.parse::<i64>())
+        {
+            let entry = acked
+                .entry(key.to_string())
+                .or_insert((generation, revision));
+            *entry = (*entry).max((generation, revision));
+            count += 1;
+        }
         if count >= acks_before_kill && !killed {
             child.kill().expect("SIGKILL the child");
             killed = true;

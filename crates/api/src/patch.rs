@@ -1,0 +1,463 @@
+//! The four patch types: JSON Patch (RFC 6902), JSON Merge Patch (RFC 7386), strategic merge
+//! patch with upstream's merge keys and directives, and the merge used for server-side apply.
+
+use serde_json::{Map, Value};
+
+/// A patch that could not be applied; the API answers 422 (or 400 for a malformed body).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    DoesNotApply(String),
+}
+
+/// Which patch a request carries, from its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+impl PatchType {
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let base = content_type.split(';').next().unwrap_or_default().trim();
+        match base {
+            "application/json-patch+json" => Some(Self::Json),
+            "application/merge-patch+json" => Some(Self::Merge),
+            "application/strategic-merge-patch+json" => Some(Self::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Some(Self::Apply),
+            _ => None,
+        }
+    }
+}
+
+/// Applies a patch document of the given type to `original` (the object as stored), for an
+/// object of `kind`.
+pub fn apply(
+    patch_type: PatchType,
+    kind: &str,
+    original: &Value,
+    patch: &Value,
+) -> Result<Value, PatchError> {
+    match patch_type {
+        PatchType::Json => json_patch(original, patch),
+        PatchType::Merge => {
+            if !patch.is_object() {
+                return Err(PatchError::Malformed(
+                    "a merge patch must be a JSON object".into(),
+                ));
+            }
+            let mut result = original.clone();
+            merge_patch(&mut result, patch);
+            Ok(result)
+        }
+        PatchType::Strategic | PatchType::Apply => strategic_merge(kind, original, patch),
+    }
+}
+
+fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
+    let operations: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|error| PatchError::Malformed(format!("invalid JSON patch: {error}")))?;
+    let mut result = original.clone();
+    json_patch::patch(&mut result, &operations)
+        .map_err(|error| PatchError::DoesNotApply(error.to_string()))?;
+    Ok(result)
+}
+
+/// RFC 7386: objects merge recursively, `null` deletes, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(target_map) = target {
+        for (key, value) in patch_map {
+            if value.is_null() {
+                target_map.remove(key);
+            } else {
+                merge_patch(target_map.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+/// How a list field merges in a strategic merge patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListStrategy {
+    /// The patch's list replaces the original (untagged lists).
+    Replace,
+    /// A list of objects merged by the named key.
+    MergeByKey(&'static str),
+    /// A list of scalars merged as a set (`finalizers`).
+    MergeScalars,
+}
+
+/// The merge strategy of the list at `path` (field names from the object root, list indices
+/// left out) in an object of `kind`. Taken from the `patchStrategy`/`patchMergeKey` tags of the
+/// served types.
+fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
+    let Some((&field, parents)) = path.split_last() else {
+        return ListStrategy::Replace;
+    };
+    let parent = parents.last().copied().unwrap_or_default();
+    match field {
+        "containers" | "initContainers" | "ephemeralContainers" => ListStrategy::MergeByKey("name"),
+        "env" | "imagePullSecrets" | "volumes" | "schedulingGates" | "resourceClaims" => {
+            ListStrategy::MergeByKey("name")
+        }
+        "ports"
+            if matches!(
+                parent,
+                "containers" | "initContainers" | "ephemeralContainers"
+            ) =>
+        {
+            ListStrategy::MergeByKey("containerPort")
+        }
+        "ports" if kind == "Service" && path == ["spec", "ports"] => {
+            ListStrategy::MergeByKey("port")
+        }
+        "volumeMounts" => ListStrategy::MergeByKey("mountPath"),
+        "volumeDevices" => ListStrategy::MergeByKey("devicePath"),
+        "hostAliases" => ListStrategy::MergeByKey("ip"),
+        "topologySpreadConstraints" => ListStrategy::MergeByKey("topologyKey"),
+        "conditions" => ListStrategy::MergeByKey("type"),
+        "addresses" if kind == "Node" => ListStrategy::MergeByKey("type"),
+        "ownerReferences" if parent == "metadata" => ListStrategy::MergeByKey("uid"),
+        "finalizers" if parent == "metadata" => ListStrategy::MergeScalars,
+        _ => ListStrategy::Replace,
+    }
+}
+
+const DIRECTIVE: &str = "$patch";
+const RETAIN_KEYS: &str = "$retainKeys";
+const SET_ORDER_PREFIX: &str = "$setElementOrder/";
+const DELETE_FROM_PRIMITIVE_PREFIX: &str = "$deleteFromPrimitiveList/";
+
+/// Applies a strategic merge patch.
+pub fn strategic_merge(kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
+    let Value::Object(patch) = patch else {
+        return Err(PatchError::Malformed(
+            "a strategic merge patch must be a JSON object".into(),
+        ));
+    };
+    let original = match original {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let mut path = Vec::new();
+    match merge_map(kind, &mut path, original, patch)? {
+        Some(map) => Ok(Value::Object(map)),
+        None => Ok(Value::Object(Map::new())),
+    }
+}
+
+/// Merges `patch` into `original`; `None` means the map was deleted by `$patch: delete`.
+fn merge_map<'a>(
+    kind: &str,
+    path: &mut Vec<&'a str>,
+    mut original: Map<String, Value>,
+    patch: &'a Map<String, Value>,
+) -> Result<Option<Map<String, Value>>, PatchError> {
+    match patch.get(DIRECTIVE).and_then(Value::as_str) {
+        Some("delete") => return Ok(None),
+        Some("replace") => {
+            let mut replaced = Map::new();
+            for (key, value) in patch {
+                if key == DIRECTIVE {
+                    continue;
+                }
+                path.push(key);
+                let cleaned = clean(kind, path, value)?;
+                path.pop();
+                replaced.insert(key.clone(), cleaned);
+            }
+            return Ok(Some(replaced));
+        }
+        Some("merge") | None => {}
+        Some(other) => {
+            return Err(PatchError::Malformed(format!(
+                "unknown patch type: {other:?} in map"
+            )));
+        }
+    }
+
+    for (key, value) in patch {
+        if key == DIRECTIVE
+            || key == RETAIN_KEYS
+            || key.starts_with(SET_ORDER_PREFIX)
+            || key.starts_with(DELETE_FROM_PRIMITIVE_PREFIX)
+        {
+            continue;
+        }
+        path.push(key);
+        if value.is_null() {
+            original.remove(key);
+            path.pop();
+            continue;
+        }
+        let merged = match (original.remove(key), value) {
+            (Some(Value::Object(existing)), Value::Object(patch_map)) => {
+                merge_map(kind, path, existing, patch_map)?.map(Value::Object)
+            }
+            (Some(Value::Array(existing)), Value::Array(patch_list)) => {
+                Some(Value::Array(merge_list(kind, path, existing, patch_list)?))
+            }
+            (_, value) => match value {
+                Value::Object(patch_map) => {
+                    merge_map(kind, path, Map::new(), patch_map)?.map(Value::Object)
+                }
+                Value::Array(patch_list) => Some(Value::Array(merge_list(
+                    kind,
+                    path,
+                    Vec::new(),
+                    patch_list,
+                )?)),
+                scalar => Some(scalar.clone()),
+            },
+        };
+        path.pop();
+        if let Some(merged) = merged {
+            original.insert(key.clone(), merged);
+        }
+    }
+
+    for (key, value) in patch {
+        if let Some(field) = key.strip_prefix(DELETE_FROM_PRIMITIVE_PREFIX) {
+            let doomed = value.as_array().cloned().unwrap_or_default();
+            if let Some(Value::Array(items)) = original.get_mut(field) {
+                items.retain(|item| !doomed.contains(item));
+            }
+        }
+    }
+    for (key, value) in patch {
+        if let Some(field) = key.strip_prefix(SET_ORDER_PREFIX) {
+            path.push(field);
+            let strategy = list_strategy(kind, path);
+            path.pop();
+            if let (Some(Value::Array(items)), Some(order)) =
+                (original.get_mut(field), value.as_array())
+            {
+                reorder(items, order, strategy);
+            }
+        }
+    }
+    if let Some(retain) = patch.get(RETAIN_KEYS) {
+        let keep: Vec<&str> = retain
+            .as_array()
+            .ok_or_else(|| PatchError::Malformed("$retainKeys must be a list".into()))?
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        original.retain(|key, _| keep.contains(&key.as_str()));
+    }
+    Ok(Some(original))
+}
+
+fn merge_list<'a>(
+    kind: &str,
+    path: &mut Vec<&'a str>,
+    original: Vec<Value>,
+    patch: &'a [Value],
+) -> Result<Vec<Value>, PatchError> {
+    match list_strategy(kind, path) {
+        ListStrategy::Replace => patch.iter().map(|item| clean(kind, path, item)).collect(),
+        ListStrategy::MergeScalars => {
+            let mut merged = original;
+            for item in patch {
+                if !merged.contains(item) {
+                    merged.push(item.clone());
+                }
+            }
+            Ok(merged)
+        }
+        ListStrategy::MergeByKey(merge_key) => {
+            let replace_all = patch.iter().any(|item| {
+                item.as_object().is_some_and(|map| {
+                    map.len() == 1 && map.get(DIRECTIVE).and_then(Value::as_str) == Some("replace")
+                })
+            });
+            if replace_all {
+                return patch
+                    .iter()
+                    .filter(|item| item.get(DIRECTIVE).is_none())
+                    .map(|item| clean(kind, path, item))
+                    .collect();
+            }
+            let mut merged = original;
+            for item in patch {
+                let Value::Object(item_map) = item else {
+                    return Err(PatchError::Malformed(format!(
+                        "list {} must contain objects merged by {merge_key:?}",
+                        path.join(".")
+                    )));
+                };
+                let key = item_map.get(merge_key).ok_or_else(|| {
+                    PatchError::Malformed(format!(
+                        "map: {item} does not contain declared merge key: {merge_key}"
+                    ))
+                })?;
+                let position = merged
+                    .iter()
+                    .position(|existing| existing.get(merge_key) == Some(key));
+                let deleting = item_map.get(DIRECTIVE).and_then(Value::as_str) == Some("delete");
+                match (position, deleting) {
+                    (Some(index), true) => {
+                        merged.remove(index);
+                    }
+                    (None, true) => {}
+                    (Some(index), false) => {
+                        let existing = match merged.remove(index) {
+                            Value::Object(map) => map,
+                            _ => Map::new(),
+                        };
+                        if let Some(result) = merge_map(kind, path, existing, item_map)? {
+                            merged.insert(index, Value::Object(result));
+                        }
+                    }
+                    (None, false) => {
+                        if let Some(result) = merge_map(kind, path, Map::new(), item_map)? {
+                            merged.push(Value::Object(result));
+                        }
+                    }
+                }
+            }
+            Ok(merged)
+        }
+    }
+}
+
+/// A patch value placed where nothing existed: directives inside it still apply (to nothing).
+fn clean<'a>(kind: &str, path: &mut Vec<&'a str>, value: &'a Value) -> Result<Value, PatchError> {
+    match value {
+        Value::Object(map) => Ok(merge_map(kind, path, Map::new(), map)?
+            .map(Value::Object)
+            .unwrap_or(Value::Null)),
+        Value::Array(items) => Ok(Value::Array(merge_list(kind, path, Vec::new(), items)?)),
+        scalar => Ok(scalar.clone()),
+    }
+}
+
+/// `$setElementOrder`: items named in `order` take its order; the others keep their place
+/// after them, in their current order.
+fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
+    let rank = |item: &Value| -> Option<usize> {
+        match strategy {
+            ListStrategy::MergeByKey(key) => order
+                .iter()
+                .position(|o| o.get(key).is_some() && o.get(key) == item.get(key)),
+            _ => order.iter().position(|o| o == item),
+        }
+    };
+    let mut ranked: Vec<(usize, usize, Value)> = items
+        .drain(..)
+        .enumerate()
+        .map(|(index, item)| (rank(&item).unwrap_or(usize::MAX), index, item))
+        .collect();
+    ranked.sort_by_key(|(rank, index, _)| (*rank, *index));
+    items.extend(ranked.into_iter().map(|(_, _, item)| item));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containers_merge_by_name_and_keep_order() {
+        let original = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "nginx", "image": "a", "ports": [{"containerPort": 80, "name": "web"}]},
+            {"name": "side", "image": "s"}
+        ]}}}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "nginx"}, {"name": "side"}],
+            "containers": [{"name": "nginx", "image": "b"}]
+        }}}});
+        let result = strategic_merge("StatefulSet", &original, &patch).expect("applies");
+        let containers = &result["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["image"], "b");
+        assert_eq!(containers[0]["ports"][0]["name"], "web");
+        assert_eq!(containers[1]["name"], "side");
+    }
+
+    #[test]
+    fn patch_replace_replaces_the_whole_template() {
+        let original = json!({"spec": {"template": {"metadata": {"labels": {"a": "1"}},
+            "spec": {"containers": [{"name": "x", "image": "old", "env": [{"name": "E"}]}]}}}});
+        let patch = json!({"spec": {"template": {"$patch": "replace",
+            "spec": {"containers": [{"name": "x", "image": "new"}]}}}});
+        let result = strategic_merge("StatefulSet", &original, &patch).expect("applies");
+        assert_eq!(
+            result["spec"]["template"],
+            json!({"spec": {"containers": [{"name": "x", "image": "new"}]}})
+        );
+    }
+
+    #[test]
+    fn delete_directive_and_null_remove() {
+        let original = json!({"metadata": {"labels": {"a": "1", "b": "2"}},
+            "spec": {"containers": [{"name": "x"}, {"name": "y"}]}});
+        let patch = json!({"metadata": {"labels": {"a": null}},
+            "spec": {"containers": [{"name": "y", "$patch": "delete"}]}});
+        let result = strategic_merge("Pod", &original, &patch).expect("applies");
+        assert_eq!(result["metadata"]["labels"], json!({"b": "2"}));
+        assert_eq!(result["spec"]["containers"], json!([{"name": "x"}]));
+    }
+
+    #[test]
+    fn finalizers_merge_as_a_set_and_untagged_lists_replace() {
+        let original = json!({"metadata": {"finalizers": ["a"]}, "spec": {"args": ["1", "2"]}});
+        let patch = json!({"metadata": {"finalizers": ["b", "a"],
+            "$deleteFromPrimitiveList/finalizers": ["a"]}, "spec": {"args": ["3"]}});
+        let result = strategic_merge("Pod", &original, &patch).expect("applies");
+        assert_eq!(result["metadata"]["finalizers"], json!(["b"]));
+        assert_eq!(result["spec"]["args"], json!(["3"]));
+    }
+
+    #[test]
+    fn retain_keys_drops_the_rest() {
+        let original =
+            json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"x": 1}}}});
+        let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
+        let result = strategic_merge("Deployment", &original, &patch).expect("applies");
+        assert_eq!(result["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
+
+    #[test]
+    fn service_ports_merge_by_port() {
+        let original = json!({"spec": {"ports": [{"port": 80, "name": "web"}]}});
+        let patch = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}});
+        let result = strategic_merge("Service", &original, &patch).expect("applies");
+        assert_eq!(
+            result["spec"]["ports"],
+            json!([{"port": 80, "name": "web", "targetPort": 8080}, {"port": 443}])
+        );
+    }
+
+    #[test]
+    fn json_patch_test_failure_does_not_apply() {
+        let original = json!({"spec": {"replicas": 1}});
+        let patch = json!([{"op": "test", "path": "/spec/replicas", "value": 2}]);
+        assert!(matches!(
+            apply(PatchType::Json, "StatefulSet", &original, &patch),
+            Err(PatchError::DoesNotApply(_))
+        ));
+        let patch = json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]);
+        assert_eq!(
+            apply(PatchType::Json, "StatefulSet", &original, &patch).expect("applies")["spec"]["replicas"],
+            3
+        );
+    }
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut target = json!({"a": {"b": 1, "c": 2}, "d": [1]});
+        merge_patch(&mut target, &json!({"a": {"b": null, "e": 3}, "d": [2]}));
+        assert_eq!(target, json!({"a": {"c": 2, "e": 3}, "d": [2]}));
+    }
+}

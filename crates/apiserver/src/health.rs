@@ -64,7 +64,7 @@ mod tests {
 
     #[tokio::test]
     async fn readyz_is_ok_until_shutdown_begins() {
-        let state = ApiState::new(Arc::new(LocalStore::in_memory()));
+        let state = ApiState::new(Arc::new(LocalStore::in_memory()), None);
         assert_eq!(
             get_body(&state, "/readyz").await,
             (StatusCode::OK, "ok".into())

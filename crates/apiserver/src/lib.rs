@@ -1,35 +1,80 @@
-//! The HTTP surface of petset: today the health endpoints, soon the Kubernetes API.
+//! The Kubernetes API over HTTPS: discovery, OpenAPI, the REST verbs with watch, patch and
+//! server-side printing, and the in-process controllers that are part of the API's contract
+//! (garbage collection, namespace lifecycle).
 //!
 //! This crate is the only writer to the store; everything else (controllers, the node agent,
 //! DNS) reaches cluster state through the API it serves.
 
+// API errors carry their Status details by value: they are the cold path, and boxing them
+// would only move the allocation.
+#![allow(clippy::result_large_err)]
+
+mod discovery;
+mod gc;
+mod handlers;
 mod health;
+mod openapi;
+mod protobuf;
+pub mod registry;
+mod response;
+mod scale;
+pub mod serve;
+pub mod tls;
+mod watch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use petset_api::ApiError;
 use petset_store::Store;
+
+pub use gc::spawn_controllers;
+pub use registry::Registry;
 
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct ApiState {
     store: Arc<dyn Store>,
+    registry: Arc<Registry>,
     serving: Arc<AtomicBool>,
+    /// Flips to true when the server stops: open watches end.
+    shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The bearer token every API request must carry; `None` serves without authentication
+    /// (in-process tests).
+    admin_token: Option<Arc<str>>,
 }
 
 impl ApiState {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, admin_token: Option<String>) -> Self {
+        let (shutdown, _) = tokio::sync::watch::channel(false);
         Self {
+            registry: Arc::new(Registry::new(store.clone())),
             store,
             serving: Arc::new(AtomicBool::new(true)),
+            shutdown: Arc::new(shutdown),
+            admin_token: admin_token.map(Arc::from),
         }
     }
 
-    /// Marks the server as shutting down: `/readyz` fails so clients move away while in-flight
-    /// requests finish.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Marks the server as shutting down: `/readyz` fails so clients move away, and open
+    /// watches end so in-flight requests can finish.
     pub fn begin_shutdown(&self) {
         self.serving.store(false, Ordering::SeqCst);
+        self.shutdown.send_replace(true);
+    }
+
+    /// Fires when shutdown begins.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
     }
 
     fn is_serving(&self) -> bool {
@@ -39,5 +84,31 @@ impl ApiState {
 
 /// The whole HTTP API as one router.
 pub fn router(state: ApiState) -> Router {
-    health::routes().with_state(state)
+    health::routes()
+        .fallback(handlers::handle)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+/// Health and version are public (as upstream's `system:public-info-viewer`); everything else
+/// needs the admin token.
+async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let public = matches!(
+        request.uri().path(),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    );
+    if let Some(token) = &state.admin_token
+        && !public
+    {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if presented != Some(token.as_ref()) {
+            return response::error(&ApiError::unauthorized());
+        }
+    }
+    next.run(request).await
 }

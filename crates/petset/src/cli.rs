@@ -39,6 +39,10 @@ pub struct UpArgs {
     /// How this machine's node runs pods: real containers (`runc`) or bookkeeping only (`simulated`).
     #[arg(long, value_enum)]
     pub node_runtime: Option<NodeRuntime>,
+    /// Seconds between compactions of store history; watches may resume from at most about
+    /// this far back (older ones get 410 Gone and relist).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub compaction_interval: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

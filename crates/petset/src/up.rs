@@ -1,21 +1,16 @@
 //! `petset up`: opens the data directory and the store, serves the API, and stops cleanly on
 //! SIGINT or SIGTERM.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use petset_apiserver::ApiState;
+use petset_apiserver::{ApiState, serve, tls};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Notify;
 
 use crate::cli::UpArgs;
 use crate::datadir::DataDir;
 
-/// How often store history is compacted; the window kept is the same length (kube-apiserver's
-/// default for etcd).
-const COMPACTION_INTERVAL: Duration = Duration::from_secs(300);
 /// How long open requests may take to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -31,21 +26,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let store = petset_store::open(&args.store, data_dir.path())
         .await
         .context("opening the store")?;
-    let compactor = petset_store::spawn_compactor(store.clone(), COMPACTION_INTERVAL);
+    let compactor =
+        petset_store::spawn_compactor(store.clone(), Duration::from_secs(args.compaction_interval));
 
-    let state = ApiState::new(store);
+    let credentials = tls::load_or_create(data_dir.path(), args.api_listen)
+        .context("setting up the cluster CA and serving certificate")?;
+    let state = ApiState::new(store, Some(credentials.admin_token.clone()));
+    state
+        .registry()
+        .bootstrap()
+        .await
+        .context("creating the built-in namespaces")?;
+    let controllers = petset_apiserver::spawn_controllers(&state);
     let listener = TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("listening on {}", args.api_listen))?;
     let app = petset_apiserver::router(state.clone());
-    let stop = Arc::new(Notify::new());
-    let stopped = stop.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopped.notified().await })
-            .into_future(),
+    let mut server = tokio::spawn(serve::serve_tls(
+        listener,
+        credentials.server_config.clone(),
+        app,
+        state.stopping(),
+        SHUTDOWN_GRACE,
+    ));
+    let kubeconfig = tls::write_kubeconfig(data_dir.path(), &credentials, args.api_listen)
+        .context("writing the kubeconfig")?;
+    tracing::info!(
+        address = %args.api_listen,
+        kubeconfig = %kubeconfig.display(),
+        "API server listening; ready"
     );
-    tracing::info!(address = %args.api_listen, "API server listening; ready");
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -55,18 +65,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
         ended = &mut server => {
             compactor.abort();
+            controllers.abort();
             return match ended {
-                Ok(Ok(())) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
-                Ok(Err(error)) => Err(error).context("serving the API"),
+                Ok(()) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
                 Err(error) => Err(error).context("the API server task failed"),
             };
         }
     }
     state.begin_shutdown();
-    stop.notify_one();
-    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period; closing them");
+    if let Err(error) = server.await {
+        tracing::warn!(%error, "the API server task failed while stopping");
     }
+    controllers.abort();
     compactor.abort();
     tracing::info!("petset stopped");
     Ok(())

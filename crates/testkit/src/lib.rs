@@ -1,4 +1,4 @@
-//! Test helpers shared by every crate's tests: free loopback ports, a plain HTTP probe, the
+//! Test helpers shared by every crate's tests: free loopback ports, HTTP and HTTPS probes, the
 //! skip-or-fail rule for tests that need something from the machine, a real etcd, and a real
 //! `petset` process. Everything started here is stopped when its handle drops.
 
@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 pub use etcd::Etcd;
-pub use process::Petset;
+pub use process::{KUBECTL, Kubectl, Petset};
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -40,6 +40,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
         .map(|(_, body)| body.to_string())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// An HTTPS GET on loopback through curl (the server's certificate is not checked: this probes
+/// health endpoints, which need no credentials): the status code and the body.
+pub fn https_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let output = std::process::Command::new("curl")
+        .args(["-sk", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("https://{addr}{path}"))
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+    Ok((status.trim().parse().unwrap_or(0), body.to_string()))
 }
 
 /// Whether this run must not skip anything (`CI=true`).

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::{free_port, http_get, wait_until};
+use crate::{free_port, https_get, wait_until};
 
 /// A running `petset up`; SIGKILLed on drop if not stopped before. Its log is `DATA_DIR/petset.log`.
 pub struct Petset {
     child: Option<Child>,
     api: SocketAddr,
     data_dir: PathBuf,
+    binary: PathBuf,
+    args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -29,16 +31,49 @@ impl Petset {
 
     /// Starts `binary up` on `data_dir` (which may already hold a cluster) without waiting.
     pub fn spawn(binary: &Path, data_dir: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        let api: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let child = Self::launch(binary, data_dir, api, &args)?;
+        Ok(Self {
+            child: Some(child),
+            api,
+            data_dir: data_dir.to_path_buf(),
+            binary: binary.to_path_buf(),
+            args,
+            _temp: None,
+        })
+    }
+
+    /// Stops petset (SIGTERM) and starts it again on the same data directory and address, as a
+    /// user restarting it would; waits until it is ready.
+    pub fn restart(&mut self) -> Result<(), String> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.child = Some(Self::launch(
+            &self.binary,
+            &self.data_dir,
+            self.api,
+            &self.args,
+        )?);
+        self.wait_ready()
+    }
+
+    fn launch(
+        binary: &Path,
+        data_dir: &Path,
+        api: SocketAddr,
+        extra_args: &[String],
+    ) -> Result<Child, String> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
-        let api: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.join("petset.log"))
             .map_err(|e| format!("creating petset.log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(binary)
+        Command::new(binary)
             .arg("up")
             .arg("--data-dir")
             .arg(data_dir)
@@ -48,13 +83,7 @@ impl Petset {
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        Ok(Self {
-            child: Some(child),
-            api,
-            data_dir: data_dir.to_path_buf(),
-            _temp: None,
-        })
+            .map_err(|e| format!("starting {}: {e}", binary.display()))
     }
 
     /// Waits (60 s at most) until `/readyz` answers `ok`; fails early if the process exits.
@@ -68,7 +97,7 @@ impl Petset {
                 exited = Some(status);
                 return true;
             }
-            matches!(http_get(api, "/readyz"), Ok((200, body)) if body == "ok")
+            matches!(https_get(api, "/readyz"), Ok((200, body)) if body == "ok")
         });
         match (ready, exited) {
             (true, None) => Ok(()),
@@ -83,6 +112,68 @@ impl Petset {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The kubeconfig petset wrote for its admin user.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    /// Runs the real kubectl against this petset, with a private HOME so that its caches never
+    /// mix with other runs.
+    pub fn kubectl(&self, args: &[&str]) -> Kubectl {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// Runs kubectl with `input` on its standard input (`-f -`).
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Kubectl {
+        use std::io::Write;
+        let mut command = self.kubectl_command(args);
+        command
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                return Kubectl {
+                    success: false,
+                    stdout: String::new(),
+                    stderr: format!("starting {KUBECTL}: {error}"),
+                };
+            }
+        };
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        match child.wait_with_output() {
+            Ok(output) => Kubectl {
+                success: output.status.success(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            },
+            Err(error) => Kubectl {
+                success: false,
+                stdout: String::new(),
+                stderr: format!("waiting for kubectl: {error}"),
+            },
+        }
+    }
+
+    /// A kubectl command line for this petset, to run in the background (`get -w`).
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let home = self.data_dir.join("kubectl-home");
+        let _ = std::fs::create_dir_all(&home);
+        let mut command = Command::new(KUBECTL);
+        command
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", &home);
+        command
     }
 
     /// What petset has logged so far.
@@ -132,6 +223,41 @@ impl Petset {
             self.child = None;
         }
         status
+    }
+}
+
+/// The kubectl every test drives: the machine's, through its version dispatcher.
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// What a kubectl run printed.
+#[derive(Debug, Clone)]
+pub struct Kubectl {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    /// The stdout of a run that must have succeeded.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert!(
+            self.success,
+            "kubectl failed:\n{}{}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// The stderr of a run that must have failed.
+    #[track_caller]
+    pub fn err(&self) -> &str {
+        assert!(
+            !self.success,
+            "kubectl should have failed:\n{}",
+            self.stdout
+        );
+        &self.stderr
     }
 }
 

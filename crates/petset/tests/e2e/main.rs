@@ -2,13 +2,15 @@
 
 use std::path::Path;
 
-use petset_testkit::{Etcd, Petset, http_get, skip};
+mod kubectl;
+
+use petset_testkit::{Etcd, Petset, https_get, skip};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_petset"))
 }
 
-fn start(args: &[&str]) -> Petset {
+pub(crate) fn start(args: &[&str]) -> Petset {
     Petset::start(binary(), args).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -16,7 +18,7 @@ fn start(args: &[&str]) -> Petset {
 fn up_serves_health_endpoints_and_stops_cleanly_on_sigterm() {
     let mut petset = start(&[]);
     for path in ["/healthz", "/livez", "/readyz"] {
-        let answer = http_get(petset.api_addr(), path).expect("request");
+        let answer = https_get(petset.api_addr(), path).expect("request");
         assert_eq!(answer, (200, "ok".to_string()), "{path}");
     }
     let status = petset.stop().expect("stop");
@@ -42,7 +44,7 @@ fn a_second_up_on_the_same_data_dir_fails_and_says_why() {
     let log = second.log();
     assert!(log.contains("is in use by another petset"), "{log}");
     assert_eq!(
-        http_get(first.api_addr(), "/readyz")
+        https_get(first.api_addr(), "/readyz")
             .expect("first still serves")
             .0,
         200
@@ -74,13 +76,13 @@ fn up_runs_on_an_etcd_store() {
     };
     let mut petset = start(&["--store", &etcd.store_spec()]);
     assert_eq!(
-        http_get(petset.api_addr(), "/readyz").expect("readyz").0,
+        https_get(petset.api_addr(), "/readyz").expect("readyz").0,
         200
     );
     drop(etcd);
     // With its store gone, petset reports itself not ready instead of lying.
     let unready = petset_testkit::wait_until(std::time::Duration::from_secs(20), || {
-        matches!(http_get(petset.api_addr(), "/readyz"), Ok((500, _)))
+        matches!(https_get(petset.api_addr(), "/readyz"), Ok((500, _)))
     });
     assert!(unready, "readyz stayed ok without etcd\n{}", petset.log());
     assert!(petset.stop().expect("stop").success());

@@ -1,0 +1,239 @@
+//! Discovery documents: `/version`, `/api`, `/apis` (legacy and aggregated v2), and the
+//! per-group-version resource lists.
+
+use petset_api::resources::{GROUP_VERSIONS, RESOURCES, ResourceType, VERBS};
+use serde_json::{Value, json};
+
+/// The Kubernetes version petset reports; the kubectl dispatcher on these machines picks the
+/// matching kubectl from its minor version.
+pub const KUBERNETES_MAJOR: &str = "1";
+pub const KUBERNETES_MINOR: &str = "33";
+pub const GIT_VERSION: &str = "v1.33.0";
+
+/// The media type of aggregated discovery documents.
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+pub fn version() -> Value {
+    json!({
+        "major": KUBERNETES_MAJOR,
+        "minor": KUBERNETES_MINOR,
+        "emulationMajor": KUBERNETES_MAJOR,
+        "emulationMinor": KUBERNETES_MINOR,
+        "gitVersion": GIT_VERSION,
+        "gitCommit": concat!("petset-", env!("CARGO_PKG_VERSION")),
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-01T00:00:00Z",
+        "goVersion": "none (petset is written in Rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Whether the client asked for aggregated discovery (kubectl 1.30+ does).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let params: Vec<&str> = part.split(';').map(str::trim).collect();
+        params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"as=APIGroupDiscoveryList")
+            && (params.contains(&"v=v2") || params.contains(&"v=v2beta1"))
+    })
+}
+
+fn in_group_version(group: &str, version: &str) -> impl Iterator<Item = &'static ResourceType> {
+    let group = group.to_string();
+    let version = version.to_string();
+    RESOURCES
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
+/// `/api`, legacy form.
+pub fn core_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]
+    })
+}
+
+fn group_entry(group: &str) -> Value {
+    let versions: Vec<Value> = GROUP_VERSIONS
+        .iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+        .collect();
+    json!({
+        "name": group,
+        "versions": versions,
+        "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn named_groups() -> Vec<&'static str> {
+    let mut groups: Vec<&str> = Vec::new();
+    for (group, _) in GROUP_VERSIONS {
+        if !group.is_empty() && !groups.contains(group) {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+/// `/apis`, legacy form.
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = named_groups().into_iter().map(group_entry).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `/apis/{group}`.
+pub fn group(group: &str) -> Option<Value> {
+    named_groups().contains(&group).then(|| {
+        let mut entry = group_entry(group);
+        entry["kind"] = json!("APIGroup");
+        entry["apiVersion"] = json!("v1");
+        entry
+    })
+}
+
+/// `/api/v1`, `/apis/{group}/{version}`.
+pub fn resource_list(group: &str, version: &str) -> Value {
+    let mut resources = Vec::new();
+    for resource in in_group_version(group, version) {
+        resources.push(json!({
+            "name": resource.plural,
+            "singularName": resource.singular,
+            "namespaced": resource.namespaced,
+            "kind": resource.kind,
+            "verbs": VERBS,
+            "shortNames": resource.short_names,
+            "categories": resource.categories,
+        }));
+        for sub in resource.subresources {
+            let mut entry = json!({
+                "name": format!("{}/{}", resource.plural, sub.name),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": sub.kind,
+                "verbs": sub.verbs,
+            });
+            if sub.group != resource.group {
+                entry["group"] = json!(sub.group);
+                entry["version"] = json!(sub.version);
+            }
+            resources.push(entry);
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": resources,
+    })
+}
+
+fn aggregated_resource(resource: &ResourceType) -> Value {
+    let subresources: Vec<Value> = resource
+        .subresources
+        .iter()
+        .map(|sub| {
+            json!({
+                "subresource": sub.name,
+                "responseKind": {"group": sub.group, "version": sub.version, "kind": sub.kind},
+                "verbs": sub.verbs,
+            })
+        })
+        .collect();
+    let mut entry = json!({
+        "resource": resource.plural,
+        "responseKind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
+        "scope": if resource.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": resource.singular,
+        "verbs": VERBS,
+        "subresources": subresources,
+    });
+    if !resource.short_names.is_empty() {
+        entry["shortNames"] = json!(resource.short_names);
+    }
+    if !resource.categories.is_empty() {
+        entry["categories"] = json!(resource.categories);
+    }
+    entry
+}
+
+fn aggregated_group(group: &str) -> Value {
+    let versions: Vec<Value> = GROUP_VERSIONS
+        .iter()
+        .filter(|(g, _)| *g == group)
+        .map(|(g, v)| {
+            let resources: Vec<Value> = in_group_version(g, v).map(aggregated_resource).collect();
+            json!({"version": v, "resources": resources, "freshness": "Current"})
+        })
+        .collect();
+    json!({"metadata": {"name": group}, "versions": versions})
+}
+
+/// `/api`, aggregated form.
+pub fn aggregated_core() -> Value {
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": [aggregated_group("")],
+    })
+}
+
+/// `/apis`, aggregated form.
+pub fn aggregated_groups() -> Value {
+    let items: Vec<Value> = named_groups().into_iter().map(aggregated_group).collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_accept_header_selects_aggregated() {
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        ));
+        assert!(!wants_aggregated("application/json, */*"));
+    }
+
+    #[test]
+    fn statefulsets_advertise_scale_as_autoscaling() {
+        let list = resource_list("apps", "v1");
+        let scale = list["resources"]
+            .as_array()
+            .and_then(|r| r.iter().find(|e| e["name"] == "statefulsets/scale"))
+            .cloned()
+            .expect("scale listed");
+        assert_eq!(scale["group"], "autoscaling");
+        let all = aggregated_groups();
+        let apps = all["items"]
+            .as_array()
+            .and_then(|i| i.first())
+            .cloned()
+            .expect("apps");
+        assert_eq!(apps["metadata"]["name"], "apps");
+    }
+}

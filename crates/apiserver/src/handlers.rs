@@ -1,0 +1,651 @@
+//! The Kubernetes REST surface: URL parsing, verbs, subresources and content negotiation. Each
+//! request is parsed here, served by the registry, and rendered by `response`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use petset_api::ApiError;
+use petset_api::patch::PatchType;
+use petset_api::resources::{self, ResourceType};
+use petset_api::selector::{FieldSelector, LabelSelector, supported_field};
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::discovery;
+use crate::registry::{DeleteOptions, Deleted, Filters, Scope};
+use crate::response::{self, Rendering};
+use crate::watch::{self, WatchEvent, WatchRequest, bookmark_object};
+
+/// Request bodies above this are refused (upstream's limit).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The parsed query string; repeated keys keep every value.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<&str>) -> Self {
+        Self(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        match self.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {text:?}"))),
+        }
+    }
+
+    fn dry_run(&self) -> bool {
+        self.get("dryRun").is_some_and(|v| v == "All")
+    }
+}
+
+/// What a resource URL names.
+struct Target<'a> {
+    resource: &'static ResourceType,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+    subresource: Option<&'a str>,
+    /// Path after the subresource (proxy paths).
+    rest: Vec<&'a str>,
+}
+
+impl Target<'_> {
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            resource: self.resource,
+            namespace: self.namespace,
+        }
+    }
+}
+
+/// Entry point for every path outside the health endpoints.
+pub async fn handle(State(state): State<ApiState>, request: Request) -> Response {
+    match serve(&state, request).await {
+        Ok(response) => response,
+        Err(error) => response::error(&error),
+    }
+}
+
+async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError> {
+    let path = request.uri().path().to_string();
+    let query = Query::parse(request.uri().query());
+    let method = request.method().clone();
+    let accept = header_text(request.headers(), header::ACCEPT);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["version"] => return Ok(response::json(StatusCode::OK, &discovery::version())),
+        ["api"] => {
+            return Ok(if discovery::wants_aggregated(&accept) {
+                response::json_with_type(
+                    StatusCode::OK,
+                    &discovery::aggregated_core(),
+                    discovery::AGGREGATED_CONTENT_TYPE,
+                )
+            } else {
+                let host = header_text(request.headers(), header::HOST);
+                response::json(StatusCode::OK, &discovery::core_versions(&host))
+            });
+        }
+        ["apis"] => {
+            return Ok(if discovery::wants_aggregated(&accept) {
+                response::json_with_type(
+                    StatusCode::OK,
+                    &discovery::aggregated_groups(),
+                    discovery::AGGREGATED_CONTENT_TYPE,
+                )
+            } else {
+                response::json(StatusCode::OK, &discovery::group_list())
+            });
+        }
+        ["api", "v1"] => {
+            return Ok(response::json(
+                StatusCode::OK,
+                &discovery::resource_list("", "v1"),
+            ));
+        }
+        ["apis", group] => {
+            return discovery::group(group)
+                .map(|g| response::json(StatusCode::OK, &g))
+                .ok_or_else(ApiError::no_route);
+        }
+        ["apis", group, version] if resources::serves_group_version(group, version) => {
+            return Ok(response::json(
+                StatusCode::OK,
+                &discovery::resource_list(group, version),
+            ));
+        }
+        ["openapi", "v2"] => return Ok(crate::openapi::v2()),
+        ["openapi", "v3", rest @ ..] => return crate::openapi::v3(rest),
+        _ => {}
+    }
+    let (group, version, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(ApiError::no_route()),
+    };
+    let target = parse_target(group, version, rest)?;
+    let headers = request.headers().clone();
+    let body = read_body(request).await?;
+    dispatch(state, &method, &headers, &query, target, body, &accept).await
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large())
+}
+
+fn parse_target<'a>(
+    group: &'a str,
+    version: &'a str,
+    rest: &[&'a str],
+) -> Result<Target<'a>, ApiError> {
+    let find =
+        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let namespaced_collection =
+        |plural: &str| resources::find(group, version, plural).filter(|r| r.namespaced);
+    let target = match rest {
+        ["namespaces", namespace, plural, tail @ ..] if namespaced_collection(plural).is_some() => {
+            let resource = find(plural)?;
+            Target {
+                resource,
+                namespace: Some(namespace),
+                name: tail.first().copied(),
+                subresource: tail.get(1).copied(),
+                rest: tail.iter().skip(2).copied().collect(),
+            }
+        }
+        [plural, tail @ ..] => {
+            let resource = find(plural)?;
+            Target {
+                resource,
+                namespace: None,
+                name: tail.first().copied(),
+                subresource: tail.get(1).copied(),
+                rest: tail.iter().skip(2).copied().collect(),
+            }
+        }
+        [] => return Err(ApiError::no_route()),
+    };
+    if let Some(sub) = target.subresource {
+        let known = target.resource.subresource(sub).is_some()
+            || (target.resource.is("", "namespaces") && sub == "finalize")
+            || (target.resource.is("", "pods") && matches!(sub, "eviction" | "binding"));
+        if !known {
+            return Err(ApiError::no_route());
+        }
+    }
+    Ok(target)
+}
+
+async fn dispatch(
+    state: &ApiState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Query,
+    target: Target<'_>,
+    body: Bytes,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let rendering = Rendering::negotiate(accept, query.get("includeObject"));
+    let resource = target.resource;
+    if let Some(sub) = target.subresource {
+        return subresource(state, method, headers, query, &target, sub, body, rendering).await;
+    }
+    match (method, target.name) {
+        (&Method::GET, None) if query.flag("watch") => {
+            watch_collection(state, query, &target, rendering).await
+        }
+        (&Method::GET, None) => list(state, query, &target, rendering).await,
+        (&Method::GET, Some(name)) => {
+            let object = state.registry.get(target.scope(), name).await?;
+            Ok(response::json(
+                StatusCode::OK,
+                &response::render_object(resource, &object, rendering),
+            ))
+        }
+        (&Method::POST, None) => {
+            let object = decode_body(headers, &body, resource)?;
+            check_type(resource, &object)?;
+            let created = state
+                .registry
+                .create(target.scope(), object, query.dry_run())
+                .await?;
+            Ok(response::json(
+                StatusCode::CREATED,
+                &response::render_object(resource, &created, rendering),
+            ))
+        }
+        (&Method::PUT, Some(name)) => {
+            let object = decode_body(headers, &body, resource)?;
+            check_type(resource, &object)?;
+            let updated = state
+                .registry
+                .update(target.scope(), name, None, object, query.dry_run())
+                .await?;
+            Ok(response::json(
+                StatusCode::OK,
+                &response::render_object(resource, &updated, rendering),
+            ))
+        }
+        (&Method::PATCH, Some(name)) => {
+            let (patched, created) =
+                patch(state, headers, query, &target, name, None, &body).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok(response::json(
+                status,
+                &response::render_object(resource, &patched, rendering),
+            ))
+        }
+        (&Method::DELETE, Some(name)) => {
+            let options = delete_options(query, &body)?;
+            match state
+                .registry
+                .delete(target.scope(), name, &options)
+                .await?
+            {
+                Deleted::Gone(object) => {
+                    let returns_object = resource.is("", "pods") || resource.is("", "services");
+                    let answer = if returns_object {
+                        object
+                    } else {
+                        response::delete_success(resource, &object)
+                    };
+                    Ok(response::json(StatusCode::OK, &answer))
+                }
+                Deleted::Pending(object) => Ok(response::json(StatusCode::OK, &object)),
+            }
+        }
+        (&Method::DELETE, None) => {
+            let options = delete_options(query, &body)?;
+            let filters = filters(query, resource)?;
+            let page = state
+                .registry
+                .list(target.scope(), &filters, None, None, None)
+                .await?;
+            let mut results = Vec::new();
+            for object in page.items {
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let namespace = object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let scope = Scope {
+                    resource,
+                    namespace: namespace.as_deref().or(target.namespace),
+                };
+                match state.registry.delete(scope, &name, &options).await {
+                    Ok(Deleted::Gone(object) | Deleted::Pending(object)) => results.push(object),
+                    Err(error) if error.code == 404 => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            let revision = state
+                .registry
+                .store()
+                .current_revision()
+                .await
+                .map_err(crate::registry::store_error)?;
+            Ok(response::json(
+                StatusCode::OK,
+                &response::render_list(
+                    resource,
+                    results,
+                    json!({"resourceVersion": revision.to_string()}),
+                    Rendering::Object,
+                ),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(method.as_str())),
+    }
+}
+
+fn filters(query: &Query, resource: &ResourceType) -> Result<Filters, ApiError> {
+    let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for path in fields.paths() {
+        if !supported_field(resource.group, resource.plural, path) {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {path}"
+            )));
+        }
+    }
+    Ok(Filters { labels, fields })
+}
+
+async fn list(
+    state: &ApiState,
+    query: &Query,
+    target: &Target<'_>,
+    rendering: Rendering,
+) -> Result<Response, ApiError> {
+    let filters = filters(query, target.resource)?;
+    let limit: Option<usize> = query.number("limit")?;
+    let exact = query.get("resourceVersionMatch") == Some("Exact");
+    let revision: Option<i64> = query.number("resourceVersion")?;
+    let page = state
+        .registry
+        .list(
+            target.scope(),
+            &filters,
+            limit,
+            query.get("continue").filter(|c| !c.is_empty()),
+            revision.filter(|_| exact),
+        )
+        .await?;
+    let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(token) = page.continue_token {
+        meta["continue"] = json!(token);
+    }
+    if let Some(remaining) = page.remaining {
+        meta["remainingItemCount"] = json!(remaining);
+    }
+    Ok(response::json(
+        StatusCode::OK,
+        &response::render_list(target.resource, page.items, meta, rendering),
+    ))
+}
+
+async fn watch_collection(
+    state: &ApiState,
+    query: &Query,
+    target: &Target<'_>,
+    rendering: Rendering,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    let request = WatchRequest {
+        filters: filters(query, resource)?,
+        resource_version: query.number("resourceVersion")?,
+        send_initial_events: query.flag("sendInitialEvents"),
+        allow_bookmarks: query.flag("allowWatchBookmarks"),
+        timeout: query
+            .number::<u64>("timeoutSeconds")?
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
+    };
+    let events = watch::watch(
+        &state.registry,
+        target.scope(),
+        request,
+        state.shutdown.subscribe(),
+    )
+    .await?;
+    let mut first = true;
+    let lines = events.map(move |event| {
+        let object = match &event {
+            WatchEvent::Bookmark {
+                revision,
+                initial_events_end,
+            } => bookmark_object(resource, *revision, *initial_events_end),
+            WatchEvent::Error(error) => error.to_status(),
+            other => {
+                let object = other.object().cloned().unwrap_or(Value::Null);
+                match rendering {
+                    Rendering::Table { include } => {
+                        let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+                        let table = response::table(resource, &[object], meta, include, first);
+                        first = false;
+                        table
+                    }
+                    Rendering::PartialMetadata => response::partial_metadata(&object),
+                    Rendering::Object => object,
+                }
+            }
+        };
+        let mut line = serde_json::to_vec(&json!({"type": event.type_name(), "object": object}))
+            .unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, Infallible>(Bytes::from(line))
+    });
+    let mut response = Response::new(Body::from_stream(lines));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static(response::NO_CACHE),
+    );
+    Ok(response)
+}
+
+/// Decodes a request body: JSON (which is also valid YAML), or the protobuf envelope kubectl's
+/// imperative `create` commands send.
+fn decode_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    resource: &ResourceType,
+) -> Result<Value, ApiError> {
+    let content_type = header_text(headers, header::CONTENT_TYPE);
+    let base = content_type.split(';').next().unwrap_or_default().trim();
+    match base {
+        "" | "application/json" | "application/yaml" | "*/*" => serde_json::from_slice(body)
+            .map_err(|error| {
+                ApiError::bad_request(format!(
+                    "{kind} in version \"{version}\" cannot be handled as a {kind}: {error}",
+                    kind = resource.kind,
+                    version = resource.version
+                ))
+            }),
+        "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body, resource),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+/// The body's apiVersion and kind, when given, must be the URL's.
+fn check_type(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !api_version.is_empty() && api_version != resource.api_version() {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            resource.api_version()
+        )));
+    }
+    if !kind.is_empty() && kind != resource.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the expected kind ({})",
+            resource.kind
+        )));
+    }
+    Ok(())
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut options = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        DeleteOptions::from_json(&value)
+    };
+    if let Some(grace) = query.number("gracePeriodSeconds")? {
+        options.grace_period_seconds = Some(grace);
+    }
+    if let Some(policy) = query.get("propagationPolicy") {
+        options.propagation_policy = Some(policy.to_string());
+    }
+    if let Some(orphan) = query.get("orphanDependents") {
+        options.orphan_dependents = Some(orphan == "true");
+    }
+    options.dry_run |= query.dry_run();
+    Ok(options)
+}
+
+async fn patch(
+    state: &ApiState,
+    headers: &HeaderMap,
+    query: &Query,
+    target: &Target<'_>,
+    name: &str,
+    subresource: Option<&str>,
+    body: &[u8],
+) -> Result<(Value, bool), ApiError> {
+    let content_type = header_text(headers, header::CONTENT_TYPE);
+    let patch_type = PatchType::from_content_type(&content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(&content_type))?;
+    let document: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?;
+    if patch_type == PatchType::Apply {
+        check_type(target.resource, &document)?;
+    }
+    state
+        .registry
+        .patch(
+            target.scope(),
+            name,
+            subresource,
+            patch_type,
+            &document,
+            query.get("fieldManager"),
+            query.dry_run(),
+        )
+        .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn subresource(
+    state: &ApiState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Query,
+    target: &Target<'_>,
+    sub: &str,
+    body: Bytes,
+    rendering: Rendering,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    let Some(name) = target.name else {
+        return Err(ApiError::no_route());
+    };
+    match sub {
+        "status" | "finalize" => match *method {
+            Method::GET if sub == "status" => {
+                let object = state.registry.get(target.scope(), name).await?;
+                Ok(response::json(
+                    StatusCode::OK,
+                    &response::render_object(resource, &object, rendering),
+                ))
+            }
+            Method::PUT => {
+                let object = decode_body(headers, &body, resource)?;
+                check_type(resource, &object)?;
+                let updated = state
+                    .registry
+                    .update(target.scope(), name, Some(sub), object, query.dry_run())
+                    .await?;
+                Ok(response::json(StatusCode::OK, &updated))
+            }
+            Method::PATCH => {
+                let (patched, _) =
+                    patch(state, headers, query, target, name, Some(sub), &body).await?;
+                Ok(response::json(StatusCode::OK, &patched))
+            }
+            _ => Err(ApiError::method_not_allowed(method.as_str())),
+        },
+        "scale" => {
+            crate::scale::serve(state, method, headers, query, target.scope(), name, &body).await
+        }
+        "eviction" if *method == Method::POST => {
+            let options = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("deleteOptions").cloned())
+                .map(|v| DeleteOptions::from_json(&v))
+                .unwrap_or_default();
+            state
+                .registry
+                .delete(target.scope(), name, &options)
+                .await?;
+            Ok(response::json(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
+        "binding" if *method == Method::POST => {
+            let binding: Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid Binding: {e}")))?;
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request("a Binding needs target.name"))?;
+            let patch = json!({"spec": {"nodeName": node}});
+            state
+                .registry
+                .patch(
+                    target.scope(),
+                    name,
+                    None,
+                    PatchType::Merge,
+                    &patch,
+                    None,
+                    false,
+                )
+                .await?;
+            Ok(response::json(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
+        }
+        "log" | "exec" | "attach" | "portforward" | "proxy" => {
+            // The object must exist before anything else is said about it.
+            state
+                .registry
+                .get(target.scope(), name.split(':').next().unwrap_or(name))
+                .await?;
+            let _ = &target.rest;
+            Err(ApiError::service_unavailable(format!(
+                "{} {name:?}: {sub} needs the node agent, which is not running in this petset",
+                resource.plural
+            )))
+        }
+        _ => Err(ApiError::method_not_allowed(method.as_str())),
+    }
+}

@@ -1,0 +1,1226 @@
+//! Storage semantics of the API: what create, update, patch and delete do to an object beyond
+//! writing bytes (uids, timestamps, generation, defaults, validation, optimistic concurrency,
+//! finalizers, graceful deletion). Every write to the store goes through here.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use petset_api::patch::{self, PatchError, PatchType};
+use petset_api::resources::{self, ResourceType};
+use petset_api::selector::{FieldSelector, LabelSelector};
+use petset_api::{ApiError, Cause, defaults, time, validate};
+use petset_store::{KeyValue, ListOptions, Revision, Store, StoreError};
+use serde_json::{Map, Value, json};
+use tokio::sync::Mutex;
+
+/// Where a request points: a type and, for namespaced types, a namespace (`None` = all).
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    pub resource: &'static ResourceType,
+    pub namespace: Option<&'a str>,
+}
+
+/// What a delete did.
+pub enum Deleted {
+    /// The object is gone; here is its last state.
+    Gone(Value),
+    /// The object stays for now (graceful deletion or finalizers); here is its current state.
+    Pending(Value),
+}
+
+/// Options of a delete, from the body or the query.
+#[derive(Debug, Default, Clone)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub orphan_dependents: Option<bool>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    pub fn from_json(value: &Value) -> Self {
+        Self {
+            grace_period_seconds: value.get("gracePeriodSeconds").and_then(Value::as_i64),
+            propagation_policy: value
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            orphan_dependents: value.get("orphanDependents").and_then(Value::as_bool),
+            precondition_uid: value
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            precondition_resource_version: value
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            dry_run: value
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| !d.is_empty()),
+        }
+    }
+}
+
+/// A list page.
+pub struct ListPage {
+    pub items: Vec<Value>,
+    pub resource_version: Revision,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
+}
+
+/// Filters of a list or watch.
+#[derive(Default, Clone)]
+pub struct Filters {
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filters {
+    pub fn matches(&self, object: &Value) -> bool {
+        self.labels.matches_object(object) && self.fields.matches(object)
+    }
+}
+
+const ORPHAN_FINALIZER: &str = "orphan";
+const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The cluster IP range services get addresses from (upstream's default service CIDR).
+const SERVICE_NETWORK: (Ipv4Addr, u32) = (Ipv4Addr::new(10, 96, 0, 0), 12);
+/// How often a read-modify-write retries after losing a race to another writer.
+const UPDATE_RETRIES: usize = 16;
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+    /// Serialises cluster IP allocation.
+    allocation: Mutex<()>,
+}
+
+/// The error a store failure becomes.
+pub fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({})",
+            compacted.unwrap_or(requested)
+        )),
+        StoreError::FutureRevision { requested, current } => ApiError::timeout(format!(
+            "Too large resource version: {requested}, current: {current}"
+        )),
+        StoreError::Closed => ApiError::service_unavailable("the store is shutting down"),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Decodes a stored object and stamps it with its revision, kind and apiVersion.
+pub fn decode(resource: &ResourceType, kv: &KeyValue) -> Result<Value, ApiError> {
+    decode_at(resource, &kv.value, kv.mod_revision)
+}
+
+pub fn decode_at(
+    resource: &ResourceType,
+    bytes: &[u8],
+    revision: Revision,
+) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::internal(format!("stored object is not JSON: {error}")))?;
+    set_type_meta(resource, &mut object);
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), json!(revision.to_string()));
+    }
+    Ok(object)
+}
+
+fn set_type_meta(resource: &ResourceType, object: &mut Value) {
+    if let Value::Object(map) = object {
+        // Keep kind and apiVersion first, as upstream prints them.
+        let mut ordered = Map::new();
+        ordered.insert("kind".into(), json!(resource.kind));
+        ordered.insert("apiVersion".into(), json!(resource.api_version()));
+        for (key, value) in std::mem::take(map) {
+            if key != "kind" && key != "apiVersion" {
+                ordered.insert(key, value);
+            }
+        }
+        *map = ordered;
+    }
+}
+
+fn encode(object: &Value) -> Bytes {
+    let mut stored = object.clone();
+    if let Some(meta) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        meta.remove("selfLink");
+        // Empty lists and maps are left out, as upstream's encoding does.
+        meta.retain(|_, value| match value {
+            Value::Array(items) => !items.is_empty(),
+            Value::Object(map) => !map.is_empty(),
+            Value::Null => false,
+            _ => true,
+        });
+    }
+    Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
+}
+
+fn meta(object: &Value) -> &Value {
+    object.get("metadata").unwrap_or(&Value::Null)
+}
+
+fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    meta(object).get(field).and_then(Value::as_str)
+}
+
+fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = json!({});
+    }
+    match object.get_mut("metadata") {
+        Some(Value::Object(map)) => map,
+        _ => unreachable!("metadata was just made an object"),
+    }
+}
+
+pub fn finalizers(object: &Value) -> Vec<String> {
+    meta(object)
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .map(|f| {
+            f.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_deleting(object: &Value) -> bool {
+    meta(object)
+        .get("deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            allocation: Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn key(scope: Scope<'_>, name: &str) -> String {
+        scope.resource.store_key(scope.namespace, name)
+    }
+
+    pub async fn get(&self, scope: Scope<'_>, name: &str) -> Result<Value, ApiError> {
+        let key = Self::key(scope, name);
+        match self.store.get(&key).await.map_err(store_error)? {
+            Some(kv) => decode(scope.resource, &kv),
+            None => Err(ApiError::not_found(scope.resource, name)),
+        }
+    }
+
+    async fn get_raw(&self, scope: Scope<'_>, name: &str) -> Result<(Value, Revision), ApiError> {
+        let key = Self::key(scope, name);
+        match self.store.get(&key).await.map_err(store_error)? {
+            Some(kv) => Ok((decode(scope.resource, &kv)?, kv.mod_revision)),
+            None => Err(ApiError::not_found(scope.resource, name)),
+        }
+    }
+
+    /// A page of matching objects. `limit` counts matches; `continue_token` resumes a list.
+    pub async fn list(
+        &self,
+        scope: Scope<'_>,
+        filters: &Filters,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+        revision: Option<Revision>,
+    ) -> Result<ListPage, ApiError> {
+        let prefix = scope.resource.list_prefix(scope.namespace);
+        let (mut revision, mut start) = match continue_token {
+            Some(token) => {
+                let (revision, key) = decode_continue(token)?;
+                if !key.starts_with(&prefix) {
+                    return Err(ApiError::bad_request("continue key is not in this list"));
+                }
+                (Some(revision), Some(key))
+            }
+            None => (revision.filter(|r| *r > 0), None),
+        };
+        let wanted = limit.filter(|l| *l > 0);
+        let mut items = Vec::new();
+        loop {
+            let page_size = wanted.map(|w| (w - items.len()).max(64)).unwrap_or(0);
+            let page = self
+                .store
+                .list(ListOptions {
+                    prefix: prefix.clone(),
+                    start: start.clone(),
+                    limit: (page_size > 0).then_some(page_size),
+                    revision,
+                })
+                .await
+                .map_err(|error| match error {
+                    StoreError::Compacted { .. } if continue_token.is_some() => ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    ),
+                    other => store_error(other),
+                })?;
+            revision = Some(page.revision);
+            let mut last_key = None;
+            let count = page.items.len();
+            for (index, kv) in page.items.into_iter().enumerate() {
+                let object = decode(scope.resource, &kv)?;
+                last_key = Some(kv.key.to_string());
+                if filters.matches(&object) {
+                    items.push(object);
+                    if wanted.is_some_and(|w| items.len() >= w) {
+                        let more = index + 1 < count || page.remaining > 0;
+                        let token =
+                            more.then(|| encode_continue(page.revision, &format!("{}\0", kv.key)));
+                        return Ok(ListPage {
+                            items,
+                            resource_version: page.revision,
+                            continue_token: token,
+                            remaining: None,
+                        });
+                    }
+                }
+            }
+            if page.remaining == 0 || last_key.is_none() {
+                return Ok(ListPage {
+                    items,
+                    resource_version: page.revision,
+                    continue_token: None,
+                    remaining: None,
+                });
+            }
+            start = last_key.map(|k| format!("{k}\0"));
+        }
+    }
+
+    /// Checks that the namespace of a namespaced create exists and is not terminating.
+    async fn check_namespace(&self, scope: Scope<'_>, name: &str) -> Result<(), ApiError> {
+        let Some(namespace) = scope.namespace.filter(|_| scope.resource.namespaced) else {
+            return Ok(());
+        };
+        let namespaces = namespaces_type();
+        let key = namespaces.store_key(None, namespace);
+        match self.store.get(&key).await.map_err(store_error)? {
+            None => Err(ApiError::namespace_not_found(namespace)),
+            Some(kv) => {
+                let ns = decode(namespaces, &kv)?;
+                if is_deleting(&ns) && !scope.resource.is("", "events") {
+                    Err(ApiError::namespace_terminating(
+                        scope.resource,
+                        name,
+                        namespace,
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Creates an object; the caller has checked that its kind matches the scope.
+    pub async fn create(
+        &self,
+        scope: Scope<'_>,
+        mut object: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let resource = scope.resource;
+        if !object.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        let meta = meta_mut(&mut object);
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
+            && !prefix.is_empty()
+        {
+            let name = format!("{prefix}{}", random_suffix());
+            meta.insert("name".into(), json!(name));
+        }
+        if resource.namespaced {
+            match (
+                scope.namespace,
+                meta.get("namespace").and_then(Value::as_str),
+            ) {
+                (Some(url), Some(body)) if !body.is_empty() && body != url => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                (Some(url), _) => {
+                    meta.insert("namespace".into(), json!(url));
+                }
+                (None, _) => return Err(ApiError::no_route()),
+            }
+        } else {
+            meta.remove("namespace");
+        }
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            meta.remove(field);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(time::now()));
+        if has_spec(resource) {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        let name = meta_str(&object, "name").unwrap_or_default().to_string();
+        prepare_create(resource, &mut object);
+        defaults::apply(resource.kind, &mut object);
+        self.admit_create(scope, &mut object).await?;
+        let causes = validate::create(resource.kind, &object);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(
+                resource.kind,
+                resource.group,
+                &name,
+                causes,
+            ));
+        }
+        self.check_namespace(scope, &name).await?;
+        if resource.is("", "services") {
+            self.allocate_cluster_ip(&mut object).await?;
+        }
+        let key = Self::key(scope, &name);
+        if dry_run {
+            if self.store.get(&key).await.map_err(store_error)?.is_some() {
+                return Err(ApiError::already_exists(resource, &name));
+            }
+            return Ok(object);
+        }
+        match self.store.create(&key, encode(&object)).await {
+            Ok(kv) => decode(resource, &kv),
+            Err(StoreError::AlreadyExists { .. }) => Err(ApiError::already_exists(resource, &name)),
+            Err(other) => Err(store_error(other)),
+        }
+    }
+
+    /// Admission-time defaults that need the store (the default storage class).
+    async fn admit_create(&self, scope: Scope<'_>, object: &mut Value) -> Result<(), ApiError> {
+        if scope.resource.is("", "persistentvolumeclaims")
+            && object.pointer("/spec/storageClassName").is_none()
+            && let Some(class) = self.default_storage_class().await?
+            && let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.insert("storageClassName".into(), json!(class));
+        }
+        Ok(())
+    }
+
+    async fn default_storage_class(&self) -> Result<Option<String>, ApiError> {
+        let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") else {
+            return Ok(None);
+        };
+        let page = self
+            .list(
+                Scope {
+                    resource: classes,
+                    namespace: None,
+                },
+                &Filters::default(),
+                None,
+                None,
+                None,
+            )
+            .await?;
+        Ok(page
+            .items
+            .iter()
+            .find(|class| {
+                class
+                    .pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                    .and_then(Value::as_str)
+                    == Some("true")
+            })
+            .and_then(|class| meta_str(class, "name").map(str::to_string)))
+    }
+
+    async fn allocate_cluster_ip(&self, service: &mut Value) -> Result<(), ApiError> {
+        let requested = service
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let service_type = service
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP");
+        if service_type == "ExternalName" {
+            return Ok(());
+        }
+        if requested == "None" {
+            if let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("clusterIPs".into(), json!(["None"]));
+            }
+            return Ok(());
+        }
+        let _guard = self.allocation.lock().await;
+        let services = Scope {
+            resource: services_type(),
+            namespace: None,
+        };
+        let used: Vec<String> = self
+            .list(services, &Filters::default(), None, None, None)
+            .await?
+            .items
+            .iter()
+            .filter_map(|s| {
+                s.pointer("/spec/clusterIP")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        let chosen = if requested.is_empty() {
+            let (base, bits) = SERVICE_NETWORK;
+            let base = u32::from(base);
+            let size = 1u32 << (32 - bits);
+            // .1 is the `kubernetes` service; start handing out from .10.
+            (10..size - 1)
+                .map(|offset| Ipv4Addr::from(base + offset).to_string())
+                .find(|ip| !used.contains(ip))
+                .ok_or_else(|| ApiError::internal("the service IP range is full"))?
+        } else {
+            let parsed: Ipv4Addr = requested.parse().map_err(|_| {
+                ApiError::invalid(
+                    "Service",
+                    "",
+                    meta_str(service, "name").unwrap_or_default(),
+                    vec![Cause::invalid(
+                        "spec.clusterIPs[0]",
+                        &json!(requested),
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                    )],
+                )
+            })?;
+            if used.contains(&requested) {
+                return Err(ApiError::invalid(
+                    "Service",
+                    "",
+                    meta_str(service, "name").unwrap_or_default(),
+                    vec![Cause::invalid(
+                        "spec.clusterIPs",
+                        &json!([requested]),
+                        &format!(
+                            "failed to allocate IP {parsed}: provided IP is already allocated"
+                        ),
+                    )],
+                ));
+            }
+            requested
+        };
+        if let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("clusterIP".into(), json!(chosen));
+            spec.insert("clusterIPs".into(), json!([chosen]));
+        }
+        Ok(())
+    }
+
+    /// PUT: replaces an object (or its status), guarded by the body's resourceVersion when given.
+    pub async fn update(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        subresource: Option<&str>,
+        new: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let resource = scope.resource;
+        if meta_str(&new, "name").is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta_str(&new, "name").unwrap_or_default()
+            )));
+        }
+        let wanted_rv = meta_str(&new, "resourceVersion")
+            .filter(|rv| !rv.is_empty())
+            .map(str::to_string);
+        self.write_loop(
+            scope,
+            name,
+            dry_run,
+            |current| {
+                if let Some(rv) = &wanted_rv
+                    && meta_str(current, "resourceVersion") != Some(rv.as_str())
+                {
+                    return Err(ApiError::conflict(resource, name));
+                }
+                Ok(new.clone())
+            },
+            subresource,
+        )
+        .await
+    }
+
+    /// PATCH: applies a patch to the current object, retrying when another writer got there first
+    /// (unless the patch itself pins a resourceVersion). Server-side apply creates a missing
+    /// object; the `bool` says whether it did.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        subresource: Option<&str>,
+        patch_type: PatchType,
+        body: &Value,
+        field_manager: Option<&str>,
+        dry_run: bool,
+    ) -> Result<(Value, bool), ApiError> {
+        let resource = scope.resource;
+        if patch_type == PatchType::Apply {
+            let Some(manager) = field_manager.filter(|m| !m.is_empty()) else {
+                return Err(ApiError::bad_request(
+                    "PATCH, application/apply-patch+yaml requires fieldManager parameter",
+                ));
+            };
+            match self.get_raw(scope, name).await {
+                Err(error) if error.code == 404 && subresource.is_none() => {
+                    let mut object = body.clone();
+                    if meta_str(&object, "name").is_none() {
+                        meta_mut(&mut object).insert("name".into(), json!(name));
+                    }
+                    record_apply_manager(&mut object, resource, manager);
+                    return Ok((self.create(scope, object, dry_run).await?, true));
+                }
+                Err(error) => return Err(error),
+                Ok(_) => {}
+            }
+        }
+        let manager = field_manager.map(str::to_string);
+        let result = self
+            .write_loop(
+                scope,
+                name,
+                dry_run,
+                |current| {
+                    let mut patched = patch::apply(patch_type, resource.kind, current, body)
+                        .map_err(|error| match error {
+                            PatchError::Malformed(message) => ApiError::bad_request(message),
+                            PatchError::DoesNotApply(message) => ApiError::unprocessable(format!(
+                                "the server rejected our request due to an error in our request: {message}"
+                            )),
+                        })?;
+                    if let Some(rv) = meta_str(&patched, "resourceVersion")
+                        && meta_str(current, "resourceVersion") != Some(rv)
+                    {
+                        return Err(ApiError::conflict(resource, name));
+                    }
+                    if patch_type == PatchType::Apply
+                        && let Some(manager) = &manager
+                    {
+                        record_apply_manager(&mut patched, resource, manager);
+                    }
+                    Ok(patched)
+                },
+                subresource,
+            )
+            .await?;
+        Ok((result, false))
+    }
+
+    /// The read-modify-write every update goes through.
+    async fn write_loop<F>(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        dry_run: bool,
+        change: F,
+        subresource: Option<&str>,
+    ) -> Result<Value, ApiError>
+    where
+        F: Fn(&Value) -> Result<Value, ApiError>,
+    {
+        let resource = scope.resource;
+        let key = Self::key(scope, name);
+        for _ in 0..UPDATE_RETRIES {
+            let (current, revision) = self.get_raw(scope, name).await?;
+            let proposed = change(&current)?;
+            let mut next = merge_update(resource, &current, proposed, subresource)?;
+            if subresource.is_none() || subresource == Some("status") {
+                defaults::apply(resource.kind, &mut next);
+            }
+            // Compared after defaulting: a spec that only differs by defaults is unchanged.
+            if has_spec(resource) && current.get("spec") != next.get("spec") {
+                let generation = meta(&current)
+                    .get("generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                meta_mut(&mut next).insert("generation".into(), json!(generation + 1));
+            }
+            let causes = validate::update(resource.kind, &current, &next);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(
+                    resource.kind,
+                    resource.group,
+                    name,
+                    causes,
+                ));
+            }
+            if semantically_equal(&current, &next) {
+                return Ok(current);
+            }
+            if dry_run {
+                return Ok(next);
+            }
+            if is_deleting(&next)
+                && finalizers(&next).is_empty()
+                && !waits_for_node(resource, &next)
+            {
+                // The last finalizer is gone: the object goes.
+                return match self.store.delete(&key, Some(revision)).await {
+                    Ok(event) => {
+                        let mut gone = next;
+                        meta_mut(&mut gone)
+                            .insert("resourceVersion".into(), json!(event.revision.to_string()));
+                        Ok(gone)
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(resource, name)),
+                    Err(other) => Err(store_error(other)),
+                };
+            }
+            match self.store.update(&key, encode(&next), revision).await {
+                Ok(kv) => return decode(resource, &kv),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ApiError::not_found(resource, name));
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(ApiError::conflict(resource, name))
+    }
+
+    /// DELETE of one object.
+    pub async fn delete(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let resource = scope.resource;
+        let key = Self::key(scope, name);
+        for _ in 0..UPDATE_RETRIES {
+            let (current, revision) = self.get_raw(scope, name).await?;
+            if let Some(uid) = &options.precondition_uid
+                && meta_str(&current, "uid") != Some(uid.as_str())
+            {
+                return Err(ApiError::conflict_because(
+                    resource,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&current, "uid").unwrap_or_default()
+                    ),
+                ));
+            }
+            if let Some(rv) = &options.precondition_resource_version
+                && meta_str(&current, "resourceVersion") != Some(rv.as_str())
+            {
+                return Err(ApiError::conflict_because(
+                    resource,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        meta_str(&current, "resourceVersion").unwrap_or_default()
+                    ),
+                ));
+            }
+            let mut next = current.clone();
+            let policy =
+                options
+                    .propagation_policy
+                    .as_deref()
+                    .or(match options.orphan_dependents {
+                        Some(true) => Some("Orphan"),
+                        Some(false) => Some("Background"),
+                        None => None,
+                    });
+            let mut wanted_finalizers = finalizers(&current);
+            match policy {
+                Some("Orphan") => {
+                    wanted_finalizers.retain(|f| f != FOREGROUND_FINALIZER);
+                    if !wanted_finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
+                        wanted_finalizers.push(ORPHAN_FINALIZER.into());
+                    }
+                }
+                Some("Foreground") => {
+                    wanted_finalizers.retain(|f| f != ORPHAN_FINALIZER);
+                    if !wanted_finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+                        wanted_finalizers.push(FOREGROUND_FINALIZER.into());
+                    }
+                }
+                Some("Background") | None => {}
+                Some(other) => {
+                    return Err(ApiError::invalid(
+                        "DeleteOptions",
+                        "",
+                        "",
+                        vec![Cause::not_supported(
+                            "propagationPolicy",
+                            &json!(other),
+                            &["Foreground", "Background", "Orphan", "nil"],
+                        )],
+                    ));
+                }
+            }
+            let grace = self.grace_period(resource, &current, options);
+            let namespace_lifecycle = resource.is("", "namespaces");
+            let keep = !wanted_finalizers.is_empty() || grace > 0 || namespace_lifecycle;
+            if !keep {
+                if options.dry_run {
+                    return Ok(Deleted::Gone(current));
+                }
+                match self.store.delete(&key, Some(revision)).await {
+                    Ok(event) => {
+                        let mut gone = current;
+                        meta_mut(&mut gone)
+                            .insert("resourceVersion".into(), json!(event.revision.to_string()));
+                        return Ok(Deleted::Gone(gone));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(StoreError::NotFound { .. }) => {
+                        return Err(ApiError::not_found(resource, name));
+                    }
+                    Err(other) => return Err(store_error(other)),
+                }
+            }
+            let already_deleting = is_deleting(&current);
+            let meta = meta_mut(&mut next);
+            meta.insert("finalizers".into(), json!(wanted_finalizers));
+            if wanted_finalizers.is_empty() {
+                meta.remove("finalizers");
+            }
+            let deadline = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_secs(grace))
+                .unwrap_or_else(|_| jiff::Timestamp::now());
+            let shortens = meta
+                .get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_none_or(|existing| grace < existing);
+            if !already_deleting || shortens {
+                meta.insert("deletionTimestamp".into(), json!(time::format(deadline)));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if namespace_lifecycle && let Some(status) = next.as_object_mut() {
+                status.insert("status".into(), json!({"phase": "Terminating"}));
+            }
+            if next == current {
+                return Ok(Deleted::Pending(current));
+            }
+            if options.dry_run {
+                return Ok(Deleted::Pending(next));
+            }
+            match self.store.update(&key, encode(&next), revision).await {
+                Ok(kv) => return Ok(Deleted::Pending(decode(resource, &kv)?)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(ApiError::not_found(resource, name));
+                }
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(ApiError::conflict(resource, name))
+    }
+
+    /// Pods bound to a node are deleted gracefully: the node confirms. Everything else goes at once.
+    fn grace_period(
+        &self,
+        resource: &ResourceType,
+        object: &Value,
+        options: &DeleteOptions,
+    ) -> i64 {
+        if !resource.is("", "pods") {
+            return 0;
+        }
+        let bound = object
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            object.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        if !bound || terminal {
+            return 0;
+        }
+        options
+            .grace_period_seconds
+            .or_else(|| {
+                object
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0)
+    }
+
+    /// Removes an object outright, whatever its finalizers: the node agent's final word on a
+    /// terminating pod, and the namespace controller's last step.
+    pub async fn remove(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let key = Self::key(scope, name);
+        for _ in 0..UPDATE_RETRIES {
+            let (current, revision) = self.get_raw(scope, name).await?;
+            if uid.is_some_and(|u| meta_str(&current, "uid") != Some(u)) {
+                return Ok(());
+            }
+            match self.store.delete(&key, Some(revision)).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => return Ok(()),
+                Err(other) => return Err(store_error(other)),
+            }
+        }
+        Err(ApiError::conflict(scope.resource, name))
+    }
+
+    /// Creates the objects every cluster starts with, when missing.
+    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+        for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let object = json!({"metadata": {"name": namespace,
+                "labels": {"kubernetes.io/metadata.name": namespace}}});
+            self.create_if_missing(namespaces_type(), None, object)
+                .await?;
+        }
+        let kubernetes = json!({
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
+        });
+        self.create_if_missing(services_type(), Some("default"), kubernetes)
+            .await?;
+        if let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") {
+            let local_path = json!({
+                "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                "provisioner": "petset.dev/local-path",
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "Immediate",
+                "allowVolumeExpansion": true
+            });
+            self.create_if_missing(classes, None, local_path).await?;
+        }
+        Ok(())
+    }
+
+    async fn create_if_missing(
+        &self,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
+        object: Value,
+    ) -> Result<(), ApiError> {
+        match self
+            .create(
+                Scope {
+                    resource,
+                    namespace,
+                },
+                object,
+                false,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.code == 409 => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// Namespaces are core to the registry's own checks.
+pub fn namespaces_type() -> &'static ResourceType {
+    resources::RESOURCES
+        .iter()
+        .find(|r| r.is("", "namespaces"))
+        .unwrap_or(&resources::RESOURCES[0])
+}
+
+fn services_type() -> &'static ResourceType {
+    resources::RESOURCES
+        .iter()
+        .find(|r| r.is("", "services"))
+        .unwrap_or(&resources::RESOURCES[0])
+}
+
+/// Kinds whose `metadata.generation` tracks spec changes.
+fn has_spec(resource: &ResourceType) -> bool {
+    !matches!(
+        resource.kind,
+        "ConfigMap"
+            | "Secret"
+            | "Event"
+            | "Endpoints"
+            | "ServiceAccount"
+            | "ControllerRevision"
+            | "EndpointSlice"
+            | "Lease"
+    )
+}
+
+/// Status is set by the system, never by a create.
+fn prepare_create(resource: &ResourceType, object: &mut Value) {
+    if resource.has_status()
+        && let Some(map) = object.as_object_mut()
+    {
+        map.remove("status");
+    }
+    let initial_status = match resource.kind {
+        "Pod" => Some(json!({"phase": "Pending", "qosClass": "BestEffort"})),
+        "PersistentVolumeClaim" | "PersistentVolume" => Some(json!({"phase": "Pending"})),
+        "Namespace" => Some(json!({"phase": "Active"})),
+        _ => None,
+    };
+    if let (Some(status), Some(map)) = (initial_status, object.as_object_mut()) {
+        map.insert("status".into(), status);
+    }
+    if resource.kind == "Pod" {
+        let qos = qos_class(object);
+        object["status"]["qosClass"] = json!(qos);
+    }
+}
+
+/// Upstream's QoS class from the containers' requests and limits.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in &containers {
+        let requests = container
+            .pointer("/resources/requests")
+            .and_then(Value::as_object);
+        let limits = container
+            .pointer("/resources/limits")
+            .and_then(Value::as_object);
+        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for resource in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(resource));
+            let request = requests.and_then(|r| r.get(resource)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Combines the stored object with what a client sent, keeping what clients may not change.
+fn merge_update(
+    resource: &ResourceType,
+    current: &Value,
+    proposed: Value,
+    subresource: Option<&str>,
+) -> Result<Value, ApiError> {
+    if !proposed.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    let mut next = match subresource {
+        Some("status") => {
+            // Only status (and for namespaces nothing else) changes through /status.
+            let mut next = current.clone();
+            next["status"] = proposed.get("status").cloned().unwrap_or(Value::Null);
+            if next["status"].is_null()
+                && let Some(map) = next.as_object_mut()
+            {
+                map.remove("status");
+            }
+            next
+        }
+        Some("finalize") => {
+            let mut next = current.clone();
+            next["spec"] = proposed.get("spec").cloned().unwrap_or_else(|| json!({}));
+            next
+        }
+        _ => {
+            let mut next = proposed;
+            if resource.has_status() {
+                match current.get("status") {
+                    Some(status) => next["status"] = status.clone(),
+                    None => {
+                        if let Some(map) = next.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                }
+            }
+            if resource.is("", "namespaces") {
+                next["spec"] = current.get("spec").cloned().unwrap_or_else(|| json!({}));
+            }
+            next
+        }
+    };
+    let current_meta = meta(current).clone();
+    let meta = meta_mut(&mut next);
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "name",
+        "generation",
+        "resourceVersion",
+    ] {
+        match current_meta.get(field) {
+            Some(value) => meta.insert(field.into(), value.clone()),
+            None => meta.remove(field),
+        };
+    }
+    // Nothing new may be attached to an object on its way out.
+    if is_deleting(current) {
+        let old = finalizers(current);
+        let added = finalizers(&next).into_iter().any(|f| !old.contains(&f));
+        if added {
+            return Err(ApiError::invalid(
+                resource.kind,
+                resource.group,
+                current_meta
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                vec![Cause::forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted",
+                )],
+            ));
+        }
+    }
+    Ok(next)
+}
+
+/// Equal for the purpose of "did anything change" (managedFields timestamps aside).
+fn semantically_equal(current: &Value, next: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+            meta.remove("resourceVersion");
+        }
+        v
+    };
+    strip(current) == strip(next)
+}
+
+/// A terminating pod on a node waits for that node, even with no finalizers left.
+fn waits_for_node(resource: &ResourceType, object: &Value) -> bool {
+    resource.is("", "pods")
+        && object
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty())
+        && object
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|g| g > 0)
+}
+
+/// Server-side apply bookkeeping: one Apply entry per manager in `managedFields`.
+fn record_apply_manager(object: &mut Value, resource: &ResourceType, manager: &str) {
+    let entry = json!({
+        "manager": manager,
+        "operation": "Apply",
+        "apiVersion": resource.api_version(),
+        "time": time::now(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {},
+    });
+    let meta = meta_mut(object);
+    let mut fields = meta
+        .get("managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    fields.retain(|f| {
+        !(f.get("manager").and_then(Value::as_str) == Some(manager)
+            && f.get("operation").and_then(Value::as_str) == Some("Apply"))
+    });
+    fields.push(entry);
+    meta.insert("managedFields".into(), Value::Array(fields));
+}
+
+fn encode_continue(revision: Revision, key: &str) -> String {
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{revision}-{hex}")
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    let invalid = || ApiError::bad_request(format!("continue key is not valid: {token:?}"));
+    let (revision, hex) = token.split_once('-').ok_or_else(invalid)?;
+    let revision: Revision = revision.parse().map_err(|_| invalid())?;
+    if hex.len() % 2 != 0 {
+        return Err(invalid());
+    }
+    let bytes: Result<Vec<u8>, _> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect();
+    let key = String::from_utf8(bytes.map_err(|_| invalid())?).map_err(|_| invalid())?;
+    Ok((revision, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let token = encode_continue(42, "/registry/core/pods/default/web-1\0");
+        assert_eq!(
+            decode_continue(&token).expect("valid"),
+            (42, "/registry/core/pods/default/web-1\0".to_string())
+        );
+        assert!(decode_continue("nonsense").is_err());
+    }
+
+    #[test]
+    fn generate_name_suffixes_are_five_safe_characters() {
+        let suffix = random_suffix();
+        assert_eq!(suffix.len(), 5);
+        assert!(suffix.chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

@@ -1,0 +1,119 @@
+//! `statefulsets/{name}/scale`: the `autoscaling/v1` Scale view of a StatefulSet's replicas.
+
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use petset_api::patch::{self, PatchType};
+use petset_api::selector::LabelSelector;
+use petset_api::{ApiError, Cause};
+use serde_json::{Value, json};
+
+use crate::ApiState;
+use crate::handlers::Query;
+use crate::registry::Scope;
+use crate::response;
+
+/// The Scale object for a StatefulSet.
+fn scale_of(object: &Value) -> Value {
+    let selector = object
+        .pointer("/spec/selector")
+        .and_then(|s| LabelSelector::from_structured(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let meta = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": object.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+fn replicas_of(scale: &Value, name: &str) -> Result<i64, ApiError> {
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "Scale",
+            "autoscaling",
+            name,
+            vec![Cause::invalid(
+                "spec.replicas",
+                &json!(replicas),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    Ok(replicas)
+}
+
+pub async fn serve(
+    state: &ApiState,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Query,
+    scope: Scope<'_>,
+    name: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let current = state.registry.get(scope, name).await?;
+    let (replicas, expected_rv) = match *method {
+        Method::GET => return Ok(response::json(StatusCode::OK, &scale_of(&current))),
+        Method::PUT => {
+            let scale: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid Scale: {e}")))?;
+            let rv = scale
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|rv| !rv.is_empty())
+                .map(str::to_string);
+            (replicas_of(&scale, name)?, rv)
+        }
+        Method::PATCH => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let patch_type = PatchType::from_content_type(content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+            let document: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            let scaled = patch::apply(patch_type, "Scale", &scale_of(&current), &document)
+                .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            let rv = current
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (replicas_of(&scaled, name)?, rv)
+        }
+        _ => return Err(ApiError::method_not_allowed(method.as_str())),
+    };
+    let mut change = json!({"spec": {"replicas": replicas}});
+    if let Some(rv) = expected_rv {
+        change["metadata"] = json!({"resourceVersion": rv});
+    }
+    let (updated, _) = state
+        .registry
+        .patch(
+            scope,
+            name,
+            None,
+            PatchType::Merge,
+            &change,
+            query.get("fieldManager"),
+            query.get("dryRun") == Some("All"),
+        )
+        .await?;
+    Ok(response::json(StatusCode::OK, &scale_of(&updated)))
+}

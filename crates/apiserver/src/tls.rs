@@ -1,0 +1,249 @@
+//! Security by default: a cluster CA and an admin token made on first start and kept in the
+//! data directory, a serving certificate signed by that CA on every start, and the kubeconfig
+//! that lets kubectl in with nothing else.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why the security material could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a usable key or certificate: {detail}")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("generating certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The cluster's credentials, as loaded or made.
+pub struct Credentials {
+    pub ca_pem: String,
+    pub admin_token: String,
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+const CA_COMMON_NAME: &str = "petset-ca";
+
+/// The CA's parameters; rebuilt identically on every start so that a stored CA key can sign
+/// without parsing the stored certificate.
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2035, 1, 1);
+    Ok(params)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes a secret file readable by its owner only, atomically.
+fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
+    let staging = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&staging)
+        .map_err(io(&staging))?;
+    file.write_all(contents.as_bytes()).map_err(io(&staging))?;
+    file.sync_all().map_err(io(&staging))?;
+    std::fs::rename(&staging, path).map_err(io(path))
+}
+
+fn read_or_make(
+    path: &Path,
+    make: impl FnOnce() -> Result<String, TlsError>,
+) -> Result<String, TlsError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let text = make()?;
+            write_private(path, &text)?;
+            Ok(text)
+        }
+        Err(error) => Err(io(path)(error)),
+    }
+}
+
+/// Loads the CA and token from `DIR/pki`, making them on first start, and signs a serving
+/// certificate for the listen address.
+pub fn load_or_create(data_dir: &Path, listen: SocketAddr) -> Result<Credentials, TlsError> {
+    let pki = data_dir.join("pki");
+    std::fs::create_dir_all(&pki).map_err(io(&pki))?;
+    let ca_key_path = pki.join("ca.key");
+    let ca_key_pem = read_or_make(&ca_key_path, || Ok(KeyPair::generate()?.serialize_pem()))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| TlsError::Damaged {
+        path: ca_key_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let ca_cert_path = pki.join("ca.crt");
+    let ca_pem = read_or_make(&ca_cert_path, || {
+        Ok(ca_params()?.self_signed(&ca_key)?.pem())
+    })?;
+    let token_path = pki.join("admin.token");
+    let admin_token = read_or_make(&token_path, || {
+        Ok(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ))
+    })?
+    .trim()
+    .to_string();
+
+    let issuer = Issuer::new(ca_params()?, ca_key);
+    let mut names = vec![
+        "localhost".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "10.96.0.1".to_string(),
+    ];
+    let listen_ip = listen.ip();
+    if !listen_ip.is_unspecified() && !names.contains(&listen_ip.to_string()) {
+        names.push(listen_ip.to_string());
+    }
+    let mut params = CertificateParams::new(names)?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "kube-apiserver");
+    params.distinguished_name = name;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let serving_key = KeyPair::generate()?;
+    let serving_cert = params.signed_by(&serving_key, &issuer)?;
+
+    let chain = vec![
+        serving_cert.der().clone(),
+        CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Damaged {
+            path: ca_cert_path.clone(),
+            detail: e.to_string(),
+        })?,
+    ];
+    let key = PrivateKeyDer::try_from(serving_key.serialize_der()).map_err(|detail| {
+        TlsError::Damaged {
+            path: pki.join("serving key"),
+            detail: detail.to_string(),
+        }
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Credentials {
+        ca_pem,
+        admin_token,
+        server_config: Arc::new(config),
+    })
+}
+
+/// The address clients should dial for a listen address (loopback for "any").
+pub fn client_address(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+    } else {
+        listen
+    }
+}
+
+/// Writes `DIR/kubeconfig`: the cluster's CA, the server address and the admin token.
+pub fn write_kubeconfig(
+    data_dir: &Path,
+    credentials: &Credentials,
+    listen: SocketAddr,
+) -> Result<PathBuf, TlsError> {
+    let ca = base64::engine::general_purpose::STANDARD.encode(credentials.ca_pem.as_bytes());
+    let server = format!("https://{}", client_address(listen));
+    let config = format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: petset
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: admin
+  user:
+    token: {token}
+contexts:
+- name: petset
+  context:
+    cluster: petset
+    user: admin
+    namespace: default
+current-context: petset
+",
+        token = credentials.admin_token
+    );
+    let path = data_dir.join("kubeconfig");
+    write_private(&path, &config)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_survive_a_restart_and_the_kubeconfig_names_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listen: SocketAddr = "127.0.0.1:6443".parse().expect("address");
+        let first = load_or_create(dir.path(), listen).expect("first start");
+        let second = load_or_create(dir.path(), listen).expect("second start");
+        assert_eq!(first.ca_pem, second.ca_pem);
+        assert_eq!(first.admin_token, second.admin_token);
+        let path = write_kubeconfig(dir.path(), &second, listen).expect("kubeconfig");
+        let text = std::fs::read_to_string(path).expect("readable");
+        assert!(text.contains("server: https://127.0.0.1:6443"));
+        assert!(text.contains(&second.admin_token));
+    }
+
+    #[test]
+    fn a_damaged_key_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("pki")).expect("pki dir");
+        std::fs::write(dir.path().join("pki/ca.key"), "garbage").expect("write");
+        let listen: SocketAddr = "127.0.0.1:6443".parse().expect("address");
+        let error = load_or_create(dir.path(), listen).err().expect("refused");
+        assert!(error.to_string().contains("ca.key"), "{error}");
+    }
+}

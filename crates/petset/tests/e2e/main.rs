@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+mod kube_client;
 mod kubectl;
 
 use petset_testkit::{Etcd, Petset, https_get, skip};

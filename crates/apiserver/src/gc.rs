@@ -2,133 +2,251 @@
 //! references; background, foreground and orphan deletion) and namespace lifecycle (a deleted
 //! namespace empties, then goes).
 //!
-//! Both work from one consistent snapshot of the whole store, taken after a burst of changes
-//! settles: whether an owner exists is then a fact about one revision, never a race between
-//! two reads.
+//! Both keep an owner graph of every object, built from one consistent list and then kept
+//! current from the watch cache's events, in revision order: whether an owner exists is then a
+//! fact about one revision, never a race between two reads. Only objects touched by a change
+//! are looked at again, so a steady stream of writes costs little.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use petset_api::patch::PatchType;
 use petset_api::resources::{self, ResourceType};
-use petset_store::ListOptions;
+use petset_store::{EventKind, ListOptions, Revision};
 use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use crate::ApiState;
 use crate::registry::{DeleteOptions, Registry, Scope, decode, finalizers, namespaces_type};
+use crate::watch_cache::WatchCache;
 
-/// How long after a change the sweep waits for more changes to arrive.
-const SETTLE: Duration = Duration::from_millis(100);
-/// A sweep also runs this often when nothing happens, to finish work a failed step left.
-const RESYNC: Duration = Duration::from_secs(10);
+/// How long to wait before trying again when the graph cannot be kept current.
+const RETRY: Duration = Duration::from_secs(1);
 
-struct Entry {
+/// What the collector knows of one object.
+struct Node {
     resource: &'static ResourceType,
-    object: Value,
+    namespace: Option<String>,
+    name: String,
+    /// Owner uids, each with whether it blocks the owner's foreground deletion.
+    owners: Vec<(String, bool)>,
+    deleting: bool,
+    finalizers: Vec<String>,
 }
 
-impl Entry {
-    fn meta_str(&self, field: &str) -> Option<&str> {
-        self.object
-            .pointer(&format!("/metadata/{field}"))
-            .and_then(Value::as_str)
-    }
-
-    fn name(&self) -> &str {
-        self.meta_str("name").unwrap_or_default()
-    }
-
-    fn namespace(&self) -> Option<&str> {
-        self.meta_str("namespace")
-    }
-
-    fn uid(&self) -> &str {
-        self.meta_str("uid").unwrap_or_default()
-    }
-
-    fn deleting(&self) -> bool {
-        self.object.pointer("/metadata/deletionTimestamp").is_some()
-    }
-
-    fn owner_refs(&self) -> &[Value] {
-        self.object
+impl Node {
+    fn of(resource: &'static ResourceType, object: &Value) -> (String, Self) {
+        let text = |field: &str| {
+            object
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let owners = object
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| {
+                        let uid = r.get("uid").and_then(Value::as_str)?;
+                        let blocks = r.get("blockOwnerDeletion").and_then(Value::as_bool);
+                        Some((uid.to_string(), blocks == Some(true)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            text("uid").unwrap_or_default(),
+            Self {
+                resource,
+                namespace: text("namespace").filter(|_| resource.namespaced),
+                name: text("name").unwrap_or_default(),
+                owners,
+                deleting: object.pointer("/metadata/deletionTimestamp").is_some(),
+                finalizers: finalizers(object),
+            },
+        )
     }
 
     fn scope(&self) -> Scope<'_> {
         Scope {
             resource: self.resource,
-            namespace: self.namespace(),
+            namespace: self.namespace.as_deref(),
         }
+    }
+
+    fn is_namespace(&self) -> bool {
+        self.resource.is("", "namespaces")
     }
 }
 
-fn owner_uid(reference: &Value) -> &str {
-    reference
-        .get("uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+#[derive(Default)]
+struct Graph {
+    nodes: HashMap<String, Node>,
+    dependents: HashMap<String, HashSet<String>>,
+    members: HashMap<String, HashSet<String>>,
+    /// Namespace name to uid.
+    namespaces: HashMap<String, String>,
+    /// Objects to look at again.
+    dirty: HashSet<String>,
+    /// Namespaces whose deletion may have progressed.
+    dirty_namespaces: HashSet<String>,
+}
+
+impl Graph {
+    fn namespace_uid(&self, namespace: &str) -> Option<&str> {
+        self.namespaces.get(namespace).map(String::as_str)
+    }
+
+    fn namespace_terminating(&self, namespace: &str) -> bool {
+        self.namespace_uid(namespace)
+            .and_then(|uid| self.nodes.get(uid))
+            .is_some_and(|n| n.deleting)
+    }
+
+    fn remove(&mut self, uid: &str) {
+        let Some(node) = self.nodes.remove(uid) else {
+            return;
+        };
+        if node.is_namespace() && self.namespaces.get(&node.name).is_some_and(|u| u == uid) {
+            self.namespaces.remove(&node.name);
+        }
+        for (owner, _) in &node.owners {
+            if let Some(set) = self.dependents.get_mut(owner) {
+                set.remove(uid);
+            }
+            // A foreground deletion waiting for this dependent may be done.
+            self.dirty.insert(owner.clone());
+        }
+        if let Some(dependents) = self.dependents.get(uid) {
+            self.dirty.extend(dependents.iter().cloned());
+        }
+        if let Some(namespace) = &node.namespace {
+            if let Some(set) = self.members.get_mut(namespace) {
+                set.remove(uid);
+            }
+            self.dirty_namespaces.insert(namespace.clone());
+        }
+    }
+
+    fn upsert(&mut self, uid: String, node: Node) {
+        self.remove(&uid);
+        for (owner, _) in &node.owners {
+            self.dependents
+                .entry(owner.clone())
+                .or_default()
+                .insert(uid.clone());
+        }
+        if let Some(namespace) = &node.namespace {
+            self.members
+                .entry(namespace.clone())
+                .or_default()
+                .insert(uid.clone());
+            if self.namespace_terminating(namespace) {
+                self.dirty_namespaces.insert(namespace.clone());
+            }
+        }
+        if node.is_namespace() {
+            self.namespaces.insert(node.name.clone(), uid.clone());
+            if node.deleting {
+                self.dirty_namespaces.insert(node.name.clone());
+            }
+        }
+        self.dirty.insert(uid.clone());
+        self.nodes.insert(uid, node);
+    }
+
+    fn apply(&mut self, event: &crate::watch_cache::CachedEvent) {
+        match event.kind {
+            EventKind::Created | EventKind::Updated => {
+                if let Some(new) = &event.new
+                    && let Some(resource) = resources::find_by_key(&event.key)
+                {
+                    let (uid, node) = Node::of(resource, new.value());
+                    self.upsert(uid, node);
+                }
+            }
+            EventKind::Deleted => {
+                if let Some(old) = &event.old
+                    && let Some(uid) = old.value().pointer("/metadata/uid").and_then(Value::as_str)
+                {
+                    self.remove(uid);
+                }
+            }
+        }
+    }
 }
 
 /// Starts the garbage collector and the namespace controller; they stop when the server does.
 pub fn spawn_controllers(state: &ApiState) -> JoinHandle<()> {
     let registry = state.registry.clone();
+    let cache = state.watch_cache.clone();
     let mut stopping = state.stopping();
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = run(&registry) => {}
+                _ = run(&registry, &cache) => {}
                 _ = stopping.changed() => return,
             }
-            // The watch broke (store restart, compaction): start over after a pause.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(RETRY).await;
         }
     })
 }
 
-async fn run(registry: &Arc<Registry>) {
-    let store = registry.store().clone();
-    let mut changes = match store.watch("/registry/", 0).await {
-        Ok(changes) => changes,
-        Err(error) => {
-            tracing::warn!(%error, "garbage collector cannot watch the store");
-            return;
-        }
+/// Builds the graph from a list, then follows the watch cache until it falls behind.
+async fn run(registry: &Arc<Registry>, cache: &Arc<WatchCache>) {
+    let Some((mut graph, revision)) = snapshot(registry).await else {
+        return;
     };
-    loop {
-        sweep(registry).await;
-        let first = tokio::time::timeout(RESYNC, next_change(&mut changes)).await;
-        if let Ok(false) = first {
-            return;
+    graph.dirty = graph.nodes.keys().cloned().collect();
+    graph.dirty_namespaces = graph
+        .nodes
+        .values()
+        .filter(|n| n.is_namespace() && n.deleting)
+        .map(|n| n.name.clone())
+        .collect();
+    let Some(subscription) = cache.subscribe(revision + 1) else {
+        // The cache is not running (yet): settle what the list shows, then start over.
+        settle(registry, &mut graph).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        return;
+    };
+    for event in &subscription.backlog {
+        if event.revision > revision {
+            graph.apply(event);
         }
-        // Let the burst settle.
-        let _ =
-            tokio::time::timeout(SETTLE, async { while next_change(&mut changes).await {} }).await;
     }
-}
-
-/// Waits for a batch with events; false when the watch ended.
-async fn next_change(changes: &mut petset_store::WatchStream) -> bool {
+    let mut live = subscription.live;
     loop {
-        match changes.next().await {
-            Some(Ok(batch)) if batch.events.is_empty() => continue,
-            Some(Ok(_)) => return true,
-            Some(Err(error)) => {
-                tracing::debug!(%error, "garbage collector watch ended");
-                return false;
+        settle(registry, &mut graph).await;
+        match live.recv().await {
+            Ok(batch) => {
+                for event in &batch.events {
+                    if event.revision > revision {
+                        graph.apply(event);
+                    }
+                }
+                // Take whatever else is already there before acting.
+                while let Ok(batch) = live.try_recv() {
+                    for event in &batch.events {
+                        if event.revision > revision {
+                            graph.apply(event);
+                        }
+                    }
+                }
             }
-            None => return false,
+            Err(RecvError::Lagged(_)) => {
+                tracing::debug!("garbage collector fell behind; relisting");
+                return;
+            }
+            Err(RecvError::Closed) => return,
         }
     }
 }
 
-async fn snapshot(registry: &Registry) -> Option<Vec<Entry>> {
+async fn snapshot(registry: &Registry) -> Option<(Graph, Revision)> {
     let page = registry
         .store()
         .list(ListOptions {
@@ -138,142 +256,146 @@ async fn snapshot(registry: &Registry) -> Option<Vec<Entry>> {
         .await
         .map_err(|error| tracing::warn!(%error, "garbage collector cannot list the store"))
         .ok()?;
-    Some(
-        page.items
-            .iter()
-            .filter_map(|kv| {
-                let resource = resources::find_by_key(&kv.key)?;
-                let object = decode(resource, kv).ok()?;
-                Some(Entry { resource, object })
-            })
-            .collect(),
-    )
+    let mut graph = Graph::default();
+    for kv in &page.items {
+        let Some(resource) = resources::find_by_key(&kv.key) else {
+            continue;
+        };
+        let Ok(object) = decode(resource, kv) else {
+            continue;
+        };
+        let (uid, node) = Node::of(resource, &object);
+        graph.upsert(uid, node);
+    }
+    Some((graph, page.revision))
 }
 
-async fn sweep(registry: &Registry) {
-    let Some(entries) = snapshot(registry).await else {
-        return;
-    };
-    let by_uid: HashMap<&str, &Entry> = entries.iter().map(|e| (e.uid(), e)).collect();
-    let mut dependents: HashMap<&str, Vec<&Entry>> = HashMap::new();
-    for entry in &entries {
-        for reference in entry.owner_refs() {
-            dependents
-                .entry(owner_uid(reference))
-                .or_default()
-                .push(entry);
-        }
-    }
-
-    for owner in entries.iter().filter(|e| e.deleting()) {
-        let owned = dependents.get(owner.uid()).cloned().unwrap_or_default();
-        let finalizers = finalizers(&owner.object);
-        if finalizers.iter().any(|f| f == "orphan") {
-            orphan(registry, owner, &owned).await;
-        } else if finalizers.iter().any(|f| f == "foregroundDeletion") {
-            foreground(registry, owner, &owned).await;
-        }
-    }
-
-    for entry in &entries {
-        if entry.owner_refs().is_empty() || entry.deleting() {
+/// Acts on everything marked dirty. Writes come back as events and update the graph then.
+async fn settle(registry: &Registry, graph: &mut Graph) {
+    let dirty: Vec<String> = graph.dirty.drain().collect();
+    for uid in dirty {
+        let Some(node) = graph.nodes.get(&uid) else {
+            continue;
+        };
+        let dependents: Vec<&str> = graph
+            .dependents
+            .get(&uid)
+            .map(|set| set.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if node.deleting {
+            if node.finalizers.iter().any(|f| f == "orphan") {
+                for dependent in &dependents {
+                    if let Some(child) = graph.nodes.get(*dependent) {
+                        remove_owner_refs(registry, child, &[uid.as_str()]).await;
+                    }
+                }
+                remove_finalizer(registry, node, "orphan").await;
+            } else if node.finalizers.iter().any(|f| f == "foregroundDeletion") {
+                let mut blocking = 0;
+                for dependent in &dependents {
+                    let Some(child) = graph.nodes.get(*dependent) else {
+                        continue;
+                    };
+                    if child.owners.iter().any(|(o, blocks)| *o == uid && *blocks) {
+                        blocking += 1;
+                    }
+                    if !child.deleting {
+                        delete(registry, child, dependent, "Foreground").await;
+                    }
+                }
+                if blocking == 0 {
+                    remove_finalizer(registry, node, "foregroundDeletion").await;
+                }
+            }
             continue;
         }
-        let dangling: Vec<&str> = entry
-            .owner_refs()
+        if node.owners.is_empty() {
+            continue;
+        }
+        let dangling: Vec<&str> = node
+            .owners
             .iter()
-            .map(owner_uid)
-            .filter(|uid| !by_uid.contains_key(uid))
+            .map(|(owner, _)| owner.as_str())
+            .filter(|owner| !graph.nodes.contains_key(*owner))
             .collect();
         if dangling.is_empty() {
             continue;
         }
-        if dangling.len() == entry.owner_refs().len() {
-            tracing::debug!(
-                kind = entry.resource.kind,
-                name = entry.name(),
-                "owner gone; deleting dependent"
-            );
-            delete(registry, entry, "Background").await;
+        if dangling.len() == node.owners.len() {
+            tracing::debug!(kind = node.resource.kind, name = %node.name, "owner gone; deleting dependent");
+            delete(registry, node, &uid, "Background").await;
         } else {
-            remove_owner_refs(registry, entry, &dangling).await;
+            remove_owner_refs(registry, node, &dangling).await;
         }
     }
 
-    let terminating: HashSet<&str> = entries
-        .iter()
-        .filter(|e| e.resource.is("", "namespaces") && e.deleting())
-        .map(Entry::name)
-        .collect();
-    if terminating.is_empty() {
-        return;
-    }
-    let mut remaining: HashMap<&str, usize> = HashMap::new();
-    for entry in &entries {
-        let Some(namespace) = entry.namespace().filter(|n| terminating.contains(n)) else {
-            continue;
-        };
-        if !entry.resource.namespaced {
+    let namespaces: Vec<String> = graph.dirty_namespaces.drain().collect();
+    for namespace in namespaces {
+        if !graph.namespace_terminating(&namespace) {
             continue;
         }
-        *remaining.entry(namespace).or_default() += 1;
-        if !entry.deleting() {
-            delete(registry, entry, "Background").await;
+        let members: Vec<&str> = graph
+            .members
+            .get(&namespace)
+            .map(|set| set.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        for uid in &members {
+            if let Some(node) = graph.nodes.get(*uid)
+                && !node.deleting
+            {
+                delete(registry, node, uid, "Background").await;
+            }
         }
-    }
-    for namespace in terminating {
-        if remaining.get(namespace).copied().unwrap_or(0) == 0 {
+        if members.is_empty() {
             let scope = Scope {
                 resource: namespaces_type(),
                 namespace: None,
             };
-            let uid = by_uid
-                .values()
-                .find(|e| e.resource.is("", "namespaces") && e.name() == namespace)
-                .map(|e| e.uid());
-            if let Err(error) = registry.remove(scope, namespace, uid).await {
-                tracing::warn!(%error, namespace, "could not finish deleting a namespace");
-            } else {
-                tracing::info!(namespace, "namespace deleted");
+            let uid = graph.namespace_uid(&namespace);
+            match registry.remove(scope, &namespace, uid).await {
+                Ok(()) => tracing::info!(namespace, "namespace deleted"),
+                Err(error) => {
+                    tracing::warn!(%error, namespace, "could not finish deleting a namespace");
+                }
             }
         }
     }
 }
 
-async fn delete(registry: &Registry, entry: &Entry, policy: &str) {
+async fn delete(registry: &Registry, node: &Node, uid: &str, policy: &str) {
     let options = DeleteOptions {
         propagation_policy: Some(policy.to_string()),
-        precondition_uid: Some(entry.uid().to_string()),
+        precondition_uid: Some(uid.to_string()),
         ..DeleteOptions::default()
     };
-    if let Err(error) = registry.delete(entry.scope(), entry.name(), &options).await
+    if let Err(error) = registry.delete(node.scope(), &node.name, &options).await
         && error.code != 404
         && error.code != 409
     {
-        tracing::warn!(%error, kind = entry.resource.kind, name = entry.name(), "garbage collector could not delete");
+        tracing::warn!(%error, kind = node.resource.kind, name = %node.name, "garbage collector could not delete");
     }
 }
 
-async fn remove_owner_refs(registry: &Registry, entry: &Entry, uids: &[&str]) {
+async fn remove_owner_refs(registry: &Registry, node: &Node, uids: &[&str]) {
     let removals: Vec<Value> = uids
         .iter()
         .map(|uid| json!({"uid": uid, "$patch": "delete"}))
         .collect();
     let patch = json!({"metadata": {"ownerReferences": removals}});
-    patch_metadata(registry, entry, &patch, "remove owner references").await;
+    patch_metadata(registry, node, &patch, "remove owner references").await;
 }
 
-async fn remove_finalizer(registry: &Registry, entry: &Entry, finalizer: &str) {
+async fn remove_finalizer(registry: &Registry, node: &Node, finalizer: &str) {
     let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [finalizer]}});
-    patch_metadata(registry, entry, &patch, "remove a finalizer").await;
+    patch_metadata(registry, node, &patch, "remove a finalizer").await;
 }
 
 /// A strategic merge patch of an object's metadata; an object already gone needs nothing.
-async fn patch_metadata(registry: &Registry, entry: &Entry, patch: &Value, what: &str) {
+async fn patch_metadata(registry: &Registry, node: &Node, patch: &Value, what: &str) {
     let result = registry
         .patch(
-            entry.scope(),
-            entry.name(),
+            node.scope(),
+            &node.name,
             None,
             PatchType::Strategic,
             patch,
@@ -284,34 +406,6 @@ async fn patch_metadata(registry: &Registry, entry: &Entry, patch: &Value, what:
     if let Err(error) = result
         && error.code != 404
     {
-        tracing::warn!(%error, kind = entry.resource.kind, name = entry.name(), "garbage collector could not {what}");
-    }
-}
-
-/// Orphan: the dependents lose their reference to the owner, then the owner goes.
-async fn orphan(registry: &Registry, owner: &Entry, owned: &[&Entry]) {
-    for dependent in owned {
-        remove_owner_refs(registry, dependent, &[owner.uid()]).await;
-    }
-    remove_finalizer(registry, owner, "orphan").await;
-}
-
-/// Foreground: the dependents go first; the owner goes once no blocking dependent is left.
-async fn foreground(registry: &Registry, owner: &Entry, owned: &[&Entry]) {
-    let mut blocking = 0;
-    for dependent in owned {
-        let blocks = dependent.owner_refs().iter().any(|r| {
-            owner_uid(r) == owner.uid()
-                && r.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true)
-        });
-        if blocks {
-            blocking += 1;
-        }
-        if !dependent.deleting() {
-            delete(registry, dependent, "Foreground").await;
-        }
-    }
-    if blocking == 0 {
-        remove_finalizer(registry, owner, "foregroundDeletion").await;
+        tracing::warn!(%error, kind = node.resource.kind, name = %node.name, "garbage collector could not {what}");
     }
 }

@@ -406,6 +406,7 @@ async fn watch_collection(
     };
     let events = watch::watch(
         &state.registry,
+        &state.watch_cache,
         target.scope(),
         request,
         state.shutdown.subscribe(),
@@ -413,6 +414,7 @@ async fn watch_collection(
     .await?;
     let mut first = true;
     let lines = events.map(move |event| {
+        let type_name = event.type_name();
         let object = match &event {
             WatchEvent::Bookmark {
                 revision,
@@ -420,23 +422,33 @@ async fn watch_collection(
             } => bookmark_object(resource, *revision, *initial_events_end),
             WatchEvent::Error(error) => error.to_status(),
             other => {
-                let object = other.object().cloned().unwrap_or(Value::Null);
+                let Some(shared) = other.object() else {
+                    return Ok::<_, Infallible>(Bytes::new());
+                };
                 match rendering {
+                    // The common case: the object's JSON, made once for every watcher.
+                    Rendering::Object => return Ok(event_line(type_name, &shared.json())),
                     Rendering::Table { include } => {
+                        let object = shared.value();
                         let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
-                        let table = response::table(resource, &[object], meta, include, first);
+                        let table = response::table(
+                            resource,
+                            std::slice::from_ref(object),
+                            meta,
+                            include,
+                            first,
+                        );
                         first = false;
                         table
                     }
-                    Rendering::PartialMetadata => response::partial_metadata(&object),
-                    Rendering::Object => object,
+                    Rendering::PartialMetadata => response::partial_metadata(shared.value()),
                 }
             }
         };
-        let mut line = serde_json::to_vec(&json!({"type": event.type_name(), "object": object}))
-            .unwrap_or_default();
-        line.push(b'\n');
-        Ok::<_, Infallible>(Bytes::from(line))
+        Ok(event_line(
+            type_name,
+            &serde_json::to_vec(&object).unwrap_or_default(),
+        ))
     });
     let mut response = Response::new(Body::from_stream(lines));
     let headers = response.headers_mut();
@@ -449,6 +461,17 @@ async fn watch_collection(
         header::HeaderValue::from_static(response::NO_CACHE),
     );
     Ok(response)
+}
+
+/// One line of a watch stream: `{"type":…,"object":…}` and a newline.
+fn event_line(type_name: &str, object: &[u8]) -> Bytes {
+    let mut line = Vec::with_capacity(object.len() + 32);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(type_name.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
 }
 
 /// Decodes a request body: JSON (which is also valid YAML), or the protobuf envelope kubectl's

@@ -21,6 +21,7 @@ mod scale;
 pub mod serve;
 pub mod tls;
 mod watch;
+mod watch_cache;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,7 @@ pub use registry::Registry;
 pub struct ApiState {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
+    watch_cache: Arc<watch_cache::WatchCache>,
     serving: Arc<AtomicBool>,
     /// Flips to true when the server stops: open watches end.
     shutdown: Arc<tokio::sync::watch::Sender<bool>>,
@@ -54,6 +56,7 @@ impl ApiState {
         let (shutdown, _) = tokio::sync::watch::channel(false);
         Self {
             registry: Arc::new(Registry::new(store.clone())),
+            watch_cache: Arc::new(watch_cache::WatchCache::new()),
             store,
             serving: Arc::new(AtomicBool::new(true)),
             shutdown: Arc::new(shutdown),
@@ -63,6 +66,12 @@ impl ApiState {
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Starts feeding the watch cache from the store; until then (and whenever it restarts)
+    /// watches are served from the store directly.
+    pub fn spawn_watch_cache(&self) -> tokio::task::JoinHandle<()> {
+        watch_cache::spawn(self.watch_cache.clone(), self.store.clone())
     }
 
     /// Marks the server as shutting down: `/readyz` fails so clients move away, and open

@@ -138,16 +138,8 @@ pub fn decode_at(
 
 fn set_type_meta(resource: &ResourceType, object: &mut Value) {
     if let Value::Object(map) = object {
-        // Keep kind and apiVersion first, as upstream prints them.
-        let mut ordered = Map::new();
-        ordered.insert("kind".into(), json!(resource.kind));
-        ordered.insert("apiVersion".into(), json!(resource.api_version()));
-        for (key, value) in std::mem::take(map) {
-            if key != "kind" && key != "apiVersion" {
-                ordered.insert(key, value);
-            }
-        }
-        *map = ordered;
+        map.insert("kind".into(), json!(resource.kind));
+        map.insert("apiVersion".into(), json!(resource.api_version()));
     }
 }
 

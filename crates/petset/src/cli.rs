@@ -39,8 +39,8 @@ pub struct UpArgs {
     /// How this machine's node runs pods: real containers (`runc`) or bookkeeping only (`simulated`).
     #[arg(long, value_enum)]
     pub node_runtime: Option<NodeRuntime>,
-    /// Seconds between compactions of store history; watches may resume from at most about
-    /// this far back (older ones get 410 Gone and relist).
+    /// Seconds between compactions of store history. A watch can resume from the last 4096
+    /// changes, or from as far back as the last compaction kept; older ones get 410 Gone.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,
 }
@@ -61,6 +61,33 @@ pub struct BenchArgs {
 pub enum BenchTarget {
     /// Durable write throughput and latency, and watch delivery latency, of one store backend.
     Store(StoreBenchArgs),
+    /// The API server in process: create throughput, get/list latency, watch delivery.
+    Api(ApiBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiBenchArgs {
+    /// The store behind the API, as for `petset up --store`.
+    #[arg(long, default_value = "embedded")]
+    pub store: StoreSpec,
+    /// Pods created (and then listed).
+    #[arg(long, default_value_t = 10_000)]
+    pub pods: usize,
+    /// Concurrent clients creating pods.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Single-pod GETs measured.
+    #[arg(long, default_value_t = 2_000)]
+    pub gets: usize,
+    /// Full lists measured (each of every pod).
+    #[arg(long, default_value_t = 20)]
+    pub lists: usize,
+    /// Concurrent watchers that each receive every event of the watch run.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Updates in the watch run.
+    #[arg(long, default_value_t = 1_000)]
+    pub watch_events: usize,
 }
 
 #[derive(Debug, Args)]

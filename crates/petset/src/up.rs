@@ -37,6 +37,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .bootstrap()
         .await
         .context("creating the built-in namespaces")?;
+    let watch_cache = state.spawn_watch_cache();
     let controllers = petset_apiserver::spawn_controllers(&state);
     let listener = TcpListener::bind(args.api_listen)
         .await
@@ -66,6 +67,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ended = &mut server => {
             compactor.abort();
             controllers.abort();
+            watch_cache.abort();
             return match ended {
                 Ok(()) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
                 Err(error) => Err(error).context("the API server task failed"),
@@ -77,6 +79,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tracing::warn!(%error, "the API server task failed while stopping");
     }
     controllers.abort();
+    watch_cache.abort();
     compactor.abort();
     tracing::info!("petset stopped");
     Ok(())

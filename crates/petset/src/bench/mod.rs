@@ -1,5 +1,6 @@
 //! `petset bench …`: measurements whose figures go into BENCHMARKS.md.
 
+mod api;
 mod stats;
 mod store;
 
@@ -8,5 +9,6 @@ use crate::cli::{BenchArgs, BenchTarget};
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Store(args) => store::run(args).await,
+        BenchTarget::Api(args) => api::run(args).await,
     }
 }

@@ -203,7 +203,6 @@ fn a_watcher_relists_after_its_history_is_compacted() {
         let mut log = Vec::new();
         let mut initial_lists = 0;
         let mut expired = 0;
-        let mut churn = 0;
         let outcome = tokio::time::timeout(Duration::from_secs(90), async {
             while let Some(event) = stream.next().await {
                 match &event {
@@ -221,15 +220,20 @@ fn a_watcher_relists_after_its_history_is_compacted() {
                     return;
                 }
                 if initial_lists == 1 && expired == 0 && matches!(event, Ok(watcher::Event::InitDone)) {
-                    // Move history on elsewhere until compaction passes the watcher's revision.
-                    for _ in 0..30 {
-                        churn += 1;
-                        elsewhere
-                            .create(&PostParams::default(), &config_map(&format!("churn-{churn}")))
-                            .await
-                            .expect("churn");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
+                    // Move history on elsewhere, past the watch cache's window (4096 changes)
+                    // and past a compaction or two, while the watcher's revision stands still.
+                    futures::stream::iter(0..4500)
+                        .for_each_concurrent(16, |index| {
+                            let elsewhere = elsewhere.clone();
+                            async move {
+                                elsewhere
+                                    .create(&PostParams::default(), &config_map(&format!("churn-{index}")))
+                                    .await
+                                    .expect("churn");
+                            }
+                        })
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
                     maps.create(&PostParams::default(), &config_map("after"))
                         .await
                         .expect("create after");

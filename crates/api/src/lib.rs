@@ -11,6 +11,7 @@ pub mod names;
 pub mod patch;
 pub mod resources;
 pub mod selector;
+pub mod shape;
 pub mod table;
 pub mod time;
 pub mod validate;

@@ -401,6 +401,7 @@ async fn patch_metadata(registry: &Registry, node: &Node, patch: &Value, what: &
             patch,
             None,
             false,
+            false,
         )
         .await;
     if let Err(error) = result

@@ -9,10 +9,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
-use petset_api::ApiError;
 use petset_api::patch::PatchType;
 use petset_api::resources::{self, ResourceType};
 use petset_api::selector::{FieldSelector, LabelSelector, supported_field};
+use petset_api::{ApiError, shape};
 use serde_json::{Value, json};
 
 use crate::ApiState;
@@ -236,27 +236,35 @@ async fn dispatch(
             ))
         }
         (&Method::POST, None) => {
-            let object = decode_body(headers, &body, resource)?;
+            let mut object = decode_body(headers, &body, resource)?;
             check_type(resource, &object)?;
+            let warnings = check_shape(resource, &mut object, FieldValidation::of(query))?;
             let created = state
                 .registry
                 .create(target.scope(), object, query.dry_run())
                 .await?;
-            Ok(response::json(
-                StatusCode::CREATED,
-                &response::render_object(resource, &created, rendering),
+            Ok(with_warnings(
+                response::json(
+                    StatusCode::CREATED,
+                    &response::render_object(resource, &created, rendering),
+                ),
+                &warnings,
             ))
         }
         (&Method::PUT, Some(name)) => {
-            let object = decode_body(headers, &body, resource)?;
+            let mut object = decode_body(headers, &body, resource)?;
             check_type(resource, &object)?;
+            let warnings = check_shape(resource, &mut object, FieldValidation::of(query))?;
             let updated = state
                 .registry
                 .update(target.scope(), name, None, object, query.dry_run())
                 .await?;
-            Ok(response::json(
-                StatusCode::OK,
-                &response::render_object(resource, &updated, rendering),
+            Ok(with_warnings(
+                response::json(
+                    StatusCode::OK,
+                    &response::render_object(resource, &updated, rendering),
+                ),
+                &warnings,
             ))
         }
         (&Method::PATCH, Some(name)) => {
@@ -463,6 +471,72 @@ async fn watch_collection(
     Ok(response)
 }
 
+/// What to do with fields the kind's type does not know (`fieldValidation`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    Strict,
+    Warn,
+    Ignore,
+}
+
+impl FieldValidation {
+    fn of(query: &Query) -> Self {
+        match query.get("fieldValidation") {
+            Some("Strict") => Self::Strict,
+            Some("Ignore") => Self::Ignore,
+            _ => Self::Warn,
+        }
+    }
+}
+
+/// Checks a body against its kind's type: a wrong shape is a 400; unknown fields are refused
+/// (Strict) or dropped, and returned as warnings (Warn).
+pub fn check_shape(
+    resource: &ResourceType,
+    object: &mut Value,
+    validation: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    let cannot_handle = |detail: String| {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {detail}",
+            kind = resource.kind,
+            version = resource.version
+        ))
+    };
+    let unknown = shape::unknown_fields(resource.group, resource.kind, object)
+        .map_err(|error| cannot_handle(error.0))?;
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let described: Vec<String> = unknown
+        .iter()
+        .map(|field| format!("unknown field {field:?}"))
+        .collect();
+    if validation == FieldValidation::Strict {
+        return Err(cannot_handle(format!(
+            "strict decoding error: {}",
+            described.join(", ")
+        )));
+    }
+    shape::prune(object, &unknown);
+    Ok(if validation == FieldValidation::Warn {
+        described
+    } else {
+        Vec::new()
+    })
+}
+
+/// Adds `Warning` headers, which kubectl prints as `Warning: …`.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - {:?}", warning);
+        if let Ok(value) = header::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
 /// One line of a watch stream: `{"type":…,"object":…}` and a newline.
 fn event_line(type_name: &str, object: &[u8]) -> Bytes {
     let mut line = Vec::with_capacity(object.len() + 32);
@@ -569,6 +643,7 @@ async fn patch(
             patch_type,
             &document,
             query.get("fieldManager"),
+            FieldValidation::of(query) == FieldValidation::Strict,
             query.dry_run(),
         )
         .await
@@ -599,8 +674,9 @@ async fn subresource(
                 ))
             }
             Method::PUT => {
-                let object = decode_body(headers, &body, resource)?;
+                let mut object = decode_body(headers, &body, resource)?;
                 check_type(resource, &object)?;
+                check_shape(resource, &mut object, FieldValidation::of(query))?;
                 let updated = state
                     .registry
                     .update(target.scope(), name, Some(sub), object, query.dry_run())
@@ -649,6 +725,7 @@ async fn subresource(
                     PatchType::Merge,
                     &patch,
                     None,
+                    false,
                     false,
                 )
                 .await?;

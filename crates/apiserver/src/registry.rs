@@ -587,9 +587,15 @@ impl Registry {
         patch_type: PatchType,
         body: &Value,
         field_manager: Option<&str>,
+        strict: bool,
         dry_run: bool,
     ) -> Result<(Value, bool), ApiError> {
         let resource = scope.resource;
+        let validation = if strict {
+            crate::handlers::FieldValidation::Strict
+        } else {
+            crate::handlers::FieldValidation::Ignore
+        };
         if patch_type == PatchType::Apply {
             let Some(manager) = field_manager.filter(|m| !m.is_empty()) else {
                 return Err(ApiError::bad_request(
@@ -603,6 +609,7 @@ impl Registry {
                         meta_mut(&mut object).insert("name".into(), json!(name));
                     }
                     record_apply_manager(&mut object, resource, manager);
+                    crate::handlers::check_shape(resource, &mut object, validation)?;
                     return Ok((self.create(scope, object, dry_run).await?, true));
                 }
                 Err(error) => return Err(error),
@@ -633,6 +640,7 @@ impl Registry {
                     {
                         record_apply_manager(&mut patched, resource, manager);
                     }
+                    crate::handlers::check_shape(resource, &mut patched, validation)?;
                     Ok(patched)
                 },
                 subresource,

@@ -112,6 +112,7 @@ pub async fn serve(
             PatchType::Merge,
             &change,
             query.get("fieldManager"),
+            false,
             query.get("dryRun") == Some("All"),
         )
         .await?;

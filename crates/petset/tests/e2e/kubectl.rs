@@ -430,6 +430,15 @@ fn errors_are_precise_and_store_nothing() {
         "{}",
         too_large.stderr
     );
+    let unknown_field = petset.kubectl_with_input(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ncolour: red\n"),
+    );
+    assert!(
+        unknown_field.err().contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"colour\""),
+        "{}",
+        unknown_field.stderr
+    );
     let nothing = petset.kubectl(&["get", "cm", "-o", "name"]);
     assert_eq!(nothing.ok(), "");
     let bad_selector = petset.kubectl(&["get", "pods", "--field-selector", "spec.bogus=1"]);

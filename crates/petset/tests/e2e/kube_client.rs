@@ -184,6 +184,34 @@ fn list_watch_patch_status_and_scale() {
             .await
             .expect("strategic patch");
         assert_eq!(patched.status.map(|s| s.replicas), Some(4));
+
+        // A streaming list (watch-list): initial events, then the end-of-initial-events bookmark.
+        let mut streaming =
+            watcher(maps.clone(), watcher::Config::default().streaming_lists()).boxed();
+        let mut initial = Vec::new();
+        let done = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(event) = streaming.next().await {
+                match event.expect("a good event") {
+                    watcher::Event::InitApply(cm) => initial.extend(cm.metadata.name),
+                    watcher::Event::InitDone => return true,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(done, Ok(true), "the streaming list never ended");
+        initial.sort();
+        assert_eq!(initial, ["a", "applied", "b", "c"]);
+
+        let deleted = maps
+            .delete_collection(&Default::default(), &ListParams::default().labels("app=kr"))
+            .await
+            .expect("delete collection");
+        let gone = deleted.left().map(|list| list.items.len());
+        assert_eq!(gone, Some(3));
+        let left = maps.list(&ListParams::default()).await.expect("list");
+        assert_eq!(left.items.len(), 1, "only the unlabelled ConfigMap is left");
     });
 }
 

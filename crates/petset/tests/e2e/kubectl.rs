@@ -563,3 +563,75 @@ fn describe_and_explain() {
     let explained = petset.kubectl(&["explain", "statefulset.spec.replicas"]);
     assert!(explained.ok().contains("replicas"), "{}", explained.stderr);
 }
+
+#[test]
+fn a_pod_on_a_node_terminates_gracefully_until_forced() {
+    let petset = petset();
+    let pod = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"bound","labels":{"app":"x"}},
+        "spec":{"nodeName":"node-1","containers":[{"name":"c","image":"busybox:1.28"}]}}"#;
+    petset
+        .kubectl_with_input(&["create", "-f", "-"], Some(pod))
+        .ok();
+    let deleted = petset.kubectl(&["delete", "pod", "bound", "--wait=false"]);
+    assert_eq!(deleted.ok(), "pod \"bound\" deleted\n");
+    let row = petset.kubectl(&["get", "pod", "bound", "--no-headers"]);
+    assert!(row.ok().contains("Terminating"), "{}", row.stdout);
+    assert_eq!(
+        jsonpath(
+            &petset,
+            "pod/bound",
+            "{.metadata.deletionGracePeriodSeconds}"
+        ),
+        "30"
+    );
+    let forced = petset.kubectl(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
+    assert!(forced.ok().contains("force deleted"), "{}", forced.stdout);
+    let gone = petset.kubectl(&["get", "pod", "bound"]);
+    assert!(gone.err().contains("NotFound"), "{}", gone.stderr);
+}
+
+#[test]
+fn get_all_and_events() {
+    let petset = petset();
+    create_web(&petset);
+    let all = petset.kubectl(&["get", "all"]);
+    let text = all.ok();
+    assert!(text.contains("service/nginx"), "{text}");
+    assert!(text.contains("statefulset.apps/web"), "{text}");
+    let event = r#"{"apiVersion":"v1","kind":"Event","metadata":{"name":"web.1"},
+        "involvedObject":{"kind":"StatefulSet","name":"web","namespace":"default"},
+        "reason":"SuccessfulCreate","message":"create Pod web-0 in StatefulSet web successful",
+        "type":"Normal","source":{"component":"statefulset-controller"},"count":1}"#;
+    petset
+        .kubectl_with_input(&["create", "-f", "-"], Some(event))
+        .ok();
+    let events = petset.kubectl(&["get", "events"]);
+    let line = events.ok().lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        line.contains("Normal")
+            && line.contains("SuccessfulCreate")
+            && line.contains("statefulset/web"),
+        "{}",
+        events.stdout
+    );
+    let selected = petset.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=StatefulSet,involvedObject.name=web",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(selected.ok(), "event/web.1\n");
+    let bad_label = petset.kubectl_with_input(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: labelled\n  labels:\n    app: -bad-\n"),
+    );
+    assert!(
+        bad_label.err().contains(
+            "The ConfigMap \"labelled\" is invalid: metadata.labels: Invalid value: \"-bad-\""
+        ),
+        "{}",
+        bad_label.stderr
+    );
+}

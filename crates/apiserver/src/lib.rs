@@ -99,6 +99,12 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// The API for in-process clients (controllers, the node agent in the same process): the same
+/// router without the network's authentication, since nothing outside the process reaches it.
+pub fn internal_router(state: ApiState) -> Router {
+    health::routes().fallback(handlers::handle).with_state(state)
+}
+
 /// Health and version are public (as upstream's `system:public-info-viewer`); everything else
 /// needs the admin token.
 async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {

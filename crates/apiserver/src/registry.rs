@@ -693,9 +693,11 @@ impl Registry {
             if dry_run {
                 return Ok(next);
             }
+            // Namespaces go through their own lifecycle: the namespace controller removes them.
             if is_deleting(&next)
                 && finalizers(&next).is_empty()
                 && !waits_for_node(resource, &next)
+                && !resource.is("", "namespaces")
             {
                 // The last finalizer is gone: the object goes.
                 return match self.store.delete(&key, Some(revision)).await {

@@ -102,7 +102,9 @@ pub fn router(state: ApiState) -> Router {
 /// The API for in-process clients (controllers, the node agent in the same process): the same
 /// router without the network's authentication, since nothing outside the process reaches it.
 pub fn internal_router(state: ApiState) -> Router {
-    health::routes().fallback(handlers::handle).with_state(state)
+    health::routes()
+        .fallback(handlers::handle)
+        .with_state(state)
 }
 
 /// Health and version are public (as upstream's `system:public-info-viewer`); everything else

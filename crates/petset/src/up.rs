@@ -8,7 +8,7 @@ use petset_apiserver::{ApiState, serve, tls};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::UpArgs;
+use crate::cli::{NodeRuntime, UpArgs};
 use crate::datadir::DataDir;
 
 /// How long open requests may take to finish once shutdown starts.
@@ -17,12 +17,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::lock(&args.data_dir)?;
     tracing::info!(data_dir = %data_dir.path().display(), store = %args.store, "starting petset");
-    if let Some(runtime) = args.node_runtime {
-        tracing::info!(
-            ?runtime,
-            "node runtime chosen; the node agent is not built yet"
-        );
-    }
     let store = petset_store::open(&args.store, data_dir.path())
         .await
         .context("opening the store")?;
@@ -39,6 +33,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("creating the built-in namespaces")?;
     let watch_cache = state.spawn_watch_cache();
     let controllers = petset_apiserver::spawn_controllers(&state);
+    // Controllers and the node reach the API through kube::Client, in process.
+    let client = kube::Client::new(petset_apiserver::internal_router(state.clone()), "default");
+    let mut reconcilers =
+        petset_controllers::spawn_all(client.clone(), data_dir.path().join("volumes"));
+    match args.node_runtime {
+        Some(NodeRuntime::Simulated) => {
+            let node = petset_agent::node_name();
+            tracing::info!(%node, "running a simulated node");
+            reconcilers.spawn(petset_agent::simulated::run(client.clone(), node));
+        }
+        Some(NodeRuntime::Runc) | None => {
+            tracing::info!("the runc node agent is not built yet; pods stay Pending");
+        }
+    }
     let listener = TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("listening on {}", args.api_listen))?;
@@ -68,6 +76,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             compactor.abort();
             controllers.abort();
             watch_cache.abort();
+            reconcilers.abort_all();
             return match ended {
                 Ok(()) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
                 Err(error) => Err(error).context("the API server task failed"),
@@ -78,6 +87,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Err(error) = server.await {
         tracing::warn!(%error, "the API server task failed while stopping");
     }
+    reconcilers.abort_all();
     controllers.abort();
     watch_cache.abort();
     compactor.abort();

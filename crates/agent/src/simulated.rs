@@ -1,0 +1,328 @@
+//! The simulated node (`petset up --node-runtime simulated`), like kwok: it registers a Node
+//! and keeps its Lease, and marks the pods bound to it Running and Ready without running
+//! anything. Pod IPs come from 10.244.0.0/16 and are bookkeeping only: nothing ever dials them.
+//!
+//! Knobs the acceptance suites use:
+//! - pod annotation `simulation.petset.dev/ready: "false"`: Running but not Ready;
+//! - an image tagged `never-ready`: never Ready;
+//! - pod annotation `simulation.petset.dev/ready-after-ms: "N"`: Ready N ms after Running.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+const READY_ANNOTATION: &str = "simulation.petset.dev/ready";
+const READY_AFTER_ANNOTATION: &str = "simulation.petset.dev/ready-after-ms";
+const NEVER_READY_TAG: &str = ":never-ready";
+/// How often the node's Lease is renewed (the kubelet's default).
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+
+/// Pod IPs handed out, by pod uid.
+#[derive(Default)]
+struct Addresses {
+    by_uid: HashMap<String, Ipv4Addr>,
+    next: u32,
+}
+
+impl Addresses {
+    fn for_pod(&mut self, uid: &str, existing: Option<&str>) -> Ipv4Addr {
+        if let Some(ip) = self.by_uid.get(uid) {
+            return *ip;
+        }
+        let ip = existing
+            .and_then(|text| text.parse().ok())
+            .unwrap_or_else(|| {
+                // 10.244.0.2 … 10.244.255.254, skipping network and broadcast-like ends.
+                self.next = self.next.wrapping_add(1);
+                let offset = 2 + self.next % 65_532;
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 244, 0, 0)) + offset)
+            });
+        self.by_uid.insert(uid.to_string(), ip);
+        ip
+    }
+}
+
+/// Runs the simulated node `node_name` until the task is aborted.
+pub async fn run(client: Client, node_name: String) {
+    if let Err(error) = register(&client, &node_name).await {
+        tracing::warn!(%error, node = %node_name, "could not register the simulated node");
+    }
+    tokio::spawn(keep_lease(client.clone(), node_name.clone()));
+    let addresses = Arc::new(Mutex::new(Addresses::default()));
+    let pods: Api<Pod> = Api::all(client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut events = watcher(pods, config).boxed();
+    let (recheck, mut rechecks) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    loop {
+        let pod = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => pod,
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "simulated node watch error");
+                    continue;
+                }
+                None => return,
+            },
+            Some((namespace, name)) = rechecks.recv() => {
+                let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+                match api.get_opt(&name).await {
+                    Ok(Some(pod)) => pod,
+                    _ => continue,
+                }
+            }
+        };
+        let client = client.clone();
+        let addresses = addresses.clone();
+        let recheck = recheck.clone();
+        tokio::spawn(async move {
+            if let Err(error) = handle(&client, &addresses, &recheck, pod).await {
+                tracing::debug!(%error, "simulated node could not update a pod");
+            }
+        });
+    }
+}
+
+async fn register(client: &Client, node_name: &str) -> Result<(), kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": node_name, "labels": {
+            "kubernetes.io/hostname": node_name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "node.petset.dev/simulated": "true",
+        }},
+        "spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => return Err(error),
+    }
+    let now = petset_now();
+    let status = json!({"status": {
+        "conditions": [
+            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
+             "message": "kubelet has sufficient memory available", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure",
+             "message": "kubelet has no disk pressure", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID",
+             "message": "kubelet has sufficient PID available", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            {"type": "Ready", "status": "True", "reason": "KubeletReady",
+             "message": "simulated node is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
+        ],
+        "addresses": [{"type": "Hostname", "address": node_name}],
+        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "10000"},
+        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "10000"},
+        "nodeInfo": {
+            "kubeletVersion": "v1.33.0",
+            "kubeProxyVersion": "",
+            "containerRuntimeVersion": "simulated://petset",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+            "osImage": "petset simulated node",
+            "kernelVersion": "",
+            "machineID": "", "systemUUID": "", "bootID": "",
+        },
+    }});
+    nodes
+        .patch_status(node_name, &PatchParams::default(), &Patch::Merge(status))
+        .await?;
+    Ok(())
+}
+
+fn petset_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+async fn keep_lease(client: Client, node_name: String) {
+    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    loop {
+        let lease = Lease {
+            metadata: ObjectMeta {
+                name: Some(node_name.clone()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(node_name.clone()),
+                lease_duration_seconds: Some(40),
+                renew_time: Some(MicroTime(jiff::Timestamp::now())),
+                ..LeaseSpec::default()
+            }),
+        };
+        let result = leases
+            .patch(
+                &node_name,
+                &PatchParams::apply("petset-node").force(),
+                &Patch::Apply(&lease),
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not renew the node lease");
+        }
+        tokio::time::sleep(LEASE_RENEWAL).await;
+    }
+}
+
+/// Whether the pod should be Ready now, and if not yet, in how long to look again.
+fn readiness(pod: &Pod, running_since: Option<i64>) -> (bool, Option<Duration>) {
+    let annotations = pod.annotations();
+    if annotations.get(READY_ANNOTATION).map(String::as_str) == Some("false") {
+        return (false, None);
+    }
+    let never = pod.spec.as_ref().is_some_and(|s| {
+        s.containers.iter().any(|c| {
+            c.image
+                .as_deref()
+                .is_some_and(|i| i.ends_with(NEVER_READY_TAG))
+        })
+    });
+    if never {
+        return (false, None);
+    }
+    if let Some(delay) = annotations
+        .get(READY_AFTER_ANNOTATION)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|d| *d > 0)
+    {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let since_ms = running_since.map_or(now_ms, |s| s * 1000);
+        let ready_at = since_ms + delay as i64;
+        if now_ms < ready_at {
+            return (
+                false,
+                Some(Duration::from_millis((ready_at - now_ms) as u64 + 5)),
+            );
+        }
+    }
+    (true, None)
+}
+
+async fn handle(
+    client: &Client,
+    addresses: &Mutex<Addresses>,
+    recheck: &tokio::sync::mpsc::UnboundedSender<(String, String)>,
+    pod: Pod,
+) -> Result<(), kube::Error> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let uid = pod.uid().unwrap_or_default();
+    if pod.metadata.deletion_timestamp.is_some() {
+        // Nothing runs, so termination is immediate: confirm it.
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        return match api.delete(&pod.name_any(), &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
+            Err(error) => Err(error),
+        };
+    }
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.clone().unwrap_or_default();
+    if matches!(phase.as_str(), "Succeeded" | "Failed") {
+        return Ok(());
+    }
+    let running_since = status.start_time.as_ref().map(|t| t.0.as_second());
+    let (ready, again) = readiness(&pod, running_since);
+    let was_ready = status
+        .conditions
+        .as_ref()
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status == "True");
+    if let Some(delay) = again {
+        let key = (namespace.clone(), pod.name_any());
+        let recheck = recheck.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = recheck.send(key);
+        });
+    }
+    let ip = addresses
+        .lock()
+        .map(|mut a| a.for_pod(&uid, status.pod_ip.as_deref()))
+        .unwrap_or(Ipv4Addr::new(10, 244, 0, 2));
+    if phase == "Running" && was_ready == Some(ready) && status.pod_ip.is_some() {
+        return Ok(());
+    }
+    let now = petset_now();
+    let start_time = status
+        .start_time
+        .as_ref()
+        .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| now.clone());
+    let readiness_text = if ready { "True" } else { "False" };
+    let ready_transition = if was_ready == Some(ready) {
+        status
+            .conditions
+            .as_ref()
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| now.clone())
+    } else {
+        now.clone()
+    };
+    let containers: Vec<Value> = pod
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| {
+                    json!({
+                        "name": c.name,
+                        "image": c.image,
+                        "imageID": format!("simulated://{}", c.image.clone().unwrap_or_default()),
+                        "containerID": format!("simulated://{uid}/{}", c.name),
+                        "ready": ready,
+                        "started": true,
+                        "restartCount": 0,
+                        "state": {"running": {"startedAt": start_time}},
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let patch = json!({"status": {
+        "phase": "Running",
+        "hostIP": "127.0.0.1",
+        "hostIPs": [{"ip": "127.0.0.1"}],
+        "podIP": ip.to_string(),
+        "podIPs": [{"ip": ip.to_string()}],
+        "startTime": start_time,
+        "conditions": [
+            {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": start_time},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": start_time},
+            {"type": "Ready", "status": readiness_text, "lastTransitionTime": ready_transition},
+            {"type": "ContainersReady", "status": readiness_text, "lastTransitionTime": ready_transition},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": start_time},
+        ],
+        "containerStatuses": containers,
+    }});
+    api.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
+    Ok(())
+}

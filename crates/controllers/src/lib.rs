@@ -1,0 +1,23 @@
+//! The reconcilers that turn desired state into actions, all working through the Kubernetes
+//! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
+//! controller, the `local-path` volume provisioner, and the scheduler.
+
+mod events;
+mod queue;
+pub mod scheduler;
+pub mod statefulset;
+pub mod volumes;
+
+use std::path::PathBuf;
+
+use kube::Client;
+use tokio::task::JoinSet;
+
+/// Starts every controller; they stop when the returned set is dropped or aborted.
+pub fn spawn_all(client: Client, volumes_dir: PathBuf) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(statefulset::run(client.clone()));
+    tasks.spawn(volumes::run(client.clone(), volumes_dir));
+    tasks.spawn(scheduler::run(client));
+    tasks
+}

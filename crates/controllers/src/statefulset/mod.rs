@@ -1,0 +1,777 @@
+//! The StatefulSet controller: claims pods and revisions, chooses the current and update
+//! revisions, lets `plan` decide, carries the actions out through the API, and writes status.
+//!
+//! Every sync reads the set, its pods, claims and revisions from the API server directly
+//! (consistent reads), so a sync never acts on a state older than its own previous writes.
+
+pub mod plan;
+pub mod revision;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::core::v1::{
+    ObjectReference, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+    PodTemplateSpec, Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use petset_api::selector::LabelSelector;
+use serde_json::{Value, json};
+
+use crate::events::Recorder;
+use crate::queue::Queue;
+use plan::{Action, Observed, REVISION_LABEL, Revision, Why};
+
+const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+const HASH_LABEL: &str = "controller.kubernetes.io/hash";
+/// How often every set is looked at again, whatever happened.
+const RESYNC: Duration = Duration::from_secs(30);
+
+type Key = (String, String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Sets seen by the watcher, for routing orphan pods to the sets that may adopt them.
+#[derive(Default)]
+struct Known {
+    selectors: HashMap<Key, LabelSelector>,
+}
+
+/// Runs the controller until the task is aborted.
+pub async fn run(client: Client) {
+    let (queue, mut keys) = Queue::<Key>::new();
+    let known = Arc::new(Mutex::new(Known::default()));
+    tokio::spawn(watch_sets(client.clone(), queue.clone(), known.clone()));
+    tokio::spawn(watch_pods(client.clone(), queue.clone(), known.clone()));
+    {
+        let queue = queue.clone();
+        let known = known.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RESYNC).await;
+                let keys: Vec<Key> = known
+                    .lock()
+                    .map(|k| k.selectors.keys().cloned().collect())
+                    .unwrap_or_default();
+                for key in keys {
+                    queue.add(key);
+                }
+            }
+        });
+    }
+    let controller = Controller {
+        recorder: Recorder::new(client.clone(), "statefulset-controller"),
+        client,
+    };
+    let mut failures: HashMap<Key, u32> = HashMap::new();
+    while let Some(key) = keys.recv().await {
+        queue.taken(&key);
+        match controller.sync(&key.0, &key.1).await {
+            Ok(requeue) => {
+                failures.remove(&key);
+                if let Some(delay) = requeue {
+                    queue.add_after(key, delay);
+                }
+            }
+            Err(error) => {
+                let count = failures.entry(key.clone()).or_default();
+                *count += 1;
+                let delay = Duration::from_millis(5u64 << (*count).min(12));
+                tracing::debug!(namespace = %key.0, name = %key.1, %error, ?delay, "statefulset sync failed; retrying");
+                queue.add_after(key, delay);
+            }
+        }
+    }
+}
+
+async fn watch_sets(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Known>>) {
+    let api: Api<StatefulSet> = Api::all(client);
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let sets: Vec<(StatefulSet, bool)> = match event {
+            Ok(watcher::Event::Apply(set) | watcher::Event::InitApply(set)) => vec![(set, true)],
+            Ok(watcher::Event::Delete(set)) => vec![(set, false)],
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "statefulset watch error");
+                continue;
+            }
+        };
+        for (set, present) in sets {
+            let key = (set.namespace().unwrap_or_default(), set.name_any());
+            if let Ok(mut known) = known.lock() {
+                if present {
+                    let selector = selector_of(&set).unwrap_or_default();
+                    known.selectors.insert(key.clone(), selector);
+                } else {
+                    known.selectors.remove(&key);
+                }
+            }
+            queue.add(key);
+        }
+    }
+}
+
+async fn watch_pods(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Known>>) {
+    let api: Api<Pod> = Api::all(client);
+    let mut events = watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        let pod = match event {
+            Ok(
+                watcher::Event::Apply(pod)
+                | watcher::Event::InitApply(pod)
+                | watcher::Event::Delete(pod),
+            ) => pod,
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "pod watch error");
+                continue;
+            }
+        };
+        let namespace = pod.namespace().unwrap_or_default();
+        let owner = pod
+            .owner_references()
+            .iter()
+            .find(|o| o.controller == Some(true) && o.kind == "StatefulSet")
+            .map(|o| o.name.clone());
+        match owner {
+            Some(owner) => queue.add((namespace, owner)),
+            None => {
+                let labels = serde_json::to_value(pod.labels()).ok();
+                let matching: Vec<Key> = known
+                    .lock()
+                    .map(|k| {
+                        k.selectors
+                            .iter()
+                            .filter(|((ns, _), selector)| {
+                                *ns == namespace
+                                    && !selector.is_empty()
+                                    && selector.matches(labels.as_ref().and_then(Value::as_object))
+                            })
+                            .map(|(key, _)| key.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for key in matching {
+                    queue.add(key);
+                }
+            }
+        }
+    }
+}
+
+fn selector_of(set: &StatefulSet) -> Option<LabelSelector> {
+    let selector = serde_json::to_value(&set.spec.as_ref()?.selector).ok()?;
+    LabelSelector::from_structured(&selector).ok()
+}
+
+fn controller_ref(set: &StatefulSet) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "StatefulSet".into(),
+        name: set.name_any(),
+        uid: set.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn reference_to(set: &StatefulSet) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("StatefulSet".into()),
+        name: Some(set.name_any()),
+        namespace: set.namespace(),
+        uid: set.uid(),
+        resource_version: set.resource_version(),
+        ..ObjectReference::default()
+    }
+}
+
+fn controller_uid<K: ResourceExt>(object: &K) -> Option<String> {
+    object
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.clone())
+}
+
+struct Controller {
+    client: Client,
+    recorder: Recorder,
+}
+
+impl Controller {
+    /// One sync of one set; returns when to look again regardless of events.
+    async fn sync(&self, namespace: &str, name: &str) -> Result<Option<Duration>, SyncError> {
+        let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
+        let Some(set) = sets.get_opt(name).await? else {
+            return Ok(None);
+        };
+        let Some(selector) = selector_of(&set) else {
+            tracing::warn!(
+                namespace,
+                name,
+                "statefulset has an invalid selector; not syncing"
+            );
+            return Ok(None);
+        };
+        let selector_text = selector.to_string();
+        let uid = set.uid().unwrap_or_default();
+        let deleting = set.metadata.deletion_timestamp.is_some();
+
+        let revisions = self.claim_revisions(&set, &selector_text, deleting).await?;
+        let pods = self.claim_pods(&set, &selector, deleting).await?;
+        let (current, update, collision_count, revisions) =
+            self.resolve_revisions(&set, revisions).await?;
+        let now = jiff::Timestamp::now().as_second();
+        let decided = plan::plan(&Observed {
+            set: &set,
+            pods: &pods,
+            current_revision: &current.name_any(),
+            update_revision: &update.name_any(),
+            collision_count,
+            now,
+        });
+        let mut result = Ok(());
+        for action in &decided.actions {
+            if let Err(error) = self.act(&set, action, &current, &update).await {
+                result = Err(error);
+                break;
+            }
+        }
+        self.write_status(&sets, &set, decided.status).await?;
+        self.truncate_history(&set, &revisions, &pods, &current, &update)
+            .await?;
+        result?;
+        let _ = uid;
+        let min_ready = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
+        Ok((min_ready > 0).then(|| Duration::from_secs(min_ready as u64 + 1)))
+    }
+
+    /// The set's revisions: owned, or ownerless and selected (those are adopted).
+    async fn claim_revisions(
+        &self,
+        set: &StatefulSet,
+        selector: &str,
+        deleting: bool,
+    ) -> Result<Vec<ControllerRevision>, SyncError> {
+        let namespace = set.namespace().unwrap_or_default();
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
+        let uid = set.uid().unwrap_or_default();
+        let mut claimed = Vec::new();
+        for revision in api
+            .list(&ListParams::default().labels(selector))
+            .await?
+            .items
+        {
+            match controller_uid(&revision) {
+                Some(owner) if owner == uid => claimed.push(revision),
+                Some(_) => {}
+                None if !deleting => {
+                    let patch = json!({"metadata": {"ownerReferences": [controller_ref(set)],
+                        "uid": revision.uid()}});
+                    match api
+                        .patch(
+                            &revision.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Strategic(patch),
+                        )
+                        .await
+                    {
+                        Ok(adopted) => claimed.push(adopted),
+                        Err(error) => tracing::debug!(%error, "could not adopt a revision"),
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// The set's pods: owned and still matching, plus matching orphans (adopted); owned pods
+    /// that stopped matching are released.
+    async fn claim_pods(
+        &self,
+        set: &StatefulSet,
+        selector: &LabelSelector,
+        deleting: bool,
+    ) -> Result<Vec<Pod>, SyncError> {
+        let namespace = set.namespace().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let uid = set.uid().unwrap_or_default();
+        let set_name = set.name_any();
+        let mut claimed = Vec::new();
+        for pod in api.list(&ListParams::default()).await?.items {
+            let labels = serde_json::to_value(pod.labels()).ok();
+            let member = plan::parent_and_ordinal(&pod.name_any())
+                .is_some_and(|(parent, _)| parent == set_name);
+            let matches = member && selector.matches(labels.as_ref().and_then(Value::as_object));
+            match controller_uid(&pod) {
+                Some(owner) if owner == uid => {
+                    if matches {
+                        claimed.push(pod);
+                    } else if !deleting {
+                        let patch = json!({"metadata": {"ownerReferences": [{"uid": uid, "$patch": "delete"}]}});
+                        if let Err(error) = api
+                            .patch(
+                                &pod.name_any(),
+                                &PatchParams::default(),
+                                &Patch::Strategic(patch),
+                            )
+                            .await
+                        {
+                            tracing::debug!(%error, "could not release a pod");
+                        }
+                    }
+                }
+                Some(_) => {}
+                None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
+                    let mut references = pod.owner_references().to_vec();
+                    references.push(controller_ref(set));
+                    let patch = json!({"metadata": {"ownerReferences": references,
+                        "resourceVersion": pod.resource_version()}});
+                    match api
+                        .patch(
+                            &pod.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
+                        .await
+                    {
+                        Ok(adopted) => claimed.push(adopted),
+                        Err(error) => tracing::debug!(%error, "could not adopt a pod"),
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Chooses the current and update revisions (§4.2), creating or renumbering one if needed.
+    async fn resolve_revisions(
+        &self,
+        set: &StatefulSet,
+        mut revisions: Vec<ControllerRevision>,
+    ) -> Result<
+        (
+            ControllerRevision,
+            ControllerRevision,
+            i32,
+            Vec<ControllerRevision>,
+        ),
+        SyncError,
+    > {
+        let namespace = set.namespace().unwrap_or_default();
+        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &namespace);
+        revisions.sort_by(|a, b| {
+            a.revision
+                .cmp(&b.revision)
+                .then_with(|| {
+                    a.metadata
+                        .creation_timestamp
+                        .cmp(&b.metadata.creation_timestamp)
+                })
+                .then_with(|| a.name_any().cmp(&b.name_any()))
+        });
+        let mut collision_count = set
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0);
+        let next = revisions.last().map_or(1, |r| r.revision + 1);
+        let patch = revision::patch_of(set);
+        let data_of = |r: &ControllerRevision| r.data.as_ref().map(|d| d.0.clone());
+        let equal: Vec<usize> = revisions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| data_of(r).as_ref() == Some(&patch))
+            .map(|(i, _)| i)
+            .collect();
+        let newest = revisions.len().checked_sub(1);
+        let update = if let Some(&index) = equal.last() {
+            if Some(index) == newest {
+                revisions[index].clone()
+            } else {
+                // A rollback: the old revision is renumbered and reused.
+                let mut renumbered = revisions[index].clone();
+                renumbered.revision = next;
+                let updated = api
+                    .replace(&renumbered.name_any(), &PostParams::default(), &renumbered)
+                    .await?;
+                revisions[index] = updated.clone();
+                updated
+            }
+        } else {
+            let bytes = revision::bytes_of(&patch);
+            loop {
+                let hash = revision::hash(&bytes, collision_count);
+                let mut labels: BTreeMap<String, String> = set
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.metadata.as_ref())
+                    .and_then(|m| m.labels.clone())
+                    .unwrap_or_default();
+                labels.insert(HASH_LABEL.into(), hash.clone());
+                let candidate = ControllerRevision {
+                    metadata: ObjectMeta {
+                        name: Some(revision::name(&set.name_any(), &hash)),
+                        namespace: Some(namespace.clone()),
+                        labels: Some(labels),
+                        annotations: set.metadata.annotations.clone(),
+                        owner_references: Some(vec![controller_ref(set)]),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(RawExtension(patch.clone())),
+                    revision: next,
+                };
+                match api.create(&PostParams::default(), &candidate).await {
+                    Ok(created) => {
+                        revisions.push(created.clone());
+                        break created;
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => {
+                        let existing = api.get(&candidate.name_any()).await?;
+                        if data_of(&existing).as_ref() == Some(&patch) {
+                            break existing;
+                        }
+                        collision_count += 1;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        };
+        let current_name = set.status.as_ref().and_then(|s| s.current_revision.clone());
+        let current = current_name
+            .and_then(|name| revisions.iter().find(|r| r.name_any() == name).cloned())
+            .unwrap_or_else(|| update.clone());
+        Ok((current, update, collision_count, revisions))
+    }
+
+    async fn act(
+        &self,
+        set: &StatefulSet,
+        action: &Action,
+        current: &ControllerRevision,
+        update: &ControllerRevision,
+    ) -> Result<(), SyncError> {
+        let namespace = set.namespace().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        match action {
+            Action::CreateClaims { ordinal } => self.create_claims(set, *ordinal).await,
+            Action::CreatePod { ordinal, revision } => {
+                let revision = match revision {
+                    Revision::Current => current,
+                    Revision::Update => update,
+                };
+                self.create_claims(set, *ordinal).await?;
+                let pod = new_pod(set, *ordinal, revision)?;
+                let pod_name = pod.name_any();
+                match pods.create(&PostParams::default(), &pod).await {
+                    Ok(_) => {
+                        self.recorder
+                            .record(
+                                reference_to(set),
+                                "Normal",
+                                "SuccessfulCreate",
+                                format!(
+                                    "create Pod {pod_name} in StatefulSet {} successful",
+                                    set.name_any()
+                                ),
+                            )
+                            .await;
+                        Ok(())
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+                    Err(error) => {
+                        self.recorder
+                            .record(
+                                reference_to(set),
+                                "Warning",
+                                "FailedCreate",
+                                format!(
+                                    "create Pod {pod_name} in StatefulSet {} failed error: {error}",
+                                    set.name_any()
+                                ),
+                            )
+                            .await;
+                        Err(error.into())
+                    }
+                }
+            }
+            Action::DeletePod { name, uid, why } => {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match pods.delete(name, &params).await {
+                    Ok(_) => {
+                        let _ = why == &Why::Update;
+                        self.recorder
+                            .record(
+                                reference_to(set),
+                                "Normal",
+                                "SuccessfulDelete",
+                                format!(
+                                    "delete Pod {name} in StatefulSet {} successful",
+                                    set.name_any()
+                                ),
+                            )
+                            .await;
+                        Ok(())
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                        Ok(())
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+        }
+    }
+
+    async fn create_claims(&self, set: &StatefulSet, ordinal: i32) -> Result<(), SyncError> {
+        let namespace = set.namespace().unwrap_or_default();
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
+        for claim in claims_for(set, ordinal) {
+            let claim_name = claim.name_any();
+            if let Some(existing) = claims.get_opt(&claim_name).await? {
+                if existing.metadata.deletion_timestamp.is_some() {
+                    return Err(SyncError::Invalid(format!(
+                        "pvc {claim_name} is being deleted"
+                    )));
+                }
+                continue;
+            }
+            match claims.create(&PostParams::default(), &claim).await {
+                Ok(_) => {
+                    self.recorder
+                        .record(
+                            reference_to(set),
+                            "Normal",
+                            "SuccessfulCreate",
+                            format!(
+                                "create Claim {claim_name} Pod {}-{ordinal} in StatefulSet {} success",
+                                set.name_any(),
+                                set.name_any()
+                            ),
+                        )
+                        .await;
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => {
+                    self.recorder
+                        .record(
+                            reference_to(set),
+                            "Warning",
+                            "FailedCreate",
+                            format!("create Claim {claim_name} for Pod {}-{ordinal} in StatefulSet {} failed error: {error}", set.name_any(), set.name_any()),
+                        )
+                        .await;
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes status when a field upstream compares changed.
+    async fn write_status(
+        &self,
+        api: &Api<StatefulSet>,
+        set: &StatefulSet,
+        status: StatefulSetStatus,
+    ) -> Result<(), SyncError> {
+        let stored = set.status.clone().unwrap_or_default();
+        let changed = status.observed_generation > stored.observed_generation
+            || status.replicas != stored.replicas
+            || status.ready_replicas.unwrap_or(0) != stored.ready_replicas.unwrap_or(0)
+            || status.current_replicas.unwrap_or(0) != stored.current_replicas.unwrap_or(0)
+            || status.updated_replicas.unwrap_or(0) != stored.updated_replicas.unwrap_or(0)
+            || status.available_replicas.unwrap_or(0) != stored.available_replicas.unwrap_or(0)
+            || status.current_revision != stored.current_revision
+            || status.update_revision != stored.update_revision;
+        if !changed {
+            return Ok(());
+        }
+        let patch = json!({"status": status});
+        match api
+            .patch_status(
+                &set.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes history beyond `revisionHistoryLimit`, oldest first, never a live revision.
+    async fn truncate_history(
+        &self,
+        set: &StatefulSet,
+        revisions: &[ControllerRevision],
+        pods: &[Pod],
+        current: &ControllerRevision,
+        update: &ControllerRevision,
+    ) -> Result<(), SyncError> {
+        let limit = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10);
+        if limit < 0 {
+            return Ok(());
+        }
+        let live: Vec<String> = pods
+            .iter()
+            .filter_map(|p| p.labels().get(REVISION_LABEL).cloned())
+            .chain([current.name_any(), update.name_any()])
+            .collect();
+        let mut history: Vec<&ControllerRevision> = revisions
+            .iter()
+            .filter(|r| !live.contains(&r.name_any()))
+            .collect();
+        history.sort_by_key(|r| r.revision);
+        let excess = history.len().saturating_sub(limit as usize);
+        let api: Api<ControllerRevision> =
+            Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
+        for revision in history.into_iter().take(excess) {
+            match api
+                .delete(&revision.name_any(), &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The claims of one ordinal, from the set's volumeClaimTemplates.
+fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
+    let Some(spec) = set.spec.as_ref() else {
+        return Vec::new();
+    };
+    let match_labels = spec.selector.match_labels.clone().unwrap_or_default();
+    spec.volume_claim_templates
+        .iter()
+        .flatten()
+        .map(|template| {
+            let template_name = template.name_any();
+            let mut labels = template.metadata.labels.clone().unwrap_or_default();
+            labels.extend(match_labels.clone());
+            PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(format!("{template_name}-{}-{ordinal}", set.name_any())),
+                    namespace: set.namespace(),
+                    labels: Some(labels),
+                    annotations: template.metadata.annotations.clone(),
+                    ..ObjectMeta::default()
+                },
+                spec: template.spec.clone(),
+                status: None,
+            }
+        })
+        .collect()
+}
+
+/// A pod for `ordinal` from `revision`'s template, as `newVersionedStatefulSetPod` makes it.
+fn new_pod(
+    set: &StatefulSet,
+    ordinal: i32,
+    revision: &ControllerRevision,
+) -> Result<Pod, SyncError> {
+    let template_value = revision
+        .data
+        .as_ref()
+        .and_then(|d| revision::template_of(&d.0))
+        .ok_or_else(|| {
+            SyncError::Invalid(format!("revision {} has no template", revision.name_any()))
+        })?;
+    let template: PodTemplateSpec = serde_json::from_value(template_value)
+        .map_err(|e| SyncError::Invalid(format!("revision {}: {e}", revision.name_any())))?;
+    let set_name = set.name_any();
+    let name = format!("{set_name}-{ordinal}");
+    let template_meta = template.metadata.unwrap_or_default();
+    let mut labels = template_meta.labels.unwrap_or_default();
+    labels.insert(REVISION_LABEL.into(), revision.name_any());
+    labels.insert(POD_NAME_LABEL.into(), name.clone());
+    labels.insert(POD_INDEX_LABEL.into(), ordinal.to_string());
+    let mut spec: PodSpec = template.spec.unwrap_or_default();
+    spec.hostname = Some(name.clone());
+    spec.subdomain = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_name.clone())
+        .filter(|s| !s.is_empty());
+    let claims = claims_for(set, ordinal);
+    let templates: Vec<String> = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .map(|t| t.iter().map(|c| c.name_any()).collect())
+        .unwrap_or_default();
+    let mut volumes: Vec<Volume> = templates
+        .iter()
+        .zip(&claims)
+        .map(|(template, claim)| Volume {
+            name: template.clone(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.name_any(),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        })
+        .collect();
+    volumes.extend(
+        spec.volumes
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| !templates.contains(&v.name)),
+    );
+    if !volumes.is_empty() {
+        spec.volumes = Some(volumes);
+    }
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: Some(name),
+            generate_name: Some(format!("{set_name}-")),
+            namespace: set.namespace(),
+            labels: Some(labels),
+            annotations: template_meta.annotations,
+            finalizers: template_meta.finalizers,
+            owner_references: Some(vec![controller_ref(set)]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
+}

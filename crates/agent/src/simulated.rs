@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 const READY_ANNOTATION: &str = "simulation.petset.dev/ready";
 const READY_AFTER_ANNOTATION: &str = "simulation.petset.dev/ready-after-ms";
 const NEVER_READY_TAG: &str = ":never-ready";
+/// How long a simulated pod takes to terminate (at most its grace period).
+const TERMINATION: Duration = Duration::from_millis(1000);
 /// How often the node's Lease is renewed (the kubelet's default).
 const LEASE_RENEWAL: Duration = Duration::from_secs(10);
 
@@ -221,7 +223,12 @@ async fn handle(
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let uid = pod.uid().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
-        // Nothing runs, so termination is immediate: confirm it.
+        // Nothing runs, so there is nothing to stop; the node still takes a moment, as a real
+        // one does, before it confirms (kubectl's delete-wait relies on seeing the pod go).
+        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
+        if grace > 0 {
+            tokio::time::sleep(TERMINATION.min(Duration::from_secs(grace as u64))).await;
+        }
         let params = DeleteParams {
             grace_period_seconds: Some(0),
             preconditions: Some(Preconditions {

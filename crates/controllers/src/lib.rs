@@ -1,7 +1,9 @@
 //! The reconcilers that turn desired state into actions, all working through the Kubernetes
 //! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
-//! controller, the `local-path` volume provisioner, and the scheduler.
+//! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, and the
+//! scheduler.
 
+pub mod endpoints;
 mod events;
 mod queue;
 pub mod scheduler;
@@ -18,6 +20,7 @@ pub fn spawn_all(client: Client, volumes_dir: PathBuf) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(statefulset::run(client.clone()));
     tasks.spawn(volumes::run(client.clone(), volumes_dir));
+    tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

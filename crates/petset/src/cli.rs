@@ -63,6 +63,30 @@ pub enum BenchTarget {
     Store(StoreBenchArgs),
     /// The API server in process: create throughput, get/list latency, watch delivery.
     Api(ApiBenchArgs),
+    /// StatefulSets on the simulated node: time until Ready, and a rolling update.
+    Statefulset(StatefulSetBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatefulSetBenchArgs {
+    /// The store behind the API, as for `petset up --store`.
+    #[arg(long, default_value = "embedded")]
+    pub store: StoreSpec,
+    /// Replicas of the Parallel set (each with one claim).
+    #[arg(long, default_value_t = 1_000)]
+    pub parallel_replicas: i32,
+    /// Replicas of the OrderedReady set (then rolled to a new image).
+    #[arg(long, default_value_t = 100)]
+    pub ordered_replicas: i32,
+    /// Seconds any one phase may take.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
+}
+
+impl StatefulSetBenchArgs {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use petset_apiserver::{ApiState, serve, tls};
+use petset_apiserver::{serve, tls};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::{NodeRuntime, UpArgs};
+use crate::cli::UpArgs;
+use crate::cluster::Cluster;
 use crate::datadir::DataDir;
 
 /// How long open requests may take to finish once shutdown starts.
@@ -25,28 +26,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let credentials = tls::load_or_create(data_dir.path(), args.api_listen)
         .context("setting up the cluster CA and serving certificate")?;
-    let state = ApiState::new(store, Some(credentials.admin_token.clone()));
-    state
-        .registry()
-        .bootstrap()
-        .await
-        .context("creating the built-in namespaces")?;
-    let watch_cache = state.spawn_watch_cache();
-    let controllers = petset_apiserver::spawn_controllers(&state);
-    // Controllers and the node reach the API through kube::Client, in process.
-    let client = kube::Client::new(petset_apiserver::internal_router(state.clone()), "default");
-    let mut reconcilers =
-        petset_controllers::spawn_all(client.clone(), data_dir.path().join("volumes"));
-    match args.node_runtime {
-        Some(NodeRuntime::Simulated) => {
-            let node = petset_agent::node_name();
-            tracing::info!(%node, "running a simulated node");
-            reconcilers.spawn(petset_agent::simulated::run(client.clone(), node));
-        }
-        Some(NodeRuntime::Runc) | None => {
-            tracing::info!("the runc node agent is not built yet; pods stay Pending");
-        }
-    }
+    let mut cluster = Cluster::start(
+        store,
+        Some(credentials.admin_token.clone()),
+        data_dir.path(),
+        args.node_runtime,
+    )
+    .await?;
+    let state = cluster.state.clone();
     let listener = TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("listening on {}", args.api_listen))?;
@@ -74,9 +61,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
         ended = &mut server => {
             compactor.abort();
-            controllers.abort();
-            watch_cache.abort();
-            reconcilers.abort_all();
+            cluster.stop();
             return match ended {
                 Ok(()) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
                 Err(error) => Err(error).context("the API server task failed"),
@@ -87,9 +72,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Err(error) = server.await {
         tracing::warn!(%error, "the API server task failed while stopping");
     }
-    reconcilers.abort_all();
-    controllers.abort();
-    watch_cache.abort();
+    cluster.stop();
     compactor.abort();
     tracing::info!("petset stopped");
     Ok(())

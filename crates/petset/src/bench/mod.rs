@@ -1,6 +1,7 @@
 //! `petset bench …`: measurements whose figures go into BENCHMARKS.md.
 
 mod api;
+mod statefulset;
 mod stats;
 mod store;
 
@@ -10,5 +11,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.target {
         BenchTarget::Store(args) => store::run(args).await,
         BenchTarget::Api(args) => api::run(args).await,
+        BenchTarget::Statefulset(args) => statefulset::run(args).await,
     }
 }

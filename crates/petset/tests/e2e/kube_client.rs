@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
@@ -159,31 +159,49 @@ fn list_watch_patch_status_and_scale() {
             .await
             .expect("patch scale");
         assert_eq!(scaled.spec.and_then(|s| s.replicas), Some(4));
-        let status = sets
+        // Status through /status on a kind no controller writes here: a Node.
+        let nodes: Api<Node> = Api::all(client.clone());
+        nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "n1"}})).expect("a node"),
+            )
+            .await
+            .expect("create node");
+        let status = nodes
             .patch_status(
-                "web",
+                "n1",
                 &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"replicas": 4, "observedGeneration": 2}})),
+                &Patch::Merge(json!({"status": {"phase": "Running"}})),
             )
             .await
             .expect("patch status");
-        assert_eq!(status.status.map(|s| s.replicas), Some(4));
-        let again = sets.get("web").await.expect("get");
+        assert_eq!(
+            status.status.and_then(|s| s.phase).as_deref(),
+            Some("Running")
+        );
+        let again = nodes.get("n1").await.expect("get");
         assert_eq!(
             again.metadata.generation,
-            Some(2),
+            Some(1),
             "status writes do not bump generation"
         );
         // A spec change through the main resource leaves status alone.
-        let patched = sets
+        let patched = nodes
             .patch(
-                "web",
+                "n1",
                 &PatchParams::default(),
-                &Patch::Strategic(json!({"spec": {"replicas": 1}, "status": {"replicas": 99}})),
+                &Patch::Strategic(
+                    json!({"spec": {"unschedulable": true}, "status": {"phase": "Gone"}}),
+                ),
             )
             .await
             .expect("strategic patch");
-        assert_eq!(patched.status.map(|s| s.replicas), Some(4));
+        assert_eq!(
+            patched.status.and_then(|s| s.phase).as_deref(),
+            Some("Running")
+        );
+        assert_eq!(patched.metadata.generation, Some(2));
 
         // A streaming list (watch-list): initial events, then the end-of-initial-events bookmark.
         let mut streaming =

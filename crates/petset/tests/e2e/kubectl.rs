@@ -9,53 +9,7 @@ use petset_testkit::{Petset, wait_until};
 
 use crate::start;
 
-const WEB: &str = "apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-  labels:
-    app: nginx
-spec:
-  ports:
-  - port: 80
-    name: web
-  clusterIP: None
-  selector:
-    app: nginx
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: web
-spec:
-  serviceName: nginx
-  replicas: 2
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: registry.k8s.io/nginx-slim:0.8
-        ports:
-        - containerPort: 80
-          name: web
-        volumeMounts:
-        - name: www
-          mountPath: /usr/share/nginx/html
-  volumeClaimTemplates:
-  - metadata:
-      name: www
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources:
-        requests:
-          storage: 1Gi
-";
+const WEB: &str = include_str!("web.yaml");
 
 fn petset() -> Petset {
     start(&["--store", "memory"])
@@ -67,16 +21,6 @@ fn create_web(petset: &Petset) {
         out.ok(),
         "service/nginx created\nstatefulset.apps/web created\n"
     );
-}
-
-/// A pod owned by `owner_uid` (a StatefulSet), as the controller would create it.
-fn owned_pod(name: &str, owner_uid: &str) -> String {
-    format!(
-        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{"app":"nginx"}},
-        "ownerReferences":[{{"apiVersion":"apps/v1","kind":"StatefulSet","name":"web","uid":"{owner_uid}",
-        "controller":true,"blockOwnerDeletion":true}}]}},
-        "spec":{{"containers":[{{"name":"nginx","image":"registry.k8s.io/nginx-slim:0.8"}}]}}}}"#
-    )
 }
 
 fn jsonpath(petset: &Petset, object: &str, path: &str) -> String {
@@ -451,19 +395,21 @@ fn errors_are_precise_and_store_nothing() {
 
 #[test]
 fn delete_cascades_background_orphan_and_foreground() {
-    let petset = petset();
+    let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
     for (policy, pods_remain) in [
         ("orphan", true),
         ("foreground", false),
         ("background", false),
     ] {
         create_web(&petset);
-        let uid = jsonpath(&petset, "sts/web", "{.metadata.uid}");
-        for pod in ["web-0", "web-1"] {
-            petset
-                .kubectl_with_input(&["create", "-f", "-"], Some(&owned_pod(pod, &uid)))
-                .ok();
-        }
+        let created = wait_until(Duration::from_secs(60), || {
+            jsonpath(&petset, "sts/web", "{.status.readyReplicas}") == "2"
+        });
+        assert!(
+            created,
+            "{policy}: the set's pods did not become ready\n{}",
+            petset.log()
+        );
         let deleted = petset.kubectl(&["delete", "sts", "web", &format!("--cascade={policy}")]);
         assert_eq!(
             deleted.ok(),
@@ -555,10 +501,7 @@ fn describe_and_explain() {
     create_web(&petset);
     let described = petset.kubectl(&["describe", "sts", "web"]);
     let text = described.ok();
-    assert!(
-        text.contains("Replicas:           2 desired | 0 total"),
-        "{text}"
-    );
+    assert!(text.contains("Replicas:           2 desired |"), "{text}");
     assert!(text.contains("Partition:        0"), "{text}");
     let explained = petset.kubectl(&["explain", "statefulset.spec.replicas"]);
     assert!(explained.ok().contains("replicas"), "{}", explained.stderr);
@@ -622,7 +565,20 @@ fn get_all_and_events() {
         "-o",
         "name",
     ]);
-    assert_eq!(selected.ok(), "event/web.1\n");
+    assert!(
+        selected.ok().lines().any(|l| l == "event/web.1"),
+        "{}",
+        selected.stdout
+    );
+    let none = petset.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Pod",
+        "-o",
+        "name",
+    ]);
+    assert!(!none.ok().contains("event/web.1"), "{}", none.stdout);
     let bad_label = petset.kubectl_with_input(
         &["create", "-f", "-"],
         Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: labelled\n  labels:\n    app: -bad-\n"),

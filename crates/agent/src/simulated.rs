@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
@@ -59,11 +59,12 @@ pub async fn run(client: Client, node_name: String) {
     if let Err(error) = register(&client, &node_name).await {
         tracing::warn!(%error, node = %node_name, "could not register the simulated node");
     }
-    tokio::spawn(keep_lease(client.clone(), node_name.clone()));
+    let mut helpers = tokio::task::JoinSet::new();
+    helpers.spawn(keep_lease(client.clone(), node_name.clone()));
     let addresses = Arc::new(Mutex::new(Addresses::default()));
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-    let mut events = watcher(pods, config).boxed();
+    let mut events = watcher(pods, config).default_backoff().boxed();
     let (recheck, mut rechecks) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
     loop {
         let pod = tokio::select! {

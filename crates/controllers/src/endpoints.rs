@@ -8,7 +8,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use petset_api::selector::LabelSelector;
 use serde_json::{Value, json};
@@ -22,17 +22,18 @@ const MANAGER: &str = "endpointslice-controller.k8s.io";
 /// Runs the controller until the task is aborted. The unit of work is a namespace.
 pub async fn run(client: Client) {
     let (queue, mut namespaces) = Queue::<String>::new();
+    let mut helpers = tokio::task::JoinSet::new();
     {
         let queue = queue.clone();
         let client = client.clone();
-        tokio::spawn(async move {
+        helpers.spawn(async move {
             let services = watcher(
                 Api::<Service>::all(client.clone()),
                 watcher::Config::default(),
             );
             let pods = watcher(Api::<Pod>::all(client), watcher::Config::default());
-            let mut services = services.boxed();
-            let mut pods = pods.boxed();
+            let mut services = services.default_backoff().boxed();
+            let mut pods = pods.default_backoff().boxed();
             loop {
                 let namespace = tokio::select! {
                     Some(event) = services.next() => namespace_of(event),
@@ -96,7 +97,18 @@ async fn sync(client: &Client, namespace: &str) -> Result<(), kube::Error> {
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
     let service_list = services.list(&ListParams::default()).await?.items;
-    let pod_list = pods.list(&ListParams::default()).await?.items;
+    let selects = |s: &Service| {
+        s.spec
+            .as_ref()
+            .and_then(|spec| spec.selector.as_ref())
+            .is_some_and(|selector| !selector.is_empty())
+    };
+    // A namespace without selecting Services needs no pods read.
+    let pod_list = if service_list.iter().any(selects) {
+        pods.list(&ListParams::default()).await?.items
+    } else {
+        Vec::new()
+    };
     for service in &service_list {
         let Some(selector_map) = service
             .spec

@@ -5,14 +5,14 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 /// Runs the scheduler until the task is aborted.
 pub async fn run(client: Client) {
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields("spec.nodeName=");
-    let mut events = watcher(pods, config).boxed();
+    let mut events = watcher(pods, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         let pod = match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
@@ -31,9 +31,13 @@ pub async fn run(client: Client) {
         {
             continue;
         }
-        if let Err(error) = bind(&client, &pod).await {
-            tracing::debug!(%error, pod = %pod.name_any(), "could not schedule a pod");
-        }
+        // Bindings are independent: many at once keep a burst of new pods moving.
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = bind(&client, &pod).await {
+                tracing::debug!(%error, pod = %pod.name_any(), "could not schedule a pod");
+            }
+        });
     }
 }
 

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -36,7 +36,8 @@ enum VolumeError {
 /// Runs the provisioner until the task is aborted; volumes live under `root`.
 pub async fn run(client: Client, root: PathBuf) {
     let (queue, mut keys) = Queue::<()>::new();
-    tokio::spawn(watch_changes(client.clone(), queue.clone()));
+    let mut helpers = tokio::task::JoinSet::new();
+    helpers.spawn(watch_changes(client.clone(), queue.clone()));
     while keys.recv().await.is_some() {
         queue.taken(&());
         if let Err(error) = reconcile(&client, &root).await {
@@ -54,9 +55,33 @@ async fn reconcile(client: &Client, root: &std::path::Path) -> Result<(), Volume
     let claim_list = claims.list(&ListParams::default()).await?.items;
     let volume_list = volumes.list(&ListParams::default()).await?.items;
 
-    for claim in &claim_list {
+    // Claims are independent: bind up to 32 at a time.
+    for chunk in claim_list.chunks(32) {
+        let results = futures::future::join_all(
+            chunk
+                .iter()
+                .map(|claim| bind(client, root, &class_list, &volume_list, claim)),
+        )
+        .await;
+        if let Some(error) = results.into_iter().find_map(Result::err) {
+            return Err(error);
+        }
+    }
+    release(client, root, &claim_list, &volume_list).await
+}
+
+/// Provisions and binds one claim of a `local-path` class, if it needs it.
+async fn bind(
+    client: &Client,
+    root: &std::path::Path,
+    class_list: &[StorageClass],
+    volume_list: &[PersistentVolume],
+    claim: &PersistentVolumeClaim,
+) -> Result<(), VolumeError> {
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    {
         if claim.metadata.deletion_timestamp.is_some() {
-            continue;
+            return Ok(());
         }
         let spec = claim.spec.clone().unwrap_or_default();
         let phase = claim
@@ -66,10 +91,10 @@ async fn reconcile(client: &Client, root: &std::path::Path) -> Result<(), Volume
             .unwrap_or_default();
         let class_name = spec.storage_class_name.clone().unwrap_or_default();
         let Some(class) = class_list.iter().find(|c| c.name_any() == class_name) else {
-            continue;
+            return Ok(());
         };
         if class.provisioner != PROVISIONER || phase == "Bound" {
-            continue;
+            return Ok(());
         }
         let namespace = claim.namespace().unwrap_or_default();
         let claim_uid = claim.uid().unwrap_or_default();
@@ -167,9 +192,18 @@ async fn reconcile(client: &Client, root: &std::path::Path) -> Result<(), Volume
             )
             .await?;
     }
+    Ok(())
+}
 
-    // Volumes whose claim is gone are released: deleted with their directory, or kept.
-    for volume in &volume_list {
+/// Volumes whose claim is gone are released: deleted with their directory, or kept.
+async fn release(
+    client: &Client,
+    root: &std::path::Path,
+    claim_list: &[PersistentVolumeClaim],
+    volume_list: &[PersistentVolume],
+) -> Result<(), VolumeError> {
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    for volume in volume_list {
         let Some(claim_ref) = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
             continue;
         };
@@ -225,8 +259,8 @@ async fn watch_changes(client: Client, queue: Arc<Queue<()>>) {
         Api::<PersistentVolume>::all(client),
         watcher::Config::default(),
     );
-    let mut claims = claims.boxed();
-    let mut volumes = volumes.boxed();
+    let mut claims = claims.default_backoff().boxed();
+    let mut volumes = volumes.default_backoff().boxed();
     loop {
         tokio::select! {
             Some(_) = claims.next() => queue.add(()),

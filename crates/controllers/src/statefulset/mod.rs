@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use petset_api::selector::LabelSelector;
 use serde_json::{Value, json};
@@ -55,12 +55,14 @@ struct Known {
 pub async fn run(client: Client) {
     let (queue, mut keys) = Queue::<Key>::new();
     let known = Arc::new(Mutex::new(Known::default()));
-    tokio::spawn(watch_sets(client.clone(), queue.clone(), known.clone()));
-    tokio::spawn(watch_pods(client.clone(), queue.clone(), known.clone()));
+    // Helpers live as long as this task: aborting it drops the set, which aborts them.
+    let mut helpers = tokio::task::JoinSet::new();
+    helpers.spawn(watch_sets(client.clone(), queue.clone(), known.clone()));
+    helpers.spawn(watch_pods(client.clone(), queue.clone(), known.clone()));
     {
         let queue = queue.clone();
         let known = known.clone();
-        tokio::spawn(async move {
+        helpers.spawn(async move {
             loop {
                 tokio::time::sleep(RESYNC).await;
                 let keys: Vec<Key> = known
@@ -76,6 +78,7 @@ pub async fn run(client: Client) {
     let controller = Controller {
         recorder: Recorder::new(client.clone(), "statefulset-controller"),
         client,
+        full_lists: Mutex::new(HashMap::new()),
     };
     let mut failures: HashMap<Key, u32> = HashMap::new();
     while let Some(key) = keys.recv().await {
@@ -100,7 +103,9 @@ pub async fn run(client: Client) {
 
 async fn watch_sets(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Known>>) {
     let api: Api<StatefulSet> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default()).boxed();
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = events.next().await {
         let sets: Vec<(StatefulSet, bool)> = match event {
             Ok(watcher::Event::Apply(set) | watcher::Event::InitApply(set)) => vec![(set, true)],
@@ -128,7 +133,9 @@ async fn watch_sets(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Kno
 
 async fn watch_pods(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Known>>) {
     let api: Api<Pod> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default()).boxed();
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = events.next().await {
         let pod = match event {
             Ok(
@@ -213,6 +220,28 @@ fn controller_uid<K: ResourceExt>(object: &K) -> Option<String> {
 struct Controller {
     client: Client,
     recorder: Recorder,
+    /// When each set last listed every pod of its namespace (to release pods that stopped
+    /// matching its selector); in between, the server filters by selector.
+    full_lists: Mutex<HashMap<Key, std::time::Instant>>,
+}
+
+/// How often a set looks at every pod in its namespace, not only the selected ones.
+const FULL_LIST_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Controller {
+    fn full_list_due(&self, namespace: &str, name: &str) -> bool {
+        let Ok(mut lists) = self.full_lists.lock() else {
+            return true;
+        };
+        let key = (namespace.to_string(), name.to_string());
+        let due = lists
+            .get(&key)
+            .is_none_or(|at| at.elapsed() >= FULL_LIST_INTERVAL);
+        if due {
+            lists.insert(key, std::time::Instant::now());
+        }
+        due
+    }
 }
 
 impl Controller {
@@ -247,13 +276,9 @@ impl Controller {
             collision_count,
             now,
         });
-        let mut result = Ok(());
-        for action in &decided.actions {
-            if let Err(error) = self.act(&set, action, &current, &update).await {
-                result = Err(error);
-                break;
-            }
-        }
+        let result = self
+            .act_all(&set, &decided.actions, &current, &update)
+            .await;
         self.write_status(&sets, &set, decided.status).await?;
         self.truncate_history(&set, &revisions, &pods, &current, &update)
             .await?;
@@ -320,7 +345,14 @@ impl Controller {
         let uid = set.uid().unwrap_or_default();
         let set_name = set.name_any();
         let mut claimed = Vec::new();
-        for pod in api.list(&ListParams::default()).await?.items {
+        // Owned pods that stopped matching the selector are found by the resync's full list;
+        // the common path asks the server to filter.
+        let filter = if self.full_list_due(&namespace, &set_name) {
+            ListParams::default()
+        } else {
+            ListParams::default().labels(&selector.to_string())
+        };
+        for pod in api.list(&filter).await?.items {
             let labels = serde_json::to_value(pod.labels()).ok();
             let member = plan::parent_and_ordinal(&pod.name_any())
                 .is_some_and(|(parent, _)| parent == set_name);
@@ -465,6 +497,40 @@ impl Controller {
             .and_then(|name| revisions.iter().find(|r| r.name_any() == name).cloned())
             .unwrap_or_else(|| update.clone());
         Ok((current, update, collision_count, revisions))
+    }
+
+    /// Carries out a plan. Creations run in batches of 1, 2, 4 … 500 at once, as upstream's
+    /// `slowStartBatch` does (a plan holds several only in Parallel mode); the first failing
+    /// batch stops the rest. Other actions run one after another.
+    async fn act_all(
+        &self,
+        set: &StatefulSet,
+        actions: &[Action],
+        current: &ControllerRevision,
+        update: &ControllerRevision,
+    ) -> Result<(), SyncError> {
+        let (creates, others): (Vec<&Action>, Vec<&Action>) = actions
+            .iter()
+            .partition(|a| matches!(a, Action::CreatePod { .. }));
+        let mut remaining = creates.as_slice();
+        let mut batch = 1;
+        while !remaining.is_empty() {
+            let (now, later) = remaining.split_at(batch.min(remaining.len()));
+            let results = futures::future::join_all(
+                now.iter()
+                    .map(|action| self.act(set, action, current, update)),
+            )
+            .await;
+            if let Some(error) = results.into_iter().find_map(Result::err) {
+                return Err(error);
+            }
+            remaining = later;
+            batch = (batch * 2).min(500);
+        }
+        for action in others {
+            self.act(set, action, current, update).await?;
+        }
+        Ok(())
     }
 
     async fn act(

@@ -585,6 +585,9 @@ impl Controller {
                 }
             }
             Action::DeletePod { name, uid, why } => {
+                if *why == Why::Condemned && retention(set, "whenScaled") == "Delete" {
+                    self.hand_claims_to_pod(set, name, uid).await?;
+                }
                 let params = DeleteParams {
                     preconditions: Some(Preconditions {
                         uid: Some(uid.clone()),
@@ -594,7 +597,6 @@ impl Controller {
                 };
                 match pods.delete(name, &params).await {
                     Ok(_) => {
-                        let _ = why == &Why::Update;
                         self.recorder
                             .record(
                                 reference_to(set),
@@ -617,6 +619,54 @@ impl Controller {
         }
     }
 
+    /// whenScaled=Delete: before a condemned pod goes, its claims get a controller reference
+    /// to it (and none to the set), so the garbage collector deletes them after the pod.
+    async fn hand_claims_to_pod(
+        &self,
+        set: &StatefulSet,
+        pod: &str,
+        uid: &str,
+    ) -> Result<(), SyncError> {
+        let Some((_, ordinal)) = plan::parent_and_ordinal(pod) else {
+            return Ok(());
+        };
+        let namespace = set.namespace().unwrap_or_default();
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
+        let set_uid = set.uid().unwrap_or_default();
+        for claim in claims_for(set, ordinal) {
+            let Some(existing) = claims.get_opt(&claim.name_any()).await? else {
+                continue;
+            };
+            let mut owners: Vec<OwnerReference> = existing
+                .owner_references()
+                .iter()
+                .filter(|o| o.uid != set_uid && o.uid != uid)
+                .cloned()
+                .collect();
+            if owners.iter().any(|o| o.controller == Some(true)) {
+                // Someone else controls this claim: the retention policy does not apply.
+                continue;
+            }
+            owners.push(OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: pod.to_string(),
+                uid: uid.to_string(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            });
+            let patch = json!({"metadata": {"ownerReferences": owners, "resourceVersion": existing.resource_version()}});
+            claims
+                .patch(
+                    &claim.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(patch),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn create_claims(&self, set: &StatefulSet, ordinal: i32) -> Result<(), SyncError> {
         let namespace = set.namespace().unwrap_or_default();
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
@@ -626,6 +676,18 @@ impl Controller {
                 if existing.metadata.deletion_timestamp.is_some() {
                     return Err(SyncError::Invalid(format!(
                         "pvc {claim_name} is being deleted"
+                    )));
+                }
+                // A claim still owned by an earlier pod of this name waits for the garbage
+                // collector (upstream's PodClaimIsStale).
+                let pod_name = format!("{}-{ordinal}", set.name_any());
+                let stale = existing
+                    .owner_references()
+                    .iter()
+                    .any(|o| o.kind == "Pod" && o.name == pod_name);
+                if stale {
+                    return Err(SyncError::Invalid(format!(
+                        "pvc {claim_name} still belongs to an earlier pod {pod_name}"
                     )));
                 }
                 continue;
@@ -740,6 +802,19 @@ impl Controller {
     }
 }
 
+/// `persistentVolumeClaimRetentionPolicy.<field>`: `Retain` (the default) or `Delete`.
+fn retention(set: &StatefulSet, field: &str) -> String {
+    let policy = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    let value = match field {
+        "whenDeleted" => policy.and_then(|p| p.when_deleted.clone()),
+        _ => policy.and_then(|p| p.when_scaled.clone()),
+    };
+    value.unwrap_or_else(|| "Retain".into())
+}
+
 /// The claims of one ordinal, from the set's volumeClaimTemplates.
 fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
     let Some(spec) = set.spec.as_ref() else {
@@ -753,12 +828,16 @@ fn claims_for(set: &StatefulSet, ordinal: i32) -> Vec<PersistentVolumeClaim> {
             let template_name = template.name_any();
             let mut labels = template.metadata.labels.clone().unwrap_or_default();
             labels.extend(match_labels.clone());
+            // whenDeleted=Delete: the set owns its claims, so deleting it deletes them (§2.5).
+            let owners =
+                (retention(set, "whenDeleted") == "Delete").then(|| vec![controller_ref(set)]);
             PersistentVolumeClaim {
                 metadata: ObjectMeta {
                     name: Some(format!("{template_name}-{}-{ordinal}", set.name_any())),
                     namespace: set.namespace(),
                     labels: Some(labels),
                     annotations: template.metadata.annotations.clone(),
+                    owner_references: owners,
                     ..ObjectMeta::default()
                 },
                 spec: template.spec.clone(),

@@ -201,3 +201,44 @@ fn the_statefulset_tutorial_on_the_simulated_node() {
         "undo renumbers the old revision instead of making a new one"
     );
 }
+
+#[test]
+fn claims_follow_the_retention_policy() {
+    let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
+    let web = WEB.replace(
+        "  serviceName: nginx\n",
+        "  serviceName: nginx\n  persistentVolumeClaimRetentionPolicy:\n    whenDeleted: Delete\n    whenScaled: Delete\n",
+    );
+    assert_ne!(web, WEB, "the policy was inserted");
+    petset
+        .kubectl_with_input(&["create", "-f", "-"], Some(&web))
+        .ok();
+    wait_for(
+        &petset,
+        "two ready pods",
+        &[
+            "get",
+            "sts",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "2",
+    );
+    petset
+        .kubectl(&["scale", "sts", "web", "--replicas=1"])
+        .ok();
+    wait_for(
+        &petset,
+        "the scaled-away claim is deleted with its pod",
+        &["get", "pvc", "-o", "name"],
+        "persistentvolumeclaim/www-web-0",
+    );
+    petset.kubectl(&["delete", "sts", "web"]).ok();
+    wait_for(
+        &petset,
+        "the set's claims go with it",
+        &["get", "pvc", "-o", "name"],
+        "",
+    );
+}

@@ -4,6 +4,7 @@
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The revision label on pods.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
@@ -260,6 +261,19 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     } else {
         0
     };
+    if let Some(max_unavailable) = rolling.as_ref().and_then(|r| r.max_unavailable.as_ref()) {
+        let budget = scaled(max_unavailable, replicas);
+        budgeted_update(
+            &mut plan,
+            &slots,
+            update_min,
+            budget,
+            monotonic,
+            observed,
+            &unavailable,
+        );
+        return plan;
+    }
     let mut index = replicas - 1;
     while index >= update_min {
         let Some(pod) = slots.get(index as usize).copied().flatten() else {
@@ -282,6 +296,75 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         index -= 1;
     }
     plan
+}
+
+/// `maxUnavailable` against the replica count: a percentage rounds down (as upstream's code
+/// does, whatever its API comment says), and the result is at least 1.
+fn scaled(value: &IntOrString, replicas: i32) -> i32 {
+    let raw = match value {
+        IntOrString::Int(number) => *number,
+        IntOrString::String(text) => text
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<i64>().ok())
+            .map(|percent| (percent * i64::from(replicas) / 100) as i32)
+            .unwrap_or(1),
+    };
+    raw.max(1)
+}
+
+/// A rolling update with `maxUnavailable` (upstream's MaxUnavailableStatefulSet path, with the
+/// 1.37 fix for Parallel): stale pods that are already unavailable are replaced without
+/// spending the budget (Parallel only); then, while fewer than `budget` replicas are
+/// unavailable, healthy stale pods go, highest ordinal first.
+fn budgeted_update(
+    plan: &mut Plan,
+    slots: &[Option<&Pod>],
+    update_min: i32,
+    budget: i32,
+    monotonic: bool,
+    observed: &Observed<'_>,
+    unavailable: &dyn Fn(&Pod) -> bool,
+) {
+    let stale = |pod: &Pod| revision_of(pod) != observed.update_revision && !is_terminating(pod);
+    let mut down = slots
+        .iter()
+        .filter(|slot| slot.is_none_or(|pod| unavailable(pod)))
+        .count() as i32;
+    let candidates: Vec<&Pod> = slots
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(index, _)| *index as i32 >= update_min)
+        .filter_map(|(_, slot)| *slot)
+        .filter(|pod| stale(pod))
+        .collect();
+    let mut delete = |pod: &Pod, plan: &mut Plan| {
+        plan.actions.push(Action::DeletePod {
+            name: name_of(pod),
+            uid: uid_of(pod),
+            why: Why::Update,
+        });
+        if let Some(current) = plan.status.current_replicas.as_mut() {
+            *current = (*current - 1).max(0);
+        }
+    };
+    if !monotonic {
+        for pod in candidates.iter().filter(|pod| unavailable(pod)) {
+            delete(pod, plan);
+        }
+    }
+    for pod in candidates
+        .iter()
+        .filter(|pod| monotonic || !unavailable(pod))
+    {
+        if down >= budget {
+            return;
+        }
+        if !unavailable(pod) {
+            down += 1;
+        }
+        delete(pod, plan);
+    }
 }
 
 /// Upstream's status counts, with the completion rule applied.
@@ -607,6 +690,139 @@ mod tests {
             (status.current_replicas, status.updated_replicas),
             (Some(1), Some(1))
         );
+    }
+
+    #[test]
+    fn max_unavailable_replaces_several_stale_pods_at_once() {
+        let s = set(
+            json!({"replicas": 4, "updateStrategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"partition": 0, "maxUnavailable": 2}}}),
+        );
+        let pods = [
+            pod(0, "r1", "ready"),
+            pod(1, "r1", "ready"),
+            pod(2, "r1", "ready"),
+            pod(3, "r1", "ready"),
+        ];
+        let deleted: Vec<String> = run(&s, &pods, "r1", "r2")
+            .actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::DeletePod { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deleted, ["web-3", "web-2"]);
+        // One replica already down (Parallel gets this far with one unready): one more may go.
+        let s = set(
+            json!({"replicas": 4, "podManagementPolicy": "Parallel", "updateStrategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"partition": 0, "maxUnavailable": 2}}}),
+        );
+        let pods = [
+            pod(0, "r1", "ready"),
+            pod(1, "r1", "ready"),
+            pod(2, "r1", "ready"),
+            pod(3, "r2", "running"),
+        ];
+        let actions = run(&s, &pods, "r1", "r2").actions;
+        assert_eq!(
+            actions,
+            vec![Action::DeletePod {
+                name: "web-2".into(),
+                uid: "uid-2".into(),
+                why: Why::Update
+            }]
+        );
+    }
+
+    #[test]
+    fn parallel_with_max_unavailable_replaces_a_broken_stale_pod_without_spending_the_budget() {
+        let s = set(
+            json!({"replicas": 1, "podManagementPolicy": "Parallel", "updateStrategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}}),
+        );
+        let pods = [pod(0, "r1", "running")];
+        assert_eq!(
+            run(&s, &pods, "r1", "r2").actions,
+            vec![Action::DeletePod {
+                name: "web-0".into(),
+                uid: "uid-0".into(),
+                why: Why::Update
+            }]
+        );
+    }
+
+    #[test]
+    fn ordinals_start_shifts_names_and_the_partition() {
+        let s = set(json!({"replicas": 2, "ordinals": {"start": 5},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}}));
+        assert_eq!(
+            run(&s, &[], "r1", "r2").actions,
+            vec![Action::CreatePod {
+                ordinal: 5,
+                revision: Revision::Current
+            }]
+        );
+        let pods = [pod(5, "r1", "ready")];
+        assert_eq!(
+            run(&s, &pods, "r1", "r2").actions,
+            vec![Action::CreatePod {
+                ordinal: 6,
+                revision: Revision::Update
+            }]
+        );
+        // An ordinal below the start is condemned.
+        let pods = [
+            pod(4, "r2", "ready"),
+            pod(5, "r1", "ready"),
+            pod(6, "r2", "ready"),
+        ];
+        assert_eq!(
+            run(&s, &pods, "r1", "r2").actions,
+            vec![Action::DeletePod {
+                name: "web-4".into(),
+                uid: "uid-4".into(),
+                why: Why::Condemned
+            }]
+        );
+    }
+
+    #[test]
+    fn min_ready_seconds_holds_ordered_creation_until_available() {
+        let s = set(json!({"minReadySeconds": 10}));
+        let mut recent = pod(0, "r1", "ready");
+        if let Some(conditions) = recent.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            conditions[0].last_transition_time =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::from_second(1_000_000 - 5).expect("a time"),
+                ));
+        }
+        let plan = run(&s, std::slice::from_ref(&recent), "r1", "r1");
+        assert_eq!(plan.actions, vec![]);
+        assert_eq!(plan.status.available_replicas, Some(0));
+        if let Some(conditions) = recent.status.as_mut().and_then(|s| s.conditions.as_mut()) {
+            conditions[0].last_transition_time =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::from_second(1_000_000 - 20).expect("a time"),
+                ));
+        }
+        let plan = run(&s, std::slice::from_ref(&recent), "r1", "r1");
+        assert_eq!(
+            plan.actions,
+            vec![Action::CreatePod {
+                ordinal: 1,
+                revision: Revision::Update
+            }]
+        );
+    }
+
+    #[test]
+    fn a_set_being_deleted_in_the_foreground_does_nothing() {
+        let mut s = set(json!({}));
+        s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::from_second(1_000_000).expect("a time"),
+        ));
+        assert_eq!(run(&s, &[], "r1", "r1").actions, vec![]);
     }
 
     #[test]

@@ -328,7 +328,7 @@ fn budgeted_update(
     let stale = |pod: &Pod| revision_of(pod) != observed.update_revision && !is_terminating(pod);
     let mut down = slots
         .iter()
-        .filter(|slot| slot.is_none_or(|pod| unavailable(pod)))
+        .filter(|slot| slot.is_none_or(unavailable))
         .count() as i32;
     let candidates: Vec<&Pod> = slots
         .iter()
@@ -338,7 +338,7 @@ fn budgeted_update(
         .filter_map(|(_, slot)| *slot)
         .filter(|pod| stale(pod))
         .collect();
-    let mut delete = |pod: &Pod, plan: &mut Plan| {
+    let delete = |pod: &Pod, plan: &mut Plan| {
         plan.actions.push(Action::DeletePod {
             name: name_of(pod),
             uid: uid_of(pod),

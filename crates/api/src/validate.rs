@@ -191,6 +191,9 @@ fn statefulset(object: &Value) -> Vec<Cause> {
                     "must be greater than or equal to 0",
                 ));
             }
+            if let Some(max) = rolling.and_then(|r| r.get("maxUnavailable")) {
+                causes.extend(max_unavailable(max));
+            }
         }
         Some(other) => causes.push(Cause::invalid(
             "spec.updateStrategy",
@@ -307,6 +310,43 @@ fn statefulset(object: &Value) -> Vec<Cause> {
         }
     }
     causes
+}
+
+/// `rollingUpdate.maxUnavailable`: a positive count or a percentage in (0%, 100%].
+fn max_unavailable(value: &Value) -> Vec<Cause> {
+    let field = "spec.updateStrategy.rollingUpdate.maxUnavailable";
+    let amount = match value {
+        Value::Number(number) => number.as_i64(),
+        Value::String(text) => match text.strip_suffix('%').map(str::parse::<i64>) {
+            Some(Ok(percent)) => {
+                if percent > 100 {
+                    return vec![Cause::invalid(
+                        field,
+                        value,
+                        "must not be greater than 100%",
+                    )];
+                }
+                Some(percent)
+            }
+            _ => {
+                return vec![Cause::invalid(
+                    field,
+                    value,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                )];
+            }
+        },
+        _ => None,
+    };
+    match amount {
+        Some(n) if n < 0 => vec![Cause::invalid(
+            field,
+            value,
+            "must be greater than or equal to 0",
+        )],
+        Some(0) => vec![Cause::invalid(field, value, "cannot be 0")],
+        _ => Vec::new(),
+    }
 }
 
 const IMMUTABLE_STATEFULSET_MESSAGE: &str = "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
@@ -612,6 +652,22 @@ mod tests {
         let mut scaled = web();
         scaled["spec"]["replicas"] = json!(5);
         assert_eq!(update("StatefulSet", &old, &scaled), vec![]);
+    }
+
+    #[test]
+    fn max_unavailable_must_be_positive_and_at_most_all() {
+        for (value, ok) in [
+            (json!(1), true),
+            (json!("50%"), true),
+            (json!(0), false),
+            (json!("0%"), false),
+            (json!("150%"), false),
+            (json!("x"), false),
+        ] {
+            let mut sts = web();
+            sts["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] = value.clone();
+            assert_eq!(create("StatefulSet", &sts).is_empty(), ok, "{value}");
+        }
     }
 
     #[test]

@@ -715,7 +715,24 @@ async fn subresource(
                 .pointer("/target/name")
                 .and_then(Value::as_str)
                 .ok_or_else(|| ApiError::bad_request("a Binding needs target.name"))?;
-            let patch = json!({"spec": {"nodeName": node}});
+            // A pod is bound once (upstream answers a second binding with a Conflict); the
+            // resourceVersion makes the check and the write one step.
+            let current = state.registry.get(target.scope(), name).await?;
+            if let Some(bound) = current
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                return Err(ApiError::conflict_because(
+                    resource,
+                    name,
+                    &format!("pod {name} is already assigned to node {bound:?}"),
+                ));
+            }
+            let patch = json!({
+                "metadata": {"resourceVersion": current.pointer("/metadata/resourceVersion")},
+                "spec": {"nodeName": node},
+            });
             state
                 .registry
                 .patch(

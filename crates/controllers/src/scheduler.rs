@@ -8,8 +8,11 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
+use crate::events::Recorder;
+
 /// Runs the scheduler until the task is aborted.
 pub async fn run(client: Client) {
+    let recorder = Recorder::new(client.clone(), "default-scheduler");
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields("spec.nodeName=");
     let mut events = watcher(pods, config).default_backoff().boxed();
@@ -33,9 +36,35 @@ pub async fn run(client: Client) {
         }
         // Bindings are independent: many at once keep a burst of new pods moving.
         let client = client.clone();
+        let recorder = recorder.clone();
         tokio::spawn(async move {
-            if let Err(error) = bind(&client, &pod).await {
-                tracing::debug!(%error, pod = %pod.name_any(), "could not schedule a pod");
+            match bind(&client, &pod).await {
+                Ok(Some(node)) => {
+                    let namespace = pod.namespace().unwrap_or_default();
+                    let reference = ObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Pod".into()),
+                        name: Some(pod.name_any()),
+                        namespace: Some(namespace.clone()),
+                        uid: pod.uid(),
+                        ..ObjectReference::default()
+                    };
+                    recorder
+                        .record(
+                            reference,
+                            "Normal",
+                            "Scheduled",
+                            format!(
+                                "Successfully assigned {namespace}/{} to {node}",
+                                pod.name_any()
+                            ),
+                        )
+                        .await;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%error, pod = %pod.name_any(), "could not schedule a pod");
+                }
             }
         });
     }
@@ -48,7 +77,8 @@ fn is_ready(node: &Node) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-async fn bind(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
+/// Binds a pod to a Ready node; the node's name, or `None` when no node is Ready.
+async fn bind(client: &Client, pod: &Pod) -> Result<Option<String>, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let Some(node) = nodes
         .list(&ListParams::default())
@@ -57,7 +87,7 @@ async fn bind(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
         .into_iter()
         .find(is_ready)
     else {
-        return Ok(());
+        return Ok(None);
     };
     let namespace = pod.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -77,5 +107,5 @@ async fn bind(client: &Client, pod: &Pod) -> Result<(), kube::Error> {
     let _: serde_json::Value = pods
         .create_subresource("binding", &pod.name_any(), &PostParams::default(), &binding)
         .await?;
-    Ok(())
+    Ok(Some(node.name_any()))
 }

@@ -180,6 +180,29 @@ async fn keep_lease(client: Client, node_name: String) {
     }
 }
 
+/// Terminations are confirmed at least this far apart: pods deleted together do not vanish in
+/// the same instant (kubectl's delete-wait, pod after pod, races a pod that vanishes just as it
+/// starts waiting for it and is re-created at once).
+const TERMINATION_SPACING: Duration = Duration::from_millis(250);
+
+/// When to confirm the termination of pod `uid`; `None` when it is already scheduled.
+fn schedule_termination(uid: &str, delay: Duration) -> Option<tokio::time::Instant> {
+    static SCHEDULE: Mutex<Option<(tokio::time::Instant, Vec<String>)>> = Mutex::new(None);
+    let mut schedule = SCHEDULE.lock().unwrap_or_else(|p| p.into_inner());
+    let now = tokio::time::Instant::now();
+    let (next_free, pending) = schedule.get_or_insert_with(|| (now, Vec::new()));
+    if pending.iter().any(|u| u == uid) {
+        return None;
+    }
+    pending.push(uid.to_string());
+    if pending.len() > 1024 {
+        pending.remove(0);
+    }
+    let at = (now + delay).max(*next_free);
+    *next_free = at + TERMINATION_SPACING;
+    Some(at)
+}
+
 /// Whether the pod should be Ready now, and if not yet, in how long to look again.
 fn readiness(pod: &Pod, running_since: Option<i64>) -> (bool, Option<Duration>) {
     let annotations = pod.annotations();
@@ -228,7 +251,11 @@ async fn handle(
         // one does, before it confirms (kubectl's delete-wait relies on seeing the pod go).
         let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(0);
         if grace > 0 {
-            tokio::time::sleep(TERMINATION.min(Duration::from_secs(grace as u64))).await;
+            let delay = TERMINATION.min(Duration::from_secs(grace as u64));
+            let Some(at) = schedule_termination(&uid, delay) else {
+                return Ok(());
+            };
+            tokio::time::sleep_until(at).await;
         }
         let params = DeleteParams {
             grace_period_seconds: Some(0),

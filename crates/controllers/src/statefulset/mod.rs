@@ -209,6 +209,24 @@ fn reference_to(set: &StatefulSet) -> ObjectReference {
     }
 }
 
+/// Adds the set's controller reference to an orphan, guarded by the resourceVersion it was
+/// read at (a concurrent change makes the adoption fail and the next sync look again).
+async fn adopt<K>(api: &Api<K>, object: &K, set: &StatefulSet) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut references = object.owner_references().to_vec();
+    references.push(controller_ref(set));
+    let patch = json!({"metadata": {"ownerReferences": references,
+        "resourceVersion": object.resource_version()}});
+    api.patch(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+}
+
 fn controller_uid<K: ResourceExt>(object: &K) -> Option<String> {
     object
         .owner_references()
@@ -260,7 +278,6 @@ impl Controller {
             return Ok(None);
         };
         let selector_text = selector.to_string();
-        let uid = set.uid().unwrap_or_default();
         let deleting = set.metadata.deletion_timestamp.is_some();
 
         let revisions = self.claim_revisions(&set, &selector_text, deleting).await?;
@@ -283,7 +300,6 @@ impl Controller {
         self.truncate_history(&set, &revisions, &pods, &current, &update)
             .await?;
         result?;
-        let _ = uid;
         let min_ready = set
             .spec
             .as_ref()
@@ -311,21 +327,10 @@ impl Controller {
             match controller_uid(&revision) {
                 Some(owner) if owner == uid => claimed.push(revision),
                 Some(_) => {}
-                None if !deleting => {
-                    let patch = json!({"metadata": {"ownerReferences": [controller_ref(set)],
-                        "uid": revision.uid()}});
-                    match api
-                        .patch(
-                            &revision.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Strategic(patch),
-                        )
-                        .await
-                    {
-                        Ok(adopted) => claimed.push(adopted),
-                        Err(error) => tracing::debug!(%error, "could not adopt a revision"),
-                    }
-                }
+                None if !deleting => match adopt(&api, &revision, set).await {
+                    Ok(adopted) => claimed.push(adopted),
+                    Err(error) => tracing::debug!(%error, "could not adopt a revision"),
+                },
                 None => {}
             }
         }
@@ -377,18 +382,7 @@ impl Controller {
                 }
                 Some(_) => {}
                 None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
-                    let mut references = pod.owner_references().to_vec();
-                    references.push(controller_ref(set));
-                    let patch = json!({"metadata": {"ownerReferences": references,
-                        "resourceVersion": pod.resource_version()}});
-                    match api
-                        .patch(
-                            &pod.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(patch),
-                        )
-                        .await
-                    {
+                    match adopt(&api, &pod, set).await {
                         Ok(adopted) => claimed.push(adopted),
                         Err(error) => tracing::debug!(%error, "could not adopt a pod"),
                     }

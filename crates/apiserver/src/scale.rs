@@ -91,9 +91,13 @@ pub async fn serve(
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let scaled = patch::apply(patch_type, "Scale", &scale_of(&current), &document)
                 .map_err(|e| ApiError::unprocessable(e.to_string()))?;
-            let rv = current
+            // As upstream, a patch is retried against newer versions unless the patch itself pins
+            // a resourceVersion; pinning the version read here would turn every concurrent status
+            // write by the controller into a spurious 409.
+            let rv = document
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
+                .filter(|rv| !rv.is_empty())
                 .map(str::to_string);
             (replicas_of(&scaled, name)?, rv)
         }
@@ -117,4 +121,107 @@ pub async fn serve(
         )
         .await?;
     Ok(response::json(StatusCode::OK, &scale_of(&updated)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use petset_store::LocalStore;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn send(
+        state: &ApiState,
+        method: &str,
+        path: &str,
+        kind: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, kind)
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let response = crate::internal_router(state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_scale_patch_follows_newer_versions_unless_it_pins_one() {
+        let state = ApiState::new(Arc::new(LocalStore::in_memory()), None);
+        state.registry().bootstrap().await.expect("bootstrap");
+        let sets = "/apis/apps/v1/namespaces/default/statefulsets";
+        let (code, created) = send(
+            &state,
+            "POST",
+            sets,
+            "application/json",
+            json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+            "spec": {"serviceName": "nginx", "replicas": 1,
+                "selector": {"matchLabels": {"app": "nginx"}},
+                "template": {"metadata": {"labels": {"app": "nginx"}},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}}),
+        )
+        .await;
+        assert_eq!(code, 201, "{created}");
+        let read_version = created["metadata"]["resourceVersion"].clone();
+        // The controller writes status after our read.
+        let (code, _) = send(
+            &state,
+            "PATCH",
+            &format!("{sets}/web/status"),
+            "application/merge-patch+json",
+            json!({"status": {"replicas": 1}}),
+        )
+        .await;
+        assert_eq!(code, 200);
+
+        let merge = "application/merge-patch+json";
+        let (code, scaled) = send(
+            &state,
+            "PATCH",
+            &format!("{sets}/web/scale"),
+            merge,
+            json!({"spec": {"replicas": 3}}),
+        )
+        .await;
+        assert_eq!(
+            (code, scaled["spec"]["replicas"].clone()),
+            (200, json!(3)),
+            "{scaled}"
+        );
+        let (code, refused) = send(
+            &state,
+            "PATCH",
+            &format!("{sets}/web/scale"),
+            merge,
+            json!({"metadata": {"resourceVersion": read_version}, "spec": {"replicas": 5}}),
+        )
+        .await;
+        assert_eq!(
+            (code, refused["reason"].clone()),
+            (409, json!("Conflict")),
+            "{refused}"
+        );
+    }
 }

@@ -83,6 +83,7 @@ impl Target<'_> {
 
 /// Entry point for every path outside the health endpoints.
 pub async fn handle(State(state): State<ApiState>, request: Request) -> Response {
+    tracing::trace!(method = %request.method(), uri = %request.uri(), "request");
     match serve(&state, request).await {
         Ok(response) => response,
         Err(error) => response::error(&error),
@@ -729,16 +730,33 @@ async fn subresource(
                     &format!("pod {name} is already assigned to node {bound:?}"),
                 ));
             }
+            if let Some(uid) = binding.pointer("/metadata/uid").and_then(Value::as_str)
+                && !uid.is_empty()
+                && current.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+            {
+                return Err(ApiError::conflict_because(
+                    resource,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        current
+                            .pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
             let patch = json!({
                 "metadata": {"resourceVersion": current.pointer("/metadata/resourceVersion")},
                 "spec": {"nodeName": node},
+                "status": {"conditions": scheduled_conditions(&current)},
             });
             state
                 .registry
                 .patch(
                     target.scope(),
                     name,
-                    None,
+                    Some("binding"),
                     PatchType::Merge,
                     &patch,
                     None,
@@ -765,4 +783,29 @@ async fn subresource(
         }
         _ => Err(ApiError::method_not_allowed(method.as_str())),
     }
+}
+
+/// The pod's conditions with `PodScheduled=True`, as upstream's binding writes them (the
+/// transition time moves only when the status changes).
+fn scheduled_conditions(pod: &Value) -> Value {
+    let mut conditions: Vec<Value> = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let now = petset_api::time::now();
+    match conditions
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
+    {
+        Some(condition) => {
+            if condition.get("status").and_then(Value::as_str) != Some("True") {
+                *condition = json!({"type": "PodScheduled", "status": "True",
+                    "lastProbeTime": null, "lastTransitionTime": now});
+            }
+        }
+        None => conditions.push(json!({"type": "PodScheduled", "status": "True",
+            "lastProbeTime": null, "lastTransitionTime": now})),
+    }
+    Value::Array(conditions)
 }

@@ -1073,6 +1073,8 @@ fn merge_update(
             }
             next
         }
+        // The binding subresource sets the node and the PodScheduled condition in one write.
+        Some("binding") => proposed,
         Some("finalize") => {
             let mut next = current.clone();
             next["spec"] = proposed.get("spec").cloned().unwrap_or_else(|| json!({}));

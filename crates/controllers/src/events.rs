@@ -22,14 +22,9 @@ impl Recorder {
         Self { client, component }
     }
 
-    /// Records an event about `object`; a failure to record is logged, never fatal.
-    pub async fn record(
-        &self,
-        object: ObjectReference,
-        type_: &str,
-        reason: &str,
-        message: String,
-    ) {
+    /// Records an event about `object` in the background, as upstream's broadcaster does: the
+    /// caller never waits for it, and a failure to record is logged, never fatal.
+    pub fn record(&self, object: ObjectReference, type_: &str, reason: &str, message: String) {
         let namespace = object.namespace.clone().unwrap_or_else(|| "default".into());
         let now = Time(jiff::Timestamp::now());
         let unique = jiff::Timestamp::now().as_nanosecond() as u64
@@ -60,8 +55,11 @@ impl Recorder {
             ..Event::default()
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(error) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(%error, reason, "could not record an event");
-        }
+        let reason = reason.to_string();
+        tokio::spawn(async move {
+            if let Err(error) = api.create(&PostParams::default(), &event).await {
+                tracing::debug!(%error, reason, "could not record an event");
+            }
+        });
     }
 }

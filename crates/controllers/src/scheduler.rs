@@ -1,111 +1,310 @@
 //! Scheduling for the nodes petset runs: a pod without a node is bound to a Ready node (the one
-//! node, for now) through the `binding` subresource, as kube-scheduler does.
+//! node, for now) through the `binding` subresource, as kube-scheduler does. As upstream's
+//! VolumeBinding plugin with `Immediate` claims, a pod waits until every claim it mounts is
+//! Bound, so the node never starts a pod whose volume does not exist yet.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{
+    Binding, Node, ObjectReference, PersistentVolumeClaim, Pod, PodSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use serde_json::json;
 
+use crate::cache::{Cache, Change};
 use crate::events::Recorder;
+use crate::queue::Queue;
+
+type Key = (String, String);
+
+/// How long a pod may wait for its claims before the wait is reported on the pod
+/// (`PodScheduled=False`, a `FailedScheduling` event): a claim is normally bound within
+/// milliseconds, and reporting every short wait would double the writes of a scale-up.
+const REPORT_AFTER: Duration = Duration::from_secs(1);
+
+/// Unscheduled pods seen by the watcher, and which of them had their wait reported.
+#[derive(Default)]
+struct Pending {
+    pods: HashMap<Key, Pod>,
+    reported: HashMap<Key, String>,
+}
 
 /// Runs the scheduler until the task is aborted.
 pub async fn run(client: Client) {
     let recorder = Recorder::new(client.clone(), "default-scheduler");
-    let pods: Api<Pod> = Api::all(client.clone());
+    let (queue, mut keys) = Queue::<Key>::new();
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let mut helpers = tokio::task::JoinSet::new();
+    let nodes: Cache<Node> = Cache::follow(
+        &mut helpers,
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        |_| {},
+    );
+    let claims: Cache<PersistentVolumeClaim> = {
+        let queue = queue.clone();
+        let pending = pending.clone();
+        Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            move |change| {
+                // A claim changed: the pods waiting for it look again.
+                let claim = match change {
+                    Change::Applied(claim) | Change::Deleted(claim) => claim,
+                    Change::Relisted => return,
+                };
+                let namespace = claim.namespace().unwrap_or_default();
+                let name = claim.name_any();
+                let waiting: Vec<Key> = lock(&pending)
+                    .pods
+                    .iter()
+                    .filter(|((ns, _), pod)| {
+                        *ns == namespace && claim_names(pod).any(|c| c == name)
+                    })
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in waiting {
+                    queue.add(key);
+                }
+            },
+        )
+    };
+    helpers.spawn(watch_unscheduled(
+        client.clone(),
+        queue.clone(),
+        pending.clone(),
+    ));
+    nodes.ready().await;
+    claims.ready().await;
+    let mut first_blocked: HashMap<Key, std::time::Instant> = HashMap::new();
+    while let Some(key) = keys.recv().await {
+        queue.taken(&key);
+        let Some(pod) = lock(&pending).pods.get(&key).cloned() else {
+            first_blocked.remove(&key);
+            continue;
+        };
+        let node_count = nodes.store().state().len();
+        let blocked = match unbound_claim(&pod, claims.store()) {
+            Some(reason) => Some(reason),
+            None => match nodes.store().state().into_iter().find(|n| is_ready(n)) {
+                Some(node) => {
+                    first_blocked.remove(&key);
+                    spawn_bind(
+                        &client,
+                        &recorder,
+                        &queue,
+                        &pending,
+                        pod.clone(),
+                        node.name_any(),
+                    );
+                    None
+                }
+                None => Some("no nodes available to schedule pods".to_string()),
+            },
+        };
+        let Some(reason) = blocked else { continue };
+        let since = *first_blocked
+            .entry(key.clone())
+            .or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= REPORT_AFTER {
+            let message = if node_count == 0 {
+                reason
+            } else {
+                format!(
+                    "0/{node_count} nodes are available: {reason}. preemption: 0/{node_count} nodes are available: {node_count} Preemption is not helpful for scheduling."
+                )
+            };
+            let already = lock(&pending).reported.get(&key) == Some(&message);
+            if !already {
+                report_unschedulable(&client, &recorder, &pod, &message).await;
+                lock(&pending).reported.insert(key.clone(), message);
+            }
+        }
+        // Nothing may announce the change that unblocks it (a node turning Ready): look again.
+        queue.add_after(key, REPORT_AFTER);
+    }
+}
+
+fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn watch_unscheduled(client: Client, queue: Arc<Queue<Key>>, pending: Arc<Mutex<Pending>>) {
+    let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields("spec.nodeName=");
     let mut events = watcher(pods, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
-        let pod = match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+        let (pod, present) = match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, true),
+            Ok(watcher::Event::Delete(pod)) => (pod, false),
             Ok(_) => continue,
             Err(error) => {
                 tracing::debug!(%error, "scheduler watch error");
                 continue;
             }
         };
-        if pod.metadata.deletion_timestamp.is_some()
-            || pod
+        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
+        let schedulable = present
+            && pod.metadata.deletion_timestamp.is_none()
+            && pod
                 .spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_ref())
-                .is_some()
-        {
-            continue;
+                .is_none();
+        let mut pending = lock(&pending);
+        if schedulable {
+            pending.pods.insert(key.clone(), pod);
+            drop(pending);
+            queue.add(key);
+        } else {
+            pending.pods.remove(&key);
+            pending.reported.remove(&key);
         }
-        // Bindings are independent: many at once keep a burst of new pods moving.
-        let client = client.clone();
-        let recorder = recorder.clone();
-        tokio::spawn(async move {
-            match bind(&client, &pod).await {
-                Ok(Some(node)) => {
-                    let namespace = pod.namespace().unwrap_or_default();
-                    let reference = ObjectReference {
-                        api_version: Some("v1".into()),
-                        kind: Some("Pod".into()),
-                        name: Some(pod.name_any()),
-                        namespace: Some(namespace.clone()),
-                        uid: pod.uid(),
-                        ..ObjectReference::default()
-                    };
-                    recorder
-                        .record(
-                            reference,
-                            "Normal",
-                            "Scheduled",
-                            format!(
-                                "Successfully assigned {namespace}/{} to {node}",
-                                pod.name_any()
-                            ),
-                        )
-                        .await;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::debug!(%error, pod = %pod.name_any(), "could not schedule a pod");
-                }
-            }
-        });
     }
 }
 
-fn is_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+fn claim_names(pod: &Pod) -> impl Iterator<Item = &str> {
+    pod.spec
+        .iter()
+        .flat_map(|s: &PodSpec| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.as_str())
 }
 
-/// Binds a pod to a Ready node; the node's name, or `None` when no node is Ready.
-async fn bind(client: &Client, pod: &Pod) -> Result<Option<String>, kube::Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let Some(node) = nodes
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .find(is_ready)
-    else {
-        return Ok(None);
-    };
+/// Why the pod's claims keep it from a node, as upstream's VolumeBinding plugin says it.
+fn unbound_claim(pod: &Pod, claims: &Store<PersistentVolumeClaim>) -> Option<String> {
+    let namespace = pod.namespace().unwrap_or_default();
+    let mut seen = HashSet::new();
+    for name in claim_names(pod).filter(|n| seen.insert(*n)) {
+        let Some(claim) = claims.get(&ObjectRef::new(name).within(&namespace)) else {
+            return Some(format!("persistentvolumeclaim \"{name}\" not found"));
+        };
+        if claim.metadata.deletion_timestamp.is_some() {
+            return Some(format!("persistentvolumeclaim \"{name}\" is being deleted"));
+        }
+        let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        if !bound {
+            return Some("pod has unbound immediate PersistentVolumeClaims".into());
+        }
+    }
+    None
+}
+
+fn is_ready(node: &Node) -> bool {
+    let unschedulable = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    !unschedulable
+        && node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn pod_reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(pod.name_any()),
+        namespace: pod.namespace(),
+        uid: pod.uid(),
+        ..ObjectReference::default()
+    }
+}
+
+/// Binds in the background: bindings are independent, and many at once keep a burst of new
+/// pods moving.
+fn spawn_bind(
+    client: &Client,
+    recorder: &Recorder,
+    queue: &Arc<Queue<Key>>,
+    pending: &Arc<Mutex<Pending>>,
+    pod: Pod,
+    node: String,
+) {
+    let client = client.clone();
+    let recorder = recorder.clone();
+    let queue = queue.clone();
+    let pending = pending.clone();
+    tokio::spawn(async move {
+        let namespace = pod.namespace().unwrap_or_default();
+        let key = (namespace.clone(), pod.name_any());
+        match bind(&client, &pod, &node).await {
+            Ok(()) => {
+                lock(&pending).pods.remove(&key);
+                let message = format!(
+                    "Successfully assigned {namespace}/{} to {node}",
+                    pod.name_any()
+                );
+                recorder.record(pod_reference(&pod), "Normal", "Scheduled", message);
+            }
+            // Bound by someone else, or gone: the watch says so.
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {}
+            Err(error) => {
+                tracing::debug!(%error, pod = %pod.name_any(), "could not bind a pod; retrying");
+                queue.add_after(key, Duration::from_millis(200));
+            }
+        }
+    });
+}
+
+async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<(), kube::Error> {
     let namespace = pod.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let binding = Binding {
         metadata: ObjectMeta {
             name: Some(pod.name_any()),
             namespace: Some(namespace),
+            uid: pod.uid(),
             ..ObjectMeta::default()
         },
         target: ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Node".into()),
-            name: Some(node.name_any()),
+            name: Some(node.to_string()),
             ..ObjectReference::default()
         },
     };
     let _: serde_json::Value = pods
         .create_subresource("binding", &pod.name_any(), &PostParams::default(), &binding)
         .await?;
-    Ok(Some(node.name_any()))
+    Ok(())
+}
+
+/// Says on the pod why it waits, as kube-scheduler does: `PodScheduled=False` with reason
+/// `Unschedulable`, and a `FailedScheduling` event.
+async fn report_unschedulable(client: &Client, recorder: &Recorder, pod: &Pod, message: &str) {
+    let namespace = pod.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let now = petset_api::time::now();
+    let patch = json!({"status": {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": message, "lastTransitionTime": now, "lastProbeTime": null}]}});
+    if let Err(error) = pods
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await
+    {
+        tracing::debug!(%error, pod = %pod.name_any(), "could not report an unschedulable pod");
+    }
+    recorder.record(
+        pod_reference(pod),
+        "Warning",
+        "FailedScheduling",
+        message.to_string(),
+    );
 }

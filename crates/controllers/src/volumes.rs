@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
@@ -12,11 +13,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+use crate::cache::{Cache, Change, version_of};
 use crate::queue::Queue;
 
 /// The provisioner name of the default `local-path` class.
@@ -33,49 +36,115 @@ enum VolumeError {
     },
 }
 
+/// How many claims are provisioned and bound at once.
+const BIND_CONCURRENCY: usize = 128;
+
+/// The caches the provisioner reads, and the newest resourceVersion it wrote of each kind.
+struct Views {
+    classes: Cache<StorageClass>,
+    claims: Cache<PersistentVolumeClaim>,
+    volumes: Cache<PersistentVolume>,
+    wrote_claims: AtomicU64,
+    wrote_volumes: AtomicU64,
+}
+
+impl Views {
+    fn wrote<K: kube::Resource>(counter: &AtomicU64, object: &K) {
+        counter.fetch_max(version_of(object), Ordering::SeqCst);
+    }
+}
+
+/// How long a reconcile waits for the caches to show the provisioner's own last writes.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the provisioner until the task is aborted; volumes live under `root`.
 pub async fn run(client: Client, root: PathBuf) {
     let (queue, mut keys) = Queue::<()>::new();
     let mut helpers = tokio::task::JoinSet::new();
-    helpers.spawn(watch_changes(client.clone(), queue.clone()));
+    let views = Views {
+        classes: Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            reconcile_on_change(&queue),
+        ),
+        claims: Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            reconcile_on_change(&queue),
+        ),
+        volumes: Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            reconcile_on_change(&queue),
+        ),
+        wrote_claims: AtomicU64::new(0),
+        wrote_volumes: AtomicU64::new(0),
+    };
+    views.classes.ready().await;
+    views.claims.ready().await;
+    views.volumes.ready().await;
     while keys.recv().await.is_some() {
         queue.taken(&());
-        if let Err(error) = reconcile(&client, &root).await {
+        views
+            .claims
+            .caught_up(views.wrote_claims.load(Ordering::SeqCst), CATCH_UP)
+            .await;
+        views
+            .volumes
+            .caught_up(views.wrote_volumes.load(Ordering::SeqCst), CATCH_UP)
+            .await;
+        if let Err(error) = reconcile(&client, &root, &views).await {
             tracing::debug!(%error, "volume reconcile failed; retrying");
             queue.add_after((), std::time::Duration::from_millis(500));
         }
     }
 }
 
-async fn reconcile(client: &Client, root: &std::path::Path) -> Result<(), VolumeError> {
-    let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
-    let volumes: Api<PersistentVolume> = Api::all(client.clone());
-    let classes: Api<StorageClass> = Api::all(client.clone());
-    let class_list = classes.list(&ListParams::default()).await?.items;
-    let claim_list = claims.list(&ListParams::default()).await?.items;
-    let volume_list = volumes.list(&ListParams::default()).await?.items;
+/// Any change to classes, claims or volumes queues a reconcile.
+fn reconcile_on_change<K>(queue: &Arc<Queue<()>>) -> impl Fn(Change<'_, K>) + Send + 'static {
+    let queue = queue.clone();
+    move |_| queue.add(())
+}
 
-    // Claims are independent: bind up to 32 at a time.
-    for chunk in claim_list.chunks(32) {
-        let results = futures::future::join_all(
-            chunk
-                .iter()
-                .map(|claim| bind(client, root, &class_list, &volume_list, claim)),
-        )
-        .await;
-        if let Some(error) = results.into_iter().find_map(Result::err) {
-            return Err(error);
+async fn reconcile(
+    client: &Client,
+    root: &std::path::Path,
+    views: &Views,
+) -> Result<(), VolumeError> {
+    let class_list = views.classes.store().state();
+    let claim_list = views.claims.store().state();
+
+    // Claims are independent: bind many at a time, each as soon as a slot frees up.
+    let mut running = futures::stream::FuturesUnordered::new();
+    let mut failed = None;
+    for claim in &claim_list {
+        if running.len() >= BIND_CONCURRENCY
+            && let Some(Err(error)) = running.next().await
+        {
+            failed.get_or_insert(error);
+        }
+        running.push(bind(client, root, &class_list, views, claim));
+    }
+    while let Some(result) = running.next().await {
+        if let Err(error) = result {
+            failed.get_or_insert(error);
         }
     }
-    release(client, root, &claim_list, &volume_list).await
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    release(client, root, views).await
 }
 
 /// Provisions and binds one claim of a `local-path` class, if it needs it.
 async fn bind(
     client: &Client,
     root: &std::path::Path,
-    class_list: &[StorageClass],
-    volume_list: &[PersistentVolume],
+    class_list: &[Arc<StorageClass>],
+    views: &Views,
     claim: &PersistentVolumeClaim,
 ) -> Result<(), VolumeError> {
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
@@ -109,7 +178,12 @@ async fn bind(
             .as_ref()
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get("storage").cloned());
-        if !volume_list.iter().any(|v| v.name_any() == volume_name) {
+        if views
+            .volumes
+            .store()
+            .get(&ObjectRef::new(&volume_name))
+            .is_none()
+        {
             let volume = PersistentVolume {
                 metadata: ObjectMeta {
                     name: Some(volume_name.clone()),
@@ -152,20 +226,21 @@ async fn bind(
                 status: None,
             };
             match volumes.create(&PostParams::default(), &volume).await {
-                Ok(_) => {}
+                Ok(created) => Views::wrote(&views.wrote_volumes, &created),
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(error) => return Err(error.into()),
             }
         }
-        volumes
+        let bound = volumes
             .patch_status(
                 &volume_name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({"status": {"phase": "Bound"}})),
             )
             .await?;
+        Views::wrote(&views.wrote_volumes, &bound);
         let namespaced: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
-        namespaced
+        let claimed = namespaced
             .patch(
                 &claim.name_any(),
                 &PatchParams::default(),
@@ -180,7 +255,8 @@ async fn bind(
                 })),
             )
             .await?;
-        namespaced
+        Views::wrote(&views.wrote_claims, &claimed);
+        let bound = namespaced
             .patch_status(
                 &claim.name_any(),
                 &PatchParams::default(),
@@ -191,6 +267,7 @@ async fn bind(
                 }})),
             )
             .await?;
+        Views::wrote(&views.wrote_claims, &bound);
     }
     Ok(())
 }
@@ -199,16 +276,32 @@ async fn bind(
 async fn release(
     client: &Client,
     root: &std::path::Path,
-    claim_list: &[PersistentVolumeClaim],
-    volume_list: &[PersistentVolume],
+    views: &Views,
 ) -> Result<(), VolumeError> {
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
-    for volume in volume_list {
+    for volume in views.volumes.store().state() {
         let Some(claim_ref) = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
             continue;
         };
-        let claim_alive = claim_list.iter().any(|c| c.uid() == claim_ref.uid);
-        if claim_alive || volume.metadata.deletion_timestamp.is_some() {
+        let claim_name = claim_ref.name.clone().unwrap_or_default();
+        let claim_namespace = claim_ref.namespace.clone().unwrap_or_default();
+        let cached = views
+            .claims
+            .store()
+            .get(&ObjectRef::new(&claim_name).within(&claim_namespace));
+        if cached.is_some_and(|c| c.uid() == claim_ref.uid)
+            || volume.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        // Releasing destroys data: the cache's word that the claim is gone is checked with
+        // the API first, as upstream's volume controller does.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &claim_namespace);
+        if claims
+            .get_opt(&claim_name)
+            .await?
+            .is_some_and(|c| c.uid() == claim_ref.uid)
+        {
             continue;
         }
         let policy = volume
@@ -247,25 +340,4 @@ async fn release(
         }
     }
     Ok(())
-}
-
-/// Queues a reconcile on every change to claims or volumes.
-async fn watch_changes(client: Client, queue: Arc<Queue<()>>) {
-    let claims = watcher(
-        Api::<PersistentVolumeClaim>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let volumes = watcher(
-        Api::<PersistentVolume>::all(client),
-        watcher::Config::default(),
-    );
-    let mut claims = claims.default_backoff().boxed();
-    let mut volumes = volumes.default_backoff().boxed();
-    loop {
-        tokio::select! {
-            Some(_) = claims.next() => queue.add(()),
-            Some(_) = volumes.next() => queue.add(()),
-            else => return,
-        }
-    }
 }

@@ -1,8 +1,11 @@
 //! The StatefulSet controller: claims pods and revisions, chooses the current and update
 //! revisions, lets `plan` decide, carries the actions out through the API, and writes status.
 //!
-//! Every sync reads the set, its pods, claims and revisions from the API server directly
-//! (consistent reads), so a sync never acts on a state older than its own previous writes.
+//! Pods, the many objects, come from a watch-fed cache; a sync first waits until that cache
+//! shows the controller's own last pod writes for the set, so it never plans from a view older
+//! than what it did itself. The set, its revisions and claims are read from the API (few, and
+//! read-your-writes for free). Writes stay safe on a stale view: pods are created by name
+//! (AlreadyExists is a no-op) and deleted with a uid precondition, as upstream does.
 
 pub mod plan;
 pub mod revision;
@@ -25,6 +28,7 @@ use kube::{Client, ResourceExt};
 use petset_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
+use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
 use crate::queue::Queue;
 use plan::{Action, Observed, REVISION_LABEL, Revision, Why};
@@ -58,28 +62,29 @@ pub async fn run(client: Client) {
     // Helpers live as long as this task: aborting it drops the set, which aborts them.
     let mut helpers = tokio::task::JoinSet::new();
     helpers.spawn(watch_sets(client.clone(), queue.clone(), known.clone()));
-    helpers.spawn(watch_pods(client.clone(), queue.clone(), known.clone()));
+    let pods = Cache::follow(
+        &mut helpers,
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        route_pod_changes(queue.clone(), known.clone()),
+    );
     {
         let queue = queue.clone();
         let known = known.clone();
         helpers.spawn(async move {
             loop {
                 tokio::time::sleep(RESYNC).await;
-                let keys: Vec<Key> = known
-                    .lock()
-                    .map(|k| k.selectors.keys().cloned().collect())
-                    .unwrap_or_default();
-                for key in keys {
-                    queue.add(key);
-                }
+                queue_every_set(&queue, &known);
             }
         });
     }
     let controller = Controller {
         recorder: Recorder::new(client.clone(), "statefulset-controller"),
         client,
-        full_lists: Mutex::new(HashMap::new()),
+        pods,
+        wrote: Mutex::new(HashMap::new()),
     };
+    controller.pods.ready().await;
     let mut failures: HashMap<Key, u32> = HashMap::new();
     while let Some(key) = keys.recv().await {
         queue.taken(&key);
@@ -131,22 +136,28 @@ async fn watch_sets(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Kno
     }
 }
 
-async fn watch_pods(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Known>>) {
-    let api: Api<Pod> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = events.next().await {
-        let pod = match event {
-            Ok(
-                watcher::Event::Apply(pod)
-                | watcher::Event::InitApply(pod)
-                | watcher::Event::Delete(pod),
-            ) => pod,
-            Ok(_) => continue,
-            Err(error) => {
-                tracing::debug!(%error, "pod watch error");
-                continue;
+fn queue_every_set(queue: &Queue<Key>, known: &Mutex<Known>) {
+    let keys: Vec<Key> = known
+        .lock()
+        .map(|k| k.selectors.keys().cloned().collect())
+        .unwrap_or_default();
+    for key in keys {
+        queue.add(key);
+    }
+}
+
+/// Queues the set that owns a changed pod, or every set whose selector matches an orphan.
+fn route_pod_changes(
+    queue: Arc<Queue<Key>>,
+    known: Arc<Mutex<Known>>,
+) -> impl Fn(Change<'_, Pod>) + Send + 'static {
+    move |change| {
+        let pod = match change {
+            Change::Applied(pod) | Change::Deleted(pod) => pod,
+            Change::Relisted => {
+                // Deletions during the gap were not seen: every set looks again.
+                queue_every_set(&queue, &known);
+                return;
             }
         };
         let namespace = pod.namespace().unwrap_or_default();
@@ -238,27 +249,29 @@ fn controller_uid<K: ResourceExt>(object: &K) -> Option<String> {
 struct Controller {
     client: Client,
     recorder: Recorder,
-    /// When each set last listed every pod of its namespace (to release pods that stopped
-    /// matching its selector); in between, the server filters by selector.
-    full_lists: Mutex<HashMap<Key, std::time::Instant>>,
+    pods: Cache<Pod>,
+    /// The newest resourceVersion of a pod each set's syncs wrote.
+    wrote: Mutex<HashMap<Key, u64>>,
 }
 
-/// How often a set looks at every pod in its namespace, not only the selected ones.
-const FULL_LIST_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a sync waits for the pod cache to show the set's own last writes.
+const CATCH_UP: Duration = Duration::from_secs(2);
 
 impl Controller {
-    fn full_list_due(&self, namespace: &str, name: &str) -> bool {
-        let Ok(mut lists) = self.full_lists.lock() else {
-            return true;
-        };
-        let key = (namespace.to_string(), name.to_string());
-        let due = lists
-            .get(&key)
-            .is_none_or(|at| at.elapsed() >= FULL_LIST_INTERVAL);
-        if due {
-            lists.insert(key, std::time::Instant::now());
+    fn wrote_pod(&self, set: &StatefulSet, pod: &Pod) {
+        let key = (set.namespace().unwrap_or_default(), set.name_any());
+        if let Ok(mut wrote) = self.wrote.lock() {
+            let newest = wrote.entry(key).or_default();
+            *newest = (*newest).max(version_of(pod));
         }
-        due
+    }
+
+    fn last_write(&self, namespace: &str, name: &str) -> u64 {
+        self.wrote
+            .lock()
+            .ok()
+            .and_then(|w| w.get(&(namespace.to_string(), name.to_string())).copied())
+            .unwrap_or(0)
     }
 }
 
@@ -267,8 +280,14 @@ impl Controller {
     async fn sync(&self, namespace: &str, name: &str) -> Result<Option<Duration>, SyncError> {
         let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
         let Some(set) = sets.get_opt(name).await? else {
+            if let Ok(mut wrote) = self.wrote.lock() {
+                wrote.remove(&(namespace.to_string(), name.to_string()));
+            }
             return Ok(None);
         };
+        self.pods
+            .caught_up(self.last_write(namespace, name), CATCH_UP)
+            .await;
         let Some(selector) = selector_of(&set) else {
             tracing::warn!(
                 namespace,
@@ -350,25 +369,30 @@ impl Controller {
         let uid = set.uid().unwrap_or_default();
         let set_name = set.name_any();
         let mut claimed = Vec::new();
-        // Owned pods that stopped matching the selector are found by the resync's full list;
-        // the common path asks the server to filter.
-        let filter = if self.full_list_due(&namespace, &set_name) {
-            ListParams::default()
-        } else {
-            ListParams::default().labels(&selector.to_string())
-        };
-        for pod in api.list(&filter).await?.items {
-            let labels = serde_json::to_value(pod.labels()).ok();
+        let in_namespace = self
+            .pods
+            .store()
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()));
+        for pod in in_namespace {
+            let owner = controller_uid(pod.as_ref());
+            if owner.as_ref().is_some_and(|owner| *owner != uid) {
+                continue;
+            }
             let member = plan::parent_and_ordinal(&pod.name_any())
                 .is_some_and(|(parent, _)| parent == set_name);
-            let matches = member && selector.matches(labels.as_ref().and_then(Value::as_object));
-            match controller_uid(&pod) {
-                Some(owner) if owner == uid => {
+            let matches = member && {
+                let labels = serde_json::to_value(pod.labels()).ok();
+                selector.matches(labels.as_ref().and_then(Value::as_object))
+            };
+            match owner {
+                Some(_) => {
                     if matches {
-                        claimed.push(pod);
+                        claimed.push(Pod::clone(&pod));
                     } else if !deleting {
                         let patch = json!({"metadata": {"ownerReferences": [{"uid": uid, "$patch": "delete"}]}});
-                        if let Err(error) = api
+                        match api
                             .patch(
                                 &pod.name_any(),
                                 &PatchParams::default(),
@@ -376,14 +400,17 @@ impl Controller {
                             )
                             .await
                         {
-                            tracing::debug!(%error, "could not release a pod");
+                            Ok(released) => self.wrote_pod(set, &released),
+                            Err(error) => tracing::debug!(%error, "could not release a pod"),
                         }
                     }
                 }
-                Some(_) => {}
                 None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
-                    match adopt(&api, &pod, set).await {
-                        Ok(adopted) => claimed.push(adopted),
+                    match adopt(&api, pod.as_ref(), set).await {
+                        Ok(adopted) => {
+                            self.wrote_pod(set, &adopted);
+                            claimed.push(adopted);
+                        }
                         Err(error) => tracing::debug!(%error, "could not adopt a pod"),
                     }
                 }
@@ -537,43 +564,40 @@ impl Controller {
         let namespace = set.namespace().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         match action {
-            Action::CreateClaims { ordinal } => self.create_claims(set, *ordinal).await,
+            Action::CreateClaims { ordinal } => self.create_claims(set, *ordinal, false).await,
             Action::CreatePod { ordinal, revision } => {
                 let revision = match revision {
                     Revision::Current => current,
                     Revision::Update => update,
                 };
-                self.create_claims(set, *ordinal).await?;
+                self.create_claims(set, *ordinal, true).await?;
                 let pod = new_pod(set, *ordinal, revision)?;
                 let pod_name = pod.name_any();
                 match pods.create(&PostParams::default(), &pod).await {
-                    Ok(_) => {
-                        self.recorder
-                            .record(
-                                reference_to(set),
-                                "Normal",
-                                "SuccessfulCreate",
-                                format!(
-                                    "create Pod {pod_name} in StatefulSet {} successful",
-                                    set.name_any()
-                                ),
-                            )
-                            .await;
+                    Ok(created) => {
+                        self.wrote_pod(set, &created);
+                        self.recorder.record(
+                            reference_to(set),
+                            "Normal",
+                            "SuccessfulCreate",
+                            format!(
+                                "create Pod {pod_name} in StatefulSet {} successful",
+                                set.name_any()
+                            ),
+                        );
                         Ok(())
                     }
                     Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
                     Err(error) => {
-                        self.recorder
-                            .record(
-                                reference_to(set),
-                                "Warning",
-                                "FailedCreate",
-                                format!(
-                                    "create Pod {pod_name} in StatefulSet {} failed error: {error}",
-                                    set.name_any()
-                                ),
-                            )
-                            .await;
+                        self.recorder.record(
+                            reference_to(set),
+                            "Warning",
+                            "FailedCreate",
+                            format!(
+                                "create Pod {pod_name} in StatefulSet {} failed error: {error}",
+                                set.name_any()
+                            ),
+                        );
                         Err(error.into())
                     }
                 }
@@ -590,18 +614,19 @@ impl Controller {
                     ..DeleteParams::default()
                 };
                 match pods.delete(name, &params).await {
-                    Ok(_) => {
-                        self.recorder
-                            .record(
-                                reference_to(set),
-                                "Normal",
-                                "SuccessfulDelete",
-                                format!(
-                                    "delete Pod {name} in StatefulSet {} successful",
-                                    set.name_any()
-                                ),
-                            )
-                            .await;
+                    Ok(deleted) => {
+                        if let Some(pod) = deleted.left() {
+                            self.wrote_pod(set, &pod);
+                        }
+                        self.recorder.record(
+                            reference_to(set),
+                            "Normal",
+                            "SuccessfulDelete",
+                            format!(
+                                "delete Pod {name} in StatefulSet {} successful",
+                                set.name_any()
+                            ),
+                        );
                         Ok(())
                     }
                     Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
@@ -661,47 +686,41 @@ impl Controller {
         Ok(())
     }
 
-    async fn create_claims(&self, set: &StatefulSet, ordinal: i32) -> Result<(), SyncError> {
+    /// Creates the claims of `ordinal` that are missing. Before a new pod they usually all are,
+    /// so they are created optimistically and looked at only when one exists (one request
+    /// instead of two); for a Pending pod they usually all exist, so they are read first.
+    async fn create_claims(
+        &self,
+        set: &StatefulSet,
+        ordinal: i32,
+        likely_missing: bool,
+    ) -> Result<(), SyncError> {
         let namespace = set.namespace().unwrap_or_default();
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
         for claim in claims_for(set, ordinal) {
             let claim_name = claim.name_any();
-            if let Some(existing) = claims.get_opt(&claim_name).await? {
-                if existing.metadata.deletion_timestamp.is_some() {
-                    return Err(SyncError::Invalid(format!(
-                        "pvc {claim_name} is being deleted"
-                    )));
-                }
-                // A claim still owned by an earlier pod of this name waits for the garbage
-                // collector (upstream's PodClaimIsStale).
-                let pod_name = format!("{}-{ordinal}", set.name_any());
-                let stale = existing
-                    .owner_references()
-                    .iter()
-                    .any(|o| o.kind == "Pod" && o.name == pod_name);
-                if stale {
-                    return Err(SyncError::Invalid(format!(
-                        "pvc {claim_name} still belongs to an earlier pod {pod_name}"
-                    )));
-                }
+            if !likely_missing && let Some(existing) = claims.get_opt(&claim_name).await? {
+                usable_claim(set, ordinal, &existing)?;
                 continue;
             }
             match claims.create(&PostParams::default(), &claim).await {
                 Ok(_) => {
-                    self.recorder
-                        .record(
-                            reference_to(set),
-                            "Normal",
-                            "SuccessfulCreate",
-                            format!(
-                                "create Claim {claim_name} Pod {}-{ordinal} in StatefulSet {} success",
-                                set.name_any(),
-                                set.name_any()
-                            ),
-                        )
-                        .await;
+                    self.recorder.record(
+                        reference_to(set),
+                        "Normal",
+                        "SuccessfulCreate",
+                        format!(
+                            "create Claim {claim_name} Pod {}-{ordinal} in StatefulSet {} success",
+                            set.name_any(),
+                            set.name_any()
+                        ),
+                    );
                 }
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    if let Some(existing) = claims.get_opt(&claim_name).await? {
+                        usable_claim(set, ordinal, &existing)?;
+                    }
+                }
                 Err(error) => {
                     self.recorder
                         .record(
@@ -709,8 +728,7 @@ impl Controller {
                             "Warning",
                             "FailedCreate",
                             format!("create Claim {claim_name} for Pod {}-{ordinal} in StatefulSet {} failed error: {error}", set.name_any(), set.name_any()),
-                        )
-                        .await;
+                        );
                     return Err(error.into());
                 }
             }
@@ -797,6 +815,33 @@ impl Controller {
 }
 
 /// `persistentVolumeClaimRetentionPolicy.<field>`: `Retain` (the default) or `Delete`.
+/// Whether an existing claim can serve the pod of `ordinal`.
+fn usable_claim(
+    set: &StatefulSet,
+    ordinal: i32,
+    existing: &PersistentVolumeClaim,
+) -> Result<(), SyncError> {
+    let claim_name = existing.name_any();
+    if existing.metadata.deletion_timestamp.is_some() {
+        return Err(SyncError::Invalid(format!(
+            "pvc {claim_name} is being deleted"
+        )));
+    }
+    // A claim still owned by an earlier pod of this name waits for the garbage collector
+    // (upstream's PodClaimIsStale).
+    let pod_name = format!("{}-{ordinal}", set.name_any());
+    let stale = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.kind == "Pod" && o.name == pod_name);
+    if stale {
+        return Err(SyncError::Invalid(format!(
+            "pvc {claim_name} still belongs to an earlier pod {pod_name}"
+        )));
+    }
+    Ok(())
+}
+
 fn retention(set: &StatefulSet, field: &str) -> String {
     let policy = set
         .spec

@@ -1,0 +1,127 @@
+//! Watch-fed caches, as upstream's informers: controllers read objects from memory instead of
+//! listing them from the API on every sync, and learn of every change as it is applied.
+//!
+//! A cache also knows the highest resourceVersion it has applied, so a controller can read its
+//! own writes: after a write answered with resourceVersion R, waiting until the cache has seen R
+//! guarantees the cache reflects that write (one watch delivers a kind's events in revision
+//! order). petset's resourceVersions are store revisions, so they compare as numbers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+/// The objects of one kind as the watch last showed them.
+pub struct Cache<K: kube::Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    seen: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl<K: kube::Resource<DynamicType = ()> + 'static> Clone for Cache<K> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            seen: self.seen.clone(),
+        }
+    }
+}
+
+/// What a cache tells its owner about each change: the object as it is now, or as it was
+/// when it was deleted.
+pub enum Change<'a, K> {
+    Applied(&'a K),
+    Deleted(&'a K),
+    /// The watch started over and the cache was rebuilt: deletions may have been missed.
+    Relisted,
+}
+
+/// The resourceVersion of an object as a number (0 when absent or not a number).
+pub fn version_of<K: kube::Resource>(object: &K) -> u64 {
+    object
+        .meta()
+        .resource_version
+        .as_deref()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0)
+}
+
+impl<K> Cache<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    /// Starts following `api` in a task held by `helpers`; `changed` hears of every change after
+    /// the cache has applied it.
+    pub fn follow(
+        helpers: &mut tokio::task::JoinSet<()>,
+        api: Api<K>,
+        config: watcher::Config,
+        changed: impl Fn(Change<'_, K>) + Send + 'static,
+    ) -> Self {
+        let (store, writer) = reflector::store();
+        let (seen, _) = tokio::sync::watch::channel(0u64);
+        let seen = Arc::new(seen);
+        let events = watcher(api, config).default_backoff();
+        let advance = seen.clone();
+        helpers.spawn(async move {
+            let mut events = reflector::reflector(writer, events).boxed();
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(error) => {
+                        tracing::debug!(%error, kind = %K::kind(&()), "watch error");
+                        continue;
+                    }
+                };
+                let (object, change) = match &event {
+                    watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                        (Some(o), Change::Applied(o))
+                    }
+                    watcher::Event::Delete(o) => (Some(o), Change::Deleted(o)),
+                    watcher::Event::InitDone => (None, Change::Relisted),
+                    watcher::Event::Init => continue,
+                };
+                if let Some(object) = object {
+                    let version = version_of(object);
+                    advance.send_if_modified(|seen| {
+                        let newer = version > *seen;
+                        if newer {
+                            *seen = version;
+                        }
+                        newer
+                    });
+                }
+                changed(change);
+            }
+        });
+        Self { store, seen }
+    }
+
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// Waits for the first complete list.
+    pub async fn ready(&self) {
+        let _ = self.store.wait_until_ready().await;
+    }
+
+    /// Waits until the cache has applied resourceVersion `version` (or anything later), for at
+    /// most `timeout`; says whether it has. A timeout is not an error: readers of a stale cache
+    /// must be safe anyway (writes are guarded by names, uids and resourceVersions), the wait
+    /// only spares them work based on a view older than their own writes.
+    pub async fn caught_up(&self, version: u64, timeout: Duration) -> bool {
+        let mut seen = self.seen.subscribe();
+        tokio::time::timeout(timeout, seen.wait_for(|seen| *seen >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}

@@ -3,16 +3,17 @@
 //! `kubectl get endpoints` and `kubectl describe svc` show what a real cluster shows.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use petset_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
+use crate::cache::{Cache, Change};
 use crate::queue::Queue;
 
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -23,49 +24,61 @@ const MANAGER: &str = "endpointslice-controller.k8s.io";
 pub async fn run(client: Client) {
     let (queue, mut namespaces) = Queue::<String>::new();
     let mut helpers = tokio::task::JoinSet::new();
-    {
-        let queue = queue.clone();
-        let client = client.clone();
-        helpers.spawn(async move {
-            let services = watcher(
-                Api::<Service>::all(client.clone()),
-                watcher::Config::default(),
-            );
-            let pods = watcher(Api::<Pod>::all(client), watcher::Config::default());
-            let mut services = services.default_backoff().boxed();
-            let mut pods = pods.default_backoff().boxed();
-            loop {
-                let namespace = tokio::select! {
-                    Some(event) = services.next() => namespace_of(event),
-                    Some(event) = pods.next() => namespace_of(event),
-                    else => return,
-                };
-                if let Some(namespace) = namespace {
-                    queue.add(namespace);
-                }
-            }
-        });
-    }
+    let services = Cache::follow(
+        &mut helpers,
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        queue_namespace(&queue),
+    );
+    let pods = Cache::follow(
+        &mut helpers,
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        queue_namespace(&queue),
+    );
+    services.ready().await;
+    pods.ready().await;
     while let Some(namespace) = namespaces.recv().await {
         queue.taken(&namespace);
-        if let Err(error) = sync(&client, &namespace).await {
+        if let Err(error) = sync(&client, &services, &pods, &namespace).await {
             tracing::debug!(%error, namespace, "endpoints sync failed; retrying");
             queue.add_after(namespace, std::time::Duration::from_millis(500));
         }
     }
 }
 
-fn namespace_of<K: ResourceExt>(
-    event: Result<watcher::Event<K>, watcher::Error>,
-) -> Option<String> {
-    match event {
-        Ok(
-            watcher::Event::Apply(object)
-            | watcher::Event::InitApply(object)
-            | watcher::Event::Delete(object),
-        ) => object.namespace(),
-        _ => None,
+/// A change to a Service or a pod queues its namespace.
+fn queue_namespace<K: ResourceExt>(
+    queue: &Arc<Queue<String>>,
+) -> impl Fn(Change<'_, K>) + Send + 'static {
+    let queue = queue.clone();
+    move |change| match change {
+        Change::Applied(object) | Change::Deleted(object) => {
+            if let Some(namespace) = object.namespace() {
+                queue.add(namespace);
+            }
+        }
+        Change::Relisted => {}
     }
+}
+
+/// The cached objects of one namespace.
+fn in_namespace<K>(cache: &Cache<K>, namespace: &str) -> Vec<Arc<K>>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    cache
+        .store()
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+        .collect()
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -91,12 +104,15 @@ fn target_port(port: &k8s_openapi::api::core::v1::ServicePort, pod: &Pod) -> Opt
     }
 }
 
-async fn sync(client: &Client, namespace: &str) -> Result<(), kube::Error> {
-    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+async fn sync(
+    client: &Client,
+    services: &Cache<Service>,
+    pods: &Cache<Pod>,
+    namespace: &str,
+) -> Result<(), kube::Error> {
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-    let service_list = services.list(&ListParams::default()).await?.items;
+    let service_list = in_namespace(services, namespace);
     let selects = |s: &Service| {
         s.spec
             .as_ref()
@@ -104,8 +120,8 @@ async fn sync(client: &Client, namespace: &str) -> Result<(), kube::Error> {
             .is_some_and(|selector| !selector.is_empty())
     };
     // A namespace without selecting Services needs no pods read.
-    let pod_list = if service_list.iter().any(selects) {
-        pods.list(&ListParams::default()).await?.items
+    let pod_list = if service_list.iter().any(|s| selects(s)) {
+        in_namespace(pods, namespace)
     } else {
         Vec::new()
     };
@@ -127,6 +143,7 @@ async fn sync(client: &Client, namespace: &str) -> Result<(), kube::Error> {
         let name = service.name_any();
         let selected: Vec<&Pod> = pod_list
             .iter()
+            .map(|pod| pod.as_ref())
             .filter(|pod| {
                 let labels = serde_json::to_value(pod.labels()).ok();
                 selector.matches(labels.as_ref().and_then(Value::as_object))
@@ -137,6 +154,15 @@ async fn sync(client: &Client, namespace: &str) -> Result<(), kube::Error> {
                         .is_some()
             })
             .collect();
+        let mut selected = selected;
+        // Upstream orders addresses by IP, then pod uid; the cache has no order of its own.
+        selected.sort_by_cached_key(|pod| {
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref());
+            (
+                ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+                pod.uid(),
+            )
+        });
         let ports = spec.ports.clone().unwrap_or_default();
         let mut ready = Vec::new();
         let mut not_ready = Vec::new();

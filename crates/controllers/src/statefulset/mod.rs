@@ -23,6 +23,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use petset_api::selector::LabelSelector;
@@ -78,13 +79,21 @@ pub async fn run(client: Client) {
             }
         });
     }
+    let claims = Cache::follow(
+        &mut helpers,
+        Api::<PersistentVolumeClaim>::all(client.clone()),
+        watcher::Config::default(),
+        |_| {},
+    );
     let controller = Controller {
         recorder: Recorder::new(client.clone(), "statefulset-controller"),
         client,
         pods,
+        claims,
         wrote: Mutex::new(HashMap::new()),
     };
     controller.pods.ready().await;
+    controller.claims.ready().await;
     let mut failures: HashMap<Key, u32> = HashMap::new();
     while let Some(key) = keys.recv().await {
         queue.taken(&key);
@@ -250,6 +259,8 @@ struct Controller {
     client: Client,
     recorder: Recorder,
     pods: Cache<Pod>,
+    /// Claims, to find the missing ones without asking the API about each.
+    claims: Cache<PersistentVolumeClaim>,
     /// The newest resourceVersion of a pod each set's syncs wrote.
     wrote: Mutex<HashMap<Key, u64>>,
 }
@@ -564,13 +575,13 @@ impl Controller {
         let namespace = set.namespace().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         match action {
-            Action::CreateClaims { ordinal } => self.create_claims(set, *ordinal, false).await,
+            Action::CreateClaims { ordinal } => self.create_claims(set, *ordinal).await,
             Action::CreatePod { ordinal, revision } => {
                 let revision = match revision {
                     Revision::Current => current,
                     Revision::Update => update,
                 };
-                self.create_claims(set, *ordinal, true).await?;
+                self.create_claims(set, *ordinal).await?;
                 let pod = new_pod(set, *ordinal, revision)?;
                 let pod_name = pod.name_any();
                 match pods.create(&PostParams::default(), &pod).await {
@@ -686,20 +697,18 @@ impl Controller {
         Ok(())
     }
 
-    /// Creates the claims of `ordinal` that are missing. Before a new pod they usually all are,
-    /// so they are created optimistically and looked at only when one exists (one request
-    /// instead of two); for a Pending pod they usually all exist, so they are read first.
-    async fn create_claims(
-        &self,
-        set: &StatefulSet,
-        ordinal: i32,
-        likely_missing: bool,
-    ) -> Result<(), SyncError> {
+    /// Creates the claims of `ordinal` that are missing. The cache says which exist; one it
+    /// has not seen yet is created anyway, and AlreadyExists sends us to the API to look at it.
+    async fn create_claims(&self, set: &StatefulSet, ordinal: i32) -> Result<(), SyncError> {
         let namespace = set.namespace().unwrap_or_default();
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
         for claim in claims_for(set, ordinal) {
             let claim_name = claim.name_any();
-            if !likely_missing && let Some(existing) = claims.get_opt(&claim_name).await? {
+            let cached = self
+                .claims
+                .store()
+                .get(&ObjectRef::new(&claim_name).within(&namespace));
+            if let Some(existing) = cached {
                 usable_claim(set, ordinal, &existing)?;
                 continue;
             }

@@ -48,16 +48,30 @@ pub fn version_of<K: kube::Resource>(object: &K) -> u64 {
         .unwrap_or(0)
 }
 
-impl<K> Cache<K>
-where
+/// What a cache can hold: an API object kube-runtime can watch.
+pub trait Cached:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Cached for K where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+impl<K: Cached> Cache<K> {
     /// Starts following `api` in a task held by `helpers`; `changed` hears of every change after
     /// the cache has applied it.
     pub fn follow(
@@ -107,6 +121,15 @@ where
 
     pub fn store(&self) -> &Store<K> {
         &self.store
+    }
+
+    /// The cached objects of one namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.store
+            .state()
+            .into_iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+            .collect()
     }
 
     /// Waits for the first complete list.

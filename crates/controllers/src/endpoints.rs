@@ -62,25 +62,6 @@ fn queue_namespace<K: ResourceExt>(
     }
 }
 
-/// The cached objects of one namespace.
-fn in_namespace<K>(cache: &Cache<K>, namespace: &str) -> Vec<Arc<K>>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    cache
-        .store()
-        .state()
-        .into_iter()
-        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-        .collect()
-}
-
 fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -112,7 +93,7 @@ async fn sync(
 ) -> Result<(), kube::Error> {
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-    let service_list = in_namespace(services, namespace);
+    let service_list = services.in_namespace(namespace);
     let selects = |s: &Service| {
         s.spec
             .as_ref()
@@ -121,7 +102,7 @@ async fn sync(
     };
     // A namespace without selecting Services needs no pods read.
     let pod_list = if service_list.iter().any(|s| selects(s)) {
-        in_namespace(pods, namespace)
+        pods.in_namespace(namespace)
     } else {
         Vec::new()
     };

@@ -380,13 +380,7 @@ impl Controller {
         let uid = set.uid().unwrap_or_default();
         let set_name = set.name_any();
         let mut claimed = Vec::new();
-        let in_namespace = self
-            .pods
-            .store()
-            .state()
-            .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()));
-        for pod in in_namespace {
+        for pod in self.pods.in_namespace(&namespace) {
             let owner = controller_uid(pod.as_ref());
             if owner.as_ref().is_some_and(|owner| *owner != uid) {
                 continue;

@@ -23,6 +23,32 @@ pub enum Command {
     Up(UpArgs),
     /// Measure a part of petset and print the figures as Markdown table rows.
     Bench(BenchArgs),
+    /// Manage this machine's image store (node-wide; it outlives any data dir).
+    Image(ImageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// The image store [default: $PETSET_IMAGE_STORE, else /var/lib/petset/images]
+    #[arg(long, global = true)]
+    pub image_store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: ImageAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageAction {
+    /// Import a `docker save` archive or an OCI image layout (a tar, gzipped or not, or a directory).
+    Import {
+        file: PathBuf,
+        /// Name the image (instead of the names in the archive); may be repeated.
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// List the images: name, id and unpacked size.
+    Ls,
+    /// Remove an image name; its files go with its last name.
+    Rm { names: Vec<String> },
 }
 
 #[derive(Debug, Args)]

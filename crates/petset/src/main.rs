@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod cluster;
 mod datadir;
+mod image;
 mod up;
 
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Up(args) => up::run(args).await,
             cli::Command::Bench(args) => bench::run(args).await,
+            cli::Command::Image(args) => image::run(args),
         }
     });
     match outcome {

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the tutorials' images offline, from Debian's busybox-static, as OCI image layouts, and
+# imports them into the node-wide image store with `petset image import`:
+#   busybox:1.28                     sh, sleep, hostname, nslookup, wget, …
+#   registry.k8s.io/nginx-slim:0.8   a web server on port 80 serving /usr/share/nginx/html
+#   registry.k8s.io/nginx-slim:0.7   the same, with a visibly different default page
+# No registry and no Docker engine is involved.
+#
+# Usage: scripts/build-images.sh [--image-store DIR]   (PETSET=path/to/petset to choose the binary)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+store_args=("$@")
+petset=${PETSET:-target/release/petset}
+if [[ ! -x $petset ]]; then
+  cargo build --release --locked -p petset
+fi
+
+# Debian's busybox-static: one binary with no shared libraries, so it runs in any root.
+if ! dpkg -s busybox-static >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]]; then
+    apt-get install -y busybox-static >/dev/null
+  else
+    echo "build-images: needs Debian's busybox-static (apt-get install busybox-static)" >&2
+    exit 1
+  fi
+fi
+busybox=/bin/busybox
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# A root filesystem with busybox and a link for every applet the images promise.
+base_rootfs() {
+  local root=$1
+  mkdir -p "$root"/{bin,etc,tmp,root,var/log,proc,sys,dev}
+  chmod 1777 "$root/tmp"
+  cp "$busybox" "$root/bin/busybox"
+  for applet in $("$busybox" --list); do
+    [[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+}
+
+# blob FILE: stores FILE under blobs/sha256 of the layout in $layout, prints "sha256:HEX SIZE".
+blob() {
+  local hex size
+  hex=$(sha256sum "$1" | cut -d' ' -f1)
+  size=$(stat -c %s "$1")
+  mkdir -p "$layout/blobs/sha256"
+  cp "$1" "$layout/blobs/sha256/$hex"
+  echo "sha256:$hex $size"
+}
+
+# layout NAME ROOTFS CONFIG_JSON: an OCI image layout of one layer, imported under NAME.
+layout() {
+  local name=$1 root=$2 config_body=$3
+  layout="$work/layout-${name//[\/:]/_}"
+  mkdir -p "$layout"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$work/layer.tar" .
+  local diff_id
+  diff_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  gzip -n -f "$work/layer.tar"
+  read -r layer_digest layer_size < <(blob "$work/layer.tar.gz")
+  cat > "$work/config.json" <<EOF
+{"architecture":"amd64","os":"linux","config":$config_body,"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]}}
+EOF
+  read -r config_digest config_size < <(blob "$work/config.json")
+  cat > "$work/manifest.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config_digest","size":$config_size},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"$layer_digest","size":$layer_size}]}
+EOF
+  read -r manifest_digest manifest_size < <(blob "$work/manifest.json")
+  cat > "$layout/index.json" <<EOF
+{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest_digest","size":$manifest_size,"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"${name##*:}"}}]}
+EOF
+  echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
+  "$petset" image "${store_args[@]}" import "$layout"
+}
+
+path_env='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
+
+tools="$work/tools"
+base_rootfs "$tools"
+layout busybox:1.28 "$tools" "{$path_env,\"Cmd\":[\"sh\"]}"
+
+for version in 0.8 0.7; do
+  web="$work/web-$version"
+  base_rootfs "$web"
+  mkdir -p "$web/usr/share/nginx/html"
+  cat > "$web/usr/share/nginx/html/index.html" <<EOF
+<!DOCTYPE html>
+<html><head><title>Welcome to nginx-slim $version</title></head>
+<body><h1>Welcome to nginx-slim $version</h1><p>petset's offline stand-in (busybox httpd).</p></body></html>
+EOF
+  layout "registry.k8s.io/nginx-slim:$version" "$web" \
+    "{$path_env,\"ExposedPorts\":{\"80/tcp\":{}},\"Entrypoint\":[\"/bin/httpd\",\"-f\",\"-v\",\"-p\",\"80\",\"-h\",\"/usr/share/nginx/html\"]}"
+done

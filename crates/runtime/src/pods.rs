@@ -1,0 +1,477 @@
+//! Pods as OCI containers run by `runc`, without Kubernetes types.
+//!
+//! A pod's sandbox is a set of persistent namespaces the pod's containers join: a network
+//! namespace (`ip netns`, named `petset-<id>`) and UTS and IPC namespaces bind-mounted under the
+//! pod's directory (made with util-linux's `unshare`, the hostname set once). The sandbox
+//! outlives container restarts, as the kubelet's pause container does, and needs no image.
+//!
+//! Each container gets an overlay root filesystem (its image's root below, a writable layer of
+//! its own above) and an OCI bundle whose `config.json` is checked against oci-spec's runtime
+//! types. `runc run` stays in the foreground as the container's parent, so its exit status is
+//! the container's, and the container's stdout and stderr go straight to a log file (a file,
+//! not a pipe: a restart of petset never breaks the container's output).
+//!
+//! Layout under the runtime root: `runc/` (runc's state), `pods/<id>/` with `ns/uts`,
+//! `ns/ipc`, `etc/hosts`, `etc/hostname`, `etc/resolv.conf`, `containers/<name>/{upper,work,
+//! rootfs,config.json}` and `logs/<name>/<attempt>.log`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::images::Image;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{command} failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error("invalid container config: {0}")]
+    Config(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
+    move |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Runs a command to completion; its stderr becomes the error.
+fn run(program: &str, args: &[&str]) -> Result<String, RuntimeError> {
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| RuntimeError::Command {
+            command: program.to_string(),
+            detail: e.to_string(),
+        })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(RuntimeError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// What a pod's sandbox is made of.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// A short, unique, runc-safe id for the pod (the agent derives it from the pod's uid).
+    pub id: String,
+    pub hostname: String,
+    pub hosts: String,
+    pub resolv_conf: String,
+}
+
+/// A bind mount into a container.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// One container to run.
+#[derive(Debug, Clone)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub image: Image,
+    /// The whole command line (entrypoint and arguments already resolved).
+    pub args: Vec<String>,
+    /// `NAME=value` pairs.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub mounts: Vec<Mount>,
+    pub memory_limit_bytes: Option<i64>,
+    /// CPU limit in millicores.
+    pub cpu_limit_millis: Option<i64>,
+}
+
+pub struct Runtime {
+    root: PathBuf,
+    /// Whether `open` made the pods directory a private mount (and so `release` undoes it).
+    mounted_pods: bool,
+}
+
+impl Runtime {
+    /// The runtime under `root`; fails with a message naming what is missing when this machine
+    /// cannot run containers.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
+        let root = root.into();
+        for (program, package) in [
+            ("runc", "runc"),
+            ("ip", "iproute2"),
+            ("unshare", "util-linux"),
+            ("mount", "mount"),
+        ] {
+            if run("sh", &["-c", &format!("command -v {program}")]).is_err() {
+                return Err(RuntimeError::Command {
+                    command: program.to_string(),
+                    detail: format!("not found on PATH (Debian package {package})"),
+                });
+            }
+        }
+        let pods = root.join("pods");
+        fs::create_dir_all(&pods).map_err(io(&pods))?;
+        fs::create_dir_all(root.join("runc")).map_err(io(&root))?;
+        // Namespace files bind-mounted under a shared mount would propagate (and pin) into
+        // other namespaces: the pods directory is a private mount of its own.
+        let canonical = fs::canonicalize(&pods).map_err(io(&pods))?;
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mounted = mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&*canonical.to_string_lossy()));
+        if !mounted {
+            let path = canonical.to_string_lossy().into_owned();
+            run("mount", &["--bind", &path, &path])?;
+            run("mount", &["--make-private", &path])?;
+        }
+        Ok(Self {
+            root: canonical.parent().map(Path::to_path_buf).unwrap_or(root),
+            mounted_pods: !mounted,
+        })
+    }
+
+    /// Undoes `open`'s private mount when no pod is left (tests, a node being retired); with pods
+    /// left it stays, for their namespaces.
+    pub fn release(self) -> Result<(), RuntimeError> {
+        let pods = self.root.join("pods");
+        if self.mounted_pods && self.pods().is_empty() && is_mount_point(&pods) {
+            run("umount", &[&pods.to_string_lossy()])?;
+        }
+        Ok(())
+    }
+
+    pub fn pod_dir(&self, id: &str) -> PathBuf {
+        self.root.join("pods").join(id)
+    }
+
+    fn runc_root(&self) -> String {
+        self.root.join("runc").to_string_lossy().into_owned()
+    }
+
+    pub fn netns_name(id: &str) -> String {
+        format!("petset-{id}")
+    }
+
+    fn container_id(pod: &str, name: &str) -> String {
+        format!("{pod}-{name}")
+    }
+
+    pub fn log_path(&self, pod: &str, name: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(pod)
+            .join("logs")
+            .join(name)
+            .join(format!("{attempt}.log"))
+    }
+
+    /// Makes the pod's namespaces and files; does nothing to a sandbox that exists.
+    pub fn create_sandbox(&self, config: &SandboxConfig) -> Result<(), RuntimeError> {
+        let dir = self.pod_dir(&config.id);
+        let ns = dir.join("ns");
+        let etc = dir.join("etc");
+        fs::create_dir_all(&ns).map_err(io(&ns))?;
+        fs::create_dir_all(&etc).map_err(io(&etc))?;
+        for (file, text) in [
+            ("hosts", config.hosts.as_str()),
+            ("hostname", &format!("{}\n", config.hostname)),
+            ("resolv.conf", config.resolv_conf.as_str()),
+        ] {
+            let path = etc.join(file);
+            fs::write(&path, text).map_err(io(&path))?;
+        }
+        let netns = Self::netns_name(&config.id);
+        if !Path::new("/run/netns").join(&netns).exists() {
+            run("ip", &["netns", "add", &netns])?;
+            run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
+        }
+        let uts = ns.join("uts");
+        if !is_mount_point(&uts) {
+            for file in ["uts", "ipc"] {
+                let path = ns.join(file);
+                fs::write(&path, b"").map_err(io(&path))?;
+            }
+            let uts_arg = format!("--uts={}", uts.display());
+            let ipc_arg = format!("--ipc={}", ns.join("ipc").display());
+            run(
+                "unshare",
+                &[&uts_arg, &ipc_arg, "hostname", &config.hostname],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Prepares the container's root filesystem and bundle and starts `runc run`; the child
+    /// exits when the container does, with its status. stdout and stderr go to `log`.
+    pub fn start(
+        &self,
+        pod: &str,
+        config: &ContainerConfig,
+        log: &Path,
+    ) -> Result<std::process::Child, RuntimeError> {
+        let id = Self::container_id(pod, &config.name);
+        // A container of this name from an earlier attempt goes first.
+        self.remove_container(pod, &config.name)?;
+        let dir = self.pod_dir(pod).join("containers").join(&config.name);
+        let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+        for path in [&upper, &work, &rootfs] {
+            fs::create_dir_all(path).map_err(io(path))?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            config.image.rootfs.display(),
+            upper.display(),
+            work.display()
+        );
+        run(
+            "mount",
+            &[
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                &options,
+                &rootfs.to_string_lossy(),
+            ],
+        )?;
+        let spec = self.bundle_config(pod, config, &rootfs)?;
+        let config_path = dir.join("config.json");
+        fs::write(&config_path, spec).map_err(io(&config_path))?;
+        if let Some(parent) = log.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let output = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io(log))?;
+        let errors = output.try_clone().map_err(io(log))?;
+        Command::new("runc")
+            .args(["--root", &self.runc_root(), "run", "--bundle"])
+            .arg(&dir)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .spawn()
+            .map_err(|e| RuntimeError::Command {
+                command: "runc run".into(),
+                detail: e.to_string(),
+            })
+    }
+
+    fn bundle_config(
+        &self,
+        pod: &str,
+        config: &ContainerConfig,
+        rootfs: &Path,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let pod_dir = self.pod_dir(pod);
+        let mut mounts = vec![
+            json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+            json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+            json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]}),
+            json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+            json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"]}),
+            json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        ];
+        for file in ["hosts", "hostname", "resolv.conf"] {
+            mounts.push(
+                json!({"destination": format!("/etc/{file}"), "type": "bind",
+                "source": pod_dir.join("etc").join(file), "options": ["rbind", "rw"]}),
+            );
+        }
+        for mount in &config.mounts {
+            let mode = if mount.read_only { "ro" } else { "rw" };
+            mounts.push(json!({"destination": mount.destination, "type": "bind",
+                "source": mount.source, "options": ["rbind", mode]}));
+        }
+        let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+        if let Some(limit) = config.memory_limit_bytes {
+            resources["memory"] = json!({"limit": limit});
+        }
+        if let Some(millis) = config.cpu_limit_millis {
+            resources["cpu"] = json!({"quota": millis * 100, "period": 100_000});
+        }
+        let capabilities = [
+            "CAP_CHOWN",
+            "CAP_DAC_OVERRIDE",
+            "CAP_FSETID",
+            "CAP_FOWNER",
+            "CAP_MKNOD",
+            "CAP_NET_RAW",
+            "CAP_SETGID",
+            "CAP_SETUID",
+            "CAP_SETFCAP",
+            "CAP_SETPCAP",
+            "CAP_NET_BIND_SERVICE",
+            "CAP_SYS_CHROOT",
+            "CAP_KILL",
+            "CAP_AUDIT_WRITE",
+        ];
+        let ns = pod_dir.join("ns");
+        let spec = json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": config.args,
+                "env": config.env,
+                "cwd": config.cwd,
+                "capabilities": {"bounding": capabilities, "effective": capabilities,
+                    "permitted": capabilities},
+                "noNewPrivileges": false,
+            },
+            "root": {"path": rootfs, "readonly": false},
+            "mounts": mounts,
+            "linux": {
+                "namespaces": [
+                    {"type": "pid"}, {"type": "mount"},
+                    {"type": "network", "path": format!("/run/netns/{}", Self::netns_name(pod))},
+                    {"type": "uts", "path": ns.join("uts")},
+                    {"type": "ipc", "path": ns.join("ipc")},
+                ],
+                "cgroupsPath": format!("/petset/{pod}/{}", config.name),
+                "resources": resources,
+                "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                    "/proc/sysrq-trigger"],
+            },
+        });
+        // oci-spec is the schema: a config it cannot read is ours to fix, not runc's to guess.
+        let checked: oci_spec::runtime::Spec =
+            serde_json::from_value(spec).map_err(|e| RuntimeError::Config(e.to_string()))?;
+        serde_json::to_vec_pretty(&checked).map_err(|e| RuntimeError::Config(e.to_string()))
+    }
+
+    /// Sends a signal (`TERM`, `KILL`, …) to the container's main process.
+    pub fn signal(&self, pod: &str, name: &str, signal: &str) -> Result<(), RuntimeError> {
+        let id = Self::container_id(pod, name);
+        run("runc", &["--root", &self.runc_root(), "kill", &id, signal]).map(|_| ())
+    }
+
+    /// The container's runc status (`running`, `stopped`, …), or `None` when runc has none.
+    pub fn status(&self, pod: &str, name: &str) -> Option<String> {
+        let id = Self::container_id(pod, name);
+        let state = run("runc", &["--root", &self.runc_root(), "state", &id]).ok()?;
+        let state: Value = serde_json::from_str(&state).ok()?;
+        state
+            .get("status")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    /// Stops (SIGKILL) and removes a container and its root filesystem.
+    pub fn remove_container(&self, pod: &str, name: &str) -> Result<(), RuntimeError> {
+        let id = Self::container_id(pod, name);
+        let _ = run(
+            "runc",
+            &["--root", &self.runc_root(), "delete", "--force", &id],
+        );
+        let dir = self.pod_dir(pod).join("containers").join(name);
+        let rootfs = dir.join("rootfs");
+        if is_mount_point(&rootfs) {
+            run("umount", &["-l", &rootfs.to_string_lossy()])?;
+        }
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Removes every container of the pod and its sandbox (namespaces, files, logs).
+    pub fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError> {
+        let dir = self.pod_dir(pod);
+        if let Ok(containers) = fs::read_dir(dir.join("containers")) {
+            for container in containers.filter_map(Result::ok) {
+                self.remove_container(pod, &container.file_name().to_string_lossy())?;
+            }
+        }
+        for file in ["uts", "ipc"] {
+            let path = dir.join("ns").join(file);
+            if is_mount_point(&path) {
+                run("umount", &[&path.to_string_lossy()])?;
+            }
+        }
+        let netns = Self::netns_name(pod);
+        if Path::new("/run/netns").join(&netns).exists() {
+            run("ip", &["netns", "delete", &netns])?;
+        }
+        remove_cgroups(pod);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// The ids of the pods that have a directory here (running or not).
+    pub fn pods(&self) -> Vec<String> {
+        fs::read_dir(self.root.join("pods"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A command that runs `args` inside the container (`runc exec`), stdio left to the caller.
+    pub fn exec_command(&self, pod: &str, name: &str, args: &[String], tty: bool) -> Command {
+        let mut command = Command::new("runc");
+        command.args(["--root", &self.runc_root(), "exec"]);
+        if tty {
+            command.arg("--tty");
+        }
+        command.arg(Self::container_id(pod, name)).args(args);
+        command
+    }
+}
+
+/// Removes the pod's (empty) cgroup directories, which runc leaves behind the containers' own:
+/// under every v1 controller, and the v2 hierarchy.
+fn remove_cgroups(pod: &str) {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut candidates = vec![base.join("petset").join(pod)];
+    if let Ok(controllers) = fs::read_dir(base) {
+        for controller in controllers.filter_map(Result::ok) {
+            candidates.push(controller.path().join("petset").join(pod));
+        }
+    }
+    for directory in candidates {
+        // rmdir only: a cgroup directory is removed empty, never recursively.
+        if let Ok(children) = fs::read_dir(&directory) {
+            for child in children.filter_map(Result::ok) {
+                if child.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::remove_dir(child.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(&directory);
+    }
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(canonical) = fs::canonicalize(path) else {
+        return false;
+    };
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(&*canonical.to_string_lossy()))
+}

@@ -1,0 +1,189 @@
+//! The runtime for real: a busybox image built from Debian's busybox-static, imported into a
+//! temporary image store, run by runc in a pod sandbox. Needs root and runc; skips elsewhere
+//! (fails under CI=true).
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use petset_runtime::images::ImageStore;
+use petset_runtime::pods::{ContainerConfig, Mount, Runtime, SandboxConfig};
+use petset_testkit::{on_path, skip, wait_until};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn can_run(test: &str) -> bool {
+    let root = fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let reason = if !root {
+        "needs root"
+    } else if !on_path("runc") {
+        "needs runc"
+    } else if !Path::new("/var/lib/dpkg/info/busybox-static.list").exists() {
+        "needs Debian's busybox-static"
+    } else {
+        return true;
+    };
+    skip(test, reason);
+    false
+}
+
+/// An image directory in docker-save form: one layer with busybox and its applets.
+fn busybox_image(dir: &Path) {
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(0);
+    for directory in ["bin/", "tmp/", "data/"] {
+        layer
+            .append_data(&mut header.clone(), directory, std::io::empty())
+            .expect("dir");
+    }
+    let binary = fs::read(BUSYBOX).expect("busybox");
+    let mut file = tar::Header::new_gnu();
+    file.set_mode(0o755);
+    file.set_uid(0);
+    file.set_gid(0);
+    file.set_size(binary.len() as u64);
+    layer
+        .append_data(&mut file, "bin/busybox", binary.as_slice())
+        .expect("busybox");
+    for applet in ["sh", "hostname", "cat", "echo", "sleep", "ls"] {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_mode(0o777);
+        link.set_uid(0);
+        link.set_gid(0);
+        link.set_size(0);
+        layer
+            .append_link(&mut link, format!("bin/{applet}"), "busybox")
+            .expect("link");
+    }
+    fs::create_dir_all(dir).expect("image dir");
+    fs::write(dir.join("layer.tar"), layer.into_inner().expect("layer")).expect("layer.tar");
+    fs::write(
+        dir.join("config.json"),
+        br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .expect("config");
+    fs::write(
+        dir.join("manifest.json"),
+        br#"[{"Config":"config.json","RepoTags":["busybox:test"],"Layers":["layer.tar"]}]"#,
+    )
+    .expect("manifest");
+}
+
+fn container(store: &ImageStore, name: &str, script: &str, data: &Path) -> ContainerConfig {
+    let image = store.resolve("busybox:test").expect("image");
+    ContainerConfig {
+        name: name.into(),
+        args: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec!["PATH=/bin".into(), "GREETING=hello".into()],
+        cwd: "/".into(),
+        mounts: vec![Mount {
+            source: data.to_path_buf(),
+            destination: "/data".into(),
+            read_only: false,
+        }],
+        memory_limit_bytes: Some(64 << 20),
+        cpu_limit_millis: Some(500),
+        image,
+    }
+}
+
+#[test]
+fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
+    if !can_run("a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind") {
+        return;
+    }
+    let temp = tempfile::tempdir().expect("temp");
+    let store = ImageStore::open(temp.path().join("images")).expect("store");
+    busybox_image(&temp.path().join("saved"));
+    store
+        .import(&temp.path().join("saved"), &[])
+        .expect("import");
+    let runtime = Runtime::open(temp.path().join("node")).expect("runtime");
+    let pod = format!("t{}", std::process::id());
+    runtime
+        .create_sandbox(&SandboxConfig {
+            id: pod.clone(),
+            hostname: "web-0".into(),
+            hosts: "127.0.0.1\tlocalhost\n".into(),
+            resolv_conf: "nameserver 127.0.0.1\n".into(),
+        })
+        .expect("sandbox");
+    let data = temp.path().join("data");
+    fs::create_dir_all(&data).expect("data");
+    fs::write(data.join("x"), "kept\n").expect("x");
+
+    let log = runtime.log_path(&pod, "main", 0);
+    let mut child = runtime
+        .start(
+            &pod,
+            &container(
+                &store,
+                "main",
+                "hostname; cat /etc/hostname; echo $GREETING; cat /data/x; echo out > /data/y",
+                &data,
+            ),
+            &log,
+        )
+        .expect("start");
+    let status = child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "{status:?}: {:?}",
+        fs::read_to_string(&log)
+    );
+    assert_eq!(
+        fs::read_to_string(&log).expect("log"),
+        "web-0\nweb-0\nhello\nkept\n"
+    );
+    assert_eq!(fs::read_to_string(data.join("y")).expect("y"), "out\n");
+
+    // A second container of the same pod shares the sandbox; TERM stops it.
+    let log = runtime.log_path(&pod, "sleeper", 0);
+    let mut sleeper = runtime
+        .start(
+            &pod,
+            &container(
+                &store,
+                "sleeper",
+                "trap 'exit 3' TERM; while true; do sleep 0.1; done",
+                &data,
+            ),
+            &log,
+        )
+        .expect("start sleeper");
+    assert!(wait_until(Duration::from_secs(10), || {
+        runtime.status(&pod, "sleeper").as_deref() == Some("running")
+    }));
+    let mut exec = runtime.exec_command(&pod, "sleeper", &["hostname".into()], false);
+    let output = exec.output().expect("exec");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "web-0\n");
+    runtime.signal(&pod, "sleeper", "TERM").expect("TERM");
+    let status = sleeper.wait().expect("wait sleeper");
+    assert_eq!(status.code(), Some(3), "{:?}", fs::read_to_string(&log));
+
+    runtime.remove_sandbox(&pod).expect("remove");
+    assert!(!runtime.pod_dir(&pod).exists());
+    assert!(
+        !Path::new("/run/netns")
+            .join(Runtime::netns_name(&pod))
+            .exists()
+    );
+    assert!(
+        !Path::new("/sys/fs/cgroup/memory/petset")
+            .join(&pod)
+            .exists()
+    );
+    runtime.release().expect("release");
+    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let temp_path = temp.path().to_string_lossy().into_owned();
+    assert!(!mounts.contains(&temp_path), "a mount is left: {mounts}");
+}

@@ -1,6 +1,8 @@
-//! The node: registers a Node and runs the pods the scheduler binds to it. Today the node is
-//! simulated (pods are marked Running and Ready without processes); the runc runtime follows.
+//! The node: registers a Node and runs the pods the scheduler binds to it, as real containers
+//! (`runc`) or simulated (pods are marked Running and Ready without processes).
 
+pub mod node;
+pub mod runc;
 pub mod simulated;
 
 /// This machine's name, as a node name: the kernel's hostname, lowercased.

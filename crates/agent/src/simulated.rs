@@ -13,10 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -26,8 +24,6 @@ const READY_AFTER_ANNOTATION: &str = "simulation.petset.dev/ready-after-ms";
 const NEVER_READY_TAG: &str = ":never-ready";
 /// How long a simulated pod takes to terminate (at most its grace period).
 const TERMINATION: Duration = Duration::from_millis(1000);
-/// How often the node's Lease is renewed (the kubelet's default).
-const LEASE_RENEWAL: Duration = Duration::from_secs(10);
 
 /// Pod IPs handed out, by pod uid.
 #[derive(Default)]
@@ -56,11 +52,13 @@ impl Addresses {
 
 /// Runs the simulated node `node_name` until the task is aborted.
 pub async fn run(client: Client, node_name: String) {
-    if let Err(error) = register(&client, &node_name).await {
+    if let Err(error) =
+        crate::node::register(&client, &node_name, crate::node::Kind::Simulated).await
+    {
         tracing::warn!(%error, node = %node_name, "could not register the simulated node");
     }
     let mut helpers = tokio::task::JoinSet::new();
-    helpers.spawn(keep_lease(client.clone(), node_name.clone()));
+    helpers.spawn(crate::node::keep_lease(client.clone(), node_name.clone()));
     let addresses = Arc::new(Mutex::new(Addresses::default()));
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
@@ -93,90 +91,6 @@ pub async fn run(client: Client, node_name: String) {
                 tracing::debug!(%error, "simulated node could not update a pod");
             }
         });
-    }
-}
-
-async fn register(client: &Client, node_name: &str) -> Result<(), kube::Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({
-        "metadata": {"name": node_name, "labels": {
-            "kubernetes.io/hostname": node_name,
-            "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": "amd64",
-            "node.petset.dev/simulated": "true",
-        }},
-        "spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]},
-    }))
-    .map_err(kube::Error::SerdeError)?;
-    match nodes.create(&PostParams::default(), &node).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(error) => return Err(error),
-    }
-    let now = petset_now();
-    let status = json!({"status": {
-        "conditions": [
-            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
-             "message": "kubelet has sufficient memory available", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure",
-             "message": "kubelet has no disk pressure", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID",
-             "message": "kubelet has sufficient PID available", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "Ready", "status": "True", "reason": "KubeletReady",
-             "message": "simulated node is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
-        ],
-        "addresses": [{"type": "Hostname", "address": node_name}],
-        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "10000"},
-        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "10000"},
-        "nodeInfo": {
-            "kubeletVersion": "v1.33.0",
-            "kubeProxyVersion": "",
-            "containerRuntimeVersion": "simulated://petset",
-            "operatingSystem": "linux",
-            "architecture": "amd64",
-            "osImage": "petset simulated node",
-            "kernelVersion": "",
-            "machineID": "", "systemUUID": "", "bootID": "",
-        },
-    }});
-    nodes
-        .patch_status(node_name, &PatchParams::default(), &Patch::Merge(status))
-        .await?;
-    Ok(())
-}
-
-fn petset_now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-async fn keep_lease(client: Client, node_name: String) {
-    let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
-    loop {
-        let lease = Lease {
-            metadata: ObjectMeta {
-                name: Some(node_name.clone()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(node_name.clone()),
-                lease_duration_seconds: Some(40),
-                renew_time: Some(MicroTime(jiff::Timestamp::now())),
-                ..LeaseSpec::default()
-            }),
-        };
-        let result = leases
-            .patch(
-                &node_name,
-                &PatchParams::apply("petset-node").force(),
-                &Patch::Apply(&lease),
-            )
-            .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, "could not renew the node lease");
-        }
-        tokio::time::sleep(LEASE_RENEWAL).await;
     }
 }
 
@@ -298,7 +212,7 @@ async fn handle(
     if phase == "Running" && was_ready == Some(ready) && status.pod_ip.is_some() {
         return Ok(());
     }
-    let now = petset_now();
+    let now = crate::node::now();
     let start_time = status
         .start_time
         .as_ref()

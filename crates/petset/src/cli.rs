@@ -62,9 +62,14 @@ pub struct UpArgs {
     /// `embedded` (durable, in the data dir), `memory` (lost on exit), or `etcd://HOST:PORT[,…]`.
     #[arg(long, default_value = "embedded")]
     pub store: StoreSpec,
-    /// How this machine's node runs pods: real containers (`runc`) or bookkeeping only (`simulated`).
+    /// How this machine's node runs pods: real containers (`runc`), bookkeeping only
+    /// (`simulated`), or no node at all (`none`). Default: `runc` when running as root with runc
+    /// on PATH; otherwise no node, and the log says what is missing.
     #[arg(long, value_enum)]
     pub node_runtime: Option<NodeRuntime>,
+    /// The node-wide image store [default: $PETSET_IMAGE_STORE, else /var/lib/petset/images]
+    #[arg(long)]
+    pub image_store: Option<PathBuf>,
     /// Seconds between compactions of store history. A watch can resume from the last 4096
     /// changes, or from as far back as the last compaction kept; older ones get 410 Gone.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
@@ -75,6 +80,8 @@ pub struct UpArgs {
 pub enum NodeRuntime {
     Runc,
     Simulated,
+    /// A control plane without a node: pods stay Pending.
+    None,
 }
 
 #[derive(Debug, Args)]

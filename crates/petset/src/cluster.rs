@@ -2,7 +2,7 @@
 //! controllers (garbage collector, namespaces), the reconcilers and, optionally, the node. Used
 //! by `petset up` and by the benchmarks, so both measure and run the same thing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -19,6 +19,8 @@ pub struct Cluster {
     watch_cache: JoinHandle<()>,
     api_controllers: JoinHandle<()>,
     reconcilers: JoinSet<()>,
+    /// The runc node's configuration, when this process runs one.
+    runc: Option<petset_agent::runc::Config>,
 }
 
 impl Cluster {
@@ -27,6 +29,7 @@ impl Cluster {
         admin_token: Option<String>,
         data_dir: &Path,
         node: Option<NodeRuntime>,
+        image_store: PathBuf,
     ) -> anyhow::Result<Self> {
         let state = ApiState::new(store, admin_token);
         state
@@ -39,14 +42,44 @@ impl Cluster {
         let client = kube::Client::new(petset_apiserver::internal_router(state.clone()), "default");
         let mut reconcilers =
             petset_controllers::spawn_all(client.clone(), data_dir.join("volumes"));
+        let mut runc = None;
         match node {
             Some(NodeRuntime::Simulated) => {
                 let node = petset_agent::node_name();
                 tracing::info!(%node, "running a simulated node");
                 reconcilers.spawn(petset_agent::simulated::run(client.clone(), node));
             }
+            Some(NodeRuntime::None) => {
+                tracing::info!("running without a node; pods stay Pending");
+            }
             Some(NodeRuntime::Runc) | None => {
-                tracing::info!("the runc node agent is not built yet; pods stay Pending");
+                let config = petset_agent::runc::Config {
+                    runtime_dir: data_dir.join("node"),
+                    image_store: image_store.clone(),
+                };
+                let capable = if is_root() {
+                    petset_agent::runc::check(&config)
+                } else {
+                    Err("real containers need root".to_string())
+                };
+                match (capable, node) {
+                    (Ok(()), _) => {
+                        let node = petset_agent::node_name();
+                        tracing::info!(%node, images = %image_store.display(), "running a node with runc");
+                        reconcilers.spawn(petset_agent::runc::run(
+                            client.clone(),
+                            node,
+                            config.clone(),
+                        ));
+                        runc = Some(config);
+                    }
+                    (Err(reason), Some(_)) => {
+                        anyhow::bail!("--node-runtime runc cannot run here: {reason}")
+                    }
+                    (Err(reason), None) => {
+                        tracing::warn!(%reason, "no node: pods stay Pending (use --node-runtime simulated for a node without containers)");
+                    }
+                }
             }
         }
         Ok(Self {
@@ -55,6 +88,7 @@ impl Cluster {
             watch_cache,
             api_controllers,
             reconcilers,
+            runc,
         })
     }
 
@@ -64,5 +98,17 @@ impl Cluster {
         self.reconcilers.abort_all();
         self.api_controllers.abort();
         self.watch_cache.abort();
+        // Pods keep running across a restart of petset (the next start stops them before it
+        // runs anything); only an empty node gives its mount back.
+        if let Some(config) = &self.runc {
+            petset_agent::runc::release(config);
+        }
     }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }

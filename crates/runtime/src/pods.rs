@@ -99,8 +99,6 @@ pub struct ContainerConfig {
 
 pub struct Runtime {
     root: PathBuf,
-    /// Whether `open` made the pods directory a private mount (and so `release` undoes it).
-    mounted_pods: bool,
 }
 
 impl Runtime {
@@ -138,15 +136,14 @@ impl Runtime {
         }
         Ok(Self {
             root: canonical.parent().map(Path::to_path_buf).unwrap_or(root),
-            mounted_pods: !mounted,
         })
     }
 
-    /// Undoes `open`'s private mount when no pod is left (tests, a node being retired); with pods
-    /// left it stays, for their namespaces.
+    /// Undoes `open`'s private mount when no pod is left (tests, a node stopping empty); with
+    /// pods left it stays, for their namespaces. `open` makes it again.
     pub fn release(self) -> Result<(), RuntimeError> {
         let pods = self.root.join("pods");
-        if self.mounted_pods && self.pods().is_empty() && is_mount_point(&pods) {
+        if self.pods().is_empty() && is_mount_point(&pods) {
             run("umount", &[&pods.to_string_lossy()])?;
         }
         Ok(())

@@ -8,75 +8,7 @@ use std::time::Duration;
 
 use petset_runtime::images::ImageStore;
 use petset_runtime::pods::{ContainerConfig, Mount, Runtime, SandboxConfig};
-use petset_testkit::{on_path, skip, wait_until};
-
-const BUSYBOX: &str = "/bin/busybox";
-
-fn can_run(test: &str) -> bool {
-    let root = fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    let reason = if !root {
-        "needs root"
-    } else if !on_path("runc") {
-        "needs runc"
-    } else if !Path::new("/var/lib/dpkg/info/busybox-static.list").exists() {
-        "needs Debian's busybox-static"
-    } else {
-        return true;
-    };
-    skip(test, reason);
-    false
-}
-
-/// An image directory in docker-save form: one layer with busybox and its applets.
-fn busybox_image(dir: &Path) {
-    let mut layer = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o755);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_size(0);
-    for directory in ["bin/", "tmp/", "data/"] {
-        layer
-            .append_data(&mut header.clone(), directory, std::io::empty())
-            .expect("dir");
-    }
-    let binary = fs::read(BUSYBOX).expect("busybox");
-    let mut file = tar::Header::new_gnu();
-    file.set_mode(0o755);
-    file.set_uid(0);
-    file.set_gid(0);
-    file.set_size(binary.len() as u64);
-    layer
-        .append_data(&mut file, "bin/busybox", binary.as_slice())
-        .expect("busybox");
-    for applet in ["sh", "hostname", "cat", "echo", "sleep", "ls"] {
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_mode(0o777);
-        link.set_uid(0);
-        link.set_gid(0);
-        link.set_size(0);
-        layer
-            .append_link(&mut link, format!("bin/{applet}"), "busybox")
-            .expect("link");
-    }
-    fs::create_dir_all(dir).expect("image dir");
-    fs::write(dir.join("layer.tar"), layer.into_inner().expect("layer")).expect("layer.tar");
-    fs::write(
-        dir.join("config.json"),
-        br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
-    )
-    .expect("config");
-    fs::write(
-        dir.join("manifest.json"),
-        br#"[{"Config":"config.json","RepoTags":["busybox:test"],"Layers":["layer.tar"]}]"#,
-    )
-    .expect("manifest");
-}
+use petset_testkit::{busybox_image, can_run_containers, wait_until};
 
 fn container(store: &ImageStore, name: &str, script: &str, data: &Path) -> ContainerConfig {
     let image = store.resolve("busybox:test").expect("image");
@@ -98,12 +30,13 @@ fn container(store: &ImageStore, name: &str, script: &str, data: &Path) -> Conta
 
 #[test]
 fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
-    if !can_run("a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind") {
+    if !can_run_containers("a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind")
+    {
         return;
     }
     let temp = tempfile::tempdir().expect("temp");
     let store = ImageStore::open(temp.path().join("images")).expect("store");
-    busybox_image(&temp.path().join("saved"));
+    busybox_image(&temp.path().join("saved"), "busybox:test");
     store
         .import(&temp.path().join("saved"), &[])
         .expect("import");

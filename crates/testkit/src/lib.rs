@@ -1,8 +1,9 @@
 //! Test helpers shared by every crate's tests: free loopback ports, HTTP and HTTPS probes, the
-//! skip-or-fail rule for tests that need something from the machine, a real etcd, and a real
-//! `petset` process. Everything started here is stopped when its handle drops.
+//! skip-or-fail rule for tests that need something from the machine, a real etcd, a real
+//! `petset` process, and a busybox test image. Everything started here is stopped when its handle drops.
 
 mod etcd;
+mod images;
 mod process;
 
 use std::io::{Read, Write};
@@ -10,6 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 pub use etcd::Etcd;
+pub use images::{busybox_image, can_run_containers};
 pub use process::{KUBECTL, Kubectl, Petset};
 
 /// A loopback port that was free a moment ago.

@@ -73,12 +73,19 @@ impl Petset {
             .open(data_dir.join("petset.log"))
             .map_err(|e| format!("creating petset.log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        // Tests that name no node get none: as root, `up` would otherwise run real containers.
+        let no_node: &[&str] = if extra_args.iter().any(|a| a == "--node-runtime") {
+            &[]
+        } else {
+            &["--node-runtime", "none"]
+        };
         Command::new(binary)
             .arg("up")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--api-listen", &api.to_string()])
             .args(extra_args)
+            .args(no_node)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)

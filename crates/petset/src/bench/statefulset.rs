@@ -18,8 +18,14 @@ pub async fn run(args: StatefulSetBenchArgs) -> anyhow::Result<()> {
     let store = petset_store::open(&args.store, temp.path())
         .await
         .context("opening the store")?;
-    let mut cluster =
-        Cluster::start(store, None, temp.path(), Some(NodeRuntime::Simulated)).await?;
+    let mut cluster = Cluster::start(
+        store,
+        None,
+        temp.path(),
+        Some(NodeRuntime::Simulated),
+        temp.path().join("images"),
+    )
+    .await?;
     let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
     for namespace in ["bench-parallel", "bench-ordered"] {
         namespaces

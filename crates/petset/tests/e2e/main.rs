@@ -4,6 +4,7 @@ use std::path::Path;
 
 mod kube_client;
 mod kubectl;
+mod runc;
 mod statefulset;
 
 use petset_testkit::{Etcd, Petset, https_get, skip};

@@ -14,7 +14,7 @@ fn kubectl_ok(petset: &Petset, args: &[&str]) -> String {
     petset.kubectl(args).ok().to_string()
 }
 
-fn wait_for(petset: &Petset, what: &str, args: &[&str], expected: &str) {
+pub(crate) fn wait_for(petset: &Petset, what: &str, args: &[&str], expected: &str) {
     let mut last = String::new();
     let done = wait_until(Duration::from_secs(60), || {
         last = petset.kubectl(args).stdout;

@@ -1,0 +1,1187 @@
+//! The real node (`petset up --node-runtime runc`): runs every pod bound to it as runc
+//! containers in a namespace sandbox (see `petset_runtime::pods`), and reports their state as
+//! the kubelet does.
+//!
+//! One task per pod owns everything about it: images, volumes, the sandbox, its containers and
+//! their restarts, and its termination. **At most one:** a pod's containers run only from its
+//! task, a container is removed before its name is started again, and on start the node stops
+//! and removes whatever an earlier run of petset left before it runs anything (pods then start
+//! again, with their restart counts kept in their status).
+//!
+//! Not yet here (issue 5, to come): probes (a container is Ready when it runs), pod IPs and
+//! networking (issue 6), logs/exec/port-forward through the API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use petset_runtime::images::{Image, ImageStore};
+use petset_runtime::pods::{ContainerConfig, Mount, Runtime, SandboxConfig};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::node::{self, Kind};
+
+/// Where the runc node keeps its state, and where images come from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub runtime_dir: PathBuf,
+    pub image_store: PathBuf,
+}
+
+struct Shared {
+    client: Client,
+    runtime: Runtime,
+    images: ImageStore,
+}
+
+/// Checks that this machine can run containers, before anything is started.
+pub fn check(config: &Config) -> Result<(), String> {
+    Runtime::open(&config.runtime_dir)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// After the node's task ends: gives back what `Runtime::open` set up when no pod is left.
+pub fn release(config: &Config) {
+    if let Ok(runtime) = Runtime::open(&config.runtime_dir)
+        && let Err(error) = runtime.release()
+    {
+        tracing::warn!(%error, "could not release the runtime directory");
+    }
+}
+
+/// Runs the node until the task is aborted.
+pub async fn run(client: Client, node_name: String, config: Config) {
+    let runtime = match Runtime::open(&config.runtime_dir) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "the runc node cannot run containers here");
+            return;
+        }
+    };
+    let images = match ImageStore::open(&config.image_store) {
+        Ok(images) => images,
+        Err(error) => {
+            tracing::error!(%error, "the runc node cannot open the image store");
+            return;
+        }
+    };
+    for leftover in runtime.pods() {
+        tracing::info!(pod = %leftover, "stopping what an earlier run left");
+        if let Err(error) = runtime.remove_sandbox(&leftover) {
+            tracing::warn!(%error, pod = %leftover, "could not remove a leftover pod");
+        }
+    }
+    if let Err(error) = node::register(&client, &node_name, Kind::Runc).await {
+        tracing::warn!(%error, node = %node_name, "could not register the node");
+    }
+    let mut helpers = tokio::task::JoinSet::new();
+    helpers.spawn(node::keep_lease(client.clone(), node_name.clone()));
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        runtime,
+        images,
+    });
+    let pods: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut events = watcher(pods, config).default_backoff().boxed();
+    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    while let Some(event) = events.next().await {
+        let (pod, present) = match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, true),
+            Ok(watcher::Event::Delete(pod)) => (pod, false),
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "runc node watch error");
+                continue;
+            }
+        };
+        let uid = pod.uid().unwrap_or_default();
+        workers.retain(|_, sender| !sender.is_closed());
+        match workers.get(&uid) {
+            Some(sender) => {
+                let _ = sender.send(present.then_some(pod));
+            }
+            None if present => {
+                let (sender, receiver) = watch::channel(Some(pod));
+                workers.insert(uid, sender);
+                helpers.spawn(pod_worker(shared.clone(), receiver));
+            }
+            None => {}
+        }
+    }
+}
+
+/// A short, runc-safe id for a pod.
+fn sandbox_id(pod: &Pod) -> String {
+    let uid: String = pod
+        .uid()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
+    format!("p{uid}")
+}
+
+/// What the node knows of one container of the pod.
+#[derive(Debug, Clone, Default)]
+struct ContainerRecord {
+    restart_count: i32,
+    attempt: u32,
+    state: Value,
+    last_state: Value,
+    /// When the next restart may happen (back-off).
+    restart_at: Option<Instant>,
+    back_off: Duration,
+    running: bool,
+    started: Option<Instant>,
+    image_id: String,
+}
+
+struct PodRun {
+    shared: Arc<Shared>,
+    pod: Pod,
+    id: String,
+    start_time: String,
+    init_done: bool,
+    init: BTreeMap<String, ContainerRecord>,
+    containers: BTreeMap<String, ContainerRecord>,
+    images: HashMap<String, Image>,
+    mounts: HashMap<String, Vec<Mount>>,
+    exits: mpsc::UnboundedSender<(String, u32, Option<i32>)>,
+    written: Value,
+}
+
+const MAX_BACK_OFF: Duration = Duration::from_secs(300);
+const FIRST_BACK_OFF: Duration = Duration::from_secs(10);
+
+async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod>>) {
+    let Some(pod) = updates.borrow_and_update().clone() else {
+        return;
+    };
+    let (exits, mut exited) = mpsc::unbounded_channel();
+    let restart_counts = |statuses: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+        statuses
+            .map(|s| {
+                s.iter()
+                    .map(|c| {
+                        (
+                            c.name.clone(),
+                            ContainerRecord {
+                                restart_count: c.restart_count,
+                                ..ContainerRecord::default()
+                            },
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            })
+            .unwrap_or_default()
+    };
+    let status = pod.status.clone().unwrap_or_default();
+    let mut run = PodRun {
+        id: sandbox_id(&pod),
+        start_time: status
+            .start_time
+            .as_ref()
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(node::now),
+        init_done: false,
+        init: restart_counts(status.init_container_statuses.as_ref()),
+        containers: restart_counts(status.container_statuses.as_ref()),
+        images: HashMap::new(),
+        mounts: HashMap::new(),
+        exits,
+        written: Value::Null,
+        shared,
+        pod,
+    };
+    let mut prepared = false;
+    loop {
+        if run.pod.metadata.deletion_timestamp.is_some() {
+            run.terminate(&mut exited, true).await;
+            return;
+        }
+        if !prepared {
+            match run.prepare().await {
+                Ok(()) => prepared = true,
+                Err(waiting) => {
+                    run.write_waiting(&waiting).await;
+                    tokio::select! {
+                        latest = next_pod(&mut updates) => match latest {
+                            Some(pod) => run.pod = pod,
+                            None => { run.terminate(&mut exited, false).await; return; }
+                        },
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        run.advance().await;
+        run.write_status().await;
+        let wake = run.next_restart();
+        tokio::select! {
+            latest = next_pod(&mut updates) => match latest {
+                Some(pod) => run.pod = pod,
+                None => { run.terminate(&mut exited, false).await; return; }
+            },
+            Some((name, attempt, code)) = exited.recv() => run.exited(&name, attempt, code),
+            _ = sleep_until(wake) => {}
+        }
+    }
+}
+
+/// The pod's next version; `None` once it is gone from the API (or the node stops).
+async fn next_pod(updates: &mut watch::Receiver<Option<Pod>>) -> Option<Pod> {
+    updates.changed().await.ok()?;
+    updates.borrow_and_update().clone()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep(at.saturating_duration_since(Instant::now())).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Why a pod cannot start yet (the reason and message of its containers' waiting state).
+struct Waiting {
+    reason: String,
+    message: String,
+}
+
+impl PodRun {
+    fn spec(&self) -> k8s_openapi::api::core::v1::PodSpec {
+        self.pod.spec.clone().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> String {
+        self.pod.namespace().unwrap_or_default()
+    }
+
+    fn hostname(&self) -> String {
+        let spec = self.spec();
+        let name = spec.hostname.unwrap_or_else(|| self.pod.name_any());
+        name.chars().take(63).collect()
+    }
+
+    /// Images, volumes and the sandbox.
+    async fn prepare(&mut self) -> Result<(), Waiting> {
+        let spec = self.spec();
+        for container in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
+            let reference = container.image.clone().unwrap_or_default();
+            match self.shared.images.resolve(&reference) {
+                Ok(image) => {
+                    self.images.insert(container.name.clone(), image);
+                }
+                Err(error) => {
+                    let pulled_before = !self.written.is_null();
+                    return Err(Waiting {
+                        reason: if pulled_before {
+                            "ImagePullBackOff"
+                        } else {
+                            "ErrImagePull"
+                        }
+                        .into(),
+                        message: format!(
+                            "failed to pull and unpack image \"{reference}\": {error} (this node pulls from no registry; import it with petset image import)"
+                        ),
+                    });
+                }
+            }
+        }
+        let volumes = self.volumes(&spec).await?;
+        for container in spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+        {
+            let mut mounts = Vec::new();
+            for mount in container.volume_mounts.iter().flatten() {
+                let Some(source) = volumes.get(&mount.name) else {
+                    return Err(Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: format!("volume {:?} is not defined in the pod", mount.name),
+                    });
+                };
+                let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                    Some(sub) if !sub.split('/').any(|c| c == "..") => {
+                        let path = source.0.join(sub);
+                        let _ = std::fs::create_dir_all(&path);
+                        path
+                    }
+                    _ => source.0.clone(),
+                };
+                mounts.push(Mount {
+                    source,
+                    destination: mount.mount_path.clone(),
+                    read_only: mount.read_only.unwrap_or(false) || volumes[&mount.name].1,
+                });
+            }
+            self.mounts.insert(container.name.clone(), mounts);
+        }
+        let namespace = self.namespace();
+        let hostname = self.hostname();
+        let fqdn = spec
+            .subdomain
+            .as_ref()
+            .map(|sub| format!("{hostname}.{sub}.{namespace}.svc.cluster.local\t"))
+            .unwrap_or_default();
+        let hosts = format!(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.0.1.1\t{fqdn}{hostname}\n"
+        );
+        let resolv_conf = format!(
+            "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+        );
+        let config = SandboxConfig {
+            id: self.id.clone(),
+            hostname,
+            hosts,
+            resolv_conf,
+        };
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.runtime.create_sandbox(&config))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|message| Waiting {
+                reason: "ContainerCreating".into(),
+                message: format!("failed to create the pod sandbox: {message}"),
+            })
+    }
+
+    /// Each volume's directory on this machine, and whether it is read-only.
+    async fn volumes(
+        &self,
+        spec: &k8s_openapi::api::core::v1::PodSpec,
+    ) -> Result<HashMap<String, (PathBuf, bool)>, Waiting> {
+        let namespace = self.namespace();
+        let pod_dir = self.shared.runtime.pod_dir(&self.id);
+        let config_error = |message: String| Waiting {
+            reason: "CreateContainerConfigError".into(),
+            message,
+        };
+        let mut volumes = HashMap::new();
+        for volume in spec.volumes.iter().flatten() {
+            let name = volume.name.clone();
+            let path = if let Some(claim) = &volume.persistent_volume_claim {
+                let claims: Api<PersistentVolumeClaim> =
+                    Api::namespaced(self.shared.client.clone(), &namespace);
+                let bound = claims
+                    .get_opt(&claim.claim_name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.spec.and_then(|s| s.volume_name));
+                let Some(volume_name) = bound else {
+                    return Err(Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: format!(
+                            "persistentvolumeclaim \"{}\" is not bound",
+                            claim.claim_name
+                        ),
+                    });
+                };
+                let volumes_api: Api<PersistentVolume> = Api::all(self.shared.client.clone());
+                let host_path = volumes_api
+                    .get_opt(&volume_name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.spec)
+                    .and_then(|s| s.host_path.map(|h| h.path).or(s.local.map(|l| l.path)));
+                let Some(host_path) = host_path else {
+                    return Err(config_error(format!(
+                        "persistentvolume {volume_name:?} has no local path this node can mount"
+                    )));
+                };
+                let path = PathBuf::from(host_path);
+                let _ = std::fs::create_dir_all(&path);
+                (path, claim.read_only.unwrap_or(false))
+            } else if let Some(host) = &volume.host_path {
+                let path = PathBuf::from(&host.path);
+                if matches!(host.type_.as_deref(), Some("DirectoryOrCreate")) {
+                    let _ = std::fs::create_dir_all(&path);
+                }
+                (path, false)
+            } else if volume.empty_dir.is_some() {
+                let path = pod_dir.join("volumes").join("empty-dir").join(&name);
+                std::fs::create_dir_all(&path).map_err(|e| config_error(e.to_string()))?;
+                (path, false)
+            } else if let Some(source) = &volume.config_map {
+                let maps: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &namespace);
+                let data = match maps.get_opt(&source.name).await.ok().flatten() {
+                    Some(map) => map
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect(),
+                    None if source.optional == Some(true) => BTreeMap::new(),
+                    None => {
+                        return Err(config_error(format!(
+                            "configmap \"{}\" not found",
+                            source.name
+                        )));
+                    }
+                };
+                let items = source.items.clone().unwrap_or_default();
+                let items: Vec<(String, String)> =
+                    items.into_iter().map(|i| (i.key, i.path)).collect();
+                (
+                    write_files(&pod_dir, "configmap", &name, &data, &items)
+                        .map_err(config_error)?,
+                    true,
+                )
+            } else if let Some(source) = &volume.secret {
+                let secret_name = source.secret_name.clone().unwrap_or_default();
+                let secrets: Api<Secret> = Api::namespaced(self.shared.client.clone(), &namespace);
+                let data = match secrets.get_opt(&secret_name).await.ok().flatten() {
+                    Some(secret) => secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect(),
+                    None if source.optional == Some(true) => BTreeMap::new(),
+                    None => {
+                        return Err(config_error(format!("secret \"{secret_name}\" not found")));
+                    }
+                };
+                let items: Vec<(String, String)> = source
+                    .items
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|i| (i.key, i.path))
+                    .collect();
+                (
+                    write_files(&pod_dir, "secret", &name, &data, &items).map_err(config_error)?,
+                    true,
+                )
+            } else if let Some(source) = &volume.downward_api {
+                let pod = serde_json::to_value(&self.pod).unwrap_or_default();
+                let mut data = BTreeMap::new();
+                for item in source.items.iter().flatten() {
+                    let Some(field) = &item.field_ref else {
+                        continue;
+                    };
+                    data.insert(
+                        item.path.clone(),
+                        field_value(&pod, &field.field_path).into_bytes(),
+                    );
+                }
+                (
+                    write_files(&pod_dir, "downward-api", &name, &data, &[])
+                        .map_err(config_error)?,
+                    true,
+                )
+            } else {
+                // Projected service-account tokens and the rest: an empty directory for now.
+                let path = pod_dir.join("volumes").join("other").join(&name);
+                std::fs::create_dir_all(&path).map_err(|e| config_error(e.to_string()))?;
+                (path, true)
+            };
+            volumes.insert(name, path);
+        }
+        Ok(volumes)
+    }
+
+    /// The container's environment: the image's, then the pod spec's (later names win).
+    async fn environment(
+        &self,
+        container: &Container,
+        image: &Image,
+    ) -> Result<Vec<String>, String> {
+        let namespace = self.namespace();
+        let pod = serde_json::to_value(&self.pod).unwrap_or_default();
+        let mut env: Vec<(String, String)> = image
+            .env
+            .iter()
+            .filter_map(|e| {
+                e.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push((
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ));
+        }
+        env.push(("HOSTNAME".into(), self.hostname()));
+        let maps: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.shared.client.clone(), &namespace);
+        for source in container.env_from.iter().flatten() {
+            let prefix = source.prefix.clone().unwrap_or_default();
+            if let Some(reference) = &source.config_map_ref {
+                match maps.get_opt(&reference.name).await.ok().flatten() {
+                    Some(map) => env.extend(
+                        map.data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (format!("{prefix}{k}"), v)),
+                    ),
+                    None if reference.optional == Some(true) => {}
+                    None => return Err(format!("configmap \"{}\" not found", reference.name)),
+                }
+            }
+            if let Some(reference) = &source.secret_ref {
+                match secrets.get_opt(&reference.name).await.ok().flatten() {
+                    Some(secret) => {
+                        env.extend(secret.data.unwrap_or_default().into_iter().map(|(k, v)| {
+                            (
+                                format!("{prefix}{k}"),
+                                String::from_utf8_lossy(&v.0).into_owned(),
+                            )
+                        }))
+                    }
+                    None if reference.optional == Some(true) => {}
+                    None => return Err(format!("secret \"{}\" not found", reference.name)),
+                }
+            }
+        }
+        for variable in container.env.iter().flatten() {
+            let value = match &variable.value_from {
+                None => variable.value.clone().unwrap_or_default(),
+                Some(from) => {
+                    if let Some(field) = &from.field_ref {
+                        field_value(&pod, &field.field_path)
+                    } else if let Some(key) = &from.config_map_key_ref {
+                        let found = maps
+                            .get_opt(&key.name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|m| m.data.and_then(|d| d.get(&key.key).cloned()));
+                        match found {
+                            Some(value) => value,
+                            None if key.optional == Some(true) => continue,
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {} in ConfigMap {namespace}/{}",
+                                    key.key, key.name
+                                ));
+                            }
+                        }
+                    } else if let Some(key) = &from.secret_key_ref {
+                        let found = secrets
+                            .get_opt(&key.name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|s| s.data.and_then(|d| d.get(&key.key).cloned()));
+                        match found {
+                            Some(value) => String::from_utf8_lossy(&value.0).into_owned(),
+                            None if key.optional == Some(true) => continue,
+                            None => {
+                                return Err(format!(
+                                    "couldn't find key {} in Secret {namespace}/{}",
+                                    key.key, key.name
+                                ));
+                            }
+                        }
+                    } else {
+                        String::new()
+                    }
+                }
+            };
+            env.push((variable.name.clone(), value));
+        }
+        // Later definitions win, keeping the first position (as the kubelet's merge does).
+        let mut merged: Vec<(String, String)> = Vec::new();
+        for (key, value) in env {
+            match merged.iter_mut().find(|(k, _)| *k == key) {
+                Some(existing) => existing.1 = value,
+                None => merged.push((key, value)),
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect())
+    }
+
+    /// Starts what should run now: init containers one by one, then every app container.
+    async fn advance(&mut self) {
+        let spec = self.spec();
+        if !self.init_done {
+            for container in spec.init_containers.iter().flatten() {
+                let record = self.init.entry(container.name.clone()).or_default().clone();
+                let completed = record.state.pointer("/terminated/exitCode") == Some(&json!(0));
+                if completed {
+                    continue;
+                }
+                if !record.running && record.restart_at.is_none_or(|at| at <= Instant::now()) {
+                    self.start(container, true).await;
+                }
+                return;
+            }
+            self.init_done = true;
+        }
+        for container in &spec.containers {
+            let record = self
+                .containers
+                .entry(container.name.clone())
+                .or_default()
+                .clone();
+            let due = record.restart_at.is_none_or(|at| at <= Instant::now());
+            let first = record.state.is_null();
+            if !record.running && (first || (record.restart_at.is_some() && due)) {
+                self.start(container, false).await;
+            }
+        }
+    }
+
+    async fn start(&mut self, container: &Container, init: bool) {
+        let Some(image) = self.images.get(&container.name).cloned() else {
+            return;
+        };
+        let env = match self.environment(container, &image).await {
+            Ok(env) => env,
+            Err(message) => {
+                let record = self.record(&container.name, init);
+                record.state = json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}});
+                record.restart_at = Some(Instant::now() + Duration::from_secs(5));
+                return;
+            }
+        };
+        let mut args: Vec<String> = match (&container.command, &container.args) {
+            (Some(command), args) if !command.is_empty() => command
+                .iter()
+                .chain(args.iter().flatten())
+                .cloned()
+                .collect(),
+            (_, Some(args)) if !args.is_empty() => image
+                .entrypoint
+                .iter()
+                .chain(args.iter())
+                .cloned()
+                .collect(),
+            _ => image
+                .entrypoint
+                .iter()
+                .chain(image.cmd.iter())
+                .cloned()
+                .collect(),
+        };
+        if args.is_empty() {
+            args = vec!["sh".into()];
+        }
+        let limits = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        let config = ContainerConfig {
+            name: container.name.clone(),
+            args,
+            env,
+            cwd: container
+                .working_dir
+                .clone()
+                .or(image.working_dir.clone())
+                .unwrap_or_else(|| "/".into()),
+            mounts: self
+                .mounts
+                .get(&container.name)
+                .cloned()
+                .unwrap_or_default(),
+            memory_limit_bytes: limits.get("memory").and_then(|q| quantity_bytes(&q.0)),
+            cpu_limit_millis: limits.get("cpu").and_then(|q| quantity_millis(&q.0)),
+            image: image.clone(),
+        };
+        let attempt = {
+            let record = self.record(&container.name, init);
+            record.attempt += 1;
+            record.attempt
+        };
+        let shared = self.shared.clone();
+        let id = self.id.clone();
+        let log = self.shared.runtime.log_path(&id, &container.name, attempt);
+        let exits = self.exits.clone();
+        let name = container.name.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            let mut child = shared.runtime.start(&id, &config, &log)?;
+            std::thread::spawn(move || {
+                let code = child.wait().ok().and_then(|s| s.code());
+                let _ = exits.send((name, attempt, code));
+            });
+            Ok::<(), petset_runtime::pods::RuntimeError>(())
+        })
+        .await;
+        let now = node::now();
+        let record = self.record(&container.name, init);
+        record.image_id = image.id.clone();
+        match started {
+            Ok(Ok(())) => {
+                record.running = true;
+                record.started = Some(Instant::now());
+                record.restart_at = None;
+                record.state = json!({"running": {"startedAt": now}});
+            }
+            Ok(Err(error)) => {
+                record.state = json!({"waiting": {"reason": "RunContainerError", "message": error.to_string()}});
+                record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
+            }
+            Err(error) => {
+                record.state = json!({"waiting": {"reason": "RunContainerError", "message": error.to_string()}});
+                record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
+            }
+        }
+    }
+
+    fn record(&mut self, name: &str, init: bool) -> &mut ContainerRecord {
+        let records = if init {
+            &mut self.init
+        } else {
+            &mut self.containers
+        };
+        records.entry(name.to_string()).or_default()
+    }
+
+    /// A container's process ended: record it and decide about a restart, as the kubelet does.
+    fn exited(&mut self, name: &str, attempt: u32, code: Option<i32>) {
+        let init = self
+            .init
+            .get(name)
+            .is_some_and(|r| r.attempt == attempt && r.running);
+        let policy = self
+            .spec()
+            .restart_policy
+            .unwrap_or_else(|| "Always".into());
+        let pod_name = self.pod.name_any();
+        let namespace = self.namespace();
+        let uid = self.pod.uid().unwrap_or_default();
+        let record = self.record(name, init);
+        if record.attempt != attempt || !record.running {
+            return;
+        }
+        let code = code.unwrap_or(137);
+        let started_at = record
+            .state
+            .pointer("/running/startedAt")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let reason = if code == 0 { "Completed" } else { "Error" };
+        let terminated = json!({"terminated": {"exitCode": code, "reason": reason,
+            "startedAt": started_at, "finishedAt": node::now(),
+            "containerID": format!("runc://{name}")}});
+        record.running = false;
+        let restart = match policy.as_str() {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => !(init && code == 0),
+        };
+        if !restart {
+            record.state = terminated;
+            record.restart_at = None;
+            return;
+        }
+        // Back-off doubles from 10 s to 5 min, and starts over after 10 minutes of running.
+        let ran_long = record
+            .started
+            .is_some_and(|s| s.elapsed() > Duration::from_secs(600));
+        record.back_off = if ran_long || record.back_off.is_zero() {
+            FIRST_BACK_OFF
+        } else {
+            (record.back_off * 2).min(MAX_BACK_OFF)
+        };
+        record.restart_count += 1;
+        record.last_state = terminated;
+        record.state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
+            "back-off {}s restarting failed container={name} pod={pod_name}_{namespace}({uid})",
+            record.back_off.as_secs())}});
+        record.restart_at = Some(Instant::now() + record.back_off);
+    }
+
+    fn next_restart(&self) -> Option<Instant> {
+        self.init
+            .values()
+            .chain(self.containers.values())
+            .filter_map(|r| r.restart_at)
+            .min()
+    }
+
+    fn statuses(
+        &self,
+        records: &BTreeMap<String, ContainerRecord>,
+        specs: &[Container],
+    ) -> Vec<Value> {
+        specs
+            .iter()
+            .map(|container| {
+                let record = records.get(&container.name).cloned().unwrap_or_default();
+                let state = if record.state.is_null() {
+                    json!({"waiting": {"reason": "PodInitializing"}})
+                } else {
+                    record.state.clone()
+                };
+                let mut status = json!({
+                    "name": container.name,
+                    "image": container.image,
+                    "imageID": record.image_id,
+                    "ready": record.running,
+                    "started": record.running,
+                    "restartCount": record.restart_count,
+                    "state": state,
+                });
+                if record.attempt > 0 {
+                    status["containerID"] = json!(format!("runc://{}-{}", self.id, container.name));
+                }
+                if !record.last_state.is_null() {
+                    status["lastState"] = record.last_state.clone();
+                }
+                status
+            })
+            .collect()
+    }
+
+    async fn write_status(&mut self) {
+        let spec = self.spec();
+        let init_specs = spec.init_containers.clone().unwrap_or_default();
+        let containers = self.statuses(&self.containers, &spec.containers);
+        let init = self.statuses(&self.init, &init_specs);
+        let all_ready = spec
+            .containers
+            .iter()
+            .all(|c| self.containers.get(&c.name).is_some_and(|r| r.running));
+        let terminated: Vec<i64> = spec
+            .containers
+            .iter()
+            .filter_map(|c| {
+                self.containers
+                    .get(&c.name)
+                    .and_then(|r| r.state.pointer("/terminated/exitCode"))
+                    .and_then(Value::as_i64)
+            })
+            .collect();
+        let phase = if terminated.len() == spec.containers.len() && !terminated.is_empty() {
+            if terminated.iter().all(|c| *c == 0) {
+                "Succeeded"
+            } else {
+                "Failed"
+            }
+        } else if self.init_done
+            && spec
+                .containers
+                .iter()
+                .all(|c| self.containers.get(&c.name).is_some_and(|r| r.attempt > 0))
+        {
+            "Running"
+        } else {
+            "Pending"
+        };
+        self.patch_status(phase, all_ready, containers, init, None)
+            .await;
+    }
+
+    async fn write_waiting(&mut self, waiting: &Waiting) {
+        let spec = self.spec();
+        let waiting_state = |c: &Container| {
+            json!({"name": c.name, "image": c.image, "imageID": "", "ready": false,
+                "started": false, "restartCount": 0,
+                "state": {"waiting": {"reason": waiting.reason, "message": waiting.message}}})
+        };
+        let containers: Vec<Value> = spec.containers.iter().map(waiting_state).collect();
+        let init: Vec<Value> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(waiting_state)
+            .collect();
+        self.patch_status("Pending", false, containers, init, Some(()))
+            .await;
+        if self.written.is_null() {
+            self.written = json!({});
+        }
+    }
+
+    async fn patch_status(
+        &mut self,
+        phase: &str,
+        ready: bool,
+        containers: Vec<Value>,
+        init: Vec<Value>,
+        waiting: Option<()>,
+    ) {
+        let ready_text = if ready { "True" } else { "False" };
+        let initialized = if self.init_done { "True" } else { "False" };
+        let sandbox = if waiting.is_some() { "False" } else { "True" };
+        let previous = |kind: &str, status: &str| {
+            self.written
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| {
+                    c.iter()
+                        .find(|c| c["type"] == kind && c["status"] == status)
+                })
+                .and_then(|c| c.get("lastTransitionTime").cloned())
+                .unwrap_or_else(|| json!(node::now()))
+        };
+        let mut status = json!({
+            "phase": phase,
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "startTime": self.start_time,
+            "conditions": [
+                {"type": "PodReadyToStartContainers", "status": sandbox, "lastTransitionTime": previous("PodReadyToStartContainers", sandbox)},
+                {"type": "Initialized", "status": initialized, "lastTransitionTime": previous("Initialized", initialized)},
+                {"type": "Ready", "status": ready_text, "lastTransitionTime": previous("Ready", ready_text)},
+                {"type": "ContainersReady", "status": ready_text, "lastTransitionTime": previous("ContainersReady", ready_text)},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": previous("PodScheduled", "True")},
+            ],
+            "containerStatuses": containers,
+        });
+        if !init.is_empty() {
+            status["initContainerStatuses"] = json!(init);
+        }
+        let patch = json!({"status": status});
+        if patch == self.written {
+            return;
+        }
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.namespace());
+        match api
+            .patch_status(
+                &self.pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => self.written = patch,
+            Err(error) => {
+                tracing::debug!(%error, pod = %self.pod.name_any(), "could not write pod status")
+            }
+        }
+    }
+
+    /// Stops the containers (TERM, then KILL after the grace period when `graceful`), removes
+    /// the sandbox and, for a pod being deleted, confirms the deletion.
+    async fn terminate(
+        &mut self,
+        exited: &mut mpsc::UnboundedReceiver<(String, u32, Option<i32>)>,
+        graceful: bool,
+    ) {
+        let running: Vec<String> = self
+            .init
+            .iter()
+            .chain(self.containers.iter())
+            .filter(|(_, r)| r.running)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let grace = if graceful {
+            self.pod
+                .metadata
+                .deletion_grace_period_seconds
+                .unwrap_or(30)
+                .max(0) as u64
+        } else {
+            0
+        };
+        let signal_all = |signal: &'static str| {
+            let shared = self.shared.clone();
+            let id = self.id.clone();
+            let names = running.clone();
+            tokio::task::spawn_blocking(move || {
+                for name in names {
+                    let _ = shared.runtime.signal(&id, &name, signal);
+                }
+            })
+        };
+        if !running.is_empty() {
+            let _ = signal_all(if grace > 0 { "TERM" } else { "KILL" }).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
+            let mut left = running.len();
+            while left > 0 {
+                match tokio::time::timeout_at(deadline, exited.recv()).await {
+                    Ok(Some(_)) => left -= 1,
+                    Ok(None) => break,
+                    Err(_) => {
+                        let _ = signal_all("KILL").await;
+                        break;
+                    }
+                }
+            }
+        }
+        let shared = self.shared.clone();
+        let id = self.id.clone();
+        let removed = tokio::task::spawn_blocking(move || shared.runtime.remove_sandbox(&id)).await;
+        if let Ok(Err(error)) | Err(error) =
+            removed.map_err(|e| petset_runtime::pods::RuntimeError::Config(e.to_string()))
+        {
+            tracing::warn!(%error, pod = %self.pod.name_any(), "could not remove the pod's sandbox");
+        }
+        if graceful {
+            let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.namespace());
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: self.pod.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if let Err(error) = api.delete(&self.pod.name_any(), &params).await {
+                tracing::debug!(%error, pod = %self.pod.name_any(), "could not confirm a deletion");
+            }
+        }
+    }
+}
+
+/// A pod field as the downward API gives it (a whole label or annotation map is one
+/// `key="value"` per line).
+fn field_value(pod: &Value, path: &str) -> String {
+    for map in ["labels", "annotations"] {
+        let maps = pod.pointer(&format!("/metadata/{map}"));
+        if path == format!("metadata.{map}") {
+            return maps
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default();
+        }
+        if let Some(key) = path
+            .strip_prefix(&format!("metadata.{map}['"))
+            .and_then(|k| k.strip_suffix("']"))
+        {
+            return maps
+                .and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+        }
+    }
+    let pointer = format!("/{}", path.replace('.', "/"));
+    let known = [
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "spec.nodeName",
+        "spec.serviceAccountName",
+        "status.podIP",
+        "status.hostIP",
+    ];
+    if !known.contains(&path) {
+        return String::new();
+    }
+    pod.pointer(&pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Writes a volume's files (all keys, or the listed items) under the pod's directory.
+fn write_files(
+    pod_dir: &Path,
+    kind: &str,
+    name: &str,
+    data: &BTreeMap<String, Vec<u8>>,
+    items: &[(String, String)],
+) -> Result<PathBuf, String> {
+    let dir = pod_dir.join("volumes").join(kind).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let files: Vec<(String, &Vec<u8>)> = if items.is_empty() {
+        data.iter().map(|(k, v)| (k.clone(), v)).collect()
+    } else {
+        items
+            .iter()
+            .filter_map(|(key, path)| data.get(key).map(|v| (path.clone(), v)))
+            .collect()
+    };
+    for (path, content) in files {
+        if path.split('/').any(|c| c == ".." || c.is_empty()) {
+            return Err(format!("invalid path {path:?} in volume {name:?}"));
+        }
+        let target = dir.join(&path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&target, content).map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    Ok(dir)
+}
+
+/// A memory quantity in bytes (`128Mi`, `1G`, `1000`).
+fn quantity_bytes(text: &str) -> Option<i64> {
+    let units: [(&str, i64); 10] = [
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("m", 0),
+        ("", 1),
+    ];
+    for (suffix, factor) in units {
+        if let Some(number) = text.strip_suffix(suffix)
+            && let Ok(value) = number.parse::<f64>()
+        {
+            if factor == 0 {
+                return Some((value / 1000.0) as i64);
+            }
+            return Some((value * factor as f64) as i64);
+        }
+    }
+    None
+}
+
+/// A CPU quantity in millicores (`500m`, `2`, `0.5`).
+fn quantity_millis(text: &str) -> Option<i64> {
+    match text.strip_suffix('m') {
+        Some(millis) => millis.parse().ok(),
+        None => text
+            .parse::<f64>()
+            .ok()
+            .map(|cores| (cores * 1000.0) as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_become_bytes_and_millicores() {
+        assert_eq!(quantity_bytes("128Mi"), Some(128 << 20));
+        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
+        assert_eq!(quantity_bytes("1000"), Some(1000));
+        assert_eq!(quantity_millis("500m"), Some(500));
+        assert_eq!(quantity_millis("2"), Some(2000));
+        assert_eq!(quantity_millis("0.25"), Some(250));
+    }
+
+    #[test]
+    fn downward_fields_come_from_the_pod() {
+        let pod = json!({"metadata": {"name": "web-0", "namespace": "default",
+            "labels": {"app": "nginx"}}, "spec": {"nodeName": "n1"}});
+        assert_eq!(field_value(&pod, "metadata.name"), "web-0");
+        assert_eq!(field_value(&pod, "spec.nodeName"), "n1");
+        assert_eq!(field_value(&pod, "metadata.labels['app']"), "nginx");
+        assert_eq!(field_value(&pod, "status.podIP"), "");
+    }
+}

@@ -1,0 +1,170 @@
+//! Real containers: `petset up --node-runtime runc` runs a StatefulSet's pods with runc, each
+//! with its hostname and its own volume; a deleted pod comes back with its data; deleting
+//! everything leaves no container, mount or namespace behind. Needs root and runc.
+
+use std::time::Duration;
+
+use petset_testkit::{busybox_image, can_run_containers, wait_until};
+
+use crate::start;
+use crate::statefulset::wait_for;
+
+const SET: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: nginx}
+spec:
+  clusterIP: None
+  selector: {app: nginx}
+  ports: [{port: 80, name: web}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: nginx
+  replicas: 2
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: main
+        image: busybox:test
+        command: ["sh", "-c", "hostname >> /data/hosts; echo started as $POD; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+        env:
+        - name: POD
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"#;
+
+fn petset_netns() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("petset-p"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
+    if !can_run_containers("a_statefulset_runs_as_real_containers_with_hostnames_and_volumes") {
+        return;
+    }
+    let images = tempfile::tempdir().expect("temp");
+    busybox_image(&images.path().join("saved"), "busybox:test");
+    let store = images.path().join("store");
+    let store_arg = store.to_string_lossy().into_owned();
+    let mut petset = start(&[
+        "--store",
+        "memory",
+        "--node-runtime",
+        "runc",
+        "--image-store",
+        &store_arg,
+    ]);
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
+        .args(["image", "--image-store", &store_arg, "import"])
+        .arg(images.path().join("saved"))
+        .output()
+        .expect("petset image import");
+    assert!(imported.status.success(), "{imported:?}");
+    let before = petset_netns();
+
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(SET))
+        .ok();
+    wait_for(
+        &petset,
+        "both pods Running",
+        &[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.phase} {end}",
+        ],
+        "web-0=Running web-1=Running",
+    );
+    wait_for(
+        &petset,
+        "both Ready",
+        &[
+            "get",
+            "statefulset",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "2",
+    );
+    let volume_of = |pod: &str| {
+        let name = petset
+            .kubectl(&[
+                "get",
+                "pvc",
+                &format!("data-{pod}"),
+                "-o",
+                "jsonpath={.spec.volumeName}",
+            ])
+            .ok()
+            .to_string();
+        petset.data_dir().join("volumes").join(name).join("hosts")
+    };
+    let mut hosts = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            hosts = std::fs::read_to_string(volume_of("web-0")).unwrap_or_default();
+            hosts == "web-0\n"
+        }),
+        "web-0 wrote {hosts:?}\n{}",
+        petset.log()
+    );
+
+    // The pod comes back under its name, with its volume and a second line in it.
+    let uid = petset
+        .kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"])
+        .ok()
+        .to_string();
+    petset.kubectl(&["delete", "pod", "web-0"]).ok();
+    wait_for(
+        &petset,
+        "web-0 re-created",
+        &["get", "pod", "web-0", "-o", "jsonpath={.status.phase}"],
+        "Running",
+    );
+    let new_uid = petset
+        .kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"])
+        .ok()
+        .to_string();
+    assert_ne!(uid, new_uid);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            hosts = std::fs::read_to_string(volume_of("web-0")).unwrap_or_default();
+            hosts == "web-0\nweb-0\n"
+        }),
+        "web-0 wrote {hosts:?}\n{}",
+        petset.log()
+    );
+
+    petset.kubectl(&["delete", "statefulset", "web"]).ok();
+    wait_for(&petset, "pods gone", &["get", "pods", "-o", "name"], "");
+    assert!(
+        wait_until(Duration::from_secs(20), || petset_netns() == before),
+        "namespaces left: {:?}",
+        petset_netns()
+    );
+    let status = petset.stop().expect("stop");
+    assert!(status.success(), "{}", petset.log());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let data_dir = petset.data_dir().to_string_lossy().into_owned();
+    assert!(!mounts.contains(&data_dir), "mounts left: {mounts}");
+}

@@ -50,6 +50,29 @@ pub fn check(config: &Config) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The log files of a container of the pod with this uid, oldest run first; `None` when this
+/// node has no such pod.
+pub fn log_files(config: &Config, uid: &str, container: &str) -> Option<Vec<PathBuf>> {
+    let dir = config.runtime_dir.join("pods").join(sandbox_id_of(uid));
+    if !dir.is_dir() {
+        return None;
+    }
+    let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join("logs").join(container))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let path = e.path();
+                    let run = path.file_stem()?.to_str()?.parse().ok()?;
+                    Some((run, path))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort();
+    Some(runs.into_iter().map(|(_, path)| path).collect())
+}
+
 /// After the node's task ends: gives back what `Runtime::open` set up when no pod is left.
 pub fn release(config: &Config) {
     if let Ok(runtime) = Runtime::open(&config.runtime_dir)
@@ -123,9 +146,11 @@ pub async fn run(client: Client, node_name: String, config: Config) {
 
 /// A short, runc-safe id for a pod.
 fn sandbox_id(pod: &Pod) -> String {
-    let uid: String = pod
-        .uid()
-        .unwrap_or_default()
+    sandbox_id_of(&pod.uid().unwrap_or_default())
+}
+
+fn sandbox_id_of(uid: &str) -> String {
+    let uid: String = uid
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(16)

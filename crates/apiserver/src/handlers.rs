@@ -769,6 +769,10 @@ async fn subresource(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        "log" if *method == Method::GET && target.resource.is("", "pods") => {
+            let pod = state.registry.get(target.scope(), name).await?;
+            crate::logs::serve(state.node_logs.get(), &pod, query)
+        }
         "log" | "exec" | "attach" | "portforward" | "proxy" => {
             // The object must exist before anything else is said about it.
             state

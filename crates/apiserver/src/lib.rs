@@ -13,6 +13,7 @@ mod discovery;
 mod gc;
 mod handlers;
 mod health;
+pub mod logs;
 mod openapi;
 mod protobuf;
 pub mod registry;
@@ -49,6 +50,8 @@ pub struct ApiState {
     /// The bearer token every API request must carry; `None` serves without authentication
     /// (in-process tests).
     admin_token: Option<Arc<str>>,
+    /// Where this process's node keeps container output, when it runs real containers.
+    node_logs: Arc<std::sync::OnceLock<Arc<dyn logs::NodeLogs>>>,
 }
 
 impl ApiState {
@@ -61,7 +64,13 @@ impl ApiState {
             serving: Arc::new(AtomicBool::new(true)),
             shutdown: Arc::new(shutdown),
             admin_token: admin_token.map(Arc::from),
+            node_logs: Arc::default(),
         }
+    }
+
+    /// Serves `pods/log` from this process's node (set once, when the node starts).
+    pub fn set_node_logs(&self, logs: Arc<dyn logs::NodeLogs>) {
+        let _ = self.node_logs.set(logs);
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

@@ -71,6 +71,7 @@ impl Cluster {
                             node,
                             config.clone(),
                         ));
+                        state.set_node_logs(Arc::new(RuncLogs(config.clone())));
                         runc = Some(config);
                     }
                     (Err(reason), Some(_)) => {
@@ -111,4 +112,14 @@ fn is_root() -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// `pods/log` from the runc node in this process.
+struct RuncLogs(petset_agent::runc::Config);
+
+impl petset_apiserver::logs::NodeLogs for RuncLogs {
+    fn log_files(&self, pod: &serde_json::Value, container: &str) -> Option<Vec<PathBuf>> {
+        let uid = pod.pointer("/metadata/uid")?.as_str()?;
+        petset_agent::runc::log_files(&self.0, uid, container)
+    }
 }

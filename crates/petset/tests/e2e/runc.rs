@@ -129,6 +129,22 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
         petset.log()
     );
 
+    let logs = petset.kubectl(&["logs", "web-1"]).ok().to_string();
+    assert_eq!(logs, "started as web-1\n");
+    let tail = petset
+        .kubectl(&["logs", "web-1", "--tail=1", "-c", "main"])
+        .ok()
+        .to_string();
+    assert_eq!(tail, "started as web-1\n");
+    let previous = petset.kubectl(&["logs", "web-1", "--previous"]);
+    assert!(
+        previous
+            .stderr
+            .contains("previous terminated container \"main\" in pod \"web-1\" not found"),
+        "{}",
+        previous.stderr
+    );
+
     // The pod comes back under its name, with its volume and a second line in it.
     let uid = petset
         .kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"])

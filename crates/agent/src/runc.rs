@@ -73,6 +73,22 @@ pub fn log_files(config: &Config, uid: &str, container: &str) -> Option<Vec<Path
     Some(runs.into_iter().map(|(_, path)| path).collect())
 }
 
+/// The command that runs `argv` in a running container of the pod with this uid; `None` when
+/// this node has no such container.
+pub fn exec_command(
+    config: &Config,
+    uid: &str,
+    container: &str,
+    argv: &[String],
+) -> Option<std::process::Command> {
+    let runtime = Runtime::open(&config.runtime_dir).ok()?;
+    let id = sandbox_id_of(uid);
+    if runtime.status(&id, container).as_deref() != Some("running") {
+        return None;
+    }
+    Some(runtime.exec_command(&id, container, argv, false))
+}
+
 /// After the node's task ends: gives back what `Runtime::open` set up when no pod is left.
 pub fn release(config: &Config) {
     if let Ok(runtime) = Runtime::open(&config.runtime_dir)

@@ -36,6 +36,14 @@ impl Query {
         )
     }
 
+    /// Every value of a repeated key, in order.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
@@ -93,6 +101,10 @@ pub async fn handle(State(state): State<ApiState>, request: Request) -> Response
 async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_string();
     let query = Query::parse(request.uri().query());
+    if let Some(response) = exec_upgrade(request.headers(), &path, &query) {
+        let (mut parts, _) = request.into_parts();
+        return response(state, &mut parts).await;
+    }
     let method = request.method().clone();
     let accept = header_text(request.headers(), header::ACCEPT);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -812,4 +824,57 @@ fn scheduled_conditions(pod: &Value) -> Value {
             "lastProbeTime": null, "lastTransitionTime": now})),
     }
     Value::Array(conditions)
+}
+
+type ExecResponse = Box<
+    dyn for<'a> FnOnce(
+            &'a ApiState,
+            &'a mut axum::http::request::Parts,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + 'a>,
+        > + Send,
+>;
+
+/// A WebSocket request for `pods/{name}/exec` (or attach), which needs the connection itself.
+fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecResponse> {
+    let upgrade = header_text(headers, header::UPGRADE).eq_ignore_ascii_case("websocket");
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let (namespace, name) = match segments
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [
+            "api",
+            "v1",
+            "namespaces",
+            namespace,
+            "pods",
+            name,
+            "exec" | "attach",
+        ] if upgrade => (namespace.to_string(), name.to_string()),
+        _ => return None,
+    };
+    let query = Query(query.0.clone());
+    Some(Box::new(move |state, parts| {
+        Box::pin(async move {
+            use axum::extract::FromRequestParts;
+            let resource =
+                petset_api::resources::find("", "v1", "pods").ok_or_else(ApiError::no_route)?;
+            let scope = Scope {
+                resource,
+                namespace: Some(&namespace),
+            };
+            let pod = state.registry.get(scope, &name).await?;
+            let upgrade = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("Upgrade request required: {e}")))?;
+            crate::exec::serve(state.node_exec.get(), &pod, &query, upgrade)
+        })
+    }))
 }

@@ -10,10 +10,12 @@
 #![allow(clippy::result_large_err)]
 
 mod discovery;
+mod exec;
 mod gc;
 mod handlers;
 mod health;
 pub mod logs;
+pub use exec::NodeExec;
 mod openapi;
 mod protobuf;
 pub mod registry;
@@ -52,6 +54,8 @@ pub struct ApiState {
     admin_token: Option<Arc<str>>,
     /// Where this process's node keeps container output, when it runs real containers.
     node_logs: Arc<std::sync::OnceLock<Arc<dyn logs::NodeLogs>>>,
+    /// Runs commands in this process's node's containers, when it runs real ones.
+    node_exec: Arc<std::sync::OnceLock<Arc<dyn exec::NodeExec>>>,
 }
 
 impl ApiState {
@@ -65,7 +69,13 @@ impl ApiState {
             shutdown: Arc::new(shutdown),
             admin_token: admin_token.map(Arc::from),
             node_logs: Arc::default(),
+            node_exec: Arc::default(),
         }
+    }
+
+    /// Serves `pods/exec` with this process's node (set once, when the node starts).
+    pub fn set_node_exec(&self, exec: Arc<dyn exec::NodeExec>) {
+        let _ = self.node_exec.set(exec);
     }
 
     /// Serves `pods/log` from this process's node (set once, when the node starts).

@@ -37,6 +37,38 @@ fn container_names(pod: &Value, list: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The container a log or exec request means: the one named (init containers too when
+/// `with_init`), or the pod's only one; upstream's errors otherwise.
+pub(crate) fn container_of(
+    pod: &Value,
+    query: &Query,
+    with_init: bool,
+) -> Result<String, ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let containers = container_names(pod, "containers");
+    let init = if with_init {
+        container_names(pod, "initContainers")
+    } else {
+        Vec::new()
+    };
+    match query.get("container").filter(|c| !c.is_empty()) {
+        Some(container) if containers.iter().chain(init.iter()).any(|c| c == container) => {
+            Ok(container.to_string())
+        }
+        Some(container) => Err(bad_request(format!(
+            "container {container} is not valid for pod {name}"
+        ))),
+        None if containers.len() == 1 => Ok(containers[0].clone()),
+        None => Err(bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
 fn bad_request(message: String) -> ApiError {
     ApiError::bad_request(message)
 }
@@ -52,25 +84,7 @@ pub(crate) fn serve(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let containers = container_names(pod, "containers");
-    let init = container_names(pod, "initContainers");
-    let container = match query.get("container").filter(|c| !c.is_empty()) {
-        Some(container) => {
-            if !containers.iter().chain(init.iter()).any(|c| c == container) {
-                return Err(bad_request(format!(
-                    "container {container} is not valid for pod {name}"
-                )));
-            }
-            container.to_string()
-        }
-        None if containers.len() == 1 => containers[0].clone(),
-        None => {
-            return Err(bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
+    let container = container_of(pod, query, true)?;
     let Some(logs) = logs else {
         return Err(ApiError::service_unavailable(format!(
             "pods {name:?}: its node keeps no container logs (a simulated node runs no processes)"

@@ -71,7 +71,8 @@ impl Cluster {
                             node,
                             config.clone(),
                         ));
-                        state.set_node_logs(Arc::new(RuncLogs(config.clone())));
+                        state.set_node_logs(Arc::new(RuncNode(config.clone())));
+                        state.set_node_exec(Arc::new(RuncNode(config.clone())));
                         runc = Some(config);
                     }
                     (Err(reason), Some(_)) => {
@@ -114,12 +115,25 @@ fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
-/// `pods/log` from the runc node in this process.
-struct RuncLogs(petset_agent::runc::Config);
+/// `pods/log` and `pods/exec` with the runc node in this process.
+struct RuncNode(petset_agent::runc::Config);
 
-impl petset_apiserver::logs::NodeLogs for RuncLogs {
+impl petset_apiserver::logs::NodeLogs for RuncNode {
     fn log_files(&self, pod: &serde_json::Value, container: &str) -> Option<Vec<PathBuf>> {
         let uid = pod.pointer("/metadata/uid")?.as_str()?;
         petset_agent::runc::log_files(&self.0, uid, container)
+    }
+}
+
+impl petset_apiserver::NodeExec for RuncNode {
+    fn command(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+        argv: &[String],
+    ) -> Option<tokio::process::Command> {
+        let uid = pod.pointer("/metadata/uid")?.as_str()?;
+        petset_agent::runc::exec_command(&self.0, uid, container, argv)
+            .map(tokio::process::Command::from)
     }
 }

@@ -145,6 +145,21 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
         previous.stderr
     );
 
+    let hostname = petset
+        .kubectl(&["exec", "web-1", "--", "hostname"])
+        .ok()
+        .to_string();
+    assert_eq!(hostname, "web-1\n");
+    let failed = petset.kubectl(&["exec", "web-1", "--", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert!(
+        failed.err().contains("command terminated with exit code 3"),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed.stderr.contains("oops"), "{}", failed.stderr);
+    let echoed = petset.kubectl_with_input(&["exec", "-i", "web-1", "--", "cat"], Some("hello\n"));
+    assert_eq!(echoed.ok(), "hello\n");
+
     // The pod comes back under its name, with its volume and a second line in it.
     let uid = petset
         .kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"])

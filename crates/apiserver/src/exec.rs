@@ -1,0 +1,158 @@
+//! `pods/{name}/exec` over WebSocket with the `v5.channel.k8s.io` subprotocol, as kubectl tries
+//! it first: binary messages whose first byte is the stream (0 stdin, 1 stdout, 2 stderr,
+//! 3 status, 255 half-close), ending with a `Status` on stream 3 and a normal close.
+//!
+//! The node runs the command ([`NodeExec`]); nothing here dials anything. TTYs are not
+//! supported yet: a `tty=true` request runs without one (output still flows).
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use petset_api::ApiError;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::handlers::Query;
+
+pub const PROTOCOL: &str = "v5.channel.k8s.io";
+
+/// Runs commands in the containers of the pods this process's node runs.
+pub trait NodeExec: Send + Sync {
+    /// The command to run `argv` in the container, stdio left to the caller; `None` when this
+    /// node does not run the pod.
+    fn command(
+        &self,
+        pod: &Value,
+        container: &str,
+        argv: &[String],
+    ) -> Option<tokio::process::Command>;
+}
+
+/// Checks the request and upgrades it; the command runs once the WebSocket is open.
+pub(crate) fn serve(
+    exec: Option<&Arc<dyn NodeExec>>,
+    pod: &Value,
+    query: &Query,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let container = crate::logs::container_of(pod, query, false)?;
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Err(ApiError::bad_request(format!(
+            "cannot exec into a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    let argv: Vec<String> = query.all("command").map(str::to_string).collect();
+    if argv.is_empty() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
+    let Some(exec) = exec else {
+        return Err(ApiError::service_unavailable(format!(
+            "pods {name:?}: its node runs no processes here (a simulated node), so there is nothing to exec into"
+        )));
+    };
+    let Some(mut command) = exec.command(pod, &container, &argv) else {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: container not found (\"{container}\")"
+        )));
+    };
+    let stdin = query.get("stdin") == Some("true");
+    command
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    Ok(upgrade
+        .protocols([PROTOCOL])
+        .on_upgrade(move |socket| run(socket, command))
+        .into_response())
+}
+
+async fn send(socket: &mut WebSocket, stream: u8, payload: &[u8]) -> bool {
+    let mut message = Vec::with_capacity(payload.len() + 1);
+    message.push(stream);
+    message.extend_from_slice(payload);
+    socket.send(Message::Binary(message.into())).await.is_ok()
+}
+
+/// Pumps stdio between the WebSocket and the process, then reports how it ended.
+async fn run(mut socket: WebSocket, mut command: tokio::process::Command) {
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            let status = json!({"metadata": {}, "status": "Failure",
+                "message": format!("failed to start the command: {error}")});
+            send(&mut socket, 3, status.to_string().as_bytes()).await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+    };
+    let mut stdin = child.stdin.take();
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return;
+    };
+    let (mut out_buffer, mut err_buffer) = (vec![0u8; 32 * 1024], vec![0u8; 32 * 1024]);
+    let (mut out_open, mut err_open) = (true, true);
+    let mut exit = None;
+    while out_open || err_open || exit.is_none() {
+        tokio::select! {
+            read = stdout.read(&mut out_buffer), if out_open => match read {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => if !send(&mut socket, 1, &out_buffer[..n]).await { break },
+            },
+            read = stderr.read(&mut err_buffer), if err_open => match read {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => if !send(&mut socket, 2, &err_buffer[..n]).await { break },
+            },
+            status = child.wait(), if exit.is_none() => exit = Some(status),
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(data))) => match data.first() {
+                    Some(0) => {
+                        if let Some(pipe) = stdin.as_mut()
+                            && pipe.write_all(&data[1..]).await.is_err()
+                        {
+                            stdin = None;
+                        }
+                    }
+                    // [255, 0]: the client's stdin ended.
+                    Some(255) if data.get(1) == Some(&0) => stdin = None,
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    let _ = child.start_kill();
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let status = match exit {
+        Some(Ok(status)) if status.success() => json!({"metadata": {}, "status": "Success"}),
+        Some(Ok(status)) => {
+            let code = status.code().unwrap_or(137);
+            json!({"metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+                "message": format!("command terminated with non-zero exit code: error executing command, exit status {code}"),
+                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}})
+        }
+        Some(Err(error)) => json!({"metadata": {}, "status": "Failure",
+            "message": format!("error waiting for the command: {error}")}),
+        None => json!({"metadata": {}, "status": "Failure", "message": "the stream ended early"}),
+    };
+    send(&mut socket, 3, status.to_string().as_bytes()).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })))
+        .await;
+}

@@ -89,11 +89,44 @@ pub fn exec_command(
     Some(runtime.exec_command(&id, container, argv, false))
 }
 
-/// After the node's task ends: gives back what `Runtime::open` set up when no pod is left.
-pub fn release(config: &Config) {
-    if let Ok(runtime) = Runtime::open(&config.runtime_dir)
-        && let Err(error) = runtime.release()
+/// A clean stop of the node (petset stopping): every container gets TERM, then KILL after
+/// `grace`, and every sandbox is removed, so nothing outlives petset. After a crash instead,
+/// the next start removes what was left before it runs anything.
+pub fn shutdown(config: &Config, grace: Duration) {
+    let Ok(runtime) = Runtime::open(&config.runtime_dir) else {
+        return;
+    };
+    let containers: Vec<(String, String)> = runtime
+        .pods()
+        .into_iter()
+        .flat_map(|pod| {
+            let names: Vec<String> = std::fs::read_dir(runtime.pod_dir(&pod).join("containers"))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.into_iter().map(move |name| (pod.clone(), name))
+        })
+        .collect();
+    for (pod, name) in &containers {
+        let _ = runtime.signal(pod, name, "TERM");
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline
+        && containers
+            .iter()
+            .any(|(pod, name)| runtime.status(pod, name).as_deref() == Some("running"))
     {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pod in runtime.pods() {
+        if let Err(error) = runtime.remove_sandbox(&pod) {
+            tracing::warn!(%error, pod, "could not remove a pod on shutdown");
+        }
+    }
+    if let Err(error) = runtime.release() {
         tracing::warn!(%error, "could not release the runtime directory");
     }
 }

@@ -100,10 +100,10 @@ impl Cluster {
         self.reconcilers.abort_all();
         self.api_controllers.abort();
         self.watch_cache.abort();
-        // Pods keep running across a restart of petset (the next start stops them before it
-        // runs anything); only an empty node gives its mount back.
+        // A clean stop stops the pods' containers too: nothing of petset outlives it. (After a
+        // crash, the next start removes what is left before it runs anything.)
         if let Some(config) = &self.runc {
-            petset_agent::runc::release(config);
+            petset_agent::runc::shutdown(config, std::time::Duration::from_secs(5));
         }
     }
 }

@@ -1,12 +1,14 @@
 //! `petset image import|ls|rm`: the node-wide image store from the command line.
 
 use anyhow::Context;
-use petset_runtime::images::ImageStore;
+use std::path::PathBuf;
+
+use petset_runtime::images::{self, ImageStore};
 
 use crate::cli::{ImageAction, ImageArgs};
 
 pub fn run(args: ImageArgs) -> anyhow::Result<()> {
-    let root = args.image_store.unwrap_or_else(ImageStore::default_root);
+    let root = image_store_root(args.image_store);
     let store = ImageStore::open(&root)
         .with_context(|| format!("opening the image store {}", root.display()))?;
     match args.action {
@@ -37,6 +39,12 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The image store: the flag, else `PETSET_IMAGE_STORE`, else `/var/lib/petset/images`.
+pub fn image_store_root(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(images::ROOT_VARIABLE).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(images::DEFAULT_ROOT))
 }
 
 fn human_size(bytes: u64) -> String {

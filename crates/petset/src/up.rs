@@ -31,9 +31,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Some(credentials.admin_token.clone()),
         data_dir.path(),
         args.node_runtime,
-        args.image_store
-            .clone()
-            .unwrap_or_else(petset_runtime::images::ImageStore::default_root),
+        crate::image::image_store_root(args.image_store.clone()),
     )
     .await?;
     let state = cluster.state.clone();

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 /// The store's root when no flag or environment variable says otherwise.
 pub const DEFAULT_ROOT: &str = "/var/lib/petset/images";
-/// The environment variable that overrides the root.
+/// The environment variable that overrides the root (read by the binary, not here).
 pub const ROOT_VARIABLE: &str = "PETSET_IMAGE_STORE";
 
 #[derive(Debug, thiserror::Error)]
@@ -127,13 +127,6 @@ impl ImageStore {
             fs::create_dir_all(&path).map_err(io(&path))?;
         }
         Ok(Self { root })
-    }
-
-    /// The store named by `PETSET_IMAGE_STORE`, or the default.
-    pub fn default_root() -> PathBuf {
-        std::env::var_os(ROOT_VARIABLE)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
 
     pub fn root(&self) -> &Path {

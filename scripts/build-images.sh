@@ -93,6 +93,13 @@ for version in 0.8 0.7; do
 <html><head><title>Welcome to nginx-slim $version</title></head>
 <body><h1>Welcome to nginx-slim $version</h1><p>petset's offline stand-in (busybox httpd).</p></body></html>
 EOF
+  # As PID 1, httpd would ignore SIGTERM; nginx stops on it, so the stand-in does too.
+  printf '%s\n' '#!/bin/sh' \
+    '/bin/httpd -f -v -p 80 -h /usr/share/nginx/html &' \
+    'server=$!' \
+    "trap 'kill \$server; exit 0' TERM INT" \
+    'wait $server' > "$web/docker-entrypoint.sh"
+  chmod 755 "$web/docker-entrypoint.sh"
   layout "registry.k8s.io/nginx-slim:$version" "$web" \
-    "{$path_env,\"ExposedPorts\":{\"80/tcp\":{}},\"Entrypoint\":[\"/bin/httpd\",\"-f\",\"-v\",\"-p\",\"80\",\"-h\",\"/usr/share/nginx/html\"]}"
+    "{$path_env,\"ExposedPorts\":{\"80/tcp\":{}},\"Entrypoint\":[\"/docker-entrypoint.sh\"]}"
 done

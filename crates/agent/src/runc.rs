@@ -253,6 +253,8 @@ async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod
                             c.name.clone(),
                             ContainerRecord {
                                 restart_count: c.restart_count,
+                                // Log files of earlier runs stay; new runs follow them.
+                                attempt: c.restart_count.max(0) as u32 + 1,
                                 ..ContainerRecord::default()
                             },
                         )

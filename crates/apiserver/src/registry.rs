@@ -945,17 +945,17 @@ impl Registry {
         namespace: Option<&str>,
         object: Value,
     ) -> Result<(), ApiError> {
-        match self
-            .create(
-                Scope {
-                    resource,
-                    namespace,
-                },
-                object,
-                false,
-            )
-            .await
-        {
+        let scope = Scope {
+            resource,
+            namespace,
+        };
+        // Looked up first: creating an existing Service again fails on its cluster IP (422,
+        // as upstream) before the name is compared, and every restart would stop there.
+        let name = meta_str(&object, "name").unwrap_or_default().to_string();
+        if self.get(scope, &name).await.is_ok() {
+            return Ok(());
+        }
+        match self.create(scope, object, false).await {
             Ok(_) => Ok(()),
             Err(error) if error.code == 409 => Ok(()),
             Err(error) => Err(error),

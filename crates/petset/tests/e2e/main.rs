@@ -90,3 +90,28 @@ fn up_runs_on_an_etcd_store() {
     assert!(unready, "readyz stayed ok without etcd\n{}", petset.log());
     assert!(petset.stop().expect("stop").success());
 }
+
+#[test]
+fn a_restart_on_the_embedded_store_keeps_objects_and_the_built_in_ones() {
+    let mut petset = start(&[]);
+    petset
+        .kubectl(&["create", "configmap", "kept", "--from-literal=a=1"])
+        .ok();
+    petset.restart().unwrap_or_else(|e| panic!("{e}"));
+    let kept = petset
+        .kubectl(&["get", "configmap", "kept", "-o", "jsonpath={.data.a}"])
+        .ok()
+        .to_string();
+    assert_eq!(kept, "1");
+    let ip = petset
+        .kubectl(&[
+            "get",
+            "service",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .ok()
+        .to_string();
+    assert_eq!(ip, "10.96.0.1");
+}

@@ -44,15 +44,29 @@ spec:
       resources: {requests: {storage: 1Gi}}
 "#;
 
-fn petset_netns() -> Vec<String> {
-    std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("petset-p"))
-                .collect()
+/// The network namespaces left of the pods with these uids (tests run in parallel, so only a
+/// test's own pods are its business).
+fn netns_left(uids: &[String]) -> Vec<String> {
+    uids.iter()
+        .map(|uid| {
+            let id: String = uid
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(16)
+                .collect();
+            format!("petset-p{id}")
         })
-        .unwrap_or_default()
+        .filter(|name| std::path::Path::new("/run/netns").join(name).exists())
+        .collect()
+}
+
+fn pod_uids(petset: &petset_testkit::Petset) -> Vec<String> {
+    petset
+        .kubectl(&["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"])
+        .ok()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -78,8 +92,6 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
         .output()
         .expect("petset image import");
     assert!(imported.status.success(), "{imported:?}");
-    let before = petset_netns();
-
     petset
         .kubectl_with_input(&["apply", "-f", "-"], Some(SET))
         .ok();
@@ -161,6 +173,7 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
     assert_eq!(echoed.ok(), "hello\n");
 
     // The pod comes back under its name, with its volume and a second line in it.
+    let mut uids = pod_uids(&petset);
     let uid = petset
         .kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.metadata.uid}"])
         .ok()
@@ -187,10 +200,189 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
     );
 
     // A clean stop of petset stops the pods' containers: nothing is left running.
+    uids.extend(pod_uids(&petset));
     let status = petset.stop().expect("stop");
     assert!(status.success(), "{}", petset.log());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let data_dir = petset.data_dir().to_string_lossy().into_owned();
     assert!(!mounts.contains(&data_dir), "mounts left: {mounts}");
-    assert_eq!(petset_netns(), before, "namespaces left");
+    assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mixed}
+spec:
+  terminationGracePeriodSeconds: 2
+  initContainers:
+  - name: init
+    image: busybox:test
+    command: ["sh", "-c", "echo init-ran > /work/init.txt"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: busybox:test
+    command: ["sh", "-c", "cat /work/init.txt /config/greeting; echo; cat /info/name; echo; echo $FROM_CM; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    env:
+    - name: FROM_CM
+      valueFrom: {configMapKeyRef: {name: settings, key: greeting}}
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: config, mountPath: /config}
+    - {name: info, mountPath: /info}
+  - name: crasher
+    image: busybox:test
+    command: ["sh", "-c", "echo crash; exit 2"]
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: config, configMap: {name: settings}}
+  - name: info
+    downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: missing}
+spec:
+  containers: [{name: main, image: "nosuch:1"}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: busybox:test
+    command: ["sh", "-c", "trap '' TERM; echo up; while true; do sleep 0.2; done"]
+"#;
+
+#[test]
+fn init_containers_volumes_back_off_missing_images_grace_and_restart() {
+    if !can_run_containers("init_containers_volumes_back_off_missing_images_grace_and_restart") {
+        return;
+    }
+    let images = tempfile::tempdir().expect("temp");
+    busybox_image(&images.path().join("saved"), "busybox:test");
+    let store = images.path().join("store");
+    let store_arg = store.to_string_lossy().into_owned();
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
+        .args(["image", "--image-store", &store_arg, "import"])
+        .arg(images.path().join("saved"))
+        .output()
+        .expect("petset image import");
+    assert!(imported.status.success(), "{imported:?}");
+    let mut petset = start(&["--node-runtime", "runc", "--image-store", &store_arg]);
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(PODS))
+        .ok();
+    let uids = pod_uids(&petset);
+
+    let expected = "init-ran\nhello\nmixed\nhello\n";
+    let mut logs = String::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            logs = petset.kubectl(&["logs", "mixed", "-c", "main"]).stdout;
+            logs == expected
+        }),
+        "main logged {logs:?}\n{}",
+        petset.log()
+    );
+    wait_for(
+        &petset,
+        "init completed",
+        &[
+            "get",
+            "pod",
+            "mixed",
+            "-o",
+            "jsonpath={.status.initContainerStatuses[0].state.terminated.reason}",
+        ],
+        "Completed",
+    );
+    wait_for(
+        &petset,
+        "the crasher backs off",
+        &[
+            "get",
+            "pod",
+            "mixed",
+            "-o",
+            "jsonpath={.status.containerStatuses[?(@.name==\"crasher\")].state.waiting.reason}",
+        ],
+        "CrashLoopBackOff",
+    );
+    let crasher = petset.kubectl(&["get", "pod", "mixed", "-o",
+        "jsonpath={.status.containerStatuses[?(@.name==\"crasher\")].lastState.terminated.exitCode}"]).ok().to_string();
+    assert_eq!(crasher, "2");
+    let table = petset.kubectl(&["get", "pod", "mixed"]).ok().to_string();
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+
+    wait_for(
+        &petset,
+        "a missing image is reported",
+        &[
+            "get",
+            "pod",
+            "missing",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.reason}",
+        ],
+        "ImagePullBackOff",
+    );
+    let message = petset
+        .kubectl(&[
+            "get",
+            "pod",
+            "missing",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].state.waiting.message}",
+        ])
+        .ok()
+        .to_string();
+    assert!(
+        message.contains("nosuch:1") && message.contains("not found"),
+        "{message}"
+    );
+
+    // A process that ignores SIGTERM is killed after its grace period.
+    wait_for(&petset, "stubborn runs", &["logs", "stubborn"], "up");
+    petset
+        .kubectl(&["delete", "pod", "stubborn", "--wait=true"])
+        .ok();
+    wait_for(
+        &petset,
+        "stubborn is gone",
+        &[
+            "get",
+            "pods",
+            "stubborn",
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ],
+        "",
+    );
+
+    // A restart of petset runs the pods again (a clean stop stopped their containers).
+    petset.restart().expect("restart");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            logs = petset.kubectl(&["logs", "mixed", "-c", "main"]).stdout;
+            logs == expected
+        }),
+        "after the restart main logged {logs:?}\n{}",
+        petset.log()
+    );
+    petset
+        .kubectl(&["delete", "pod", "--all", "--grace-period=1"])
+        .ok();
+    let status = petset.stop().expect("stop");
+    assert!(status.success(), "{}", petset.log());
+    assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
 }

@@ -69,29 +69,30 @@ fn pod_uids(petset: &petset_testkit::Petset) -> Vec<String> {
         .collect()
 }
 
+/// A runc petset with `busybox:test` in an image store of its own (the directory lives as long
+/// as the returned guard).
+fn start_with_busybox(extra: &[&str]) -> (tempfile::TempDir, petset_testkit::Petset) {
+    let images = tempfile::tempdir().expect("temp");
+    busybox_image(&images.path().join("saved"), "busybox:test");
+    let store = images.path().join("store").to_string_lossy().into_owned();
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
+        .args(["image", "--image-store", &store, "import"])
+        .arg(images.path().join("saved"))
+        .output()
+        .expect("petset image import");
+    assert!(imported.status.success(), "{imported:?}");
+    let mut args = vec!["--node-runtime", "runc", "--image-store", &store];
+    args.extend_from_slice(extra);
+    let petset = start(&args);
+    (images, petset)
+}
+
 #[test]
 fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
     if !can_run_containers("a_statefulset_runs_as_real_containers_with_hostnames_and_volumes") {
         return;
     }
-    let images = tempfile::tempdir().expect("temp");
-    busybox_image(&images.path().join("saved"), "busybox:test");
-    let store = images.path().join("store");
-    let store_arg = store.to_string_lossy().into_owned();
-    let mut petset = start(&[
-        "--store",
-        "memory",
-        "--node-runtime",
-        "runc",
-        "--image-store",
-        &store_arg,
-    ]);
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
-        .args(["image", "--image-store", &store_arg, "import"])
-        .arg(images.path().join("saved"))
-        .output()
-        .expect("petset image import");
-    assert!(imported.status.success(), "{imported:?}");
+    let (_images, mut petset) = start_with_busybox(&["--store", "memory"]);
     petset
         .kubectl_with_input(&["apply", "-f", "-"], Some(SET))
         .ok();
@@ -267,17 +268,7 @@ fn init_containers_volumes_back_off_missing_images_grace_and_restart() {
     if !can_run_containers("init_containers_volumes_back_off_missing_images_grace_and_restart") {
         return;
     }
-    let images = tempfile::tempdir().expect("temp");
-    busybox_image(&images.path().join("saved"), "busybox:test");
-    let store = images.path().join("store");
-    let store_arg = store.to_string_lossy().into_owned();
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
-        .args(["image", "--image-store", &store_arg, "import"])
-        .arg(images.path().join("saved"))
-        .output()
-        .expect("petset image import");
-    assert!(imported.status.success(), "{imported:?}");
-    let mut petset = start(&["--node-runtime", "runc", "--image-store", &store_arg]);
+    let (_images, mut petset) = start_with_busybox(&[]);
     petset
         .kubectl_with_input(&["apply", "-f", "-"], Some(PODS))
         .ok();

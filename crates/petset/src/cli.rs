@@ -98,6 +98,30 @@ pub enum BenchTarget {
     Api(ApiBenchArgs),
     /// StatefulSets on the simulated node: time until Ready, and a rolling update.
     Statefulset(StatefulSetBenchArgs),
+    /// Real containers (root, runc): pod created → container running, deleted → processes gone.
+    Pods(PodsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PodsBenchArgs {
+    /// Pods created and deleted, one at a time.
+    #[arg(long, default_value_t = 50)]
+    pub pods: usize,
+    /// The image the pods run; it must be in the image store and have `sh` and `sleep`.
+    #[arg(long, default_value = "busybox:1.28")]
+    pub image: String,
+    /// The image store [default: $PETSET_IMAGE_STORE, else /var/lib/petset/images]
+    #[arg(long)]
+    pub image_store: Option<PathBuf>,
+    /// Seconds any one pod may take to start or stop.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_seconds: u64,
+}
+
+impl PodsBenchArgs {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds)
+    }
 }
 
 #[derive(Debug, Args)]

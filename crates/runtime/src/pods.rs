@@ -208,8 +208,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// Prepares the container's root filesystem and bundle and starts `runc run`; the child
-    /// exits when the container does, with its status. stdout and stderr go to `log`.
+    /// Prepares the container's root filesystem and bundle and starts `runc run`, returning once
+    /// the container's process runs; the child exits when the container does, with its status.
+    /// stdout and stderr go to `log`.
     pub fn start(
         &self,
         pod: &str,
@@ -253,7 +254,7 @@ impl Runtime {
             .open(log)
             .map_err(io(log))?;
         let errors = output.try_clone().map_err(io(log))?;
-        Command::new("runc")
+        let mut child = Command::new("runc")
             .args(["--root", &self.runc_root(), "run", "--bundle"])
             .arg(&dir)
             .arg(&id)
@@ -264,7 +265,22 @@ impl Runtime {
             .map_err(|e| RuntimeError::Command {
                 command: "runc run".into(),
                 detail: e.to_string(),
-            })
+            })?;
+        // Returned once the container's process runs (or already ended), so that "running"
+        // is true when the caller says it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_)))
+                || matches!(
+                    self.status(pod, &config.name).as_deref(),
+                    Some("running" | "stopped")
+                )
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        Ok(child)
     }
 
     fn bundle_config(

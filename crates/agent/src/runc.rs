@@ -179,6 +179,8 @@ pub async fn run(client: Client, node_name: String, config: Config) {
         };
         let uid = pod.uid().unwrap_or_default();
         workers.retain(|_, sender| !sender.is_closed());
+        // Finished pod tasks leave their results in the set until collected.
+        while helpers.try_join_next().is_some() {}
         match workers.get(&uid) {
             Some(sender) => {
                 let _ = sender.send(present.then_some(pod));

@@ -8,8 +8,7 @@
 //! and removes whatever an earlier run of petset left before it runs anything (pods then start
 //! again, with their restart counts kept in their status).
 //!
-//! Not yet here (issue 5, to come): probes (a container is Ready when it runs), pod IPs and
-//! networking (issue 6), logs/exec/port-forward through the API.
+//! Not yet here: pod IPs and networking (issue 6), attach and port-forward through the API.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ConfigMap, Container, PersistentVolume, PersistentVolumeClaim, Pod, Probe, Secret,
 };
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -222,6 +222,56 @@ struct ContainerRecord {
     running: bool,
     started: Option<Instant>,
     image_id: String,
+    startup: ProbeState,
+    readiness: ProbeState,
+    liveness: ProbeState,
+}
+
+/// Where one probe of a container stands.
+#[derive(Debug, Clone, Default)]
+struct ProbeState {
+    next: Option<Instant>,
+    successes: i32,
+    failures: i32,
+    passed: bool,
+}
+
+impl ProbeState {
+    fn reset(probe: Option<&Probe>, now: Instant) -> Self {
+        Self {
+            next: probe.map(|p| {
+                now + Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64)
+            }),
+            passed: probe.is_none(),
+            ..Self::default()
+        }
+    }
+
+    /// Counts one result against the probe's thresholds; returns whether it just failed for good.
+    fn record(&mut self, probe: &Probe, ok: bool, now: Instant) -> bool {
+        self.next =
+            Some(now + Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64));
+        if ok {
+            self.failures = 0;
+            self.successes += 1;
+            if self.successes >= probe.success_threshold.unwrap_or(1).max(1) {
+                self.passed = true;
+            }
+            false
+        } else {
+            self.successes = 0;
+            self.failures += 1;
+            let failed = self.failures >= probe.failure_threshold.unwrap_or(3).max(1);
+            if failed {
+                self.passed = false;
+            }
+            failed
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.next.is_some_and(|at| at <= now)
+    }
 }
 
 struct PodRun {
@@ -306,6 +356,7 @@ async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod
             }
         }
         run.advance().await;
+        run.probe().await;
         run.write_status().await;
         let wake = run.next_restart();
         tokio::select! {
@@ -812,6 +863,10 @@ impl PodRun {
                 record.running = true;
                 record.started = Some(Instant::now());
                 record.restart_at = None;
+                let at = Instant::now();
+                record.startup = ProbeState::reset(container.startup_probe.as_ref(), at);
+                record.readiness = ProbeState::reset(container.readiness_probe.as_ref(), at);
+                record.liveness = ProbeState::reset(container.liveness_probe.as_ref(), at);
                 record.state = json!({"running": {"startedAt": now}});
             }
             Ok(Err(error)) => {
@@ -889,12 +944,134 @@ impl PodRun {
         record.restart_at = Some(Instant::now() + record.back_off);
     }
 
+    /// When something is next due: a restart or a probe.
     fn next_restart(&self) -> Option<Instant> {
+        let probes = self
+            .containers
+            .values()
+            .filter(|r| r.running)
+            .flat_map(|r| {
+                [r.startup.next, r.readiness.next, r.liveness.next]
+                    .into_iter()
+                    .flatten()
+            });
         self.init
             .values()
             .chain(self.containers.values())
             .filter_map(|r| r.restart_at)
+            .chain(probes)
             .min()
+    }
+
+    /// Runs the probes that are due, as the kubelet does: the startup probe first (until it
+    /// passes nothing else runs), then readiness and liveness; a container that fails its
+    /// liveness or startup probe is killed, and restarts as its policy says.
+    async fn probe(&mut self) {
+        let spec = self.spec();
+        for container in &spec.containers {
+            let Some(record) = self.containers.get(&container.name).cloned() else {
+                continue;
+            };
+            if !record.running {
+                continue;
+            }
+            let now = Instant::now();
+            let mut kill = false;
+            let mut updated = record.clone();
+            if let Some(probe) = &container.startup_probe
+                && !record.startup.passed
+            {
+                if record.startup.due(now) {
+                    let ok = self.run_probe(container, probe).await;
+                    kill = updated.startup.record(probe, ok, Instant::now());
+                }
+            } else {
+                if let Some(probe) = &container.readiness_probe
+                    && record.readiness.due(now)
+                {
+                    let ok = self.run_probe(container, probe).await;
+                    updated.readiness.record(probe, ok, Instant::now());
+                }
+                if let Some(probe) = &container.liveness_probe
+                    && record.liveness.due(now)
+                {
+                    let ok = self.run_probe(container, probe).await;
+                    kill = updated.liveness.record(probe, ok, Instant::now());
+                }
+            }
+            if kill {
+                updated.liveness.next = None;
+                updated.readiness.next = None;
+                updated.startup.next = None;
+                let shared = self.shared.clone();
+                let (id, name) = (self.id.clone(), container.name.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || shared.runtime.signal(&id, &name, "KILL"))
+                        .await;
+            }
+            self.containers.insert(container.name.clone(), updated);
+        }
+    }
+
+    /// One probe run: exec in the container, or a TCP connection or HTTP GET to the pod's
+    /// loopback from inside its network namespace (`petset probe`, run there by `ip netns exec`;
+    /// nothing outside the namespace is dialed).
+    async fn run_probe(&self, container: &Container, probe: &Probe) -> bool {
+        let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+        let port_of = |port: &IntOrString| match port {
+            IntOrString::Int(number) => Some(*number),
+            IntOrString::String(name) => container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name.as_str()))
+                .map(|p| p.container_port),
+        };
+        let mut command = if let Some(exec) = &probe.exec {
+            let argv = exec.command.clone().unwrap_or_default();
+            tokio::process::Command::from(self.shared.runtime.exec_command(
+                &self.id,
+                &container.name,
+                &argv,
+                false,
+            ))
+        } else {
+            let Ok(petset) = std::env::current_exe() else {
+                return false;
+            };
+            let mut command = tokio::process::Command::new("ip");
+            command
+                .args(["netns", "exec", &Runtime::netns_name(&self.id)])
+                .arg(petset)
+                .arg("probe");
+            if let Some(get) = &probe.http_get {
+                let Some(port) = port_of(&get.port) else {
+                    return false;
+                };
+                command.args([
+                    "http",
+                    &port.to_string(),
+                    get.path.as_deref().unwrap_or("/"),
+                ]);
+            } else if let Some(tcp) = &probe.tcp_socket {
+                let Some(port) = port_of(&tcp.port) else {
+                    return false;
+                };
+                command.args(["tcp", &port.to_string()]);
+            } else {
+                return true;
+            }
+            command
+        };
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        matches!(
+            tokio::time::timeout(timeout, command.status()).await,
+            Ok(Ok(status)) if status.success()
+        )
     }
 
     fn statuses(
@@ -915,8 +1092,8 @@ impl PodRun {
                     "name": container.name,
                     "image": container.image,
                     "imageID": record.image_id,
-                    "ready": record.running,
-                    "started": record.running,
+                    "ready": record.running && record.startup.passed && record.readiness.passed,
+                    "started": record.running && record.startup.passed,
                     "restartCount": record.restart_count,
                     "state": state,
                 });
@@ -936,10 +1113,11 @@ impl PodRun {
         let init_specs = spec.init_containers.clone().unwrap_or_default();
         let containers = self.statuses(&self.containers, &spec.containers);
         let init = self.statuses(&self.init, &init_specs);
-        let all_ready = spec
-            .containers
-            .iter()
-            .all(|c| self.containers.get(&c.name).is_some_and(|r| r.running));
+        let all_ready = spec.containers.iter().all(|c| {
+            self.containers
+                .get(&c.name)
+                .is_some_and(|r| r.running && r.startup.passed && r.readiness.passed)
+        });
         let terminated: Vec<i64> = spec
             .containers
             .iter()

@@ -25,6 +25,18 @@ pub enum Command {
     Bench(BenchArgs),
     /// Manage this machine's image store (node-wide; it outlives any data dir).
     Image(ImageArgs),
+    /// One TCP or HTTP probe to the loopback (the runc node runs it inside a pod's namespace).
+    #[command(hide = true)]
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// `tcp` or `http`.
+    pub kind: String,
+    pub port: u16,
+    /// The HTTP path.
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Args)]

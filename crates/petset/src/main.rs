@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod datadir;
 mod image;
+mod probe;
 mod up;
 
 use std::process::ExitCode;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
             cli::Command::Up(args) => up::run(args).await,
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Image(args) => image::run(args),
+            cli::Command::Probe(args) => probe::run(args),
         }
     });
     match outcome {

@@ -59,7 +59,7 @@ pub fn busybox_image(dir: &Path, name: &str) {
         )
         .expect("busybox");
     for applet in [
-        "sh", "hostname", "cat", "echo", "sleep", "ls", "env", "wget", "httpd",
+        "sh", "hostname", "cat", "echo", "sleep", "ls", "env", "wget", "httpd", "mkdir", "rm",
     ] {
         layer
             .append_link(

@@ -377,3 +377,73 @@ fn init_containers_volumes_back_off_missing_images_grace_and_restart() {
     assert!(status.success(), "{}", petset.log());
     assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
 }
+
+const PROBED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probed}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: busybox:test
+    command: ["sh", "-c", "mkdir -p /www; echo ok > /www/index.html; echo yes > /tmp/alive; trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"]
+    ports: [{name: http, containerPort: 8080}]
+    startupProbe: {tcpSocket: {port: http}, periodSeconds: 1, failureThreshold: 30}
+    readinessProbe: {httpGet: {path: /ready.html, port: 8080}, periodSeconds: 1}
+    livenessProbe: {exec: {command: [cat, /tmp/alive]}, periodSeconds: 1, failureThreshold: 2}
+"#;
+
+#[test]
+fn startup_readiness_and_liveness_probes() {
+    if !can_run_containers("startup_readiness_and_liveness_probes") {
+        return;
+    }
+    let (_images, mut petset) = start_with_busybox(&["--store", "memory"]);
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(PROBED))
+        .ok();
+    let uids = pod_uids(&petset);
+    let ready = [
+        "get",
+        "pod",
+        "probed",
+        "-o",
+        "jsonpath={.status.phase}/{.status.containerStatuses[0].started}/{.status.containerStatuses[0].ready}",
+    ];
+    wait_for(&petset, "started, not ready", &ready, "Running/true/false");
+    petset
+        .kubectl(&[
+            "exec",
+            "probed",
+            "--",
+            "sh",
+            "-c",
+            "echo ready > /www/ready.html",
+        ])
+        .ok();
+    wait_for(
+        &petset,
+        "ready once the page exists",
+        &ready,
+        "Running/true/true",
+    );
+    petset
+        .kubectl(&["exec", "probed", "--", "rm", "/tmp/alive"])
+        .ok();
+    wait_for(
+        &petset,
+        "killed by its liveness probe",
+        &[
+            "get",
+            "pod",
+            "probed",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        "1",
+    );
+    let status = petset.stop().expect("stop");
+    assert!(status.success(), "{}", petset.log());
+    assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
+}

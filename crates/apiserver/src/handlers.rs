@@ -792,8 +792,13 @@ async fn subresource(
                 .get(target.scope(), name.split(':').next().unwrap_or(name))
                 .await?;
             let _ = &target.rest;
+            if sub == "exec" {
+                // exec is served over WebSocket only (kubectl tries it first); this is what
+                // upstream answers a request that is not an upgrade.
+                return Err(ApiError::bad_request("Upgrade request required"));
+            }
             Err(ApiError::service_unavailable(format!(
-                "{} {name:?}: {sub} needs the node agent, which is not running in this petset",
+                "{} {name:?}: {sub} is not served by petset yet",
                 resource.plural
             )))
         }
@@ -835,7 +840,7 @@ type ExecResponse = Box<
         > + Send,
 >;
 
-/// A WebSocket request for `pods/{name}/exec` (or attach), which needs the connection itself.
+/// A WebSocket request for `pods/{name}/exec`, which needs the connection itself.
 fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecResponse> {
     let upgrade = header_text(headers, header::UPGRADE).eq_ignore_ascii_case("websocket");
     let segments: Vec<String> = path

@@ -39,108 +39,111 @@ pub struct Config {
 
 struct Shared {
     client: Client,
-    runtime: Runtime,
+    runtime: Arc<Runtime>,
     images: ImageStore,
 }
 
-/// Checks that this machine can run containers, before anything is started.
-pub fn check(config: &Config) -> Result<(), String> {
-    Runtime::open(&config.runtime_dir)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+/// This machine's runc node: opened once (which checks that containers can run here), then
+/// shared by its pod tasks and by the API server's logs and exec.
+pub struct RuncNode {
+    runtime: Arc<Runtime>,
+    config: Config,
 }
 
-/// The log files of a container of the pod with this uid, oldest run first; `None` when this
-/// node has no such pod.
-pub fn log_files(config: &Config, uid: &str, container: &str) -> Option<Vec<PathBuf>> {
-    let dir = config.runtime_dir.join("pods").join(sandbox_id_of(uid));
-    if !dir.is_dir() {
-        return None;
-    }
-    let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join("logs").join(container))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| {
-                    let path = e.path();
-                    let run = path.file_stem()?.to_str()?.parse().ok()?;
-                    Some((run, path))
-                })
-                .collect()
+impl RuncNode {
+    /// Opens the node's runtime; the error says what this machine lacks.
+    pub fn open(config: &Config) -> Result<Self, String> {
+        let runtime = Runtime::open(&config.runtime_dir).map_err(|e| e.to_string())?;
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            config: config.clone(),
         })
-        .unwrap_or_default();
-    runs.sort();
-    Some(runs.into_iter().map(|(_, path)| path).collect())
-}
+    }
 
-/// The command that runs `argv` in a running container of the pod with this uid; `None` when
-/// this node has no such container.
-pub fn exec_command(
-    config: &Config,
-    uid: &str,
-    container: &str,
-    argv: &[String],
-) -> Option<std::process::Command> {
-    let runtime = Runtime::open(&config.runtime_dir).ok()?;
-    let id = sandbox_id_of(uid);
-    if runtime.status(&id, container).as_deref() != Some("running") {
-        return None;
-    }
-    Some(runtime.exec_command(&id, container, argv, false))
-}
-
-/// A clean stop of the node (petset stopping): every container gets TERM, then KILL after
-/// `grace`, and every sandbox is removed, so nothing outlives petset. After a crash instead,
-/// the next start removes what was left before it runs anything.
-pub fn shutdown(config: &Config, grace: Duration) {
-    let Ok(runtime) = Runtime::open(&config.runtime_dir) else {
-        return;
-    };
-    let containers: Vec<(String, String)> = runtime
-        .pods()
-        .into_iter()
-        .flat_map(|pod| {
-            let names: Vec<String> = std::fs::read_dir(runtime.pod_dir(&pod).join("containers"))
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.into_iter().map(move |name| (pod.clone(), name))
-        })
-        .collect();
-    for (pod, name) in &containers {
-        let _ = runtime.signal(pod, name, "TERM");
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline
-        && containers
-            .iter()
-            .any(|(pod, name)| runtime.status(pod, name).as_deref() == Some("running"))
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for pod in runtime.pods() {
-        if let Err(error) = runtime.remove_sandbox(&pod) {
-            tracing::warn!(%error, pod, "could not remove a pod on shutdown");
+    /// The log files of a container of the pod with this uid, oldest run first; `None` when
+    /// this node has no such pod.
+    pub fn log_files(&self, uid: &str, container: &str) -> Option<Vec<PathBuf>> {
+        let dir = self.runtime.pod_dir(&sandbox_id_of(uid));
+        if !dir.is_dir() {
+            return None;
         }
+        let mut runs: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join("logs").join(container))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let path = e.path();
+                        let run = path.file_stem()?.to_str()?.parse().ok()?;
+                        Some((run, path))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        runs.sort();
+        Some(runs.into_iter().map(|(_, path)| path).collect())
     }
-    if let Err(error) = runtime.release() {
-        tracing::warn!(%error, "could not release the runtime directory");
+
+    /// The command that runs `argv` in a running container of the pod with this uid; `None`
+    /// when this node has no such container.
+    pub fn exec_command(
+        &self,
+        uid: &str,
+        container: &str,
+        argv: &[String],
+    ) -> Option<std::process::Command> {
+        let id = sandbox_id_of(uid);
+        if self.runtime.status(&id, container).as_deref() != Some("running") {
+            return None;
+        }
+        Some(self.runtime.exec_command(&id, container, argv, false))
+    }
+
+    /// A clean stop of the node (petset stopping): every container gets TERM, then KILL after
+    /// `grace`, and every sandbox is removed, so nothing outlives petset. After a crash
+    /// instead, the next start removes what was left before it runs anything.
+    pub fn shutdown(&self, grace: Duration) {
+        let runtime = &self.runtime;
+        let containers: Vec<(String, String)> = runtime
+            .pods()
+            .into_iter()
+            .flat_map(|pod| {
+                let names: Vec<String> =
+                    std::fs::read_dir(runtime.pod_dir(&pod).join("containers"))
+                        .map(|d| {
+                            d.filter_map(Result::ok)
+                                .map(|e| e.file_name().to_string_lossy().into_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                names.into_iter().map(move |name| (pod.clone(), name))
+            })
+            .collect();
+        for (pod, name) in &containers {
+            let _ = runtime.signal(pod, name, "TERM");
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline
+            && containers
+                .iter()
+                .any(|(pod, name)| runtime.status(pod, name).as_deref() == Some("running"))
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for pod in runtime.pods() {
+            if let Err(error) = runtime.remove_sandbox(&pod) {
+                tracing::warn!(%error, pod, "could not remove a pod on shutdown");
+            }
+        }
+        if let Err(error) = runtime.release() {
+            tracing::warn!(%error, "could not release the runtime directory");
+        }
     }
 }
 
 /// Runs the node until the task is aborted.
-pub async fn run(client: Client, node_name: String, config: Config) {
-    let runtime = match Runtime::open(&config.runtime_dir) {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "the runc node cannot run containers here");
-            return;
-        }
-    };
-    let images = match ImageStore::open(&config.image_store) {
+pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
+    let runtime = node.runtime.clone();
+    let images = match ImageStore::open(&node.config.image_store) {
         Ok(images) => images,
         Err(error) => {
             tracing::error!(%error, "the runc node cannot open the image store");
@@ -902,6 +905,7 @@ impl PodRun {
         let pod_name = self.pod.name_any();
         let namespace = self.namespace();
         let uid = self.pod.uid().unwrap_or_default();
+        let container_id = format!("runc://{}-{name}", self.id);
         let record = self.record(name, init);
         if record.attempt != attempt || !record.running {
             return;
@@ -915,7 +919,7 @@ impl PodRun {
         let reason = if code == 0 { "Completed" } else { "Error" };
         let terminated = json!({"terminated": {"exitCode": code, "reason": reason,
             "startedAt": started_at, "finishedAt": node::now(),
-            "containerID": format!("runc://{name}")}});
+            "containerID": container_id}});
         record.running = false;
         let restart = match policy.as_str() {
             "Never" => false,
@@ -1144,7 +1148,7 @@ impl PodRun {
         } else {
             "Pending"
         };
-        self.patch_status(phase, all_ready, containers, init, None)
+        self.patch_status(phase, all_ready, containers, init, true)
             .await;
     }
 
@@ -1162,7 +1166,7 @@ impl PodRun {
             .flatten()
             .map(waiting_state)
             .collect();
-        self.patch_status("Pending", false, containers, init, Some(()))
+        self.patch_status("Pending", false, containers, init, false)
             .await;
         if self.written.is_null() {
             self.written = json!({});
@@ -1175,11 +1179,11 @@ impl PodRun {
         ready: bool,
         containers: Vec<Value>,
         init: Vec<Value>,
-        waiting: Option<()>,
+        sandbox_ready: bool,
     ) {
         let ready_text = if ready { "True" } else { "False" };
         let initialized = if self.init_done { "True" } else { "False" };
-        let sandbox = if waiting.is_some() { "False" } else { "True" };
+        let sandbox = if sandbox_ready { "True" } else { "False" };
         let previous = |kind: &str, status: &str| {
             self.written
                 .pointer("/status/conditions")
@@ -1278,10 +1282,11 @@ impl PodRun {
         }
         let shared = self.shared.clone();
         let id = self.id.clone();
-        let removed = tokio::task::spawn_blocking(move || shared.runtime.remove_sandbox(&id)).await;
-        if let Ok(Err(error)) | Err(error) =
-            removed.map_err(|e| petset_runtime::pods::RuntimeError::Config(e.to_string()))
-        {
+        let removed = tokio::task::spawn_blocking(move || shared.runtime.remove_sandbox(&id))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(error) = removed {
             tracing::warn!(%error, pod = %self.pod.name_any(), "could not remove the pod's sandbox");
         }
         if graceful {

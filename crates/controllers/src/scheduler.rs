@@ -4,17 +4,16 @@
 //! Bound, so the node never starts a pod whose volume does not exist yet.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     Binding, Node, ObjectReference, PersistentVolumeClaim, Pod, PodSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
@@ -29,19 +28,25 @@ type Key = (String, String);
 /// milliseconds, and reporting every short wait would double the writes of a scale-up.
 const REPORT_AFTER: Duration = Duration::from_secs(1);
 
-/// Unscheduled pods seen by the watcher, and which of them had their wait reported.
-#[derive(Default)]
-struct Pending {
-    pods: HashMap<Key, Pod>,
-    reported: HashMap<Key, String>,
-}
-
 /// Runs the scheduler until the task is aborted.
 pub async fn run(client: Client) {
     let recorder = Recorder::new(client.clone(), "default-scheduler");
     let (queue, mut keys) = Queue::<Key>::new();
-    let pending = Arc::new(Mutex::new(Pending::default()));
     let mut helpers = tokio::task::JoinSet::new();
+    let unscheduled: Cache<Pod> = {
+        let queue = queue.clone();
+        Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default().fields("spec.nodeName="),
+            move |change| match change {
+                Change::Applied(pod) | Change::Deleted(pod) => {
+                    queue.add((pod.namespace().unwrap_or_default(), pod.name_any()));
+                }
+                Change::Relisted => {}
+            },
+        )
+    };
     let nodes: Cache<Node> = Cache::follow(
         &mut helpers,
         Api::all(client.clone()),
@@ -50,7 +55,7 @@ pub async fn run(client: Client) {
     );
     let claims: Cache<PersistentVolumeClaim> = {
         let queue = queue.clone();
-        let pending = pending.clone();
+        let waiting = unscheduled.store().clone();
         Cache::follow(
             &mut helpers,
             Api::all(client.clone()),
@@ -63,32 +68,38 @@ pub async fn run(client: Client) {
                 };
                 let namespace = claim.namespace().unwrap_or_default();
                 let name = claim.name_any();
-                let waiting: Vec<Key> = lock(&pending)
-                    .pods
-                    .iter()
-                    .filter(|((ns, _), pod)| {
-                        *ns == namespace && claim_names(pod).any(|c| c == name)
-                    })
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                for key in waiting {
-                    queue.add(key);
+                for pod in waiting.state() {
+                    if pod.metadata.namespace.as_deref() == Some(namespace.as_str())
+                        && claim_names(&pod).any(|c| c == name)
+                    {
+                        queue.add((namespace.clone(), pod.name_any()));
+                    }
                 }
             },
         )
     };
-    helpers.spawn(watch_unscheduled(
-        client.clone(),
-        queue.clone(),
-        pending.clone(),
-    ));
+    unscheduled.ready().await;
     nodes.ready().await;
     claims.ready().await;
     let mut first_blocked: HashMap<Key, std::time::Instant> = HashMap::new();
+    // The reason last reported on each waiting pod, so that one wait is reported once.
+    let mut reported: HashMap<Key, String> = HashMap::new();
     while let Some(key) = keys.recv().await {
         queue.taken(&key);
-        let Some(pod) = lock(&pending).pods.get(&key).cloned() else {
+        let pod = unscheduled
+            .store()
+            .get(&ObjectRef::new(&key.1).within(&key.0))
+            .filter(|pod| {
+                pod.metadata.deletion_timestamp.is_none()
+                    && pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_ref())
+                        .is_none()
+            });
+        let Some(pod) = pod else {
             first_blocked.remove(&key);
+            reported.remove(&key);
             continue;
         };
         let node_count = nodes.store().state().len();
@@ -101,8 +112,7 @@ pub async fn run(client: Client) {
                         &client,
                         &recorder,
                         &queue,
-                        &pending,
-                        pod.clone(),
+                        Pod::clone(&pod),
                         node.name_any(),
                     );
                     None
@@ -122,52 +132,13 @@ pub async fn run(client: Client) {
                     "0/{node_count} nodes are available: {reason}. preemption: 0/{node_count} nodes are available: {node_count} Preemption is not helpful for scheduling."
                 )
             };
-            let already = lock(&pending).reported.get(&key) == Some(&message);
-            if !already {
+            if reported.get(&key) != Some(&message) {
                 report_unschedulable(&client, &recorder, &pod, &message).await;
-                lock(&pending).reported.insert(key.clone(), message);
+                reported.insert(key.clone(), message);
             }
         }
         // Nothing may announce the change that unblocks it (a node turning Ready): look again.
         queue.add_after(key, REPORT_AFTER);
-    }
-}
-
-fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
-    pending.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-async fn watch_unscheduled(client: Client, queue: Arc<Queue<Key>>, pending: Arc<Mutex<Pending>>) {
-    let pods: Api<Pod> = Api::all(client);
-    let config = watcher::Config::default().fields("spec.nodeName=");
-    let mut events = watcher(pods, config).default_backoff().boxed();
-    while let Some(event) = events.next().await {
-        let (pod, present) = match event {
-            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, true),
-            Ok(watcher::Event::Delete(pod)) => (pod, false),
-            Ok(_) => continue,
-            Err(error) => {
-                tracing::debug!(%error, "scheduler watch error");
-                continue;
-            }
-        };
-        let key = (pod.namespace().unwrap_or_default(), pod.name_any());
-        let schedulable = present
-            && pod.metadata.deletion_timestamp.is_none()
-            && pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_ref())
-                .is_none();
-        let mut pending = lock(&pending);
-        if schedulable {
-            pending.pods.insert(key.clone(), pod);
-            drop(pending);
-            queue.add(key);
-        } else {
-            pending.pods.remove(&key);
-            pending.reported.remove(&key);
-        }
     }
 }
 
@@ -229,20 +200,17 @@ fn spawn_bind(
     client: &Client,
     recorder: &Recorder,
     queue: &Arc<Queue<Key>>,
-    pending: &Arc<Mutex<Pending>>,
     pod: Pod,
     node: String,
 ) {
     let client = client.clone();
     let recorder = recorder.clone();
     let queue = queue.clone();
-    let pending = pending.clone();
     tokio::spawn(async move {
         let namespace = pod.namespace().unwrap_or_default();
         let key = (namespace.clone(), pod.name_any());
         match bind(&client, &pod, &node).await {
             Ok(()) => {
-                lock(&pending).pods.remove(&key);
                 let message = format!(
                     "Successfully assigned {namespace}/{} to {node}",
                     pod.name_any()

@@ -20,7 +20,7 @@ pub struct Cluster {
     api_controllers: JoinHandle<()>,
     reconcilers: JoinSet<()>,
     /// The runc node's configuration, when this process runs one.
-    runc: Option<petset_agent::runc::Config>,
+    runc: Option<Arc<petset_agent::runc::RuncNode>>,
 }
 
 impl Cluster {
@@ -57,23 +57,23 @@ impl Cluster {
                     runtime_dir: data_dir.join("node"),
                     image_store: image_store.clone(),
                 };
-                let capable = if is_root() {
-                    petset_agent::runc::check(&config)
+                let opened = if is_root() {
+                    petset_agent::runc::RuncNode::open(&config).map(Arc::new)
                 } else {
                     Err("real containers need root".to_string())
                 };
-                match (capable, node) {
-                    (Ok(()), _) => {
-                        let node = petset_agent::node_name();
-                        tracing::info!(%node, images = %image_store.display(), "running a node with runc");
+                match (opened, node) {
+                    (Ok(runc_node), _) => {
+                        let name = petset_agent::node_name();
+                        tracing::info!(node = %name, images = %image_store.display(), "running a node with runc");
                         reconcilers.spawn(petset_agent::runc::run(
                             client.clone(),
-                            node,
-                            config.clone(),
+                            name,
+                            runc_node.clone(),
                         ));
-                        state.set_node_logs(Arc::new(RuncNode(config.clone())));
-                        state.set_node_exec(Arc::new(RuncNode(config.clone())));
-                        runc = Some(config);
+                        state.set_node_logs(Arc::new(NodeStreams(runc_node.clone())));
+                        state.set_node_exec(Arc::new(NodeStreams(runc_node.clone())));
+                        runc = Some(runc_node);
                     }
                     (Err(reason), Some(_)) => {
                         anyhow::bail!("--node-runtime runc cannot run here: {reason}")
@@ -102,8 +102,8 @@ impl Cluster {
         self.watch_cache.abort();
         // A clean stop stops the pods' containers too: nothing of petset outlives it. (After a
         // crash, the next start removes what is left before it runs anything.)
-        if let Some(config) = &self.runc {
-            petset_agent::runc::shutdown(config, std::time::Duration::from_secs(5));
+        if let Some(node) = &self.runc {
+            node.shutdown(std::time::Duration::from_secs(5));
         }
     }
 }
@@ -116,16 +116,16 @@ fn is_root() -> bool {
 }
 
 /// `pods/log` and `pods/exec` with the runc node in this process.
-struct RuncNode(petset_agent::runc::Config);
+struct NodeStreams(Arc<petset_agent::runc::RuncNode>);
 
-impl petset_apiserver::logs::NodeLogs for RuncNode {
+impl petset_apiserver::logs::NodeLogs for NodeStreams {
     fn log_files(&self, pod: &serde_json::Value, container: &str) -> Option<Vec<PathBuf>> {
         let uid = pod.pointer("/metadata/uid")?.as_str()?;
-        petset_agent::runc::log_files(&self.0, uid, container)
+        self.0.log_files(uid, container)
     }
 }
 
-impl petset_apiserver::NodeExec for RuncNode {
+impl petset_apiserver::NodeExec for NodeStreams {
     fn command(
         &self,
         pod: &serde_json::Value,
@@ -133,7 +133,8 @@ impl petset_apiserver::NodeExec for RuncNode {
         argv: &[String],
     ) -> Option<tokio::process::Command> {
         let uid = pod.pointer("/metadata/uid")?.as_str()?;
-        petset_agent::runc::exec_command(&self.0, uid, container, argv)
+        self.0
+            .exec_command(uid, container, argv)
             .map(tokio::process::Command::from)
     }
 }

@@ -141,7 +141,7 @@ impl Runtime {
 
     /// Undoes `open`'s private mount when no pod is left (tests, a node stopping empty); with
     /// pods left it stays, for their namespaces. `open` makes it again.
-    pub fn release(self) -> Result<(), RuntimeError> {
+    pub fn release(&self) -> Result<(), RuntimeError> {
         let pods = self.root.join("pods");
         if self.pods().is_empty() && is_mount_point(&pods) {
             run("umount", &[&pods.to_string_lossy()])?;

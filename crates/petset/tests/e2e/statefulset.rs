@@ -9,6 +9,15 @@ use petset_testkit::{Petset, wait_until};
 use crate::start;
 
 const WEB: &str = include_str!("web.yaml");
+/// The image of every pod of the set.
+const POD_IMAGES: [&str; 6] = [
+    "get",
+    "pods",
+    "-l",
+    "app=nginx",
+    "-o",
+    "jsonpath={.items[*].spec.containers[0].image}",
+];
 
 fn kubectl_ok(petset: &Petset, args: &[&str]) -> String {
     petset.kubectl(args).ok().to_string()
@@ -150,14 +159,7 @@ fn the_statefulset_tutorial_on_the_simulated_node() {
     wait_for(
         &petset,
         "new image everywhere",
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=nginx",
-            "-o",
-            "jsonpath={.items[*].spec.containers[0].image}",
-        ],
+        &POD_IMAGES,
         "registry.k8s.io/nginx-slim:0.7 registry.k8s.io/nginx-slim:0.7",
     );
     let history = kubectl_ok(&petset, &["rollout", "history", "sts/web"]);
@@ -174,14 +176,7 @@ fn the_statefulset_tutorial_on_the_simulated_node() {
     wait_for(
         &petset,
         "rolled back",
-        &[
-            "get",
-            "pods",
-            "-l",
-            "app=nginx",
-            "-o",
-            "jsonpath={.items[*].spec.containers[0].image}",
-        ],
+        &POD_IMAGES,
         "registry.k8s.io/nginx-slim:0.8 registry.k8s.io/nginx-slim:0.8",
     );
     let revisions = kubectl_ok(

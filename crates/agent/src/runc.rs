@@ -24,6 +24,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use petset_runtime::images::{Image, ImageStore};
+use petset_runtime::network::NetworkConfig;
 use petset_runtime::pods::{ContainerConfig, Mount, Runtime, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
@@ -35,12 +36,16 @@ use crate::node::{self, Kind};
 pub struct Config {
     pub runtime_dir: PathBuf,
     pub image_store: PathBuf,
+    /// The pod network; without one, pods share nothing but their own loopback.
+    pub network: Option<NetworkConfig>,
 }
 
 struct Shared {
     client: Client,
     runtime: Arc<Runtime>,
     images: ImageStore,
+    /// The nameserver written into pods' resolv.conf.
+    dns: Option<std::net::Ipv4Addr>,
 }
 
 /// This machine's runc node: opened once (which checks that containers can run here), then
@@ -53,11 +58,31 @@ pub struct RuncNode {
 impl RuncNode {
     /// Opens the node's runtime; the error says what this machine lacks.
     pub fn open(config: &Config) -> Result<Self, String> {
-        let runtime = Runtime::open(&config.runtime_dir).map_err(|e| e.to_string())?;
+        let mut runtime = Runtime::open(&config.runtime_dir).map_err(|e| e.to_string())?;
+        if let Some(network) = &config.network {
+            runtime = runtime
+                .with_network(network.clone())
+                .map_err(|e| e.to_string())?;
+        }
         Ok(Self {
             runtime: Arc::new(runtime),
             config: config.clone(),
         })
+    }
+
+    /// Where pods find the cluster DNS: the bridge's address, when there is a pod network.
+    pub fn dns_address(&self) -> Option<std::net::Ipv4Addr> {
+        self.config.network.as_ref().map(|n| n.cidr.gateway())
+    }
+
+    /// Whether `address` is a pod's on this node's bridge, the only pod addresses petset dials.
+    pub fn owns_pod_address(&self, address: std::net::IpAddr) -> bool {
+        match (address, &self.config.network) {
+            (std::net::IpAddr::V4(v4), Some(network)) => {
+                network.cidr.contains(v4) && v4 != network.cidr.gateway()
+            }
+            _ => false,
+        }
     }
 
     /// The log files of a container of the pod with this uid, oldest run first; `None` when
@@ -165,6 +190,7 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
         client: client.clone(),
         runtime,
         images,
+        dns: node.dns_address(),
     });
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
@@ -289,6 +315,8 @@ struct PodRun {
     mounts: HashMap<String, Vec<Mount>>,
     exits: mpsc::UnboundedSender<(String, u32, Option<i32>)>,
     written: Value,
+    /// The pod's address on the node's bridge, once its sandbox has one.
+    pod_ip: Option<std::net::Ipv4Addr>,
 }
 
 const MAX_BACK_OFF: Duration = Duration::from_secs(300);
@@ -333,6 +361,7 @@ async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod
         mounts: HashMap::new(),
         exits,
         written: Value::Null,
+        pod_ip: None,
         shared,
         pod,
     };
@@ -470,32 +499,35 @@ impl PodRun {
         }
         let namespace = self.namespace();
         let hostname = self.hostname();
-        let fqdn = spec
-            .subdomain
-            .as_ref()
-            .map(|sub| format!("{hostname}.{sub}.{namespace}.svc.cluster.local\t"))
-            .unwrap_or_default();
-        let hosts = format!(
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.0.1.1\t{fqdn}{hostname}\n"
-        );
+        let host_names = match &spec.subdomain {
+            Some(sub) => format!("{hostname}.{sub}.{namespace}.svc.cluster.local\t{hostname}"),
+            None => hostname.clone(),
+        };
+        // Without a pod network there is no cluster DNS to point at: the search path stays, so
+        // names fail the way they would with an unreachable nameserver.
+        let nameserver = self
+            .shared
+            .dns
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
         let resolv_conf = format!(
-            "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+            "search {namespace}.svc.cluster.local svc.cluster.local cluster.local\nnameserver {nameserver}\noptions ndots:5\n"
         );
         let config = SandboxConfig {
             id: self.id.clone(),
             hostname,
-            hosts,
+            host_names,
             resolv_conf,
         };
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.runtime.create_sandbox(&config))
+        self.pod_ip = tokio::task::spawn_blocking(move || shared.runtime.create_sandbox(&config))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|message| Waiting {
                 reason: "ContainerCreating".into(),
                 message: format!("failed to create the pod sandbox: {message}"),
-            })
+            })?;
+        Ok(())
     }
 
     /// Each volume's directory on this machine, and whether it is read-only.
@@ -642,7 +674,10 @@ impl PodRun {
         image: &Image,
     ) -> Result<Vec<String>, String> {
         let namespace = self.namespace();
-        let pod = serde_json::to_value(&self.pod).unwrap_or_default();
+        let mut pod = serde_json::to_value(&self.pod).unwrap_or_default();
+        if let Some(address) = self.pod_ip {
+            pod["status"]["podIP"] = json!(address.to_string());
+        }
         let mut env: Vec<(String, String)> = image
             .env
             .iter()
@@ -1199,6 +1234,8 @@ impl PodRun {
             "phase": phase,
             "hostIP": "127.0.0.1",
             "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": self.pod_ip.map(|a| a.to_string()),
+            "podIPs": self.pod_ip.map(|a| vec![json!({"ip": a.to_string()})]),
             "startTime": self.start_time,
             "conditions": [
                 {"type": "PodReadyToStartContainers", "status": sandbox, "lastTransitionTime": previous("PodReadyToStartContainers", sandbox)},

@@ -3,7 +3,7 @@
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, and the
 //! scheduler.
 
-mod cache;
+pub mod cache;
 pub mod endpoints;
 mod events;
 mod queue;

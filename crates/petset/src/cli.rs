@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use petset_runtime::network::Cidr;
 use petset_store::StoreSpec;
 
 #[derive(Debug, Parser)]
@@ -82,6 +83,16 @@ pub struct UpArgs {
     /// The node-wide image store [default: $PETSET_IMAGE_STORE, else /var/lib/petset/images]
     #[arg(long)]
     pub image_store: Option<PathBuf>,
+    /// The runc node's pod network: pods get addresses from it, the bridge holds its first.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub pod_cidr: Cidr,
+    /// The Linux bridge of the runc node's pod network (one per petset on a machine).
+    #[arg(long, default_value = "petset0")]
+    pub bridge: String,
+    /// Where the cluster DNS answers (UDP and TCP) [default: port 53 on the bridge's address
+    /// with a runc node, else nowhere]
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
     /// Seconds between compactions of store history. A watch can resume from the last 4096
     /// changes, or from as far back as the last compaction kept; older ones get 410 Gone.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]

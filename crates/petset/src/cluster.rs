@@ -3,6 +3,7 @@
 //! by `petset up` and by the benchmarks, so both measure and run the same thing.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,6 +12,16 @@ use petset_store::Store;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::cli::NodeRuntime;
+
+/// What this process's node is, and what it serves besides the API.
+pub struct NodeSettings {
+    /// `None`: runc when this machine can run containers, else no node.
+    pub runtime: Option<NodeRuntime>,
+    pub image_store: PathBuf,
+    pub network: petset_runtime::network::NetworkConfig,
+    /// Where the cluster DNS answers; by default on the runc node's bridge, port 53.
+    pub dns_listen: Option<std::net::SocketAddr>,
+}
 
 pub struct Cluster {
     pub state: ApiState,
@@ -28,9 +39,14 @@ impl Cluster {
         store: Arc<dyn Store>,
         admin_token: Option<String>,
         data_dir: &Path,
-        node: Option<NodeRuntime>,
-        image_store: PathBuf,
+        settings: NodeSettings,
     ) -> anyhow::Result<Self> {
+        let NodeSettings {
+            runtime: node,
+            image_store,
+            network,
+            dns_listen,
+        } = settings;
         let state = ApiState::new(store, admin_token);
         state
             .registry()
@@ -56,6 +72,7 @@ impl Cluster {
                 let config = petset_agent::runc::Config {
                     runtime_dir: data_dir.join("node"),
                     image_store: image_store.clone(),
+                    network: Some(network.clone()),
                 };
                 let opened = if is_root() {
                     petset_agent::runc::RuncNode::open(&config).map(Arc::new)
@@ -65,7 +82,7 @@ impl Cluster {
                 match (opened, node) {
                     (Ok(runc_node), _) => {
                         let name = petset_agent::node_name();
-                        tracing::info!(node = %name, images = %image_store.display(), "running a node with runc");
+                        tracing::info!(node = %name, images = %image_store.display(), bridge = %network.bridge, pod_cidr = %network.cidr, "running a node with runc");
                         reconcilers.spawn(petset_agent::runc::run(
                             client.clone(),
                             name,
@@ -83,6 +100,20 @@ impl Cluster {
                     }
                 }
             }
+        }
+        let dns_listen = dns_listen.or_else(|| {
+            runc.as_ref()
+                .and_then(|node| node.dns_address())
+                .map(|address| std::net::SocketAddr::from((address, 53)))
+        });
+        if let Some(listen) = dns_listen {
+            let config = petset_dns::DnsConfig {
+                listen,
+                domain: "cluster.local".into(),
+            };
+            petset_dns::serve(&client, &config, &mut reconcilers)
+                .await
+                .context("starting the cluster DNS")?;
         }
         Ok(Self {
             state,
@@ -136,5 +167,15 @@ impl petset_apiserver::NodeExec for NodeStreams {
         self.0
             .exec_command(uid, container, argv)
             .map(tokio::process::Command::from)
+    }
+}
+
+/// The pod network of the benchmarks' nodes: a bridge of their own, so a benchmark never takes
+/// a running petset's (it is refused while that one's pod CIDR is in use).
+pub fn bench_network() -> petset_runtime::network::NetworkConfig {
+    petset_runtime::network::NetworkConfig {
+        bridge: "petset-bench".into(),
+        cidr: petset_runtime::network::Cidr::from_str("10.244.0.0/16")
+            .unwrap_or_else(|_| unreachable!("a valid CIDR literal")),
     }
 }

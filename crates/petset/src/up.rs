@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::UpArgs;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeSettings};
 use crate::datadir::DataDir;
 
 /// How long open requests may take to finish once shutdown starts.
@@ -30,8 +30,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         store,
         Some(credentials.admin_token.clone()),
         data_dir.path(),
-        args.node_runtime,
-        crate::image::image_store_root(args.image_store.clone()),
+        NodeSettings {
+            runtime: args.node_runtime,
+            image_store: crate::image::image_store_root(args.image_store.clone()),
+            network: petset_runtime::network::NetworkConfig {
+                bridge: args.bridge.clone(),
+                cidr: args.pod_cidr,
+            },
+            dns_listen: args.dns_listen,
+        },
     )
     .await?;
     let state = cluster.state.clone();

@@ -1,5 +1,6 @@
 //! What a node needs to run containers: the node-wide image store and pods as OCI containers
-//! run by runc.
+//! run by runc, on a bridge of their own.
 
 pub mod images;
+pub mod network;
 pub mod pods;

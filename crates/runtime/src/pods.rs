@@ -4,6 +4,8 @@
 //! namespace (`ip netns`, named `petset-<id>`) and UTS and IPC namespaces bind-mounted under the
 //! pod's directory (made with util-linux's `unshare`, the hostname set once). The sandbox
 //! outlives container restarts, as the kubelet's pause container does, and needs no image.
+//! On a node with a pod network ([`crate::network`]), the network namespace gets an `eth0` on
+//! the node's bridge and an address, which `/etc/hosts` names.
 //!
 //! Each container gets an overlay root filesystem (its image's root below, a writable layer of
 //! its own above) and an OCI bundle whose `config.json` is checked against oci-spec's runtime
@@ -16,12 +18,14 @@
 //! rootfs,config.json}` and `logs/<name>/<attempt>.log`.
 
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
 use crate::images::Image;
+use crate::network::{Network, NetworkConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -69,8 +73,19 @@ pub struct SandboxConfig {
     /// A short, unique, runc-safe id for the pod (the agent derives it from the pod's uid).
     pub id: String,
     pub hostname: String,
-    pub hosts: String,
+    /// The names of the pod's own address in `/etc/hosts`, tab-separated (the kubelet writes
+    /// the FQDN, then the hostname).
+    pub host_names: String,
     pub resolv_conf: String,
+}
+
+/// `/etc/hosts` as the kubelet writes it; the pod's own line has its address, or 127.0.1.1
+/// on a node without a pod network.
+fn hosts_file(address: Option<Ipv4Addr>, names: &str) -> String {
+    let own = address.map_or_else(|| "127.0.1.1".to_string(), |a| a.to_string());
+    format!(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{own}\t{names}\n"
+    )
 }
 
 /// A bind mount into a container.
@@ -99,6 +114,7 @@ pub struct ContainerConfig {
 
 pub struct Runtime {
     root: PathBuf,
+    network: Option<Network>,
 }
 
 impl Runtime {
@@ -136,15 +152,31 @@ impl Runtime {
         }
         Ok(Self {
             root: canonical.parent().map(Path::to_path_buf).unwrap_or(root),
+            network: None,
         })
     }
 
-    /// Undoes `open`'s private mount when no pod is left (tests, a node stopping empty); with
-    /// pods left it stays, for their namespaces. `open` makes it again.
+    /// Puts every sandbox made from now on on this pod network.
+    pub fn with_network(mut self, config: NetworkConfig) -> Result<Self, RuntimeError> {
+        self.network = Some(Network::open(config)?);
+        Ok(self)
+    }
+
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_ref()
+    }
+
+    /// Undoes `open`'s private mount and removes the pod network's bridge when no pod is left
+    /// (tests, a node stopping empty); with pods left they stay. `open` makes them again.
     pub fn release(&self) -> Result<(), RuntimeError> {
         let pods = self.root.join("pods");
-        if self.pods().is_empty() && is_mount_point(&pods) {
-            run("umount", &[&pods.to_string_lossy()])?;
+        if self.pods().is_empty() {
+            if is_mount_point(&pods) {
+                run("umount", &[&pods.to_string_lossy()])?;
+            }
+            if let Some(network) = &self.network {
+                network.close()?;
+            }
         }
         Ok(())
     }
@@ -172,25 +204,30 @@ impl Runtime {
             .join(format!("{attempt}.log"))
     }
 
-    /// Makes the pod's namespaces and files; does nothing to a sandbox that exists.
-    pub fn create_sandbox(&self, config: &SandboxConfig) -> Result<(), RuntimeError> {
+    /// Makes the pod's namespaces, network and files, and returns the pod's address (`None`
+    /// without a pod network); does nothing to a sandbox that exists.
+    pub fn create_sandbox(&self, config: &SandboxConfig) -> Result<Option<Ipv4Addr>, RuntimeError> {
         let dir = self.pod_dir(&config.id);
         let ns = dir.join("ns");
         let etc = dir.join("etc");
         fs::create_dir_all(&ns).map_err(io(&ns))?;
         fs::create_dir_all(&etc).map_err(io(&etc))?;
-        for (file, text) in [
-            ("hosts", config.hosts.as_str()),
-            ("hostname", &format!("{}\n", config.hostname)),
-            ("resolv.conf", config.resolv_conf.as_str()),
-        ] {
-            let path = etc.join(file);
-            fs::write(&path, text).map_err(io(&path))?;
-        }
         let netns = Self::netns_name(&config.id);
         if !Path::new("/run/netns").join(&netns).exists() {
             run("ip", &["netns", "add", &netns])?;
             run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
+        }
+        let address = match &self.network {
+            Some(network) => Some(network.attach(&config.id, &netns)?),
+            None => None,
+        };
+        for (file, text) in [
+            ("hosts", hosts_file(address, &config.host_names)),
+            ("hostname", format!("{}\n", config.hostname)),
+            ("resolv.conf", config.resolv_conf.clone()),
+        ] {
+            let path = etc.join(file);
+            fs::write(&path, text).map_err(io(&path))?;
         }
         let uts = ns.join("uts");
         if !is_mount_point(&uts) {
@@ -205,7 +242,7 @@ impl Runtime {
                 &[&uts_arg, &ipc_arg, "hostname", &config.hostname],
             )?;
         }
-        Ok(())
+        Ok(address)
     }
 
     /// Prepares the container's root filesystem and bundle and starts `runc run`, returning once
@@ -424,6 +461,9 @@ impl Runtime {
         let netns = Self::netns_name(pod);
         if Path::new("/run/netns").join(&netns).exists() {
             run("ip", &["netns", "delete", &netns])?;
+        }
+        if let Some(network) = &self.network {
+            network.release(pod);
         }
         remove_cgroups(pod);
         if dir.exists() {

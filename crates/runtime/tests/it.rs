@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use petset_runtime::images::ImageStore;
+use petset_runtime::network::NetworkConfig;
 use petset_runtime::pods::{ContainerConfig, Mount, Runtime, SandboxConfig};
 use petset_testkit::{busybox_image, can_run_containers, wait_until};
 
@@ -46,7 +47,7 @@ fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
         .create_sandbox(&SandboxConfig {
             id: pod.clone(),
             hostname: "web-0".into(),
-            hosts: "127.0.0.1\tlocalhost\n".into(),
+            host_names: "web-0".into(),
             resolv_conf: "nameserver 127.0.0.1\n".into(),
         })
         .expect("sandbox");
@@ -119,4 +120,113 @@ fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
     let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let temp_path = temp.path().to_string_lossy().into_owned();
     assert!(!mounts.contains(&temp_path), "a mount is left: {mounts}");
+}
+
+#[test]
+fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
+    if !can_run_containers("pods_on_the_bridge_reach_each_other_and_the_host_reaches_them") {
+        return;
+    }
+    let temp = tempfile::tempdir().expect("temp");
+    let store = ImageStore::open(temp.path().join("images")).expect("store");
+    busybox_image(&temp.path().join("saved"), "busybox:test");
+    store
+        .import(&temp.path().join("saved"), &[])
+        .expect("import");
+    let bridge = "pst-rt-test";
+    let runtime = Runtime::open(temp.path().join("node"))
+        .expect("runtime")
+        .with_network(NetworkConfig {
+            bridge: bridge.into(),
+            cidr: "10.244.251.0/24".parse().expect("cidr"),
+        })
+        .expect("network");
+    let data = temp.path().join("data");
+    fs::create_dir_all(&data).expect("data");
+    fs::write(data.join("page"), "served\n").expect("page");
+    let pid = std::process::id();
+    let (server, client) = (format!("s{pid}"), format!("c{pid}"));
+    let mut addresses = Vec::new();
+    for (pod, hostname) in [(&server, "web-0"), (&client, "web-1")] {
+        let address = runtime
+            .create_sandbox(&SandboxConfig {
+                id: pod.clone(),
+                hostname: hostname.into(),
+                host_names: format!("{hostname}.nginx.default.svc.cluster.local\t{hostname}"),
+                resolv_conf: "nameserver 10.244.251.1\n".into(),
+            })
+            .expect("sandbox")
+            .expect("an address on the bridge");
+        addresses.push(address);
+    }
+    assert_ne!(addresses[0], addresses[1]);
+    let hosts = fs::read_to_string(runtime.pod_dir(&server).join("etc/hosts")).expect("hosts");
+    assert!(
+        hosts.contains(&format!(
+            "{}\tweb-0.nginx.default.svc.cluster.local\tweb-0",
+            addresses[0]
+        )),
+        "{hosts}"
+    );
+
+    let log = runtime.log_path(&server, "main", 0);
+    let _server_process = runtime
+        .start(
+            &server,
+            &container(&store, "main", "exec httpd -f -p 8080 -h /data", &data),
+            &log,
+        )
+        .expect("start server");
+    // The host reaches the pod over the bridge (the only place petset ever dials).
+    let page = format!("http://{}:8080/page", addresses[0]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect((addresses[0], 8080)).is_ok()
+        }),
+        "the host cannot reach {page}: {:?}",
+        fs::read_to_string(&log)
+    );
+    // Another pod reaches it too.
+    let log = runtime.log_path(&client, "main", 0);
+    let mut fetch = runtime
+        .start(
+            &client,
+            &container(
+                &store,
+                "main",
+                &format!("ip -4 -o addr show dev eth0; wget -q -O - {page}"),
+                &data,
+            ),
+            &log,
+        )
+        .expect("start client");
+    let status = fetch.wait().expect("wait");
+    let output = fs::read_to_string(&log).expect("log");
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains(&format!("inet {}/24", addresses[1])),
+        "{output}"
+    );
+    assert!(output.ends_with("served\n"), "{output}");
+
+    for pod in [&server, &client] {
+        runtime.remove_sandbox(pod).expect("remove");
+    }
+    let state = Path::new("/run/petset/networks").join(bridge);
+    assert_eq!(
+        fs::read_dir(&state)
+            .map(|d| d
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name() != "last")
+                .count())
+            .unwrap_or(0),
+        0,
+        "addresses are freed with their sandboxes"
+    );
+    runtime.release().expect("release");
+    assert!(
+        !Path::new("/sys/class/net").join(bridge).exists(),
+        "the bridge is gone"
+    );
+    assert!(!state.exists());
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::bench::stats::Summary;
 use crate::cli::{NodeRuntime, PodsBenchArgs};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeSettings};
 
 pub async fn run(args: PodsBenchArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
@@ -25,8 +25,12 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<()> {
         store,
         None,
         temp.path(),
-        Some(NodeRuntime::Runc),
-        image_store.clone(),
+        NodeSettings {
+            runtime: Some(NodeRuntime::Runc),
+            image_store: image_store.clone(),
+            network: crate::cluster::bench_network(),
+            dns_listen: None,
+        },
     )
     .await?;
     let outcome = measure(&cluster, &args).await;

@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::cli::{NodeRuntime, StatefulSetBenchArgs};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, NodeSettings};
 
 pub async fn run(args: StatefulSetBenchArgs) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
@@ -22,8 +22,12 @@ pub async fn run(args: StatefulSetBenchArgs) -> anyhow::Result<()> {
         store,
         None,
         temp.path(),
-        Some(NodeRuntime::Simulated),
-        temp.path().join("images"),
+        NodeSettings {
+            runtime: Some(NodeRuntime::Simulated),
+            image_store: temp.path().join("images"),
+            network: crate::cluster::bench_network(),
+            dns_listen: None,
+        },
     )
     .await?;
     let namespaces: Api<Namespace> = Api::all(cluster.client.clone());

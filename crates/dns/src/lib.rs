@@ -1,0 +1,207 @@
+//! The cluster DNS: authoritative for the cluster domain (`cluster.local`) and for reverse
+//! lookups of the addresses it knows, over UDP and TCP. Answers come from watch caches of
+//! Services and Endpoints ([`zone`]), so a name resolves as soon as its Endpoints show it.
+//!
+//! It never forwards or recurses: a name outside the cluster is refused, so no query ever
+//! leaves the machine through petset.
+
+pub mod zone;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Message};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use petset_controllers::cache::Cache;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinSet;
+
+pub use zone::{ClusterView, Zone};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot listen for DNS on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Where the DNS answers, and for which domain.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    pub listen: SocketAddr,
+    pub domain: String,
+}
+
+/// The largest UDP answer without EDNS (RFC 1035); larger ones are truncated, and the client
+/// asks again over TCP.
+const CLASSIC_UDP_SIZE: usize = 512;
+/// What this server offers with EDNS: the size DNS Flag Day 2020 settled on.
+const EDNS_UDP_SIZE: u16 = 1232;
+
+/// The caches the answers are read from.
+#[derive(Clone)]
+pub struct Caches {
+    services: Cache<Service>,
+    endpoints: Cache<Endpoints>,
+}
+
+impl Caches {
+    pub fn follow(client: &Client, tasks: &mut JoinSet<()>) -> Self {
+        Self {
+            services: Cache::follow(
+                tasks,
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                |_| {},
+            ),
+            endpoints: Cache::follow(
+                tasks,
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                |_| {},
+            ),
+        }
+    }
+
+    /// Waits for the first complete lists of both kinds.
+    pub async fn ready(&self) {
+        self.services.ready().await;
+        self.endpoints.ready().await;
+    }
+}
+
+impl ClusterView for Caches {
+    fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        self.services
+            .store()
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn endpoints(&self, namespace: &str, name: &str) -> Option<Arc<Endpoints>> {
+        self.endpoints
+            .store()
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn services(&self) -> Vec<Arc<Service>> {
+        self.services.store().state()
+    }
+
+    fn all_endpoints(&self) -> Vec<Arc<Endpoints>> {
+        self.endpoints.store().state()
+    }
+}
+
+/// Binds UDP and TCP on `config.listen` (port 0 picks one, the same for both) and serves in
+/// tasks added to `tasks`; returns the address bound.
+pub async fn serve(
+    client: &Client,
+    config: &DnsConfig,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, DnsError> {
+    let udp = UdpSocket::bind(config.listen)
+        .await
+        .map_err(|source| DnsError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let address = udp.local_addr().map_err(|source| DnsError::Listen {
+        address: config.listen,
+        source,
+    })?;
+    let tcp = TcpListener::bind(address)
+        .await
+        .map_err(|source| DnsError::Listen { address, source })?;
+    let caches = Caches::follow(client, tasks);
+    let zone = Arc::new(Zone::new(&config.domain));
+    tasks.spawn(serve_udp(udp, zone.clone(), caches.clone()));
+    tasks.spawn(serve_tcp(tcp, zone, caches));
+    tracing::info!(%address, domain = %config.domain, "cluster DNS listening");
+    Ok(address)
+}
+
+/// The answer to one request as bytes, fitting `limit` when one is given (UDP).
+fn respond(
+    zone: &Zone,
+    view: &dyn ClusterView,
+    request: &[u8],
+    limit: Option<usize>,
+) -> Option<Vec<u8>> {
+    let request = Message::from_vec(request).ok()?;
+    let mut response = zone.answer(view, &request);
+    let limit = match &request.edns {
+        Some(edns) => {
+            let mut ours = Edns::new();
+            ours.set_max_payload(EDNS_UDP_SIZE);
+            response.edns = Some(ours);
+            limit.map(|_| usize::from(edns.max_payload().clamp(512, EDNS_UDP_SIZE)))
+        }
+        None => limit.map(|_| CLASSIC_UDP_SIZE),
+    };
+    let bytes = response.to_vec().ok()?;
+    match limit {
+        Some(limit) if bytes.len() > limit => response.truncate().to_vec().ok(),
+        _ => Some(bytes),
+    }
+}
+
+async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let (length, peer) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::debug!(%error, "DNS receive failed");
+                continue;
+            }
+        };
+        if let Some(answer) = respond(&zone, &caches, &buffer[..length], Some(CLASSIC_UDP_SIZE)) {
+            let _ = socket.send_to(&answer, peer).await;
+        }
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, caches: Caches) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (zone, caches) = (zone.clone(), caches.clone());
+        tokio::spawn(async move {
+            // Each message is preceded by its length (RFC 1035 4.2.2); a connection may carry
+            // several, and an idle one is closed.
+            loop {
+                let mut length = [0u8; 2];
+                let read = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    stream.read_exact(&mut length),
+                )
+                .await;
+                if !matches!(read, Ok(Ok(_))) {
+                    return;
+                }
+                let mut request = vec![0u8; usize::from(u16::from_be_bytes(length))];
+                if stream.read_exact(&mut request).await.is_err() {
+                    return;
+                }
+                let Some(answer) = respond(&zone, &caches, &request, None) else {
+                    return;
+                };
+                let Ok(size) = u16::try_from(answer.len()) else {
+                    return;
+                };
+                let mut framed = size.to_be_bytes().to_vec();
+                framed.extend_from_slice(&answer);
+                if stream.write_all(&framed).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -41,6 +41,7 @@ pub struct Config {
 }
 
 struct Shared {
+    stdins: Stdins,
     client: Client,
     runtime: Arc<Runtime>,
     images: ImageStore,
@@ -53,6 +54,43 @@ struct Shared {
 pub struct RuncNode {
     runtime: Arc<Runtime>,
     config: Config,
+    stdins: Stdins,
+}
+
+/// The stdin pipes of running containers that have one (`stdin: true`), by container id.
+type Stdins = Arc<Mutex<HashMap<String, std::process::ChildStdin>>>;
+
+/// What `kubectl attach` connects to: a running container's output and, when it has one, its
+/// stdin.
+pub struct Attached {
+    /// The output of the container's current run.
+    pub log: PathBuf,
+    /// For a `stdinOnce` container (`kubectl run -i`), the output is sent from its start, so
+    /// what the container printed before the attach is not lost; otherwise only what follows.
+    pub from_start: bool,
+    pub stdin: Option<Box<dyn std::io::Write + Send>>,
+    /// Whether the container still runs.
+    pub running: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Writes to a container's stdin pipe kept by the node, so later attaches reach it too.
+struct SharedStdin {
+    stdins: Stdins,
+    key: String,
+}
+
+impl std::io::Write for SharedStdin {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut stdins = self.stdins.lock().unwrap_or_else(|e| e.into_inner());
+        match stdins.get_mut(&self.key) {
+            Some(pipe) => pipe.write(data),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl RuncNode {
@@ -67,6 +105,47 @@ impl RuncNode {
         Ok(Self {
             runtime: Arc::new(runtime),
             config: config.clone(),
+            stdins: Stdins::default(),
+        })
+    }
+
+    /// Attaches to a running container of the pod with this uid; `None` when this node runs
+    /// no such container. `stdin_once` hands the stdin over for good: it closes when the
+    /// attach ends, as upstream's `stdinOnce`.
+    pub fn attach(&self, uid: &str, container: &str, stdin_once: bool) -> Option<Attached> {
+        let id = sandbox_id_of(uid);
+        if self.runtime.status(&id, container).as_deref() != Some("running") {
+            return None;
+        }
+        let log = self.log_files(uid, container)?.pop()?;
+        let key = format!("{id}-{container}");
+        let stdin: Option<Box<dyn std::io::Write + Send>> = if stdin_once {
+            let mut stdins = self.stdins.lock().unwrap_or_else(|e| e.into_inner());
+            stdins
+                .remove(&key)
+                .map(|pipe| Box::new(pipe) as Box<dyn std::io::Write + Send>)
+        } else {
+            let present = self
+                .stdins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&key);
+            present.then(|| {
+                Box::new(SharedStdin {
+                    stdins: self.stdins.clone(),
+                    key: key.clone(),
+                }) as Box<dyn std::io::Write + Send>
+            })
+        };
+        let runtime = self.runtime.clone();
+        let container = container.to_string();
+        Some(Attached {
+            log,
+            from_start: stdin_once,
+            stdin,
+            running: Box::new(move || {
+                runtime.status(&id, &container).as_deref() == Some("running")
+            }),
         })
     }
 
@@ -187,6 +266,7 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
     let mut helpers = tokio::task::JoinSet::new();
     helpers.spawn(node::keep_lease(client.clone(), node_name.clone()));
     let shared = Arc::new(Shared {
+        stdins: node.stdins.clone(),
         client: client.clone(),
         runtime,
         images,
@@ -872,6 +952,7 @@ impl PodRun {
                 .unwrap_or_default(),
             memory_limit_bytes: limits.get("memory").and_then(|q| quantity_bytes(&q.0)),
             cpu_limit_millis: limits.get("cpu").and_then(|q| quantity_millis(&q.0)),
+            stdin: container.stdin == Some(true),
             image: image.clone(),
         };
         let attempt = {
@@ -886,8 +967,19 @@ impl PodRun {
         let name = container.name.clone();
         let started = tokio::task::spawn_blocking(move || {
             let mut child = shared.runtime.start(&id, &config, &log)?;
+            let key = format!("{id}-{name}");
+            let stdins = shared.stdins.clone();
+            let lock = || stdins.lock().unwrap_or_else(|e| e.into_inner());
+            match child.stdin.take() {
+                Some(pipe) => lock().insert(key.clone(), pipe),
+                None => lock().remove(&key),
+            };
             std::thread::spawn(move || {
                 let code = child.wait().ok().and_then(|s| s.code());
+                stdins
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
                 let _ = exits.send((name, attempt, code));
             });
             Ok::<(), petset_runtime::pods::RuntimeError>(())

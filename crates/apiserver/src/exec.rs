@@ -2,6 +2,9 @@
 //! it first: binary messages whose first byte is the stream (0 stdin, 1 stdout, 2 stderr,
 //! 3 status, 255 half-close), ending with a `Status` on stream 3 and a normal close.
 //!
+//! `pods/{name}/attach` speaks the same protocol to a running container: its output (the
+//! node's log file of the current run) and, when the container has one, its stdin.
+//!
 //! The node runs the command ([`NodeExec`]); nothing here dials anything. TTYs are not
 //! supported yet: a `tty=true` request runs without one (output still flows).
 
@@ -28,6 +31,137 @@ pub trait NodeExec: Send + Sync {
         container: &str,
         argv: &[String],
     ) -> Option<tokio::process::Command>;
+
+    /// Attaches to the running container; `None` when this node does not run it.
+    fn attach(&self, pod: &Value, container: &str) -> Option<Attachment>;
+}
+
+/// A running container as `attach` reaches it.
+pub struct Attachment {
+    /// The output of the container's current run.
+    pub log: std::path::PathBuf,
+    /// Send the output from the start of the run rather than from now.
+    pub from_start: bool,
+    pub stdin: Option<Box<dyn std::io::Write + Send>>,
+    pub running: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Checks an attach request and upgrades it.
+pub(crate) fn serve_attach(
+    exec: Option<&Arc<dyn NodeExec>>,
+    pod: &Value,
+    query: &Query,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let container = crate::logs::container_of(pod, query, false)?;
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if matches!(phase, "Succeeded" | "Failed") {
+        return Err(ApiError::bad_request(format!(
+            "cannot attach a container in a completed pod; current phase is {phase}"
+        )));
+    }
+    let Some(exec) = exec else {
+        return Err(ApiError::service_unavailable(format!(
+            "pods {name:?}: its node runs no processes here (a simulated node), so there is nothing to attach to"
+        )));
+    };
+    let Some(mut attachment) = exec.attach(pod, &container) else {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: container {container} not found in pod {name}"
+        )));
+    };
+    if query.get("stdin") != Some("true") {
+        attachment.stdin = None;
+    }
+    Ok(upgrade
+        .protocols([PROTOCOL])
+        .on_upgrade(move |socket| run_attach(socket, attachment))
+        .into_response())
+}
+
+/// Sends the container's output as it grows and passes stdin on, until the container stops
+/// (then a `Success` status) or the client leaves.
+async fn run_attach(mut socket: WebSocket, attachment: Attachment) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Attachment {
+        log,
+        from_start,
+        stdin,
+        running,
+    } = attachment;
+    // Writes to a pipe may block: they happen on a thread of their own.
+    let stdin = stdin.map(|mut pipe| {
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            while let Ok(data) = receiver.recv() {
+                if pipe.write_all(&data).is_err() {
+                    return;
+                }
+            }
+        });
+        sender
+    });
+    let mut stdin = stdin;
+    let mut offset = if from_start {
+        0
+    } else {
+        std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0)
+    };
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let alive = running();
+                let mut chunk = Vec::new();
+                if let Ok(mut file) = std::fs::File::open(&log)
+                    && file.seek(SeekFrom::Start(offset)).is_ok()
+                {
+                    let _ = file.read_to_end(&mut chunk);
+                }
+                if !chunk.is_empty() {
+                    offset += chunk.len() as u64;
+                    if !send(&mut socket, 1, &chunk).await {
+                        return;
+                    }
+                }
+                // Read once more after the container stopped: its last words are in the file.
+                if !alive && chunk.is_empty() {
+                    break;
+                }
+            }
+            message = socket.recv() => match message {
+                Some(Ok(Message::Binary(data))) => match data.first() {
+                    Some(0) => {
+                        if let Some(pipe) = &stdin
+                            && pipe.send(data[1..].to_vec()).is_err()
+                        {
+                            stdin = None;
+                        }
+                    }
+                    Some(255) if data.get(1) == Some(&0) => stdin = None,
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let status = json!({"metadata": {}, "status": "Success"});
+    send(&mut socket, 3, status.to_string().as_bytes()).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })))
+        .await;
 }
 
 /// Checks the request and upgrades it; the command runs once the WebSocket is open.

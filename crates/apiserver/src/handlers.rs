@@ -105,6 +105,9 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
         let (mut parts, _) = request.into_parts();
         return response(state, &mut parts).await;
     }
+    if let Some(target) = crate::proxy::ProxyTarget::parse(&path) {
+        return crate::proxy::serve(state, state.pod_dialer.get(), target, request).await;
+    }
     let method = request.method().clone();
     let accept = header_text(request.headers(), header::ACCEPT);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -792,8 +795,8 @@ async fn subresource(
                 .get(target.scope(), name.split(':').next().unwrap_or(name))
                 .await?;
             let _ = &target.rest;
-            if sub == "exec" {
-                // exec is served over WebSocket only (kubectl tries it first); this is what
+            if sub == "exec" || sub == "attach" {
+                // exec and attach are served over WebSocket only (kubectl tries it first); this is what
                 // upstream answers a request that is not an upgrade.
                 return Err(ApiError::bad_request("Upgrade request required"));
             }
@@ -848,7 +851,7 @@ fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecRe
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let (namespace, name) = match segments
+    let (namespace, name, attach) = match segments
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>()
@@ -861,8 +864,8 @@ fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecRe
             namespace,
             "pods",
             name,
-            "exec" | "attach",
-        ] if upgrade => (namespace.to_string(), name.to_string()),
+            sub @ ("exec" | "attach"),
+        ] if upgrade => (namespace.to_string(), name.to_string(), *sub == "attach"),
         _ => return None,
     };
     let query = Query(query.0.clone());
@@ -879,7 +882,11 @@ fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecRe
             let upgrade = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state)
                 .await
                 .map_err(|e| ApiError::bad_request(format!("Upgrade request required: {e}")))?;
-            crate::exec::serve(state.node_exec.get(), &pod, &query, upgrade)
+            if attach {
+                crate::exec::serve_attach(state.node_exec.get(), &pod, &query, upgrade)
+            } else {
+                crate::exec::serve(state.node_exec.get(), &pod, &query, upgrade)
+            }
         })
     }))
 }

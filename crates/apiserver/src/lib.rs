@@ -15,9 +15,10 @@ mod gc;
 mod handlers;
 mod health;
 pub mod logs;
-pub use exec::NodeExec;
+pub use exec::{Attachment, NodeExec};
 mod openapi;
 mod protobuf;
+pub mod proxy;
 pub mod registry;
 mod response;
 mod scale;
@@ -56,6 +57,8 @@ pub struct ApiState {
     node_logs: Arc<std::sync::OnceLock<Arc<dyn logs::NodeLogs>>>,
     /// Runs commands in this process's node's containers, when it runs real ones.
     node_exec: Arc<std::sync::OnceLock<Arc<dyn exec::NodeExec>>>,
+    /// Which pod addresses the proxy subresources may dial, when the node runs real pods.
+    pod_dialer: Arc<std::sync::OnceLock<Arc<dyn proxy::PodDialer>>>,
 }
 
 impl ApiState {
@@ -70,12 +73,18 @@ impl ApiState {
             admin_token: admin_token.map(Arc::from),
             node_logs: Arc::default(),
             node_exec: Arc::default(),
+            pod_dialer: Arc::default(),
         }
     }
 
     /// Serves `pods/exec` with this process's node (set once, when the node starts).
     pub fn set_node_exec(&self, exec: Arc<dyn exec::NodeExec>) {
         let _ = self.node_exec.set(exec);
+    }
+
+    /// Serves `pods/proxy` and `services/proxy` to the pods this dialer allows (set once).
+    pub fn set_pod_dialer(&self, dialer: Arc<dyn proxy::PodDialer>) {
+        let _ = self.pod_dialer.set(dialer);
     }
 
     /// Serves `pods/log` from this process's node (set once, when the node starts).

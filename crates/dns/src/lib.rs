@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Message};
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -49,6 +49,8 @@ const EDNS_UDP_SIZE: u16 = 1232;
 pub struct Caches {
     services: Cache<Service>,
     endpoints: Cache<Endpoints>,
+    /// For the namespace of a pod asking (the server-side search path).
+    pods: Cache<Pod>,
 }
 
 impl Caches {
@@ -66,6 +68,12 @@ impl Caches {
                 watcher::Config::default(),
                 |_| {},
             ),
+            pods: Cache::follow(
+                tasks,
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                |_| {},
+            ),
         }
     }
 
@@ -73,6 +81,7 @@ impl Caches {
     pub async fn ready(&self) {
         self.services.ready().await;
         self.endpoints.ready().await;
+        self.pods.ready().await;
     }
 }
 
@@ -95,6 +104,18 @@ impl ClusterView for Caches {
 
     fn all_endpoints(&self) -> Vec<Arc<Endpoints>> {
         self.endpoints.store().state()
+    }
+
+    fn namespace_of(&self, address: std::net::IpAddr) -> Option<String> {
+        let address = address.to_string();
+        // A scan, but only for names outside the cluster domain (short names from clients
+        // that do not search themselves).
+        self.pods
+            .store()
+            .state()
+            .iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some(&address))
+            .and_then(|p| p.metadata.namespace.clone())
     }
 }
 
@@ -131,10 +152,11 @@ fn respond(
     zone: &Zone,
     view: &dyn ClusterView,
     request: &[u8],
+    client: SocketAddr,
     limit: Option<usize>,
 ) -> Option<Vec<u8>> {
     let request = Message::from_vec(request).ok()?;
-    let mut response = zone.answer(view, &request);
+    let mut response = zone.answer(view, &request, Some(client.ip()));
     let limit = match &request.edns {
         Some(edns) => {
             let mut ours = Edns::new();
@@ -161,7 +183,13 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
                 continue;
             }
         };
-        if let Some(answer) = respond(&zone, &caches, &buffer[..length], Some(CLASSIC_UDP_SIZE)) {
+        if let Some(answer) = respond(
+            &zone,
+            &caches,
+            &buffer[..length],
+            peer,
+            Some(CLASSIC_UDP_SIZE),
+        ) {
             let _ = socket.send_to(&answer, peer).await;
         }
     }
@@ -169,7 +197,7 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
 
 async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, caches: Caches) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((mut stream, peer)) = listener.accept().await else {
             continue;
         };
         let (zone, caches) = (zone.clone(), caches.clone());
@@ -190,7 +218,7 @@ async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, caches: Caches) {
                 if stream.read_exact(&mut request).await.is_err() {
                     return;
                 }
-                let Some(answer) = respond(&zone, &caches, &request, None) else {
+                let Some(answer) = respond(&zone, &caches, &request, peer, None) else {
                     return;
                 };
                 let Ok(size) = u16::try_from(answer.len()) else {

@@ -35,6 +35,8 @@ pub trait ClusterView {
     fn endpoints(&self, namespace: &str, name: &str) -> Option<Arc<Endpoints>>;
     fn services(&self) -> Vec<Arc<Service>>;
     fn all_endpoints(&self) -> Vec<Arc<Endpoints>>;
+    /// The namespace of the pod with this address, for the server-side search path.
+    fn namespace_of(&self, address: std::net::IpAddr) -> Option<String>;
 }
 
 /// What a query resolves to.
@@ -95,8 +97,13 @@ impl Zone {
         &self.domain
     }
 
-    /// The response to a request message.
-    pub fn answer(&self, view: &dyn ClusterView, request: &Message) -> Message {
+    /// The response to a request message from `client`.
+    pub fn answer(
+        &self,
+        view: &dyn ClusterView,
+        request: &Message,
+        client: Option<std::net::IpAddr>,
+    ) -> Message {
         let mut response = Message::response(request.metadata.id, request.metadata.op_code);
         response.metadata.message_type = MessageType::Response;
         response.metadata.recursion_desired = request.metadata.recursion_desired;
@@ -108,7 +115,13 @@ impl Zone {
         }
         let query = &request.queries[0];
         let qname = query.name().to_ascii().to_ascii_lowercase();
-        match self.resolve(view, &qname, query.query_type()) {
+        let mut found = self.resolve(view, &qname, query.query_type());
+        if found == Found::Refused
+            && let Some(namespace) = client.and_then(|c| view.namespace_of(c))
+        {
+            found = self.search(view, &qname, query.query_type(), &namespace);
+        }
+        match found {
             Found::Records(answers, additionals) => {
                 response.metadata.authoritative = true;
                 response.answers = answers;
@@ -126,6 +139,43 @@ impl Zone {
             Found::Refused => response.metadata.response_code = ResponseCode::Refused,
         }
         response
+    }
+
+    /// The search path applied by the server, as CoreDNS's `autopath` does: a name outside
+    /// the cluster domain, asked by a pod, is tried under the pod's search domains
+    /// (`<ns>.svc.<domain>`, `svc.<domain>`, `<domain>`), and the first that exists answers
+    /// with a CNAME to it. Resolvers that do not apply `search` themselves (busybox's
+    /// `nslookup`, musl) then find `web-0.nginx` as the kubelet's resolv.conf promises.
+    fn search(
+        &self,
+        view: &dyn ClusterView,
+        qname: &str,
+        qtype: RecordType,
+        namespace: &str,
+    ) -> Found {
+        let short = qname.trim_end_matches('.');
+        for suffix in [
+            format!("{namespace}.svc.{}", self.domain),
+            format!("svc.{}", self.domain),
+            self.domain.clone(),
+        ] {
+            let full = format!("{short}.{suffix}");
+            let found = self.resolve(view, &full, qtype);
+            let (mut answers, additionals) = match found {
+                Found::NxDomain | Found::Refused => continue,
+                Found::NoData => (Vec::new(), Vec::new()),
+                Found::Records(answers, additionals) => (answers, additionals),
+            };
+            let (Some(alias), Some(target)) = (name(short), name(&full)) else {
+                return Found::NxDomain;
+            };
+            answers.insert(
+                0,
+                Record::from_rdata(alias, TTL, RData::CNAME(CNAME(target))),
+            );
+            return Found::Records(answers, additionals);
+        }
+        Found::Refused
     }
 
     fn resolve(&self, view: &dyn ClusterView, qname: &str, qtype: RecordType) -> Found {
@@ -153,7 +203,7 @@ impl Zone {
                     Found::NoData
                 }
             }
-            ["svc"] | [_, "svc"] | [_, "pod"] | ["pod"] => Found::NoData,
+            ["svc"] | ["pod"] => Found::NoData,
             [service, namespace, "svc"] => self.service(view, qname, namespace, service, qtype),
             [host, service, namespace, "svc"] => {
                 self.endpoint(view, qname, namespace, service, host, qtype)
@@ -434,6 +484,9 @@ mod tests {
         fn all_endpoints(&self) -> Vec<Arc<Endpoints>> {
             self.endpoints.values().cloned().collect()
         }
+        fn namespace_of(&self, address: std::net::IpAddr) -> Option<String> {
+            (address.to_string() == "10.244.0.9").then(|| "default".to_string())
+        }
     }
 
     fn cluster() -> Objects {
@@ -472,10 +525,31 @@ mod tests {
     }
 
     fn ask(name: &str, qtype: RecordType) -> Message {
+        ask_from(name, qtype, "10.244.0.99")
+    }
+
+    fn ask_from(name: &str, qtype: RecordType, client: &str) -> Message {
         let mut request = Message::query();
         request.metadata.recursion_desired = true;
         request.add_query(Query::query(Name::from_str(name).expect("name"), qtype));
-        Zone::new("cluster.local").answer(&cluster(), &request)
+        let client = client.parse().ok();
+        Zone::new("cluster.local").answer(&cluster(), &request, client)
+    }
+
+    #[test]
+    fn pods_get_their_search_path_applied_by_the_server() {
+        let response = ask_from("web-0.nginx.", RecordType::A, "10.244.0.9");
+        assert_eq!(
+            addresses_in(&response),
+            ["web-0.nginx.default.svc.cluster.local.", "10.244.0.5"]
+        );
+        let response = ask_from("public.default.", RecordType::A, "10.244.0.9");
+        assert_eq!(addresses_in(&response)[1], "10.96.0.20");
+        // Only pods have a search path; a name nobody has stays refused.
+        let response = ask_from("web-0.nginx.", RecordType::A, "10.244.0.99");
+        assert_eq!(response.metadata.response_code, ResponseCode::Refused);
+        let response = ask_from("nosuch.", RecordType::A, "10.244.0.9");
+        assert_eq!(response.metadata.response_code, ResponseCode::Refused);
     }
 
     fn addresses_in(response: &Message) -> Vec<String> {
@@ -486,6 +560,7 @@ mod tests {
                 RData::A(a) => a.0.to_string(),
                 RData::SRV(srv) => format!("{} {}", srv.port, srv.target),
                 RData::PTR(ptr) => ptr.0.to_string(),
+                RData::CNAME(cname) => cname.0.to_string(),
                 other => format!("{other:?}"),
             })
             .collect()

@@ -90,6 +90,10 @@ impl Cluster {
                         ));
                         state.set_node_logs(Arc::new(NodeStreams(runc_node.clone())));
                         state.set_node_exec(Arc::new(NodeStreams(runc_node.clone())));
+                        state.set_pod_dialer(Arc::new(PodsOnTheBridge {
+                            node: runc_node.clone(),
+                            name: petset_agent::node_name(),
+                        }));
                         runc = Some(runc_node);
                     }
                     (Err(reason), Some(_)) => {
@@ -146,6 +150,37 @@ fn is_root() -> bool {
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
+/// The proxy dials a pod only when this process's runc node runs it and its address is on
+/// the node's bridge.
+struct PodsOnTheBridge {
+    node: Arc<petset_agent::runc::RuncNode>,
+    name: String,
+}
+
+impl petset_apiserver::proxy::PodDialer for PodsOnTheBridge {
+    fn may_dial(&self, pod: &serde_json::Value, address: std::net::IpAddr) -> Result<(), String> {
+        let pod_name = pod
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if node != self.name {
+            return Err(format!(
+                "pod {pod_name} does not run on this machine's runc node (its node is {node:?}), so petset does not dial it"
+            ));
+        }
+        if !self.node.owns_pod_address(address) {
+            return Err(format!(
+                "address {address} of pod {pod_name} is not on petset's pod bridge, so petset does not dial it"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `pods/log` and `pods/exec` with the runc node in this process.
 struct NodeStreams(Arc<petset_agent::runc::RuncNode>);
 
@@ -167,6 +202,28 @@ impl petset_apiserver::NodeExec for NodeStreams {
         self.0
             .exec_command(uid, container, argv)
             .map(tokio::process::Command::from)
+    }
+
+    fn attach(
+        &self,
+        pod: &serde_json::Value,
+        container: &str,
+    ) -> Option<petset_apiserver::Attachment> {
+        let uid = pod.pointer("/metadata/uid")?.as_str()?;
+        let stdin_once = pod
+            .pointer("/spec/containers")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("name").and_then(serde_json::Value::as_str) == Some(container))
+            .and_then(|c| c.get("stdinOnce")?.as_bool())
+            .unwrap_or(false);
+        let attached = self.0.attach(uid, container, stdin_once)?;
+        Some(petset_apiserver::Attachment {
+            log: attached.log,
+            from_start: attached.from_start,
+            stdin: attached.stdin,
+            running: attached.running,
+        })
     }
 }
 

@@ -110,6 +110,9 @@ pub struct ContainerConfig {
     pub memory_limit_bytes: Option<i64>,
     /// CPU limit in millicores.
     pub cpu_limit_millis: Option<i64>,
+    /// Whether the container reads a stdin the caller writes to (the child's `stdin` pipe);
+    /// otherwise its stdin is empty.
+    pub stdin: bool,
 }
 
 pub struct Runtime {
@@ -295,7 +298,11 @@ impl Runtime {
             .args(["--root", &self.runc_root(), "run", "--bundle"])
             .arg(&dir)
             .arg(&id)
-            .stdin(Stdio::null())
+            .stdin(if config.stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(output)
             .stderr(errors)
             .spawn()

@@ -25,6 +25,7 @@ fn container(store: &ImageStore, name: &str, script: &str, data: &Path) -> Conta
         }],
         memory_limit_bytes: Some(64 << 20),
         cpu_limit_millis: Some(500),
+        stdin: false,
         image,
     }
 }
@@ -170,7 +171,7 @@ fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
     );
 
     let log = runtime.log_path(&server, "main", 0);
-    let _server_process = runtime
+    let mut server_process = runtime
         .start(
             &server,
             &container(&store, "main", "exec httpd -f -p 8080 -h /data", &data),
@@ -212,6 +213,7 @@ fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
     for pod in [&server, &client] {
         runtime.remove_sandbox(pod).expect("remove");
     }
+    let _ = server_process.wait();
     let state = Path::new("/run/petset/networks").join(bridge);
     assert_eq!(
         fs::read_dir(&state)

@@ -32,7 +32,22 @@ impl Petset {
     /// Starts `binary up` on `data_dir` (which may already hold a cluster) without waiting.
     pub fn spawn(binary: &Path, data_dir: &Path, extra_args: &[&str]) -> Result<Self, String> {
         let api: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-        let args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        // Tests run side by side: each runc node gets a bridge and a /24 of its own (kept
+        // across restarts), so none takes another's network.
+        let runc = args
+            .windows(2)
+            .any(|w| w[0] == "--node-runtime" && w[1] == "runc");
+        if runc && !args.iter().any(|a| a == "--bridge") {
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = 100 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 150;
+            args.extend([
+                "--bridge".to_string(),
+                format!("pst-e2e-{n}"),
+                "--pod-cidr".to_string(),
+                format!("10.244.{n}.0/24"),
+            ]);
+        }
         let child = Self::launch(binary, data_dir, api, &args)?;
         Ok(Self {
             child: Some(child),
@@ -111,6 +126,17 @@ impl Petset {
             (_, Some(status)) => Err(format!("petset exited with {status}:\n{}", self.log())),
             (false, None) => Err(format!("petset did not become ready:\n{}", self.log())),
         }
+    }
+
+    /// Where the cluster DNS of a runc node answers: port 53 on its bridge.
+    pub fn dns_address(&self) -> Option<std::net::Ipv4Addr> {
+        let cidr = self
+            .args
+            .windows(2)
+            .find(|w| w[0] == "--pod-cidr")
+            .map(|w| w[1].clone())?;
+        let network: std::net::Ipv4Addr = cidr.split('/').next()?.parse().ok()?;
+        Some(std::net::Ipv4Addr::from(u32::from(network) + 1))
     }
 
     pub fn api_addr(&self) -> SocketAddr {

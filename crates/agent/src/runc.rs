@@ -453,7 +453,12 @@ async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod
         }
         if !prepared {
             match run.prepare().await {
-                Ok(()) => prepared = true,
+                Ok(()) => {
+                    prepared = true;
+                    // The address is known before any process runs, so a first process that
+                    // looks itself (or its namespace) up finds it.
+                    run.write_status().await;
+                }
                 Err(waiting) => {
                     run.write_waiting(&waiting).await;
                     tokio::select! {

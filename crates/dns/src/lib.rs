@@ -10,7 +10,7 @@ pub mod zone;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hickory_proto::op::{Edns, Message};
+use hickory_proto::op::{Edns, Message, ResponseCode};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -148,15 +148,30 @@ pub async fn serve(
 }
 
 /// The answer to one request as bytes, fitting `limit` when one is given (UDP).
-fn respond(
+async fn respond(
     zone: &Zone,
-    view: &dyn ClusterView,
+    view: &Caches,
     request: &[u8],
     client: SocketAddr,
     limit: Option<usize>,
 ) -> Option<Vec<u8>> {
     let request = Message::from_vec(request).ok()?;
     let mut response = zone.answer(view, &request, Some(client.ip()));
+    // A pod may ask before its address has reached the cache (its first process starts right
+    // after the address is written): a short name from an unknown address waits a little for
+    // the pod to show up, then gets its search path.
+    if response.metadata.response_code == ResponseCode::Refused
+        && !client.ip().is_loopback()
+        && view.namespace_of(client.ip()).is_none()
+    {
+        for _ in 0..20 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            if view.namespace_of(client.ip()).is_some() {
+                response = zone.answer(view, &request, Some(client.ip()));
+                break;
+            }
+        }
+    }
     let limit = match &request.edns {
         Some(edns) => {
             let mut ours = Edns::new();
@@ -174,6 +189,7 @@ fn respond(
 }
 
 async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
+    let socket = Arc::new(socket);
     let mut buffer = vec![0u8; 4096];
     loop {
         let (length, peer) = match socket.recv_from(&mut buffer).await {
@@ -183,15 +199,16 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
                 continue;
             }
         };
-        if let Some(answer) = respond(
-            &zone,
-            &caches,
-            &buffer[..length],
-            peer,
-            Some(CLASSIC_UDP_SIZE),
-        ) {
-            let _ = socket.send_to(&answer, peer).await;
-        }
+        // A task per query: almost all answer at once, but one may wait for its pod.
+        let request = buffer[..length].to_vec();
+        let (socket, zone, caches) = (socket.clone(), zone.clone(), caches.clone());
+        tokio::spawn(async move {
+            if let Some(answer) =
+                respond(&zone, &caches, &request, peer, Some(CLASSIC_UDP_SIZE)).await
+            {
+                let _ = socket.send_to(&answer, peer).await;
+            }
+        });
     }
 }
 
@@ -218,7 +235,7 @@ async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, caches: Caches) {
                 if stream.read_exact(&mut request).await.is_err() {
                     return;
                 }
-                let Some(answer) = respond(&zone, &caches, &request, peer, None) else {
+                let Some(answer) = respond(&zone, &caches, &request, peer, None).await else {
                     return;
                 };
                 let Ok(size) = u16::try_from(answer.len()) else {

@@ -128,6 +128,14 @@ impl Petset {
         }
     }
 
+    /// The bridge of a runc node's pod network.
+    pub fn bridge(&self) -> Option<String> {
+        self.args
+            .windows(2)
+            .find(|w| w[0] == "--bridge")
+            .map(|w| w[1].clone())
+    }
+
     /// Where the cluster DNS of a runc node answers: port 53 on its bridge.
     pub fn dns_address(&self) -> Option<std::net::Ipv4Addr> {
         let cidr = self

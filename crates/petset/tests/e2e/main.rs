@@ -4,6 +4,7 @@ use std::path::Path;
 
 mod kube_client;
 mod kubectl;
+mod network;
 mod runc;
 mod statefulset;
 

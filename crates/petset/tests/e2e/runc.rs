@@ -71,7 +71,7 @@ fn pod_uids(petset: &petset_testkit::Petset) -> Vec<String> {
 
 /// A runc petset with `busybox:test` in an image store of its own (the directory lives as long
 /// as the returned guard).
-fn start_with_busybox(extra: &[&str]) -> (tempfile::TempDir, petset_testkit::Petset) {
+pub(crate) fn start_with_busybox(extra: &[&str]) -> (tempfile::TempDir, petset_testkit::Petset) {
     let images = tempfile::tempdir().expect("temp");
     busybox_image(&images.path().join("saved"), "busybox:test");
     let store = images.path().join("store").to_string_lossy().into_owned();

@@ -1,0 +1,181 @@
+//! The pod network, the cluster DNS, the proxy and attach, for real: pods of a StatefulSet get
+//! addresses on petset's bridge, their names resolve (from the host with `dig`, from a pod with
+//! `nslookup` and a short name) and follow a re-created pod, `pods/proxy` and `services/proxy`
+//! reach their web servers, `kubectl run -i --rm` talks to a container's stdin, and stopping
+//! petset removes the bridge. Needs root and runc.
+
+use std::time::Duration;
+
+use petset_testkit::{can_run_containers, wait_until};
+
+use crate::runc::start_with_busybox;
+use crate::statefulset::wait_for;
+
+const WEB: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: nginx}
+spec:
+  clusterIP: None
+  selector: {app: nginx}
+  ports: [{port: 80, name: web}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: nginx
+  replicas: 2
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: main
+        image: busybox:test
+        command: ["sh", "-c", "mkdir -p /www; echo page of $(hostname) > /www/index.html; exec httpd -f -p 80 -h /www"]
+        ports: [{containerPort: 80, name: web}]
+"#;
+
+fn dig(server: std::net::Ipv4Addr, name: &str) -> String {
+    let output = std::process::Command::new("dig")
+        .args([&format!("@{server}"), name, "+short", "+time=2", "+tries=1"])
+        .output()
+        .expect("dig (Debian package dnsutils)");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn pods_get_addresses_names_a_proxy_and_attach() {
+    if !can_run_containers("pods_get_addresses_names_a_proxy_and_attach") {
+        return;
+    }
+    let (_images, mut petset) = start_with_busybox(&["--store", "memory"]);
+    let dns = petset
+        .dns_address()
+        .expect("the runc node has a pod network");
+    let bridge = petset.bridge().expect("a bridge of its own");
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(WEB))
+        .ok();
+    wait_for(
+        &petset,
+        "both Ready",
+        &[
+            "get",
+            "statefulset",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "2",
+    );
+    let ip_of = |pod: &str| {
+        petset
+            .kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
+            .ok()
+            .to_string()
+    };
+    let (ip0, ip1) = (ip_of("web-0"), ip_of("web-1"));
+    assert_ne!(ip0, ip1);
+    let subnet = format!("{}.", dns.to_string().rsplit_once('.').expect("dotted").0);
+    assert!(
+        ip0.starts_with(&subnet) && ip1.starts_with(&subnet),
+        "{ip0} {ip1} not in {subnet}0/24"
+    );
+
+    // From the host: the full name, the headless Service, a reverse lookup.
+    let mut answer = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            answer = dig(dns, "web-0.nginx.default.svc.cluster.local");
+            answer == ip0
+        }),
+        "web-0's name gave {answer:?}, want {ip0}"
+    );
+    let mut service: Vec<String> = dig(dns, "nginx.default.svc.cluster.local")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    service.sort();
+    let mut both = vec![ip0.clone(), ip1.clone()];
+    both.sort();
+    assert_eq!(service, both);
+    let output = std::process::Command::new("dig")
+        .args([&format!("@{dns}"), "-x", &ip1, "+short"])
+        .output()
+        .expect("dig -x");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "web-1.nginx.default.svc.cluster.local."
+    );
+
+    // From a pod, with the short name its search path completes.
+    let lookup = petset.kubectl(&["exec", "web-1", "--", "busybox", "nslookup", "web-0.nginx"]);
+    assert!(lookup.ok().contains(&ip0), "{lookup:?}");
+
+    // The proxy subresources reach the pods' web servers.
+    let page = petset.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/web-0/proxy/",
+    ]);
+    assert_eq!(page.ok().trim(), "page of web-0");
+    let page = petset.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/nginx:web/proxy/index.html",
+    ]);
+    assert!(page.ok().starts_with("page of web-"), "{page:?}");
+    let missing = petset.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/nosuch/proxy/",
+    ]);
+    assert!(missing.stderr.contains("NotFound"), "{missing:?}");
+
+    // kubectl run -i --rm: attach passes stdin on and brings the output back.
+    let run = petset.kubectl_with_input(
+        &[
+            "run",
+            "talk",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image=busybox:test",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got $line",
+        ],
+        Some("hello\n"),
+    );
+    assert!(run.stdout.contains("got hello"), "{run:?}");
+
+    // A re-created pod gets a new address, and its name follows it.
+    petset.kubectl(&["delete", "pod", "web-0"]).ok();
+    let mut new_ip = String::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            new_ip = ip_of("web-0");
+            !new_ip.is_empty() && new_ip != ip0
+        }),
+        "web-0 came back with {new_ip:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            dig(dns, "web-0.nginx.default.svc.cluster.local") == new_ip
+        }),
+        "the name does not follow web-0 to {new_ip}"
+    );
+
+    let status = petset.stop().expect("stop");
+    assert!(status.success(), "{}", petset.log());
+    assert!(
+        !std::path::Path::new("/sys/class/net")
+            .join(&bridge)
+            .exists(),
+        "bridge {bridge} is left"
+    );
+}

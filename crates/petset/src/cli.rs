@@ -123,6 +123,22 @@ pub enum BenchTarget {
     Statefulset(StatefulSetBenchArgs),
     /// Real containers (root, runc): pod created → container running, deleted → processes gone.
     Pods(PodsBenchArgs),
+    /// The cluster DNS: pod address → name resolves, queries per second; and, as root, the
+    /// pod network's per-pod setup time.
+    Dns(DnsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DnsBenchArgs {
+    /// Pods created one at a time (each is timed until its name resolves).
+    #[arg(long, default_value_t = 50)]
+    pub pods: usize,
+    /// Seconds of back-to-back queries for the throughput figure.
+    #[arg(long, default_value_t = 3)]
+    pub query_seconds: u64,
+    /// Clients querying at once for the throughput figure.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
@@ -63,27 +63,7 @@ fn ms(duration: Duration) -> f64 {
 
 async fn measure(cluster: &Cluster, args: &PodsBenchArgs) -> anyhow::Result<(Summary, Summary)> {
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), "default");
-    // The node registers as the cluster starts; a pod created before it is Ready waits for the
-    // scheduler's next look, which is not what this measures.
-    let nodes: Api<Node> = Api::all(cluster.client.clone());
-    let deadline = Instant::now() + args.timeout();
-    while !nodes
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .any(|n| {
-            n.status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-    {
-        if Instant::now() > deadline {
-            bail!("the node never became Ready");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::bench::wait_for_ready_node(&cluster.client, args.timeout()).await?;
     let mut started = Vec::new();
     let mut stopped = Vec::new();
     for index in 0..args.pods {

@@ -3,6 +3,7 @@
 
 pub mod node;
 pub mod runc;
+pub mod services;
 pub mod simulated;
 
 /// This machine's name, as a node name: the kernel's hostname, lowercased.

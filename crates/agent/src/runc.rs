@@ -265,6 +265,18 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
     }
     let mut helpers = tokio::task::JoinSet::new();
     helpers.spawn(node::keep_lease(client.clone(), node_name.clone()));
+    if node
+        .config
+        .network
+        .as_ref()
+        .is_some_and(|n| n.services.is_some())
+    {
+        let dialer = node.clone();
+        helpers.spawn(crate::services::run(
+            client.clone(),
+            Arc::new(move |address| dialer.owns_pod_address(address)),
+        ));
+    }
     let shared = Arc::new(Shared {
         stdins: node.stdins.clone(),
         client: client.clone(),

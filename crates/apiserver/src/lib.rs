@@ -77,6 +77,12 @@ impl ApiState {
         }
     }
 
+    /// Hands out ClusterIPs from `network` (address, prefix length); before `bootstrap`.
+    pub fn with_service_network(mut self, network: (std::net::Ipv4Addr, u8)) -> Self {
+        self.registry = Arc::new(Registry::new(self.store.clone()).with_service_network(network));
+        self
+    }
+
     /// Serves `pods/exec` with this process's node (set once, when the node starts).
     pub fn set_node_exec(&self, exec: Arc<dyn exec::NodeExec>) {
         let _ = self.node_exec.set(exec);

@@ -89,7 +89,9 @@ impl Filters {
 const ORPHAN_FINALIZER: &str = "orphan";
 const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
 /// The cluster IP range services get addresses from (upstream's default service CIDR).
-const SERVICE_NETWORK: (Ipv4Addr, u32) = (Ipv4Addr::new(10, 96, 0, 0), 12);
+/// The ClusterIP range unless the cluster says otherwise (`--service-cidr`), as upstream's
+/// default `--service-cluster-ip-range`.
+pub const DEFAULT_SERVICE_NETWORK: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 96, 0, 0), 12);
 /// How often a read-modify-write retries after losing a race to another writer.
 const UPDATE_RETRIES: usize = 16;
 
@@ -97,6 +99,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     /// Serialises cluster IP allocation.
     allocation: Mutex<()>,
+    /// Where ClusterIPs come from: network address and prefix length.
+    service_network: (Ipv4Addr, u8),
 }
 
 /// The error a store failure becomes.
@@ -210,7 +214,24 @@ impl Registry {
         Self {
             store,
             allocation: Mutex::new(()),
+            service_network: DEFAULT_SERVICE_NETWORK,
         }
+    }
+
+    /// ClusterIPs from this range instead; the `kubernetes` Service gets its first address.
+    pub fn with_service_network(mut self, network: (Ipv4Addr, u8)) -> Self {
+        self.service_network = network;
+        self
+    }
+
+    fn in_service_network(&self, ip: Ipv4Addr) -> bool {
+        let (base, bits) = self.service_network;
+        let mask = if bits == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(bits))
+        };
+        u32::from(ip) & mask == u32::from(base) & mask
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -495,9 +516,9 @@ impl Registry {
             })
             .collect();
         let chosen = if requested.is_empty() {
-            let (base, bits) = SERVICE_NETWORK;
+            let (base, bits) = self.service_network;
             let base = u32::from(base);
-            let size = 1u32 << (32 - bits);
+            let size = 1u32 << (32 - u32::from(bits));
             // .1 is the `kubernetes` service; start handing out from .10.
             (10..size - 1)
                 .map(|offset| Ipv4Addr::from(base + offset).to_string())
@@ -516,6 +537,21 @@ impl Registry {
                     )],
                 )
             })?;
+            if !self.in_service_network(parsed) {
+                let (base, bits) = self.service_network;
+                return Err(ApiError::invalid(
+                    "Service",
+                    "",
+                    meta_str(service, "name").unwrap_or_default(),
+                    vec![Cause::invalid(
+                        "spec.clusterIPs",
+                        &json!([requested]),
+                        &format!(
+                            "failed to allocate IP {parsed}: provided IP is not in the valid range. The range of valid IPs is {base}/{bits}"
+                        ),
+                    )],
+                ));
+            }
             if used.contains(&requested) {
                 return Err(ApiError::invalid(
                     "Service",
@@ -920,9 +956,10 @@ impl Registry {
             self.create_if_missing(namespaces_type(), None, object)
                 .await?;
         }
+        let first = Ipv4Addr::from(u32::from(self.service_network.0) + 1).to_string();
         let kubernetes = json!({
             "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
+            "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
         });
         self.create_if_missing(services_type(), Some("default"), kubernetes)
             .await?;

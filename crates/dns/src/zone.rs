@@ -5,11 +5,12 @@
 //! - `<svc>.<ns>.svc.<domain>`: the ClusterIP; for a headless Service, every address of its
 //!   Endpoints (the endpoints controller already includes not-ready pods when the Service
 //!   publishes them).
-//! - `<hostname>.<svc>.<ns>.svc.<domain>`: the endpoint address with that hostname (a pod whose
+//! - `<hostname>.<svc>.<ns>.svc.<domain>` (headless Services): the endpoint address with that hostname (a pod whose
 //!   `hostname` and `subdomain` put it there), or the one whose IP is `<a-b-c-d>`.
 //! - `_<port>._<proto>.<svc>.<ns>.svc.<domain>` and `<svc>.<ns>.svc.<domain>` SRV: the ports.
 //! - `<a-b-c-d>.<ns>.pod.<domain>`: that address.
-//! - `<d.c.b.a>.in-addr.arpa` PTR: the endpoint or Service holding the address.
+//! - `<d.c.b.a>.in-addr.arpa` PTR: the headless Service's endpoint or the Service holding the
+//!   address.
 //!
 //! Reading at query time means a name resolves as soon as the Endpoints show the address;
 //! nothing is rebuilt. Negative answers carry a 1-second SOA minimum, so resolvers do not
@@ -292,6 +293,12 @@ impl Zone {
         host: &str,
         qtype: RecordType,
     ) -> Found {
+        if !view
+            .service(namespace, service)
+            .is_some_and(|s| is_headless(&s))
+        {
+            return Found::NxDomain;
+        }
         let Some(endpoints) = view.endpoints(namespace, service) else {
             return Found::NxDomain;
         };
@@ -410,6 +417,13 @@ impl Zone {
             ) else {
                 continue;
             };
+            // Only a headless Service's endpoints have names of their own.
+            if !view
+                .service(namespace, service)
+                .is_some_and(|s| is_headless(&s))
+            {
+                continue;
+            }
             for found in addresses(&endpoints).filter(|a| a.ip == ip) {
                 let host = found.hostname.clone().unwrap_or_else(|| dashed(&ip));
                 targets.push(format!("{host}.{service}.{namespace}.svc.{}", self.domain));

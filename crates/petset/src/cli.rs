@@ -86,6 +86,10 @@ pub struct UpArgs {
     /// The runc node's pod network: pods get addresses from it, the bridge holds its first.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub pod_cidr: Cidr,
+    /// Where ClusterIPs come from; the `kubernetes` Service gets the first address. With a runc
+    /// node the range is made local to this machine, so Services answer on their ClusterIP.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: Cidr,
     /// The Linux bridge of the runc node's pod network (one per petset on a machine).
     #[arg(long, default_value = "petset0")]
     pub bridge: String,

@@ -47,7 +47,11 @@ impl Cluster {
             network,
             dns_listen,
         } = settings;
-        let state = ApiState::new(store, admin_token);
+        let state = match network.services {
+            Some(services) => ApiState::new(store, admin_token)
+                .with_service_network((services.network(), services.prefix())),
+            None => ApiState::new(store, admin_token),
+        };
         state
             .registry()
             .bootstrap()
@@ -234,5 +238,6 @@ pub fn bench_network() -> petset_runtime::network::NetworkConfig {
         bridge: "petset-bench".into(),
         cidr: petset_runtime::network::Cidr::from_str("10.244.0.0/16")
             .unwrap_or_else(|_| unreachable!("a valid CIDR literal")),
+        services: None,
     }
 }

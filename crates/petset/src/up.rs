@@ -36,6 +36,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             network: petset_runtime::network::NetworkConfig {
                 bridge: args.bridge.clone(),
                 cidr: args.pod_cidr,
+                services: Some(args.service_cidr),
             },
             dns_listen: args.dns_listen,
         },

@@ -53,6 +53,10 @@ impl Cidr {
         self.prefix
     }
 
+    pub fn network(&self) -> Ipv4Addr {
+        self.network
+    }
+
     /// The first address, which the bridge holds and pods route through.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
@@ -115,6 +119,10 @@ pub struct NetworkConfig {
     /// The bridge's name (at most 15 characters), e.g. `petset0`.
     pub bridge: String,
     pub cidr: Cidr,
+    /// The cluster's ClusterIP range, made local to this machine (a `local` route on `lo`) so
+    /// the node's service proxy can listen on any ClusterIP, for the host and, through the
+    /// bridge's address, for pods; `None` leaves Services unreachable by their ClusterIP.
+    pub services: Option<Cidr>,
 }
 
 /// The pod network, owned by this process while it is open (a lock keeps a second petset off
@@ -209,6 +217,13 @@ impl Network {
                     config.cidr
                 )));
             }
+            if let Some(services) = &config.services
+                && existing.overlaps(services)
+            {
+                return Err(RuntimeError::Config(format!(
+                    "service CIDR {services} overlaps the route {existing} of {device}: choose another --service-cidr"
+                )));
+            }
         }
         let gateway = format!("{}/{}", config.cidr.gateway(), config.cidr.prefix());
         let exists = Path::new("/sys/class/net").join(&config.bridge).exists();
@@ -220,6 +235,16 @@ impl Network {
             ip(&["addr", "add", &gateway, "dev", &config.bridge], None)?;
         }
         ip(&["link", "set", &config.bridge, "up"], None)?;
+        if let Some(services) = &config.services {
+            let range = services.to_string();
+            // `replace`: a route left by a crash of this same petset is taken over.
+            ip(
+                &[
+                    "route", "replace", "local", &range, "dev", "lo", "table", "local",
+                ],
+                None,
+            )?;
+        }
         let state = root.join(&config.bridge);
         fs::create_dir_all(&state).map_err(io(&state))?;
         let network = Self {
@@ -349,6 +374,15 @@ impl Network {
 
     /// Removes the bridge and the allocation state; for a node stopping with no pod left.
     pub fn close(&self) -> Result<(), RuntimeError> {
+        if let Some(services) = &self.config.services {
+            let range = services.to_string();
+            let _ = ip(
+                &[
+                    "route", "del", "local", &range, "dev", "lo", "table", "local",
+                ],
+                None,
+            );
+        }
         if Path::new("/sys/class/net")
             .join(&self.config.bridge)
             .exists()

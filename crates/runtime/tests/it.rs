@@ -140,6 +140,7 @@ fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
         .with_network(NetworkConfig {
             bridge: bridge.into(),
             cidr: "10.244.251.0/24".parse().expect("cidr"),
+            services: None,
         })
         .expect("network");
     let data = temp.path().join("data");

@@ -46,6 +46,8 @@ impl Petset {
                 format!("pst-e2e-{n}"),
                 "--pod-cidr".to_string(),
                 format!("10.244.{n}.0/24"),
+                "--service-cidr".to_string(),
+                format!("10.96.{n}.0/24"),
             ]);
         }
         let child = Self::launch(binary, data_dir, api, &args)?;

@@ -20,6 +20,13 @@ spec:
   selector: {app: nginx}
   ports: [{port: 80, name: web}]
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: web-public}
+spec:
+  selector: {app: nginx}
+  ports: [{port: 8080, targetPort: web}]
+---
 apiVersion: apps/v1
 kind: StatefulSet
 metadata: {name: web}
@@ -37,6 +44,25 @@ spec:
         command: ["sh", "-c", "mkdir -p /www; echo page of $(hostname) > /www/index.html; exec httpd -f -p 80 -h /www"]
         ports: [{containerPort: 80, name: web}]
 "#;
+
+/// The body of `GET /` from `address` (empty when it cannot be had).
+fn http_get(address: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET / HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.trim().to_string())
+        .unwrap_or_default()
+}
 
 fn dig(server: std::net::Ipv4Addr, name: &str) -> String {
     let output = std::process::Command::new("dig")
@@ -114,6 +140,41 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
     // From a pod, with the short name its search path completes.
     let lookup = petset.kubectl(&["exec", "web-1", "--", "busybox", "nslookup", "web-0.nginx"]);
     assert!(lookup.ok().contains(&ip0), "{lookup:?}");
+
+    // A ClusterIP Service answers on its address and port, from the host and from a pod (by
+    // its short name), relayed to the pods' port 80.
+    let cluster_ip = petset
+        .kubectl(&[
+            "get",
+            "service",
+            "web-public",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .ok()
+        .to_string();
+    assert!(cluster_ip.starts_with("10.96."), "{cluster_ip}");
+    assert_eq!(dig(dns, "web-public.default.svc.cluster.local"), cluster_ip);
+    let mut page = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            page = http_get(&format!("{cluster_ip}:8080"));
+            page.starts_with("page of web-")
+        }),
+        "the host got {page:?} from {cluster_ip}:8080"
+    );
+    let fetched = petset.kubectl(&[
+        "exec",
+        "web-1",
+        "--",
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://web-public:8080/",
+    ]);
+    assert!(fetched.ok().starts_with("page of web-"), "{fetched:?}");
 
     // The proxy subresources reach the pods' web servers.
     let page = petset.kubectl(&[

@@ -4,6 +4,8 @@
 #   busybox:1.28                     sh, sleep, hostname, nslookup, wget, …
 #   registry.k8s.io/nginx-slim:0.8   a web server on port 80 serving /usr/share/nginx/html
 #   registry.k8s.io/nginx-slim:0.7   the same, with a visibly different default page
+#   petset/etcd:3.4                  Debian's etcd (etcd-server) on busybox, for examples/etcd.yaml
+#                                    (skipped, with a note, when etcd-server is not installed)
 # No registry and no Docker engine is involved.
 #
 # Usage: scripts/build-images.sh [--image-store DIR]   (PETSET=path/to/petset to choose the binary)
@@ -103,3 +105,19 @@ EOF
   layout "registry.k8s.io/nginx-slim:$version" "$web" \
     "{$path_env,\"ExposedPorts\":{\"80/tcp\":{}},\"Entrypoint\":[\"/docker-entrypoint.sh\"]}"
 done
+
+# etcd from Debian's etcd-server, with the shared libraries it loads.
+if [[ -x /usr/bin/etcd ]]; then
+  etcd_root="$work/etcd"
+  base_rootfs "$etcd_root"
+  mkdir -p "$etcd_root/usr/bin" "$etcd_root/var/lib/etcd"
+  cp /usr/bin/etcd "$etcd_root/usr/bin/etcd"
+  for library in $(ldd /usr/bin/etcd | grep -o '/[^ ]*'); do
+    mkdir -p "$etcd_root$(dirname "$library")"
+    cp -L "$library" "$etcd_root$library"
+  done
+  layout petset/etcd:3.4 "$etcd_root" \
+    "{$path_env,\"ExposedPorts\":{\"2379/tcp\":{},\"2380/tcp\":{}},\"Entrypoint\":[\"/usr/bin/etcd\"]}"
+else
+  echo "build-images: /usr/bin/etcd not found, petset/etcd:3.4 skipped (apt-get install etcd-server)" >&2
+fi

@@ -40,8 +40,55 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 /// Writes, in `dir`, a `docker save`-style image named `name`: one layer with Debian's static
 /// busybox and links for the applets tests use.
 pub fn busybox_image(dir: &Path, name: &str) {
+    image_with_files(dir, name, &[]);
+}
+
+/// Like [`busybox_image`], plus Debian's etcd (`/usr/bin/etcd`, from etcd-server) and the
+/// shared libraries it loads, so a test can run an etcd cluster in pods.
+pub fn etcd_image(dir: &Path, name: &str) {
+    let mut files = vec![("usr/bin/etcd".to_string(), "/usr/bin/etcd".to_string())];
+    let ldd = std::process::Command::new("ldd")
+        .arg("/usr/bin/etcd")
+        .output()
+        .expect("ldd /usr/bin/etcd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            let real = fs::canonicalize(path).expect("library");
+            files.push((
+                path.trim_start_matches('/').to_string(),
+                real.to_string_lossy().into_owned(),
+            ));
+        }
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    image_with_files(dir, name, &files);
+}
+
+/// The busybox image with `files` (path in the image, file on this machine) added.
+fn image_with_files(dir: &Path, name: &str, files: &[(&str, &str)]) {
     let mut layer = tar::Builder::new(Vec::new());
-    for directory in ["bin/", "tmp/", "data/", "etc/"] {
+    let mut directories: Vec<String> = ["bin/", "tmp/", "data/", "etc/"]
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    for (inside, _) in files {
+        let mut parent = Path::new(inside).parent();
+        while let Some(directory) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            directories.push(format!("{}/", directory.display()));
+            parent = directory.parent();
+        }
+    }
+    directories.sort();
+    directories.dedup();
+    for directory in &directories {
         layer
             .append_data(
                 &mut header(tar::EntryType::Directory, 0o755, 0),
@@ -50,16 +97,23 @@ pub fn busybox_image(dir: &Path, name: &str) {
             )
             .expect("dir");
     }
-    let binary = fs::read(BUSYBOX).expect("busybox");
-    layer
-        .append_data(
-            &mut header(tar::EntryType::Regular, 0o755, binary.len() as u64),
-            "bin/busybox",
-            binary.as_slice(),
-        )
-        .expect("busybox");
+    let mut add = |inside: &str, from: &str| {
+        let binary = fs::read(from).unwrap_or_else(|e| panic!("{from}: {e}"));
+        layer
+            .append_data(
+                &mut header(tar::EntryType::Regular, 0o755, binary.len() as u64),
+                inside,
+                binary.as_slice(),
+            )
+            .expect("file");
+    };
+    add("bin/busybox", BUSYBOX);
+    for (inside, from) in files {
+        add(inside, from);
+    }
     for applet in [
         "sh", "hostname", "cat", "echo", "sleep", "ls", "env", "wget", "httpd", "mkdir", "rm",
+        "nslookup",
     ] {
         layer
             .append_link(
@@ -73,7 +127,7 @@ pub fn busybox_image(dir: &Path, name: &str) {
     fs::write(dir.join("layer.tar"), layer.into_inner().expect("layer")).expect("layer.tar");
     fs::write(
         dir.join("config.json"),
-        br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+        br#"{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/bin:/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
     )
     .expect("config");
     fs::write(

@@ -240,3 +240,126 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
         "bridge {bridge} is left"
     );
 }
+
+/// A POST of a JSON body to etcd's HTTP gateway at `address`; the answer's body.
+fn etcd_call(address: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data() {
+    let test = "the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data";
+    if !can_run_containers(test) {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        petset_testkit::skip(test, "needs Debian's etcd-server");
+        return;
+    }
+    let images = tempfile::tempdir().expect("temp");
+    petset_testkit::etcd_image(&images.path().join("saved"), "petset/etcd:test");
+    let store = images.path().join("store").to_string_lossy().into_owned();
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
+        .args(["image", "--image-store", &store, "import"])
+        .arg(images.path().join("saved"))
+        .output()
+        .expect("petset image import");
+    assert!(imported.status.success(), "{imported:?}");
+    let mut petset = crate::start(&[
+        "--node-runtime",
+        "runc",
+        "--image-store",
+        &store,
+        "--store",
+        "memory",
+    ]);
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/etcd.yaml"
+    ))
+    .expect("examples/etcd.yaml")
+    .replace("image: petset/etcd:3.4", "image: petset/etcd:test");
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(&example))
+        .ok();
+    let ready = |petset: &petset_testkit::Petset| {
+        petset
+            .kubectl(&[
+                "get",
+                "statefulset",
+                "etcd",
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ])
+            .stdout
+            .trim()
+            == "3"
+    };
+    assert!(
+        wait_until(Duration::from_secs(120), || ready(&petset)),
+        "the etcd cluster never had 3 ready members: {}",
+        petset.kubectl(&["logs", "etcd-0", "--tail", "20"]).stdout
+    );
+    let address = |pod: &str| {
+        let ip = petset
+            .kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
+            .ok()
+            .to_string();
+        format!("{ip}:2379")
+    };
+    // key "greeting", value "hello", base64 as the gateway wants them.
+    let put = etcd_call(
+        &address("etcd-1"),
+        "/v3/kv/put",
+        r#"{"key":"Z3JlZXRpbmc=","value":"aGVsbG8="}"#,
+    );
+    assert!(put.contains("revision"), "put answered {put:?}");
+    let members = etcd_call(&address("etcd-2"), "/v3/cluster/member/list", "{}");
+    for member in ["etcd-0", "etcd-1", "etcd-2"] {
+        assert!(members.contains(member), "{members}");
+    }
+
+    let old = petset
+        .kubectl(&["get", "pod", "etcd-0", "-o", "jsonpath={.metadata.uid}"])
+        .ok()
+        .to_string();
+    petset.kubectl(&["delete", "pod", "etcd-0"]).ok();
+    let back = wait_until(Duration::from_secs(120), || {
+        let uid = petset
+            .kubectl(&["get", "pod", "etcd-0", "-o", "jsonpath={.metadata.uid}"])
+            .stdout;
+        !uid.is_empty() && uid != old && ready(&petset)
+    });
+    assert!(back, "etcd-0 did not come back Ready");
+    let mut read = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            read = etcd_call(
+                &address("etcd-0"),
+                "/v3/kv/range",
+                r#"{"key":"Z3JlZXRpbmc="}"#,
+            );
+            read.contains("aGVsbG8=")
+        }),
+        "the re-created etcd-0 reads {read:?}"
+    );
+    let status = petset.stop().expect("stop");
+    assert!(status.success(), "{}", petset.log());
+}

@@ -4,6 +4,8 @@
 #   busybox:1.28                     sh, sleep, hostname, nslookup, wget, …
 #   registry.k8s.io/nginx-slim:0.8   a web server on port 80 serving /usr/share/nginx/html
 #   registry.k8s.io/nginx-slim:0.7   the same, with a visibly different default page
+#   luksa/kubia-pet                  the kubia tutorial's app on port 8080: GET answers with the
+#                                    hostname and /var/data/kubia.txt, POST stores the body there
 #   petset/etcd:3.4                  Debian's etcd (etcd-server) on busybox, for examples/etcd.yaml
 #                                    (skipped, with a note, when etcd-server is not installed)
 # No registry and no Docker engine is involved.
@@ -105,6 +107,40 @@ EOF
   layout "registry.k8s.io/nginx-slim:$version" "$web" \
     "{$path_env,\"ExposedPorts\":{\"80/tcp\":{}},\"Entrypoint\":[\"/docker-entrypoint.sh\"]}"
 done
+
+# The kubia tutorial's pet app: busybox httpd runs cgi-bin/index.cgi for "/" (there is no
+# index.html), which answers as the book's Node.js app does.
+kubia="$work/kubia"
+base_rootfs "$kubia"
+mkdir -p "$kubia/srv/kubia/cgi-bin" "$kubia/var/data"
+cat > "$kubia/srv/kubia/cgi-bin/index.cgi" <<'EOF'
+#!/bin/sh
+data=/var/data/kubia.txt
+printf 'Content-Type: text/plain\r\n\r\n'
+if [ "$REQUEST_METHOD" = POST ]; then
+  head -c "${CONTENT_LENGTH:-0}" > "$data"
+  echo "New data has been received and stored." >&2
+  echo "Data stored on pod $(hostname)"
+else
+  echo "Received request from $REMOTE_ADDR" >&2
+  echo "You've hit $(hostname)"
+  if [ -f "$data" ]; then
+    echo "Data stored on this pod: $(cat "$data")"
+  else
+    echo "Data stored on this pod: No data posted yet"
+  fi
+fi
+EOF
+chmod 755 "$kubia/srv/kubia/cgi-bin/index.cgi"
+printf '%s\n' '#!/bin/sh' \
+  'echo "Kubia server starting..."' \
+  '/bin/httpd -f -p 8080 -h /srv/kubia &' \
+  'server=$!' \
+  "trap 'kill \$server; exit 0' TERM INT" \
+  'wait $server' > "$kubia/start.sh"
+chmod 755 "$kubia/start.sh"
+layout luksa/kubia-pet:latest "$kubia" \
+  "{$path_env,\"ExposedPorts\":{\"8080/tcp\":{}},\"Entrypoint\":[\"/start.sh\"]}"
 
 # etcd from Debian's etcd-server, with the shared libraries it loads.
 if [[ -x /usr/bin/etcd ]]; then

@@ -114,7 +114,9 @@ impl RuncNode {
     /// attach ends, as upstream's `stdinOnce`.
     pub fn attach(&self, uid: &str, container: &str, stdin_once: bool) -> Option<Attached> {
         let id = sandbox_id_of(uid);
-        if self.runtime.status(&id, container).as_deref() != Some("running") {
+        // A `kubectl run -i` container that ended before the attach arrived still gives its
+        // output (the attach then ends at once) rather than an error and a fallback to logs.
+        if self.runtime.status(&id, container).as_deref() != Some("running") && !stdin_once {
             return None;
         }
         let log = self.log_files(uid, container)?.pop()?;

@@ -63,7 +63,17 @@ pub(crate) fn serve_attach(
         .pointer("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if matches!(phase, "Succeeded" | "Failed") {
+    // A `kubectl run -i` container (stdinOnce) that ended before the attach arrived still
+    // gives its output; any other completed pod has nothing to attach to.
+    let stdin_once = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(container.as_str()))
+        .and_then(|c| c.get("stdinOnce")?.as_bool())
+        .unwrap_or(false);
+    if matches!(phase, "Succeeded" | "Failed") && !stdin_once {
         return Err(ApiError::bad_request(format!(
             "cannot attach a container in a completed pod; current phase is {phase}"
         )));

@@ -143,25 +143,34 @@ pub(crate) async fn serve(
     forward(SocketAddr::new(address, port), &target.path, request).await
 }
 
-/// A container port of the pod by name or number; 80 when none is named, as upstream.
+/// A container port of the pod by name or number; without one, the first port a container
+/// declares, else 80, as upstream.
 fn pod_port(pod: &Value, port: &str) -> Option<u16> {
-    if port.is_empty() {
-        return Some(80);
-    }
     if let Ok(number) = port.parse() {
         return Some(number);
     }
-    pod.pointer("/spec/containers")?
-        .as_array()?
-        .iter()
+    let mut declared = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
         .flat_map(|c| {
             c.get("ports")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-        })
-        .find(|p| p.get("name").and_then(Value::as_str) == Some(port))
-        .and_then(|p| p.get("containerPort")?.as_u64())
+        });
+    let found = if port.is_empty() {
+        match declared.next() {
+            Some(first) => first,
+            None => return Some(80),
+        }
+    } else {
+        declared.find(|p| p.get("name").and_then(Value::as_str) == Some(port))?
+    };
+    found
+        .get("containerPort")?
+        .as_u64()
         .and_then(|p| u16::try_from(p).ok())
 }
 
@@ -355,7 +364,11 @@ mod tests {
         let pod =
             json!({"spec": {"containers": [{"ports": [{"name": "web", "containerPort": 8000}]}]}});
         assert_eq!(pod_port(&pod, "web"), Some(8000));
-        assert_eq!(pod_port(&pod, ""), Some(80));
+        assert_eq!(pod_port(&pod, ""), Some(8000));
+        assert_eq!(
+            pod_port(&json!({"spec": {"containers": [{}]}}), ""),
+            Some(80)
+        );
         assert_eq!(pod_port(&pod, "nope"), None);
     }
 }

@@ -213,6 +213,20 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
         Some("hello\n"),
     );
     assert!(run.stdout.contains("got hello"), "{run:?}");
+    // A command that ends before kubectl attaches still shows its output through the attach.
+    let quick = petset.kubectl(&[
+        "run",
+        "quick",
+        "-i",
+        "--rm",
+        "--restart=Never",
+        "--image=busybox:test",
+        "--",
+        "echo",
+        "done-quickly",
+    ]);
+    assert!(quick.stdout.contains("done-quickly"), "{quick:?}");
+    assert!(!quick.stderr.contains("couldn't attach"), "{quick:?}");
 
     // A re-created pod gets a new address, and its name follows it.
     petset.kubectl(&["delete", "pod", "web-0"]).ok();

@@ -296,14 +296,8 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
         .output()
         .expect("petset image import");
     assert!(imported.status.success(), "{imported:?}");
-    let mut petset = crate::start(&[
-        "--node-runtime",
-        "runc",
-        "--image-store",
-        &store,
-        "--store",
-        "memory",
-    ]);
+    // The embedded store: the test also kills petset and starts it again.
+    let mut petset = crate::start(&["--node-runtime", "runc", "--image-store", &store]);
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/etcd.yaml"
@@ -331,7 +325,7 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
         "the etcd cluster never had 3 ready members: {}",
         petset.kubectl(&["logs", "etcd-0", "--tail", "20"]).stdout
     );
-    let address = |pod: &str| {
+    let address = |petset: &petset_testkit::Petset, pod: &str| {
         let ip = petset
             .kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
             .ok()
@@ -340,12 +334,12 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
     };
     // key "greeting", value "hello", base64 as the gateway wants them.
     let put = etcd_call(
-        &address("etcd-1"),
+        &address(&petset, "etcd-1"),
         "/v3/kv/put",
         r#"{"key":"Z3JlZXRpbmc=","value":"aGVsbG8="}"#,
     );
     assert!(put.contains("revision"), "put answered {put:?}");
-    let members = etcd_call(&address("etcd-2"), "/v3/cluster/member/list", "{}");
+    let members = etcd_call(&address(&petset, "etcd-2"), "/v3/cluster/member/list", "{}");
     for member in ["etcd-0", "etcd-1", "etcd-2"] {
         assert!(members.contains(member), "{members}");
     }
@@ -366,7 +360,7 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
     assert!(
         wait_until(Duration::from_secs(30), || {
             read = etcd_call(
-                &address("etcd-0"),
+                &address(&petset, "etcd-0"),
                 "/v3/kv/range",
                 r#"{"key":"Z3JlZXRpbmc="}"#,
             );
@@ -374,6 +368,34 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
         }),
         "the re-created etcd-0 reads {read:?}"
     );
+
+    // kill -9 and a restart: the node removes what the dead process left (containers,
+    // namespaces, addresses) before it runs anything, and the members come back with their
+    // data at new addresses, found by name.
+    let before = petset
+        .kubectl(&["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"])
+        .ok()
+        .to_string();
+    petset.stop_with("KILL").expect("kill");
+    petset.restart().expect("restart");
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            ready(&petset)
+                && etcd_call(
+                    &address(&petset, "etcd-2"),
+                    "/v3/kv/range",
+                    r#"{"key":"Z3JlZXRpbmc="}"#,
+                )
+                .contains("aGVsbG8=")
+        }),
+        "the cluster did not come back after a crash: {}",
+        petset.kubectl(&["get", "pods", "-o", "wide"]).stdout
+    );
+    let after = petset
+        .kubectl(&["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"])
+        .ok()
+        .to_string();
+    assert_eq!(before, after, "the same pods, run again");
     let status = petset.stop().expect("stop");
     assert!(status.success(), "{}", petset.log());
 }

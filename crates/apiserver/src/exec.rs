@@ -136,9 +136,16 @@ async fn run_attach(mut socket: WebSocket, attachment: Attachment) {
                 {
                     let _ = file.read_to_end(&mut chunk);
                 }
-                if !chunk.is_empty() {
-                    offset += chunk.len() as u64;
-                    if !send(&mut socket, 1, &chunk).await {
+                // Whole records only; a record still being written is read next time.
+                chunk.truncate(chunk.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1));
+                offset += chunk.len() as u64;
+                for record in crate::logs::records(&chunk) {
+                    let stream = if record.stream == "stderr" { 2 } else { 1 };
+                    let mut text = record.text.to_vec();
+                    if record.ends_line {
+                        text.push(b'\n');
+                    }
+                    if !send(&mut socket, stream, &text).await {
                         return;
                     }
                 }

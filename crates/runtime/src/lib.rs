@@ -2,5 +2,6 @@
 //! run by runc, on a bridge of their own.
 
 pub mod images;
+pub mod logs;
 pub mod network;
 pub mod pods;

@@ -10,8 +10,8 @@
 //! Each container gets an overlay root filesystem (its image's root below, a writable layer of
 //! its own above) and an OCI bundle whose `config.json` is checked against oci-spec's runtime
 //! types. `runc run` stays in the foreground as the container's parent, so its exit status is
-//! the container's, and the container's stdout and stderr go straight to a log file (a file,
-//! not a pipe: a restart of petset never breaks the container's output).
+//! the container's; the container's stdout and stderr are copied into a log file of
+//! timestamped records ([`crate::logs`]).
 //!
 //! Layout under the runtime root: `runc/` (runc's state), `pods/<id>/` with `ns/uts`,
 //! `ns/ipc`, `etc/hosts`, `etc/hostname`, `etc/resolv.conf`, `containers/<name>/{upper,work,
@@ -113,6 +113,25 @@ pub struct ContainerConfig {
     /// Whether the container reads a stdin the caller writes to (the child's `stdin` pipe);
     /// otherwise its stdin is empty.
     pub stdin: bool,
+}
+
+/// A started container: `runc run` in the foreground, and the copiers of its output.
+pub struct RunningContainer {
+    child: std::process::Child,
+    copiers: Vec<std::thread::JoinHandle<()>>,
+    /// The container's stdin, when it was started with one.
+    pub stdin: Option<std::process::ChildStdin>,
+}
+
+impl RunningContainer {
+    /// Waits for the container to exit, and for its last output to be in the log file.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait()?;
+        for copier in self.copiers.drain(..) {
+            let _ = copier.join();
+        }
+        Ok(status)
+    }
 }
 
 pub struct Runtime {
@@ -256,7 +275,7 @@ impl Runtime {
         pod: &str,
         config: &ContainerConfig,
         log: &Path,
-    ) -> Result<std::process::Child, RuntimeError> {
+    ) -> Result<RunningContainer, RuntimeError> {
         let id = Self::container_id(pod, &config.name);
         // A container of this name from an earlier attempt goes first.
         self.remove_container(pod, &config.name)?;
@@ -294,6 +313,7 @@ impl Runtime {
             .open(log)
             .map_err(io(log))?;
         let errors = output.try_clone().map_err(io(log))?;
+        let (stdout_log, stderr_log) = (output, errors);
         let mut child = Command::new("runc")
             .args(["--root", &self.runc_root(), "run", "--bundle"])
             .arg(&dir)
@@ -303,13 +323,27 @@ impl Runtime {
             } else {
                 Stdio::null()
             })
-            .stdout(output)
-            .stderr(errors)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| RuntimeError::Command {
                 command: "runc run".into(),
                 detail: e.to_string(),
             })?;
+        // The output becomes timestamped records (crate::logs); the copiers end with the
+        // container. A petset that stops takes its containers down with it (and a start after
+        // a crash removes them), so no container outlives the copiers of its output.
+        let mut copiers = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            copiers.push(std::thread::spawn(move || {
+                crate::logs::copy_into(stdout, "stdout", stdout_log)
+            }));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            copiers.push(std::thread::spawn(move || {
+                crate::logs::copy_into(stderr, "stderr", stderr_log)
+            }));
+        }
         // Returned once the container's process runs (or already ended), so that "running"
         // is true when the caller says it.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -324,7 +358,12 @@ impl Runtime {
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        Ok(child)
+        let stdin = child.stdin.take();
+        Ok(RunningContainer {
+            child,
+            copiers,
+            stdin,
+        })
     }
 
     fn bundle_config(

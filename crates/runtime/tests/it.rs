@@ -11,6 +11,14 @@ use petset_runtime::network::NetworkConfig;
 use petset_runtime::pods::{ContainerConfig, Mount, Runtime, SandboxConfig};
 use petset_testkit::{busybox_image, can_run_containers, wait_until};
 
+/// What the container printed, without the log records' framing.
+fn logged(log: &Path) -> String {
+    String::from_utf8_lossy(&petset_runtime::logs::plain(
+        &fs::read(log).unwrap_or_default(),
+    ))
+    .into_owned()
+}
+
 fn container(store: &ImageStore, name: &str, script: &str, data: &Path) -> ContainerConfig {
     let image = store.resolve("busybox:test").expect("image");
     ContainerConfig {
@@ -70,15 +78,8 @@ fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
         )
         .expect("start");
     let status = child.wait().expect("wait");
-    assert!(
-        status.success(),
-        "{status:?}: {:?}",
-        fs::read_to_string(&log)
-    );
-    assert_eq!(
-        fs::read_to_string(&log).expect("log"),
-        "web-0\nweb-0\nhello\nkept\n"
-    );
+    assert!(status.success(), "{status:?}: {:?}", logged(&log));
+    assert_eq!(logged(&log), "web-0\nweb-0\nhello\nkept\n");
     assert_eq!(fs::read_to_string(data.join("y")).expect("y"), "out\n");
 
     // A second container of the same pod shares the sandbox; TERM stops it.
@@ -103,7 +104,7 @@ fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "web-0\n");
     runtime.signal(&pod, "sleeper", "TERM").expect("TERM");
     let status = sleeper.wait().expect("wait sleeper");
-    assert_eq!(status.code(), Some(3), "{:?}", fs::read_to_string(&log));
+    assert_eq!(status.code(), Some(3), "{:?}", logged(&log));
 
     runtime.remove_sandbox(&pod).expect("remove");
     assert!(!runtime.pod_dir(&pod).exists());
@@ -186,7 +187,7 @@ fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
             std::net::TcpStream::connect((addresses[0], 8080)).is_ok()
         }),
         "the host cannot reach {page}: {:?}",
-        fs::read_to_string(&log)
+        logged(&log)
     );
     // Another pod reaches it too.
     let log = runtime.log_path(&client, "main", 0);
@@ -203,7 +204,7 @@ fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
         )
         .expect("start client");
     let status = fetch.wait().expect("wait");
-    let output = fs::read_to_string(&log).expect("log");
+    let output = logged(&log);
     assert!(status.success(), "{output}");
     assert!(
         output.contains(&format!("inet {}/24", addresses[1])),

@@ -149,6 +149,27 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
         .ok()
         .to_string();
     assert_eq!(tail, "started as web-1\n");
+    // Each line has its time: --timestamps shows it, --since filters by it.
+    let stamped = petset
+        .kubectl(&["logs", "web-1", "--timestamps"])
+        .ok()
+        .to_string();
+    let (time, line) = stamped.split_once(' ').expect("a timestamp, then the line");
+    assert_eq!(line, "started as web-1\n");
+    assert!(
+        time.len() >= 20 && time.ends_with('Z') && time.contains('T'),
+        "{stamped:?}"
+    );
+    let recent = petset
+        .kubectl(&["logs", "web-1", "--since=1h"])
+        .ok()
+        .to_string();
+    assert_eq!(recent, "started as web-1\n");
+    let since = petset
+        .kubectl(&["logs", "web-1", "--since-time=2999-01-01T00:00:00Z"])
+        .ok()
+        .to_string();
+    assert_eq!(since, "", "nothing was printed after 2999");
     let previous = petset.kubectl(&["logs", "web-1", "--previous"]);
     assert!(
         previous

@@ -196,12 +196,13 @@ impl RuncNode {
         uid: &str,
         container: &str,
         argv: &[String],
+        tty: bool,
     ) -> Option<std::process::Command> {
         let id = sandbox_id_of(uid);
         if self.runtime.status(&id, container).as_deref() != Some("running") {
             return None;
         }
-        Some(self.runtime.exec_command(&id, container, argv, false))
+        Some(self.runtime.exec_command(&id, container, argv, tty))
     }
 
     /// A clean stop of the node (petset stopping): every container gets TERM, then KILL after

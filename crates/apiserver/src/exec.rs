@@ -5,8 +5,9 @@
 //! `pods/{name}/attach` speaks the same protocol to a running container: its output (the
 //! node's log file of the current run) and, when the container has one, its stdin.
 //!
-//! The node runs the command ([`NodeExec`]); nothing here dials anything. TTYs are not
-//! supported yet: a `tty=true` request runs without one (output still flows).
+//! The node runs the command ([`NodeExec`]); nothing here dials anything. With `tty=true`
+//! (`kubectl exec -it`) the command gets a terminal and its output comes on stdout; resize
+//! messages (stream 4) are read and ignored, so the terminal keeps its first size (80x24).
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub trait NodeExec: Send + Sync {
         pod: &Value,
         container: &str,
         argv: &[String],
+        tty: bool,
     ) -> Option<tokio::process::Command>;
 
     /// Attaches to the running container; `None` when this node does not run it.
@@ -212,7 +214,8 @@ pub(crate) fn serve(
             "pods {name:?}: its node runs no processes here (a simulated node), so there is nothing to exec into"
         )));
     };
-    let Some(mut command) = exec.command(pod, &container, &argv) else {
+    let tty = query.get("tty") == Some("true");
+    let Some(mut command) = exec.command(pod, &container, &argv, tty) else {
         return Err(ApiError::bad_request(format!(
             "unable to upgrade connection: container not found (\"{container}\")"
         )));

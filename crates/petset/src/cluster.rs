@@ -201,10 +201,11 @@ impl petset_apiserver::NodeExec for NodeStreams {
         pod: &serde_json::Value,
         container: &str,
         argv: &[String],
+        tty: bool,
     ) -> Option<tokio::process::Command> {
         let uid = pod.pointer("/metadata/uid")?.as_str()?;
         self.0
-            .exec_command(uid, container, argv)
+            .exec_command(uid, container, argv, tty)
             .map(tokio::process::Command::from)
     }
 

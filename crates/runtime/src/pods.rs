@@ -531,15 +531,43 @@ impl Runtime {
     }
 
     /// A command that runs `args` inside the container (`runc exec`), stdio left to the caller.
+    ///
+    /// With `tty`, the command gets a terminal: `runc exec --tty` forwards between a terminal
+    /// on its own stdin and the container's, so util-linux's `script` gives it one over the
+    /// caller's pipes (and passes the exit status on). stdout then carries the terminal's
+    /// output, stderr included, as a terminal does.
     pub fn exec_command(&self, pod: &str, name: &str, args: &[String], tty: bool) -> Command {
-        let mut command = Command::new("runc");
-        command.args(["--root", &self.runc_root(), "exec"]);
-        if tty {
-            command.arg("--tty");
+        let id = Self::container_id(pod, name);
+        if !tty {
+            let mut command = Command::new("runc");
+            command
+                .args(["--root", &self.runc_root(), "exec"])
+                .arg(id)
+                .args(args);
+            return command;
         }
-        command.arg(Self::container_id(pod, name)).args(args);
+        let line: Vec<String> = ["runc", "--root", &self.runc_root(), "exec", "--tty", &id]
+            .into_iter()
+            .map(str::to_string)
+            .chain(args.iter().cloned())
+            .map(|word| shell_quote(&word))
+            .collect();
+        let mut command = Command::new("script");
+        command.args([
+            "--quiet",
+            "--flush",
+            "--return",
+            "--command",
+            &line.join(" "),
+            "/dev/null",
+        ]);
         command
     }
+}
+
+/// `word` as one word for `sh -c`.
+fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
 }
 
 /// Removes the pod's (empty) cgroup directories, which runc leaves behind the containers' own:
@@ -573,4 +601,13 @@ fn is_mount_point(path: &Path) -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(&*canonical.to_string_lossy()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn words_are_quoted_for_the_shell() {
+        assert_eq!(super::shell_quote("it's $HOME"), "'it'\\''s $HOME'");
+        assert_eq!(super::shell_quote(""), "''");
+    }
 }

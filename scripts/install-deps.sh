@@ -9,7 +9,7 @@ set -euo pipefail
 # protoc needs the well-known types, which Debian ships apart from the compiler.
 want=(protoc:protobuf-compiler /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(etcd:etcd-server runc:runc dig:dnsutils ip:iproute2 curl:curl
+  want+=(etcd:etcd-server runc:runc dig:dnsutils ip:iproute2 curl:curl script:bsdutils
     /var/lib/dpkg/info/busybox-static.list:busybox-static)
 fi
 

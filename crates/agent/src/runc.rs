@@ -38,6 +38,9 @@ pub struct Config {
     pub image_store: PathBuf,
     /// The pod network; without one, pods share nothing but their own loopback.
     pub network: Option<NetworkConfig>,
+    /// The API server's address, the one address off the bridge the service proxy relays to
+    /// (the `kubernetes` Service).
+    pub api_address: Option<std::net::SocketAddr>,
 }
 
 struct Shared {
@@ -275,9 +278,12 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
         .is_some_and(|n| n.services.is_some())
     {
         let dialer = node.clone();
+        let api = node.config.api_address;
         helpers.spawn(crate::services::run(
             client.clone(),
-            Arc::new(move |address| dialer.owns_pod_address(address)),
+            Arc::new(move |address: std::net::SocketAddr| {
+                dialer.owns_pod_address(address.ip()) || Some(address) == api
+            }),
         ));
     }
     let shared = Arc::new(Shared {

@@ -90,9 +90,9 @@ fn backends(endpoints: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
     found
 }
 
-/// Runs the proxy until aborted; `may_dial` says which endpoint addresses are pods on this
-/// node's bridge (the only ones it connects to).
-pub async fn run(client: Client, may_dial: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>) {
+/// Runs the proxy until aborted; `may_dial` says which endpoints it may connect to: pods on
+/// this node's bridge, and the API server for the `kubernetes` Service.
+pub async fn run(client: Client, may_dial: Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>) {
     let changed = Arc::new(Notify::new());
     let mut helpers = JoinSet::new();
     let notify = changed.clone();
@@ -150,7 +150,7 @@ async fn serve(
     listener: TcpListener,
     frontend: Frontend,
     endpoints: Cache<Endpoints>,
-    may_dial: Arc<dyn Fn(IpAddr) -> bool + Send + Sync>,
+    may_dial: Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>,
 ) {
     let next = Arc::new(AtomicUsize::new(0));
     loop {
@@ -162,8 +162,7 @@ async fn serve(
             .get(&ObjectRef::new(&frontend.service).within(&frontend.namespace))
             .map(|e| backends(&e, &frontend.port_name))
             .unwrap_or_default();
-        let candidates: Vec<SocketAddr> =
-            current.into_iter().filter(|b| may_dial(b.ip())).collect();
+        let candidates: Vec<SocketAddr> = current.into_iter().filter(|b| may_dial(*b)).collect();
         let start = next.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(relay(inbound, candidates, start));
     }

@@ -98,7 +98,11 @@ fn read_or_make(
 
 /// Loads the CA and token from `DIR/pki`, making them on first start, and signs a serving
 /// certificate for the listen address.
-pub fn load_or_create(data_dir: &Path, listen: SocketAddr) -> Result<Credentials, TlsError> {
+pub fn load_or_create(
+    data_dir: &Path,
+    listen: SocketAddr,
+    service_ip: std::net::IpAddr,
+) -> Result<Credentials, TlsError> {
     let pki = data_dir.join("pki");
     std::fs::create_dir_all(&pki).map_err(io(&pki))?;
     let ca_key_path = pki.join("ca.key");
@@ -131,7 +135,8 @@ pub fn load_or_create(data_dir: &Path, listen: SocketAddr) -> Result<Credentials
         "kubernetes.default.svc.cluster.local".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
-        "10.96.0.1".to_string(),
+        // The `kubernetes` Service's ClusterIP: pods reach the API there.
+        service_ip.to_string(),
     ];
     let listen_ip = listen.ip();
     if !listen_ip.is_unspecified() && !names.contains(&listen_ip.to_string()) {
@@ -221,14 +226,16 @@ current-context: petset
 
 #[cfg(test)]
 mod tests {
+    const KUBERNETES_IP: std::net::IpAddr =
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 96, 0, 1));
     use super::*;
 
     #[test]
     fn credentials_survive_a_restart_and_the_kubeconfig_names_them() {
         let dir = tempfile::tempdir().expect("temp dir");
         let listen: SocketAddr = "127.0.0.1:6443".parse().expect("address");
-        let first = load_or_create(dir.path(), listen).expect("first start");
-        let second = load_or_create(dir.path(), listen).expect("second start");
+        let first = load_or_create(dir.path(), listen, KUBERNETES_IP).expect("first start");
+        let second = load_or_create(dir.path(), listen, KUBERNETES_IP).expect("second start");
         assert_eq!(first.ca_pem, second.ca_pem);
         assert_eq!(first.admin_token, second.admin_token);
         let path = write_kubeconfig(dir.path(), &second, listen).expect("kubeconfig");
@@ -243,7 +250,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("pki")).expect("pki dir");
         std::fs::write(dir.path().join("pki/ca.key"), "garbage").expect("write");
         let listen: SocketAddr = "127.0.0.1:6443".parse().expect("address");
-        let error = load_or_create(dir.path(), listen).err().expect("refused");
+        let error = load_or_create(dir.path(), listen, KUBERNETES_IP)
+            .err()
+            .expect("refused");
         assert!(error.to_string().contains("ca.key"), "{error}");
     }
 }

@@ -21,6 +21,8 @@ pub struct NodeSettings {
     pub network: petset_runtime::network::NetworkConfig,
     /// Where the cluster DNS answers; by default on the runc node's bridge, port 53.
     pub dns_listen: Option<std::net::SocketAddr>,
+    /// Where the API serves, which the `kubernetes` Service's ClusterIP relays to.
+    pub api_address: Option<std::net::SocketAddr>,
 }
 
 pub struct Cluster {
@@ -46,6 +48,7 @@ impl Cluster {
             image_store,
             network,
             dns_listen,
+            api_address,
         } = settings;
         let state = match network.services {
             Some(services) => ApiState::new(store, admin_token)
@@ -77,6 +80,7 @@ impl Cluster {
                     runtime_dir: data_dir.join("node"),
                     image_store: image_store.clone(),
                     network: Some(network.clone()),
+                    api_address,
                 };
                 let opened = if is_root() {
                     petset_agent::runc::RuncNode::open(&config).map(Arc::new)

@@ -24,7 +24,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let compactor =
         petset_store::spawn_compactor(store.clone(), Duration::from_secs(args.compaction_interval));
 
-    let credentials = tls::load_or_create(data_dir.path(), args.api_listen)
+    let kubernetes_ip = std::net::Ipv4Addr::from(u32::from(args.service_cidr.network()) + 1);
+    let credentials = tls::load_or_create(data_dir.path(), args.api_listen, kubernetes_ip.into())
         .context("setting up the cluster CA and serving certificate")?;
     let mut cluster = Cluster::start(
         store,
@@ -39,6 +40,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 services: Some(args.service_cidr),
             },
             dns_listen: args.dns_listen,
+            api_address: Some(api_endpoint(args.api_listen)),
         },
     )
     .await?;
@@ -54,6 +56,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         state.stopping(),
         SHUTDOWN_GRACE,
     ));
+    if let Err(error) =
+        point_kubernetes_service_at(&cluster.client, api_endpoint(args.api_listen)).await
+    {
+        tracing::warn!(%error, "could not write the kubernetes Service's endpoints");
+    }
     let kubeconfig = tls::write_kubeconfig(data_dir.path(), &credentials, args.api_listen)
         .context("writing the kubeconfig")?;
     tracing::info!(
@@ -85,4 +92,40 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     compactor.abort();
     tracing::info!("petset stopped");
     Ok(())
+}
+
+/// Where pods reach the API: the listen address, or loopback when it listens on all addresses.
+fn api_endpoint(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    if listen.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+    } else {
+        listen
+    }
+}
+
+/// The `kubernetes` Service's Endpoints name the API server, as upstream's endpoint reconciler
+/// writes them, so the node's service proxy relays its ClusterIP to the API.
+async fn point_kubernetes_service_at(
+    client: &kube::Client,
+    api: std::net::SocketAddr,
+) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::Endpoints;
+    let endpoints: kube::Api<Endpoints> = kube::Api::namespaced(client.clone(), "default");
+    let desired = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{
+            "addresses": [{"ip": api.ip().to_string()}],
+            "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
+        }],
+    });
+    endpoints
+        .patch(
+            "kubernetes",
+            &kube::api::PatchParams::apply("petset").force(),
+            &kube::api::Patch::Apply(&desired),
+        )
+        .await
+        .map(|_| ())
 }

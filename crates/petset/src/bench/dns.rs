@@ -42,6 +42,7 @@ pub async fn run(args: DnsBenchArgs) -> anyhow::Result<()> {
             image_store: temp.path().join("images"),
             network: crate::cluster::bench_network(),
             dns_listen: Some(listen),
+            api_address: None,
         },
     )
     .await?;

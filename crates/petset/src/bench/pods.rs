@@ -30,6 +30,7 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<()> {
             image_store: image_store.clone(),
             network: crate::cluster::bench_network(),
             dns_listen: None,
+            api_address: None,
         },
     )
     .await?;

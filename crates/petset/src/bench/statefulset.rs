@@ -27,6 +27,7 @@ pub async fn run(args: StatefulSetBenchArgs) -> anyhow::Result<()> {
             image_store: temp.path().join("images"),
             network: crate::cluster::bench_network(),
             dns_listen: None,
+            api_address: None,
         },
     )
     .await?;

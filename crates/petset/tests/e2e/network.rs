@@ -176,6 +176,21 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
     ]);
     assert!(fetched.ok().starts_with("page of web-"), "{fetched:?}");
 
+    // The `kubernetes` Service's ClusterIP leads to the API, whose certificate names it.
+    let kubernetes_ip = petset
+        .kubectl(&[
+            "get",
+            "service",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .ok()
+        .to_string();
+    let server = format!("https://{kubernetes_ip}:443");
+    let version = petset.kubectl(&["--server", &server, "get", "--raw", "/version"]);
+    assert!(version.ok().contains("gitVersion"), "{version:?}");
+
     // The proxy subresources reach the pods' web servers.
     let page = petset.kubectl(&[
         "get",

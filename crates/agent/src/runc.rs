@@ -979,6 +979,7 @@ impl PodRun {
             memory_limit_bytes: limits.get("memory").and_then(|q| quantity_bytes(&q.0)),
             cpu_limit_millis: limits.get("cpu").and_then(|q| quantity_millis(&q.0)),
             stdin: container.stdin == Some(true),
+            tty: container.tty == Some(true),
             image: image.clone(),
         };
         let attempt = {

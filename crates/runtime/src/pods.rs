@@ -113,6 +113,9 @@ pub struct ContainerConfig {
     /// Whether the container reads a stdin the caller writes to (the child's `stdin` pipe);
     /// otherwise its stdin is empty.
     pub stdin: bool,
+    /// Whether the container's process runs on a terminal (`tty: true`, as `kubectl run -it`
+    /// asks): stdin then always has a pipe, and stdout carries the terminal's output.
+    pub tty: bool,
 }
 
 /// A started container: `runc run` in the foreground, and the copiers of its output.
@@ -314,11 +317,37 @@ impl Runtime {
             .map_err(io(log))?;
         let errors = output.try_clone().map_err(io(log))?;
         let (stdout_log, stderr_log) = (output, errors);
-        let mut child = Command::new("runc")
-            .args(["--root", &self.runc_root(), "run", "--bundle"])
-            .arg(&dir)
-            .arg(&id)
-            .stdin(if config.stdin {
+        let runc_args = [
+            "runc".to_string(),
+            "--root".into(),
+            self.runc_root(),
+            "run".into(),
+            "--bundle".into(),
+            dir.to_string_lossy().into_owned(),
+            id.clone(),
+        ];
+        // A terminal container: `runc run` forwards between the container's terminal and a
+        // terminal on its own stdin, which util-linux's `script` provides over pipes (and
+        // passes the exit status on), as for `exec --tty`.
+        let mut command = if config.tty {
+            let line: Vec<String> = runc_args.iter().map(|w| shell_quote(w)).collect();
+            let mut command = Command::new("script");
+            command.args([
+                "--quiet",
+                "--flush",
+                "--return",
+                "--command",
+                &line.join(" "),
+                "/dev/null",
+            ]);
+            command
+        } else {
+            let mut command = Command::new("runc");
+            command.args(&runc_args[1..]);
+            command
+        };
+        let mut child = command
+            .stdin(if config.stdin || config.tty {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -424,7 +453,7 @@ impl Runtime {
         let spec = json!({
             "ociVersion": "1.0.2",
             "process": {
-                "terminal": false,
+                "terminal": config.tty,
                 "user": {"uid": 0, "gid": 0},
                 "args": config.args,
                 "env": config.env,

@@ -34,6 +34,7 @@ fn container(store: &ImageStore, name: &str, script: &str, data: &Path) -> Conta
         memory_limit_bytes: Some(64 << 20),
         cpu_limit_millis: Some(500),
         stdin: false,
+        tty: false,
         image,
     }
 }

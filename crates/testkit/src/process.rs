@@ -207,6 +207,48 @@ impl Petset {
         }
     }
 
+    /// Runs kubectl on a terminal (util-linux's `script` gives it one), so `-it` asks the
+    /// server for a TTY as it does for a user; `input` is typed into that terminal. The
+    /// terminal's output comes back as stdout.
+    pub fn kubectl_on_terminal(&self, args: &[&str], input: &str) -> Kubectl {
+        let kubectl = self.kubectl_command(args);
+        let line = std::iter::once(kubectl.get_program())
+            .chain(kubectl.get_args())
+            .map(|w| format!("'{}'", w.to_string_lossy().replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut on_terminal = Command::new("script");
+        on_terminal
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in kubectl.get_envs() {
+            if let Some(value) = value {
+                on_terminal.env(key, value);
+            }
+        }
+        let child = on_terminal.spawn().and_then(|mut child| {
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                let _ = stdin.write_all(input.as_bytes());
+            }
+            child.wait_with_output()
+        });
+        match child {
+            Ok(output) => Kubectl {
+                success: output.status.success(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            },
+            Err(error) => Kubectl {
+                success: false,
+                stdout: String::new(),
+                stderr: format!("running kubectl on a terminal: {error}"),
+            },
+        }
+    }
+
     /// A kubectl command line for this petset, to run in the background (`get -w`).
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
         let home = self.data_dir.join("kubectl-home");

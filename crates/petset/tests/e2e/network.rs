@@ -228,6 +228,23 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
         Some("hello\n"),
     );
     assert!(run.stdout.contains("got hello"), "{run:?}");
+    // The tutorial's interactive lookup: a shell on a terminal in a new pod, typed into.
+    let session = petset.kubectl_on_terminal(
+        &[
+            "run",
+            "-i",
+            "--tty",
+            "--image",
+            "busybox:test",
+            "dns-test",
+            "--restart=Never",
+            "--rm",
+        ],
+        "nslookup web-0.nginx\nexit\n",
+    );
+    assert!(session.stdout.contains(&ip0), "{session:?}");
+    assert!(session.stdout.contains("deleted"), "{session:?}");
+
     // A command that ends before kubectl attaches still shows its output through the attach.
     let quick = petset.kubectl(&[
         "run",

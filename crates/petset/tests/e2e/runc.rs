@@ -195,26 +195,15 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
     assert_eq!(echoed.ok(), "hello\n");
     // exec -it: kubectl (itself on a terminal, from util-linux's `script`) asks for a TTY, and
     // the command runs on one; its exit status comes back.
-    let kubectl =
-        petset.kubectl_command(&["exec", "-it", "web-1", "--", "sh", "-c", "tty; exit 4"]);
-    let line = std::iter::once(kubectl.get_program())
-        .chain(kubectl.get_args())
-        .map(|w| format!("'{}'", w.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut on_terminal = std::process::Command::new("script");
-    on_terminal
-        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
-        .stdin(std::process::Stdio::null());
-    for (key, value) in kubectl.get_envs() {
-        if let Some(value) = value {
-            on_terminal.env(key, value);
-        }
-    }
-    let output = on_terminal.output().expect("script");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(printed.contains("/dev/pts/"), "{printed:?} {output:?}");
-    assert_eq!(output.status.code(), Some(4), "{output:?}");
+    let on_terminal = petset.kubectl_on_terminal(
+        &["exec", "-it", "web-1", "--", "sh", "-c", "tty; exit 4"],
+        "",
+    );
+    assert!(on_terminal.stdout.contains("/dev/pts/"), "{on_terminal:?}");
+    assert!(
+        !on_terminal.success,
+        "exit status 4 comes back: {on_terminal:?}"
+    );
 
     // The pod comes back under its name, with its volume and a second line in it.
     let mut uids = pod_uids(&petset);

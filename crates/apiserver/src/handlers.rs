@@ -795,8 +795,8 @@ async fn subresource(
                 .get(target.scope(), name.split(':').next().unwrap_or(name))
                 .await?;
             let _ = &target.rest;
-            if sub == "exec" || sub == "attach" {
-                // exec and attach are served over WebSocket only (kubectl tries it first); this is what
+            if sub == "exec" || sub == "attach" || sub == "portforward" {
+                // exec, attach and portforward are served over WebSocket only (kubectl tries it first); this is what
                 // upstream answers a request that is not an upgrade.
                 return Err(ApiError::bad_request("Upgrade request required"));
             }
@@ -843,7 +843,8 @@ type ExecResponse = Box<
         > + Send,
 >;
 
-/// A WebSocket request for `pods/{name}/exec`, which needs the connection itself.
+/// A WebSocket request for `pods/{name}/exec`, `attach` or `portforward`, which needs the
+/// connection itself.
 fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecResponse> {
     let upgrade = header_text(headers, header::UPGRADE).eq_ignore_ascii_case("websocket");
     let segments: Vec<String> = path
@@ -851,7 +852,7 @@ fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecRe
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let (namespace, name, attach) = match segments
+    let (namespace, name, sub) = match segments
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>()
@@ -864,8 +865,8 @@ fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecRe
             namespace,
             "pods",
             name,
-            sub @ ("exec" | "attach"),
-        ] if upgrade => (namespace.to_string(), name.to_string(), *sub == "attach"),
+            sub @ ("exec" | "attach" | "portforward"),
+        ] if upgrade => (namespace.to_string(), name.to_string(), sub.to_string()),
         _ => return None,
     };
     let query = Query(query.0.clone());
@@ -882,10 +883,10 @@ fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecRe
             let upgrade = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state)
                 .await
                 .map_err(|e| ApiError::bad_request(format!("Upgrade request required: {e}")))?;
-            if attach {
-                crate::exec::serve_attach(state.node_exec.get(), &pod, &query, upgrade)
-            } else {
-                crate::exec::serve(state.node_exec.get(), &pod, &query, upgrade)
+            match sub.as_str() {
+                "attach" => crate::exec::serve_attach(state.node_exec.get(), &pod, &query, upgrade),
+                "portforward" => crate::portforward::serve(state.pod_dialer.get(), &pod, upgrade),
+                _ => crate::exec::serve(state.node_exec.get(), &pod, &query, upgrade),
             }
         })
     }))

@@ -17,6 +17,7 @@ mod health;
 pub mod logs;
 pub use exec::{Attachment, NodeExec};
 mod openapi;
+mod portforward;
 mod protobuf;
 pub mod proxy;
 pub mod registry;

@@ -191,6 +191,48 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
     let version = petset.kubectl(&["--server", &server, "get", "--raw", "/version"]);
     assert!(version.ok().contains("gitVersion"), "{version:?}");
 
+    // kubectl port-forward: a local port leads to the pod's port 80, once per connection.
+    let mut forward = petset
+        .kubectl_command(&["port-forward", "pod/web-0", "0:80"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl port-forward");
+    // kubectl keeps writing to stdout ("Handling connection …"): it is read to the end, or
+    // kubectl would die of SIGPIPE.
+    let (lines, announcements) = std::sync::mpsc::channel();
+    if let Some(stdout) = forward.stdout.take() {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(line);
+            }
+        });
+    }
+    let announced = announcements
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_default();
+    let local = announced
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .map(str::to_string);
+    let pages: Vec<String> = (0..2)
+        .map(|_| local.as_deref().map(http_get).unwrap_or_default())
+        .collect();
+    let _ = forward.kill();
+    let output = forward
+        .wait_with_output()
+        .expect("kubectl port-forward ends");
+    assert_eq!(
+        pages,
+        ["page of web-0", "page of web-0"],
+        "kubectl said {announced:?} {:?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     // The proxy subresources reach the pods' web servers.
     let page = petset.kubectl(&[
         "get",

@@ -16,6 +16,8 @@ pub struct Petset {
     binary: PathBuf,
     args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
+    /// Held while this petset may use its pod network, so no other test takes it.
+    _network: Option<std::fs::File>,
 }
 
 impl Petset {
@@ -33,14 +35,16 @@ impl Petset {
     pub fn spawn(binary: &Path, data_dir: &Path, extra_args: &[&str]) -> Result<Self, String> {
         let api: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
-        // Tests run side by side: each runc node gets a bridge and a /24 of its own (kept
-        // across restarts), so none takes another's network.
+        // Tests run side by side, in threads or (with nextest) in processes: each runc node
+        // gets a bridge, a pod /24 and a service /24 of its own, kept across restarts and
+        // reserved by a lock file for as long as this `Petset` lives.
         let runc = args
             .windows(2)
             .any(|w| w[0] == "--node-runtime" && w[1] == "runc");
+        let mut network = None;
         if runc && !args.iter().any(|a| a == "--bridge") {
-            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = 100 + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 150;
+            let (n, lock) = reserve_network()?;
+            network = Some(lock);
             args.extend([
                 "--bridge".to_string(),
                 format!("pst-e2e-{n}"),
@@ -58,6 +62,7 @@ impl Petset {
             binary: binary.to_path_buf(),
             args,
             _temp: None,
+            _network: network,
         })
     }
 
@@ -352,6 +357,27 @@ fn signal_process(pid: u32, signal: &str) {
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// A network number (100–249) no other test holds, and the lock that holds it.
+fn reserve_network() -> Result<(u32, std::fs::File), String> {
+    let dir = Path::new("/run/petset/testkit");
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let start = std::process::id();
+    for step in 0..150 {
+        let n = 100 + (start + step) % 150;
+        let path = dir.join(format!("network-{n}.lock"));
+        let file = std::fs::File::create(&path)
+            .map_err(|e| format!("creating {}: {e}", path.display()))?;
+        if file.try_lock().is_ok()
+            && !Path::new("/sys/class/net")
+                .join(format!("pst-e2e-{n}"))
+                .exists()
+        {
+            return Ok((n, file));
+        }
+    }
+    Err("no free test network among 10.244.100.0/24–10.244.249.0/24".into())
 }
 
 impl Drop for Petset {

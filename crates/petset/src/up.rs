@@ -45,6 +45,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
     let state = cluster.state.clone();
+    // The Endpoints are in place, and the kubeconfig written, before the API answers: a
+    // client that sees /readyz say ok finds both.
+    if let Err(error) =
+        point_kubernetes_service_at(&cluster.client, api_endpoint(args.api_listen)).await
+    {
+        tracing::warn!(%error, "could not write the kubernetes Service's endpoints");
+    }
+    let kubeconfig = tls::write_kubeconfig(data_dir.path(), &credentials, args.api_listen)
+        .context("writing the kubeconfig")?;
     let listener = TcpListener::bind(args.api_listen)
         .await
         .with_context(|| format!("listening on {}", args.api_listen))?;
@@ -56,13 +65,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         state.stopping(),
         SHUTDOWN_GRACE,
     ));
-    if let Err(error) =
-        point_kubernetes_service_at(&cluster.client, api_endpoint(args.api_listen)).await
-    {
-        tracing::warn!(%error, "could not write the kubernetes Service's endpoints");
-    }
-    let kubeconfig = tls::write_kubeconfig(data_dir.path(), &credentials, args.api_listen)
-        .context("writing the kubeconfig")?;
     tracing::info!(
         address = %args.api_listen,
         kubeconfig = %kubeconfig.display(),

@@ -394,6 +394,9 @@ async fn session(socket: WebSocket, address: IpAddr) {
                     let mut reply = stream.to_be_bytes().to_vec();
                     reply.extend_from_slice(&replies.empty_block());
                     let _ = outgoing.send(control_frame(SYN_REPLY, 0, &reply));
+                    // Connections that ended are forgotten (their copier dropped its end).
+                    forwards.retain(|_, f| f.to_pod.as_ref().is_none_or(|t| !t.is_closed()));
+                    request_of.retain(|_, r| forwards.contains_key(r));
                     let forward = forwards.entry(request.clone()).or_default();
                     forward.port = forward
                         .port

@@ -1,8 +1,10 @@
-//! The pod network, the cluster DNS, the proxy and attach, for real: pods of a StatefulSet get
-//! addresses on petset's bridge, their names resolve (from the host with `dig`, from a pod with
-//! `nslookup` and a short name) and follow a re-created pod, `pods/proxy` and `services/proxy`
-//! reach their web servers, `kubectl run -i --rm` talks to a container's stdin, and stopping
-//! petset removes the bridge. Needs root and runc.
+//! The pod network, the cluster DNS, Services, the proxy, port-forward, attach and TTYs, for
+//! real: pods of a StatefulSet get addresses on petset's bridge, their names resolve (from the
+//! host with `dig`, from a pod with `nslookup` and a short name) and follow a re-created pod,
+//! ClusterIPs and `pods/proxy`, `services/proxy` and port-forward reach their web servers,
+//! `kubectl run -i --tty` gives a shell, and stopping petset removes the bridge; the etcd
+//! example forms a cluster that survives pod deletion and a crash of petset. Those need root
+//! and runc; the DNS on the simulated node needs only `dig`.
 
 use std::time::Duration;
 
@@ -472,4 +474,78 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
     assert_eq!(before, after, "the same pods, run again");
     let status = petset.stop().expect("stop");
     assert!(status.success(), "{}", petset.log());
+}
+
+/// `dig` at a DNS on a loopback port; the whole answer, or its short form with `+short`.
+fn dig_at(port: u16, args: &[&str]) -> String {
+    let output = std::process::Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig (Debian package dnsutils)");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn the_cluster_dns_answers_for_the_simulated_node() {
+    let test = "the_cluster_dns_answers_for_the_simulated_node";
+    if !petset_testkit::on_path("dig") {
+        petset_testkit::skip(test, "needs dig (Debian package dnsutils)");
+        return;
+    }
+    let port = petset_testkit::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let petset = crate::start(&[
+        "--store",
+        "memory",
+        "--node-runtime",
+        "simulated",
+        "--dns-listen",
+        &listen,
+    ]);
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(WEB))
+        .ok();
+    wait_for(
+        &petset,
+        "both Ready",
+        &[
+            "get",
+            "statefulset",
+            "web",
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        "2",
+    );
+    let ip0 = petset
+        .kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.status.podIP}"])
+        .ok()
+        .to_string();
+    let mut answer = String::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            answer = dig_at(port, &["web-0.nginx.default.svc.cluster.local", "+short"]);
+            answer == ip0
+        }),
+        "web-0's name gave {answer:?}, want {ip0}"
+    );
+    let srv = dig_at(
+        port,
+        &["_web._tcp.nginx.default.svc.cluster.local", "SRV", "+short"],
+    );
+    assert!(
+        srv.contains("80 web-0.nginx.default.svc.cluster.local.")
+            && srv.contains("80 web-1.nginx.default.svc.cluster.local."),
+        "{srv}"
+    );
+    let missing = dig_at(port, &["web-7.nginx.default.svc.cluster.local"]);
+    assert!(missing.contains("status: NXDOMAIN"), "{missing}");
+    let outside = dig_at(port, &["example.com"]);
+    assert!(outside.contains("status: REFUSED"), "{outside}");
+    let tcp = dig_at(
+        port,
+        &["+tcp", "web-public.default.svc.cluster.local", "+short"],
+    );
+    assert!(tcp.starts_with("10.96."), "{tcp}");
 }

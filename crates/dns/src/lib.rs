@@ -36,6 +36,20 @@ pub enum DnsError {
 pub struct DnsConfig {
     pub listen: SocketAddr,
     pub domain: String,
+    /// The pod network (address, prefix length): a query from there may come from a pod the
+    /// caches do not show yet, and waits a little for it.
+    pub pod_network: Option<(std::net::Ipv4Addr, u8)>,
+}
+
+/// Whether `address` may be a pod's: in `network`, and not its first address (the bridge,
+/// which the host's own queries come from).
+fn may_be_a_pod(network: (std::net::Ipv4Addr, u8), address: std::net::IpAddr) -> bool {
+    let std::net::IpAddr::V4(address) = address else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - u32::from(network.1)).unwrap_or(0);
+    u32::from(address) & mask == u32::from(network.0) & mask
+        && u32::from(address) != u32::from(network.0) + 1
 }
 
 /// The largest UDP answer without EDNS (RFC 1035); larger ones are truncated, and the client
@@ -141,8 +155,9 @@ pub async fn serve(
         .map_err(|source| DnsError::Listen { address, source })?;
     let caches = Caches::follow(client, tasks);
     let zone = Arc::new(Zone::new(&config.domain));
-    tasks.spawn(serve_udp(udp, zone.clone(), caches.clone()));
-    tasks.spawn(serve_tcp(tcp, zone, caches));
+    let pods = config.pod_network;
+    tasks.spawn(serve_udp(udp, zone.clone(), caches.clone(), pods));
+    tasks.spawn(serve_tcp(tcp, zone, caches, pods));
     tracing::info!(%address, domain = %config.domain, "cluster DNS listening");
     Ok(address)
 }
@@ -154,6 +169,7 @@ async fn respond(
     request: &[u8],
     client: SocketAddr,
     limit: Option<usize>,
+    pods: Option<(std::net::Ipv4Addr, u8)>,
 ) -> Option<Vec<u8>> {
     let request = Message::from_vec(request).ok()?;
     let mut response = zone.answer(view, &request, Some(client.ip()));
@@ -161,7 +177,7 @@ async fn respond(
     // after the address is written): a short name from an unknown address waits a little for
     // the pod to show up, then gets its search path.
     if response.metadata.response_code == ResponseCode::Refused
-        && !client.ip().is_loopback()
+        && pods.is_some_and(|network| may_be_a_pod(network, client.ip()))
         && view.namespace_of(client.ip()).is_none()
     {
         for _ in 0..20 {
@@ -188,7 +204,12 @@ async fn respond(
     }
 }
 
-async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
+async fn serve_udp(
+    socket: UdpSocket,
+    zone: Arc<Zone>,
+    caches: Caches,
+    pods: Option<(std::net::Ipv4Addr, u8)>,
+) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; 4096];
     loop {
@@ -204,7 +225,7 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
         let (socket, zone, caches) = (socket.clone(), zone.clone(), caches.clone());
         tokio::spawn(async move {
             if let Some(answer) =
-                respond(&zone, &caches, &request, peer, Some(CLASSIC_UDP_SIZE)).await
+                respond(&zone, &caches, &request, peer, Some(CLASSIC_UDP_SIZE), pods).await
             {
                 let _ = socket.send_to(&answer, peer).await;
             }
@@ -212,7 +233,12 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches) {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, caches: Caches) {
+async fn serve_tcp(
+    listener: TcpListener,
+    zone: Arc<Zone>,
+    caches: Caches,
+    pods: Option<(std::net::Ipv4Addr, u8)>,
+) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
             continue;
@@ -235,7 +261,7 @@ async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, caches: Caches) {
                 if stream.read_exact(&mut request).await.is_err() {
                     return;
                 }
-                let Some(answer) = respond(&zone, &caches, &request, peer, None).await else {
+                let Some(answer) = respond(&zone, &caches, &request, peer, None, pods).await else {
                     return;
                 };
                 let Ok(size) = u16::try_from(answer.len()) else {
@@ -248,5 +274,23 @@ async fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, caches: Caches) {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_pod_addresses_are_waited_for() {
+        let pods = (std::net::Ipv4Addr::new(10, 244, 0, 0), 16);
+        assert!(super::may_be_a_pod(pods, "10.244.3.4".parse().expect("ip")));
+        assert!(!super::may_be_a_pod(
+            pods,
+            "10.244.0.1".parse().expect("ip")
+        ));
+        assert!(!super::may_be_a_pod(
+            pods,
+            "10.245.0.1".parse().expect("ip")
+        ));
+        assert!(!super::may_be_a_pod(pods, "::1".parse().expect("ip")));
     }
 }

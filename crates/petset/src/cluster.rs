@@ -122,6 +122,9 @@ impl Cluster {
             let config = petset_dns::DnsConfig {
                 listen,
                 domain: "cluster.local".into(),
+                pod_network: runc
+                    .is_some()
+                    .then(|| (network.cidr.network(), network.cidr.prefix())),
             };
             petset_dns::serve(&client, &config, &mut reconcilers)
                 .await

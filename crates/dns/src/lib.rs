@@ -24,7 +24,7 @@ pub use zone::{ClusterView, Zone};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    #[error("cannot listen for DNS on {address}: {source}")]
+    #[error("cannot listen for DNS on {address}")]
     Listen {
         address: SocketAddr,
         source: std::io::Error,

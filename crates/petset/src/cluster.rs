@@ -126,9 +126,14 @@ impl Cluster {
                     .is_some()
                     .then(|| (network.cidr.network(), network.cidr.prefix())),
             };
-            petset_dns::serve(&client, &config, &mut reconcilers)
-                .await
-                .context("starting the cluster DNS")?;
+            if let Err(error) = petset_dns::serve(&client, &config, &mut reconcilers).await {
+                // Nothing of the node may outlive a start that failed: its bridge and mount.
+                reconcilers.abort_all();
+                if let Some(node) = &runc {
+                    node.shutdown(std::time::Duration::ZERO);
+                }
+                return Err(error).context("starting the cluster DNS");
+            }
         }
         Ok(Self {
             state,

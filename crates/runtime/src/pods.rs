@@ -181,10 +181,19 @@ impl Runtime {
         })
     }
 
-    /// Puts every sandbox made from now on on this pod network.
+    /// Puts every sandbox made from now on on this pod network. When the network cannot be
+    /// had, `open`'s private mount is undone before the error is returned.
     pub fn with_network(mut self, config: NetworkConfig) -> Result<Self, RuntimeError> {
-        self.network = Some(Network::open(config)?);
-        Ok(self)
+        match Network::open(config) {
+            Ok(network) => {
+                self.network = Some(network);
+                Ok(self)
+            }
+            Err(error) => {
+                let _ = self.release();
+                Err(error)
+            }
+        }
     }
 
     pub fn network(&self) -> Option<&Network> {
@@ -508,6 +517,14 @@ impl Runtime {
             "runc",
             &["--root", &self.runc_root(), "delete", "--force", &id],
         );
+        // Whatever still runs in the container's cgroup (runc's state lost, a process runc
+        // no longer knows) is killed too: a container's processes never outlive its removal.
+        kill_leftovers(
+            &cgroup_dirs(pod)
+                .into_iter()
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>(),
+        );
         let dir = self.pod_dir(pod).join("containers").join(name);
         let rootfs = dir.join("rootfs");
         if is_mount_point(&rootfs) {
@@ -599,9 +616,8 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', "'\\''"))
 }
 
-/// Removes the pod's (empty) cgroup directories, which runc leaves behind the containers' own:
-/// under every v1 controller, and the v2 hierarchy.
-fn remove_cgroups(pod: &str) {
+/// The pod's cgroup directories: under every v1 controller, and in the v2 hierarchy.
+fn cgroup_dirs(pod: &str) -> Vec<PathBuf> {
     let base = Path::new("/sys/fs/cgroup");
     let mut candidates = vec![base.join("petset").join(pod)];
     if let Ok(controllers) = fs::read_dir(base) {
@@ -609,7 +625,44 @@ fn remove_cgroups(pod: &str) {
             candidates.push(controller.path().join("petset").join(pod));
         }
     }
-    for directory in candidates {
+    candidates
+}
+
+/// Sends SIGKILL to every process left in these cgroups, and waits (a second at most) until
+/// they are gone.
+fn kill_leftovers(cgroups: &[PathBuf]) {
+    let members = || -> Vec<String> {
+        let mut pids: Vec<String> = cgroups
+            .iter()
+            .filter_map(|c| fs::read_to_string(c.join("cgroup.procs")).ok())
+            .flat_map(|text| text.lines().map(str::to_string).collect::<Vec<_>>())
+            .filter(|pid| pid.parse::<u32>().is_ok())
+            .collect();
+        pids.sort();
+        pids.dedup();
+        pids
+    };
+    let left = members();
+    if left.is_empty() {
+        return;
+    }
+    let mut args = vec!["-KILL".to_string()];
+    args.extend(left);
+    let _ = Command::new("kill")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while !members().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Removes the pod's (empty) cgroup directories, which runc leaves behind the containers' own:
+/// under every v1 controller, and the v2 hierarchy.
+fn remove_cgroups(pod: &str) {
+    for directory in cgroup_dirs(pod) {
         // rmdir only: a cgroup directory is removed empty, never recursively.
         if let Ok(children) = fs::read_dir(&directory) {
             for child in children.filter_map(Result::ok) {

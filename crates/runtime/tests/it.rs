@@ -107,6 +107,32 @@ fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
     let status = sleeper.wait().expect("wait sleeper");
     assert_eq!(status.code(), Some(3), "{:?}", logged(&log));
 
+    // A container whose runc state is lost still goes with its removal: what is left in its
+    // cgroup is killed.
+    let log = runtime.log_path(&pod, "orphan", 0);
+    let _orphan = runtime
+        .start(&pod, &container(&store, "orphan", "sleep 300", &data), &log)
+        .expect("start orphan");
+    let runc_root = temp.path().join("node/runc");
+    let state = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["state", &format!("{pod}-orphan")])
+        .output()
+        .expect("runc state");
+    let state: serde_json::Value = serde_json::from_slice(&state.stdout).expect("state json");
+    let pid = state["pid"].as_u64().expect("pid");
+    fs::remove_dir_all(runc_root.join(format!("{pod}-orphan"))).expect("lose runc's state");
+    runtime
+        .remove_container(&pod, "orphan")
+        .expect("remove orphan");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|stat| stat.contains(") Z ")),
+        "the orphan's process {pid} still runs"
+    );
+
     runtime.remove_sandbox(&pod).expect("remove");
     assert!(!runtime.pod_dir(&pod).exists());
     assert!(
@@ -145,6 +171,26 @@ fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
             services: None,
         })
         .expect("network");
+    // A second runtime cannot have the same bridge, and leaves no mount behind for trying.
+    let refused = Runtime::open(temp.path().join("other"))
+        .expect("runtime")
+        .with_network(NetworkConfig {
+            bridge: bridge.into(),
+            cidr: "10.244.251.0/24".parse().expect("cidr"),
+            services: None,
+        });
+    assert!(refused.is_err());
+    let other = temp
+        .path()
+        .join("other/pods")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        !fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .contains(&other),
+        "a refused runtime left its mount"
+    );
     let data = temp.path().join("data");
     fs::create_dir_all(&data).expect("data");
     fs::write(data.join("page"), "served\n").expect("page");

@@ -34,8 +34,10 @@ pub trait NodeExec: Send + Sync {
         tty: bool,
     ) -> Option<tokio::process::Command>;
 
-    /// Attaches to the running container; `None` when this node does not run it.
-    fn attach(&self, pod: &Value, container: &str) -> Option<Attachment>;
+    /// Attaches to the running container; `None` when this node does not run it. With
+    /// `stdin_once`, the stdin is handed over for good and the output sent from the start of
+    /// the run (also when the container already ended).
+    fn attach(&self, pod: &Value, container: &str, stdin_once: bool) -> Option<Attachment>;
 }
 
 /// A running container as `attach` reaches it.
@@ -55,16 +57,9 @@ pub(crate) fn serve_attach(
     query: &Query,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = crate::logs::text(pod, "/metadata/name").to_string();
     let container = crate::logs::container_of(pod, query, false)?;
-    let phase = pod
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let phase = crate::logs::text(pod, "/status/phase");
     // A `kubectl run -i` container (stdinOnce) that ended before the attach arrived still
     // gives its output; any other completed pod has nothing to attach to.
     let stdin_once = pod
@@ -85,7 +80,7 @@ pub(crate) fn serve_attach(
             "pods {name:?}: its node runs no processes here (a simulated node), so there is nothing to attach to"
         )));
     };
-    let Some(mut attachment) = exec.attach(pod, &container) else {
+    let Some(mut attachment) = exec.attach(pod, &container, stdin_once) else {
         return Err(ApiError::bad_request(format!(
             "unable to upgrade connection: container {container} not found in pod {name}"
         )));
@@ -190,16 +185,9 @@ pub(crate) fn serve(
     query: &Query,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = crate::logs::text(pod, "/metadata/name").to_string();
     let container = crate::logs::container_of(pod, query, false)?;
-    let phase = pod
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let phase = crate::logs::text(pod, "/status/phase");
     if matches!(phase, "Succeeded" | "Failed") {
         return Err(ApiError::bad_request(format!(
             "cannot exec into a container in a completed pod; current phase is {phase}"

@@ -29,6 +29,13 @@ pub trait NodeLogs: Send + Sync {
     fn log_files(&self, pod: &Value, container: &str) -> Option<Vec<PathBuf>>;
 }
 
+/// A string field of the pod ("" when absent).
+pub(crate) fn text<'a>(pod: &'a Value, pointer: &str) -> &'a str {
+    pod.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 fn container_names(pod: &Value, list: &str) -> Vec<String> {
     pod.pointer(&format!("/spec/{list}"))
         .and_then(Value::as_array)
@@ -48,10 +55,7 @@ pub(crate) fn container_of(
     query: &Query,
     with_init: bool,
 ) -> Result<String, ApiError> {
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = text(pod, "/metadata/name");
     let containers = container_names(pod, "containers");
     let init = if with_init {
         container_names(pod, "initContainers")
@@ -83,11 +87,7 @@ pub(crate) fn serve(
     pod: &Value,
     query: &Query,
 ) -> Result<Response, ApiError> {
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = text(pod, "/metadata/name").to_string();
     let container = container_of(pod, query, true)?;
     let Some(logs) = logs else {
         return Err(ApiError::service_unavailable(format!(

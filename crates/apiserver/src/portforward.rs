@@ -44,15 +44,8 @@ pub(crate) fn serve(
     pod: &Value,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let phase = pod
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = crate::logs::text(pod, "/metadata/name").to_string();
+    let phase = crate::logs::text(pod, "/status/phase");
     if phase != "Running" {
         return Err(ApiError::bad_request(format!(
             "unable to forward port because pod is not running. Current status={phase}"

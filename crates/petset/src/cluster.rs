@@ -159,7 +159,7 @@ impl Cluster {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
@@ -225,15 +225,9 @@ impl petset_apiserver::NodeExec for NodeStreams {
         &self,
         pod: &serde_json::Value,
         container: &str,
+        stdin_once: bool,
     ) -> Option<petset_apiserver::Attachment> {
         let uid = pod.pointer("/metadata/uid")?.as_str()?;
-        let stdin_once = pod
-            .pointer("/spec/containers")?
-            .as_array()?
-            .iter()
-            .find(|c| c.get("name").and_then(serde_json::Value::as_str) == Some(container))
-            .and_then(|c| c.get("stdinOnce")?.as_bool())
-            .unwrap_or(false);
         let attached = self.0.attach(uid, container, stdin_once)?;
         Some(petset_apiserver::Attachment {
             log: attached.log,

@@ -326,36 +326,15 @@ impl Runtime {
             .map_err(io(log))?;
         let errors = output.try_clone().map_err(io(log))?;
         let (stdout_log, stderr_log) = (output, errors);
-        let runc_args = [
-            "runc".to_string(),
-            "--root".into(),
+        let run_args = [
+            "--root".to_string(),
             self.runc_root(),
             "run".into(),
             "--bundle".into(),
             dir.to_string_lossy().into_owned(),
             id.clone(),
         ];
-        // A terminal container: `runc run` forwards between the container's terminal and a
-        // terminal on its own stdin, which util-linux's `script` provides over pipes (and
-        // passes the exit status on), as for `exec --tty`.
-        let mut command = if config.tty {
-            let line: Vec<String> = runc_args.iter().map(|w| shell_quote(w)).collect();
-            let mut command = Command::new("script");
-            command.args([
-                "--quiet",
-                "--flush",
-                "--return",
-                "--command",
-                &line.join(" "),
-                "/dev/null",
-            ]);
-            command
-        } else {
-            let mut command = Command::new("runc");
-            command.args(&runc_args[1..]);
-            command
-        };
-        let mut child = command
+        let mut child = runc(&run_args, config.tty)
             .stdin(if config.stdin || config.tty {
                 Stdio::piped()
             } else {
@@ -576,39 +555,42 @@ impl Runtime {
             .unwrap_or_default()
     }
 
-    /// A command that runs `args` inside the container (`runc exec`), stdio left to the caller.
-    ///
-    /// With `tty`, the command gets a terminal: `runc exec --tty` forwards between a terminal
-    /// on its own stdin and the container's, so util-linux's `script` gives it one over the
-    /// caller's pipes (and passes the exit status on). stdout then carries the terminal's
-    /// output, stderr included, as a terminal does.
+    /// A command that runs `args` inside the container (`runc exec`), stdio left to the caller;
+    /// with `tty`, on a terminal (see `runc` below).
     pub fn exec_command(&self, pod: &str, name: &str, args: &[String], tty: bool) -> Command {
-        let id = Self::container_id(pod, name);
-        if !tty {
-            let mut command = Command::new("runc");
-            command
-                .args(["--root", &self.runc_root(), "exec"])
-                .arg(id)
-                .args(args);
-            return command;
+        let mut exec_args = vec!["--root".to_string(), self.runc_root(), "exec".into()];
+        if tty {
+            exec_args.push("--tty".into());
         }
-        let line: Vec<String> = ["runc", "--root", &self.runc_root(), "exec", "--tty", &id]
-            .into_iter()
-            .map(str::to_string)
-            .chain(args.iter().cloned())
-            .map(|word| shell_quote(&word))
-            .collect();
-        let mut command = Command::new("script");
-        command.args([
-            "--quiet",
-            "--flush",
-            "--return",
-            "--command",
-            &line.join(" "),
-            "/dev/null",
-        ]);
-        command
+        exec_args.push(Self::container_id(pod, name));
+        exec_args.extend(args.iter().cloned());
+        runc(&exec_args, tty)
     }
+}
+
+/// `runc` with these arguments. With `terminal`, runc forwards between the container's
+/// terminal and one on its own stdin, which util-linux's `script` provides over the caller's
+/// pipes (passing the exit status on); stdout then carries the terminal's output.
+fn runc(args: &[String], terminal: bool) -> Command {
+    if !terminal {
+        let mut command = Command::new("runc");
+        command.args(args);
+        return command;
+    }
+    let line: Vec<String> = std::iter::once("runc")
+        .chain(args.iter().map(String::as_str))
+        .map(shell_quote)
+        .collect();
+    let mut command = Command::new("script");
+    command.args([
+        "--quiet",
+        "--flush",
+        "--return",
+        "--command",
+        &line.join(" "),
+        "/dev/null",
+    ]);
+    command
 }
 
 /// `word` as one word for `sh -c`.

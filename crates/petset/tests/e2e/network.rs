@@ -11,7 +11,7 @@ use std::time::Duration;
 use petset_testkit::{can_run_containers, wait_until};
 
 use crate::runc::start_with_busybox;
-use crate::statefulset::wait_for;
+use crate::statefulset::wait_ready_replicas;
 
 const WEB: &str = r#"
 apiVersion: v1
@@ -47,14 +47,19 @@ spec:
         ports: [{containerPort: 80, name: web}]
 "#;
 
-/// The body of `GET /` from `address` (empty when it cannot be had).
-fn http_get(address: &str) -> String {
+/// The body of a `method` request for `path` at `address`, with a JSON `body` when one is
+/// given (empty when it cannot be had).
+fn http(address: &str, method: &str, path: &str, body: Option<&str>) -> String {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(address) else {
         return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET / HTTP/1.0\r\nHost: {address}\r\n\r\n");
+    let body = body.unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     if stream.write_all(request.as_bytes()).is_err() {
         return String::new();
     }
@@ -66,9 +71,25 @@ fn http_get(address: &str) -> String {
         .unwrap_or_default()
 }
 
+fn http_get(address: &str) -> String {
+    http(address, "GET", "/", None)
+}
+
+/// A POST to etcd's HTTP/JSON gateway.
+fn etcd_call(address: &str, path: &str, body: &str) -> String {
+    http(address, "POST", path, Some(body))
+}
+
+/// `dig +short NAME` at the DNS on `server`, port 53.
 fn dig(server: std::net::Ipv4Addr, name: &str) -> String {
+    dig_with(&[&format!("@{server}"), name, "+short"])
+}
+
+/// `dig` with these arguments, trying once for 2 s; what it prints.
+fn dig_with(args: &[&str]) -> String {
     let output = std::process::Command::new("dig")
-        .args([&format!("@{server}"), name, "+short", "+time=2", "+tries=1"])
+        .args(["+time=2", "+tries=1"])
+        .args(args)
         .output()
         .expect("dig (Debian package dnsutils)");
     String::from_utf8_lossy(&output.stdout).trim().to_string()
@@ -87,18 +108,7 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
     petset
         .kubectl_with_input(&["apply", "-f", "-"], Some(WEB))
         .ok();
-    wait_for(
-        &petset,
-        "both Ready",
-        &[
-            "get",
-            "statefulset",
-            "web",
-            "-o",
-            "jsonpath={.status.readyReplicas}",
-        ],
-        "2",
-    );
+    wait_ready_replicas(&petset, "web", 2);
     let ip_of = |pod: &str| {
         petset
             .kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])
@@ -130,12 +140,8 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
     let mut both = vec![ip0.clone(), ip1.clone()];
     both.sort();
     assert_eq!(service, both);
-    let output = std::process::Command::new("dig")
-        .args([&format!("@{dns}"), "-x", &ip1, "+short"])
-        .output()
-        .expect("dig -x");
     assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
+        dig_with(&[&format!("@{dns}"), "-x", &ip1, "+short"]),
         "web-1.nginx.default.svc.cluster.local."
     );
 
@@ -331,28 +337,6 @@ fn pods_get_addresses_names_a_proxy_and_attach() {
     );
 }
 
-/// A POST of a JSON body to etcd's HTTP gateway at `address`; the answer's body.
-fn etcd_call(address: &str, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return String::new();
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
 #[test]
 fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data() {
     let test = "the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data";
@@ -363,17 +347,9 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
         petset_testkit::skip(test, "needs Debian's etcd-server");
         return;
     }
-    let images = tempfile::tempdir().expect("temp");
-    petset_testkit::etcd_image(&images.path().join("saved"), "petset/etcd:test");
-    let store = images.path().join("store").to_string_lossy().into_owned();
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
-        .args(["image", "--image-store", &store, "import"])
-        .arg(images.path().join("saved"))
-        .output()
-        .expect("petset image import");
-    assert!(imported.status.success(), "{imported:?}");
     // The embedded store: the test also kills petset and starts it again.
-    let mut petset = crate::start(&["--node-runtime", "runc", "--image-store", &store]);
+    let (_images, mut petset) =
+        crate::runc::start_with_image(petset_testkit::etcd_image, "petset/etcd:test", &[]);
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/etcd.yaml"
@@ -476,14 +452,12 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
     assert!(status.success(), "{}", petset.log());
 }
 
-/// `dig` at a DNS on a loopback port; the whole answer, or its short form with `+short`.
+/// `dig` at a DNS on a loopback port.
 fn dig_at(port: u16, args: &[&str]) -> String {
-    let output = std::process::Command::new("dig")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig (Debian package dnsutils)");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+    let port = port.to_string();
+    let mut all = vec!["@127.0.0.1", "-p", &port];
+    all.extend_from_slice(args);
+    dig_with(&all)
 }
 
 #[test]
@@ -506,18 +480,7 @@ fn the_cluster_dns_answers_for_the_simulated_node() {
     petset
         .kubectl_with_input(&["apply", "-f", "-"], Some(WEB))
         .ok();
-    wait_for(
-        &petset,
-        "both Ready",
-        &[
-            "get",
-            "statefulset",
-            "web",
-            "-o",
-            "jsonpath={.status.readyReplicas}",
-        ],
-        "2",
-    );
+    wait_ready_replicas(&petset, "web", 2);
     let ip0 = petset
         .kubectl(&["get", "pod", "web-0", "-o", "jsonpath={.status.podIP}"])
         .ok()

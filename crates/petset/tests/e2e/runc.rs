@@ -7,7 +7,7 @@ use std::time::Duration;
 use petset_testkit::{busybox_image, can_run_containers, wait_until};
 
 use crate::start;
-use crate::statefulset::wait_for;
+use crate::statefulset::{wait_for, wait_ready_replicas};
 
 const SET: &str = r#"
 apiVersion: v1
@@ -72,8 +72,17 @@ fn pod_uids(petset: &petset_testkit::Petset) -> Vec<String> {
 /// A runc petset with `busybox:test` in an image store of its own (the directory lives as long
 /// as the returned guard).
 pub(crate) fn start_with_busybox(extra: &[&str]) -> (tempfile::TempDir, petset_testkit::Petset) {
+    start_with_image(busybox_image, "busybox:test", extra)
+}
+
+/// A runc petset with the image `build` writes, named `name`, in an image store of its own.
+pub(crate) fn start_with_image(
+    build: fn(&std::path::Path, &str),
+    name: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, petset_testkit::Petset) {
     let images = tempfile::tempdir().expect("temp");
-    busybox_image(&images.path().join("saved"), "busybox:test");
+    build(&images.path().join("saved"), name);
     let store = images.path().join("store").to_string_lossy().into_owned();
     let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
         .args(["image", "--image-store", &store, "import"])
@@ -107,18 +116,7 @@ fn a_statefulset_runs_as_real_containers_with_hostnames_and_volumes() {
         ],
         "web-0=Running web-1=Running",
     );
-    wait_for(
-        &petset,
-        "both Ready",
-        &[
-            "get",
-            "statefulset",
-            "web",
-            "-o",
-            "jsonpath={.status.readyReplicas}",
-        ],
-        "2",
-    );
+    wait_ready_replicas(&petset, "web", 2);
     let volume_of = |pod: &str| {
         let name = petset
             .kubectl(&[

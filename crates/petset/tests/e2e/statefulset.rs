@@ -23,6 +23,22 @@ fn kubectl_ok(petset: &Petset, args: &[&str]) -> String {
     petset.kubectl(args).ok().to_string()
 }
 
+/// Waits until the StatefulSet `set` reports `count` ready replicas.
+pub(crate) fn wait_ready_replicas(petset: &Petset, set: &str, count: usize) {
+    wait_for(
+        petset,
+        &format!("{count} ready replicas of {set}"),
+        &[
+            "get",
+            "statefulset",
+            set,
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ],
+        &count.to_string(),
+    );
+}
+
 pub(crate) fn wait_for(petset: &Petset, what: &str, args: &[&str], expected: &str) {
     let mut last = String::new();
     let done = wait_until(Duration::from_secs(60), || {

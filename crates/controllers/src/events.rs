@@ -141,6 +141,8 @@ impl Correlator {
 pub struct Recorder {
     client: Client,
     component: &'static str,
+    /// The node an event comes from (`source.host`), for the kubelet's events.
+    host: Option<String>,
     correlator: Arc<Mutex<Correlator>>,
 }
 
@@ -151,8 +153,15 @@ impl Recorder {
         Self {
             client,
             component,
+            host: None,
             correlator: Arc::new(Mutex::new(Correlator::default())),
         }
+    }
+
+    /// The same recorder, naming `host` as the events' source (as the kubelet names its node).
+    pub fn on_host(mut self, host: String) -> Self {
+        self.host = Some(host);
+        self
     }
 
     /// Records an event about `object` in the background, as upstream's broadcaster does: the
@@ -203,12 +212,13 @@ impl Recorder {
                     type_: Some(type_.to_string()),
                     source: Some(EventSource {
                         component: Some(self.component.to_string()),
-                        host: None,
+                        host: self.host.clone(),
                     }),
                     first_timestamp: Some(now.clone()),
                     last_timestamp: Some(now),
                     count: Some(1),
                     reporting_component: Some(self.component.to_string()),
+                    reporting_instance: self.host.clone(),
                     ..Event::default()
                 };
                 tokio::spawn(async move {

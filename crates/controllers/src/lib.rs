@@ -5,7 +5,7 @@
 
 pub mod cache;
 pub mod endpoints;
-mod events;
+pub mod events;
 mod queue;
 pub mod scheduler;
 pub mod statefulset;

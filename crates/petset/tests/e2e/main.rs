@@ -2,8 +2,12 @@
 
 use std::path::Path;
 
+mod bounds;
+mod data_safety;
+mod images;
 mod kube_client;
 mod kubectl;
+mod kubelet;
 mod network;
 mod runc;
 mod statefulset;

@@ -1,0 +1,1 @@
+//! Bounded controller work: a StatefulSet of any valid size never takes the server down.

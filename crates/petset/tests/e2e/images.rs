@@ -1,0 +1,1 @@
+//! Image names as the tutorials write them, and the stand-ins' tools (`curl localhost`).

@@ -184,6 +184,11 @@ fn container_defaults(container: &mut Value) {
     for port in array_mut(container, "ports") {
         set_default(port, "protocol", json!("TCP"));
     }
+    for env in array_mut(container, "env") {
+        if let Some(source) = env.get_mut("valueFrom") {
+            selector_defaults(source);
+        }
+    }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(probe) = container.get_mut(probe) {
             set_default(probe, "timeoutSeconds", json!(1));
@@ -210,10 +215,36 @@ pub fn pull_policy(image: &str) -> &'static str {
     }
 }
 
+/// A downward-API selector (an env var's `valueFrom` or a volume item): `fieldRef` names
+/// `apiVersion: v1` unless it says otherwise, and `resourceFieldRef` shows its divisor, as
+/// upstream's wire form does.
+fn selector_defaults(source: &mut Value) {
+    if let Some(field) = source.get_mut("fieldRef") {
+        set_default(field, "apiVersion", json!("v1"));
+    }
+    if let Some(resource) = source.get_mut("resourceFieldRef") {
+        set_default(resource, "divisor", json!("0"));
+    }
+}
+
 fn volume_defaults(volume: &mut Value) {
     for source in ["configMap", "secret", "downwardAPI", "projected"] {
         if let Some(source) = volume.get_mut(source) {
             set_default(source, "defaultMode", json!(420));
+        }
+    }
+    if let Some(downward) = volume.get_mut("downwardAPI") {
+        for item in array_mut(downward, "items") {
+            selector_defaults(item);
+        }
+    }
+    if let Some(projected) = volume.get_mut("projected") {
+        for source in array_mut(projected, "sources") {
+            if let Some(downward) = source.get_mut("downwardAPI") {
+                for item in array_mut(downward, "items") {
+                    selector_defaults(item);
+                }
+            }
         }
     }
     if let Some(host_path) = volume.get_mut("hostPath") {
@@ -279,6 +310,29 @@ mod tests {
         assert_eq!(
             sts["spec"]["updateStrategy"],
             json!({"type": "RollingUpdate"})
+        );
+    }
+
+    #[test]
+    fn downward_selectors_get_upstreams_defaults() {
+        let mut spec = json!({
+            "containers": [{"name": "c", "image": "busybox:1.28", "env": [
+                {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+                {"name": "OLD", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}
+            ]}],
+            "volumes": [{"name": "info", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}
+            ]}}]
+        });
+        pod_spec(&mut spec);
+        let env = &spec["containers"][0]["env"];
+        assert_eq!(env[0]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(env[1]["valueFrom"]["resourceFieldRef"]["divisor"], "0");
+        assert_eq!(env[2]["valueFrom"]["fieldRef"]["apiVersion"], "v1");
+        assert_eq!(
+            spec["volumes"][0]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"],
+            "v1"
         );
     }
 

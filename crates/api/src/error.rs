@@ -210,6 +210,19 @@ impl ApiError {
         })
     }
 
+    /// 403 for an action upstream's admission refuses on one object, with its reason.
+    pub fn forbidden_on(resource: &ResourceType, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} {name:?} is forbidden: {why}",
+                resource.qualified_plural()
+            ),
+        )
+        .about(resource, name)
+    }
+
     /// Creating in a namespace that is being deleted.
     pub fn namespace_terminating(resource: &ResourceType, name: &str, namespace: &str) -> Self {
         Self::new(
@@ -260,6 +273,11 @@ impl ApiError {
             "RequestEntityTooLarge",
             "Request entity too large: limit is 3145728",
         )
+    }
+
+    /// 413 with upstream's reason, for a request past one of its bounds.
+    pub fn too_large_because(message: impl Into<String>) -> Self {
+        Self::new(413, "RequestEntityTooLarge", message)
     }
 
     /// 410 Gone: a watch or continue token older than the kept history.

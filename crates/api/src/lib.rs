@@ -6,6 +6,7 @@
 //! that fields petset does not interpret survive a round trip untouched.
 
 pub mod defaults;
+pub mod depth;
 pub mod error;
 pub mod names;
 pub mod patch;

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::depth;
+
 /// A patch that could not be applied; the API answers 422 (or 400 for a malformed body).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {
@@ -10,6 +12,9 @@ pub enum PatchError {
     Malformed(String),
     #[error("{0}")]
     DoesNotApply(String),
+    /// Past upstream's bound on one patch (413).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Which patch a request carries, from its Content-Type.
@@ -58,13 +63,115 @@ pub fn apply(
     }
 }
 
+/// Upstream's bound on the operations of one JSON patch.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// How many bytes the `copy` operations of one patch may duplicate in all (the request body
+/// limit, as upstream's accumulated copy size limit): each copy deep-copies what it names, so
+/// a few dozen copies of a value into itself would otherwise double a document past memory.
+pub const MAX_ACCUMULATED_COPY_BYTES: usize = 3 * 1024 * 1024;
+
 fn json_patch(original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let operations: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|error| PatchError::Malformed(format!("invalid JSON patch: {error}")))?;
+    if operations.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+            operations.len()
+        )));
+    }
     let mut result = original.clone();
-    json_patch::patch(&mut result, &operations)
-        .map_err(|error| PatchError::DoesNotApply(error.to_string()))?;
+    let mut bounds = JsonPatchBounds::of(&result);
+    for operation in operations.iter() {
+        bounds.admit(&result, operation)?;
+        json_patch::patch(&mut result, std::slice::from_ref(operation))
+            .map_err(|error| PatchError::DoesNotApply(error.to_string()))?;
+    }
     Ok(result)
+}
+
+/// What a JSON patch may grow a document to, checked before each operation so that no
+/// intermediate document nests past what can be stored or duplicates without bound.
+struct JsonPatchBounds {
+    /// An upper bound on the document's nesting depth.
+    depth: usize,
+    copied: usize,
+}
+
+impl JsonPatchBounds {
+    fn of(document: &Value) -> Self {
+        Self {
+            depth: depth::nesting_depth(document),
+            copied: 0,
+        }
+    }
+
+    fn admit(
+        &mut self,
+        document: &Value,
+        operation: &json_patch::PatchOperation,
+    ) -> Result<(), PatchError> {
+        use json_patch::PatchOperation as Op;
+        let (path, inserted) = match operation {
+            Op::Add(op) => (op.path.as_str(), depth::nesting_depth(&op.value)),
+            Op::Replace(op) => (op.path.as_str(), depth::nesting_depth(&op.value)),
+            Op::Copy(op) => {
+                let Some(value) = document.pointer(op.from.as_str()) else {
+                    return Ok(()); // the operation itself reports the missing path
+                };
+                self.copied = self.copied.saturating_add(serialized_len(value));
+                if self.copied > MAX_ACCUMULATED_COPY_BYTES {
+                    return Err(PatchError::DoesNotApply(format!(
+                        "Unable to copy, a value exceeding the accumulated copy size limit of {MAX_ACCUMULATED_COPY_BYTES} bytes"
+                    )));
+                }
+                (op.path.as_str(), depth::nesting_depth(value))
+            }
+            Op::Move(op) => {
+                // What moves sits under `from`, so the document's bound limits it; only a
+                // move that might go too deep is measured.
+                let from = depth::pointer_tokens(op.from.as_str());
+                let bound = self.depth.saturating_sub(from);
+                let moved = if depth::pointer_tokens(op.path.as_str()) + bound > depth::MAX_DEPTH {
+                    document
+                        .pointer(op.from.as_str())
+                        .map_or(0, depth::nesting_depth)
+                } else {
+                    bound
+                };
+                (op.path.as_str(), moved)
+            }
+            Op::Remove(_) | Op::Test(_) => return Ok(()),
+        };
+        // A value added at a path of n tokens sits inside n containers.
+        let reached = depth::pointer_tokens(path) + inserted;
+        if reached > depth::MAX_DEPTH {
+            return Err(PatchError::DoesNotApply(format!(
+                "the patch nests {path:?} {reached} levels deep; at most {} can be stored",
+                depth::MAX_DEPTH
+            )));
+        }
+        self.depth = self.depth.max(reached);
+        Ok(())
+    }
+}
+
+/// The length of `value` as compact JSON, counted without building it.
+fn serialized_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing to a counter cannot fail; a failure would only under-count.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// RFC 7386: objects merge recursively, `null` deletes, anything else replaces.
@@ -436,6 +543,85 @@ mod tests {
         assert_eq!(
             result["spec"]["ports"],
             json!([{"port": 80, "name": "web", "targetPort": 8080}, {"port": 443}])
+        );
+    }
+
+    /// A `copy` of a value into itself doubles its depth and size: the patch is refused before
+    /// it nests past what can be stored, or duplicates past the copy budget.
+    #[test]
+    fn json_patch_copies_cannot_nest_or_grow_without_bound() {
+        let original = json!({"metadata": {"name": "r"}, "data": {"a": {"b": 1}}});
+        // Each copy nests the whole field one level deeper (data = {a: data}).
+        let deepening: Vec<Value> = (0..150)
+            .map(|_| json!({"op": "copy", "from": "/data", "path": "/data/a"}))
+            .collect();
+        let error = apply(
+            PatchType::Json,
+            "ControllerRevision",
+            &original,
+            &json!(deepening),
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(&error, PatchError::DoesNotApply(m) if m.contains("levels deep")),
+            "{error:?}"
+        );
+        let big = "x".repeat(64 * 1024);
+        let original = json!({"metadata": {"name": "r"}, "data": {"blob": big}});
+        let widening: Vec<Value> = (0..100)
+            .map(|i| json!({"op": "copy", "from": "/data/blob", "path": format!("/data/c{i}")}))
+            .collect();
+        let error = apply(
+            PatchType::Json,
+            "ControllerRevision",
+            &original,
+            &json!(widening),
+        )
+        .expect_err("refused");
+        assert!(
+            matches!(&error, PatchError::DoesNotApply(m) if m.contains("copy size limit")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn json_patch_adds_and_moves_are_bounded_by_depth_too() {
+        let mut deep = json!(1);
+        for _ in 0..98 {
+            deep = json!({ "n": deep });
+        }
+        let original = json!({"metadata": {"name": "r"}, "data": {"a": {}}});
+        // Three tokens and 98 levels: 101 in all.
+        let add = json!([{"op": "add", "path": "/data/a/x", "value": deep}]);
+        assert!(apply(PatchType::Json, "ConfigMap", &original, &add).is_err());
+        let mut shallow = json!(1);
+        for _ in 0..50 {
+            shallow = json!({ "n": shallow });
+        }
+        let original =
+            json!({"metadata": {"name": "r"}, "data": {"a": shallow.clone(), "b": shallow}});
+        let mut moves = Vec::new();
+        let mut target = String::from("/data/b");
+        for _ in 0..49 {
+            target.push_str("/n");
+        }
+        moves.push(json!({"op": "move", "from": "/data/a", "path": format!("{target}/a")}));
+        assert!(apply(PatchType::Json, "ConfigMap", &original, &json!(moves)).is_err());
+    }
+
+    #[test]
+    fn json_patch_operations_are_capped_as_upstream() {
+        let original = json!({"metadata": {"name": "r"}});
+        let many: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS)
+            .map(|_| json!({"op": "test", "path": "/metadata/name", "value": "r"}))
+            .collect();
+        let error =
+            apply(PatchType::Json, "ConfigMap", &original, &json!(many)).expect_err("refused");
+        assert_eq!(
+            error,
+            PatchError::TooLarge(
+                "The allowed maximum operations in a JSON patch is 10000, got 10001".into()
+            )
         );
     }
 

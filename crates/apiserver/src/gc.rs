@@ -19,7 +19,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use crate::ApiState;
-use crate::registry::{DeleteOptions, Registry, Scope, decode, finalizers, namespaces_type};
+use crate::registry::{
+    DeleteOptions, Registry, SYSTEM_NAMESPACES, Scope, decode, finalizers, namespaces_type,
+};
 use crate::watch_cache::WatchCache;
 
 /// How long to wait before trying again when the graph cannot be kept current.
@@ -185,14 +187,30 @@ pub fn spawn_controllers(state: &ApiState) -> JoinHandle<()> {
     let cache = state.watch_cache.clone();
     let mut stopping = state.stopping();
     tokio::spawn(async move {
+        let system = keep_system_objects(registry.clone());
+        tokio::pin!(system);
         loop {
             tokio::select! {
                 _ = run(&registry, &cache) => {}
+                _ = &mut system => {}
                 _ = stopping.changed() => return,
             }
             tokio::time::sleep(RETRY).await;
         }
     })
+}
+
+/// How often the system namespaces and the `kubernetes` Service are checked (upstream's
+/// kubernetes-service controller: 10 s); a finished deletion of one re-creates it at once.
+const SYSTEM_OBJECTS_PERIOD: Duration = Duration::from_secs(10);
+
+async fn keep_system_objects(registry: Arc<Registry>) {
+    loop {
+        tokio::time::sleep(SYSTEM_OBJECTS_PERIOD).await;
+        if let Err(error) = registry.ensure_system_objects().await {
+            tracing::debug!(%error, "could not re-create the system objects");
+        }
+    }
 }
 
 /// Builds the graph from a list, then follows the watch cache until it falls behind.
@@ -353,6 +371,12 @@ async fn settle(registry: &Registry, graph: &mut Graph) {
             };
             let uid = graph.namespace_uid(&namespace);
             match registry.remove(scope, &namespace, uid).await {
+                Ok(()) if SYSTEM_NAMESPACES.contains(&namespace.as_str()) => {
+                    tracing::info!(namespace, "system namespace deleted; re-creating it");
+                    if let Err(error) = registry.ensure_system_objects().await {
+                        tracing::warn!(%error, namespace, "could not re-create a system namespace");
+                    }
+                }
                 Ok(()) => tracing::info!(namespace, "namespace deleted"),
                 Err(error) => {
                     tracing::warn!(%error, namespace, "could not finish deleting a namespace");

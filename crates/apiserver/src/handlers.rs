@@ -12,7 +12,7 @@ use futures::StreamExt;
 use petset_api::patch::PatchType;
 use petset_api::resources::{self, ResourceType};
 use petset_api::selector::{FieldSelector, LabelSelector, supported_field};
-use petset_api::{ApiError, shape};
+use petset_api::{ApiError, Cause, shape};
 use serde_json::{Value, json};
 
 use crate::ApiState;
@@ -68,6 +68,39 @@ impl Query {
     fn dry_run(&self) -> bool {
         self.get("dryRun").is_some_and(|v| v == "All")
     }
+}
+
+/// The options kind upstream validates a write's query against, by method.
+fn options_kind(method: &Method) -> Option<&'static str> {
+    match *method {
+        Method::POST => Some("CreateOptions"),
+        Method::PUT => Some("UpdateOptions"),
+        Method::PATCH => Some("PatchOptions"),
+        Method::DELETE => Some("DeleteOptions"),
+        _ => None,
+    }
+}
+
+/// `dryRun` accepts only `All`, as upstream's options validation says: any other value is
+/// refused before anything is written (it used to be taken as a real write).
+pub fn check_dry_run<'a>(
+    kind: &str,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let values: Vec<&str> = values.into_iter().collect();
+    if values.iter().all(|v| *v == "All") {
+        return Ok(());
+    }
+    let rendered: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    let cause = Cause {
+        reason: "FieldValueNotSupported",
+        field: "dryRun".into(),
+        message: format!(
+            "Unsupported value: []string{{{}}}: supported values: \"All\"",
+            rendered.join(", ")
+        ),
+    };
+    Err(ApiError::invalid(kind, "meta.k8s.io", "", vec![cause]))
 }
 
 /// What a resource URL names.
@@ -236,6 +269,9 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     let rendering = Rendering::negotiate(accept, query.get("includeObject"));
     let resource = target.resource;
+    if let Some(kind) = options_kind(method) {
+        check_dry_run(kind, query.all("dryRun"))?;
+    }
     if let Some(sub) = target.subresource {
         return subresource(state, method, headers, query, &target, sub, body, rendering).await;
     }
@@ -314,6 +350,10 @@ async fn dispatch(
                 }
                 Deleted::Pending(object) => Ok(response::json(StatusCode::OK, &object)),
             }
+        }
+        // Namespaces offer no deletecollection upstream: one request must not empty the cluster.
+        (&Method::DELETE, None) if resource.is("", "namespaces") => {
+            Err(ApiError::method_not_allowed(method.as_str()))
         }
         (&Method::DELETE, None) => {
             let options = delete_options(query, &body)?;
@@ -618,6 +658,12 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     } else {
         let value: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        if let Some(values) = value.get("dryRun").and_then(Value::as_array) {
+            check_dry_run(
+                "DeleteOptions",
+                values.iter().map(|v| v.as_str().unwrap_or_default()),
+            )?;
+        }
         DeleteOptions::from_json(&value)
     };
     if let Some(grace) = query.number("gracePeriodSeconds")? {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use petset_api::patch::{self, PatchError, PatchType};
 use petset_api::resources::{self, ResourceType};
 use petset_api::selector::{FieldSelector, LabelSelector};
-use petset_api::{ApiError, Cause, defaults, time, validate};
+use petset_api::{ApiError, Cause, defaults, depth, time, validate};
 use petset_store::{KeyValue, ListOptions, Revision, Store, StoreError};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
@@ -422,6 +422,7 @@ impl Registry {
                 causes,
             ));
         }
+        check_depth(resource, &name, &object)?;
         self.check_namespace(scope, &name).await?;
         if resource.is("", "services") {
             self.allocate_cluster_ip(&mut object).await?;
@@ -440,8 +441,23 @@ impl Registry {
         }
     }
 
-    /// Admission-time defaults that need the store (the default storage class).
+    /// Admission-time defaults that need the store (the default storage class), and the
+    /// storage-in-use protection finalizers (upstream's StorageObjectInUseProtection plugin).
     async fn admit_create(&self, scope: Scope<'_>, object: &mut Value) -> Result<(), ApiError> {
+        let protection = if scope.resource.is("", "persistentvolumeclaims") {
+            Some(PVC_PROTECTION_FINALIZER)
+        } else if scope.resource.is("", "persistentvolumes") {
+            Some(PV_PROTECTION_FINALIZER)
+        } else {
+            None
+        };
+        if let Some(finalizer) = protection {
+            let mut wanted = finalizers(object);
+            if !wanted.iter().any(|f| f == finalizer) {
+                wanted.push(finalizer.to_string());
+                meta_mut(object).insert("finalizers".into(), json!(wanted));
+            }
+        }
         if scope.resource.is("", "persistentvolumeclaims")
             && object.pointer("/spec/storageClassName").is_none()
             && let Some(class) = self.default_storage_class().await?
@@ -665,6 +681,7 @@ impl Registry {
                             PatchError::DoesNotApply(message) => ApiError::unprocessable(format!(
                                 "the server rejected our request due to an error in our request: {message}"
                             )),
+                            PatchError::TooLarge(message) => ApiError::too_large_because(message),
                         })?;
                     if let Some(rv) = meta_str(&patched, "resourceVersion")
                         && meta_str(current, "resourceVersion") != Some(rv)
@@ -723,6 +740,7 @@ impl Registry {
                     causes,
                 ));
             }
+            check_depth(resource, name, &next)?;
             if semantically_equal(&current, &next) {
                 return Ok(current);
             }
@@ -768,6 +786,15 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
         let resource = scope.resource;
+        if resource.is("", "namespaces") && IMMORTAL_NAMESPACES.contains(&name) {
+            // Checked after the lookup, as upstream: a missing one is still a 404.
+            self.get_raw(scope, name).await?;
+            return Err(ApiError::forbidden_on(
+                resource,
+                name,
+                "this namespace may not be deleted",
+            ));
+        }
         let key = Self::key(scope, name);
         for _ in 0..UPDATE_RETRIES {
             let (current, revision) = self.get_raw(scope, name).await?;
@@ -950,19 +977,7 @@ impl Registry {
 
     /// Creates the objects every cluster starts with, when missing.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
-        for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let object = json!({"metadata": {"name": namespace,
-                "labels": {"kubernetes.io/metadata.name": namespace}}});
-            self.create_if_missing(namespaces_type(), None, object)
-                .await?;
-        }
-        let first = Ipv4Addr::from(u32::from(self.service_network.0) + 1).to_string();
-        let kubernetes = json!({
-            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
-        });
-        self.create_if_missing(services_type(), Some("default"), kubernetes)
-            .await?;
+        self.ensure_system_objects().await?;
         if let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") {
             let local_path = json!({
                 "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
@@ -974,6 +989,25 @@ impl Registry {
             self.create_if_missing(classes, None, local_path).await?;
         }
         Ok(())
+    }
+
+    /// The system namespaces and the `kubernetes` Service, re-created whenever they are
+    /// missing, as upstream's system-namespaces and kubernetes-service controllers do
+    /// (kube-node-lease may be deleted; it comes back).
+    pub async fn ensure_system_objects(&self) -> Result<(), ApiError> {
+        for namespace in SYSTEM_NAMESPACES {
+            let object = json!({"metadata": {"name": namespace,
+                "labels": {"kubernetes.io/metadata.name": namespace}}});
+            self.create_if_missing(namespaces_type(), None, object)
+                .await?;
+        }
+        let first = Ipv4Addr::from(u32::from(self.service_network.0) + 1).to_string();
+        let kubernetes = json!({
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
+        });
+        self.create_if_missing(services_type(), Some("default"), kubernetes)
+            .await
     }
 
     async fn create_if_missing(
@@ -999,6 +1033,38 @@ impl Registry {
         }
     }
 }
+
+/// Refuses an object no reader could parse back: see `petset_api::depth`.
+fn check_depth(resource: &ResourceType, name: &str, object: &Value) -> Result<(), ApiError> {
+    match depth::too_deep(object) {
+        None => Ok(()),
+        Some((field, levels)) => Err(ApiError::invalid(
+            resource.kind,
+            resource.group,
+            name,
+            vec![Cause::invalid(
+                field,
+                &json!(format!("{levels} levels of nesting")),
+                &format!(
+                    "may not nest more than {} levels deep, or no client could read it back",
+                    depth::MAX_DEPTH
+                ),
+            )],
+        )),
+    }
+}
+
+/// Keeps a claim while a pod uses it (removed by the claim protection controller).
+pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+/// Keeps a volume while it is bound (removed by the volume protection controller).
+pub const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
+
+/// The namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The namespaces upstream's NamespaceLifecycle admission refuses to delete.
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// Namespaces are core to the registry's own checks.
 pub fn namespaces_type() -> &'static ResourceType {

@@ -1,11 +1,12 @@
 //! The reconcilers that turn desired state into actions, all working through the Kubernetes
 //! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
-//! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, and the
-//! scheduler.
+//! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
+//! protection, and the scheduler.
 
 pub mod cache;
 pub mod endpoints;
 pub mod events;
+pub mod protection;
 mod queue;
 pub mod scheduler;
 pub mod statefulset;
@@ -22,6 +23,7 @@ pub fn spawn_all(client: Client, volumes_dir: PathBuf) -> JoinSet<()> {
     tasks.spawn(statefulset::run(client.clone()));
     tasks.spawn(volumes::run(client.clone(), volumes_dir));
     tasks.spawn(endpoints::run(client.clone()));
+    tasks.spawn(protection::run(client.clone()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -2,9 +2,10 @@
 //! under the data dir, bound both ways; a released volume is deleted (its directory removed) or
 //! kept, as its reclaim policy says.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
@@ -16,10 +17,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::cache::{Cache, Change, version_of};
+use crate::events::Recorder;
 use crate::queue::Queue;
 
 /// The provisioner name of the default `local-path` class.
@@ -46,11 +48,130 @@ struct Views {
     volumes: Cache<PersistentVolume>,
     wrote_claims: AtomicU64,
     wrote_volumes: AtomicU64,
+    events: Events,
 }
 
 impl Views {
     fn wrote<K: kube::Resource>(counter: &AtomicU64, object: &K) {
         counter.fetch_max(version_of(object), Ordering::SeqCst);
+    }
+}
+
+/// The events `kubectl describe pvc` shows, from the two components upstream has: the volume
+/// controller (why a claim waits) and the provisioner (what it made).
+struct Events {
+    controller: Recorder,
+    provisioner: Recorder,
+    /// Why each pending claim was last reported waiting (by uid), so a claim's wait is
+    /// recorded once per reason rather than at every reconcile of every claim.
+    waiting: Mutex<HashMap<String, String>>,
+}
+
+/// How many pending claims' reasons are remembered; past it the memory starts over, which
+/// only repeats an event.
+const MAX_REMEMBERED_WAITS: usize = 4096;
+
+impl Events {
+    fn new(client: &Client) -> Self {
+        Self {
+            controller: Recorder::new(client.clone(), "persistentvolume-controller"),
+            provisioner: Recorder::new(client.clone(), PROVISIONER),
+            waiting: Mutex::default(),
+        }
+    }
+
+    /// Records why `claim` waits, once while the reason stays the same.
+    fn waiting(&self, claim: &PersistentVolumeClaim, wait: Wait) {
+        let uid = claim.uid().unwrap_or_default();
+        {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            if waiting.get(&uid).is_some_and(|r| *r == wait.reason()) {
+                return;
+            }
+            if waiting.len() >= MAX_REMEMBERED_WAITS {
+                waiting.clear();
+            }
+            waiting.insert(uid, wait.reason().to_string());
+        }
+        let (type_, reason, message) = wait.event();
+        self.controller
+            .record(claim.object_ref(&()), type_, reason, message);
+    }
+
+    fn provisioned(&self, claim: &PersistentVolumeClaim, volume: &str) {
+        let namespace = claim.namespace().unwrap_or_default();
+        self.provisioner.record(
+            claim.object_ref(&()),
+            "Normal",
+            "Provisioning",
+            format!(
+                "External provisioner is provisioning volume for claim \"{namespace}/{}\"",
+                claim.name_any()
+            ),
+        );
+        self.provisioner.record(
+            claim.object_ref(&()),
+            "Normal",
+            "ProvisioningSucceeded",
+            format!("Successfully provisioned volume {volume}"),
+        );
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&claim.uid().unwrap_or_default());
+    }
+}
+
+/// Why a claim stays Pending, as upstream's volume controller reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wait {
+    /// Its class does not exist.
+    NoClass(String),
+    /// No class and no volume to bind statically.
+    NoClassSet,
+    /// Its class names a provisioner that is not petset's.
+    External(String),
+}
+
+impl Wait {
+    fn reason(&self) -> &'static str {
+        match self {
+            Wait::NoClass(_) => "ProvisioningFailed",
+            Wait::NoClassSet => "FailedBinding",
+            Wait::External(_) => "ExternalProvisioning",
+        }
+    }
+
+    fn event(&self) -> (&'static str, &'static str, String) {
+        let message = match self {
+            Wait::NoClass(class) => format!("storageclass.storage.k8s.io {class:?} not found"),
+            Wait::NoClassSet => {
+                "no persistent volumes available for this claim and no storage class is set".into()
+            }
+            Wait::External(provisioner) => format!(
+                "Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered."
+            ),
+        };
+        let type_ = match self {
+            Wait::External(_) => "Normal",
+            _ => "Warning",
+        };
+        (type_, self.reason(), message)
+    }
+
+    /// Why a claim of `class_name` waits, given the classes there are; `None` when petset's
+    /// provisioner serves it.
+    fn of(class_name: &str, classes: &[Arc<StorageClass>]) -> Option<Self> {
+        if class_name.is_empty() {
+            return Some(Wait::NoClassSet);
+        }
+        match classes.iter().find(|c| c.name_any() == class_name) {
+            None => Some(Wait::NoClass(class_name.to_string())),
+            Some(class) if class.provisioner != PROVISIONER => {
+                Some(Wait::External(class.provisioner.clone()))
+            }
+            Some(_) => None,
+        }
     }
 }
 
@@ -82,6 +203,7 @@ pub async fn run(client: Client, root: PathBuf) {
         ),
         wrote_claims: AtomicU64::new(0),
         wrote_volumes: AtomicU64::new(0),
+        events: Events::new(&client),
     };
     views.classes.ready().await;
     views.claims.ready().await;
@@ -159,12 +281,16 @@ async fn bind(
             .and_then(|s| s.phase.clone())
             .unwrap_or_default();
         let class_name = spec.storage_class_name.clone().unwrap_or_default();
+        if phase == "Bound" {
+            return Ok(());
+        }
+        if let Some(wait) = Wait::of(&class_name, class_list) {
+            views.events.waiting(claim, wait);
+            return Ok(());
+        }
         let Some(class) = class_list.iter().find(|c| c.name_any() == class_name) else {
             return Ok(());
         };
-        if class.provisioner != PROVISIONER || phase == "Bound" {
-            return Ok(());
-        }
         let namespace = claim.namespace().unwrap_or_default();
         let claim_uid = claim.uid().unwrap_or_default();
         let volume_name = format!("pvc-{claim_uid}");
@@ -226,7 +352,10 @@ async fn bind(
                 status: None,
             };
             match volumes.create(&PostParams::default(), &volume).await {
-                Ok(created) => Views::wrote(&views.wrote_volumes, &created),
+                Ok(created) => {
+                    Views::wrote(&views.wrote_volumes, &created);
+                    views.events.provisioned(claim, &volume_name);
+                }
                 Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(error) => return Err(error.into()),
             }
@@ -289,8 +418,10 @@ async fn release(
             .claims
             .store()
             .get(&ObjectRef::new(&claim_name).within(&claim_namespace));
+        let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
+        let deleting = volume.metadata.deletion_timestamp.is_some();
         if cached.is_some_and(|c| c.uid() == claim_ref.uid)
-            || volume.metadata.deletion_timestamp.is_some()
+            || (deleting && phase == Some("Released"))
         {
             continue;
         }
@@ -309,6 +440,18 @@ async fn release(
             .as_ref()
             .and_then(|s| s.persistent_volume_reclaim_policy.clone())
             .unwrap_or_default();
+        // Released first, as upstream's volume controller does: the volume protection
+        // controller lets a deleted volume go only once it is no longer Bound.
+        if phase != Some("Released") {
+            let released = volumes
+                .patch_status(
+                    &volume.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"phase": "Released"}})),
+                )
+                .await?;
+            Views::wrote(&views.wrote_volumes, &released);
+        }
         if policy == "Delete" {
             if let Some(path) = volume
                 .spec
@@ -321,23 +464,55 @@ async fn release(
             {
                 return Err(VolumeError::Io { path, source });
             }
-            match volumes
-                .delete(&volume.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error.into()),
+            if !deleting {
+                match volumes
+                    .delete(&volume.name_any(), &DeleteParams::default())
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(error) => return Err(error.into()),
+                }
             }
-        } else if volume.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Released") {
-            volumes
-                .patch_status(
-                    &volume.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": {"phase": "Released"}})),
-                )
-                .await?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(name: &str, provisioner: &str) -> Arc<StorageClass> {
+        Arc::new(StorageClass {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            provisioner: provisioner.into(),
+            ..StorageClass::default()
+        })
+    }
+
+    #[test]
+    fn a_pending_claim_says_why_as_upstream_does() {
+        let classes = vec![
+            class("local-path", PROVISIONER),
+            class("nfs", "example.com/nfs"),
+        ];
+        assert_eq!(Wait::of("local-path", &classes), None);
+        let missing = Wait::of("nfs-storageclass", &classes).expect("waits");
+        assert_eq!(
+            missing.event(),
+            (
+                "Warning",
+                "ProvisioningFailed",
+                "storageclass.storage.k8s.io \"nfs-storageclass\" not found".to_string()
+            )
+        );
+        let external = Wait::of("nfs", &classes).expect("waits");
+        assert_eq!(external.reason(), "ExternalProvisioning");
+        assert!(external.event().2.contains("'example.com/nfs'"));
+        assert_eq!(Wait::of("", &classes), Some(Wait::NoClassSet));
+    }
 }

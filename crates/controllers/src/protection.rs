@@ -1,0 +1,301 @@
+//! Storage-object-in-use protection, as upstream's pvc-protection and pv-protection
+//! controllers: a claim that is deleted while a pod still uses it stays (`Terminating`, data
+//! intact) until no pod uses it, and a volume stays while it is bound. The API server adds the
+//! finalizers on create; this controller adds them to objects that lack them (made before) and
+//! removes them once the object is no longer in use.
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::cache::{Cache, Change};
+use crate::queue::Queue;
+
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+/// What one reconcile looks at.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+enum Key {
+    Claim {
+        namespace: String,
+        name: String,
+    },
+    Volume(String),
+    /// Everything: after a watch started over, when deletions may have been missed.
+    All,
+}
+
+/// Runs both controllers until the task is aborted.
+pub async fn run(client: Client) {
+    let (queue, mut keys) = Queue::<Key>::new();
+    let mut helpers = tokio::task::JoinSet::new();
+    let claims: Cache<PersistentVolumeClaim> = {
+        let queue = queue.clone();
+        Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            move |change| match change {
+                Change::Applied(claim) | Change::Deleted(claim) => queue.add(claim_key(claim)),
+                Change::Relisted => queue.add(Key::All),
+            },
+        )
+    };
+    let volumes: Cache<PersistentVolume> = {
+        let queue = queue.clone();
+        Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            move |change| match change {
+                Change::Applied(volume) | Change::Deleted(volume) => {
+                    queue.add(Key::Volume(volume.name_any()));
+                }
+                Change::Relisted => queue.add(Key::All),
+            },
+        )
+    };
+    let pods: Cache<Pod> = {
+        let queue = queue.clone();
+        Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            // A pod that changes or goes may free the claims it names.
+            move |change| match change {
+                Change::Applied(pod) | Change::Deleted(pod) => {
+                    let namespace = pod.namespace().unwrap_or_default();
+                    for name in claim_names(pod) {
+                        queue.add(Key::Claim {
+                            namespace: namespace.clone(),
+                            name: name.to_string(),
+                        });
+                    }
+                }
+                Change::Relisted => queue.add(Key::All),
+            },
+        )
+    };
+    claims.ready().await;
+    volumes.ready().await;
+    pods.ready().await;
+    let views = Views {
+        claims,
+        volumes,
+        pods,
+    };
+    while let Some(key) = keys.recv().await {
+        queue.taken(&key);
+        let keys = match &key {
+            Key::All => views.every_key(),
+            one => vec![one.clone()],
+        };
+        for one in keys {
+            if let Err(error) = reconcile(&client, &views, &one).await {
+                tracing::debug!(%error, ?one, "storage protection sync failed; retrying");
+                queue.add_after(one, std::time::Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+struct Views {
+    claims: Cache<PersistentVolumeClaim>,
+    volumes: Cache<PersistentVolume>,
+    pods: Cache<Pod>,
+}
+
+impl Views {
+    fn every_key(&self) -> Vec<Key> {
+        let claims = self.claims.store().state();
+        let volumes = self.volumes.store().state();
+        claims
+            .iter()
+            .map(|c| claim_key(c))
+            .chain(volumes.iter().map(|v| Key::Volume(v.name_any())))
+            .collect()
+    }
+}
+
+fn claim_key(claim: &PersistentVolumeClaim) -> Key {
+    Key::Claim {
+        namespace: claim.namespace().unwrap_or_default(),
+        name: claim.name_any(),
+    }
+}
+
+/// The claims a pod mounts.
+fn claim_names(pod: &Pod) -> impl Iterator<Item = &str> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.as_str())
+}
+
+/// A pod uses a claim it mounts until it is gone or has finished: pending, running and
+/// terminating pods all count, since a pending pod may start and a terminating one may still
+/// be writing.
+fn uses(pod: &Pod, claim: &str) -> bool {
+    let finished = matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    !finished && claim_names(pod).any(|name| name == claim)
+}
+
+async fn reconcile(client: &Client, views: &Views, key: &Key) -> Result<(), kube::Error> {
+    match key {
+        Key::Claim { namespace, name } => {
+            let Some(claim) = views
+                .claims
+                .store()
+                .get(&ObjectRef::new(name).within(namespace))
+            else {
+                return Ok(());
+            };
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+            let protected = has(&claim.finalizers(), PVC_PROTECTION);
+            if claim.metadata.deletion_timestamp.is_none() {
+                if !protected {
+                    add_finalizer(&api, claim.as_ref(), PVC_PROTECTION).await?;
+                }
+                return Ok(());
+            }
+            if !protected
+                || views
+                    .pods
+                    .in_namespace(namespace)
+                    .iter()
+                    .any(|p| uses(p, name))
+            {
+                return Ok(());
+            }
+            // Removing the finalizer lets the claim's data go: the cache's word that no pod
+            // uses it is confirmed with the API first, as upstream does.
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            if pods
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .any(|p| uses(p, name))
+            {
+                return Ok(());
+            }
+            tracing::info!(
+                namespace,
+                claim = name,
+                "claim no longer in use; letting it go"
+            );
+            remove_finalizer(&api, claim.as_ref(), PVC_PROTECTION).await
+        }
+        Key::Volume(name) => {
+            let Some(volume) = views.volumes.store().get(&ObjectRef::new(name)) else {
+                return Ok(());
+            };
+            let api: Api<PersistentVolume> = Api::all(client.clone());
+            let protected = has(&volume.finalizers(), PV_PROTECTION);
+            if volume.metadata.deletion_timestamp.is_none() {
+                if !protected {
+                    add_finalizer(&api, volume.as_ref(), PV_PROTECTION).await?;
+                }
+                return Ok(());
+            }
+            let bound = volume.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            if protected && !bound {
+                remove_finalizer(&api, volume.as_ref(), PV_PROTECTION).await?;
+            }
+            Ok(())
+        }
+        Key::All => Ok(()),
+    }
+}
+
+fn has(finalizers: &[String], finalizer: &str) -> bool {
+    finalizers.iter().any(|f| f == finalizer)
+}
+
+/// Writes the object's finalizers as `finalizers`, guarded by the resourceVersion read, so a
+/// concurrent change (another finalizer, a deletion) is never overwritten.
+async fn set_finalizers<K>(
+    api: &Api<K>,
+    object: &K,
+    finalizers: Vec<String>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"metadata": {
+        "resourceVersion": object.meta().resource_version,
+        "finalizers": finalizers,
+    }});
+    match api
+        .patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone meanwhile: nothing left to protect.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn add_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut finalizers = object.meta().finalizers.clone().unwrap_or_default();
+    finalizers.push(finalizer.to_string());
+    set_finalizers(api, object, finalizers).await
+}
+
+async fn remove_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let finalizers = object
+        .meta()
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != finalizer)
+        .cloned()
+        .collect();
+    set_finalizers(api, object, finalizers).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(phase: &str, claim: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web-0", "namespace": "default"},
+            "spec": {"containers": [{"name": "c"}],
+                     "volumes": [{"name": "www", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": {"phase": phase}
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn pending_running_and_terminating_pods_use_their_claims_finished_ones_do_not() {
+        for phase in ["Pending", "Running", ""] {
+            assert!(uses(&pod(phase, "www-web-0"), "www-web-0"), "{phase}");
+        }
+        assert!(!uses(&pod("Running", "www-web-0"), "www-web-1"));
+        for phase in ["Succeeded", "Failed"] {
+            assert!(!uses(&pod(phase, "www-web-0"), "www-web-0"), "{phase}");
+        }
+    }
+}

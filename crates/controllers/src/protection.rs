@@ -137,15 +137,22 @@ fn claim_names(pod: &Pod) -> impl Iterator<Item = &str> {
         .map(|c| c.claim_name.as_str())
 }
 
-/// A pod uses a claim it mounts until it is gone or has finished: pending, running and
-/// terminating pods all count, since a pending pod may start and a terminating one may still
-/// be writing.
+/// A pod uses a claim it mounts from the moment it is bound to a node until it is gone or has
+/// finished: pending (starting), running and terminating pods all count. A pod that waits for a
+/// node does not, as upstream: the scheduler never binds a pod to a claim being deleted, and
+/// counting it would deadlock a StatefulSet whose pod was re-created onto the old claim (the
+/// claim must go so the controller can make a new one).
 fn uses(pod: &Pod, claim: &str) -> bool {
+    let scheduled = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
     let finished = matches!(
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     );
-    !finished && claim_names(pod).any(|name| name == claim)
+    scheduled && !finished && claim_names(pod).any(|name| name == claim)
 }
 
 async fn reconcile(client: &Client, views: &Views, key: &Key) -> Result<(), kube::Error> {
@@ -281,7 +288,7 @@ mod tests {
     fn pod(phase: &str, claim: &str) -> Pod {
         serde_json::from_value(json!({
             "metadata": {"name": "web-0", "namespace": "default"},
-            "spec": {"containers": [{"name": "c"}],
+            "spec": {"containers": [{"name": "c"}], "nodeName": "node-1",
                      "volumes": [{"name": "www", "persistentVolumeClaim": {"claimName": claim}}]},
             "status": {"phase": phase}
         }))
@@ -289,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_running_and_terminating_pods_use_their_claims_finished_ones_do_not() {
+    fn scheduled_pods_use_their_claims_until_they_finish() {
         for phase in ["Pending", "Running", ""] {
             assert!(uses(&pod(phase, "www-web-0"), "www-web-0"), "{phase}");
         }
@@ -297,5 +304,8 @@ mod tests {
         for phase in ["Succeeded", "Failed"] {
             assert!(!uses(&pod(phase, "www-web-0"), "www-web-0"), "{phase}");
         }
+        let mut waiting = pod("Pending", "www-web-0");
+        waiting.spec.as_mut().expect("spec").node_name = None;
+        assert!(!uses(&waiting, "www-web-0"), "a pod not on a node yet");
     }
 }

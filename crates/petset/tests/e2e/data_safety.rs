@@ -485,3 +485,54 @@ spec:
     );
     assert!(described.contains("Pending"), "{described}");
 }
+
+/// Deleting a set's claim and then its pod (what a user does to start a member afresh): the
+/// claim waits for the pod, the re-created pod does not hold the old claim, and it starts on a
+/// new, empty claim instead of waiting forever.
+#[test]
+fn a_pod_recreated_onto_a_deleted_claim_gets_a_fresh_claim() {
+    let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
+    petset
+        .kubectl_with_input(
+            &["apply", "-f", "-"],
+            Some(&PROTECTED_SET.replace("busybox:test", "busybox:1.28")),
+        )
+        .ok();
+    wait_for(
+        &petset,
+        "keeper-0 Running",
+        &["get", "pod", "keeper-0", "-o", "jsonpath={.status.phase}"],
+        "Running",
+    );
+    let uid_of = |kind: &str, name: &str| {
+        petset
+            .kubectl(&["get", kind, name, "-o", "jsonpath={.metadata.uid}"])
+            .stdout
+    };
+    let old_claim = uid_of("pvc", "data-keeper-0");
+    petset
+        .kubectl(&["delete", "pvc", "data-keeper-0", "--wait=false"])
+        .ok();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        uid_of("pvc", "data-keeper-0"),
+        old_claim,
+        "the claim waits for its pod"
+    );
+    petset
+        .kubectl(&["delete", "pod", "keeper-0", "--wait=false"])
+        .ok();
+    let mut last = String::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let claim = uid_of("pvc", "data-keeper-0");
+            let phase = petset
+                .kubectl(&["get", "pod", "keeper-0", "-o", "jsonpath={.status.phase}"])
+                .stdout;
+            last = format!("claim {claim}, pod {phase}");
+            !claim.is_empty() && claim != old_claim && phase == "Running"
+        }),
+        "a new claim and a running pod: {last}\n{}",
+        petset.log()
+    );
+}

@@ -47,9 +47,13 @@ pub fn dns1123_subdomain(value: &str) -> Vec<String> {
 }
 
 fn is_qualified_name_part(value: &str) -> bool {
+    value.len() <= 63 && has_qualified_name_shape(value)
+}
+
+/// The qualified-name pattern alone, whatever the length (upstream checks the length apart).
+fn has_qualified_name_shape(value: &str) -> bool {
     let ok = |c: char| c.is_ascii_alphanumeric();
     !value.is_empty()
-        && value.len() <= 63
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
@@ -91,7 +95,7 @@ pub fn label_value(value: &str) -> Vec<String> {
     if value.len() > LABEL_VALUE_MAX {
         problems.push(format!("must be no more than {LABEL_VALUE_MAX} characters"));
     }
-    if !value.is_empty() && !is_qualified_name_part(&value[..value.len().min(LABEL_VALUE_MAX)]) {
+    if !value.is_empty() && !has_qualified_name_shape(value) {
         problems.push("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string());
     }
     problems
@@ -121,6 +125,17 @@ pub fn config_map_key(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_with_multibyte_characters_past_the_limit_are_problems_not_panics() {
+        let value = format!("{}\u{e9}", "a".repeat(62));
+        assert_eq!(label_value(&value).len(), 2, "too long and not the pattern");
+        let long_but_well_formed = "a".repeat(64);
+        assert_eq!(
+            label_value(&long_but_well_formed),
+            vec!["must be no more than 63 characters".to_string()]
+        );
+    }
 
     #[test]
     fn labels_and_subdomains() {

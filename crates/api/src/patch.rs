@@ -609,6 +609,18 @@ mod tests {
         assert!(apply(PatchType::Json, "ConfigMap", &original, &json!(moves)).is_err());
     }
 
+    /// json-patch 4.2 panics undoing a move to the root when a later operation fails; the
+    /// operations are applied one at a time to a copy, so nothing is undone.
+    #[test]
+    fn a_failed_patch_after_a_move_to_the_root_is_an_error() {
+        let original = json!({"metadata": {"name": "r"}, "data": {"a": "1"}});
+        let patch = json!([
+            {"op": "move", "from": "/data", "path": ""},
+            {"op": "test", "path": "/nope", "value": 1}
+        ]);
+        assert!(apply(PatchType::Json, "ConfigMap", &original, &patch).is_err());
+    }
+
     #[test]
     fn json_patch_operations_are_capped_as_upstream() {
         let original = json!({"metadata": {"name": "r"}});

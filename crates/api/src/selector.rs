@@ -175,7 +175,10 @@ fn parse_requirement(term: &str) -> Result<Requirement, SelectorError> {
         ));
     }
     if let Some(open) = term.find('(') {
-        let close = term.rfind(')').ok_or_else(bad)?;
+        let close = term
+            .rfind(')')
+            .filter(|close| *close > open)
+            .ok_or_else(bad)?;
         let head: Vec<&str> = term[..open].split_whitespace().collect();
         let values: Vec<String> = term[open + 1..close]
             .split(',')
@@ -192,7 +195,8 @@ fn parse_requirement(term: &str) -> Result<Requirement, SelectorError> {
 }
 
 fn checked_key(key: &str, term: &str) -> Result<String, SelectorError> {
-    if key.is_empty() || key.contains(char::is_whitespace) {
+    // Upstream's lexer reads these as operators, never as part of a key.
+    if key.is_empty() || key.contains(|c: char| c.is_whitespace() || "()!=,".contains(c)) {
         return Err(SelectorError(term.to_string()));
     }
     Ok(key.to_string())
@@ -293,6 +297,13 @@ pub fn supported_field(group: &str, plural: &str, path: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn parentheses_out_of_order_are_an_error_not_a_panic() {
+        for text in [")(", "a)(", "x in )(", "(", ")"] {
+            assert!(LabelSelector::parse(text).is_err(), "{text}");
+        }
+    }
 
     fn labels(value: Value) -> Map<String, Value> {
         value.as_object().cloned().unwrap_or_default()

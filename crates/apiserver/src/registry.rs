@@ -171,12 +171,24 @@ fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     meta(object).get(field).and_then(Value::as_str)
 }
 
+/// The object's metadata, made an empty map where it is missing or not a map. Callers pass
+/// objects (bodies are checked to be objects first); anything else becomes one rather than
+/// panic.
 fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
-    if !object.get("metadata").is_some_and(Value::is_object) {
-        object["metadata"] = json!({});
+    if !object.is_object() {
+        *object = Value::Object(Map::new());
     }
-    match object.get_mut("metadata") {
-        Some(Value::Object(map)) => map,
+    let Value::Object(fields) = object else {
+        unreachable!("the value was just made an object")
+    };
+    let metadata = fields
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !metadata.is_object() {
+        *metadata = Value::Object(Map::new());
+    }
+    match metadata {
+        Value::Object(map) => map,
         _ => unreachable!("metadata was just made an object"),
     }
 }
@@ -649,6 +661,11 @@ impl Registry {
             crate::handlers::FieldValidation::Ignore
         };
         if patch_type == PatchType::Apply {
+            if !body.is_object() {
+                return Err(ApiError::bad_request(
+                    "an apply patch must be an object (the applied configuration)",
+                ));
+            }
             let Some(manager) = field_manager.filter(|m| !m.is_empty()) else {
                 return Err(ApiError::bad_request(
                     "PATCH, application/apply-patch+yaml requires fieldManager parameter",
@@ -1302,9 +1319,15 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
     if hex.len() % 2 != 0 {
         return Err(invalid());
     }
-    let bytes: Result<Vec<u8>, _> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+    // By bytes: a token is ASCII hex, and slicing text with multi-byte characters would panic.
+    let bytes: Result<Vec<u8>, _> = hex
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .map_err(|_| ())
+                .and_then(|digits| u8::from_str_radix(digits, 16).map_err(|_| ()))
+        })
         .collect();
     let key = String::from_utf8(bytes.map_err(|_| invalid())?).map_err(|_| invalid())?;
     Ok((revision, key))
@@ -1313,6 +1336,25 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_continue_tokens_are_bad_requests() {
+        for token in ["1-a\u{e9}0", "1-\u{e9}", "x-00", "1-0", "1-zz"] {
+            assert_eq!(
+                decode_continue(token).expect_err(token).code,
+                400,
+                "{token}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_is_made_where_it_is_missing_or_not_a_map() {
+        for mut object in [json!([]), json!("x"), json!({"metadata": 1}), json!({})] {
+            meta_mut(&mut object).insert("name".into(), json!("a"));
+            assert_eq!(object["metadata"]["name"], "a");
+        }
+    }
 
     #[test]
     fn continue_tokens_round_trip() {

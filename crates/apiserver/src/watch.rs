@@ -123,7 +123,9 @@ pub async fn watch(
         prefix: resource.list_prefix(scope.namespace),
         filters: request.filters,
         allow_bookmarks: request.allow_bookmarks,
-        deadline: request.timeout.map(|t| Instant::now() + t),
+        // A timeout past what the clock can represent is no timeout (timeoutSeconds is the
+        // client's number).
+        deadline: request.timeout.and_then(|t| Instant::now().checked_add(t)),
         last_bookmark: Instant::now(),
         next: start + 1,
         sender,

@@ -20,6 +20,9 @@ fn api(petset: &Petset, method: &str, path: &str, body: Option<&str>) -> (u16, S
     api_with(petset, method, path, content_type, body)
 }
 
+/// How long one request may take; a watch is cut off by it.
+const REQUEST_SECONDS: &str = "20";
+
 fn api_with(
     petset: &Petset,
     method: &str,
@@ -39,7 +42,11 @@ fn api_with(
         .args([
             "-sk",
             "--max-time",
-            "20",
+            if path.contains("watch=1") {
+                "3"
+            } else {
+                REQUEST_SECONDS
+            },
             "-w",
             "\n%{http_code}",
             "-X",
@@ -533,6 +540,79 @@ fn a_pod_recreated_onto_a_deleted_claim_gets_a_fresh_claim() {
             !claim.is_empty() && claim != old_claim && phase == "Running"
         }),
         "a new claim and a running pod: {last}\n{}",
+        petset.log()
+    );
+}
+
+/// Inputs a fuzzing run found to panic the server: each now gets upstream's 4xx and the server
+/// goes on serving.
+#[test]
+fn inputs_that_used_to_panic_get_a_status() {
+    let petset = start(&["--store", "memory"]);
+    let configmap = |labels: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c","labels":{labels}}}}}"#
+        )
+    };
+    let long_label = configmap(&format!(r#"{{"a":"{}\u00e9"}}"#, "a".repeat(62)));
+    let (code, answer) = api(
+        &petset,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        Some(&long_label),
+    );
+    assert_eq!(code, 422, "{answer}");
+    let (code, answer) = api(
+        &petset,
+        "GET",
+        "/api/v1/configmaps?limit=1&continue=1-a%C3%A90",
+        None,
+    );
+    assert_eq!(code, 400, "{answer}");
+    let (code, answer) = api(&petset, "GET", "/api/v1/pods?labelSelector=)(", None);
+    assert_eq!(code, 400, "{answer}");
+    for body in ["[]", "\"x\"", "1"] {
+        let (code, answer) = api_with(
+            &petset,
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/missing?fieldManager=fuzz",
+            "application/apply-patch+yaml",
+            Some(body),
+        );
+        assert_eq!(code, 400, "apply {body}: {answer}");
+    }
+    let (code, answer) = api(
+        &petset,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/c",
+        Some(r#"[{"op":"move","from":"/data","path":""},{"op":"test","path":"/nope","value":1}]"#),
+    );
+    assert_eq!(code, 404, "{answer}");
+    petset
+        .kubectl(&["create", "configmap", "c", "--from-literal=a=1"])
+        .ok();
+    let (code, answer) = api(
+        &petset,
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/c",
+        Some(r#"[{"op":"move","from":"/data","path":""},{"op":"test","path":"/nope","value":1}]"#),
+    );
+    assert_eq!(code, 422, "{answer}");
+    // A watch whose timeout is past what the clock holds is a watch without one; curl's own
+    // limit ends it.
+    let (code, _) = api(
+        &petset,
+        "GET",
+        "/api/v1/configmaps?watch=1&timeoutSeconds=9223372036854775807",
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        petset
+            .kubectl(&["get", "configmap", "c", "-o", "jsonpath={.data.a}"])
+            .ok(),
+        "1",
+        "the server still serves\n{}",
         petset.log()
     );
 }

@@ -746,7 +746,10 @@ mod import_tests {
         let store = ImageStore::open(temp.path().join("store")).expect("store");
         let layout = temp.path().join("layout");
         oci_layout_dir(&layout, "unused:1");
-        let names = ["busybox".to_string(), "k8s.gcr.io/nginx-slim:0.8".to_string()];
+        let names = [
+            "busybox".to_string(),
+            "k8s.gcr.io/nginx-slim:0.8".to_string(),
+        ];
         let imported = store.import(&layout, &names).expect("import");
         assert_eq!(
             imported,

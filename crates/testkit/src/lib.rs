@@ -12,8 +12,7 @@ use std::time::Duration;
 
 pub use etcd::Etcd;
 pub use images::{
-    build_tutorial_images, busybox_image, can_build_tutorial_images, can_run_containers,
-    etcd_image,
+    build_tutorial_images, busybox_image, can_build_tutorial_images, can_run_containers, etcd_image,
 };
 pub use process::{KUBECTL, Kubectl, Petset};
 

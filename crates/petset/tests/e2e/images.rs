@@ -161,8 +161,7 @@ fn curl_localhost(petset: &Petset, pod: &str) -> String {
 }
 
 #[test]
-fn seed_000_web_yaml_with_k8s_gcr_io_nginx_slim_gets_two_ready_pods_that_serve_their_hostnames()
-{
+fn seed_000_web_yaml_with_k8s_gcr_io_nginx_slim_gets_two_ready_pods_that_serve_their_hostnames() {
     let test = "seed_000_web_yaml_with_k8s_gcr_io_nginx_slim_gets_two_ready_pods_that_serve_their_hostnames";
     let Some((_images, mut petset)) = start_with_tutorial_images(test) else {
         return;
@@ -333,7 +332,10 @@ fn build_images_imports_every_name_the_tutorials_use() {
             "gcr.io/google_containers/nginx-slim:0.8",
             "r.deso.tech/library/nginx:latest",
         ],
-        &["registry.k8s.io/nginx-slim:0.7", "k8s.gcr.io/nginx-slim:0.7"],
+        &[
+            "registry.k8s.io/nginx-slim:0.7",
+            "k8s.gcr.io/nginx-slim:0.7",
+        ],
         &["docker.io/luksa/kubia-pet:latest"],
     ];
     let mut ids = Vec::new();

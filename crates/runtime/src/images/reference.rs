@@ -57,9 +57,8 @@ pub fn normalize(reference: &str) -> Result<String, ReferenceError> {
     if path.to_lowercase() != path {
         return Err(ReferenceError::Uppercase(path.to_string()));
     }
-    let valid = is_domain(domain)
-        && path.split('/').all(is_path_component)
-        && tag.is_none_or(is_tag);
+    let valid =
+        is_domain(domain) && path.split('/').all(is_path_component) && tag.is_none_or(is_tag);
     if !valid {
         return Err(ReferenceError::InvalidFormat);
     }
@@ -118,7 +117,9 @@ fn is_domain(domain: &str) -> bool {
         None => host.split('.').all(|component| {
             let bytes = component.as_bytes();
             !bytes.is_empty()
-                && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
                 && bytes.first() != Some(&b'-')
                 && bytes.last() != Some(&b'-')
         }),
@@ -132,7 +133,10 @@ fn is_path_component(component: &str) -> bool {
     let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let mut index = 0;
     while index < bytes.len() {
-        let run = bytes[index..].iter().take_while(|b| alphanumeric(b)).count();
+        let run = bytes[index..]
+            .iter()
+            .take_while(|b| alphanumeric(b))
+            .count();
         if run == 0 {
             return false;
         }
@@ -140,7 +144,10 @@ fn is_path_component(component: &str) -> bool {
         if index == bytes.len() {
             return true;
         }
-        let separator = bytes[index..].iter().take_while(|b| !alphanumeric(b)).count();
+        let separator = bytes[index..]
+            .iter()
+            .take_while(|b| !alphanumeric(b))
+            .count();
         let valid_separator = match &bytes[index..index + separator] {
             [b'.'] | [b'_'] | [b'_', b'_'] => true,
             dashes => dashes.iter().all(|b| *b == b'-'),
@@ -159,7 +166,9 @@ fn is_tag(tag: &str) -> bool {
     let bytes = tag.as_bytes();
     bytes.first().is_some_and(word)
         && bytes.len() <= 128
-        && bytes[1..].iter().all(|b| word(b) || *b == b'.' || *b == b'-')
+        && bytes[1..]
+            .iter()
+            .all(|b| word(b) || *b == b'.' || *b == b'-')
 }
 
 /// `algorithm:hex`: first the reference grammar (an algorithm, then at least 32 hex digits),
@@ -213,8 +222,14 @@ mod tests {
             ("luksa/kubia-pet", "docker.io/luksa/kubia-pet:latest"),
             ("bitnami/redis:7", "docker.io/bitnami/redis:7"),
             ("docker.io/busybox", "docker.io/library/busybox:latest"),
-            ("index.docker.io/busybox", "docker.io/library/busybox:latest"),
-            ("index.docker.io/luksa/kubia-pet", "docker.io/luksa/kubia-pet:latest"),
+            (
+                "index.docker.io/busybox",
+                "docker.io/library/busybox:latest",
+            ),
+            (
+                "index.docker.io/luksa/kubia-pet",
+                "docker.io/luksa/kubia-pet:latest",
+            ),
             (
                 "docker.io/library/busybox:1.28",
                 "docker.io/library/busybox:1.28",
@@ -305,7 +320,10 @@ mod tests {
             (long.clone(), NameTooLong),
             ("busybox@sha256:abc".into(), InvalidFormat),
             (format!("busybox@sha256:{}", &HEX[..40]), DigestLength),
-            (format!("busybox@sha256:{}", HEX.to_uppercase()), DigestFormat),
+            (
+                format!("busybox@sha256:{}", HEX.to_uppercase()),
+                DigestFormat,
+            ),
             (format!("busybox@md5:{HEX}"), DigestUnsupported),
             ("busybox@sha256".into(), InvalidFormat),
             ("busybox@".into(), InvalidFormat),
@@ -318,7 +336,16 @@ mod tests {
 
     #[test]
     fn path_components_allow_distributions_separators() {
-        for valid in ["a.b", "a_b", "a__b", "a-b", "a---b", "busy--box", "nginx-slim", "go1.21"] {
+        for valid in [
+            "a.b",
+            "a_b",
+            "a__b",
+            "a-b",
+            "a---b",
+            "busy--box",
+            "nginx-slim",
+            "go1.21",
+        ] {
             assert!(is_path_component(valid), "{valid}");
         }
         for invalid in ["", "a.", ".a", "a.-b", "a_.b", "A", "a+b"] {

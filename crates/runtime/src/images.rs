@@ -715,12 +715,19 @@ mod import_tests {
         assert_eq!(image.working_dir.as_deref(), Some("/srv"));
     }
 
-    #[test]
-    fn an_oci_layout_directory_is_imported_with_whiteouts_and_removed_with_its_last_name() {
+    /// An empty store and an OCI layout of the test image named `name`, in a temporary
+    /// directory that lives as long as the first value.
+    fn store_and_layout(name: &str) -> (tempfile::TempDir, ImageStore, PathBuf) {
         let temp = tempfile::tempdir().expect("temp");
         let store = ImageStore::open(temp.path().join("store")).expect("store");
         let layout = temp.path().join("layout");
-        oci_layout_dir(&layout, "registry.k8s.io/test:1");
+        oci_layout_dir(&layout, name);
+        (temp, store, layout)
+    }
+
+    #[test]
+    fn an_oci_layout_directory_is_imported_with_whiteouts_and_removed_with_its_last_name() {
+        let (_temp, store, layout) = store_and_layout("registry.k8s.io/test:1");
         let names = store.import(&layout, &[]).expect("import");
         assert_eq!(names, vec!["registry.k8s.io/test:1"]);
         let image = store.resolve("registry.k8s.io/test:1").expect("resolve");
@@ -742,10 +749,7 @@ mod import_tests {
 
     #[test]
     fn every_spelling_of_a_name_finds_the_same_image_and_a_malformed_one_says_why() {
-        let temp = tempfile::tempdir().expect("temp");
-        let store = ImageStore::open(temp.path().join("store")).expect("store");
-        let layout = temp.path().join("layout");
-        oci_layout_dir(&layout, "unused:1");
+        let (_temp, store, layout) = store_and_layout("unused:1");
         let names = [
             "busybox".to_string(),
             "k8s.gcr.io/nginx-slim:0.8".to_string(),

@@ -1,34 +1,52 @@
 #!/usr/bin/env bash
 # Builds the tutorials' images offline, from Debian's busybox-static, as OCI image layouts, and
 # imports them into the node-wide image store with `petset image import`:
-#   busybox:1.28                     sh, sleep, hostname, nslookup, wget, …
-#   registry.k8s.io/nginx-slim:0.8   a web server on port 80 serving /usr/share/nginx/html
-#   registry.k8s.io/nginx-slim:0.7   the same, with a visibly different default page
-#   luksa/kubia-pet                  the kubia tutorial's app on port 8080: GET answers with the
-#                                    hostname and /var/data/kubia.txt, POST stores the body there
-#   petset/etcd:3.4                  Debian's etcd (etcd-server) on busybox, for examples/etcd.yaml
-#                                    (skipped, with a note, when etcd-server is not installed)
+#   busybox          sh, sleep, hostname, nslookup, wget, …
+#   nginx-slim:0.8   a web server on port 80 serving /usr/share/nginx/html, with Debian's curl
+#   nginx-slim:0.7   the same, with a visibly different default page
+#   kubia-pet        the kubia tutorial's app on port 8080: GET answers with the hostname and
+#                    /var/data/kubia.txt, POST stores the body there
+#   etcd             Debian's etcd (etcd-server) on busybox, for examples/etcd.yaml
+#                    (skipped, with a note, when etcd-server is not installed)
+# Each is imported once, under every name the tutorials write for it (see `names` below).
 # No registry and no Docker engine is involved.
 #
 # Usage: scripts/build-images.sh [--image-store DIR]   (PETSET=path/to/petset to choose the binary)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+# The names each stand-in is imported under: every spelling the tutorials use. The store
+# normalizes names as containerd does, so `busybox` is `busybox:latest` is
+# `docker.io/library/busybox:latest`, but `k8s.gcr.io/…` and `registry.k8s.io/…` differ.
+declare -A names=(
+  [busybox]="busybox:1.28 busybox:latest"
+  [nginx-slim:0.8]="registry.k8s.io/nginx-slim:0.8 k8s.gcr.io/nginx-slim:0.8 gcr.io/google_containers/nginx-slim:0.8 r.deso.tech/library/nginx:latest"
+  [nginx-slim:0.7]="registry.k8s.io/nginx-slim:0.7 k8s.gcr.io/nginx-slim:0.7 gcr.io/google_containers/nginx-slim:0.7"
+  [kubia-pet]="luksa/kubia-pet:latest"
+  [etcd]="petset/etcd:3.4"
+)
+
 store_args=("$@")
 petset=${PETSET:-target/release/petset}
 if [[ ! -x $petset ]]; then
   cargo build --release --locked -p petset
 fi
 
-# Debian's busybox-static: one binary with no shared libraries, so it runs in any root.
-if ! dpkg -s busybox-static >/dev/null 2>&1; then
+# require_package PACKAGE WHY: installs a Debian package that is missing (as root), else stops.
+require_package() {
+  dpkg -s "$1" >/dev/null 2>&1 && return
   if [[ $(id -u) -eq 0 ]]; then
-    apt-get install -y busybox-static >/dev/null
+    apt-get install -y "$1" >/dev/null
   else
-    echo "build-images: needs Debian's busybox-static (apt-get install busybox-static)" >&2
+    echo "build-images: needs Debian's $1 for $2 (apt-get install $1)" >&2
     exit 1
   fi
-fi
+}
+# Debian's busybox-static: one binary with no shared libraries, so it runs in any root.
+require_package busybox-static "every image"
+# The nginx stand-ins carry curl, as the tutorials run `kubectl exec … -- curl localhost`.
+require_package curl "the nginx stand-ins"
 busybox=/bin/busybox
 
 work=$(mktemp -d)
@@ -47,6 +65,18 @@ base_rootfs() {
   printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 }
 
+# with_libraries ROOT PROGRAM: copies PROGRAM and the shared libraries it loads (as ldd lists
+# them) into ROOT at the same paths.
+with_libraries() {
+  local root=$1 program=$2 library
+  mkdir -p "$root$(dirname "$program")"
+  cp "$program" "$root$program"
+  for library in $(ldd "$program" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$library")"
+    cp -L "$library" "$root$library"
+  done
+}
+
 # blob FILE: stores FILE under blobs/sha256 of the layout in $layout, prints "sha256:HEX SIZE".
 blob() {
   local hex size
@@ -57,10 +87,17 @@ blob() {
   echo "sha256:$hex $size"
 }
 
-# layout NAME ROOTFS CONFIG_JSON: an OCI image layout of one layer, imported under NAME.
+# layout STAND_IN ROOTFS CONFIG_JSON: an OCI image layout of one layer, imported once under
+# every name of the stand-in.
 layout() {
-  local name=$1 root=$2 config_body=$3
-  layout="$work/layout-${name//[\/:]/_}"
+  local stand_in=$1 root=$2 config_body=$3 other
+  local -a image_names name_args=()
+  read -ra image_names <<< "${names[$stand_in]}"
+  local name=${image_names[0]}
+  for other in "${image_names[@]}"; do
+    name_args+=(--name "$other")
+  done
+  layout="$work/layout-${stand_in//[\/:]/_}"
   mkdir -p "$layout"
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$work/layer.tar" .
   local diff_id
@@ -79,14 +116,14 @@ EOF
 {"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest_digest","size":$manifest_size,"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"${name##*:}"}}]}
 EOF
   echo '{"imageLayoutVersion":"1.0.0"}' > "$layout/oci-layout"
-  "$petset" image "${store_args[@]}" import "$layout"
+  "$petset" image "${store_args[@]}" import "$layout" "${name_args[@]}"
 }
 
 path_env='"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]'
 
 tools="$work/tools"
 base_rootfs "$tools"
-layout busybox:1.28 "$tools" "{$path_env,\"Cmd\":[\"sh\"]}"
+layout busybox "$tools" "{$path_env,\"Cmd\":[\"sh\"]}"
 
 for version in 0.8 0.7; do
   web="$work/web-$version"
@@ -104,7 +141,10 @@ EOF
     "trap 'kill \$server; exit 0' TERM INT" \
     'wait $server' > "$web/docker-entrypoint.sh"
   chmod 755 "$web/docker-entrypoint.sh"
-  layout "registry.k8s.io/nginx-slim:$version" "$web" \
+  with_libraries "$web" /usr/bin/curl
+  # glibc without nsswitch.conf asks DNS before /etc/hosts and stops at its NXDOMAIN.
+  echo 'hosts: files dns' > "$web/etc/nsswitch.conf"
+  layout "nginx-slim:$version" "$web" \
     "{$path_env,\"ExposedPorts\":{\"80/tcp\":{}},\"Entrypoint\":[\"/docker-entrypoint.sh\"]}"
 done
 
@@ -139,20 +179,16 @@ printf '%s\n' '#!/bin/sh' \
   "trap 'kill \$server; exit 0' TERM INT" \
   'wait $server' > "$kubia/start.sh"
 chmod 755 "$kubia/start.sh"
-layout luksa/kubia-pet:latest "$kubia" \
+layout kubia-pet "$kubia" \
   "{$path_env,\"ExposedPorts\":{\"8080/tcp\":{}},\"Entrypoint\":[\"/start.sh\"]}"
 
 # etcd from Debian's etcd-server, with the shared libraries it loads.
 if [[ -x /usr/bin/etcd ]]; then
   etcd_root="$work/etcd"
   base_rootfs "$etcd_root"
-  mkdir -p "$etcd_root/usr/bin" "$etcd_root/var/lib/etcd"
-  cp /usr/bin/etcd "$etcd_root/usr/bin/etcd"
-  for library in $(ldd /usr/bin/etcd | grep -o '/[^ ]*'); do
-    mkdir -p "$etcd_root$(dirname "$library")"
-    cp -L "$library" "$etcd_root$library"
-  done
-  layout petset/etcd:3.4 "$etcd_root" \
+  mkdir -p "$etcd_root/var/lib/etcd"
+  with_libraries "$etcd_root" /usr/bin/etcd
+  layout etcd "$etcd_root" \
     "{$path_env,\"ExposedPorts\":{\"2379/tcp\":{},\"2380/tcp\":{}},\"Entrypoint\":[\"/usr/bin/etcd\"]}"
 else
   echo "build-images: /usr/bin/etcd not found, petset/etcd:3.4 skipped (apt-get install etcd-server)" >&2

@@ -20,6 +20,9 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod reference;
+pub use reference::{ReferenceError, normalize};
+
 /// The store's root when no flag or environment variable says otherwise.
 pub const DEFAULT_ROOT: &str = "/var/lib/petset/images";
 /// The environment variable that overrides the root (read by the binary, not here).
@@ -36,8 +39,11 @@ pub enum ImageError {
     Format { path: PathBuf, reason: String },
     #[error("image {0:?} not found in the image store")]
     NotFound(String),
-    #[error("invalid image reference {0:?}")]
-    Reference(String),
+    #[error("invalid image reference {reference:?}: {source}")]
+    Reference {
+        reference: String,
+        source: ReferenceError,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
@@ -54,35 +60,12 @@ fn format_error(path: &Path, reason: impl Into<String>) -> ImageError {
     }
 }
 
-/// Normalizes an image reference as containerd and the kubelet do: a missing registry is
-/// `docker.io`, a missing repository namespace on docker.io is `library`, a missing tag is
-/// `latest`.
-pub fn normalize(reference: &str) -> Result<String, ImageError> {
-    let reference = reference.trim();
-    if reference.is_empty()
-        || reference.contains(char::is_whitespace)
-        || reference.starts_with('/')
-        || reference.ends_with('/')
-    {
-        return Err(ImageError::Reference(reference.to_string()));
-    }
-    let (first, rest) = match reference.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), rest.to_string())
-        }
-        _ => ("docker.io".to_string(), reference.to_string()),
-    };
-    let rest = if first == "docker.io" && !rest.contains('/') {
-        format!("library/{rest}")
-    } else {
-        rest
-    };
-    let last = rest.rsplit('/').next().unwrap_or_default();
-    let tagged = last.contains(':') || last.contains('@');
-    let tag = if tagged { "" } else { ":latest" };
-    Ok(format!("{first}/{rest}{tag}"))
+/// The store's key for `reference` (see [`normalize`]), or why it is no image name.
+fn canonical_name(reference: &str) -> Result<String, ImageError> {
+    normalize(reference).map_err(|source| ImageError::Reference {
+        reference: reference.to_string(),
+        source,
+    })
 }
 
 /// What the store knows of one image.
@@ -158,7 +141,7 @@ impl ImageStore {
 
     /// The image a pod names, ready to run.
     pub fn resolve(&self, reference: &str) -> Result<Image, ImageError> {
-        let name = normalize(reference)?;
+        let name = canonical_name(reference)?;
         let record = self
             .list()?
             .remove(&name)
@@ -203,7 +186,7 @@ impl ImageStore {
 
     /// Removes a name; the image's files go with its last name.
     pub fn remove(&self, reference: &str) -> Result<ImageRecord, ImageError> {
-        let name = normalize(reference)?;
+        let name = canonical_name(reference)?;
         let mut index = self.list()?;
         let record = index
             .remove(&name)
@@ -282,7 +265,7 @@ impl ImageStore {
             }
             let normalized = image_names
                 .iter()
-                .map(|n| normalize(n))
+                .map(|n| canonical_name(n))
                 .collect::<Result<Vec<_>, _>>()?;
             let record = self.store_image(&image, scratch)?;
             let mut index = self.list()?;
@@ -582,35 +565,6 @@ fn remove_any(path: &Path) -> Result<(), ImageError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_are_normalized_as_containerd_does() {
-        let cases = [
-            ("busybox", "docker.io/library/busybox:latest"),
-            ("busybox:1.28", "docker.io/library/busybox:1.28"),
-            ("bitnami/redis:7", "docker.io/bitnami/redis:7"),
-            (
-                "registry.k8s.io/nginx-slim:0.8",
-                "registry.k8s.io/nginx-slim:0.8",
-            ),
-            ("localhost/app", "localhost/app:latest"),
-            ("localhost:5000/app:1", "localhost:5000/app:1"),
-            (
-                "docker.io/library/busybox:1.28",
-                "docker.io/library/busybox:1.28",
-            ),
-        ];
-        for (given, expected) in cases {
-            assert_eq!(normalize(given).expect(given), expected);
-        }
-        assert!(normalize("").is_err());
-        assert!(normalize("a b").is_err());
-    }
-}
-
-#[cfg(test)]
 mod import_tests {
     use std::io::Write;
 
@@ -761,12 +715,19 @@ mod import_tests {
         assert_eq!(image.working_dir.as_deref(), Some("/srv"));
     }
 
-    #[test]
-    fn an_oci_layout_directory_is_imported_with_whiteouts_and_removed_with_its_last_name() {
+    /// An empty store and an OCI layout of the test image named `name`, in a temporary
+    /// directory that lives as long as the first value.
+    fn store_and_layout(name: &str) -> (tempfile::TempDir, ImageStore, PathBuf) {
         let temp = tempfile::tempdir().expect("temp");
         let store = ImageStore::open(temp.path().join("store")).expect("store");
         let layout = temp.path().join("layout");
-        oci_layout_dir(&layout, "registry.k8s.io/test:1");
+        oci_layout_dir(&layout, name);
+        (temp, store, layout)
+    }
+
+    #[test]
+    fn an_oci_layout_directory_is_imported_with_whiteouts_and_removed_with_its_last_name() {
+        let (_temp, store, layout) = store_and_layout("registry.k8s.io/test:1");
         let names = store.import(&layout, &[]).expect("import");
         assert_eq!(names, vec!["registry.k8s.io/test:1"]);
         let image = store.resolve("registry.k8s.io/test:1").expect("resolve");
@@ -782,6 +743,43 @@ mod import_tests {
         assert!(!image.rootfs.exists());
         assert!(matches!(
             store.resolve("registry.k8s.io/test:1"),
+            Err(ImageError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn every_spelling_of_a_name_finds_the_same_image_and_a_malformed_one_says_why() {
+        let (_temp, store, layout) = store_and_layout("unused:1");
+        let names = [
+            "busybox".to_string(),
+            "k8s.gcr.io/nginx-slim:0.8".to_string(),
+        ];
+        let imported = store.import(&layout, &names).expect("import");
+        assert_eq!(
+            imported,
+            vec![
+                "docker.io/library/busybox:latest",
+                "k8s.gcr.io/nginx-slim:0.8"
+            ]
+        );
+        let id = |reference: &str| store.resolve(reference).expect(reference).id;
+        let expected = id("busybox");
+        for spelling in [
+            "busybox:latest",
+            "docker.io/busybox",
+            "index.docker.io/library/busybox:latest",
+            "k8s.gcr.io/nginx-slim:0.8",
+        ] {
+            assert_eq!(id(spelling), expected, "{spelling}");
+        }
+        let error = store.resolve("Busybox").expect_err("uppercase");
+        assert!(matches!(error, ImageError::Reference { .. }), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "invalid image reference \"Busybox\": invalid reference format: repository name (library/Busybox) must be lowercase"
+        );
+        assert!(matches!(
+            store.resolve("busybox:1.28"),
             Err(ImageError::NotFound(_))
         ));
     }

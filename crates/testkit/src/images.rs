@@ -136,3 +136,40 @@ fn image_with_files(dir: &Path, name: &str, files: &[(&str, &str)]) {
     )
     .expect("manifest");
 }
+
+/// The script users run to fill the node's image store with the tutorials' images.
+const BUILD_IMAGES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/build-images.sh");
+
+/// Whether `scripts/build-images.sh` can run here without installing anything: real
+/// containers (see [`can_run_containers`]) and Debian's curl, which the nginx stand-ins carry.
+/// The script would install a missing package with apt; a test must not reach the network,
+/// so it reports the skip instead (a failure under CI=true) and returns false.
+pub fn can_build_tutorial_images(test: &str) -> bool {
+    if !can_run_containers(test) {
+        return false;
+    }
+    if !Path::new("/var/lib/dpkg/info/curl.list").exists() {
+        skip(test, "needs Debian's curl");
+        return false;
+    }
+    true
+}
+
+/// Runs the real `scripts/build-images.sh --image-store STORE` with `petset` as the binary it
+/// imports with, so a test gets the tutorials' images under every name a user's store has.
+pub fn build_tutorial_images(petset: &Path, store: &Path) {
+    let output = std::process::Command::new("bash")
+        .arg(BUILD_IMAGES)
+        .arg("--image-store")
+        .arg(store)
+        .env("PETSET", petset)
+        .output()
+        .expect("bash scripts/build-images.sh");
+    assert!(
+        output.status.success(),
+        "scripts/build-images.sh failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

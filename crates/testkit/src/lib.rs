@@ -11,7 +11,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 pub use etcd::Etcd;
-pub use images::{busybox_image, can_run_containers, etcd_image};
+pub use images::{
+    build_tutorial_images, busybox_image, can_build_tutorial_images, can_run_containers, etcd_image,
+};
 pub use process::{KUBECTL, Kubectl, Petset};
 
 /// A loopback port that was free a moment ago.

@@ -512,12 +512,25 @@ async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod
                 }
                 Err(waiting) => {
                     run.write_waiting(&waiting).await;
-                    tokio::select! {
-                        latest = next_pod(&mut updates) => match latest {
-                            Some(pod) => run.pod = pod,
-                            None => { run.terminate(&mut exited, false).await; return; }
-                        },
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    // The next attempt is in 5 s, or sooner for a change of the pod other than
+                    // its status (the node's own status writes come back as updates too; as
+                    // the kubelet, it does not retry for those, so each state is seen).
+                    let retry = tokio::time::Instant::now() + Duration::from_secs(5);
+                    loop {
+                        tokio::select! {
+                            latest = next_pod(&mut updates) => match latest {
+                                Some(pod) => {
+                                    let changed = pod.spec != run.pod.spec
+                                        || pod.metadata.deletion_timestamp.is_some();
+                                    run.pod = pod;
+                                    if changed {
+                                        break;
+                                    }
+                                }
+                                None => { run.terminate(&mut exited, false).await; return; }
+                            },
+                            _ = tokio::time::sleep_until(retry) => break,
+                        }
                     }
                     continue;
                 }

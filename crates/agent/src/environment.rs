@@ -109,15 +109,10 @@ pub async fn container_env(
                         .ok()
                         .flatten()
                         .and_then(|m| m.data.and_then(|d| d.get(&key.key).cloned()));
-                    match found {
+                    let reference = (namespace, key.name.as_str(), key.key.as_str());
+                    match required(found, key.optional, "ConfigMap", reference)? {
                         Some(value) => value,
-                        None if key.optional == Some(true) => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {namespace}/{}",
-                                key.key, key.name
-                            ));
-                        }
+                        None => continue,
                     }
                 } else if let Some(key) = &from.secret_key_ref {
                     let found = secrets
@@ -125,16 +120,12 @@ pub async fn container_env(
                         .await
                         .ok()
                         .flatten()
-                        .and_then(|s| s.data.and_then(|d| d.get(&key.key).cloned()));
-                    match found {
-                        Some(value) => String::from_utf8_lossy(&value.0).into_owned(),
-                        None if key.optional == Some(true) => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {namespace}/{}",
-                                key.key, key.name
-                            ));
-                        }
+                        .and_then(|s| s.data.and_then(|d| d.get(&key.key).cloned()))
+                        .map(|value| String::from_utf8_lossy(&value.0).into_owned());
+                    let reference = (namespace, key.name.as_str(), key.key.as_str());
+                    match required(found, key.optional, "Secret", reference)? {
+                        Some(value) => value,
+                        None => continue,
                     }
                 } else {
                     String::new()
@@ -148,6 +139,22 @@ pub async fn container_env(
         process: process_env(image, sources.hostname, &env),
         kubelet: env,
     })
+}
+
+/// A key's value; a missing key is skipped when it is optional, else the container's error.
+fn required(
+    found: Option<String>,
+    optional: Option<bool>,
+    kind: &str,
+    (namespace, name, key): (&str, &str, &str),
+) -> Result<Option<String>, String> {
+    match found {
+        Some(value) => Ok(Some(value)),
+        None if optional == Some(true) => Ok(None),
+        None => Err(format!(
+            "couldn't find key {key} in {kind} {namespace}/{name}"
+        )),
+    }
 }
 
 /// A container of the pod, init or app, by name.

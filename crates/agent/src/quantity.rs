@@ -119,7 +119,7 @@ pub fn format_bytes(bytes: u64) -> String {
         ("Ki", 10),
     ] {
         let unit = 1u64 << shift;
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }

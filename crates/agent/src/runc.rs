@@ -702,11 +702,10 @@ impl PodRun {
         if let Some(back_off) = self.pulls.get(&reference)
             && now < back_off.until
         {
-            let events = &self.shared.events;
             let message = events::back_off_pulling(&reference);
-            events.record(&self.pod, of, events::NORMAL, reason::BACK_OFF, message);
+            self.event(of, events::NORMAL, reason::BACK_OFF, message);
             let message = events::error("ImagePullBackOff");
-            events.record(&self.pod, of, events::WARNING, reason::FAILED, message);
+            self.event(of, events::WARNING, reason::FAILED, message);
             return Err(waiting(
                 "ImagePullBackOff",
                 events::back_off_pulling_status(&reference, &back_off.error),
@@ -721,11 +720,10 @@ impl PodRun {
                 let error = format!(
                     "failed to pull and unpack image \"{reference}\": {error} (this node pulls from no registry; import it with petset image import)"
                 );
-                let events = &self.shared.events;
                 let message = events::failed_to_pull(&reference, &error);
-                events.record(&self.pod, of, events::WARNING, reason::FAILED, message);
+                self.event(of, events::WARNING, reason::FAILED, message);
                 let message = events::error("ErrImagePull");
-                events.record(&self.pod, of, events::WARNING, reason::FAILED, message);
+                self.event(of, events::WARNING, reason::FAILED, message);
                 let delay = self
                     .pulls
                     .get(&reference)
@@ -757,13 +755,7 @@ impl PodRun {
             // reason is a FailedMount event.
             let config_error = |message: String| {
                 let message = events::failed_mount(&name, &message);
-                self.shared.events.record(
-                    &self.pod,
-                    None,
-                    events::WARNING,
-                    reason::FAILED_MOUNT,
-                    message,
-                );
+                self.event(None, events::WARNING, reason::FAILED_MOUNT, message);
                 Waiting {
                     reason: "ContainerCreating".into(),
                     message: None,
@@ -964,8 +956,7 @@ impl PodRun {
             init,
         });
         let reference = container.image.clone().unwrap_or_default();
-        self.shared.events.record(
-            &self.pod,
+        self.event(
             of,
             events::NORMAL,
             reason::PULLED,
@@ -986,13 +977,7 @@ impl PodRun {
         let env = match crate::environment::container_env(&sources, container, &image).await {
             Ok(env) => env,
             Err(message) => {
-                self.shared.events.record(
-                    &self.pod,
-                    of,
-                    events::WARNING,
-                    reason::FAILED,
-                    events::error(&message),
-                );
+                self.event(of, events::WARNING, reason::FAILED, events::error(&message));
                 let record = self.record(&container.name, init);
                 record.state = json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}});
                 record.restart_at = Some(Instant::now() + Duration::from_secs(5));
@@ -1110,6 +1095,19 @@ impl PodRun {
                 record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
             }
         }
+    }
+
+    /// Records one of the kubelet's events about the pod or one of its containers.
+    fn event(
+        &self,
+        container: Option<ContainerOf<'_>>,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) {
+        self.shared
+            .events
+            .record(&self.pod, container, type_, reason, message);
     }
 
     fn record(&mut self, name: &str, init: bool) -> &mut ContainerRecord {
@@ -1269,8 +1267,7 @@ impl PodRun {
                 }
             }
             if let Some(kind) = kill {
-                self.shared.events.record(
-                    &self.pod,
+                self.event(
                     Some(ContainerOf {
                         name: &container.name,
                         init: false,
@@ -1299,8 +1296,7 @@ impl PodRun {
     async fn run_probe(&self, container: &Container, probe: &Probe, kind: ProbeKind) -> bool {
         let (ok, output) = self.probe_once(container, probe).await;
         if !ok {
-            self.shared.events.record(
-                &self.pod,
+            self.event(
                 Some(ContainerOf {
                     name: &container.name,
                     init: false,
@@ -1634,8 +1630,7 @@ impl PodRun {
             self.write_status().await;
             for name in &running {
                 let init = self.init.get(name).is_some_and(|r| r.running);
-                self.shared.events.record(
-                    &self.pod,
+                self.event(
                     Some(ContainerOf { name, init }),
                     events::NORMAL,
                     reason::KILLING,

@@ -14,8 +14,7 @@ pub const START_ERROR_REASON: &str = "StartError";
 pub fn runc_start_error(log: &[u8]) -> Option<String> {
     let last = log
         .split(|b| *b == b'\n')
-        .filter(|record| !record.is_empty())
-        .next_back()?;
+        .rfind(|record| !record.is_empty())?;
     let mut fields = last.splitn(4, |b| *b == b' ');
     let (_time, stream, _tag) = (fields.next(), fields.next()?, fields.next());
     if stream != b"stderr" {

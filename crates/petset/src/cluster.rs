@@ -73,7 +73,7 @@ impl Cluster {
                 reconcilers.spawn(petset_agent::simulated::run(
                     client.clone(),
                     node,
-                    network.cidr.clone(),
+                    network.cidr,
                 ));
             }
             Some(NodeRuntime::None) => {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use petset_testkit::{Petset, busybox_image, can_run_containers, wait_until};
 
-use crate::runc::start_with_busybox;
+use crate::runc::{import_image, start_with_busybox};
 use crate::statefulset::wait_for;
 
 /// Seed 003's Consul pod, on busybox: its init container rewrites the config for the pod's
@@ -359,15 +359,7 @@ fn the_kubelets_events_statuses_env_and_node() {
     );
     let archive = images.path().join("nosuch");
     busybox_image(&archive, "nosuch:1");
-    let store = images.path().join("store");
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
-        .args(["image", "--image-store"])
-        .arg(&store)
-        .arg("import")
-        .arg(&archive)
-        .output()
-        .expect("petset image import");
-    assert!(imported.status.success(), "{imported:?}");
+    import_image(&images.path().join("store"), &archive);
     let mut started = String::new();
     assert!(
         // The back-off is at most 40 s by now.

@@ -4,9 +4,9 @@
 //! expanded against the result. The image's variables are the runtime's: under the pod's, and
 //! never referenced by `$(…)`.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret, Service};
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use petset_runtime::images::Image;
 use serde_json::Value;
 
@@ -54,6 +54,7 @@ pub async fn container_env(
     let namespace = sources.namespace;
     let maps: Api<ConfigMap> = Api::namespaced(sources.client.clone(), namespace);
     let secrets: Api<Secret> = Api::namespaced(sources.client.clone(), namespace);
+    let services = service_env(sources).await;
     let mut env: Vec<(String, String)> = Vec::new();
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.clone().unwrap_or_default();
@@ -83,7 +84,9 @@ pub async fn container_env(
     }
     for variable in container.env.iter().flatten() {
         let value = match (&variable.value, &variable.value_from) {
-            (Some(value), _) if !value.is_empty() => expand(value, lookup(&env)),
+            (Some(value), _) if !value.is_empty() => expand(value, |name| {
+                lookup(&env)(name).or_else(|| lookup(&services)(name))
+            }),
             (_, Some(from)) => {
                 if let Some(field) = &from.field_ref {
                     field_value(sources.pod, &field.field_path)
@@ -135,10 +138,93 @@ pub async fn container_env(
         };
         define(&mut env, variable.name.clone(), value);
     }
+    // The service variables come last, where the container does not define the name itself.
+    for (name, value) in services {
+        if !env.iter().any(|(k, _)| *k == name) {
+            env.push((name, value));
+        }
+    }
     Ok(ContainerEnv {
         process: process_env(image, sources.hostname, &env),
         kubelet: env,
     })
+}
+
+/// The service variables the kubelet gives a pod: those of the `kubernetes` Service always,
+/// and with `enableServiceLinks` (the default) those of every Service of the pod's namespace
+/// that has a ClusterIP.
+async fn service_env(sources: &Sources<'_>) -> Vec<(String, String)> {
+    let mut services: Vec<Service> = Vec::new();
+    if sources.spec.enable_service_links != Some(false) {
+        let api: Api<Service> = Api::namespaced(sources.client.clone(), sources.namespace);
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            services.extend(list.items);
+        }
+    }
+    if sources.namespace != "default" || sources.spec.enable_service_links == Some(false) {
+        let api: Api<Service> = Api::namespaced(sources.client.clone(), "default");
+        if let Ok(Some(kubernetes)) = api.get_opt("kubernetes").await {
+            services.retain(|s| s.metadata.name.as_deref() != Some("kubernetes"));
+            services.push(kubernetes);
+        }
+    }
+    service_variables(&services)
+}
+
+/// Upstream's service environment variables (`envvars.FromServices`), Docker-link style.
+pub fn service_variables(services: &[Service]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    let mut services: Vec<&Service> = services.iter().collect();
+    services.sort_by_key(|s| s.metadata.name.clone());
+    for service in services {
+        let spec = service.spec.clone().unwrap_or_default();
+        let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else {
+            continue;
+        };
+        let ports = spec.ports.unwrap_or_default();
+        let Some(first) = ports.first() else {
+            continue;
+        };
+        let prefix = service
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_default()
+            .replace('-', "_")
+            .to_uppercase();
+        env.push((format!("{prefix}_SERVICE_HOST"), ip.clone()));
+        env.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for port in &ports {
+            if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                let name = name.replace('-', "_").to_uppercase();
+                env.push((
+                    format!("{prefix}_SERVICE_PORT_{name}"),
+                    port.port.to_string(),
+                ));
+            }
+        }
+        let host = |port: i32| {
+            if ip.contains(':') {
+                format!("[{ip}]:{port}")
+            } else {
+                format!("{ip}:{port}")
+            }
+        };
+        for (index, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
+            let lower = protocol.to_lowercase();
+            let url = format!("{lower}://{}", host(port.port));
+            if index == 0 {
+                env.push((format!("{prefix}_PORT"), url.clone()));
+            }
+            let port_prefix = format!("{prefix}_PORT_{}_{}", port.port, protocol.to_uppercase());
+            env.push((port_prefix.clone(), url));
+            env.push((format!("{port_prefix}_PROTO"), lower));
+            env.push((format!("{port_prefix}_PORT"), port.port.to_string()));
+            env.push((format!("{port_prefix}_ADDR"), ip.clone()));
+        }
+    }
+    env
 }
 
 /// A key's value; a missing key is skipped when it is optional, else the container's error.
@@ -294,6 +380,46 @@ mod tests {
         );
         let bare = process_env(&bare_image(), "h", &[]);
         assert!(bare[0].starts_with("PATH=/usr/local/sbin:"), "{bare:?}");
+    }
+
+    #[test]
+    fn services_with_a_cluster_ip_become_variables() {
+        let services: Vec<Service> = serde_json::from_value(json!([
+            {"metadata": {"name": "redis-primary"}, "spec": {"clusterIP": "10.96.0.11",
+                "ports": [{"port": 6379}, {"name": "metrics", "port": 9121, "protocol": "TCP"}]}},
+            {"metadata": {"name": "headless"}, "spec": {"clusterIP": "None",
+                "ports": [{"port": 80}]}},
+            {"metadata": {"name": "dns"}, "spec": {"clusterIP": "10.96.0.10",
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}]}},
+        ]))
+        .expect("services");
+        let env = service_variables(&services);
+        let names: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            names,
+            vec![
+                "DNS_SERVICE_HOST=10.96.0.10",
+                "DNS_SERVICE_PORT=53",
+                "DNS_SERVICE_PORT_DNS=53",
+                "DNS_PORT=udp://10.96.0.10:53",
+                "DNS_PORT_53_UDP=udp://10.96.0.10:53",
+                "DNS_PORT_53_UDP_PROTO=udp",
+                "DNS_PORT_53_UDP_PORT=53",
+                "DNS_PORT_53_UDP_ADDR=10.96.0.10",
+                "REDIS_PRIMARY_SERVICE_HOST=10.96.0.11",
+                "REDIS_PRIMARY_SERVICE_PORT=6379",
+                "REDIS_PRIMARY_SERVICE_PORT_METRICS=9121",
+                "REDIS_PRIMARY_PORT=tcp://10.96.0.11:6379",
+                "REDIS_PRIMARY_PORT_6379_TCP=tcp://10.96.0.11:6379",
+                "REDIS_PRIMARY_PORT_6379_TCP_PROTO=tcp",
+                "REDIS_PRIMARY_PORT_6379_TCP_PORT=6379",
+                "REDIS_PRIMARY_PORT_6379_TCP_ADDR=10.96.0.11",
+                "REDIS_PRIMARY_PORT_9121_TCP=tcp://10.96.0.11:9121",
+                "REDIS_PRIMARY_PORT_9121_TCP_PROTO=tcp",
+                "REDIS_PRIMARY_PORT_9121_TCP_PORT=9121",
+                "REDIS_PRIMARY_PORT_9121_TCP_ADDR=10.96.0.11",
+            ]
+        );
     }
 
     #[test]

@@ -39,7 +39,7 @@ spec:
   containers:
   - name: consul
     image: busybox:test
-    command: ["sh", "-c", "cat /config/consul.json; echo mem=$LIMITS_MEMORY cpu=$LIMITS_CPU req=$REQUESTS_CPU greeting=$GREETING file=$(cat /info/mem); trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    command: ["sh", "-c", "cat /config/consul.json; echo mem=$LIMITS_MEMORY cpu=$LIMITS_CPU req=$REQUESTS_CPU greeting=$GREETING file=$(cat /info/mem) api=$API_PORT; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
     resources:
       limits: {memory: 128Mi}
       requests: {cpu: 250m, memory: 64Mi}
@@ -48,6 +48,8 @@ spec:
       valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
     - name: GREETING
       value: "hi-$(POD_NAMESPACE)-$$(POD_NAMESPACE)-$(UNDEFINED)"
+    - name: API_PORT
+      value: "$(KUBERNETES_SERVICE_PORT)"
     - name: LIMITS_MEMORY
       valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
     - name: LIMITS_CPU
@@ -197,7 +199,7 @@ fn the_kubelets_events_statuses_env_and_node() {
     // Seed 003: the init container's $(POD_NAMESPACE) is the namespace; resources as numbers.
     let expected = format!(
         "{{\"retry_join\": [\"consul-0.consul.consul-ns.svc.cluster.local\",\"consul-1.consul.consul-ns.svc.cluster.local\"]}}\n\
-         mem=128 cpu={cpus} req=250 greeting=hi-consul-ns-$(POD_NAMESPACE)-$(UNDEFINED) file=128\n"
+         mem=128 cpu={cpus} req=250 greeting=hi-consul-ns-$(POD_NAMESPACE)-$(UNDEFINED) file=128 api=443\n"
     );
     let mut logs = String::new();
     assert!(

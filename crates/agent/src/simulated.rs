@@ -293,3 +293,26 @@ async fn handle(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn bookkeeping_addresses_come_from_the_pod_cidr() {
+        let cidr = Cidr::from_str("10.213.7.0/30").expect("cidr");
+        let mut addresses = Addresses::new(&cidr);
+        assert_eq!(addresses.for_pod("a", None), Ipv4Addr::new(10, 213, 7, 2));
+        assert_eq!(addresses.for_pod("a", None), Ipv4Addr::new(10, 213, 7, 2));
+        // A /30 has one address for pods; it is handed out again rather than leaving it.
+        assert_eq!(addresses.for_pod("b", None), Ipv4Addr::new(10, 213, 7, 2));
+        assert_eq!(
+            addresses.for_pod("c", Some("10.213.7.9")),
+            Ipv4Addr::new(10, 213, 7, 9)
+        );
+        let mut wide = Addresses::new(&Cidr::from_str("10.244.0.0/16").expect("cidr"));
+        assert_eq!(wide.for_pod("a", None), Ipv4Addr::new(10, 244, 0, 2));
+        assert_eq!(wide.for_pod("b", None), Ipv4Addr::new(10, 244, 0, 3));
+    }
+}

@@ -7,6 +7,7 @@ pub mod expansion;
 pub mod kubelet_events;
 pub mod machine;
 pub mod node;
+pub mod probes;
 pub mod quantity;
 pub mod runc;
 pub mod services;

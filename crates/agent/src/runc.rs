@@ -8,7 +8,8 @@
 //! and removes whatever an earlier run of petset left before it runs anything (pods then start
 //! again, with their restart counts kept in their status).
 //!
-//! Not yet here: pod IPs and networking (issue 6), attach and port-forward through the API.
+//! What the pod's containers go through is told as the kubelet tells it: its statuses and
+//! conditions, and its events (`crate::kubelet_events`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ use crate::kubelet_events::{
 };
 use crate::machine::Machine;
 use crate::node::{self, Kind, NodeFacts};
+use crate::probes::ProbeState;
 use crate::quantity::Quantity;
 use crate::start_error::{START_ERROR_EXIT_CODE, START_ERROR_REASON, runc_start_error};
 
@@ -374,53 +376,6 @@ struct ContainerRecord {
     startup: ProbeState,
     readiness: ProbeState,
     liveness: ProbeState,
-}
-
-/// Where one probe of a container stands.
-#[derive(Debug, Clone, Default)]
-struct ProbeState {
-    next: Option<Instant>,
-    successes: i32,
-    failures: i32,
-    passed: bool,
-}
-
-impl ProbeState {
-    fn reset(probe: Option<&Probe>, now: Instant) -> Self {
-        Self {
-            next: probe.map(|p| {
-                now + Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64)
-            }),
-            passed: probe.is_none(),
-            ..Self::default()
-        }
-    }
-
-    /// Counts one result against the probe's thresholds; returns whether it just failed for good.
-    fn record(&mut self, probe: &Probe, ok: bool, now: Instant) -> bool {
-        self.next =
-            Some(now + Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64));
-        if ok {
-            self.failures = 0;
-            self.successes += 1;
-            if self.successes >= probe.success_threshold.unwrap_or(1).max(1) {
-                self.passed = true;
-            }
-            false
-        } else {
-            self.successes = 0;
-            self.failures += 1;
-            let failed = self.failures >= probe.failure_threshold.unwrap_or(3).max(1);
-            if failed {
-                self.passed = false;
-            }
-            failed
-        }
-    }
-
-    fn due(&self, now: Instant) -> bool {
-        self.next.is_some_and(|at| at <= now)
-    }
 }
 
 struct PodRun {

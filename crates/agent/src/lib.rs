@@ -1,10 +1,18 @@
 //! The node: registers a Node and runs the pods the scheduler binds to it, as real containers
 //! (`runc`) or simulated (pods are marked Running and Ready without processes).
 
+pub mod downward;
+pub mod environment;
+pub mod expansion;
+pub mod kubelet_events;
+pub mod machine;
 pub mod node;
+pub mod probes;
+pub mod quantity;
 pub mod runc;
 pub mod services;
 pub mod simulated;
+pub mod start_error;
 
 /// This machine's name, as a node name: the kernel's hostname, lowercased.
 pub fn node_name() -> String {

@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
+
+use crate::machine::Machine;
 
 /// How often the node's Lease is renewed (the kubelet's default).
 const LEASE_RENEWAL: Duration = Duration::from_secs(10);
@@ -28,7 +30,44 @@ pub fn now() -> String {
         .to_string()
 }
 
-pub async fn register(client: &Client, node_name: &str, kind: Kind) -> Result<(), kube::Error> {
+/// What a node says about itself beyond its kind.
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    /// The pod network's range (`spec.podCIDR`).
+    pub pod_cidr: String,
+    /// `status.capacity` and `status.allocatable`.
+    pub capacity: Value,
+    pub allocatable: Value,
+}
+
+impl NodeFacts {
+    /// A node on this machine: its resources as measured (see [`Machine`]).
+    pub fn of_machine(pod_cidr: String, machine: &Machine) -> Self {
+        Self {
+            pod_cidr,
+            capacity: machine.capacity(),
+            allocatable: machine.allocatable(),
+        }
+    }
+
+    /// A simulated node: room for the thousands of bookkeeping pods the scale tests run, as a
+    /// kwok node is configured; only its pod range is real.
+    pub fn simulated(pod_cidr: String) -> Self {
+        let resources = json!({"cpu": "32", "memory": "256Gi", "pods": "10000"});
+        Self {
+            pod_cidr,
+            capacity: resources.clone(),
+            allocatable: resources,
+        }
+    }
+}
+
+pub async fn register(
+    client: &Client,
+    node_name: &str,
+    kind: Kind,
+    facts: &NodeFacts,
+) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let simulated = kind == Kind::Simulated;
     let (runtime, os_image, posting) = if simulated {
@@ -50,12 +89,26 @@ pub async fn register(client: &Client, node_name: &str, kind: Kind) -> Result<()
     }
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": node_name, "labels": labels},
-        "spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]},
+        "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
     }))
     .map_err(kube::Error::SerdeError)?;
     match nodes.create(&PostParams::default(), &node).await {
         Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            // A node registered by an earlier run with another pod range says the current one.
+            let registered = nodes.get(node_name).await?;
+            let current = registered.spec.and_then(|s| s.pod_cidr);
+            if current.as_deref() != Some(facts.pod_cidr.as_str()) {
+                let spec =
+                    json!({"spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]}});
+                if let Err(error) = nodes
+                    .patch(node_name, &PatchParams::default(), &Patch::Merge(spec))
+                    .await
+                {
+                    tracing::warn!(%error, node = node_name, "could not update the node's pod range");
+                }
+            }
+        }
         Err(error) => return Err(error),
     }
     let now = now();
@@ -71,8 +124,8 @@ pub async fn register(client: &Client, node_name: &str, kind: Kind) -> Result<()
              "message": posting, "lastHeartbeatTime": now, "lastTransitionTime": now},
         ],
         "addresses": [{"type": "Hostname", "address": node_name}],
-        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "10000"},
-        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "10000"},
+        "capacity": facts.capacity,
+        "allocatable": facts.allocatable,
         "nodeInfo": {
             "kubeletVersion": "v1.33.0",
             "kubeProxyVersion": "",

@@ -8,7 +8,8 @@
 //! and removes whatever an earlier run of petset left before it runs anything (pods then start
 //! again, with their restart counts kept in their status).
 //!
-//! Not yet here: pod IPs and networking (issue 6), attach and port-forward through the API.
+//! What the pod's containers go through is told as the kubelet tells it: its statuses and
+//! conditions, and its events (`crate::kubelet_events`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,15 @@ use petset_runtime::pods::{ContainerConfig, Mount, Runtime, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
-use crate::node::{self, Kind};
+use crate::downward::{Allocatable, field_value, resource_value};
+use crate::kubelet_events::{
+    self as events, ContainerOf, KubeletEvents, ProbeKind, ProbeTarget, reason,
+};
+use crate::machine::Machine;
+use crate::node::{self, Kind, NodeFacts};
+use crate::probes::ProbeState;
+use crate::quantity::Quantity;
+use crate::start_error::{START_ERROR_EXIT_CODE, START_ERROR_REASON, runc_start_error};
 
 /// Where the runc node keeps its state, and where images come from.
 #[derive(Debug, Clone)]
@@ -50,6 +59,9 @@ struct Shared {
     images: ImageStore,
     /// The nameserver written into pods' resolv.conf.
     dns: Option<std::net::Ipv4Addr>,
+    events: KubeletEvents,
+    /// What stands in for the limits containers do not set (the downward API).
+    allocatable: Allocatable,
 }
 
 /// This machine's runc node: opened once (which checks that containers can run here), then
@@ -266,7 +278,14 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
             tracing::warn!(%error, pod = %leftover, "could not remove a leftover pod");
         }
     }
-    if let Err(error) = node::register(&client, &node_name, Kind::Runc).await {
+    let machine = Machine::of_this_host(&node.config.runtime_dir);
+    let pod_cidr = node
+        .config
+        .network
+        .as_ref()
+        .map_or_else(|| "10.244.0.0/16".to_string(), |n| n.cidr.to_string());
+    let facts = NodeFacts::of_machine(pod_cidr, &machine);
+    if let Err(error) = node::register(&client, &node_name, Kind::Runc, &facts).await {
         tracing::warn!(%error, node = %node_name, "could not register the node");
     }
     let mut helpers = tokio::task::JoinSet::new();
@@ -292,6 +311,8 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
         runtime,
         images,
         dns: node.dns_address(),
+        events: KubeletEvents::new(client.clone(), &node_name),
+        allocatable: machine.allocatable_for_pods(),
     });
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
@@ -357,53 +378,6 @@ struct ContainerRecord {
     liveness: ProbeState,
 }
 
-/// Where one probe of a container stands.
-#[derive(Debug, Clone, Default)]
-struct ProbeState {
-    next: Option<Instant>,
-    successes: i32,
-    failures: i32,
-    passed: bool,
-}
-
-impl ProbeState {
-    fn reset(probe: Option<&Probe>, now: Instant) -> Self {
-        Self {
-            next: probe.map(|p| {
-                now + Duration::from_secs(p.initial_delay_seconds.unwrap_or(0).max(0) as u64)
-            }),
-            passed: probe.is_none(),
-            ..Self::default()
-        }
-    }
-
-    /// Counts one result against the probe's thresholds; returns whether it just failed for good.
-    fn record(&mut self, probe: &Probe, ok: bool, now: Instant) -> bool {
-        self.next =
-            Some(now + Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64));
-        if ok {
-            self.failures = 0;
-            self.successes += 1;
-            if self.successes >= probe.success_threshold.unwrap_or(1).max(1) {
-                self.passed = true;
-            }
-            false
-        } else {
-            self.successes = 0;
-            self.failures += 1;
-            let failed = self.failures >= probe.failure_threshold.unwrap_or(3).max(1);
-            if failed {
-                self.passed = false;
-            }
-            failed
-        }
-    }
-
-    fn due(&self, now: Instant) -> bool {
-        self.next.is_some_and(|at| at <= now)
-    }
-}
-
 struct PodRun {
     shared: Arc<Shared>,
     pod: Pod,
@@ -418,6 +392,16 @@ struct PodRun {
     written: Value,
     /// The pod's address on the node's bridge, once its sandbox has one.
     pod_ip: Option<std::net::Ipv4Addr>,
+    /// Images that were not in the store, by reference: the pull back-off.
+    pulls: HashMap<String, PullBackOff>,
+}
+
+/// An image the node could not find, retried with a back-off as the kubelet retries pulls.
+#[derive(Debug, Clone)]
+struct PullBackOff {
+    delay: Duration,
+    until: Instant,
+    error: String,
 }
 
 const MAX_BACK_OFF: Duration = Duration::from_secs(300);
@@ -463,6 +447,7 @@ async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod
         exits,
         written: Value::Null,
         pod_ip: None,
+        pulls: HashMap::new(),
         shared,
         pod,
     };
@@ -482,12 +467,25 @@ async fn pod_worker(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod
                 }
                 Err(waiting) => {
                     run.write_waiting(&waiting).await;
-                    tokio::select! {
-                        latest = next_pod(&mut updates) => match latest {
-                            Some(pod) => run.pod = pod,
-                            None => { run.terminate(&mut exited, false).await; return; }
-                        },
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    // The next attempt is in 5 s, or sooner for a change of the pod other than
+                    // its status (the node's own status writes come back as updates too; as
+                    // the kubelet, it does not retry for those, so each state is seen).
+                    let retry = tokio::time::Instant::now() + Duration::from_secs(5);
+                    loop {
+                        tokio::select! {
+                            latest = next_pod(&mut updates) => match latest {
+                                Some(pod) => {
+                                    let changed = pod.spec != run.pod.spec
+                                        || pod.metadata.deletion_timestamp.is_some();
+                                    run.pod = pod;
+                                    if changed {
+                                        break;
+                                    }
+                                }
+                                None => { run.terminate(&mut exited, false).await; return; }
+                            },
+                            _ = tokio::time::sleep_until(retry) => break,
+                        }
                     }
                     continue;
                 }
@@ -521,10 +519,22 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Why a pod cannot start yet (the reason and message of its containers' waiting state).
+/// Why a pod cannot start yet: the waiting reason and message of the container it concerns
+/// (`None`: every container waits for it).
 struct Waiting {
     reason: String,
-    message: String,
+    message: Option<String>,
+    container: Option<String>,
+}
+
+impl Waiting {
+    fn all(reason: &str, message: String) -> Self {
+        Self {
+            reason: reason.into(),
+            message: Some(message),
+            container: None,
+        }
+    }
 }
 
 impl PodRun {
@@ -545,32 +555,21 @@ impl PodRun {
     /// Images, volumes and the sandbox.
     async fn prepare(&mut self) -> Result<(), Waiting> {
         let spec = self.spec();
+        let init_names: Vec<String> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
         for container in spec
             .init_containers
             .iter()
             .flatten()
             .chain(spec.containers.iter())
         {
-            let reference = container.image.clone().unwrap_or_default();
-            match self.shared.images.resolve(&reference) {
-                Ok(image) => {
-                    self.images.insert(container.name.clone(), image);
-                }
-                Err(error) => {
-                    let pulled_before = !self.written.is_null();
-                    return Err(Waiting {
-                        reason: if pulled_before {
-                            "ImagePullBackOff"
-                        } else {
-                            "ErrImagePull"
-                        }
-                        .into(),
-                        message: format!(
-                            "failed to pull and unpack image \"{reference}\": {error} (this node pulls from no registry; import it with petset image import)"
-                        ),
-                    });
-                }
-            }
+            let init = init_names.contains(&container.name);
+            let image = self.image_of(container, init)?;
+            self.images.insert(container.name.clone(), image);
         }
         let volumes = self.volumes(&spec).await?;
         for container in spec
@@ -584,7 +583,8 @@ impl PodRun {
                 let Some(source) = volumes.get(&mount.name) else {
                     return Err(Waiting {
                         reason: "CreateContainerConfigError".into(),
-                        message: format!("volume {:?} is not defined in the pod", mount.name),
+                        message: Some(format!("volume {:?} is not defined in the pod", mount.name)),
+                        container: Some(container.name.clone()),
                     });
                 };
                 let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
@@ -629,11 +629,71 @@ impl PodRun {
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|message| Waiting {
-                reason: "ContainerCreating".into(),
-                message: format!("failed to create the pod sandbox: {message}"),
+            .map_err(|message| {
+                Waiting::all(
+                    "ContainerCreating",
+                    format!("failed to create the pod sandbox: {message}"),
+                )
             })?;
         Ok(())
+    }
+
+    /// The container's image from the node's store. An image that is not there is retried as
+    /// the kubelet retries a pull: `ErrImagePull` at each attempt, `ImagePullBackOff` between
+    /// attempts, the back-off doubling from 10 s to 5 min; so a pod starts once its image has
+    /// been imported.
+    fn image_of(&mut self, container: &Container, init: bool) -> Result<Image, Waiting> {
+        let reference = container.image.clone().unwrap_or_default();
+        let of = Some(ContainerOf {
+            name: &container.name,
+            init,
+        });
+        let now = Instant::now();
+        let waiting = |reason: &str, message: String| Waiting {
+            reason: reason.into(),
+            message: Some(message),
+            container: Some(container.name.clone()),
+        };
+        if let Some(back_off) = self.pulls.get(&reference)
+            && now < back_off.until
+        {
+            let message = events::back_off_pulling(&reference);
+            self.event(of, events::NORMAL, reason::BACK_OFF, message);
+            let message = events::error("ImagePullBackOff");
+            self.event(of, events::WARNING, reason::FAILED, message);
+            return Err(waiting(
+                "ImagePullBackOff",
+                events::back_off_pulling_status(&reference, &back_off.error),
+            ));
+        }
+        match self.shared.images.resolve(&reference) {
+            Ok(image) => {
+                self.pulls.remove(&reference);
+                Ok(image)
+            }
+            Err(error) => {
+                let error = format!(
+                    "failed to pull and unpack image \"{reference}\": {error} (this node pulls from no registry; import it with petset image import)"
+                );
+                let message = events::failed_to_pull(&reference, &error);
+                self.event(of, events::WARNING, reason::FAILED, message);
+                let message = events::error("ErrImagePull");
+                self.event(of, events::WARNING, reason::FAILED, message);
+                let delay = self
+                    .pulls
+                    .get(&reference)
+                    .map_or(FIRST_BACK_OFF, |b| (b.delay * 2).min(MAX_BACK_OFF));
+                self.pulls.insert(
+                    reference.clone(),
+                    PullBackOff {
+                        delay,
+                        until: now + delay,
+                        error: error.clone(),
+                    },
+                );
+                Err(waiting("ErrImagePull", error))
+            }
+        }
     }
 
     /// Each volume's directory on this machine, and whether it is read-only.
@@ -643,13 +703,20 @@ impl PodRun {
     ) -> Result<HashMap<String, (PathBuf, bool)>, Waiting> {
         let namespace = self.namespace();
         let pod_dir = self.shared.runtime.pod_dir(&self.id);
-        let config_error = |message: String| Waiting {
-            reason: "CreateContainerConfigError".into(),
-            message,
-        };
         let mut volumes = HashMap::new();
         for volume in spec.volumes.iter().flatten() {
             let name = volume.name.clone();
+            // As the kubelet's volume manager: the pod waits in ContainerCreating, and the
+            // reason is a FailedMount event.
+            let config_error = |message: String| {
+                let message = events::failed_mount(&name, &message);
+                self.event(None, events::WARNING, reason::FAILED_MOUNT, message);
+                Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                    container: None,
+                }
+            };
             let path = if let Some(claim) = &volume.persistent_volume_claim {
                 let claims: Api<PersistentVolumeClaim> =
                     Api::namespaced(self.shared.client.clone(), &namespace);
@@ -660,13 +727,13 @@ impl PodRun {
                     .flatten()
                     .and_then(|c| c.spec.and_then(|s| s.volume_name));
                 let Some(volume_name) = bound else {
-                    return Err(Waiting {
-                        reason: "ContainerCreating".into(),
-                        message: format!(
+                    return Err(Waiting::all(
+                        "ContainerCreating",
+                        format!(
                             "persistentvolumeclaim \"{}\" is not bound",
                             claim.claim_name
                         ),
-                    });
+                    ));
                 };
                 let volumes_api: Api<PersistentVolume> = Api::all(self.shared.client.clone());
                 let host_path = volumes_api
@@ -746,16 +813,35 @@ impl PodRun {
                     true,
                 )
             } else if let Some(source) = &volume.downward_api {
-                let pod = serde_json::to_value(&self.pod).unwrap_or_default();
+                let pod = self.pod_json();
                 let mut data = BTreeMap::new();
                 for item in source.items.iter().flatten() {
-                    let Some(field) = &item.field_ref else {
+                    let value = if let Some(field) = &item.field_ref {
+                        field_value(&pod, &field.field_path)
+                    } else if let Some(selector) = &item.resource_field_ref {
+                        // A volume names its container; upstream's validation requires it.
+                        let target = selector
+                            .container_name
+                            .as_deref()
+                            .and_then(|n| crate::environment::find_container(spec, n))
+                            .ok_or_else(|| {
+                                config_error(format!(
+                                    "container {:?} of item {:?} not found in the pod",
+                                    selector.container_name.clone().unwrap_or_default(),
+                                    item.path
+                                ))
+                            })?;
+                        resource_value(
+                            target,
+                            &selector.resource,
+                            selector.divisor.as_ref().map(|d| d.0.as_str()),
+                            &self.shared.allocatable,
+                        )
+                        .map_err(config_error)?
+                    } else {
                         continue;
                     };
-                    data.insert(
-                        item.path.clone(),
-                        field_value(&pod, &field.field_path).into_bytes(),
-                    );
+                    data.insert(item.path.clone(), value.into_bytes());
                 }
                 (
                     write_files(&pod_dir, "downward-api", &name, &data, &[])
@@ -773,122 +859,16 @@ impl PodRun {
         Ok(volumes)
     }
 
-    /// The container's environment: the image's, then the pod spec's (later names win).
-    async fn environment(
-        &self,
-        container: &Container,
-        image: &Image,
-    ) -> Result<Vec<String>, String> {
-        let namespace = self.namespace();
+    /// The pod as the downward API reads it, with the address the node has given it.
+    fn pod_json(&self) -> Value {
         let mut pod = serde_json::to_value(&self.pod).unwrap_or_default();
         if let Some(address) = self.pod_ip {
             pod["status"]["podIP"] = json!(address.to_string());
+            pod["status"]["podIPs"] = json!([{"ip": address.to_string()}]);
         }
-        let mut env: Vec<(String, String)> = image
-            .env
-            .iter()
-            .filter_map(|e| {
-                e.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        if !env.iter().any(|(k, _)| k == "PATH") {
-            env.push((
-                "PATH".into(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ));
-        }
-        env.push(("HOSTNAME".into(), self.hostname()));
-        let maps: Api<ConfigMap> = Api::namespaced(self.shared.client.clone(), &namespace);
-        let secrets: Api<Secret> = Api::namespaced(self.shared.client.clone(), &namespace);
-        for source in container.env_from.iter().flatten() {
-            let prefix = source.prefix.clone().unwrap_or_default();
-            if let Some(reference) = &source.config_map_ref {
-                match maps.get_opt(&reference.name).await.ok().flatten() {
-                    Some(map) => env.extend(
-                        map.data
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|(k, v)| (format!("{prefix}{k}"), v)),
-                    ),
-                    None if reference.optional == Some(true) => {}
-                    None => return Err(format!("configmap \"{}\" not found", reference.name)),
-                }
-            }
-            if let Some(reference) = &source.secret_ref {
-                match secrets.get_opt(&reference.name).await.ok().flatten() {
-                    Some(secret) => {
-                        env.extend(secret.data.unwrap_or_default().into_iter().map(|(k, v)| {
-                            (
-                                format!("{prefix}{k}"),
-                                String::from_utf8_lossy(&v.0).into_owned(),
-                            )
-                        }))
-                    }
-                    None if reference.optional == Some(true) => {}
-                    None => return Err(format!("secret \"{}\" not found", reference.name)),
-                }
-            }
-        }
-        for variable in container.env.iter().flatten() {
-            let value = match &variable.value_from {
-                None => variable.value.clone().unwrap_or_default(),
-                Some(from) => {
-                    if let Some(field) = &from.field_ref {
-                        field_value(&pod, &field.field_path)
-                    } else if let Some(key) = &from.config_map_key_ref {
-                        let found = maps
-                            .get_opt(&key.name)
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|m| m.data.and_then(|d| d.get(&key.key).cloned()));
-                        match found {
-                            Some(value) => value,
-                            None if key.optional == Some(true) => continue,
-                            None => {
-                                return Err(format!(
-                                    "couldn't find key {} in ConfigMap {namespace}/{}",
-                                    key.key, key.name
-                                ));
-                            }
-                        }
-                    } else if let Some(key) = &from.secret_key_ref {
-                        let found = secrets
-                            .get_opt(&key.name)
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|s| s.data.and_then(|d| d.get(&key.key).cloned()));
-                        match found {
-                            Some(value) => String::from_utf8_lossy(&value.0).into_owned(),
-                            None if key.optional == Some(true) => continue,
-                            None => {
-                                return Err(format!(
-                                    "couldn't find key {} in Secret {namespace}/{}",
-                                    key.key, key.name
-                                ));
-                            }
-                        }
-                    } else {
-                        String::new()
-                    }
-                }
-            };
-            env.push((variable.name.clone(), value));
-        }
-        // Later definitions win, keeping the first position (as the kubelet's merge does).
-        let mut merged: Vec<(String, String)> = Vec::new();
-        for (key, value) in env {
-            match merged.iter_mut().find(|(k, _)| *k == key) {
-                Some(existing) => existing.1 = value,
-                None => merged.push((key, value)),
-            }
-        }
-        Ok(merged
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect())
+        pod["status"]["hostIP"] = json!("127.0.0.1");
+        pod["status"]["hostIPs"] = json!([{"ip": "127.0.0.1"}]);
+        pod
     }
 
     /// Starts what should run now: init containers one by one, then every app container.
@@ -926,37 +906,41 @@ impl PodRun {
         let Some(image) = self.images.get(&container.name).cloned() else {
             return;
         };
-        let env = match self.environment(container, &image).await {
+        let of = Some(ContainerOf {
+            name: &container.name,
+            init,
+        });
+        let reference = container.image.clone().unwrap_or_default();
+        self.event(
+            of,
+            events::NORMAL,
+            reason::PULLED,
+            events::pulled(&reference),
+        );
+        let pod = self.pod_json();
+        let spec = self.spec();
+        let namespace = self.namespace();
+        let hostname = self.hostname();
+        let sources = crate::environment::Sources {
+            client: &self.shared.client,
+            namespace: &namespace,
+            pod: &pod,
+            spec: &spec,
+            allocatable: &self.shared.allocatable,
+            hostname: &hostname,
+        };
+        let env = match crate::environment::container_env(&sources, container, &image).await {
             Ok(env) => env,
             Err(message) => {
+                self.event(of, events::WARNING, reason::FAILED, events::error(&message));
                 let record = self.record(&container.name, init);
                 record.state = json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}});
                 record.restart_at = Some(Instant::now() + Duration::from_secs(5));
                 return;
             }
         };
-        let mut args: Vec<String> = match (&container.command, &container.args) {
-            (Some(command), args) if !command.is_empty() => command
-                .iter()
-                .chain(args.iter().flatten())
-                .cloned()
-                .collect(),
-            (_, Some(args)) if !args.is_empty() => image
-                .entrypoint
-                .iter()
-                .chain(args.iter())
-                .cloned()
-                .collect(),
-            _ => image
-                .entrypoint
-                .iter()
-                .chain(image.cmd.iter())
-                .cloned()
-                .collect(),
-        };
-        if args.is_empty() {
-            args = vec!["sh".into()];
-        }
+        let args = crate::environment::command_line(container, &image, &env.kubelet);
+        let env = env.process;
         let limits = container
             .resources
             .as_ref()
@@ -976,8 +960,14 @@ impl PodRun {
                 .get(&container.name)
                 .cloned()
                 .unwrap_or_default(),
-            memory_limit_bytes: limits.get("memory").and_then(|q| quantity_bytes(&q.0)),
-            cpu_limit_millis: limits.get("cpu").and_then(|q| quantity_millis(&q.0)),
+            memory_limit_bytes: limits
+                .get("memory")
+                .and_then(|q| Quantity::parse(&q.0))
+                .map(Quantity::value),
+            cpu_limit_millis: limits
+                .get("cpu")
+                .and_then(|q| Quantity::parse(&q.0))
+                .map(Quantity::milli_value),
             stdin: container.stdin == Some(true),
             tty: container.tty == Some(true),
             image: image.clone(),
@@ -1013,10 +1003,31 @@ impl PodRun {
         })
         .await;
         let now = node::now();
+        let started = started
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let events = self.shared.events.clone();
+        let pod = self.pod.clone();
         let record = self.record(&container.name, init);
         record.image_id = image.id.clone();
         match started {
-            Ok(Ok(())) => {
+            Ok(()) => {
+                // `runc run` creates and starts in one step, so both events come together.
+                let name = &container.name;
+                events.record(
+                    &pod,
+                    of,
+                    events::NORMAL,
+                    reason::CREATED,
+                    events::created(name),
+                );
+                events.record(
+                    &pod,
+                    of,
+                    events::NORMAL,
+                    reason::STARTED,
+                    events::started(name),
+                );
                 record.running = true;
                 record.started = Some(Instant::now());
                 record.restart_at = None;
@@ -1026,15 +1037,32 @@ impl PodRun {
                 record.liveness = ProbeState::reset(container.liveness_probe.as_ref(), at);
                 record.state = json!({"running": {"startedAt": now}});
             }
-            Ok(Err(error)) => {
-                record.state = json!({"waiting": {"reason": "RunContainerError", "message": error.to_string()}});
-                record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
-            }
             Err(error) => {
-                record.state = json!({"waiting": {"reason": "RunContainerError", "message": error.to_string()}});
+                events.record(
+                    &pod,
+                    of,
+                    events::WARNING,
+                    reason::FAILED,
+                    events::error(&error),
+                );
+                record.state =
+                    json!({"waiting": {"reason": "RunContainerError", "message": error}});
                 record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
             }
         }
+    }
+
+    /// Records one of the kubelet's events about the pod or one of its containers.
+    fn event(
+        &self,
+        container: Option<ContainerOf<'_>>,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) {
+        self.shared
+            .events
+            .record(&self.pod, container, type_, reason, message);
     }
 
     fn record(&mut self, name: &str, init: bool) -> &mut ContainerRecord {
@@ -1056,10 +1084,12 @@ impl PodRun {
             .spec()
             .restart_policy
             .unwrap_or_else(|| "Always".into());
-        let pod_name = self.pod.name_any();
-        let namespace = self.namespace();
-        let uid = self.pod.uid().unwrap_or_default();
+        let pod_text = events::pod_text(&self.pod);
         let container_id = format!("runc://{}-{name}", self.id);
+        let log = self.shared.runtime.log_path(&self.id, name, attempt);
+        let events = self.shared.events.clone();
+        let pod = self.pod.clone();
+        let of = Some(ContainerOf { name, init });
         let record = self.record(name, init);
         if record.attempt != attempt || !record.running {
             return;
@@ -1070,10 +1100,38 @@ impl PodRun {
             .pointer("/running/startedAt")
             .cloned()
             .unwrap_or(Value::Null);
-        let reason = if code == 0 { "Completed" } else { "Error" };
-        let terminated = json!({"terminated": {"exitCode": code, "reason": reason,
-            "startedAt": started_at, "finishedAt": node::now(),
-            "containerID": container_id}});
+        // runc's failure to start the process (a missing binary) is the runtime's, not the
+        // process's: StartError with exit code 128 and runc's message, as the kubelet has it.
+        let start_error = (code == 1)
+            .then(|| std::fs::read(&log).ok())
+            .flatten()
+            .and_then(|content| runc_start_error(&content));
+        let terminated = match &start_error {
+            Some(message) => {
+                events.record(
+                    &pod,
+                    of,
+                    events::WARNING,
+                    reason::FAILED,
+                    events::error(message),
+                );
+                json!({"terminated": {"exitCode": START_ERROR_EXIT_CODE,
+                    "reason": START_ERROR_REASON, "message": message,
+                    "startedAt": "1970-01-01T00:00:00Z", "finishedAt": node::now(),
+                    "containerID": container_id}})
+            }
+            None => {
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                json!({"terminated": {"exitCode": code, "reason": reason,
+                    "startedAt": started_at, "finishedAt": node::now(),
+                    "containerID": container_id}})
+            }
+        };
+        let code = if start_error.is_some() {
+            START_ERROR_EXIT_CODE
+        } else {
+            code
+        };
         record.running = false;
         let restart = match policy.as_str() {
             "Never" => false,
@@ -1097,9 +1155,11 @@ impl PodRun {
         record.restart_count += 1;
         record.last_state = terminated;
         record.state = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
-            "back-off {}s restarting failed container={name} pod={pod_name}_{namespace}({uid})",
-            record.back_off.as_secs())}});
+            "back-off {} restarting failed container={name} pod={pod_text}",
+            go_duration(record.back_off))}});
         record.restart_at = Some(Instant::now() + record.back_off);
+        let message = events::back_off_restarting(name, &pod);
+        events.record(&pod, of, events::WARNING, reason::BACK_OFF, message);
     }
 
     /// When something is next due: a restart or a probe.
@@ -1134,30 +1194,43 @@ impl PodRun {
                 continue;
             }
             let now = Instant::now();
-            let mut kill = false;
+            let mut kill = None;
             let mut updated = record.clone();
             if let Some(probe) = &container.startup_probe
                 && !record.startup.passed
             {
                 if record.startup.due(now) {
-                    let ok = self.run_probe(container, probe).await;
-                    kill = updated.startup.record(probe, ok, Instant::now());
+                    let ok = self.run_probe(container, probe, ProbeKind::Startup).await;
+                    if updated.startup.record(probe, ok, Instant::now()) {
+                        kill = Some(ProbeKind::Startup);
+                    }
                 }
             } else {
                 if let Some(probe) = &container.readiness_probe
                     && record.readiness.due(now)
                 {
-                    let ok = self.run_probe(container, probe).await;
+                    let ok = self.run_probe(container, probe, ProbeKind::Readiness).await;
                     updated.readiness.record(probe, ok, Instant::now());
                 }
                 if let Some(probe) = &container.liveness_probe
                     && record.liveness.due(now)
                 {
-                    let ok = self.run_probe(container, probe).await;
-                    kill = updated.liveness.record(probe, ok, Instant::now());
+                    let ok = self.run_probe(container, probe, ProbeKind::Liveness).await;
+                    if updated.liveness.record(probe, ok, Instant::now()) {
+                        kill = Some(ProbeKind::Liveness);
+                    }
                 }
             }
-            if kill {
+            if let Some(kind) = kill {
+                self.event(
+                    Some(ContainerOf {
+                        name: &container.name,
+                        init: false,
+                    }),
+                    events::NORMAL,
+                    reason::KILLING,
+                    events::failed_probe_restart(&container.name, kind),
+                );
                 updated.liveness.next = None;
                 updated.readiness.next = None;
                 updated.startup.next = None;
@@ -1173,8 +1246,26 @@ impl PodRun {
 
     /// One probe run: exec in the container, or a TCP connection or HTTP GET to the pod's
     /// loopback from inside its network namespace (`petset probe`, run there by `ip netns exec`;
-    /// nothing outside the namespace is dialed).
-    async fn run_probe(&self, container: &Container, probe: &Probe) -> bool {
+    /// nothing outside the namespace is dialed). A failure is an `Unhealthy` event with the
+    /// prober's message.
+    async fn run_probe(&self, container: &Container, probe: &Probe, kind: ProbeKind) -> bool {
+        let (ok, output) = self.probe_once(container, probe).await;
+        if !ok {
+            self.event(
+                Some(ContainerOf {
+                    name: &container.name,
+                    init: false,
+                }),
+                events::WARNING,
+                reason::UNHEALTHY,
+                events::unhealthy(kind, &output),
+            );
+        }
+        ok
+    }
+
+    /// Whether the probe passed, and what the prober says of a failure.
+    async fn probe_once(&self, container: &Container, probe: &Probe) -> (bool, String) {
         let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
         let port_of = |port: &IntOrString| match port {
             IntOrString::Int(number) => Some(*number),
@@ -1185,8 +1276,15 @@ impl PodRun {
                 .find(|p| p.name.as_deref() == Some(name.as_str()))
                 .map(|p| p.container_port),
         };
+        let address = self
+            .pod_ip
+            .map_or_else(|| "127.0.0.1".to_string(), |a| a.to_string());
+        let target;
         let mut command = if let Some(exec) = &probe.exec {
             let argv = exec.command.clone().unwrap_or_default();
+            target = ProbeTarget::Exec {
+                command: argv.join(" "),
+            };
             tokio::process::Command::from(self.shared.runtime.exec_command(
                 &self.id,
                 &container.name,
@@ -1195,7 +1293,7 @@ impl PodRun {
             ))
         } else {
             let Ok(petset) = std::env::current_exe() else {
-                return false;
+                return (false, "the prober cannot find petset's own binary".into());
             };
             let mut command = tokio::process::Command::new("ip");
             command
@@ -1204,32 +1302,42 @@ impl PodRun {
                 .arg("probe");
             if let Some(get) = &probe.http_get {
                 let Some(port) = port_of(&get.port) else {
-                    return false;
+                    return (false, format!("unknown port {:?}", get.port));
                 };
-                command.args([
-                    "http",
-                    &port.to_string(),
-                    get.path.as_deref().unwrap_or("/"),
-                ]);
+                let path = get.path.clone().unwrap_or_else(|| "/".into());
+                command.args(["http", &port.to_string(), &path]);
+                target = ProbeTarget::Http {
+                    url: format!("http://{address}:{port}{path}"),
+                    address: format!("{address}:{port}"),
+                };
             } else if let Some(tcp) = &probe.tcp_socket {
                 let Some(port) = port_of(&tcp.port) else {
-                    return false;
+                    return (false, format!("unknown port {:?}", tcp.port));
                 };
                 command.args(["tcp", &port.to_string()]);
+                target = ProbeTarget::Tcp {
+                    address: format!("{address}:{port}"),
+                };
             } else {
-                return true;
+                return (true, String::new());
             }
             command
         };
         command
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        matches!(
-            tokio::time::timeout(timeout, command.status()).await,
-            Ok(Ok(status)) if status.success()
-        )
+        match tokio::time::timeout(timeout, command.output()).await {
+            Ok(Ok(output)) if output.status.success() => (true, String::new()),
+            Ok(Ok(output)) => {
+                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&output.stderr));
+                (false, events::probe_failure(&target, &text))
+            }
+            Ok(Err(error)) => (false, error.to_string()),
+            Err(_) => (false, events::probe_timeout(&target)),
+        }
     }
 
     fn statuses(
@@ -1242,7 +1350,7 @@ impl PodRun {
             .map(|container| {
                 let record = records.get(&container.name).cloned().unwrap_or_default();
                 let state = if record.state.is_null() {
-                    json!({"waiting": {"reason": "PodInitializing"}})
+                    self.default_waiting()
                 } else {
                     record.state.clone()
                 };
@@ -1264,6 +1372,22 @@ impl PodRun {
                 status
             })
             .collect()
+    }
+
+    /// The state of a container that has not run yet, as the kubelet's status has it:
+    /// `PodInitializing` in a pod with init containers, else `ContainerCreating`.
+    fn default_waiting(&self) -> Value {
+        let has_init = self
+            .pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()));
+        let reason = if has_init {
+            "PodInitializing"
+        } else {
+            "ContainerCreating"
+        };
+        json!({"waiting": {"reason": reason}})
     }
 
     async fn write_status(&mut self) {
@@ -1308,10 +1432,18 @@ impl PodRun {
 
     async fn write_waiting(&mut self, waiting: &Waiting) {
         let spec = self.spec();
+        let default_state = self.default_waiting();
         let waiting_state = |c: &Container| {
+            let concerned = waiting.container.as_ref().is_none_or(|n| *n == c.name);
+            let state = match (&waiting.message, concerned) {
+                (_, false) => default_state.clone(),
+                (Some(message), true) => {
+                    json!({"waiting": {"reason": waiting.reason, "message": message}})
+                }
+                (None, true) => json!({"waiting": {"reason": waiting.reason}}),
+            };
             json!({"name": c.name, "image": c.image, "imageID": "", "ready": false,
-                "started": false, "restartCount": 0,
-                "state": {"waiting": {"reason": waiting.reason, "message": waiting.message}}})
+                "started": false, "restartCount": 0, "state": state})
         };
         let containers: Vec<Value> = spec.containers.iter().map(waiting_state).collect();
         let init: Vec<Value> = spec
@@ -1349,6 +1481,37 @@ impl PodRun {
                 .and_then(|c| c.get("lastTransitionTime").cloned())
                 .unwrap_or_else(|| json!(node::now()))
         };
+        let names = |statuses: &[Value], pending: &dyn Fn(&Value) -> bool| {
+            let names: Vec<&str> = statuses
+                .iter()
+                .filter(|s| pending(s))
+                .filter_map(|s| s["name"].as_str())
+                .collect();
+            format!("[{}]", names.join(" "))
+        };
+        // The reasons and messages of the kubelet's conditions when they are False.
+        let (ready_reason, ready_message) = if ready {
+            (Value::Null, Value::Null)
+        } else if phase == "Succeeded" {
+            (json!("PodCompleted"), Value::Null)
+        } else {
+            let unready = names(&containers, &|s| s["ready"] != json!(true));
+            (
+                json!("ContainersNotReady"),
+                json!(format!("containers with unready status: {unready}")),
+            )
+        };
+        let (init_reason, init_message) = if self.init_done {
+            (Value::Null, Value::Null)
+        } else {
+            let incomplete = names(&init, &|s| {
+                s.pointer("/state/terminated/exitCode") != Some(&json!(0))
+            });
+            (
+                json!("ContainersNotInitialized"),
+                json!(format!("containers with incomplete status: {incomplete}")),
+            )
+        };
         let mut status = json!({
             "phase": phase,
             "hostIP": "127.0.0.1",
@@ -1358,9 +1521,12 @@ impl PodRun {
             "startTime": self.start_time,
             "conditions": [
                 {"type": "PodReadyToStartContainers", "status": sandbox, "lastTransitionTime": previous("PodReadyToStartContainers", sandbox)},
-                {"type": "Initialized", "status": initialized, "lastTransitionTime": previous("Initialized", initialized)},
-                {"type": "Ready", "status": ready_text, "lastTransitionTime": previous("Ready", ready_text)},
-                {"type": "ContainersReady", "status": ready_text, "lastTransitionTime": previous("ContainersReady", ready_text)},
+                {"type": "Initialized", "status": initialized, "lastTransitionTime": previous("Initialized", initialized),
+                 "reason": init_reason, "message": init_message},
+                {"type": "Ready", "status": ready_text, "lastTransitionTime": previous("Ready", ready_text),
+                 "reason": ready_reason, "message": ready_message},
+                {"type": "ContainersReady", "status": ready_text, "lastTransitionTime": previous("ContainersReady", ready_text),
+                 "reason": ready_reason, "message": ready_message},
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": previous("PodScheduled", "True")},
             ],
             "containerStatuses": containers,
@@ -1411,6 +1577,22 @@ impl PodRun {
         } else {
             0
         };
+        if graceful {
+            // Stopping containers are not ready: the pod reads 0/N while it terminates.
+            for record in self.init.values_mut().chain(self.containers.values_mut()) {
+                record.readiness.passed = false;
+            }
+            self.write_status().await;
+            for name in &running {
+                let init = self.init.get(name).is_some_and(|r| r.running);
+                self.event(
+                    Some(ContainerOf { name, init }),
+                    events::NORMAL,
+                    reason::KILLING,
+                    events::stopping(name),
+                );
+            }
+        }
         let signal_all = |signal: &'static str| {
             let shared = self.shared.clone();
             let id = self.id.clone();
@@ -1462,52 +1644,6 @@ impl PodRun {
     }
 }
 
-/// A pod field as the downward API gives it (a whole label or annotation map is one
-/// `key="value"` per line).
-fn field_value(pod: &Value, path: &str) -> String {
-    for map in ["labels", "annotations"] {
-        let maps = pod.pointer(&format!("/metadata/{map}"));
-        if path == format!("metadata.{map}") {
-            return maps
-                .and_then(Value::as_object)
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                })
-                .unwrap_or_default();
-        }
-        if let Some(key) = path
-            .strip_prefix(&format!("metadata.{map}['"))
-            .and_then(|k| k.strip_suffix("']"))
-        {
-            return maps
-                .and_then(|m| m.get(key))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-        }
-    }
-    let pointer = format!("/{}", path.replace('.', "/"));
-    let known = [
-        "metadata.name",
-        "metadata.namespace",
-        "metadata.uid",
-        "spec.nodeName",
-        "spec.serviceAccountName",
-        "status.podIP",
-        "status.hostIP",
-    ];
-    if !known.contains(&path) {
-        return String::new();
-    }
-    pod.pointer(&pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Writes a volume's files (all keys, or the listed items) under the pod's directory.
 fn write_files(
     pod_dir: &Path,
@@ -1540,41 +1676,14 @@ fn write_files(
     Ok(dir)
 }
 
-/// A memory quantity in bytes (`128Mi`, `1G`, `1000`).
-fn quantity_bytes(text: &str) -> Option<i64> {
-    let units: [(&str, i64); 10] = [
-        ("Ki", 1 << 10),
-        ("Mi", 1 << 20),
-        ("Gi", 1 << 30),
-        ("Ti", 1 << 40),
-        ("k", 1_000),
-        ("M", 1_000_000),
-        ("G", 1_000_000_000),
-        ("T", 1_000_000_000_000),
-        ("m", 0),
-        ("", 1),
-    ];
-    for (suffix, factor) in units {
-        if let Some(number) = text.strip_suffix(suffix)
-            && let Ok(value) = number.parse::<f64>()
-        {
-            if factor == 0 {
-                return Some((value / 1000.0) as i64);
-            }
-            return Some((value * factor as f64) as i64);
-        }
-    }
-    None
-}
-
-/// A CPU quantity in millicores (`500m`, `2`, `0.5`).
-fn quantity_millis(text: &str) -> Option<i64> {
-    match text.strip_suffix('m') {
-        Some(millis) => millis.parse().ok(),
-        None => text
-            .parse::<f64>()
-            .ok()
-            .map(|cores| (cores * 1000.0) as i64),
+/// A duration as Go prints one (`10s`, `2m40s`, `5m0s`), as the kubelet's back-off messages
+/// show it.
+fn go_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match (seconds / 3600, seconds / 60 % 60, seconds % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
     }
 }
 
@@ -1583,22 +1692,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantities_become_bytes_and_millicores() {
-        assert_eq!(quantity_bytes("128Mi"), Some(128 << 20));
-        assert_eq!(quantity_bytes("1G"), Some(1_000_000_000));
-        assert_eq!(quantity_bytes("1000"), Some(1000));
-        assert_eq!(quantity_millis("500m"), Some(500));
-        assert_eq!(quantity_millis("2"), Some(2000));
-        assert_eq!(quantity_millis("0.25"), Some(250));
-    }
-
-    #[test]
-    fn downward_fields_come_from_the_pod() {
-        let pod = json!({"metadata": {"name": "web-0", "namespace": "default",
-            "labels": {"app": "nginx"}}, "spec": {"nodeName": "n1"}});
-        assert_eq!(field_value(&pod, "metadata.name"), "web-0");
-        assert_eq!(field_value(&pod, "spec.nodeName"), "n1");
-        assert_eq!(field_value(&pod, "metadata.labels['app']"), "nginx");
-        assert_eq!(field_value(&pod, "status.podIP"), "");
+    fn durations_print_as_go_prints_them() {
+        assert_eq!(go_duration(Duration::from_secs(10)), "10s");
+        assert_eq!(go_duration(Duration::from_secs(160)), "2m40s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
     }
 }

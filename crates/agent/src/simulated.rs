@@ -1,6 +1,7 @@
 //! The simulated node (`petset up --node-runtime simulated`), like kwok: it registers a Node
 //! and keeps its Lease, and marks the pods bound to it Running and Ready without running
-//! anything. Pod IPs come from 10.244.0.0/16 and are bookkeeping only: nothing ever dials them.
+//! anything. Pod IPs come from the pod CIDR (`--pod-cidr`) and are bookkeeping only: nothing
+//! ever dials them.
 //!
 //! Knobs the acceptance suites use:
 //! - pod annotation `simulation.petset.dev/ready: "false"`: Running but not Ready;
@@ -17,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use petset_runtime::network::Cidr;
 use serde_json::{Value, json};
 
 const READY_ANNOTATION: &str = "simulation.petset.dev/ready";
@@ -26,13 +28,26 @@ const NEVER_READY_TAG: &str = ":never-ready";
 const TERMINATION: Duration = Duration::from_millis(1000);
 
 /// Pod IPs handed out, by pod uid.
-#[derive(Default)]
 struct Addresses {
     by_uid: HashMap<String, Ipv4Addr>,
     next: u32,
+    network: u32,
+    /// How many addresses the range has past its network address and the bridge's.
+    usable: u32,
 }
 
 impl Addresses {
+    fn new(cidr: &Cidr) -> Self {
+        let size = 1u64 << (32 - u32::from(cidr.prefix().min(32)));
+        Self {
+            by_uid: HashMap::new(),
+            next: 0,
+            network: u32::from(cidr.network()),
+            // The network address, the bridge's first address and the broadcast are not pods'.
+            usable: size.saturating_sub(3).clamp(1, u64::from(u32::MAX)) as u32,
+        }
+    }
+
     fn for_pod(&mut self, uid: &str, existing: Option<&str>) -> Ipv4Addr {
         if let Some(ip) = self.by_uid.get(uid) {
             return *ip;
@@ -40,26 +55,29 @@ impl Addresses {
         let ip = existing
             .and_then(|text| text.parse().ok())
             .unwrap_or_else(|| {
-                // 10.244.0.2 … 10.244.255.254, skipping network and broadcast-like ends.
+                // From the range's third address on, skipping the network, the bridge's first
+                // address and the broadcast.
+                let offset = 2 + self.next % self.usable;
                 self.next = self.next.wrapping_add(1);
-                let offset = 2 + self.next % 65_532;
-                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 244, 0, 0)) + offset)
+                Ipv4Addr::from(self.network.wrapping_add(offset))
             });
         self.by_uid.insert(uid.to_string(), ip);
         ip
     }
 }
 
-/// Runs the simulated node `node_name` until the task is aborted.
-pub async fn run(client: Client, node_name: String) {
+/// Runs the simulated node `node_name`, its pods' addresses from `pod_cidr`, until the task
+/// is aborted.
+pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
+    let facts = crate::node::NodeFacts::simulated(pod_cidr.to_string());
     if let Err(error) =
-        crate::node::register(&client, &node_name, crate::node::Kind::Simulated).await
+        crate::node::register(&client, &node_name, crate::node::Kind::Simulated, &facts).await
     {
         tracing::warn!(%error, node = %node_name, "could not register the simulated node");
     }
     let mut helpers = tokio::task::JoinSet::new();
     helpers.spawn(crate::node::keep_lease(client.clone(), node_name.clone()));
-    let addresses = Arc::new(Mutex::new(Addresses::default()));
+    let addresses = Arc::new(Mutex::new(Addresses::new(&pod_cidr)));
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     let mut events = watcher(pods, config).default_backoff().boxed();
@@ -274,4 +292,27 @@ async fn handle(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn bookkeeping_addresses_come_from_the_pod_cidr() {
+        let cidr = Cidr::from_str("10.213.7.0/30").expect("cidr");
+        let mut addresses = Addresses::new(&cidr);
+        assert_eq!(addresses.for_pod("a", None), Ipv4Addr::new(10, 213, 7, 2));
+        assert_eq!(addresses.for_pod("a", None), Ipv4Addr::new(10, 213, 7, 2));
+        // A /30 has one address for pods; it is handed out again rather than leaving it.
+        assert_eq!(addresses.for_pod("b", None), Ipv4Addr::new(10, 213, 7, 2));
+        assert_eq!(
+            addresses.for_pod("c", Some("10.213.7.9")),
+            Ipv4Addr::new(10, 213, 7, 9)
+        );
+        let mut wide = Addresses::new(&Cidr::from_str("10.244.0.0/16").expect("cidr"));
+        assert_eq!(wide.for_pod("a", None), Ipv4Addr::new(10, 244, 0, 2));
+        assert_eq!(wide.for_pod("b", None), Ipv4Addr::new(10, 244, 0, 3));
+    }
 }

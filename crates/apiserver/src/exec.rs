@@ -169,13 +169,7 @@ async fn run_attach(mut socket: WebSocket, attachment: Attachment) {
         }
     }
     let status = json!({"metadata": {}, "status": "Success"});
-    send(&mut socket, 3, status.to_string().as_bytes()).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: 1000,
-            reason: "".into(),
-        })))
-        .await;
+    end_with(&mut socket, &status).await;
 }
 
 /// Checks the request and upgrades it; the command runs once the WebSocket is open.
@@ -204,9 +198,15 @@ pub(crate) fn serve(
     };
     let tty = query.get("tty") == Some("true");
     let Some(mut command) = exec.command(pod, &container, &argv, tty) else {
-        return Err(ApiError::bad_request(format!(
-            "unable to upgrade connection: container not found (\"{container}\")"
-        )));
+        // The answer goes in the stream's status rather than as a refused upgrade: kubectl
+        // retries a refused WebSocket upgrade over SPDY, and would print what that says. From
+        // the status it prints this message, as it prints the kubelet's refusal upstream.
+        let message =
+            format!("unable to upgrade connection: container not found (\"{container}\")");
+        return Ok(upgrade
+            .protocols([PROTOCOL])
+            .on_upgrade(move |socket| refuse(socket, message))
+            .into_response());
     };
     let stdin = query.get("stdin") == Some("true");
     command
@@ -218,6 +218,23 @@ pub(crate) fn serve(
         .protocols([PROTOCOL])
         .on_upgrade(move |socket| run(socket, command))
         .into_response())
+}
+
+/// Ends an exec stream at once with a `Failure` status carrying `message`.
+async fn refuse(mut socket: WebSocket, message: String) {
+    let status = json!({"metadata": {}, "status": "Failure", "message": message});
+    end_with(&mut socket, &status).await;
+}
+
+/// Sends the stream's final status and closes it normally.
+async fn end_with(socket: &mut WebSocket, status: &Value) {
+    send(socket, 3, status.to_string().as_bytes()).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })))
+        .await;
 }
 
 async fn send(socket: &mut WebSocket, stream: u8, payload: &[u8]) -> bool {
@@ -290,11 +307,5 @@ async fn run(mut socket: WebSocket, mut command: tokio::process::Command) {
             "message": format!("error waiting for the command: {error}")}),
         None => json!({"metadata": {}, "status": "Failure", "message": "the stream ended early"}),
     };
-    send(&mut socket, 3, status.to_string().as_bytes()).await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: 1000,
-            reason: "".into(),
-        })))
-        .await;
+    end_with(&mut socket, &status).await;
 }

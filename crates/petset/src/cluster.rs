@@ -70,7 +70,11 @@ impl Cluster {
             Some(NodeRuntime::Simulated) => {
                 let node = petset_agent::node_name();
                 tracing::info!(%node, "running a simulated node");
-                reconcilers.spawn(petset_agent::simulated::run(client.clone(), node));
+                reconcilers.spawn(petset_agent::simulated::run(
+                    client.clone(),
+                    node,
+                    network.cidr,
+                ));
             }
             Some(NodeRuntime::None) => {
                 tracing::info!("running without a node; pods stay Pending");

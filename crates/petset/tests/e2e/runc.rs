@@ -75,6 +75,18 @@ pub(crate) fn start_with_busybox(extra: &[&str]) -> (tempfile::TempDir, petset_t
     start_with_image(busybox_image, "busybox:test", extra)
 }
 
+/// Imports the image archive at `archive` into the image store at `store`.
+pub(crate) fn import_image(store: &std::path::Path, archive: &std::path::Path) {
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
+        .args(["image", "--image-store"])
+        .arg(store)
+        .arg("import")
+        .arg(archive)
+        .output()
+        .expect("petset image import");
+    assert!(imported.status.success(), "{imported:?}");
+}
+
 /// A runc petset with the image `build` writes, named `name`, in an image store of its own.
 pub(crate) fn start_with_image(
     build: fn(&std::path::Path, &str),
@@ -83,13 +95,8 @@ pub(crate) fn start_with_image(
 ) -> (tempfile::TempDir, petset_testkit::Petset) {
     let images = tempfile::tempdir().expect("temp");
     build(&images.path().join("saved"), name);
+    import_image(&images.path().join("store"), &images.path().join("saved"));
     let store = images.path().join("store").to_string_lossy().into_owned();
-    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
-        .args(["image", "--image-store", &store, "import"])
-        .arg(images.path().join("saved"))
-        .output()
-        .expect("petset image import");
-    assert!(imported.status.success(), "{imported:?}");
     let mut args = vec!["--node-runtime", "runc", "--image-store", &store];
     args.extend_from_slice(extra);
     let petset = start(&args);

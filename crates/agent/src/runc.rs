@@ -243,7 +243,9 @@ impl RuncNode {
         for (pod, name) in &containers {
             let _ = runtime.signal(pod, name, "TERM");
         }
-        let deadline = Instant::now() + grace;
+        let deadline = Instant::now()
+            .checked_add(grace)
+            .unwrap_or_else(|| far_future().into_std());
         while Instant::now() < deadline
             && containers
                 .iter()
@@ -347,6 +349,15 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
 }
 
 /// A short, runc-safe id for a pod.
+/// A deadline as late as the clock can represent: about thirty years from now.
+fn far_future() -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    [30 * 365 * 24 * 3600, 24 * 3600, 3600]
+        .into_iter()
+        .find_map(|seconds| now.checked_add(Duration::from_secs(seconds)))
+        .unwrap_or(now)
+}
+
 fn sandbox_id(pod: &Pod) -> String {
     sandbox_id_of(&pod.uid().unwrap_or_default())
 }
@@ -1605,7 +1616,12 @@ impl PodRun {
         };
         if !running.is_empty() {
             let _ = signal_all(if grace > 0 { "TERM" } else { "KILL" }).await;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
+            // The grace period is the user's number: one past what the clock can hold (near
+            // i64::MAX seconds) waits as long as the clock allows instead of panicking the
+            // pod's task, which would leave its containers running unsupervised.
+            let deadline = tokio::time::Instant::now()
+                .checked_add(Duration::from_secs(grace))
+                .unwrap_or_else(far_future);
             let mut left = running.len();
             while left > 0 {
                 match tokio::time::timeout_at(deadline, exited.recv()).await {

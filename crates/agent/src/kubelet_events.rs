@@ -4,7 +4,7 @@
 //! describe pod` lists them as it does on a kubelet's node.
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use petset_controllers::events::Recorder;
 
 pub const NORMAL: &str = "Normal";
@@ -32,13 +32,8 @@ pub struct ContainerOf<'a> {
 /// The pod as events name it; with a container, its `fieldPath` too.
 pub fn reference(pod: &Pod, container: Option<ContainerOf<'_>>) -> ObjectReference {
     ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: Some(pod.name_any()),
-        namespace: pod.namespace(),
-        uid: pod.uid(),
-        resource_version: pod.resource_version(),
         field_path: container.map(field_path),
+        ..pod.object_ref(&())
     }
 }
 

@@ -11,7 +11,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use crate::cache::{Cache, Change};
+use crate::cache::{Cache, Cached, Change};
 use crate::queue::Queue;
 
 pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
@@ -33,53 +33,28 @@ enum Key {
 pub async fn run(client: Client) {
     let (queue, mut keys) = Queue::<Key>::new();
     let mut helpers = tokio::task::JoinSet::new();
-    let claims: Cache<PersistentVolumeClaim> = {
-        let queue = queue.clone();
-        Cache::follow(
-            &mut helpers,
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            move |change| match change {
-                Change::Applied(claim) | Change::Deleted(claim) => queue.add(claim_key(claim)),
-                Change::Relisted => queue.add(Key::All),
-            },
-        )
-    };
-    let volumes: Cache<PersistentVolume> = {
-        let queue = queue.clone();
-        Cache::follow(
-            &mut helpers,
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            move |change| match change {
-                Change::Applied(volume) | Change::Deleted(volume) => {
-                    queue.add(Key::Volume(volume.name_any()));
-                }
-                Change::Relisted => queue.add(Key::All),
-            },
-        )
-    };
-    let pods: Cache<Pod> = {
-        let queue = queue.clone();
-        Cache::follow(
-            &mut helpers,
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            // A pod that changes or goes may free the claims it names.
-            move |change| match change {
-                Change::Applied(pod) | Change::Deleted(pod) => {
-                    let namespace = pod.namespace().unwrap_or_default();
-                    for name in claim_names(pod) {
-                        queue.add(Key::Claim {
-                            namespace: namespace.clone(),
-                            name: name.to_string(),
-                        });
-                    }
-                }
-                Change::Relisted => queue.add(Key::All),
-            },
-        )
-    };
+    let claims = follow(
+        &mut helpers,
+        &client,
+        &queue,
+        |claim: &PersistentVolumeClaim| vec![claim_key(claim)],
+    );
+    let volumes = follow(
+        &mut helpers,
+        &client,
+        &queue,
+        |volume: &PersistentVolume| vec![Key::Volume(volume.name_any())],
+    );
+    // A pod that changes or goes may free the claims it names.
+    let pods = follow(&mut helpers, &client, &queue, |pod: &Pod| {
+        let namespace = pod.namespace().unwrap_or_default();
+        claim_names(pod)
+            .map(|name| Key::Claim {
+                namespace: namespace.clone(),
+                name: name.to_string(),
+            })
+            .collect()
+    });
     claims.ready().await;
     volumes.ready().await;
     pods.ready().await;
@@ -101,6 +76,30 @@ pub async fn run(client: Client) {
             }
         }
     }
+}
+
+/// A cache of every `K`, queueing the keys `keys` names for each change (and everything after
+/// a relist).
+fn follow<K: Cached>(
+    helpers: &mut tokio::task::JoinSet<()>,
+    client: &Client,
+    queue: &std::sync::Arc<Queue<Key>>,
+    keys: fn(&K) -> Vec<Key>,
+) -> Cache<K> {
+    let queue = queue.clone();
+    Cache::follow(
+        helpers,
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        move |change| match change {
+            Change::Applied(object) | Change::Deleted(object) => {
+                for key in keys(object) {
+                    queue.add(key);
+                }
+            }
+            Change::Relisted => queue.add(Key::All),
+        },
+    )
 }
 
 struct Views {

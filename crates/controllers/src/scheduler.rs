@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::cache::{Cache, Change};
@@ -183,17 +183,6 @@ fn is_ready(node: &Node) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-fn pod_reference(pod: &Pod) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: Some(pod.name_any()),
-        namespace: pod.namespace(),
-        uid: pod.uid(),
-        ..ObjectReference::default()
-    }
-}
-
 /// Binds in the background: bindings are independent, and many at once keep a burst of new
 /// pods moving.
 fn spawn_bind(
@@ -215,7 +204,7 @@ fn spawn_bind(
                     "Successfully assigned {namespace}/{} to {node}",
                     pod.name_any()
                 );
-                recorder.record(pod_reference(&pod), "Normal", "Scheduled", message);
+                recorder.record(pod.object_ref(&()), "Normal", "Scheduled", message);
             }
             // Bound by someone else, or gone: the watch says so.
             Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {}
@@ -270,7 +259,7 @@ async fn report_unschedulable(client: &Client, recorder: &Recorder, pod: &Pod, m
         tracing::debug!(%error, pod = %pod.name_any(), "could not report an unschedulable pod");
     }
     recorder.record(
-        pod_reference(pod),
+        pod.object_ref(&()),
         "Warning",
         "FailedScheduling",
         message.to_string(),

@@ -88,7 +88,7 @@ mod tests {
     fn set(uid: &str, generation: i64, version: u64) -> StatefulSet {
         serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "default",
             "uid": uid, "generation": generation, "resourceVersion": version.to_string()}}))
-            .expect("a set")
+        .expect("a set")
     }
 
     #[test]
@@ -112,7 +112,10 @@ mod tests {
         assert!(newest.supersedes(&set("a", 2, 12)));
         newest.deleted(&set("a", 2, 14));
         assert!(newest.supersedes(&set("a", 2, 20)), "deleted is final");
-        assert!(!newest.supersedes(&set("b", 1, 20)), "another set of the name");
+        assert!(
+            !newest.supersedes(&set("b", 1, 20)),
+            "another set of the name"
+        );
         newest.forget("default", "web");
         assert!(!newest.supersedes(&ours));
     }

@@ -226,7 +226,14 @@ pub fn plan<P: Borrow<Pod>>(observed: &Observed<'_, P>) -> Plan {
         .in_slots()
         .map(|(_, pod)| pod)
         .find(|pod| unavailable(pod))
-        .or_else(|| members.condemned.iter().rev().find(|pod| unavailable(pod)).copied())
+        .or_else(|| {
+            members
+                .condemned
+                .iter()
+                .rev()
+                .find(|pod| unavailable(pod))
+                .copied()
+        })
         .map(name_of);
     let revision_for = |ordinal: i64| {
         let below = match &rolling {
@@ -954,8 +961,10 @@ mod tests {
                 revision: Revision::Update
             }]
         );
-        let s = set(json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel",
-            "ordinals": {"start": i32::MAX - 2}}));
+        let s = set(
+            json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel",
+            "ordinals": {"start": i32::MAX - 2}}),
+        );
         let plan = run(&s, &[], "r1", "r1");
         assert_eq!(creates(&plan), vec![i32::MAX - 2, i32::MAX - 1, i32::MAX]);
         assert!(!plan.unfinished);
@@ -970,7 +979,11 @@ mod tests {
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::DeletePod { name, why: Why::Condemned, .. } => Some(name.clone()),
+                Action::DeletePod {
+                    name,
+                    why: Why::Condemned,
+                    ..
+                } => Some(name.clone()),
                 _ => None,
             })
             .collect();
@@ -982,15 +995,25 @@ mod tests {
 
     #[test]
     fn a_rolling_update_of_a_huge_set_waits_for_its_highest_ordinal() {
-        let s = set(json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel",
-            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": "50%"}}}));
+        let s = set(
+            json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": "50%"}}}),
+        );
         let pods: Vec<Pod> = (0..3).map(|o| pod(o, "r1", "ready")).collect();
         let plan = run(&s, &pods, "r1", "r2");
         // Over half the replicas are missing, so the budget is spent: nothing is replaced.
-        assert!(plan.actions.iter().all(|a| matches!(a, Action::CreatePod { .. })));
+        assert!(
+            plan.actions
+                .iter()
+                .all(|a| matches!(a, Action::CreatePod { .. }))
+        );
         let s = set(json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel"}));
         let plan = run(&s, &pods, "r1", "r2");
-        assert!(plan.actions.iter().all(|a| matches!(a, Action::CreatePod { .. })));
+        assert!(
+            plan.actions
+                .iter()
+                .all(|a| matches!(a, Action::CreatePod { .. }))
+        );
     }
 
     #[test]

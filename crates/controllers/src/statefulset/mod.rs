@@ -6,6 +6,10 @@
 //! than what it did itself. The set, its revisions and claims are read from the API (few, and
 //! read-your-writes for free). Writes stay safe on a stale view: pods are created by name
 //! (AlreadyExists is a no-op) and deleted with a uid precondition, as upstream does.
+//!
+//! A sync's work does not depend on `replicas`: the plan looks at the pods that exist plus at
+//! most `plan::BURST` new (or condemned) ones and asks for another sync for the rest, and
+//! between batches a sync stops when the set watch shows its set changed or gone.
 
 mod newest;
 pub mod plan;

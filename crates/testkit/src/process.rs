@@ -154,6 +154,25 @@ impl Petset {
         Some(std::net::Ipv4Addr::from(u32::from(network) + 1))
     }
 
+    /// The process id of the running petset.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The resident memory of the running petset (`VmRSS` in `/proc/<pid>/status`), in bytes.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kilobytes = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kilobytes * 1024)
+    }
+
     pub fn api_addr(&self) -> SocketAddr {
         self.api
     }

@@ -6,11 +6,16 @@
 //! than what it did itself. The set, its revisions and claims are read from the API (few, and
 //! read-your-writes for free). Writes stay safe on a stale view: pods are created by name
 //! (AlreadyExists is a no-op) and deleted with a uid precondition, as upstream does.
+//!
+//! A sync's work does not depend on `replicas`: the plan looks at the pods that exist plus at
+//! most `plan::BURST` new (or condemned) ones and asks for another sync for the rest, and
+//! between batches a sync stops when the set watch shows its set changed or gone.
 
+mod newest;
 pub mod plan;
 pub mod revision;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,10 +55,12 @@ pub enum SyncError {
     Invalid(String),
 }
 
-/// Sets seen by the watcher, for routing orphan pods to the sets that may adopt them.
+/// Sets seen by the watcher: their selectors, for routing orphan pods to the sets that may
+/// adopt them, and their last state, so a sync in flight stops when its set changes.
 #[derive(Default)]
 struct Known {
     selectors: HashMap<Key, LabelSelector>,
+    newest: newest::Newest,
 }
 
 /// Runs the controller until the task is aborted.
@@ -91,6 +98,7 @@ pub async fn run(client: Client) {
         pods,
         claims,
         wrote: Mutex::new(HashMap::new()),
+        known,
     };
     controller.pods.ready().await;
     controller.claims.ready().await;
@@ -136,8 +144,10 @@ async fn watch_sets(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Kno
                 if present {
                     let selector = selector_of(&set).unwrap_or_default();
                     known.selectors.insert(key.clone(), selector);
+                    known.newest.applied(&set);
                 } else {
                     known.selectors.remove(&key);
+                    known.newest.deleted(&set);
                 }
             }
             queue.add(key);
@@ -263,6 +273,17 @@ struct Controller {
     claims: Cache<PersistentVolumeClaim>,
     /// The newest resourceVersion of a pod each set's syncs wrote.
     wrote: Mutex<HashMap<Key, u64>>,
+    /// What the set watch saw, shared with it.
+    known: Arc<Mutex<Known>>,
+}
+
+/// How carrying out a plan ended, when no write failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Carried {
+    All,
+    /// The set changed or went away meanwhile; the rest was left to the sync that change
+    /// queued.
+    Superseded,
 }
 
 /// How long a sync waits for the pod cache to show the set's own last writes.
@@ -275,6 +296,12 @@ impl Controller {
             let newest = wrote.entry(key).or_default();
             *newest = (*newest).max(version_of(pod));
         }
+    }
+
+    fn superseded(&self, set: &StatefulSet) -> bool {
+        self.known
+            .lock()
+            .is_ok_and(|known| known.newest.supersedes(set))
     }
 
     fn last_write(&self, namespace: &str, name: &str) -> u64 {
@@ -293,6 +320,9 @@ impl Controller {
         let Some(set) = sets.get_opt(name).await? else {
             if let Ok(mut wrote) = self.wrote.lock() {
                 wrote.remove(&(namespace.to_string(), name.to_string()));
+            }
+            if let Ok(mut known) = self.known.lock() {
+                known.newest.forget(namespace, name);
             }
             return Ok(None);
         };
@@ -326,10 +356,17 @@ impl Controller {
         let result = self
             .act_all(&set, &decided.actions, &current, &update)
             .await;
+        if matches!(result, Ok(Carried::Superseded)) {
+            // Status and history from an outdated spec would only be rewritten at once.
+            return Ok(None);
+        }
         self.write_status(&sets, &set, decided.status).await?;
         self.truncate_history(&set, &revisions, &pods, &current, &update)
             .await?;
         result?;
+        if decided.unfinished {
+            return Ok(Some(Duration::ZERO));
+        }
         let min_ready = set
             .spec
             .as_ref()
@@ -374,7 +411,7 @@ impl Controller {
         set: &StatefulSet,
         selector: &LabelSelector,
         deleting: bool,
-    ) -> Result<Vec<Pod>, SyncError> {
+    ) -> Result<Vec<Arc<Pod>>, SyncError> {
         let namespace = set.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let uid = set.uid().unwrap_or_default();
@@ -394,7 +431,7 @@ impl Controller {
             match owner {
                 Some(_) => {
                     if matches {
-                        claimed.push(Pod::clone(&pod));
+                        claimed.push(pod);
                     } else if !deleting {
                         let patch = json!({"metadata": {"ownerReferences": [{"uid": uid, "$patch": "delete"}]}});
                         match api
@@ -414,7 +451,7 @@ impl Controller {
                     match adopt(&api, pod.as_ref(), set).await {
                         Ok(adopted) => {
                             self.wrote_pod(set, &adopted);
-                            claimed.push(adopted);
+                            claimed.push(Arc::new(adopted));
                         }
                         Err(error) => tracing::debug!(%error, "could not adopt a pod"),
                     }
@@ -525,22 +562,27 @@ impl Controller {
         Ok((current, update, collision_count, revisions))
     }
 
-    /// Carries out a plan. Creations run in batches of 1, 2, 4 … 500 at once, as upstream's
-    /// `slowStartBatch` does (a plan holds several only in Parallel mode); the first failing
-    /// batch stops the rest. Other actions run one after another.
+    /// Carries out a plan. Creations run in batches of 1, 2, 4 … at once, as upstream's
+    /// `slowStartBatch` does (a plan holds several only in Parallel mode, `plan::BURST` at
+    /// most); the first failing batch stops the rest. Other actions run one after another.
+    /// Before each batch and each other action, a set the watch shows changed or gone stops
+    /// the work.
     async fn act_all(
         &self,
         set: &StatefulSet,
         actions: &[Action],
         current: &ControllerRevision,
         update: &ControllerRevision,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Carried, SyncError> {
         let (creates, others): (Vec<&Action>, Vec<&Action>) = actions
             .iter()
             .partition(|a| matches!(a, Action::CreatePod { .. }));
         let mut remaining = creates.as_slice();
         let mut batch = 1;
         while !remaining.is_empty() {
+            if self.superseded(set) {
+                return Ok(Carried::Superseded);
+            }
             let (now, later) = remaining.split_at(batch.min(remaining.len()));
             let results = futures::future::join_all(
                 now.iter()
@@ -551,12 +593,15 @@ impl Controller {
                 return Err(error);
             }
             remaining = later;
-            batch = (batch * 2).min(500);
+            batch *= 2;
         }
         for action in others {
+            if self.superseded(set) {
+                return Ok(Carried::Superseded);
+            }
             self.act(set, action, current, update).await?;
         }
-        Ok(())
+        Ok(Carried::All)
     }
 
     async fn act(
@@ -778,7 +823,7 @@ impl Controller {
         &self,
         set: &StatefulSet,
         revisions: &[ControllerRevision],
-        pods: &[Pod],
+        pods: &[Arc<Pod>],
         current: &ControllerRevision,
         update: &ControllerRevision,
     ) -> Result<(), SyncError> {
@@ -790,14 +835,16 @@ impl Controller {
         if limit < 0 {
             return Ok(());
         }
-        let live: Vec<String> = pods
+        // A set each pod's label goes into once: thousands of pods share a few revisions.
+        let (current_name, update_name) = (current.name_any(), update.name_any());
+        let live: HashSet<&str> = pods
             .iter()
-            .filter_map(|p| p.labels().get(REVISION_LABEL).cloned())
-            .chain([current.name_any(), update.name_any()])
+            .filter_map(|p| p.labels().get(REVISION_LABEL).map(String::as_str))
+            .chain([current_name.as_str(), update_name.as_str()])
             .collect();
         let mut history: Vec<&ControllerRevision> = revisions
             .iter()
-            .filter(|r| !live.contains(&r.name_any()))
+            .filter(|r| !live.contains(r.name_any().as_str()))
             .collect();
         history.sort_by_key(|r| r.revision);
         let excess = history.len().saturating_sub(limit as usize);

@@ -2,6 +2,9 @@
 //! in; the actions of one sync and the status out. No I/O, so every rule of upstream's
 //! `updateStatefulSet` (../shared/spec/statefulset.md §3, §5) is tested here.
 
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -37,11 +40,18 @@ pub enum Why {
     Update,
 }
 
+/// At most this many pods are created, and at most this many condemned pods deleted, in one
+/// sync (upstream's ReplicaSet `burstReplicas`); a plan cut short asks for another sync at once.
+/// So a sync costs O(existing pods + BURST) whatever `replicas` says.
+pub const BURST: usize = 500;
+
 /// What a sync decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub actions: Vec<Action>,
     pub status: StatefulSetStatus,
+    /// `BURST` cut the plan short: sync again at once for the rest.
+    pub unfinished: bool,
 }
 
 /// The parent and ordinal of a pod name `<parent>-<ordinal>` (upstream's greedy regex).
@@ -119,11 +129,15 @@ fn uid_of(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
 }
 
+fn ordinal_of(pod: &Pod) -> Option<i32> {
+    parent_and_ordinal(pod.metadata.name.as_deref().unwrap_or("")).map(|(_, ordinal)| ordinal)
+}
+
 /// Everything one sync looks at.
-pub struct Observed<'a> {
+pub struct Observed<'a, P: Borrow<Pod> = Pod> {
     pub set: &'a StatefulSet,
     /// The pods this set owns (after adoption and release).
-    pub pods: &'a [Pod],
+    pub pods: &'a [P],
     pub current_revision: &'a str,
     pub update_revision: &'a str,
     pub collision_count: i32,
@@ -131,8 +145,54 @@ pub struct Observed<'a> {
     pub now: i64,
 }
 
+/// The set's pods by where they stand: the replica slots that hold a pod (only those: a set
+/// may ask for far more replicas than exist) and the condemned, highest ordinal first.
+struct Members<'p> {
+    /// Ordinals `start..end` (end exclusive, in i64: `start + replicas` may pass i32::MAX).
+    start: i64,
+    end: i64,
+    filled: BTreeMap<i32, &'p Pod>,
+    condemned: Vec<&'p Pod>,
+}
+
+impl<'p> Members<'p> {
+    fn sort<P: Borrow<Pod>>(pods: &'p [P], start: i32, replicas: i32) -> Self {
+        let start = i64::from(start);
+        let end = start + i64::from(replicas);
+        let mut filled = BTreeMap::new();
+        let mut condemned = Vec::new();
+        for pod in pods.iter().map(Borrow::borrow) {
+            let Some(ordinal) = ordinal_of(pod) else {
+                continue;
+            };
+            if (start..end).contains(&i64::from(ordinal)) {
+                filled.insert(ordinal, pod);
+            } else if ordinal >= 0 {
+                condemned.push(pod);
+            }
+        }
+        condemned.sort_by_key(|pod| std::cmp::Reverse(ordinal_of(pod).unwrap_or(-1)));
+        Self {
+            start,
+            end,
+            filled,
+            condemned,
+        }
+    }
+
+    /// Replica slots with no pod.
+    fn missing(&self) -> i64 {
+        self.end - self.start - self.filled.len() as i64
+    }
+
+    /// The pods in replica slots, lowest ordinal first.
+    fn in_slots(&self) -> impl DoubleEndedIterator<Item = (i32, &'p Pod)> + '_ {
+        self.filled.iter().map(|(ordinal, pod)| (*ordinal, *pod))
+    }
+}
+
 /// Decides one sync.
-pub fn plan(observed: &Observed<'_>) -> Plan {
+pub fn plan<P: Borrow<Pod>>(observed: &Observed<'_, P>) -> Plan {
     let set = observed.set;
     let spec = set.spec.clone().unwrap_or_default();
     let replicas = spec.replicas.unwrap_or(1).max(0);
@@ -150,63 +210,73 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         .unwrap_or(0);
     let now = observed.now;
 
-    let mut slots: Vec<Option<&Pod>> = vec![None; replicas as usize];
-    let mut condemned: Vec<&Pod> = Vec::new();
-    for pod in observed.pods {
-        let Some((_, ordinal)) = parent_and_ordinal(pod.metadata.name.as_deref().unwrap_or(""))
-        else {
-            continue;
-        };
-        if ordinal >= start && ordinal < start + replicas {
-            slots[(ordinal - start) as usize] = Some(pod);
-        } else if ordinal >= 0 {
-            condemned.push(pod);
-        }
-    }
-    condemned.sort_by_key(|pod| {
-        std::cmp::Reverse(
-            parent_and_ordinal(pod.metadata.name.as_deref().unwrap_or(""))
-                .map(|(_, o)| o)
-                .unwrap_or(-1),
-        )
-    });
-
-    let status = status_of(observed, &slots, &condemned, min_ready, replicas);
+    let members = Members::sort(observed.pods, start, replicas);
+    let status = status_of(observed, &members, min_ready, replicas);
     let mut plan = Plan {
         actions: Vec::new(),
         status,
+        unfinished: false,
     };
     // Foreground deletion in progress: do nothing but report.
     if set.metadata.deletion_timestamp.is_some() {
         return plan;
     }
     let unavailable = |pod: &Pod| !is_available(pod, min_ready, now) || is_terminating(pod);
-    let first_unavailable: Option<String> = slots
-        .iter()
-        .flatten()
+    let first_unavailable: Option<String> = members
+        .in_slots()
+        .map(|(_, pod)| pod)
         .find(|pod| unavailable(pod))
-        .or_else(|| condemned.iter().rev().find(|pod| unavailable(pod)))
-        .map(|pod| name_of(pod));
+        .or_else(|| {
+            members
+                .condemned
+                .iter()
+                .rev()
+                .find(|pod| unavailable(pod))
+                .copied()
+        })
+        .map(name_of);
+    let revision_for = |ordinal: i64| {
+        let below = match &rolling {
+            None => members.start + i64::from(status_current),
+            Some(_) => members.start + i64::from(partition),
+        };
+        if !on_delete && ordinal < below {
+            Revision::Current
+        } else {
+            Revision::Update
+        }
+    };
 
-    // Phase A: every replica slot, ascending.
-    for (index, slot) in slots.iter().enumerate() {
-        let ordinal = start + index as i32;
-        let Some(pod) = slot else {
-            let revision = if !on_delete
-                && match &rolling {
-                    None => ordinal < start + status_current,
-                    Some(_) => ordinal < start + partition,
-                } {
-                Revision::Current
-            } else {
-                Revision::Update
+    // Phase A: every replica slot, ascending. Empty slots are walked only until BURST pods
+    // are planned, so a huge `replicas` costs nothing beyond the pods that exist.
+    let mut creates = 0;
+    let mut next = members.start;
+    let ahead = members.in_slots().map(Some).chain([None]);
+    for filled in ahead {
+        let gap_end = filled.map_or(members.end, |(ordinal, _)| i64::from(ordinal));
+        while next < gap_end {
+            if creates == BURST {
+                plan.unfinished = true;
+                break;
+            }
+            // Below `end`, which is at most i32::MAX + 1.
+            let Ok(ordinal) = i32::try_from(next) else {
+                break;
             };
-            plan.actions.push(Action::CreatePod { ordinal, revision });
+            plan.actions.push(Action::CreatePod {
+                ordinal,
+                revision: revision_for(next),
+            });
+            creates += 1;
             if monotonic {
                 return plan;
             }
-            continue;
+            next += 1;
+        }
+        let Some((ordinal, pod)) = filled else {
+            break;
         };
+        next = i64::from(ordinal) + 1;
         if is_terminal(pod) {
             if !is_terminating(pod) {
                 plan.actions.push(Action::DeletePod {
@@ -229,7 +299,8 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     }
 
     // Phase B: condemned pods, highest ordinal first.
-    for pod in &condemned {
+    let mut deletes = 0;
+    for pod in &members.condemned {
         if is_terminating(pod) {
             if monotonic {
                 return plan;
@@ -242,11 +313,16 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         {
             return plan;
         }
+        if deletes == BURST {
+            plan.unfinished = true;
+            break;
+        }
         plan.actions.push(Action::DeletePod {
             name: name_of(pod),
             uid: uid_of(pod),
             why: Why::Condemned,
         });
+        deletes += 1;
         if monotonic {
             return plan;
         }
@@ -256,16 +332,17 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     if on_delete {
         return plan;
     }
-    let update_min = if rolling.is_some() {
-        partition.max(0)
-    } else {
-        0
-    };
+    let update_min = members.start
+        + if rolling.is_some() {
+            i64::from(partition.max(0))
+        } else {
+            0
+        };
     if let Some(max_unavailable) = rolling.as_ref().and_then(|r| r.max_unavailable.as_ref()) {
         let budget = scaled(max_unavailable, replicas);
         budgeted_update(
             &mut plan,
-            &slots,
+            &members,
             update_min,
             budget,
             monotonic,
@@ -274,9 +351,13 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         );
         return plan;
     }
-    let mut index = replicas - 1;
-    while index >= update_min {
-        let Some(pod) = slots.get(index as usize).copied().flatten() else {
+    // Descends only through filled slots: the first empty one ends the update.
+    let mut ordinal = members.end - 1;
+    while ordinal >= update_min {
+        let Some(pod) = i32::try_from(ordinal)
+            .ok()
+            .and_then(|o| members.filled.get(&o))
+        else {
             return plan;
         };
         if revision_of(pod) != observed.update_revision && !is_terminating(pod) {
@@ -293,7 +374,7 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         if unavailable(pod) {
             return plan;
         }
-        index -= 1;
+        ordinal -= 1;
     }
     plan
 }
@@ -306,7 +387,10 @@ fn scaled(value: &IntOrString, replicas: i32) -> i32 {
         IntOrString::String(text) => text
             .strip_suffix('%')
             .and_then(|p| p.parse::<i64>().ok())
-            .map(|percent| (percent * i64::from(replicas) / 100) as i32)
+            .map(|percent| {
+                let count = percent.saturating_mul(i64::from(replicas)) / 100;
+                i32::try_from(count).unwrap_or(if count < 0 { 0 } else { i32::MAX })
+            })
             .unwrap_or(1),
     };
     raw.max(1)
@@ -316,26 +400,26 @@ fn scaled(value: &IntOrString, replicas: i32) -> i32 {
 /// 1.37 fix for Parallel): stale pods that are already unavailable are replaced without
 /// spending the budget (Parallel only); then, while fewer than `budget` replicas are
 /// unavailable, healthy stale pods go, highest ordinal first.
-fn budgeted_update(
+fn budgeted_update<P: Borrow<Pod>>(
     plan: &mut Plan,
-    slots: &[Option<&Pod>],
-    update_min: i32,
+    members: &Members<'_>,
+    update_min: i64,
     budget: i32,
     monotonic: bool,
-    observed: &Observed<'_>,
+    observed: &Observed<'_, P>,
     unavailable: &dyn Fn(&Pod) -> bool,
 ) {
     let stale = |pod: &Pod| revision_of(pod) != observed.update_revision && !is_terminating(pod);
-    let mut down = slots
-        .iter()
-        .filter(|slot| slot.is_none_or(unavailable))
-        .count() as i32;
-    let candidates: Vec<&Pod> = slots
-        .iter()
-        .enumerate()
+    let mut down = members.missing()
+        + members
+            .in_slots()
+            .filter(|(_, pod)| unavailable(pod))
+            .count() as i64;
+    let candidates: Vec<&Pod> = members
+        .in_slots()
         .rev()
-        .filter(|(index, _)| *index as i32 >= update_min)
-        .filter_map(|(_, slot)| *slot)
+        .filter(|(ordinal, _)| i64::from(*ordinal) >= update_min)
+        .map(|(_, pod)| pod)
         .filter(|pod| stale(pod))
         .collect();
     let delete = |pod: &Pod, plan: &mut Plan| {
@@ -357,7 +441,7 @@ fn budgeted_update(
         .iter()
         .filter(|pod| monotonic || !unavailable(pod))
     {
-        if down >= budget {
+        if down >= i64::from(budget) {
             return;
         }
         if !unavailable(pod) {
@@ -367,11 +451,11 @@ fn budgeted_update(
     }
 }
 
-/// Upstream's status counts, with the completion rule applied.
-fn status_of(
-    observed: &Observed<'_>,
-    slots: &[Option<&Pod>],
-    condemned: &[&Pod],
+/// Upstream's status counts, with the completion rule applied. Counted from the pods that
+/// exist, so the cost does not depend on `replicas`.
+fn status_of<P: Borrow<Pod>>(
+    observed: &Observed<'_, P>,
+    members: &Members<'_>,
     min_ready: i32,
     replicas: i32,
 ) -> StatefulSetStatus {
@@ -383,7 +467,11 @@ fn status_of(
         ..StatefulSetStatus::default()
     };
     let (mut count, mut ready, mut available, mut current, mut updated) = (0, 0, 0, 0, 0);
-    for pod in slots.iter().flatten().chain(condemned.iter()) {
+    let pods = members
+        .in_slots()
+        .map(|(_, pod)| pod)
+        .chain(members.condemned.iter().copied());
+    for pod in pods {
         if phase(pod).is_empty() {
             continue;
         }
@@ -823,6 +911,109 @@ mod tests {
             jiff::Timestamp::from_second(1_000_000).expect("a time"),
         ));
         assert_eq!(run(&s, &[], "r1", "r1").actions, vec![]);
+    }
+
+    fn creates(plan: &Plan) -> Vec<i32> {
+        plan.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::CreatePod { ordinal, .. } => Some(*ordinal),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_largest_parallel_set_plans_at_most_a_burst_of_creations() {
+        let s = set(json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel"}));
+        let plan = run(&s, &[], "r1", "r1");
+        assert_eq!(plan.actions.len(), BURST);
+        assert!(plan.unfinished);
+        assert_eq!(creates(&plan), (0..BURST as i32).collect::<Vec<_>>());
+        assert_eq!(plan.status.replicas, 0);
+    }
+
+    #[test]
+    fn a_huge_set_creates_the_next_burst_after_the_pods_it_has_and_counts_only_those() {
+        let s = set(json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel"}));
+        let mut pods: Vec<Pod> = (0..700).map(|o| pod(o, "r1", "ready")).collect();
+        pods.remove(3);
+        let plan = run(&s, &pods, "r1", "r1");
+        let created = creates(&plan);
+        assert_eq!(created.len(), BURST);
+        assert_eq!(created[0], 3, "the gap first");
+        assert_eq!(created[1], 700);
+        assert_eq!(created.last(), Some(&(700 + BURST as i32 - 2)));
+        assert!(plan.unfinished);
+        assert_eq!(plan.status.replicas, 699);
+        assert_eq!(plan.status.ready_replicas, Some(699));
+        // Not complete, so the revision is not rolled over.
+        assert_eq!(plan.status.current_replicas, Some(699));
+    }
+
+    #[test]
+    fn a_huge_ordered_set_still_creates_one_pod_and_a_huge_start_does_not_overflow() {
+        let s = set(json!({"replicas": i32::MAX}));
+        assert_eq!(
+            run(&s, &[pod(0, "r1", "ready")], "r1", "r1").actions,
+            vec![Action::CreatePod {
+                ordinal: 1,
+                revision: Revision::Update
+            }]
+        );
+        let s = set(
+            json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel",
+            "ordinals": {"start": i32::MAX - 2}}),
+        );
+        let plan = run(&s, &[], "r1", "r1");
+        assert_eq!(creates(&plan), vec![i32::MAX - 2, i32::MAX - 1, i32::MAX]);
+        assert!(!plan.unfinished);
+    }
+
+    #[test]
+    fn a_parallel_scale_down_deletes_at_most_a_burst_highest_first() {
+        let s = set(json!({"replicas": 0, "podManagementPolicy": "Parallel"}));
+        let pods: Vec<Pod> = (0..1200).map(|o| pod(o, "r1", "pending")).collect();
+        let plan = run(&s, &pods, "r1", "r1");
+        let deleted: Vec<String> = plan
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeletePod {
+                    name,
+                    why: Why::Condemned,
+                    ..
+                } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(plan.actions.len(), BURST);
+        assert_eq!(deleted.first().map(String::as_str), Some("web-1199"));
+        assert_eq!(deleted.last().map(String::as_str), Some("web-700"));
+        assert!(plan.unfinished);
+    }
+
+    #[test]
+    fn a_rolling_update_of_a_huge_set_waits_for_its_highest_ordinal() {
+        let s = set(
+            json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": "50%"}}}),
+        );
+        let pods: Vec<Pod> = (0..3).map(|o| pod(o, "r1", "ready")).collect();
+        let plan = run(&s, &pods, "r1", "r2");
+        // Over half the replicas are missing, so the budget is spent: nothing is replaced.
+        assert!(
+            plan.actions
+                .iter()
+                .all(|a| matches!(a, Action::CreatePod { .. }))
+        );
+        let s = set(json!({"replicas": i32::MAX, "podManagementPolicy": "Parallel"}));
+        let plan = run(&s, &pods, "r1", "r2");
+        assert!(
+            plan.actions
+                .iter()
+                .all(|a| matches!(a, Action::CreatePod { .. }))
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{
-    ObjectReference, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
     PodTemplateSpec, Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -30,7 +30,7 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use petset_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
@@ -224,18 +224,6 @@ fn controller_ref(set: &StatefulSet) -> OwnerReference {
         uid: set.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
-    }
-}
-
-fn reference_to(set: &StatefulSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("StatefulSet".into()),
-        name: Some(set.name_any()),
-        namespace: set.namespace(),
-        uid: set.uid(),
-        resource_version: set.resource_version(),
-        ..ObjectReference::default()
     }
 }
 
@@ -627,7 +615,7 @@ impl Controller {
                     Ok(created) => {
                         self.wrote_pod(set, &created);
                         self.recorder.record(
-                            reference_to(set),
+                            set.object_ref(&()),
                             "Normal",
                             "SuccessfulCreate",
                             format!(
@@ -640,7 +628,7 @@ impl Controller {
                     Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
                     Err(error) => {
                         self.recorder.record(
-                            reference_to(set),
+                            set.object_ref(&()),
                             "Warning",
                             "FailedCreate",
                             format!(
@@ -669,7 +657,7 @@ impl Controller {
                             self.wrote_pod(set, &pod);
                         }
                         self.recorder.record(
-                            reference_to(set),
+                            set.object_ref(&()),
                             "Normal",
                             "SuccessfulDelete",
                             format!(
@@ -754,7 +742,7 @@ impl Controller {
             match claims.create(&PostParams::default(), &claim).await {
                 Ok(_) => {
                     self.recorder.record(
-                        reference_to(set),
+                        set.object_ref(&()),
                         "Normal",
                         "SuccessfulCreate",
                         format!(
@@ -772,7 +760,7 @@ impl Controller {
                 Err(error) => {
                     self.recorder
                         .record(
-                            reference_to(set),
+                            set.object_ref(&()),
                             "Warning",
                             "FailedCreate",
                             format!("create Claim {claim_name} for Pod {}-{ordinal} in StatefulSet {} failed error: {error}", set.name_any(), set.name_any()),

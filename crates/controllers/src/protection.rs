@@ -165,7 +165,7 @@ async fn reconcile(client: &Client, views: &Views, key: &Key) -> Result<(), kube
                 return Ok(());
             };
             let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-            let protected = has(&claim.finalizers(), PVC_PROTECTION);
+            let protected = has(claim.finalizers(), PVC_PROTECTION);
             if claim.metadata.deletion_timestamp.is_none() {
                 if !protected {
                     add_finalizer(&api, claim.as_ref(), PVC_PROTECTION).await?;
@@ -205,7 +205,7 @@ async fn reconcile(client: &Client, views: &Views, key: &Key) -> Result<(), kube
                 return Ok(());
             };
             let api: Api<PersistentVolume> = Api::all(client.clone());
-            let protected = has(&volume.finalizers(), PV_PROTECTION);
+            let protected = has(volume.finalizers(), PV_PROTECTION);
             if volume.metadata.deletion_timestamp.is_none() {
                 if !protected {
                     add_finalizer(&api, volume.as_ref(), PV_PROTECTION).await?;

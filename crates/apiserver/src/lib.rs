@@ -16,6 +16,8 @@ mod handlers;
 mod health;
 pub mod logs;
 pub use exec::{Attachment, NodeExec};
+#[cfg(test)]
+mod data_safety_tests;
 mod openapi;
 mod portforward;
 mod protobuf;
@@ -24,6 +26,8 @@ pub mod registry;
 mod response;
 mod scale;
 pub mod serve;
+#[cfg(test)]
+mod test_cluster;
 pub mod tls;
 mod watch;
 mod watch_cache;

@@ -125,99 +125,61 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use petset_store::LocalStore;
-    use tower::ServiceExt;
-
     use super::*;
-
-    async fn send(
-        state: &ApiState,
-        method: &str,
-        path: &str,
-        kind: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::CONTENT_TYPE, kind)
-            .body(Body::from(body.to_string()))
-            .expect("request");
-        let response = crate::internal_router(state.clone())
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
+    use crate::test_cluster::TestCluster;
 
     #[tokio::test]
     async fn a_scale_patch_follows_newer_versions_unless_it_pins_one() {
-        let state = ApiState::new(Arc::new(LocalStore::in_memory()), None);
-        state.registry().bootstrap().await.expect("bootstrap");
+        let cluster = TestCluster::start().await;
         let sets = "/apis/apps/v1/namespaces/default/statefulsets";
-        let (code, created) = send(
-            &state,
-            "POST",
-            sets,
-            "application/json",
-            json!({
+        let (code, created) = cluster
+            .send(
+                "POST",
+                sets,
+                "application/json",
+                json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
             "spec": {"serviceName": "nginx", "replicas": 1,
                 "selector": {"matchLabels": {"app": "nginx"}},
                 "template": {"metadata": {"labels": {"app": "nginx"}},
                     "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}}}}),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(code, 201, "{created}");
         let read_version = created["metadata"]["resourceVersion"].clone();
         // The controller writes status after our read.
-        let (code, _) = send(
-            &state,
-            "PATCH",
-            &format!("{sets}/web/status"),
-            "application/merge-patch+json",
-            json!({"status": {"replicas": 1}}),
-        )
-        .await;
+        let (code, _) = cluster
+            .send(
+                "PATCH",
+                &format!("{sets}/web/status"),
+                "application/merge-patch+json",
+                json!({"status": {"replicas": 1}}),
+            )
+            .await;
         assert_eq!(code, 200);
 
         let merge = "application/merge-patch+json";
-        let (code, scaled) = send(
-            &state,
-            "PATCH",
-            &format!("{sets}/web/scale"),
-            merge,
-            json!({"spec": {"replicas": 3}}),
-        )
-        .await;
+        let (code, scaled) = cluster
+            .send(
+                "PATCH",
+                &format!("{sets}/web/scale"),
+                merge,
+                json!({"spec": {"replicas": 3}}),
+            )
+            .await;
         assert_eq!(
             (code, scaled["spec"]["replicas"].clone()),
             (200, json!(3)),
             "{scaled}"
         );
-        let (code, refused) = send(
-            &state,
-            "PATCH",
-            &format!("{sets}/web/scale"),
-            merge,
-            json!({"metadata": {"resourceVersion": read_version}, "spec": {"replicas": 5}}),
-        )
-        .await;
+        let (code, refused) = cluster
+            .send(
+                "PATCH",
+                &format!("{sets}/web/scale"),
+                merge,
+                json!({"metadata": {"resourceVersion": read_version}, "spec": {"replicas": 5}}),
+            )
+            .await;
         assert_eq!(
             (code, refused["reason"].clone()),
             (409, json!("Conflict")),

@@ -26,8 +26,8 @@ pub mod registry;
 mod response;
 mod scale;
 pub mod serve;
-#[cfg(test)]
-mod test_cluster;
+#[cfg(any(test, feature = "test-cluster"))]
+pub mod test_cluster;
 pub mod tls;
 mod watch;
 mod watch_cache;

@@ -1,5 +1,6 @@
 //! The in-process test tier: the API's whole router over an in-memory store, driven with plain
-//! HTTP requests and no sockets, so API behaviour is tested in milliseconds.
+//! HTTP requests or a `kube::Client` and no sockets, so API and controller behaviour is tested
+//! in milliseconds. Other crates use it through the `test-cluster` feature (dev-dependency).
 
 use std::sync::Arc;
 
@@ -12,16 +13,25 @@ use tower::ServiceExt;
 
 use crate::ApiState;
 
-/// An API server with the objects every cluster starts with.
+/// An API server with the objects every cluster starts with, its watch cache and its own
+/// controllers (garbage collector, namespace lifecycle); both stop when it is dropped.
 pub struct TestCluster {
     pub state: ApiState,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl TestCluster {
     pub async fn start() -> Self {
         let state = ApiState::new(Arc::new(LocalStore::in_memory()), None);
         state.registry().bootstrap().await.expect("bootstrap");
-        Self { state }
+        let background = vec![state.spawn_watch_cache(), crate::spawn_controllers(&state)];
+        Self { state, background }
+    }
+
+    /// A client of this API, as the controllers and the node use in `petset up` (namespace
+    /// `default`).
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(crate::internal_router(self.state.clone()), "default")
     }
 
     /// One request (`body` null: no body); the status code and the answer as JSON (`null`
@@ -63,5 +73,38 @@ impl TestCluster {
     /// A JSON request (`POST`, `PUT`, `DELETE`, `GET`).
     pub async fn json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         self.send(method, path, "application/json", body).await
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, ListParams};
+
+    use super::TestCluster;
+
+    #[tokio::test]
+    async fn a_kube_client_sees_the_objects_every_cluster_starts_with() {
+        let cluster = TestCluster::start().await;
+        let namespaces: Api<Namespace> = Api::all(cluster.client());
+        let names: Vec<String> = namespaces
+            .list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .filter_map(|namespace| namespace.metadata.name)
+            .collect();
+        for expected in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+            assert!(names.iter().any(|name| name == expected), "{names:?}");
+        }
     }
 }

@@ -3,12 +3,15 @@
 use std::path::Path;
 
 mod bounds;
+mod catalogue;
 mod data_safety;
 mod images;
 mod kube_client;
 mod kubectl;
 mod kubelet;
+mod local_path;
 mod network;
+mod node_api;
 mod runc;
 mod statefulset;
 

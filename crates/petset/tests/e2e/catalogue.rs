@@ -1,0 +1,1 @@
+//! A kind added through the catalogue alone is served everywhere kubectl looks.

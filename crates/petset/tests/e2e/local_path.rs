@@ -1,0 +1,1 @@
+//! Local-path volumes are made and removed by the node that uses them.

@@ -8,6 +8,7 @@
 pub mod defaults;
 pub mod depth;
 pub mod error;
+pub mod kinds;
 pub mod names;
 pub mod patch;
 pub mod resources;

@@ -11,13 +11,13 @@ use axum::response::Response;
 use futures::StreamExt;
 use petset_api::patch::PatchType;
 use petset_api::resources::{self, ResourceType};
-use petset_api::selector::{FieldSelector, LabelSelector, supported_field};
-use petset_api::{ApiError, Cause, shape};
+use petset_api::selector::{FieldSelector, LabelSelector};
+use petset_api::{ApiError, Cause};
 use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::discovery;
-use crate::registry::{DeleteOptions, Deleted, Filters, Scope};
+use crate::registry::{DeleteOptions, Deleted, FieldValidation, Filters, Scope, check_shape};
 use crate::response::{self, Rendering};
 use crate::watch::{self, WatchEvent, WatchRequest, bookmark_object};
 
@@ -247,13 +247,10 @@ fn parse_target<'a>(
         }
         [] => return Err(ApiError::no_route()),
     };
-    if let Some(sub) = target.subresource {
-        let known = target.resource.subresource(sub).is_some()
-            || (target.resource.is("", "namespaces") && sub == "finalize")
-            || (target.resource.is("", "pods") && matches!(sub, "eviction" | "binding"));
-        if !known {
-            return Err(ApiError::no_route());
-        }
+    if let Some(sub) = target.subresource
+        && !target.resource.serves_subresource(sub)
+    {
+        return Err(ApiError::no_route());
     }
     Ok(target)
 }
@@ -288,9 +285,7 @@ async fn dispatch(
             ))
         }
         (&Method::POST, None) => {
-            let mut object = decode_body(headers, &body, resource)?;
-            check_type(resource, &object)?;
-            let warnings = check_shape(resource, &mut object, FieldValidation::of(query))?;
+            let (object, warnings) = decode_checked(headers, &body, resource, query)?;
             let created = state
                 .registry
                 .create(target.scope(), object, query.dry_run())
@@ -304,9 +299,7 @@ async fn dispatch(
             ))
         }
         (&Method::PUT, Some(name)) => {
-            let mut object = decode_body(headers, &body, resource)?;
-            check_type(resource, &object)?;
-            let warnings = check_shape(resource, &mut object, FieldValidation::of(query))?;
+            let (object, warnings) = decode_checked(headers, &body, resource, query)?;
             let updated = state
                 .registry
                 .update(target.scope(), name, None, object, query.dry_run())
@@ -340,8 +333,7 @@ async fn dispatch(
                 .await?
             {
                 Deleted::Gone(object) => {
-                    let returns_object = resource.is("", "pods") || resource.is("", "services");
-                    let answer = if returns_object {
+                    let answer = if resource.strategy.returns_deleted_object() {
                         object
                     } else {
                         response::delete_success(resource, &object)
@@ -351,8 +343,7 @@ async fn dispatch(
                 Deleted::Pending(object) => Ok(response::json(StatusCode::OK, &object)),
             }
         }
-        // Namespaces offer no deletecollection upstream: one request must not empty the cluster.
-        (&Method::DELETE, None) if resource.is("", "namespaces") => {
+        (&Method::DELETE, None) if !resource.strategy.allows_delete_collection() => {
             Err(ApiError::method_not_allowed(method.as_str()))
         }
         (&Method::DELETE, None) => {
@@ -409,7 +400,7 @@ fn filters(query: &Query, resource: &ResourceType) -> Result<Filters, ApiError> 
     let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     for path in fields.paths() {
-        if !supported_field(resource.group, resource.plural, path) {
+        if !resource.selectable_field(path) {
             return Err(ApiError::bad_request(format!(
                 "field label not supported: {path}"
             )));
@@ -527,59 +518,13 @@ async fn watch_collection(
     Ok(response)
 }
 
-/// What to do with fields the kind's type does not know (`fieldValidation`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum FieldValidation {
-    Strict,
-    Warn,
-    Ignore,
-}
-
-impl FieldValidation {
-    fn of(query: &Query) -> Self {
-        match query.get("fieldValidation") {
-            Some("Strict") => Self::Strict,
-            Some("Ignore") => Self::Ignore,
-            _ => Self::Warn,
-        }
+/// What to do with fields the kind's type does not know (`fieldValidation`; Warn by default).
+fn field_validation(query: &Query) -> FieldValidation {
+    match query.get("fieldValidation") {
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        _ => FieldValidation::Warn,
     }
-}
-
-/// Checks a body against its kind's type: a wrong shape is a 400; unknown fields are refused
-/// (Strict) or dropped, and returned as warnings (Warn).
-pub fn check_shape(
-    resource: &ResourceType,
-    object: &mut Value,
-    validation: FieldValidation,
-) -> Result<Vec<String>, ApiError> {
-    let cannot_handle = |detail: String| {
-        ApiError::bad_request(format!(
-            "{kind} in version \"{version}\" cannot be handled as a {kind}: {detail}",
-            kind = resource.kind,
-            version = resource.version
-        ))
-    };
-    let unknown = shape::unknown_fields(resource.group, resource.kind, object)
-        .map_err(|error| cannot_handle(error.0))?;
-    if unknown.is_empty() {
-        return Ok(Vec::new());
-    }
-    let described: Vec<String> = unknown
-        .iter()
-        .map(|field| format!("unknown field {field:?}"))
-        .collect();
-    if validation == FieldValidation::Strict {
-        return Err(cannot_handle(format!(
-            "strict decoding error: {}",
-            described.join(", ")
-        )));
-    }
-    shape::prune(object, &unknown);
-    Ok(if validation == FieldValidation::Warn {
-        described
-    } else {
-        Vec::new()
-    })
 }
 
 /// Adds `Warning` headers, which kubectl prints as `Warning: …`.
@@ -625,6 +570,20 @@ fn decode_body(
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body, resource),
         other => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// A body to write: decoded, of the URL's type, and of its kind's shape; with the warnings
+/// about the fields that were dropped.
+fn decode_checked(
+    headers: &HeaderMap,
+    body: &[u8],
+    resource: &ResourceType,
+    query: &Query,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut object = decode_body(headers, body, resource)?;
+    check_type(resource, &object)?;
+    let warnings = check_shape(resource, &mut object, field_validation(query))?;
+    Ok((object, warnings))
 }
 
 /// The body's apiVersion and kind, when given, must be the URL's.
@@ -705,7 +664,7 @@ async fn patch(
             patch_type,
             &document,
             query.get("fieldManager"),
-            FieldValidation::of(query) == FieldValidation::Strict,
+            field_validation(query) == FieldValidation::Strict,
             query.dry_run(),
         )
         .await
@@ -736,9 +695,7 @@ async fn subresource(
                 ))
             }
             Method::PUT => {
-                let mut object = decode_body(headers, &body, resource)?;
-                check_type(resource, &object)?;
-                check_shape(resource, &mut object, FieldValidation::of(query))?;
+                let (object, _) = decode_checked(headers, &body, resource, query)?;
                 let updated = state
                     .registry
                     .update(target.scope(), name, Some(sub), object, query.dry_run())

@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use crate::kinds::Strategy;
+use crate::proto::Field;
 use crate::shape::RoundTrip;
 use crate::table::Printing;
 
@@ -27,6 +28,8 @@ pub struct ResourceType {
     pub round_trip: RoundTrip,
     /// The columns `kubectl get` shows.
     pub printing: Printing,
+    /// The message layout of protobuf bodies, for the kinds kubectl sends that way.
+    pub protobuf: Option<&'static [Field]>,
     /// The kind's own rules.
     pub strategy: &'static dyn Strategy,
 }
@@ -105,6 +108,7 @@ pub const fn entry(
         unlisted_subresources: &[],
         round_trip,
         printing: crate::table::NAME_AGE,
+        protobuf: None,
         strategy: &crate::kinds::generic::Generic,
     }
 }

@@ -6,6 +6,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::json::text;
 use crate::resources::ResourceType;
 use crate::time;
 
@@ -89,13 +90,6 @@ pub fn cells(resource: &ResourceType, object: &Value, now: Timestamp) -> Vec<Val
     (resource.printing.cells)(object, name, age, now)
 }
 
-pub(crate) fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
 pub(crate) fn or_none(value: &str) -> String {
     if value.is_empty() {
         "<none>".to_string()
@@ -104,27 +98,8 @@ pub(crate) fn or_none(value: &str) -> String {
     }
 }
 
-pub(crate) fn items<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-pub(crate) fn count(object: &Value, pointer: &str) -> i64 {
-    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
-}
-
 pub(crate) fn unset(value: &str) -> &str {
     if value.is_empty() { "<unset>" } else { value }
-}
-
-pub(crate) fn map_len(object: &Value, pointer: &str) -> usize {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_object)
-        .map_or(0, |m| m.len())
 }
 
 pub(crate) fn access_modes(modes: &[Value]) -> String {

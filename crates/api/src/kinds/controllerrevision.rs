@@ -4,10 +4,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::error::Cause;
+use crate::json::{count, items, text};
 use crate::kinds::Strategy;
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, count, items, text};
+use crate::table::{AGE, Column, NAME, Printing, col};
 
 pub type Typed = k8s_openapi::api::apps::v1::ControllerRevision;
 

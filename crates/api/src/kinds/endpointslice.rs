@@ -4,10 +4,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::defaults::{array_mut, set_default};
+use crate::json::{items, text};
 use crate::kinds::Strategy;
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, items, text, truncated_list};
+use crate::table::{AGE, Column, NAME, Printing, col, truncated_list};
 
 pub type Typed = k8s_openapi::api::discovery::v1::EndpointSlice;
 

@@ -4,10 +4,11 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::json::text;
 use crate::kinds::{NameRule, Strategy};
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
-use crate::table::{Column, Printing, col, text};
+use crate::table::{Column, Printing, col};
 use crate::{time, validate};
 
 pub type Typed = k8s_openapi::api::core::v1::Event;

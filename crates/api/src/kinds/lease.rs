@@ -2,9 +2,10 @@
 
 use serde_json::json;
 
+use crate::json::text;
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, text};
+use crate::table::{AGE, Column, NAME, Printing, col};
 
 pub type Typed = k8s_openapi::api::coordination::v1::Lease;
 

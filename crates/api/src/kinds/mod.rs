@@ -61,6 +61,13 @@ macro_rules! served_kinds {
     };
 }
 
+/// Sets an object's status (a strategy's first status, or the one a delete starts).
+pub(crate) fn set_status(object: &mut Value, status: Value) {
+    if let Some(map) = object.as_object_mut() {
+        map.insert("status".into(), status);
+    }
+}
+
 /// A check `metadata.name` must pass on create: the problems found, empty when valid.
 pub type NameRule = fn(&str) -> Vec<String>;
 

@@ -6,11 +6,13 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::defaults::set_default;
-use crate::kinds::{NameRule, Strategy};
+use crate::json::text;
+use crate::kinds::{NameRule, Strategy, set_status};
 use crate::names;
+use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, text};
+use crate::table::{AGE, Column, NAME, Printing, col};
 
 pub type Typed = k8s_openapi::api::core::v1::Namespace;
 
@@ -23,6 +25,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &NamespaceStrategy,
+    protobuf: Some(NAMESPACE),
     ..entry(
         "",
         "Namespace",
@@ -32,6 +35,16 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout kubectl's imperative `create` sends (upstream's `generated.proto`).
+const NAMESPACE: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[many(1, "finalizers", Kind::String)]),
+    ),
+];
 
 fn cells(namespace: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
     vec![name, json!(text(namespace, "/status/phase")), age]
@@ -52,9 +65,7 @@ impl Strategy for NamespaceStrategy {
     }
 
     fn prepare_for_create(&self, namespace: &mut Value) {
-        if let Some(map) = namespace.as_object_mut() {
-            map.insert("status".into(), json!({"phase": "Active"}));
-        }
+        set_status(namespace, json!({"phase": "Active"}));
     }
 
     /// The spec (its finalizers) changes only through `/finalize`.
@@ -76,9 +87,7 @@ impl Strategy for NamespaceStrategy {
     }
 
     fn begin_deletion(&self, namespace: &mut Value) -> bool {
-        if let Some(map) = namespace.as_object_mut() {
-            map.insert("status".into(), json!({"phase": "Terminating"}));
-        }
+        set_status(namespace, json!({"phase": "Terminating"}));
         true
     }
 

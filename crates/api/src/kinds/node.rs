@@ -3,10 +3,11 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::json::{items, text};
 use crate::kinds::Strategy;
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, items, or_none, text};
+use crate::table::{AGE, Column, NAME, Printing, col, or_none};
 
 pub type Typed = k8s_openapi::api::core::v1::Node;
 

@@ -11,11 +11,12 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::error::Cause;
-use crate::kinds::Strategy;
+use crate::json::count;
+use crate::kinds::{Strategy, set_status};
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, count};
+use crate::table::{AGE, Column, NAME, Printing, col};
 use crate::validate;
 
 pub type Typed = k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -83,13 +84,11 @@ impl Strategy for BudgetStrategy {
 
     /// A new budget's status is upstream's zero status (its counts are not optional).
     fn prepare_for_create(&self, budget: &mut Value) {
-        if let Some(map) = budget.as_object_mut() {
-            map.insert(
-                "status".into(),
-                json!({"disruptionsAllowed": 0, "currentHealthy": 0,
+        set_status(
+            budget,
+            json!({"disruptionsAllowed": 0, "currentHealthy": 0,
                     "desiredHealthy": 0, "expectedPods": 0}),
-            );
-        }
+        );
     }
 
     fn validate(&self, budget: &Value) -> Vec<Cause> {

@@ -6,10 +6,11 @@ use serde_json::{Value, json};
 
 use crate::defaults::{self, set_default};
 use crate::error::Cause;
-use crate::kinds::Strategy;
+use crate::json::{count, items, text};
+use crate::kinds::{Strategy, set_status};
 use crate::resources::{CONNECT_VERBS, PROXY_VERBS, ResourceType, Subresource, entry, status};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, count, items, or_none, text};
+use crate::table::{AGE, Column, NAME, Printing, col, or_none};
 use crate::{time, validate};
 
 pub type Typed = k8s_openapi::api::core::v1::Pod;
@@ -88,12 +89,7 @@ impl Strategy for PodStrategy {
     /// A pod starts Pending, with the QoS class of its containers' resources.
     fn prepare_for_create(&self, pod: &mut Value) {
         let qos = qos_class(pod);
-        if let Some(map) = pod.as_object_mut() {
-            map.insert(
-                "status".into(),
-                json!({"phase": "Pending", "qosClass": qos}),
-            );
-        }
+        set_status(pod, json!({"phase": "Pending", "qosClass": qos}));
     }
 
     fn defaults(&self, pod: &mut Value) {

@@ -5,10 +5,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::defaults::set_default;
-use crate::kinds::Strategy;
+use crate::json::{items, text};
+use crate::kinds::{Strategy, set_status};
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, access_modes, col, items, text, unset};
+use crate::table::{AGE, Column, NAME, Printing, access_modes, col, unset};
 
 pub type Typed = k8s_openapi::api::core::v1::PersistentVolume;
 
@@ -85,9 +86,7 @@ impl Strategy for VolumeStrategy {
     }
 
     fn prepare_for_create(&self, volume: &mut Value) {
-        if let Some(map) = volume.as_object_mut() {
-            map.insert("status".into(), json!({"phase": "Pending"}));
-        }
+        set_status(volume, json!({"phase": "Pending"}));
     }
 
     fn defaults(&self, volume: &mut Value) {

@@ -7,10 +7,11 @@ use serde_json::{Value, json};
 
 use crate::defaults::set_default;
 use crate::error::Cause;
-use crate::kinds::{Admission, Strategy};
+use crate::json::{items, text};
+use crate::kinds::{Admission, Strategy, set_status};
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, access_modes, col, items, text, unset};
+use crate::table::{AGE, Column, NAME, Printing, access_modes, col, unset};
 use crate::validate;
 
 pub type Typed = k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -84,9 +85,7 @@ impl Strategy for ClaimStrategy {
     }
 
     fn prepare_for_create(&self, claim: &mut Value) {
-        if let Some(map) = claim.as_object_mut() {
-            map.insert("status".into(), json!({"phase": "Pending"}));
-        }
+        set_status(claim, json!({"phase": "Pending"}));
     }
 
     fn defaults(&self, claim: &mut Value) {

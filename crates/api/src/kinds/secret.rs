@@ -5,10 +5,12 @@ use serde_json::{Value, json};
 
 use crate::defaults::set_default;
 use crate::error::Cause;
+use crate::json::{map_len, text};
 use crate::kinds::Strategy;
+use crate::proto::{Field, Kind, OBJECT_META, f};
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, map_len, text};
+use crate::table::{AGE, Column, NAME, Printing, col};
 use crate::validate;
 
 pub type Typed = k8s_openapi::api::core::v1::Secret;
@@ -24,8 +26,18 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &SecretStrategy,
+    protobuf: Some(SECRET),
     ..entry("", "Secret", "secrets", "secret", true, round_trip::<Typed>)
 };
+
+/// The protobuf layout kubectl's imperative `create` sends (upstream's `generated.proto`).
+const SECRET: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "data", Kind::BytesMap),
+    f(3, "type", Kind::String),
+    f(4, "stringData", Kind::StringMap),
+    f(5, "immutable", Kind::Bool),
+];
 
 fn cells(secret: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
     vec![

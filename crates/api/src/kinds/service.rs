@@ -7,11 +7,13 @@ use serde_json::{Value, json};
 
 use crate::defaults::{array_mut, set_default};
 use crate::error::Cause;
+use crate::json::{count, items, text};
 use crate::kinds::{Admission, NameRule, Strategy};
 use crate::names;
+use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{PROXY_VERBS, ResourceType, Subresource, entry, status};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, count, items, or_none, text};
+use crate::table::{AGE, Column, NAME, Printing, col, or_none};
 
 pub type Typed = k8s_openapi::api::core::v1::Service;
 
@@ -33,6 +35,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells: service_cells,
     },
     strategy: &ServiceStrategy,
+    protobuf: Some(SERVICE),
     ..entry(
         "",
         "Service",
@@ -42,6 +45,43 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout kubectl's imperative `create` sends (upstream's `generated.proto`).
+const SERVICE_PORT: &[Field] = &[
+    f(1, "name", Kind::String),
+    f(2, "protocol", Kind::String),
+    f(3, "port", Kind::Int),
+    f(4, "targetPort", Kind::IntOrString),
+    f(5, "nodePort", Kind::Int),
+    f(6, "appProtocol", Kind::String),
+];
+
+const SERVICE_SPEC: &[Field] = &[
+    many(1, "ports", Kind::Message(SERVICE_PORT)),
+    f(2, "selector", Kind::StringMap),
+    f(3, "clusterIP", Kind::String),
+    f(4, "type", Kind::String),
+    many(5, "externalIPs", Kind::String),
+    f(7, "sessionAffinity", Kind::String),
+    f(8, "loadBalancerIP", Kind::String),
+    many(9, "loadBalancerSourceRanges", Kind::String),
+    f(10, "externalName", Kind::String),
+    f(11, "externalTrafficPolicy", Kind::String),
+    f(12, "healthCheckNodePort", Kind::Int),
+    f(13, "publishNotReadyAddresses", Kind::Bool),
+    f(17, "ipFamilyPolicy", Kind::String),
+    many(18, "clusterIPs", Kind::String),
+    many(19, "ipFamilies", Kind::String),
+    f(20, "allocateLoadBalancerNodePorts", Kind::Bool),
+    f(21, "loadBalancerClass", Kind::String),
+    f(22, "internalTrafficPolicy", Kind::String),
+    f(23, "trafficDistribution", Kind::String),
+];
+
+const SERVICE: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "spec", Kind::Message(SERVICE_SPEC)),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

@@ -3,9 +3,11 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::json::items;
+use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, items};
+use crate::table::{AGE, Column, NAME, Printing, col};
 
 pub type Typed = k8s_openapi::api::core::v1::ServiceAccount;
 
@@ -15,6 +17,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         columns: &[NAME, col("Secrets", "string", 0), AGE] as &[Column],
         cells,
     },
+    protobuf: Some(SERVICE_ACCOUNT),
     ..entry(
         "",
         "ServiceAccount",
@@ -24,6 +27,15 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout kubectl's imperative `create` sends (upstream's `generated.proto`).
+const NAME_ONLY: &[Field] = &[f(1, "name", Kind::String)];
+
+const SERVICE_ACCOUNT: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    many(3, "imagePullSecrets", Kind::Message(NAME_ONLY)),
+    f(4, "automountServiceAccountToken", Kind::Bool),
+];
 
 fn cells(account: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
     vec![name, json!(items(account, "/secrets").len()), age]

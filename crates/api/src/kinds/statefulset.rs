@@ -6,12 +6,13 @@ use serde_json::{Value, json};
 
 use crate::defaults::{self, array_mut, set_default};
 use crate::error::Cause;
+use crate::json::{count, items};
 use crate::kinds::{NameRule, Strategy};
 use crate::names;
 use crate::resources::{ResourceType, STATUS_VERBS, Subresource, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images, count, items};
+use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images};
 use crate::validate;
 
 pub type Typed = k8s_openapi::api::apps::v1::StatefulSet;

@@ -4,10 +4,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::defaults::set_default;
+use crate::json::text;
 use crate::kinds::Strategy;
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
-use crate::table::{AGE, Column, NAME, Printing, col, text};
+use crate::table::{AGE, Column, NAME, Printing, col};
 
 pub type Typed = k8s_openapi::api::storage::v1::StorageClass;
 

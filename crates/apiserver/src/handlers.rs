@@ -264,7 +264,11 @@ async fn dispatch(
     body: Bytes,
     accept: &str,
 ) -> Result<Response, ApiError> {
-    let rendering = Rendering::negotiate(accept, query.get("includeObject"));
+    let rendering = Rendering::negotiate(
+        accept,
+        query.get("includeObject"),
+        state.registry.timestamp(),
+    );
     let resource = target.resource;
     if let Some(kind) = options_kind(method) {
         check_dry_run(kind, query.all("dryRun"))?;
@@ -468,6 +472,8 @@ async fn watch_collection(
     )
     .await?;
     let mut first = true;
+    // Each event's AGE counts from when it is sent.
+    let registry = state.registry.clone();
     let lines = events.map(move |event| {
         let type_name = event.type_name();
         let object = match &event {
@@ -483,7 +489,7 @@ async fn watch_collection(
                 match rendering {
                     // The common case: the object's JSON, made once for every watcher.
                     Rendering::Object => return Ok(event_line(type_name, &shared.json())),
-                    Rendering::Table { include } => {
+                    Rendering::Table { include, .. } => {
                         let object = shared.value();
                         let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
                         let table = response::table(
@@ -492,6 +498,7 @@ async fn watch_collection(
                             meta,
                             include,
                             first,
+                            registry.timestamp(),
                         );
                         first = false;
                         table
@@ -767,7 +774,7 @@ async fn subresource(
             let patch = json!({
                 "metadata": {"resourceVersion": current.pointer("/metadata/resourceVersion")},
                 "spec": {"nodeName": node},
-                "status": {"conditions": scheduled_conditions(&current)},
+                "status": {"conditions": scheduled_conditions(&current, &state.registry.now())},
             });
             state
                 .registry
@@ -814,13 +821,12 @@ async fn subresource(
 
 /// The pod's conditions with `PodScheduled=True`, as upstream's binding writes them (the
 /// transition time moves only when the status changes).
-fn scheduled_conditions(pod: &Value) -> Value {
+fn scheduled_conditions(pod: &Value, now: &str) -> Value {
     let mut conditions: Vec<Value> = pod
         .pointer("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let now = petset_api::time::now();
     match conditions
         .iter_mut()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))

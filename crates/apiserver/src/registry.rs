@@ -248,8 +248,13 @@ impl Registry {
             .with_clock(self.clock.clone(), self.uids.clone())
     }
 
-    /// Now, as the API writes it.
-    fn now(&self) -> String {
+    /// Now, by this registry's clock.
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    /// Now, as the API writes it (from this registry's clock).
+    pub fn now(&self) -> String {
         time::format(self.clock.now())
     }
 

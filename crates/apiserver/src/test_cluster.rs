@@ -64,10 +64,30 @@ impl TestCluster {
         content_type: &str,
         body: Value,
     ) -> (u16, Value) {
+        self.exchange(method, path, content_type, "application/json", body)
+            .await
+    }
+
+    /// A GET answered as a Table, as `kubectl get` asks for it.
+    pub async fn table(&self, path: &str) -> (u16, Value) {
+        let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+        self.exchange("GET", path, "application/json", accept, Value::Null)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        accept: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header(header::CONTENT_TYPE, content_type)
+            .header(header::ACCEPT, accept)
             .body(if body.is_null() {
                 Body::empty()
             } else {

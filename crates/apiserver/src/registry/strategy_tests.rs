@@ -149,6 +149,31 @@ async fn a_disruption_budget_starts_with_upstreams_zero_status_and_counts_spec_c
         "a spec write keeps status"
     );
 
+    // The table's AGE counts on the cluster's clock, so the whole row is a snapshot.
+    cluster.advance(90);
+    let (code, table) = cluster.table(BUDGETS).await;
+    assert_eq!(code, 200, "{table}");
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Name",
+            "Min Available",
+            "Max Unavailable",
+            "Allowed Disruptions",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        table["rows"][0]["cells"],
+        json!(["web", "50%", "N/A", 1, "90s"])
+    );
+
     let (code, refused) =
         merge_patch(&cluster, &path, json!({"spec": {"maxUnavailable": 1}})).await;
     assert_eq!(code, 422, "{refused}");

@@ -168,3 +168,67 @@ pub trait Strategy: Sync {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+    use serde_json::json;
+
+    use crate::resources::RESOURCES;
+
+    /// Shapes no client should send, but any may: every hook takes them without a panic.
+    fn odd_objects() -> Vec<serde_json::Value> {
+        vec![
+            json!({}),
+            json!([]),
+            json!("x"),
+            json!({"spec": 5, "status": "x", "metadata": []}),
+            json!({"spec": {"containers": 5, "ports": "x", "updateStrategy": [],
+                "template": {"spec": 1}, "selector": "x", "minAvailable": {}}}),
+            json!({"spec": {"containers": [1, "x", {"resources": {"limits": 1}}],
+                "ports": [1], "volumeClaimTemplates": [1]}, "data": [1], "subsets": 1}),
+        ]
+    }
+
+    #[test]
+    fn every_strategy_takes_any_shape_without_panicking() {
+        for resource in RESOURCES {
+            let strategy = resource.strategy;
+            for original in odd_objects() {
+                let mut object = original.clone();
+                strategy.prepare_for_create(&mut object);
+                strategy.defaults(&mut object);
+                strategy.prepare_for_update(&original, &mut object);
+                let _ = strategy.validate(&object);
+                let _ = strategy.validate_update(&original, &object);
+                let _ = strategy.grace_period(&object, Some(i64::MAX));
+                let _ = strategy.kept_without_finalizers(&object);
+                let _ = strategy.begin_deletion(&mut object);
+                let _ = crate::table::cells(resource, &object, Timestamp::now());
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_without_a_spec_do_not_track_generation() {
+        let tracking: Vec<&str> = RESOURCES
+            .iter()
+            .filter(|r| r.strategy.tracks_generation())
+            .map(|r| r.kind)
+            .collect();
+        for kind in [
+            "ConfigMap",
+            "Secret",
+            "Event",
+            "Endpoints",
+            "ServiceAccount",
+            "ControllerRevision",
+            "EndpointSlice",
+            "Lease",
+            "StorageClass",
+        ] {
+            assert!(!tracking.contains(&kind), "{kind}");
+        }
+        assert!(tracking.contains(&"StatefulSet") && tracking.contains(&"PodDisruptionBudget"));
+    }
+}

@@ -125,8 +125,11 @@ fn default_statefulset(object: &mut Value) {
         .is_none_or(str::is_empty);
     if strategy_was_empty {
         set_default(spec, "updateStrategy", json!({}));
-        if let Some(strategy) = spec.get_mut("updateStrategy") {
-            strategy["type"] = json!("RollingUpdate");
+        // Only a map is filled in; any other shape is left for validation to refuse.
+        if let Some(strategy) = spec.get_mut("updateStrategy")
+            && let Some(map) = strategy.as_object_mut()
+        {
+            map.insert("type".into(), json!("RollingUpdate"));
             set_default(strategy, "rollingUpdate", json!({}));
         }
     }
@@ -391,6 +394,14 @@ mod tests {
             sts["spec"]["updateStrategy"],
             json!({"type": "RollingUpdate"})
         );
+    }
+
+    #[test]
+    fn defaults_leave_a_strategy_of_the_wrong_shape_alone() {
+        let mut sts = json!({"spec": {"updateStrategy": 5}});
+        StatefulSetStrategy.defaults(&mut sts);
+        assert_eq!(sts["spec"]["updateStrategy"], 5);
+        assert!(!validate::create(&RESOURCE, &sts).is_empty());
     }
 
     #[test]

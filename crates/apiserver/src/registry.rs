@@ -740,7 +740,7 @@ impl Registry {
                 name,
                 dry_run,
                 |current| {
-                    let mut patched = patch::apply(patch_type, resource.kind, current, body)
+                    let mut patched = patch::apply(patch_type, resource.strategy.merge_keys(), current, body)
                         .map_err(|error| match error {
                             PatchError::Malformed(message) => ApiError::bad_request(message),
                             PatchError::DoesNotApply(message) => ApiError::unprocessable(format!(

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::error::Cause;
 use crate::names;
+use crate::patch::MergeKeys;
 
 pub mod configmap;
 pub mod controllerrevision;
@@ -166,6 +167,12 @@ pub trait Strategy: Sync {
     /// Field selector paths beyond `metadata.name` and `metadata.namespace`.
     fn selectable_field(&self, _path: &str) -> bool {
         false
+    }
+
+    /// Lists this kind merges by a key of its own in strategic merge patches (the lists all
+    /// kinds share, such as containers by name, are the patch module's).
+    fn merge_keys(&self) -> MergeKeys {
+        &[]
     }
 }
 

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::json::{items, text};
 use crate::kinds::Strategy;
+use crate::patch::MergeKeys;
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, or_none};
@@ -44,6 +45,11 @@ impl Strategy for NodeStrategy {
 
     fn selectable_field(&self, path: &str) -> bool {
         path == "spec.unschedulable"
+    }
+
+    /// A node's addresses merge by their type.
+    fn merge_keys(&self) -> MergeKeys {
+        &[(&["status", "addresses"], "type")]
     }
 }
 
@@ -90,4 +96,23 @@ fn node_cells(node: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value>
         json!(text(node, "/status/nodeInfo/kernelVersion")),
         json!(text(node, "/status/nodeInfo/containerRuntimeVersion")),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::strategic_merge;
+
+    #[test]
+    fn addresses_merge_by_type() {
+        let node = json!({"status": {"addresses": [
+            {"type": "InternalIP", "address": "10.0.0.1"}, {"type": "Hostname", "address": "n"}]}});
+        let patch =
+            json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.2"}]}});
+        let merged = strategic_merge(NodeStrategy.merge_keys(), &node, &patch).expect("applies");
+        assert_eq!(
+            merged["status"]["addresses"],
+            json!([{"type": "InternalIP", "address": "10.0.0.2"}, {"type": "Hostname", "address": "n"}])
+        );
+    }
 }

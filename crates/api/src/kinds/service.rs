@@ -10,6 +10,7 @@ use crate::error::Cause;
 use crate::json::{count, items, text};
 use crate::kinds::{Admission, NameRule, Strategy};
 use crate::names;
+use crate::patch::MergeKeys;
 use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{PROXY_VERBS, ResourceType, Subresource, entry, status};
 use crate::shape::round_trip;
@@ -135,7 +136,14 @@ impl Strategy for ServiceStrategy {
     fn returns_deleted_object(&self) -> bool {
         true
     }
+
+    fn merge_keys(&self) -> MergeKeys {
+        MERGE_KEYS
+    }
 }
+
+/// A Service's ports merge by port number (a container's, by containerPort, are everyone's).
+pub const MERGE_KEYS: MergeKeys = &[(&["spec", "ports"], "port")];
 
 fn service_spec(spec: &mut Value) {
     set_default(spec, "type", json!("ClusterIP"));

@@ -1,59 +1,10 @@
-//! Field defaults, per kind, as upstream's defaulters and admission apply them (they are visible
-//! in `-o yaml` and part of StatefulSet revision bytes, so they must match).
+//! Field defaults as upstream's defaulters and admission apply them (they are visible in
+//! `-o yaml` and part of StatefulSet revision bytes, so they must match): the parts kinds share
+//! (pod specs, in pods and templates). Each kind's own defaults are in its strategy (`kinds/`).
 
 use serde_json::{Map, Value, json};
 
-/// Fills in the defaults of an object of `kind` about to be stored.
-pub fn apply(kind: &str, object: &mut Value) {
-    match kind {
-        "Pod" => {
-            if let Some(spec) = object.get_mut("spec") {
-                pod_spec(spec);
-                pod_admission(spec);
-            }
-        }
-        "StatefulSet" => statefulset(object),
-        "Service" => {
-            if let Some(spec) = object.get_mut("spec") {
-                service_spec(spec);
-            }
-        }
-        "PersistentVolumeClaim" => {
-            if let Some(spec) = object.get_mut("spec") {
-                set_default(spec, "volumeMode", json!("Filesystem"));
-            }
-        }
-        "PersistentVolume" => {
-            if let Some(spec) = object.get_mut("spec") {
-                set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
-                set_default(spec, "volumeMode", json!("Filesystem"));
-            }
-        }
-        "Namespace" => {
-            set_default(object, "spec", json!({"finalizers": ["kubernetes"]}));
-        }
-        "StorageClass" => {
-            set_default(object, "reclaimPolicy", json!("Delete"));
-            set_default(object, "volumeBindingMode", json!("Immediate"));
-        }
-        "Secret" => set_default(object, "type", json!("Opaque")),
-        "Endpoints" => {
-            for subset in array_mut(object, "subsets") {
-                for port in array_mut(subset, "ports") {
-                    set_default(port, "protocol", json!("TCP"));
-                }
-            }
-        }
-        "EndpointSlice" => {
-            for port in array_mut(object, "ports") {
-                set_default(port, "protocol", json!("TCP"));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn set_default(object: &mut Value, field: &str, value: Value) {
+pub(crate) fn set_default(object: &mut Value, field: &str, value: Value) {
     if let Value::Object(map) = object {
         let slot = map.entry(field.to_string()).or_insert(Value::Null);
         if slot.is_null() {
@@ -62,59 +13,15 @@ fn set_default(object: &mut Value, field: &str, value: Value) {
     }
 }
 
-fn array_mut<'a>(object: &'a mut Value, field: &str) -> impl Iterator<Item = &'a mut Value> {
+pub(crate) fn array_mut<'a>(
+    object: &'a mut Value,
+    field: &str,
+) -> impl Iterator<Item = &'a mut Value> {
     object
         .get_mut(field)
         .and_then(Value::as_array_mut)
         .into_iter()
         .flatten()
-}
-
-fn statefulset(object: &mut Value) {
-    let Some(spec) = object.get_mut("spec") else {
-        return;
-    };
-    set_default(spec, "podManagementPolicy", json!("OrderedReady"));
-    let strategy_was_empty = spec
-        .pointer("/updateStrategy/type")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty);
-    if strategy_was_empty {
-        set_default(spec, "updateStrategy", json!({}));
-        if let Some(strategy) = spec.get_mut("updateStrategy") {
-            strategy["type"] = json!("RollingUpdate");
-            set_default(strategy, "rollingUpdate", json!({}));
-        }
-    }
-    if let Some(rolling) = spec.pointer_mut("/updateStrategy/rollingUpdate")
-        && spec_type_is_rolling(rolling)
-    {
-        set_default(rolling, "partition", json!(0));
-    }
-    set_default(spec, "persistentVolumeClaimRetentionPolicy", json!({}));
-    if let Some(policy) = spec.get_mut("persistentVolumeClaimRetentionPolicy") {
-        set_default(policy, "whenDeleted", json!("Retain"));
-        set_default(policy, "whenScaled", json!("Retain"));
-    }
-    set_default(spec, "replicas", json!(1));
-    set_default(spec, "revisionHistoryLimit", json!(10));
-    set_default(spec, "minReadySeconds", json!(0));
-    if let Some(template_spec) = spec.pointer_mut("/template/spec") {
-        pod_spec(template_spec);
-    }
-    for claim in array_mut(spec, "volumeClaimTemplates") {
-        set_default(claim, "apiVersion", json!("v1"));
-        set_default(claim, "kind", json!("PersistentVolumeClaim"));
-        if let Some(claim_spec) = claim.get_mut("spec") {
-            set_default(claim_spec, "volumeMode", json!("Filesystem"));
-        }
-        set_default(claim, "status", json!({"phase": "Pending"}));
-    }
-}
-
-/// `rollingUpdate` is only defaulted as an object; anything else is left for validation.
-fn spec_type_is_rolling(rolling: &Value) -> bool {
-    rolling.is_object()
 }
 
 /// The defaults every pod spec gets, in pods and in templates.
@@ -131,39 +38,6 @@ pub fn pod_spec(spec: &mut Value) {
     }
     for volume in array_mut(spec, "volumes") {
         volume_defaults(volume);
-    }
-}
-
-/// What admission adds to pods (not to templates): the service account, scheduling fields and
-/// the default not-ready/unreachable tolerations.
-fn pod_admission(spec: &mut Value) {
-    set_default(spec, "serviceAccountName", json!("default"));
-    if let Some(account) = spec.get("serviceAccountName").cloned() {
-        set_default(spec, "serviceAccount", account);
-    }
-    set_default(spec, "enableServiceLinks", json!(true));
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    set_default(spec, "priority", json!(0));
-    let tolerations = spec
-        .as_object_mut()
-        .map(|map| map.entry("tolerations").or_insert_with(|| json!([])));
-    if let Some(Value::Array(tolerations)) = tolerations {
-        for taint in [
-            "node.kubernetes.io/not-ready",
-            "node.kubernetes.io/unreachable",
-        ] {
-            let present = tolerations
-                .iter()
-                .any(|t| t.get("key").and_then(Value::as_str) == Some(taint));
-            if !present {
-                tolerations.push(json!({
-                    "key": taint,
-                    "operator": "Exists",
-                    "effect": "NoExecute",
-                    "tolerationSeconds": 300
-                }));
-            }
-        }
     }
 }
 
@@ -252,20 +126,6 @@ fn volume_defaults(volume: &mut Value) {
     }
 }
 
-fn service_spec(spec: &mut Value) {
-    set_default(spec, "type", json!("ClusterIP"));
-    set_default(spec, "sessionAffinity", json!("None"));
-    set_default(spec, "internalTrafficPolicy", json!("Cluster"));
-    set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
-    set_default(spec, "ipFamilies", json!(["IPv4"]));
-    for port in array_mut(spec, "ports") {
-        set_default(port, "protocol", json!("TCP"));
-        if let Some(number) = port.get("port").cloned() {
-            set_default(port, "targetPort", number);
-        }
-    }
-}
-
 /// An empty object, for callers that need one to start from.
 pub fn empty() -> Value {
     Value::Object(Map::new())
@@ -274,44 +134,6 @@ pub fn empty() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statefulset_defaults_match_upstream() {
-        let mut sts = json!({"spec": {"serviceName": "nginx", "selector": {},
-            "template": {"spec": {"containers": [{"name": "nginx", "image": "nginx-slim:0.8",
-                "ports": [{"containerPort": 80}]}]}},
-            "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"]}}]}});
-        apply("StatefulSet", &mut sts);
-        let spec = &sts["spec"];
-        assert_eq!(spec["replicas"], 1);
-        assert_eq!(spec["podManagementPolicy"], "OrderedReady");
-        assert_eq!(
-            spec["updateStrategy"],
-            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
-        );
-        assert_eq!(
-            spec["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
-            "Retain"
-        );
-        let container = &spec["template"]["spec"]["containers"][0];
-        assert_eq!(container["imagePullPolicy"], "IfNotPresent");
-        assert_eq!(container["ports"][0]["protocol"], "TCP");
-        assert_eq!(
-            spec["volumeClaimTemplates"][0]["kind"],
-            "PersistentVolumeClaim"
-        );
-        assert!(spec["template"]["spec"].get("serviceAccountName").is_none());
-    }
-
-    #[test]
-    fn explicit_rolling_update_without_parameters_gets_no_partition() {
-        let mut sts = json!({"spec": {"updateStrategy": {"type": "RollingUpdate"}}});
-        apply("StatefulSet", &mut sts);
-        assert_eq!(
-            sts["spec"]["updateStrategy"],
-            json!({"type": "RollingUpdate"})
-        );
-    }
 
     #[test]
     fn downward_selectors_get_upstreams_defaults() {

@@ -8,8 +8,11 @@
 pub mod defaults;
 pub mod depth;
 pub mod error;
+pub mod json;
+pub mod kinds;
 pub mod names;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod selector;
 pub mod shape;

@@ -39,11 +39,15 @@ impl PatchType {
     }
 }
 
+/// Lists a kind merges by a key of its own in strategic merge patches: the list's path (field
+/// names from the object root, indices left out) and the key (a kind's strategy names them).
+pub type MergeKeys = &'static [(&'static [&'static str], &'static str)];
+
 /// Applies a patch document of the given type to `original` (the object as stored), for an
-/// object of `kind`.
+/// object whose kind merges the lists `keys` names by those keys.
 pub fn apply(
     patch_type: PatchType,
-    kind: &str,
+    keys: MergeKeys,
     original: &Value,
     patch: &Value,
 ) -> Result<Value, PatchError> {
@@ -59,7 +63,7 @@ pub fn apply(
             merge_patch(&mut result, patch);
             Ok(result)
         }
-        PatchType::Strategic | PatchType::Apply => strategic_merge(kind, original, patch),
+        PatchType::Strategic | PatchType::Apply => strategic_merge(keys, original, patch),
     }
 }
 
@@ -206,13 +210,16 @@ enum ListStrategy {
 }
 
 /// The merge strategy of the list at `path` (field names from the object root, list indices
-/// left out) in an object of `kind`. Taken from the `patchStrategy`/`patchMergeKey` tags of the
-/// served types.
-fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
+/// left out): the kind's own `keys` first, then the fields every kind shares. Taken from the
+/// `patchStrategy`/`patchMergeKey` tags of the served types.
+fn list_strategy(keys: MergeKeys, path: &[&str]) -> ListStrategy {
     let Some((&field, parents)) = path.split_last() else {
         return ListStrategy::Replace;
     };
     let parent = parents.last().copied().unwrap_or_default();
+    if let Some((_, key)) = keys.iter().find(|(at, _)| *at == path) {
+        return ListStrategy::MergeByKey(key);
+    }
     match field {
         "containers" | "initContainers" | "ephemeralContainers" => ListStrategy::MergeByKey("name"),
         "env" | "imagePullSecrets" | "volumes" | "schedulingGates" | "resourceClaims" => {
@@ -226,15 +233,11 @@ fn list_strategy(kind: &str, path: &[&str]) -> ListStrategy {
         {
             ListStrategy::MergeByKey("containerPort")
         }
-        "ports" if kind == "Service" && path == ["spec", "ports"] => {
-            ListStrategy::MergeByKey("port")
-        }
         "volumeMounts" => ListStrategy::MergeByKey("mountPath"),
         "volumeDevices" => ListStrategy::MergeByKey("devicePath"),
         "hostAliases" => ListStrategy::MergeByKey("ip"),
         "topologySpreadConstraints" => ListStrategy::MergeByKey("topologyKey"),
         "conditions" => ListStrategy::MergeByKey("type"),
-        "addresses" if kind == "Node" => ListStrategy::MergeByKey("type"),
         "ownerReferences" if parent == "metadata" => ListStrategy::MergeByKey("uid"),
         "finalizers" if parent == "metadata" => ListStrategy::MergeScalars,
         _ => ListStrategy::Replace,
@@ -247,7 +250,11 @@ const SET_ORDER_PREFIX: &str = "$setElementOrder/";
 const DELETE_FROM_PRIMITIVE_PREFIX: &str = "$deleteFromPrimitiveList/";
 
 /// Applies a strategic merge patch.
-pub fn strategic_merge(kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
+pub fn strategic_merge(
+    keys: MergeKeys,
+    original: &Value,
+    patch: &Value,
+) -> Result<Value, PatchError> {
     let Value::Object(patch) = patch else {
         return Err(PatchError::Malformed(
             "a strategic merge patch must be a JSON object".into(),
@@ -258,7 +265,7 @@ pub fn strategic_merge(kind: &str, original: &Value, patch: &Value) -> Result<Va
         _ => Map::new(),
     };
     let mut path = Vec::new();
-    match merge_map(kind, &mut path, original, patch)? {
+    match merge_map(keys, &mut path, original, patch)? {
         Some(map) => Ok(Value::Object(map)),
         None => Ok(Value::Object(Map::new())),
     }
@@ -266,7 +273,7 @@ pub fn strategic_merge(kind: &str, original: &Value, patch: &Value) -> Result<Va
 
 /// Merges `patch` into `original`; `None` means the map was deleted by `$patch: delete`.
 fn merge_map<'a>(
-    kind: &str,
+    keys: MergeKeys,
     path: &mut Vec<&'a str>,
     mut original: Map<String, Value>,
     patch: &'a Map<String, Value>,
@@ -280,7 +287,7 @@ fn merge_map<'a>(
                     continue;
                 }
                 path.push(key);
-                let cleaned = clean(kind, path, value)?;
+                let cleaned = clean(keys, path, value)?;
                 path.pop();
                 replaced.insert(key.clone(), cleaned);
             }
@@ -310,17 +317,17 @@ fn merge_map<'a>(
         }
         let merged = match (original.remove(key), value) {
             (Some(Value::Object(existing)), Value::Object(patch_map)) => {
-                merge_map(kind, path, existing, patch_map)?.map(Value::Object)
+                merge_map(keys, path, existing, patch_map)?.map(Value::Object)
             }
             (Some(Value::Array(existing)), Value::Array(patch_list)) => {
-                Some(Value::Array(merge_list(kind, path, existing, patch_list)?))
+                Some(Value::Array(merge_list(keys, path, existing, patch_list)?))
             }
             (_, value) => match value {
                 Value::Object(patch_map) => {
-                    merge_map(kind, path, Map::new(), patch_map)?.map(Value::Object)
+                    merge_map(keys, path, Map::new(), patch_map)?.map(Value::Object)
                 }
                 Value::Array(patch_list) => Some(Value::Array(merge_list(
-                    kind,
+                    keys,
                     path,
                     Vec::new(),
                     patch_list,
@@ -345,7 +352,7 @@ fn merge_map<'a>(
     for (key, value) in patch {
         if let Some(field) = key.strip_prefix(SET_ORDER_PREFIX) {
             path.push(field);
-            let strategy = list_strategy(kind, path);
+            let strategy = list_strategy(keys, path);
             path.pop();
             if let (Some(Value::Array(items)), Some(order)) =
                 (original.get_mut(field), value.as_array())
@@ -367,13 +374,13 @@ fn merge_map<'a>(
 }
 
 fn merge_list<'a>(
-    kind: &str,
+    keys: MergeKeys,
     path: &mut Vec<&'a str>,
     original: Vec<Value>,
     patch: &'a [Value],
 ) -> Result<Vec<Value>, PatchError> {
-    match list_strategy(kind, path) {
-        ListStrategy::Replace => patch.iter().map(|item| clean(kind, path, item)).collect(),
+    match list_strategy(keys, path) {
+        ListStrategy::Replace => patch.iter().map(|item| clean(keys, path, item)).collect(),
         ListStrategy::MergeScalars => {
             let mut merged = original;
             for item in patch {
@@ -393,7 +400,7 @@ fn merge_list<'a>(
                 return patch
                     .iter()
                     .filter(|item| item.get(DIRECTIVE).is_none())
-                    .map(|item| clean(kind, path, item))
+                    .map(|item| clean(keys, path, item))
                     .collect();
             }
             let mut merged = original;
@@ -423,12 +430,12 @@ fn merge_list<'a>(
                             Value::Object(map) => map,
                             _ => Map::new(),
                         };
-                        if let Some(result) = merge_map(kind, path, existing, item_map)? {
+                        if let Some(result) = merge_map(keys, path, existing, item_map)? {
                             merged.insert(index, Value::Object(result));
                         }
                     }
                     (None, false) => {
-                        if let Some(result) = merge_map(kind, path, Map::new(), item_map)? {
+                        if let Some(result) = merge_map(keys, path, Map::new(), item_map)? {
                             merged.push(Value::Object(result));
                         }
                     }
@@ -440,12 +447,16 @@ fn merge_list<'a>(
 }
 
 /// A patch value placed where nothing existed: directives inside it still apply (to nothing).
-fn clean<'a>(kind: &str, path: &mut Vec<&'a str>, value: &'a Value) -> Result<Value, PatchError> {
+fn clean<'a>(
+    keys: MergeKeys,
+    path: &mut Vec<&'a str>,
+    value: &'a Value,
+) -> Result<Value, PatchError> {
     match value {
-        Value::Object(map) => Ok(merge_map(kind, path, Map::new(), map)?
+        Value::Object(map) => Ok(merge_map(keys, path, Map::new(), map)?
             .map(Value::Object)
             .unwrap_or(Value::Null)),
-        Value::Array(items) => Ok(Value::Array(merge_list(kind, path, Vec::new(), items)?)),
+        Value::Array(items) => Ok(Value::Array(merge_list(keys, path, Vec::new(), items)?)),
         scalar => Ok(scalar.clone()),
     }
 }
@@ -485,7 +496,7 @@ mod tests {
             "$setElementOrder/containers": [{"name": "nginx"}, {"name": "side"}],
             "containers": [{"name": "nginx", "image": "b"}]
         }}}});
-        let result = strategic_merge("StatefulSet", &original, &patch).expect("applies");
+        let result = strategic_merge(&[], &original, &patch).expect("applies");
         let containers = &result["spec"]["template"]["spec"]["containers"];
         assert_eq!(containers[0]["image"], "b");
         assert_eq!(containers[0]["ports"][0]["name"], "web");
@@ -498,7 +509,7 @@ mod tests {
             "spec": {"containers": [{"name": "x", "image": "old", "env": [{"name": "E"}]}]}}}});
         let patch = json!({"spec": {"template": {"$patch": "replace",
             "spec": {"containers": [{"name": "x", "image": "new"}]}}}});
-        let result = strategic_merge("StatefulSet", &original, &patch).expect("applies");
+        let result = strategic_merge(&[], &original, &patch).expect("applies");
         assert_eq!(
             result["spec"]["template"],
             json!({"spec": {"containers": [{"name": "x", "image": "new"}]}})
@@ -511,7 +522,7 @@ mod tests {
             "spec": {"containers": [{"name": "x"}, {"name": "y"}]}});
         let patch = json!({"metadata": {"labels": {"a": null}},
             "spec": {"containers": [{"name": "y", "$patch": "delete"}]}});
-        let result = strategic_merge("Pod", &original, &patch).expect("applies");
+        let result = strategic_merge(&[], &original, &patch).expect("applies");
         assert_eq!(result["metadata"]["labels"], json!({"b": "2"}));
         assert_eq!(result["spec"]["containers"], json!([{"name": "x"}]));
     }
@@ -521,7 +532,7 @@ mod tests {
         let original = json!({"metadata": {"finalizers": ["a"]}, "spec": {"args": ["1", "2"]}});
         let patch = json!({"metadata": {"finalizers": ["b", "a"],
             "$deleteFromPrimitiveList/finalizers": ["a"]}, "spec": {"args": ["3"]}});
-        let result = strategic_merge("Pod", &original, &patch).expect("applies");
+        let result = strategic_merge(&[], &original, &patch).expect("applies");
         assert_eq!(result["metadata"]["finalizers"], json!(["b"]));
         assert_eq!(result["spec"]["args"], json!(["3"]));
     }
@@ -531,7 +542,7 @@ mod tests {
         let original =
             json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"x": 1}}}});
         let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
-        let result = strategic_merge("Deployment", &original, &patch).expect("applies");
+        let result = strategic_merge(&[], &original, &patch).expect("applies");
         assert_eq!(result["spec"]["strategy"], json!({"type": "Recreate"}));
     }
 
@@ -539,7 +550,8 @@ mod tests {
     fn service_ports_merge_by_port() {
         let original = json!({"spec": {"ports": [{"port": 80, "name": "web"}]}});
         let patch = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 443}]}});
-        let result = strategic_merge("Service", &original, &patch).expect("applies");
+        let result =
+            strategic_merge(crate::kinds::service::MERGE_KEYS, &original, &patch).expect("applies");
         assert_eq!(
             result["spec"]["ports"],
             json!([{"port": 80, "name": "web", "targetPort": 8080}, {"port": 443}])
@@ -555,13 +567,7 @@ mod tests {
         let deepening: Vec<Value> = (0..150)
             .map(|_| json!({"op": "copy", "from": "/data", "path": "/data/a"}))
             .collect();
-        let error = apply(
-            PatchType::Json,
-            "ControllerRevision",
-            &original,
-            &json!(deepening),
-        )
-        .expect_err("refused");
+        let error = apply(PatchType::Json, &[], &original, &json!(deepening)).expect_err("refused");
         assert!(
             matches!(&error, PatchError::DoesNotApply(m) if m.contains("levels deep")),
             "{error:?}"
@@ -571,13 +577,7 @@ mod tests {
         let widening: Vec<Value> = (0..100)
             .map(|i| json!({"op": "copy", "from": "/data/blob", "path": format!("/data/c{i}")}))
             .collect();
-        let error = apply(
-            PatchType::Json,
-            "ControllerRevision",
-            &original,
-            &json!(widening),
-        )
-        .expect_err("refused");
+        let error = apply(PatchType::Json, &[], &original, &json!(widening)).expect_err("refused");
         assert!(
             matches!(&error, PatchError::DoesNotApply(m) if m.contains("copy size limit")),
             "{error:?}"
@@ -593,7 +593,7 @@ mod tests {
         let original = json!({"metadata": {"name": "r"}, "data": {"a": {}}});
         // Three tokens and 98 levels: 101 in all.
         let add = json!([{"op": "add", "path": "/data/a/x", "value": deep}]);
-        assert!(apply(PatchType::Json, "ConfigMap", &original, &add).is_err());
+        assert!(apply(PatchType::Json, &[], &original, &add).is_err());
         let mut shallow = json!(1);
         for _ in 0..50 {
             shallow = json!({ "n": shallow });
@@ -606,7 +606,7 @@ mod tests {
             target.push_str("/n");
         }
         moves.push(json!({"op": "move", "from": "/data/a", "path": format!("{target}/a")}));
-        assert!(apply(PatchType::Json, "ConfigMap", &original, &json!(moves)).is_err());
+        assert!(apply(PatchType::Json, &[], &original, &json!(moves)).is_err());
     }
 
     /// json-patch 4.2 panics undoing a move to the root when a later operation fails; the
@@ -618,7 +618,7 @@ mod tests {
             {"op": "move", "from": "/data", "path": ""},
             {"op": "test", "path": "/nope", "value": 1}
         ]);
-        assert!(apply(PatchType::Json, "ConfigMap", &original, &patch).is_err());
+        assert!(apply(PatchType::Json, &[], &original, &patch).is_err());
     }
 
     #[test]
@@ -627,8 +627,7 @@ mod tests {
         let many: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS)
             .map(|_| json!({"op": "test", "path": "/metadata/name", "value": "r"}))
             .collect();
-        let error =
-            apply(PatchType::Json, "ConfigMap", &original, &json!(many)).expect_err("refused");
+        let error = apply(PatchType::Json, &[], &original, &json!(many)).expect_err("refused");
         assert_eq!(
             error,
             PatchError::TooLarge(
@@ -642,12 +641,12 @@ mod tests {
         let original = json!({"spec": {"replicas": 1}});
         let patch = json!([{"op": "test", "path": "/spec/replicas", "value": 2}]);
         assert!(matches!(
-            apply(PatchType::Json, "StatefulSet", &original, &patch),
+            apply(PatchType::Json, &[], &original, &patch),
             Err(PatchError::DoesNotApply(_))
         ));
         let patch = json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]);
         assert_eq!(
-            apply(PatchType::Json, "StatefulSet", &original, &patch).expect("applies")["spec"]["replicas"],
+            apply(PatchType::Json, &[], &original, &patch).expect("applies")["spec"]["replicas"],
             3
         );
     }

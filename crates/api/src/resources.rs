@@ -1,8 +1,16 @@
 //! The catalogue of served resource types: what discovery advertises, what the URL router
-//! accepts, and where each type lives in the store.
+//! accepts, where each type lives in the store, and (through its entry) how a kind is shaped,
+//! printed and handled. The entries live with their kinds (`kinds/`); the list of them is
+//! `served_kinds!`.
+
+use std::sync::OnceLock;
+
+use crate::kinds::Strategy;
+use crate::proto::Field;
+use crate::shape::RoundTrip;
+use crate::table::Printing;
 
 /// One served resource type (a group, a version and a plural name).
-#[derive(Debug, PartialEq, Eq)]
 pub struct ResourceType {
     /// API group; `""` is the core group.
     pub group: &'static str,
@@ -14,6 +22,30 @@ pub struct ResourceType {
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
     pub subresources: &'static [Subresource],
+    /// Subresources served but not advertised in discovery (as upstream lists none of these).
+    pub unlisted_subresources: &'static [&'static str],
+    /// Decodes an object as the kind's typed struct and encodes it back (shape checks).
+    pub round_trip: RoundTrip,
+    /// The columns `kubectl get` shows.
+    pub printing: Printing,
+    /// The message layout of protobuf bodies, for the kinds kubectl sends that way.
+    pub protobuf: Option<&'static [Field]>,
+    /// The kind's own rules.
+    pub strategy: &'static dyn Strategy,
+}
+
+impl PartialEq for ResourceType {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceType {}
+
+impl std::fmt::Debug for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} {}", self.group, self.version, self.plural)
+    }
 }
 
 /// A subresource such as `statefulsets/scale`.
@@ -38,11 +70,12 @@ pub const VERBS: &[&str] = &[
     "watch",
 ];
 
-const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
-const CONNECT_VERBS: &[&str] = &["create", "get"];
-const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
+pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+pub const CONNECT_VERBS: &[&str] = &["create", "get"];
+pub const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 
-const fn status(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
+/// The `status` subresource of a kind.
+pub const fn status(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
     Subresource {
         name: "status",
         group,
@@ -52,215 +85,56 @@ const fn status(group: &'static str, version: &'static str, kind: &'static str) 
     }
 }
 
-const POD_SUBRESOURCES: &[Subresource] = &[
-    status("", "v1", "Pod"),
-    Subresource {
-        name: "log",
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        verbs: &["get"],
-    },
-    Subresource {
-        name: "exec",
-        group: "",
-        version: "v1",
-        kind: "PodExecOptions",
-        verbs: CONNECT_VERBS,
-    },
-    Subresource {
-        name: "attach",
-        group: "",
-        version: "v1",
-        kind: "PodAttachOptions",
-        verbs: CONNECT_VERBS,
-    },
-    Subresource {
-        name: "portforward",
-        group: "",
-        version: "v1",
-        kind: "PodPortForwardOptions",
-        verbs: CONNECT_VERBS,
-    },
-    Subresource {
-        name: "proxy",
-        group: "",
-        version: "v1",
-        kind: "PodProxyOptions",
-        verbs: PROXY_VERBS,
-    },
-];
-
-const SERVICE_SUBRESOURCES: &[Subresource] = &[
-    status("", "v1", "Service"),
-    Subresource {
-        name: "proxy",
-        group: "",
-        version: "v1",
-        kind: "ServiceProxyOptions",
-        verbs: PROXY_VERBS,
-    },
-];
-
-const STATEFULSET_SUBRESOURCES: &[Subresource] = &[
-    Subresource {
-        name: "scale",
-        group: "autoscaling",
-        version: "v1",
-        kind: "Scale",
-        verbs: STATUS_VERBS,
-    },
-    status("apps", "v1", "StatefulSet"),
-];
-
-const fn core(
+/// An entry with the common parts filled in: no short names, categories or subresources,
+/// printed with NAME and AGE, handled by the generic strategy.
+pub const fn entry(
+    group: &'static str,
     kind: &'static str,
     plural: &'static str,
     singular: &'static str,
     namespaced: bool,
-    short_names: &'static [&'static str],
+    round_trip: RoundTrip,
 ) -> ResourceType {
     ResourceType {
-        group: "",
+        group,
         version: "v1",
         kind,
         plural,
         singular,
         namespaced,
-        short_names,
+        short_names: &[],
         categories: &[],
         subresources: &[],
+        unlisted_subresources: &[],
+        round_trip,
+        printing: crate::table::NAME_AGE,
+        protobuf: None,
+        strategy: &crate::kinds::generic::Generic,
     }
 }
 
-/// Every served resource type, in the order discovery lists them.
-pub static RESOURCES: &[ResourceType] = &[
-    ResourceType {
-        subresources: &[status("", "v1", "Namespace")],
-        ..core("Namespace", "namespaces", "namespace", false, &["ns"])
-    },
-    ResourceType {
-        categories: &["all"],
-        subresources: POD_SUBRESOURCES,
-        ..core("Pod", "pods", "pod", true, &["po"])
-    },
-    ResourceType {
-        categories: &["all"],
-        subresources: SERVICE_SUBRESOURCES,
-        ..core("Service", "services", "service", true, &["svc"])
-    },
-    core("Endpoints", "endpoints", "endpoints", true, &["ep"]),
-    core("ConfigMap", "configmaps", "configmap", true, &["cm"]),
-    core("Secret", "secrets", "secret", true, &[]),
-    core(
-        "ServiceAccount",
-        "serviceaccounts",
-        "serviceaccount",
-        true,
-        &["sa"],
-    ),
-    core("Event", "events", "event", true, &["ev"]),
-    ResourceType {
-        subresources: &[status("", "v1", "Node")],
-        ..core("Node", "nodes", "node", false, &["no"])
-    },
-    ResourceType {
-        subresources: &[status("", "v1", "PersistentVolumeClaim")],
-        ..core(
-            "PersistentVolumeClaim",
-            "persistentvolumeclaims",
-            "persistentvolumeclaim",
-            true,
-            &["pvc"],
-        )
-    },
-    ResourceType {
-        subresources: &[status("", "v1", "PersistentVolume")],
-        ..core(
-            "PersistentVolume",
-            "persistentvolumes",
-            "persistentvolume",
-            false,
-            &["pv"],
-        )
-    },
-    ResourceType {
-        group: "apps",
-        version: "v1",
-        kind: "StatefulSet",
-        plural: "statefulsets",
-        singular: "statefulset",
-        namespaced: true,
-        short_names: &["sts"],
-        categories: &["all"],
-        subresources: STATEFULSET_SUBRESOURCES,
-    },
-    ResourceType {
-        group: "apps",
-        version: "v1",
-        kind: "ControllerRevision",
-        plural: "controllerrevisions",
-        singular: "controllerrevision",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-    },
-    ResourceType {
-        group: "storage.k8s.io",
-        version: "v1",
-        kind: "StorageClass",
-        plural: "storageclasses",
-        singular: "storageclass",
-        namespaced: false,
-        short_names: &["sc"],
-        categories: &[],
-        subresources: &[],
-    },
-    ResourceType {
-        group: "discovery.k8s.io",
-        version: "v1",
-        kind: "EndpointSlice",
-        plural: "endpointslices",
-        singular: "endpointslice",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-    },
-    ResourceType {
-        group: "coordination.k8s.io",
-        version: "v1",
-        kind: "Lease",
-        plural: "leases",
-        singular: "lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-    },
-    ResourceType {
-        group: "events.k8s.io",
-        version: "v1",
-        kind: "Event",
-        plural: "events",
-        singular: "event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-    },
-];
+macro_rules! catalogue {
+    ($($kind:ident),* $(,)?) => {
+        /// Every served resource type, in the order discovery lists them.
+        pub static RESOURCES: &[ResourceType] = &[$(crate::kinds::$kind::RESOURCE),*];
+    };
+}
 
-/// Group versions in discovery preference order.
-pub static GROUP_VERSIONS: &[(&str, &str)] = &[
-    ("", "v1"),
-    ("apps", "v1"),
-    ("events.k8s.io", "v1"),
-    ("storage.k8s.io", "v1"),
-    ("discovery.k8s.io", "v1"),
-    ("coordination.k8s.io", "v1"),
-];
+crate::served_kinds!(catalogue);
+
+/// Group versions in discovery preference order: as they first appear in the catalogue.
+pub fn group_versions() -> &'static [(&'static str, &'static str)] {
+    static GROUP_VERSIONS: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    GROUP_VERSIONS.get_or_init(|| {
+        let mut found: Vec<(&str, &str)> = Vec::new();
+        for resource in RESOURCES {
+            if !found.contains(&(resource.group, resource.version)) {
+                found.push((resource.group, resource.version));
+            }
+        }
+        found
+    })
+}
 
 impl ResourceType {
     /// `apiVersion` as written in objects: `v1` or `apps/v1`.
@@ -322,6 +196,17 @@ impl ResourceType {
     pub fn is(&self, group: &str, plural: &str) -> bool {
         self.group == group && self.plural == plural
     }
+
+    /// Whether `name` is a subresource this type serves, advertised or not.
+    pub fn serves_subresource(&self, name: &str) -> bool {
+        self.subresource(name).is_some() || self.unlisted_subresources.contains(&name)
+    }
+
+    /// Whether a field selector may name `path`.
+    pub fn selectable_field(&self, path: &str) -> bool {
+        matches!(path, "metadata.name" | "metadata.namespace")
+            || self.strategy.selectable_field(path)
+    }
 }
 
 /// Finds the served type behind a URL's group, version and plural.
@@ -356,7 +241,7 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
 
 /// Whether a group version is served.
 pub fn serves_group_version(group: &str, version: &str) -> bool {
-    GROUP_VERSIONS.contains(&(group, version))
+    group_versions().contains(&(group, version))
 }
 
 #[cfg(test)]
@@ -376,6 +261,22 @@ mod tests {
         let core = find("", "v1", "events").map(ResourceType::store_prefix);
         let new = find("events.k8s.io", "v1", "events").map(ResourceType::store_prefix);
         assert_ne!(core, new);
+    }
+
+    #[test]
+    fn group_versions_keep_discoverys_order() {
+        assert_eq!(
+            group_versions(),
+            [
+                ("", "v1"),
+                ("apps", "v1"),
+                ("events.k8s.io", "v1"),
+                ("policy", "v1"),
+                ("storage.k8s.io", "v1"),
+                ("discovery.k8s.io", "v1"),
+                ("coordination.k8s.io", "v1"),
+            ]
+        );
     }
 
     #[test]

@@ -263,36 +263,6 @@ fn field_value(object: &Value, path: &str) -> String {
     }
 }
 
-/// Field paths a type can be selected on, beyond `metadata.name` and `metadata.namespace`
-/// (which every type supports). Mirrors upstream's field label conversion functions.
-pub fn supported_field(group: &str, plural: &str, path: &str) -> bool {
-    if matches!(path, "metadata.name" | "metadata.namespace") {
-        return true;
-    }
-    match (group, plural) {
-        ("", "pods") => matches!(
-            path,
-            "spec.nodeName"
-                | "spec.restartPolicy"
-                | "spec.schedulerName"
-                | "spec.serviceAccountName"
-                | "spec.hostNetwork"
-                | "status.phase"
-                | "status.podIP"
-                | "status.nominatedNodeName"
-        ),
-        ("", "events") => {
-            path.starts_with("involvedObject.")
-                || matches!(path, "reason" | "reportingComponent" | "source" | "type")
-        }
-        ("", "namespaces") => path == "status.phase",
-        ("", "secrets") => path == "type",
-        ("", "nodes") => path == "spec.unschedulable",
-        ("", "persistentvolumes") | ("", "persistentvolumeclaims") => false,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,45 +6,31 @@
 //! refused. The same happens here, without storing the typed form: the object stays the JSON
 //! the client sent, minus the unknown fields.
 
-use k8s_openapi::api::{apps, coordination, core, discovery, events, storage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::resources::ResourceType;
 
 /// Why an object does not have its kind's shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ShapeError(pub String);
 
-/// Decodes `object` as `kind` and returns the paths of the fields the type does not know
-/// (`spec.foo`, `spec.template.spec.containers[0].bogus`).
-pub fn unknown_fields(group: &str, kind: &str, object: &Value) -> Result<Vec<String>, ShapeError> {
-    let known = match (group, kind) {
-        ("", "Namespace") => round_trip::<core::v1::Namespace>(object),
-        ("", "Pod") => round_trip::<core::v1::Pod>(object),
-        ("", "Service") => round_trip::<core::v1::Service>(object),
-        ("", "Endpoints") => round_trip::<core::v1::Endpoints>(object),
-        ("", "ConfigMap") => round_trip::<core::v1::ConfigMap>(object),
-        ("", "Secret") => round_trip::<core::v1::Secret>(object),
-        ("", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(object),
-        ("", "Event") => round_trip::<core::v1::Event>(object),
-        ("", "Node") => round_trip::<core::v1::Node>(object),
-        ("", "PersistentVolumeClaim") => round_trip::<core::v1::PersistentVolumeClaim>(object),
-        ("", "PersistentVolume") => round_trip::<core::v1::PersistentVolume>(object),
-        ("apps", "StatefulSet") => round_trip::<apps::v1::StatefulSet>(object),
-        ("apps", "ControllerRevision") => round_trip::<apps::v1::ControllerRevision>(object),
-        ("storage.k8s.io", "StorageClass") => round_trip::<storage::v1::StorageClass>(object),
-        ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::v1::EndpointSlice>(object),
-        ("coordination.k8s.io", "Lease") => round_trip::<coordination::v1::Lease>(object),
-        ("events.k8s.io", "Event") => round_trip::<events::v1::Event>(object),
-        _ => return Ok(Vec::new()),
-    }?;
+/// An object decoded as a kind's typed struct and encoded back: what the type keeps of it.
+pub type RoundTrip = fn(&Value) -> Result<Value, ShapeError>;
+
+/// Decodes `object` as its kind's type and returns the paths of the fields the type does not
+/// know (`spec.foo`, `spec.template.spec.containers[0].bogus`).
+pub fn unknown_fields(resource: &ResourceType, object: &Value) -> Result<Vec<String>, ShapeError> {
+    let known = (resource.round_trip)(object)?;
     let mut unknown = Vec::new();
     collect_unknown(object, &known, "", &mut unknown);
     Ok(unknown)
 }
 
-fn round_trip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Value, ShapeError> {
+/// The round trip through `T` (a catalogue entry names `round_trip::<Typed>`).
+pub fn round_trip<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Value, ShapeError> {
     let typed: T = T::deserialize(object).map_err(|e| ShapeError(e.to_string()))?;
     serde_json::to_value(typed).map_err(|e| ShapeError(e.to_string()))
 }
@@ -130,7 +116,12 @@ fn split_path(path: &str) -> Vec<Step<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::find;
     use serde_json::json;
+
+    fn statefulsets() -> &'static ResourceType {
+        find("apps", "v1", "statefulsets").expect("served")
+    }
 
     #[test]
     fn finds_and_prunes_unknown_fields() {
@@ -140,7 +131,7 @@ mod tests {
             "spec": {"replicas": 2, "bogus": 1, "selector": {"matchLabels": {"app": "x"}},
                 "template": {"spec": {"containers": [{"name": "c", "image": "i", "colour": "red"}]}}}
         });
-        let unknown = unknown_fields("apps", "StatefulSet", &sts).expect("decodes");
+        let unknown = unknown_fields(statefulsets(), &sts).expect("decodes");
         assert_eq!(
             unknown,
             vec![
@@ -150,7 +141,7 @@ mod tests {
         );
         prune(&mut sts, &unknown);
         assert_eq!(
-            unknown_fields("apps", "StatefulSet", &sts).expect("decodes"),
+            unknown_fields(statefulsets(), &sts).expect("decodes"),
             Vec::<String>::new()
         );
         assert_eq!(sts["spec"]["replicas"], 2);
@@ -159,7 +150,7 @@ mod tests {
     #[test]
     fn a_field_of_the_wrong_type_does_not_decode() {
         let sts = json!({"metadata": {"name": "web"}, "spec": {"replicas": "three"}});
-        assert!(unknown_fields("apps", "StatefulSet", &sts).is_err());
+        assert!(unknown_fields(statefulsets(), &sts).is_err());
     }
 
     #[test]
@@ -167,7 +158,11 @@ mod tests {
         let revision = json!({"metadata": {"name": "r"}, "revision": 1,
             "data": {"spec": {"template": {"anything": true}}}});
         assert_eq!(
-            unknown_fields("apps", "ControllerRevision", &revision).expect("decodes"),
+            unknown_fields(
+                find("apps", "v1", "controllerrevisions").expect("served"),
+                &revision
+            )
+            .expect("decodes"),
             Vec::<String>::new()
         );
     }

@@ -1,7 +1,7 @@
 //! Discovery documents: `/version`, `/api`, `/apis` (legacy and aggregated v2), and the
 //! per-group-version resource lists.
 
-use petset_api::resources::{GROUP_VERSIONS, RESOURCES, ResourceType, VERBS};
+use petset_api::resources::{RESOURCES, ResourceType, VERBS, group_versions};
 use serde_json::{Value, json};
 
 /// The Kubernetes version petset reports; the kubectl dispatcher on these machines picks the
@@ -66,7 +66,7 @@ pub fn core_versions(server_address: &str) -> Value {
 }
 
 fn group_entry(group: &str) -> Value {
-    let versions: Vec<Value> = GROUP_VERSIONS
+    let versions: Vec<Value> = group_versions()
         .iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -80,7 +80,7 @@ fn group_entry(group: &str) -> Value {
 
 fn named_groups() -> Vec<&'static str> {
     let mut groups: Vec<&str> = Vec::new();
-    for (group, _) in GROUP_VERSIONS {
+    for (group, _) in group_versions() {
         if !group.is_empty() && !groups.contains(group) {
             groups.push(group);
         }
@@ -175,7 +175,7 @@ fn aggregated_resource(resource: &ResourceType) -> Value {
 }
 
 fn aggregated_group(group: &str) -> Value {
-    let versions: Vec<Value> = GROUP_VERSIONS
+    let versions: Vec<Value> = group_versions()
         .iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {

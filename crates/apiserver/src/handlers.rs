@@ -11,13 +11,13 @@ use axum::response::Response;
 use futures::StreamExt;
 use petset_api::patch::PatchType;
 use petset_api::resources::{self, ResourceType};
-use petset_api::selector::{FieldSelector, LabelSelector, supported_field};
-use petset_api::{ApiError, Cause, shape};
+use petset_api::selector::{FieldSelector, LabelSelector};
+use petset_api::{ApiError, Cause};
 use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::discovery;
-use crate::registry::{DeleteOptions, Deleted, Filters, Scope};
+use crate::registry::{DeleteOptions, Deleted, FieldValidation, Filters, Scope, check_shape};
 use crate::response::{self, Rendering};
 use crate::watch::{self, WatchEvent, WatchRequest, bookmark_object};
 
@@ -247,13 +247,10 @@ fn parse_target<'a>(
         }
         [] => return Err(ApiError::no_route()),
     };
-    if let Some(sub) = target.subresource {
-        let known = target.resource.subresource(sub).is_some()
-            || (target.resource.is("", "namespaces") && sub == "finalize")
-            || (target.resource.is("", "pods") && matches!(sub, "eviction" | "binding"));
-        if !known {
-            return Err(ApiError::no_route());
-        }
+    if let Some(sub) = target.subresource
+        && !target.resource.serves_subresource(sub)
+    {
+        return Err(ApiError::no_route());
     }
     Ok(target)
 }
@@ -267,7 +264,11 @@ async fn dispatch(
     body: Bytes,
     accept: &str,
 ) -> Result<Response, ApiError> {
-    let rendering = Rendering::negotiate(accept, query.get("includeObject"));
+    let rendering = Rendering::negotiate(
+        accept,
+        query.get("includeObject"),
+        state.registry.timestamp(),
+    );
     let resource = target.resource;
     if let Some(kind) = options_kind(method) {
         check_dry_run(kind, query.all("dryRun"))?;
@@ -288,9 +289,7 @@ async fn dispatch(
             ))
         }
         (&Method::POST, None) => {
-            let mut object = decode_body(headers, &body, resource)?;
-            check_type(resource, &object)?;
-            let warnings = check_shape(resource, &mut object, FieldValidation::of(query))?;
+            let (object, warnings) = decode_checked(headers, &body, resource, query)?;
             let created = state
                 .registry
                 .create(target.scope(), object, query.dry_run())
@@ -304,9 +303,7 @@ async fn dispatch(
             ))
         }
         (&Method::PUT, Some(name)) => {
-            let mut object = decode_body(headers, &body, resource)?;
-            check_type(resource, &object)?;
-            let warnings = check_shape(resource, &mut object, FieldValidation::of(query))?;
+            let (object, warnings) = decode_checked(headers, &body, resource, query)?;
             let updated = state
                 .registry
                 .update(target.scope(), name, None, object, query.dry_run())
@@ -340,8 +337,7 @@ async fn dispatch(
                 .await?
             {
                 Deleted::Gone(object) => {
-                    let returns_object = resource.is("", "pods") || resource.is("", "services");
-                    let answer = if returns_object {
+                    let answer = if resource.strategy.returns_deleted_object() {
                         object
                     } else {
                         response::delete_success(resource, &object)
@@ -351,8 +347,7 @@ async fn dispatch(
                 Deleted::Pending(object) => Ok(response::json(StatusCode::OK, &object)),
             }
         }
-        // Namespaces offer no deletecollection upstream: one request must not empty the cluster.
-        (&Method::DELETE, None) if resource.is("", "namespaces") => {
+        (&Method::DELETE, None) if !resource.strategy.allows_delete_collection() => {
             Err(ApiError::method_not_allowed(method.as_str()))
         }
         (&Method::DELETE, None) => {
@@ -409,7 +404,7 @@ fn filters(query: &Query, resource: &ResourceType) -> Result<Filters, ApiError> 
     let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     for path in fields.paths() {
-        if !supported_field(resource.group, resource.plural, path) {
+        if !resource.selectable_field(path) {
             return Err(ApiError::bad_request(format!(
                 "field label not supported: {path}"
             )));
@@ -477,6 +472,8 @@ async fn watch_collection(
     )
     .await?;
     let mut first = true;
+    // Each event's AGE counts from when it is sent.
+    let registry = state.registry.clone();
     let lines = events.map(move |event| {
         let type_name = event.type_name();
         let object = match &event {
@@ -492,7 +489,7 @@ async fn watch_collection(
                 match rendering {
                     // The common case: the object's JSON, made once for every watcher.
                     Rendering::Object => return Ok(event_line(type_name, &shared.json())),
-                    Rendering::Table { include } => {
+                    Rendering::Table { include, .. } => {
                         let object = shared.value();
                         let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
                         let table = response::table(
@@ -501,6 +498,7 @@ async fn watch_collection(
                             meta,
                             include,
                             first,
+                            registry.timestamp(),
                         );
                         first = false;
                         table
@@ -527,59 +525,13 @@ async fn watch_collection(
     Ok(response)
 }
 
-/// What to do with fields the kind's type does not know (`fieldValidation`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum FieldValidation {
-    Strict,
-    Warn,
-    Ignore,
-}
-
-impl FieldValidation {
-    fn of(query: &Query) -> Self {
-        match query.get("fieldValidation") {
-            Some("Strict") => Self::Strict,
-            Some("Ignore") => Self::Ignore,
-            _ => Self::Warn,
-        }
+/// What to do with fields the kind's type does not know (`fieldValidation`; Warn by default).
+fn field_validation(query: &Query) -> FieldValidation {
+    match query.get("fieldValidation") {
+        Some("Strict") => FieldValidation::Strict,
+        Some("Ignore") => FieldValidation::Ignore,
+        _ => FieldValidation::Warn,
     }
-}
-
-/// Checks a body against its kind's type: a wrong shape is a 400; unknown fields are refused
-/// (Strict) or dropped, and returned as warnings (Warn).
-pub fn check_shape(
-    resource: &ResourceType,
-    object: &mut Value,
-    validation: FieldValidation,
-) -> Result<Vec<String>, ApiError> {
-    let cannot_handle = |detail: String| {
-        ApiError::bad_request(format!(
-            "{kind} in version \"{version}\" cannot be handled as a {kind}: {detail}",
-            kind = resource.kind,
-            version = resource.version
-        ))
-    };
-    let unknown = shape::unknown_fields(resource.group, resource.kind, object)
-        .map_err(|error| cannot_handle(error.0))?;
-    if unknown.is_empty() {
-        return Ok(Vec::new());
-    }
-    let described: Vec<String> = unknown
-        .iter()
-        .map(|field| format!("unknown field {field:?}"))
-        .collect();
-    if validation == FieldValidation::Strict {
-        return Err(cannot_handle(format!(
-            "strict decoding error: {}",
-            described.join(", ")
-        )));
-    }
-    shape::prune(object, &unknown);
-    Ok(if validation == FieldValidation::Warn {
-        described
-    } else {
-        Vec::new()
-    })
 }
 
 /// Adds `Warning` headers, which kubectl prints as `Warning: …`.
@@ -625,6 +577,20 @@ fn decode_body(
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body, resource),
         other => Err(ApiError::unsupported_media_type(other)),
     }
+}
+
+/// A body to write: decoded, of the URL's type, and of its kind's shape; with the warnings
+/// about the fields that were dropped.
+fn decode_checked(
+    headers: &HeaderMap,
+    body: &[u8],
+    resource: &ResourceType,
+    query: &Query,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut object = decode_body(headers, body, resource)?;
+    check_type(resource, &object)?;
+    let warnings = check_shape(resource, &mut object, field_validation(query))?;
+    Ok((object, warnings))
 }
 
 /// The body's apiVersion and kind, when given, must be the URL's.
@@ -705,7 +671,7 @@ async fn patch(
             patch_type,
             &document,
             query.get("fieldManager"),
-            FieldValidation::of(query) == FieldValidation::Strict,
+            field_validation(query) == FieldValidation::Strict,
             query.dry_run(),
         )
         .await
@@ -736,9 +702,7 @@ async fn subresource(
                 ))
             }
             Method::PUT => {
-                let mut object = decode_body(headers, &body, resource)?;
-                check_type(resource, &object)?;
-                check_shape(resource, &mut object, FieldValidation::of(query))?;
+                let (object, _) = decode_checked(headers, &body, resource, query)?;
                 let updated = state
                     .registry
                     .update(target.scope(), name, Some(sub), object, query.dry_run())
@@ -810,7 +774,7 @@ async fn subresource(
             let patch = json!({
                 "metadata": {"resourceVersion": current.pointer("/metadata/resourceVersion")},
                 "spec": {"nodeName": node},
-                "status": {"conditions": scheduled_conditions(&current)},
+                "status": {"conditions": scheduled_conditions(&current, &state.registry.now())},
             });
             state
                 .registry
@@ -857,13 +821,12 @@ async fn subresource(
 
 /// The pod's conditions with `PodScheduled=True`, as upstream's binding writes them (the
 /// transition time moves only when the status changes).
-fn scheduled_conditions(pod: &Value) -> Value {
+fn scheduled_conditions(pod: &Value, now: &str) -> Value {
     let mut conditions: Vec<Value> = pod
         .pointer("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let now = petset_api::time::now();
     match conditions
         .iter_mut()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))

@@ -9,6 +9,7 @@
 // would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod clock;
 mod discovery;
 mod exec;
 mod gc;
@@ -84,7 +85,14 @@ impl ApiState {
 
     /// Hands out ClusterIPs from `network` (address, prefix length); before `bootstrap`.
     pub fn with_service_network(mut self, network: (std::net::Ipv4Addr, u8)) -> Self {
-        self.registry = Arc::new(Registry::new(self.store.clone()).with_service_network(network));
+        self.registry = Arc::new(self.registry.rebuilt().with_service_network(network));
+        self
+    }
+
+    /// Stamps objects with `clock`'s time and `uids`' ids (the test tier's fixed ones);
+    /// before `bootstrap`.
+    pub fn with_clock(mut self, clock: Arc<dyn clock::Clock>, uids: Arc<dyn clock::Uids>) -> Self {
+        self.registry = Arc::new(self.registry.rebuilt().with_clock(clock, uids));
         self
     }
 

@@ -13,11 +13,10 @@ use std::sync::OnceLock;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use k8s_openapi::api::{apps, coordination, core, discovery, events, storage};
 use petset_api::ApiError;
-use petset_api::resources::GROUP_VERSIONS;
-use schemars::SchemaGenerator;
+use petset_api::resources::group_versions;
 use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::response::{self, NO_CACHE};
@@ -48,7 +47,7 @@ const SCHEMA_HASH: &str = concat!("petset-", env!("CARGO_PKG_VERSION"), "-k8s-1.
 
 pub fn v3(path: &[&str]) -> Result<Response, ApiError> {
     if path.is_empty() {
-        let paths: Map<String, Value> = GROUP_VERSIONS
+        let paths: Map<String, Value> = group_versions()
             .iter()
             .map(|(group, version)| {
                 let key = gv_path(group, version);
@@ -68,57 +67,40 @@ pub fn v3(path: &[&str]) -> Result<Response, ApiError> {
 fn documents() -> &'static BTreeMap<String, Value> {
     static DOCUMENTS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
     DOCUMENTS.get_or_init(|| {
-        GROUP_VERSIONS
+        group_versions()
             .iter()
             .map(|(group, version)| (gv_path(group, version), document(group, version)))
             .collect()
     })
 }
 
-/// Schema names of the kinds one group version serves, registered into a generator.
-fn register(generator: &mut SchemaGenerator, group: &str) -> Vec<(String, &'static str)> {
-    fn add<T: schemars::JsonSchema>(
-        generator: &mut SchemaGenerator,
-        kinds: &mut Vec<(String, &'static str)>,
-        kind: &'static str,
-    ) {
-        generator.subschema_for::<T>();
-        kinds.push((T::schema_name().into_owned(), kind));
-    }
-    let mut kinds = Vec::new();
-    let g = generator;
-    match group {
-        "" => {
-            add::<core::v1::Namespace>(g, &mut kinds, "Namespace");
-            add::<core::v1::Pod>(g, &mut kinds, "Pod");
-            add::<core::v1::Service>(g, &mut kinds, "Service");
-            add::<core::v1::Endpoints>(g, &mut kinds, "Endpoints");
-            add::<core::v1::ConfigMap>(g, &mut kinds, "ConfigMap");
-            add::<core::v1::Secret>(g, &mut kinds, "Secret");
-            add::<core::v1::ServiceAccount>(g, &mut kinds, "ServiceAccount");
-            add::<core::v1::Event>(g, &mut kinds, "Event");
-            add::<core::v1::Node>(g, &mut kinds, "Node");
-            add::<core::v1::PersistentVolumeClaim>(g, &mut kinds, "PersistentVolumeClaim");
-            add::<core::v1::PersistentVolume>(g, &mut kinds, "PersistentVolume");
+macro_rules! schemas_of_each_kind {
+    ($($kind:ident),* $(,)?) => {
+        /// Schema names of the kinds one group version serves, registered into a generator
+        /// (each kind's `Typed` struct from its catalogue entry).
+        fn register(
+            generator: &mut SchemaGenerator,
+            group: &str,
+            version: &str,
+        ) -> Vec<(String, &'static str)> {
+            let mut kinds = Vec::new();
+            $({
+                use petset_api::kinds::$kind::{RESOURCE, Typed};
+                if RESOURCE.group == group && RESOURCE.version == version {
+                    generator.subschema_for::<Typed>();
+                    kinds.push((<Typed as JsonSchema>::schema_name().into_owned(), RESOURCE.kind));
+                }
+            })*
+            kinds
         }
-        "apps" => {
-            add::<apps::v1::StatefulSet>(g, &mut kinds, "StatefulSet");
-            add::<apps::v1::ControllerRevision>(g, &mut kinds, "ControllerRevision");
-        }
-        "storage.k8s.io" => add::<storage::v1::StorageClass>(g, &mut kinds, "StorageClass"),
-        "discovery.k8s.io" => {
-            add::<discovery::v1::EndpointSlice>(g, &mut kinds, "EndpointSlice");
-        }
-        "coordination.k8s.io" => add::<coordination::v1::Lease>(g, &mut kinds, "Lease"),
-        "events.k8s.io" => add::<events::v1::Event>(g, &mut kinds, "Event"),
-        _ => {}
-    }
-    kinds
+    };
 }
+
+petset_api::served_kinds!(schemas_of_each_kind);
 
 fn document(group: &str, version: &str) -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
-    let kinds = register(&mut generator, group);
+    let kinds = register(&mut generator, group, version);
     let mut schemas = generator.take_definitions(true);
     let mut paths = Map::new();
     for (name, kind) in kinds {
@@ -159,6 +141,23 @@ fn document(group: &str, version: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_served_kind_has_a_schema_and_a_list_path() {
+        let docs = documents();
+        for resource in petset_api::resources::RESOURCES {
+            let key = gv_path(resource.group, resource.version);
+            let document = docs.get(&key).expect("a document per group version");
+            let described = document["components"]["schemas"]
+                .as_object()
+                .expect("schemas")
+                .values()
+                .any(|schema| {
+                    schema["x-kubernetes-group-version-kind"][0]["kind"] == resource.kind
+                });
+            assert!(described, "{key} {}", resource.kind);
+        }
+    }
 
     #[test]
     fn statefulset_schema_is_found_by_its_group_version_kind() {

@@ -6,141 +6,11 @@
 
 use base64::Engine;
 use petset_api::ApiError;
+use petset_api::proto::{Field, Kind, f};
 use petset_api::resources::ResourceType;
 use serde_json::{Map, Value, json};
 
 const MAGIC: &[u8] = b"k8s\0";
-
-#[derive(Clone, Copy)]
-enum Kind {
-    String,
-    /// Bytes, rendered base64 as JSON does.
-    Bytes,
-    Int,
-    Bool,
-    Message(&'static [Field]),
-    StringMap,
-    BytesMap,
-    IntOrString,
-    Time,
-}
-
-#[derive(Clone, Copy)]
-struct Field {
-    number: u64,
-    name: &'static str,
-    kind: Kind,
-    repeated: bool,
-}
-
-const fn f(number: u64, name: &'static str, kind: Kind) -> Field {
-    Field {
-        number,
-        name,
-        kind,
-        repeated: false,
-    }
-}
-
-const fn many(number: u64, name: &'static str, kind: Kind) -> Field {
-    Field {
-        number,
-        name,
-        kind,
-        repeated: true,
-    }
-}
-
-const OWNER_REFERENCE: &[Field] = &[
-    f(5, "apiVersion", Kind::String),
-    f(1, "kind", Kind::String),
-    f(3, "name", Kind::String),
-    f(4, "uid", Kind::String),
-    f(6, "controller", Kind::Bool),
-    f(7, "blockOwnerDeletion", Kind::Bool),
-];
-
-const OBJECT_META: &[Field] = &[
-    f(1, "name", Kind::String),
-    f(2, "generateName", Kind::String),
-    f(3, "namespace", Kind::String),
-    f(5, "uid", Kind::String),
-    f(6, "resourceVersion", Kind::String),
-    f(7, "generation", Kind::Int),
-    f(8, "creationTimestamp", Kind::Time),
-    f(11, "labels", Kind::StringMap),
-    f(12, "annotations", Kind::StringMap),
-    many(13, "ownerReferences", Kind::Message(OWNER_REFERENCE)),
-    many(14, "finalizers", Kind::String),
-];
-
-const CONFIG_MAP: &[Field] = &[
-    f(1, "metadata", Kind::Message(OBJECT_META)),
-    f(2, "data", Kind::StringMap),
-    f(3, "binaryData", Kind::BytesMap),
-    f(4, "immutable", Kind::Bool),
-];
-
-const SECRET: &[Field] = &[
-    f(1, "metadata", Kind::Message(OBJECT_META)),
-    f(2, "data", Kind::BytesMap),
-    f(3, "type", Kind::String),
-    f(4, "stringData", Kind::StringMap),
-    f(5, "immutable", Kind::Bool),
-];
-
-const NAMESPACE: &[Field] = &[
-    f(1, "metadata", Kind::Message(OBJECT_META)),
-    f(
-        2,
-        "spec",
-        Kind::Message(&[many(1, "finalizers", Kind::String)]),
-    ),
-];
-
-const SERVICE_PORT: &[Field] = &[
-    f(1, "name", Kind::String),
-    f(2, "protocol", Kind::String),
-    f(3, "port", Kind::Int),
-    f(4, "targetPort", Kind::IntOrString),
-    f(5, "nodePort", Kind::Int),
-    f(6, "appProtocol", Kind::String),
-];
-
-const SERVICE_SPEC: &[Field] = &[
-    many(1, "ports", Kind::Message(SERVICE_PORT)),
-    f(2, "selector", Kind::StringMap),
-    f(3, "clusterIP", Kind::String),
-    f(4, "type", Kind::String),
-    many(5, "externalIPs", Kind::String),
-    f(7, "sessionAffinity", Kind::String),
-    f(8, "loadBalancerIP", Kind::String),
-    many(9, "loadBalancerSourceRanges", Kind::String),
-    f(10, "externalName", Kind::String),
-    f(11, "externalTrafficPolicy", Kind::String),
-    f(12, "healthCheckNodePort", Kind::Int),
-    f(13, "publishNotReadyAddresses", Kind::Bool),
-    f(17, "ipFamilyPolicy", Kind::String),
-    many(18, "clusterIPs", Kind::String),
-    many(19, "ipFamilies", Kind::String),
-    f(20, "allocateLoadBalancerNodePorts", Kind::Bool),
-    f(21, "loadBalancerClass", Kind::String),
-    f(22, "internalTrafficPolicy", Kind::String),
-    f(23, "trafficDistribution", Kind::String),
-];
-
-const SERVICE: &[Field] = &[
-    f(1, "metadata", Kind::Message(OBJECT_META)),
-    f(2, "spec", Kind::Message(SERVICE_SPEC)),
-];
-
-const NAME_ONLY: &[Field] = &[f(1, "name", Kind::String)];
-
-const SERVICE_ACCOUNT: &[Field] = &[
-    f(1, "metadata", Kind::Message(OBJECT_META)),
-    many(3, "imagePullSecrets", Kind::Message(NAME_ONLY)),
-    f(4, "automountServiceAccountToken", Kind::Bool),
-];
 
 /// runtime.Unknown: typeMeta {apiVersion=1, kind=2}, raw=2.
 const UNKNOWN: &[Field] = &[
@@ -154,15 +24,9 @@ const UNKNOWN: &[Field] = &[
     f(4, "contentType", Kind::String),
 ];
 
-fn schema(kind: &str) -> Option<&'static [Field]> {
-    Some(match kind {
-        "ConfigMap" => CONFIG_MAP,
-        "Secret" => SECRET,
-        "Namespace" => NAMESPACE,
-        "Service" => SERVICE,
-        "ServiceAccount" => SERVICE_ACCOUNT,
-        _ => return None,
-    })
+/// The message layout of a kind, from its catalogue entry.
+fn schema(api_version: &str, kind: &str) -> Option<&'static [Field]> {
+    petset_api::resources::find_kind(api_version, kind).and_then(|resource| resource.protobuf)
 }
 
 /// Decodes a protobuf request body for `resource` into its JSON form.
@@ -186,7 +50,7 @@ pub fn decode(body: &[u8], resource: &ResourceType) -> Result<Value, ApiError> {
         .pointer("/typeMeta/apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let fields = schema(kind).ok_or_else(|| {
+    let fields = schema(api_version, kind).ok_or_else(|| {
         ApiError::unsupported_media_type(&format!(
             "application/vnd.kubernetes.protobuf for {kind:?} (send JSON)"
         ))

@@ -6,13 +6,21 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use petset_api::kinds::Admission;
 use petset_api::patch::{self, PatchError, PatchType};
 use petset_api::resources::{self, ResourceType};
 use petset_api::selector::{FieldSelector, LabelSelector};
-use petset_api::{ApiError, Cause, defaults, depth, time, validate};
+use petset_api::{ApiError, Cause, depth, time, validate};
 use petset_store::{KeyValue, ListOptions, Revision, Store, StoreError};
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
+
+use crate::clock::{Clock, RandomUids, SystemClock, Uids};
+
+pub mod shape;
+#[cfg(test)]
+mod strategy_tests;
+pub use shape::{FieldValidation, check_shape};
 
 /// Where a request points: a type and, for namespaced types, a namespace (`None` = all).
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +109,10 @@ pub struct Registry {
     allocation: Mutex<()>,
     /// Where ClusterIPs come from: network address and prefix length.
     service_network: (Ipv4Addr, u8),
+    /// What creation and deletion timestamps say.
+    clock: Arc<dyn Clock>,
+    /// Where object uids (and `generateName` suffixes) come from.
+    uids: Arc<dyn Uids>,
 }
 
 /// The error a store failure becomes.
@@ -211,23 +223,52 @@ fn is_deleting(object: &Value) -> bool {
         .is_some_and(|v| !v.is_null())
 }
 
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes
-        .iter()
-        .take(5)
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
-}
-
 impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
             allocation: Mutex::new(()),
             service_network: DEFAULT_SERVICE_NETWORK,
+            clock: Arc::new(SystemClock),
+            uids: Arc::new(RandomUids),
         }
+    }
+
+    /// Timestamps from `clock` and uids from `uids` instead (the test tier's fixed ones).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>, uids: Arc<dyn Uids>) -> Self {
+        self.clock = clock;
+        self.uids = uids;
+        self
+    }
+
+    /// A registry like this one, over the same store with the same settings.
+    pub fn rebuilt(&self) -> Self {
+        Self::new(self.store.clone())
+            .with_service_network(self.service_network)
+            .with_clock(self.clock.clone(), self.uids.clone())
+    }
+
+    /// Now, by this registry's clock.
+    pub fn timestamp(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    /// Now, as the API writes it (from this registry's clock).
+    pub fn now(&self) -> String {
+        time::format(self.clock.now())
+    }
+
+    /// The random part of a `generateName`: five characters of upstream's alphabet.
+    fn random_suffix(&self) -> String {
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let bytes = self.uids.next().into_bytes();
+        // The last bytes: sequential uids differ there, random ones everywhere.
+        bytes
+            .iter()
+            .rev()
+            .take(5)
+            .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+            .collect()
     }
 
     /// ClusterIPs from this range instead; the `kubernetes` Service gets its first address.
@@ -353,7 +394,7 @@ impl Registry {
             None => Err(ApiError::namespace_not_found(namespace)),
             Some(kv) => {
                 let ns = decode(namespaces, &kv)?;
-                if is_deleting(&ns) && !scope.resource.is("", "events") {
+                if is_deleting(&ns) && !scope.resource.strategy.created_in_terminating_namespace() {
                     Err(ApiError::namespace_terminating(
                         scope.resource,
                         name,
@@ -385,7 +426,7 @@ impl Registry {
             && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
             && !prefix.is_empty()
         {
-            let name = format!("{prefix}{}", random_suffix());
+            let name = format!("{prefix}{}", self.random_suffix());
             meta.insert("name".into(), json!(name));
         }
         if resource.namespaced {
@@ -414,18 +455,24 @@ impl Registry {
         ] {
             meta.remove(field);
         }
-        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(time::now()));
-        if has_spec(resource) {
+        meta.insert("uid".into(), json!(self.uids.next().to_string()));
+        meta.insert("creationTimestamp".into(), json!(self.now()));
+        if resource.strategy.tracks_generation() {
             meta.insert("generation".into(), json!(1));
         } else {
             meta.remove("generation");
         }
         let name = meta_str(&object, "name").unwrap_or_default().to_string();
-        prepare_create(resource, &mut object);
-        defaults::apply(resource.kind, &mut object);
+        // Status is set by the system, never by a create.
+        if resource.has_status()
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
+        }
+        resource.strategy.prepare_for_create(&mut object);
+        resource.strategy.defaults(&mut object);
         self.admit_create(scope, &mut object).await?;
-        let causes = validate::create(resource.kind, &object);
+        let causes = validate::create(resource, &object);
         if !causes.is_empty() {
             return Err(ApiError::invalid(
                 resource.kind,
@@ -436,7 +483,12 @@ impl Registry {
         }
         check_depth(resource, &name, &object)?;
         self.check_namespace(scope, &name).await?;
-        if resource.is("", "services") {
+        // Allocations come last, once nothing else can refuse the object.
+        if resource
+            .strategy
+            .admission()
+            .contains(&Admission::ClusterIp)
+        {
             self.allocate_cluster_ip(&mut object).await?;
         }
         let key = Self::key(scope, &name);
@@ -456,21 +508,17 @@ impl Registry {
     /// Admission-time defaults that need the store (the default storage class), and the
     /// storage-in-use protection finalizers (upstream's StorageObjectInUseProtection plugin).
     async fn admit_create(&self, scope: Scope<'_>, object: &mut Value) -> Result<(), ApiError> {
-        let protection = if scope.resource.is("", "persistentvolumeclaims") {
-            Some(PVC_PROTECTION_FINALIZER)
-        } else if scope.resource.is("", "persistentvolumes") {
-            Some(PV_PROTECTION_FINALIZER)
-        } else {
-            None
-        };
-        if let Some(finalizer) = protection {
+        let strategy = scope.resource.strategy;
+        if let Some(finalizer) = strategy.protection_finalizer() {
             let mut wanted = finalizers(object);
             if !wanted.iter().any(|f| f == finalizer) {
                 wanted.push(finalizer.to_string());
                 meta_mut(object).insert("finalizers".into(), json!(wanted));
             }
         }
-        if scope.resource.is("", "persistentvolumeclaims")
+        if strategy
+            .admission()
+            .contains(&Admission::DefaultStorageClass)
             && object.pointer("/spec/storageClassName").is_none()
             && let Some(class) = self.default_storage_class().await?
             && let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
@@ -656,9 +704,9 @@ impl Registry {
     ) -> Result<(Value, bool), ApiError> {
         let resource = scope.resource;
         let validation = if strict {
-            crate::handlers::FieldValidation::Strict
+            FieldValidation::Strict
         } else {
-            crate::handlers::FieldValidation::Ignore
+            FieldValidation::Ignore
         };
         if patch_type == PatchType::Apply {
             if !body.is_object() {
@@ -677,8 +725,8 @@ impl Registry {
                     if meta_str(&object, "name").is_none() {
                         meta_mut(&mut object).insert("name".into(), json!(name));
                     }
-                    record_apply_manager(&mut object, resource, manager);
-                    crate::handlers::check_shape(resource, &mut object, validation)?;
+                    record_apply_manager(&mut object, resource, manager, &self.now());
+                    check_shape(resource, &mut object, validation)?;
                     return Ok((self.create(scope, object, dry_run).await?, true));
                 }
                 Err(error) => return Err(error),
@@ -692,7 +740,7 @@ impl Registry {
                 name,
                 dry_run,
                 |current| {
-                    let mut patched = patch::apply(patch_type, resource.kind, current, body)
+                    let mut patched = patch::apply(patch_type, resource.strategy.merge_keys(), current, body)
                         .map_err(|error| match error {
                             PatchError::Malformed(message) => ApiError::bad_request(message),
                             PatchError::DoesNotApply(message) => ApiError::unprocessable(format!(
@@ -708,9 +756,9 @@ impl Registry {
                     if patch_type == PatchType::Apply
                         && let Some(manager) = &manager
                     {
-                        record_apply_manager(&mut patched, resource, manager);
+                        record_apply_manager(&mut patched, resource, manager, &self.now());
                     }
-                    crate::handlers::check_shape(resource, &mut patched, validation)?;
+                    check_shape(resource, &mut patched, validation)?;
                     Ok(patched)
                 },
                 subresource,
@@ -738,17 +786,17 @@ impl Registry {
             let proposed = change(&current)?;
             let mut next = merge_update(resource, &current, proposed, subresource)?;
             if subresource.is_none() || subresource == Some("status") {
-                defaults::apply(resource.kind, &mut next);
+                resource.strategy.defaults(&mut next);
             }
             // Compared after defaulting: a spec that only differs by defaults is unchanged.
-            if has_spec(resource) && current.get("spec") != next.get("spec") {
+            if resource.strategy.tracks_generation() && current.get("spec") != next.get("spec") {
                 let generation = meta(&current)
                     .get("generation")
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
                 meta_mut(&mut next).insert("generation".into(), json!(generation + 1));
             }
-            let causes = validate::update(resource.kind, &current, &next);
+            let causes = validate::update(resource, &current, &next);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(
                     resource.kind,
@@ -764,11 +812,11 @@ impl Registry {
             if dry_run {
                 return Ok(next);
             }
-            // Namespaces go through their own lifecycle: the namespace controller removes them.
+            // Some objects stay for someone else to remove (a pod's node, the namespace
+            // controller).
             if is_deleting(&next)
                 && finalizers(&next).is_empty()
-                && !waits_for_node(resource, &next)
-                && !resource.is("", "namespaces")
+                && !resource.strategy.kept_without_finalizers(&next)
             {
                 // The last finalizer is gone: the object goes.
                 return match self.store.delete(&key, Some(revision)).await {
@@ -803,14 +851,10 @@ impl Registry {
         options: &DeleteOptions,
     ) -> Result<Deleted, ApiError> {
         let resource = scope.resource;
-        if resource.is("", "namespaces") && IMMORTAL_NAMESPACES.contains(&name) {
+        if let Some(reason) = resource.strategy.undeletable(name) {
             // Checked after the lookup, as upstream: a missing one is still a 404.
             self.get_raw(scope, name).await?;
-            return Err(ApiError::forbidden_on(
-                resource,
-                name,
-                "this namespace may not be deleted",
-            ));
+            return Err(ApiError::forbidden_on(resource, name, reason));
         }
         let key = Self::key(scope, name);
         for _ in 0..UPDATE_RETRIES {
@@ -877,9 +921,11 @@ impl Registry {
                     ));
                 }
             }
-            let grace = self.grace_period(resource, &current, options);
-            let namespace_lifecycle = resource.is("", "namespaces");
-            let keep = !wanted_finalizers.is_empty() || grace > 0 || namespace_lifecycle;
+            let grace = resource
+                .strategy
+                .grace_period(&current, options.grace_period_seconds);
+            let lifecycle = resource.strategy.begin_deletion(&mut next);
+            let keep = !wanted_finalizers.is_empty() || grace > 0 || lifecycle;
             if !keep {
                 if options.dry_run {
                     return Ok(Deleted::Gone(current));
@@ -904,9 +950,10 @@ impl Registry {
             if wanted_finalizers.is_empty() {
                 meta.remove("finalizers");
             }
-            let deadline = jiff::Timestamp::now()
+            let now = self.clock.now();
+            let deadline = now
                 .checked_add(jiff::SignedDuration::from_secs(grace))
-                .unwrap_or_else(|_| jiff::Timestamp::now());
+                .unwrap_or(now);
             let shortens = meta
                 .get("deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
@@ -914,9 +961,6 @@ impl Registry {
             if !already_deleting || shortens {
                 meta.insert("deletionTimestamp".into(), json!(time::format(deadline)));
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            }
-            if namespace_lifecycle && let Some(status) = next.as_object_mut() {
-                status.insert("status".into(), json!({"phase": "Terminating"}));
             }
             if next == current {
                 return Ok(Deleted::Pending(current));
@@ -934,38 +978,6 @@ impl Registry {
             }
         }
         Err(ApiError::conflict(resource, name))
-    }
-
-    /// Pods bound to a node are deleted gracefully: the node confirms. Everything else goes at once.
-    fn grace_period(
-        &self,
-        resource: &ResourceType,
-        object: &Value,
-        options: &DeleteOptions,
-    ) -> i64 {
-        if !resource.is("", "pods") {
-            return 0;
-        }
-        let bound = object
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        let terminal = matches!(
-            object.pointer("/status/phase").and_then(Value::as_str),
-            Some("Succeeded" | "Failed")
-        );
-        if !bound || terminal {
-            return 0;
-        }
-        options
-            .grace_period_seconds
-            .or_else(|| {
-                object
-                    .pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-            })
-            .unwrap_or(30)
-            .max(0)
     }
 
     /// Removes an object outright, whatever its finalizers: the node agent's final word on a
@@ -1071,17 +1083,9 @@ fn check_depth(resource: &ResourceType, name: &str, object: &Value) -> Result<()
     }
 }
 
-/// Keeps a claim while a pod uses it (removed by the claim protection controller).
-pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
-/// Keeps a volume while it is bound (removed by the volume protection controller).
-pub const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
-
 /// The namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// The namespaces upstream's NamespaceLifecycle admission refuses to delete.
-const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 /// Namespaces are core to the registry's own checks.
 pub fn namespaces_type() -> &'static ResourceType {
@@ -1096,79 +1100,6 @@ fn services_type() -> &'static ResourceType {
         .iter()
         .find(|r| r.is("", "services"))
         .unwrap_or(&resources::RESOURCES[0])
-}
-
-/// Kinds whose `metadata.generation` tracks spec changes.
-fn has_spec(resource: &ResourceType) -> bool {
-    !matches!(
-        resource.kind,
-        "ConfigMap"
-            | "Secret"
-            | "Event"
-            | "Endpoints"
-            | "ServiceAccount"
-            | "ControllerRevision"
-            | "EndpointSlice"
-            | "Lease"
-    )
-}
-
-/// Status is set by the system, never by a create.
-fn prepare_create(resource: &ResourceType, object: &mut Value) {
-    if resource.has_status()
-        && let Some(map) = object.as_object_mut()
-    {
-        map.remove("status");
-    }
-    let initial_status = match resource.kind {
-        "Pod" => Some(json!({"phase": "Pending", "qosClass": "BestEffort"})),
-        "PersistentVolumeClaim" | "PersistentVolume" => Some(json!({"phase": "Pending"})),
-        "Namespace" => Some(json!({"phase": "Active"})),
-        _ => None,
-    };
-    if let (Some(status), Some(map)) = (initial_status, object.as_object_mut()) {
-        map.insert("status".into(), status);
-    }
-    if resource.kind == "Pod" {
-        let qos = qos_class(object);
-        object["status"]["qosClass"] = json!(qos);
-    }
-}
-
-/// Upstream's QoS class from the containers' requests and limits.
-fn qos_class(pod: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["initContainers", "containers"]
-        .iter()
-        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for container in &containers {
-        let requests = container
-            .pointer("/resources/requests")
-            .and_then(Value::as_object);
-        let limits = container
-            .pointer("/resources/limits")
-            .and_then(Value::as_object);
-        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
-            any = true;
-        }
-        for resource in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(resource));
-            let request = requests.and_then(|r| r.get(resource)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
 }
 
 /// Combines the stored object with what a client sent, keeping what clients may not change.
@@ -1212,9 +1143,7 @@ fn merge_update(
                     }
                 }
             }
-            if resource.is("", "namespaces") {
-                next["spec"] = current.get("spec").cloned().unwrap_or_else(|| json!({}));
-            }
+            resource.strategy.prepare_for_update(current, &mut next);
             next
         }
     };
@@ -1270,26 +1199,13 @@ fn semantically_equal(current: &Value, next: &Value) -> bool {
     strip(current) == strip(next)
 }
 
-/// A terminating pod on a node waits for that node, even with no finalizers left.
-fn waits_for_node(resource: &ResourceType, object: &Value) -> bool {
-    resource.is("", "pods")
-        && object
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty())
-        && object
-            .pointer("/metadata/deletionGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .is_some_and(|g| g > 0)
-}
-
 /// Server-side apply bookkeeping: one Apply entry per manager in `managedFields`.
-fn record_apply_manager(object: &mut Value, resource: &ResourceType, manager: &str) {
+fn record_apply_manager(object: &mut Value, resource: &ResourceType, manager: &str, now: &str) {
     let entry = json!({
         "manager": manager,
         "operation": "Apply",
         "apiVersion": resource.api_version(),
-        "time": time::now(),
+        "time": now,
         "fieldsType": "FieldsV1",
         "fieldsV1": {},
     });
@@ -1368,7 +1284,8 @@ mod tests {
 
     #[test]
     fn generate_name_suffixes_are_five_safe_characters() {
-        let suffix = random_suffix();
+        let registry = Registry::new(Arc::new(petset_store::LocalStore::in_memory()));
+        let suffix = registry.random_suffix();
         assert_eq!(suffix.len(), 5);
         assert!(suffix.chars().all(|c| c.is_ascii_alphanumeric()));
     }

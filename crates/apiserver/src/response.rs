@@ -50,7 +50,10 @@ pub fn delete_success(resource: &ResourceType, object: &Value) -> Value {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rendering {
     Object,
-    Table { include: IncludeObject },
+    Table {
+        include: IncludeObject,
+        now: Timestamp,
+    },
     PartialMetadata,
 }
 
@@ -62,7 +65,8 @@ pub enum IncludeObject {
 }
 
 impl Rendering {
-    pub fn negotiate(accept: &str, include_object: Option<&str>) -> Self {
+    /// `now` is what a Table's AGE cells count from.
+    pub fn negotiate(accept: &str, include_object: Option<&str>, now: Timestamp) -> Self {
         for part in accept.split(',') {
             let params: Vec<&str> = part.split(';').map(str::trim).collect();
             let in_meta = params.contains(&"g=meta.k8s.io");
@@ -72,7 +76,7 @@ impl Rendering {
                     Some("Object") => IncludeObject::Object,
                     _ => IncludeObject::Metadata,
                 };
-                return Self::Table { include };
+                return Self::Table { include, now };
             }
             if in_meta
                 && (params.contains(&"as=PartialObjectMetadata")
@@ -111,8 +115,8 @@ pub fn table(
     list_meta: Value,
     include: IncludeObject,
     with_columns: bool,
+    now: Timestamp,
 ) -> Value {
-    let now = Timestamp::now();
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| row(resource, object, include, now))
@@ -135,9 +139,16 @@ pub fn render_object(resource: &ResourceType, object: &Value, rendering: Renderi
     match rendering {
         Rendering::Object => object.clone(),
         Rendering::PartialMetadata => partial_metadata(object),
-        Rendering::Table { include } => {
+        Rendering::Table { include, now } => {
             let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
-            table(resource, std::slice::from_ref(object), meta, include, true)
+            table(
+                resource,
+                std::slice::from_ref(object),
+                meta,
+                include,
+                true,
+                now,
+            )
         }
     }
 }
@@ -168,7 +179,7 @@ pub fn render_list(
                 "items": items,
             })
         }
-        Rendering::Table { include } => table(resource, &items, list_meta, include, true),
+        Rendering::Table { include, now } => table(resource, &items, list_meta, include, true, now),
     }
 }
 
@@ -188,14 +199,16 @@ mod tests {
     #[test]
     fn kubectl_get_asks_for_tables() {
         let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        let now = Timestamp::now();
         assert_eq!(
-            Rendering::negotiate(accept, None),
+            Rendering::negotiate(accept, None, now),
             Rendering::Table {
-                include: IncludeObject::Metadata
+                include: IncludeObject::Metadata,
+                now,
             }
         );
         assert_eq!(
-            Rendering::negotiate("application/json", None),
+            Rendering::negotiate("application/json", None, now),
             Rendering::Object
         );
     }

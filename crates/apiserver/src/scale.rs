@@ -89,7 +89,7 @@ pub async fn serve(
                 .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
             let document: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            let scaled = patch::apply(patch_type, "Scale", &scale_of(&current), &document)
+            let scaled = patch::apply(patch_type, &[], &scale_of(&current), &document)
                 .map_err(|e| ApiError::unprocessable(e.to_string()))?;
             // As upstream, a patch is retried against newer versions unless the patch itself pins
             // a resourceVersion; pinning the version read here would turn every concurrent status

@@ -1,31 +1,52 @@
 //! The in-process test tier: the API's whole router over an in-memory store, driven with plain
 //! HTTP requests or a `kube::Client` and no sockets, so API and controller behaviour is tested
 //! in milliseconds. Other crates use it through the `test-cluster` feature (dev-dependency).
+//!
+//! Its clock stands still at `START` (until `advance`) and uids count up from
+//! `00000000-0000-0000-0000-000000000001`, so answers can be compared as snapshots.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, header};
 use http_body_util::BodyExt;
+use jiff::{SignedDuration, Timestamp};
 use petset_store::LocalStore;
 use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::ApiState;
+use crate::clock::{FixedClock, SequentialUids};
+
+/// Where a test cluster's clock starts.
+pub const START: &str = "2026-01-01T00:00:00Z";
 
 /// An API server with the objects every cluster starts with, its watch cache and its own
 /// controllers (garbage collector, namespace lifecycle); both stop when it is dropped.
 pub struct TestCluster {
     pub state: ApiState,
+    clock: Arc<FixedClock>,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl TestCluster {
     pub async fn start() -> Self {
-        let state = ApiState::new(Arc::new(LocalStore::in_memory()), None);
+        let start: Timestamp = START.parse().expect("START is a timestamp");
+        let clock = Arc::new(FixedClock::at(start));
+        let state = ApiState::new(Arc::new(LocalStore::in_memory()), None)
+            .with_clock(clock.clone(), Arc::new(SequentialUids::default()));
         state.registry().bootstrap().await.expect("bootstrap");
         let background = vec![state.spawn_watch_cache(), crate::spawn_controllers(&state)];
-        Self { state, background }
+        Self {
+            state,
+            clock,
+            background,
+        }
+    }
+
+    /// Moves the cluster's clock on by `seconds`.
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(SignedDuration::from_secs(seconds));
     }
 
     /// A client of this API, as the controllers and the node use in `petset up` (namespace
@@ -43,10 +64,30 @@ impl TestCluster {
         content_type: &str,
         body: Value,
     ) -> (u16, Value) {
+        self.exchange(method, path, content_type, "application/json", body)
+            .await
+    }
+
+    /// A GET answered as a Table, as `kubectl get` asks for it.
+    pub async fn table(&self, path: &str) -> (u16, Value) {
+        let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+        self.exchange("GET", path, "application/json", accept, Value::Null)
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        accept: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let request = Request::builder()
             .method(method)
             .uri(path)
             .header(header::CONTENT_TYPE, content_type)
+            .header(header::ACCEPT, accept)
             .body(if body.is_null() {
                 Body::empty()
             } else {

@@ -81,7 +81,8 @@ fn statefulset(object: &mut Value) {
         .is_none_or(str::is_empty);
     if strategy_was_empty {
         set_default(spec, "updateStrategy", json!({}));
-        if let Some(strategy) = spec.get_mut("updateStrategy") {
+        // Only an object takes a type: indexing anything else would panic on a user's input.
+        if let Some(strategy) = spec.get_mut("updateStrategy").filter(|s| s.is_object()) {
             strategy["type"] = json!("RollingUpdate");
             set_default(strategy, "rollingUpdate", json!({}));
         }

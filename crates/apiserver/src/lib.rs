@@ -18,6 +18,8 @@ pub mod logs;
 pub use exec::{Attachment, NodeExec};
 #[cfg(test)]
 mod data_safety_tests;
+#[cfg(test)]
+mod input_properties_tests;
 mod openapi;
 mod portforward;
 mod protobuf;

@@ -12,6 +12,8 @@
 mod discovery;
 mod exec;
 mod gc;
+#[cfg(test)]
+mod gc_tests;
 mod handlers;
 mod health;
 pub mod logs;

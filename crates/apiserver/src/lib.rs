@@ -27,6 +27,8 @@ mod portforward;
 mod protobuf;
 pub mod proxy;
 pub mod registry;
+#[cfg(test)]
+mod registry_semantics_tests;
 mod response;
 mod scale;
 pub mod serve;

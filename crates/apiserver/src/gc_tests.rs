@@ -35,6 +35,15 @@ pub(crate) async fn gone(cluster: &TestCluster, path: &str) {
     eventually(cluster, path, |code, _| code == 404).await;
 }
 
+/// Waits until the object at `path` has a deletionTimestamp; the object then.
+async fn being_deleted(cluster: &TestCluster, path: &str) -> Value {
+    let (_, object) = eventually(cluster, path, |_, object| {
+        object["metadata"]["deletionTimestamp"].is_string()
+    })
+    .await;
+    object
+}
+
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
 
 fn configmap(name: &str) -> String {
@@ -123,10 +132,7 @@ async fn a_foreground_delete_keeps_the_owner_until_its_blocking_dependents_are_g
     // The dependent's own finalizer holds it, and so the owner, until the test lets go.
     create(&cluster, "child", &[(&owner, true)], &["example.com/hold"]).await;
     delete(&cluster, &configmap("owner"), "Foreground").await;
-    let (_, child) = eventually(&cluster, &configmap("child"), |_, child| {
-        child["metadata"]["deletionTimestamp"].is_string()
-    })
-    .await;
+    let child = being_deleted(&cluster, &configmap("child")).await;
     // Deleted in the foreground in turn: its own foregroundDeletion may still be there.
     let finalizers = child["metadata"]["finalizers"]
         .as_array()
@@ -152,10 +158,7 @@ async fn a_foreground_owner_does_not_wait_for_dependents_that_do_not_block_it() 
     create(&cluster, "child", &[(&owner, false)], &["example.com/hold"]).await;
     delete(&cluster, &configmap("owner"), "Foreground").await;
     gone(&cluster, &configmap("owner")).await;
-    let (_, child) = eventually(&cluster, &configmap("child"), |_, child| {
-        child["metadata"]["deletionTimestamp"].is_string()
-    })
-    .await;
+    let child = being_deleted(&cluster, &configmap("child")).await;
     assert_eq!(child["metadata"]["finalizers"], json!(["example.com/hold"]));
     drop_finalizers(&cluster, &configmap("child")).await;
     gone(&cluster, &configmap("child")).await;
@@ -217,10 +220,7 @@ async fn a_deleted_namespace_removes_its_objects_then_itself() {
     assert_eq!(answer["status"]["phase"], "Terminating", "{answer}");
     gone(&cluster, "/api/v1/namespaces/doomed/configmaps/plain").await;
     // A member held by a finalizer holds the namespace too.
-    eventually(&cluster, held, |_, object| {
-        object["metadata"]["deletionTimestamp"].is_string()
-    })
-    .await;
+    being_deleted(&cluster, held).await;
     let (code, namespace) = cluster
         .json("GET", "/api/v1/namespaces/doomed", Value::Null)
         .await;

@@ -230,6 +230,19 @@ async fn a_finalizer_keeps_a_deleted_object_until_it_is_removed() {
     gone(&cluster, &path).await;
 }
 
+/// Deletes with `gracePeriodSeconds`; the deletionGracePeriodSeconds the answer has.
+async fn delete_with_grace(cluster: &TestCluster, path: &str, grace: i64) -> Value {
+    let (code, answer) = cluster
+        .json(
+            "DELETE",
+            &format!("{path}?gracePeriodSeconds={grace}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    answer["metadata"]["deletionGracePeriodSeconds"].clone()
+}
+
 #[tokio::test]
 async fn a_bound_pod_is_deleted_gracefully_and_a_shorter_grace_shortens_it() {
     let cluster = TestCluster::start().await;
@@ -245,41 +258,16 @@ async fn a_bound_pod_is_deleted_gracefully_and_a_shorter_grace_shortens_it() {
         deleting["metadata"]["deletionTimestamp"].is_string(),
         "{deleting}"
     );
-    let (code, shorter) = cluster
-        .json(
-            "DELETE",
-            &format!("{path}?gracePeriodSeconds=5"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(code, 200, "{shorter}");
+    assert_eq!(delete_with_grace(&cluster, &path, 5).await, 5);
     assert_eq!(
-        shorter["metadata"]["deletionGracePeriodSeconds"], 5,
-        "{shorter}"
-    );
-    let (code, longer) = cluster
-        .json(
-            "DELETE",
-            &format!("{path}?gracePeriodSeconds=60"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(code, 200, "{longer}");
-    assert_eq!(
-        longer["metadata"]["deletionGracePeriodSeconds"], 5,
-        "a grace period is never lengthened: {longer}"
+        delete_with_grace(&cluster, &path, 60).await,
+        5,
+        "a grace period is never lengthened"
     );
     let (code, still) = cluster.json("GET", &path, Value::Null).await;
     assert_eq!(code, 200, "the node has not confirmed yet: {still}");
     // What a node (or `--force --grace-period=0`) does to finish it.
-    let (code, answer) = cluster
-        .json(
-            "DELETE",
-            &format!("{path}?gracePeriodSeconds=0"),
-            Value::Null,
-        )
-        .await;
-    assert_eq!(code, 200, "{answer}");
+    delete_with_grace(&cluster, &path, 0).await;
     gone(&cluster, &path).await;
 }
 

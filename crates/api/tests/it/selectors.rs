@@ -90,6 +90,43 @@ proptest! {
     }
 
     #[test]
+    fn no_structured_selector_panics(selector in crate::json::value()) {
+        if let Ok(parsed) = LabelSelector::from_structured(&selector) {
+            let _ = LabelSelector::parse(&parsed.to_string());
+        }
+    }
+
+    #[test]
+    fn a_structured_selector_matches_as_its_requirements_do(
+        match_labels in prop::collection::btree_map(key(), value(), 0..3),
+        expressions in prop::collection::vec(requirement(), 0..4),
+        labels in labels(),
+    ) {
+        let mut requirements: Vec<Requirement> = match_labels
+            .iter()
+            .map(|(k, v)| Requirement::Equals(k.clone(), v.clone()))
+            .collect();
+        let expressions: Vec<Value> = expressions
+            .into_iter()
+            .filter_map(|requirement| {
+                let expression = match &requirement {
+                    Requirement::In(k, vs) => json!({"key": k, "operator": "In", "values": vs}),
+                    Requirement::NotIn(k, vs) => json!({"key": k, "operator": "NotIn", "values": vs}),
+                    Requirement::Exists(k) => json!({"key": k, "operator": "Exists"}),
+                    Requirement::DoesNotExist(k) => json!({"key": k, "operator": "DoesNotExist"}),
+                    Requirement::Equals(..) | Requirement::NotEquals(..) => return None,
+                };
+                requirements.push(requirement);
+                Some(expression)
+            })
+            .collect();
+        let structured = json!({"matchLabels": match_labels, "matchExpressions": expressions});
+        let parsed = LabelSelector::from_structured(&structured).expect("a well-formed selector");
+        let expected = requirements.iter().all(|r| model_holds(r, &labels));
+        prop_assert_eq!(parsed.matches(Some(&as_json(&labels))), expected);
+    }
+
+    #[test]
     fn a_rendered_label_selector_parses_back_to_itself(selector in selector()) {
         let text = selector.to_string();
         prop_assert_eq!(LabelSelector::parse(&text), Ok(selector), "{}", text);

@@ -451,3 +451,111 @@ async fn patch_metadata(registry: &Registry, node: &Node, patch: &Value, what: &
         tracing::warn!(%error, kind = node.resource.kind, name = %node.name, "garbage collector could not {what}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use petset_api::resources;
+    use serde_json::{Value, json};
+
+    use super::decisions::{Action, FOREGROUND, Propagation};
+    use super::{Graph, Node};
+
+    fn object(kind: &str, name: &str, uid: &str, owners: &[(&str, bool)], extra: Value) -> Value {
+        let references: Vec<Value> = owners
+            .iter()
+            .map(|(uid, blocks)| json!({"uid": uid, "blockOwnerDeletion": blocks}))
+            .collect();
+        let mut object = json!({"kind": kind, "metadata": {"name": name, "namespace": "default",
+            "uid": uid, "ownerReferences": references}});
+        if let (Some(meta), Some(extra)) = (object["metadata"].as_object_mut(), extra.as_object()) {
+            meta.extend(extra.clone());
+        }
+        object
+    }
+
+    fn graph(objects: &[(&str, Value)]) -> Graph {
+        let mut graph = Graph::default();
+        for (plural, object) in objects {
+            let group = if *plural == "statefulsets" {
+                "apps"
+            } else {
+                ""
+            };
+            let resource = resources::find(group, "v1", plural).expect("a served resource");
+            let (uid, node) = Node::of(resource, object);
+            graph.upsert(uid, node);
+        }
+        graph
+    }
+
+    #[test]
+    fn the_graph_finds_nothing_to_do_while_every_owner_exists() {
+        let set = object("StatefulSet", "web", "set", &[], json!({}));
+        let pod = object("Pod", "web-0", "pod", &[("set", true)], json!({}));
+        let graph = graph(&[("statefulsets", set), ("pods", pod)]);
+        assert_eq!(graph.decide("pod"), vec![]);
+        assert_eq!(graph.decide("set"), vec![]);
+    }
+
+    #[test]
+    fn the_graph_deletes_a_pod_whose_set_is_gone() {
+        let set = object("StatefulSet", "web", "set", &[], json!({}));
+        let pod = object("Pod", "web-0", "pod", &[("set", true)], json!({}));
+        let mut graph = graph(&[("statefulsets", set), ("pods", pod)]);
+        graph.remove("set");
+        assert!(
+            graph.dirty.contains("pod"),
+            "a dependent is looked at again"
+        );
+        assert_eq!(
+            graph.decide("pod"),
+            vec![Action::Delete {
+                uid: "pod".into(),
+                propagation: Propagation::Background
+            }]
+        );
+    }
+
+    #[test]
+    fn the_graph_tells_a_foreground_owner_which_dependents_block_it() {
+        let deleting =
+            json!({"deletionTimestamp": "2025-01-01T00:00:00Z", "finalizers": [FOREGROUND]});
+        let set = object("StatefulSet", "web", "set", &[], deleting.clone());
+        let blocking = object("Pod", "web-0", "a", &[("set", true)], deleting);
+        let free = object("Pod", "web-1", "b", &[("set", false)], json!({}));
+        let graph = graph(&[("statefulsets", set), ("pods", blocking), ("pods", free)]);
+        // web-0 is already being deleted and blocks: only web-1 is deleted, the set waits.
+        assert_eq!(
+            graph.decide("set"),
+            vec![Action::Delete {
+                uid: "b".into(),
+                propagation: Propagation::Foreground
+            }]
+        );
+    }
+
+    #[test]
+    fn the_graph_removes_an_emptied_terminating_namespace() {
+        let namespace = json!({"kind": "Namespace", "metadata": {"name": "doomed", "uid": "ns",
+            "deletionTimestamp": "2025-01-01T00:00:00Z"}});
+        let mut member = object("ConfigMap", "c", "c", &[], json!({}));
+        member["metadata"]["namespace"] = json!("doomed");
+        let mut graph = graph(&[("namespaces", namespace), ("configmaps", member)]);
+        assert_eq!(
+            graph.decide_namespace("doomed"),
+            vec![Action::Delete {
+                uid: "c".into(),
+                propagation: Propagation::Background
+            }]
+        );
+        graph.remove("c");
+        assert_eq!(
+            graph.decide_namespace("doomed"),
+            vec![Action::RemoveNamespace {
+                name: "doomed".into(),
+                uid: Some("ns".into())
+            }]
+        );
+        assert_eq!(graph.decide_namespace("default"), vec![], "not terminating");
+    }
+}

@@ -56,18 +56,18 @@ impl Quantity {
             "Ei" => factor = 1 << 60,
             other => {
                 let power = other.strip_prefix(['e', 'E'])?;
-                exponent += power.parse::<i32>().ok()?;
+                exponent = exponent.checked_add(power.parse::<i32>().ok()?)?;
             }
         }
         // To nano units: the exponent moves by 9, then whatever is left of it applies.
-        exponent += 9;
+        exponent = exponent.checked_add(9)?;
         let mut nanos = mantissa.checked_mul(factor)?;
         if exponent >= 0 {
             nanos = nanos.checked_mul(10i128.checked_pow(exponent as u32)?)?;
         } else {
             // Finer than a nano unit: rounded up, as upstream rounds a quantity's value up.
             let divisor = 10i128.checked_pow(exponent.unsigned_abs())?;
-            nanos = (nanos + divisor - 1) / divisor;
+            nanos = nanos / divisor + i128::from(nanos % divisor != 0);
         }
         Some(Self(if negative { -nanos } else { nanos }))
     }

@@ -2,6 +2,9 @@
 //! references; background, foreground and orphan deletion) and namespace lifecycle (a deleted
 //! namespace empties, then goes).
 //!
+//! What to do about an object is decided by the pure functions of `decisions`; this module
+//! keeps the graph they read and carries their actions out.
+//!
 //! Both keep an owner graph of every object, built from one consistent list and then kept
 //! current from the watch cache's events, in revision order: whether an owner exists is then a
 //! fact about one revision, never a race between two reads. Only objects touched by a change
@@ -24,6 +27,10 @@ use crate::registry::{
 };
 use crate::watch_cache::WatchCache;
 
+mod decisions;
+
+use decisions::{Action, Dependent, OwnerRef};
+
 /// How long to wait before trying again when the graph cannot be kept current.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -32,8 +39,7 @@ struct Node {
     resource: &'static ResourceType,
     namespace: Option<String>,
     name: String,
-    /// Owner uids, each with whether it blocks the owner's foreground deletion.
-    owners: Vec<(String, bool)>,
+    owners: Vec<OwnerRef>,
     deleting: bool,
     finalizers: Vec<String>,
 }
@@ -54,7 +60,10 @@ impl Node {
                     .filter_map(|r| {
                         let uid = r.get("uid").and_then(Value::as_str)?;
                         let blocks = r.get("blockOwnerDeletion").and_then(Value::as_bool);
-                        Some((uid.to_string(), blocks == Some(true)))
+                        Some(OwnerRef {
+                            uid: uid.to_string(),
+                            blocks: blocks == Some(true),
+                        })
                     })
                     .collect()
             })
@@ -115,12 +124,12 @@ impl Graph {
         if node.is_namespace() && self.namespaces.get(&node.name).is_some_and(|u| u == uid) {
             self.namespaces.remove(&node.name);
         }
-        for (owner, _) in &node.owners {
-            if let Some(set) = self.dependents.get_mut(owner) {
+        for owner in &node.owners {
+            if let Some(set) = self.dependents.get_mut(&owner.uid) {
                 set.remove(uid);
             }
             // A foreground deletion waiting for this dependent may be done.
-            self.dirty.insert(owner.clone());
+            self.dirty.insert(owner.uid.clone());
         }
         if let Some(dependents) = self.dependents.get(uid) {
             self.dirty.extend(dependents.iter().cloned());
@@ -135,9 +144,9 @@ impl Graph {
 
     fn upsert(&mut self, uid: String, node: Node) {
         self.remove(&uid);
-        for (owner, _) in &node.owners {
+        for owner in &node.owners {
             self.dependents
-                .entry(owner.clone())
+                .entry(owner.uid.clone())
                 .or_default()
                 .insert(uid.clone());
         }
@@ -158,6 +167,54 @@ impl Graph {
         }
         self.dirty.insert(uid.clone());
         self.nodes.insert(uid, node);
+    }
+
+    /// What to do about object `uid` now.
+    fn decide(&self, uid: &str) -> Vec<Action> {
+        let Some(node) = self.nodes.get(uid) else {
+            return Vec::new();
+        };
+        if !node.deleting {
+            return decisions::for_dependent(uid, &node.owners, |owner| {
+                self.nodes.contains_key(owner)
+            })
+            .into_iter()
+            .collect();
+        }
+        let dependents: Vec<Dependent<'_>> = self
+            .dependents
+            .get(uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|dependent| {
+                let child = self.nodes.get(dependent)?;
+                Some(Dependent {
+                    uid: dependent,
+                    deleting: child.deleting,
+                    blocks: child.owners.iter().any(|o| o.uid == uid && o.blocks),
+                })
+            })
+            .collect();
+        decisions::for_deleting_owner(uid, &node.finalizers, &dependents)
+    }
+
+    /// What to do about namespace `name` now: something only while it is being deleted.
+    fn decide_namespace(&self, name: &str) -> Vec<Action> {
+        if !self.namespace_terminating(name) {
+            return Vec::new();
+        }
+        let members: Vec<(&str, bool)> = self
+            .members
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|uid| {
+                // A member the graph no longer holds is on its way out: wait for it.
+                let deleting = self.nodes.get(uid).is_none_or(|n| n.deleting);
+                (uid.as_str(), deleting)
+            })
+            .collect();
+        decisions::for_terminating_namespace(name, self.namespace_uid(name), &members)
     }
 
     fn apply(&mut self, event: &crate::watch_cache::CachedEvent) {
@@ -291,97 +348,57 @@ async fn snapshot(registry: &Registry) -> Option<(Graph, Revision)> {
 /// Acts on everything marked dirty. Writes come back as events and update the graph then.
 async fn settle(registry: &Registry, graph: &mut Graph) {
     let dirty: Vec<String> = graph.dirty.drain().collect();
-    for uid in dirty {
-        let Some(node) = graph.nodes.get(&uid) else {
-            continue;
-        };
-        let dependents: Vec<&str> = graph
-            .dependents
-            .get(&uid)
-            .map(|set| set.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        if node.deleting {
-            if node.finalizers.iter().any(|f| f == "orphan") {
-                for dependent in &dependents {
-                    if let Some(child) = graph.nodes.get(*dependent) {
-                        remove_owner_refs(registry, child, &[uid.as_str()]).await;
-                    }
-                }
-                remove_finalizer(registry, node, "orphan").await;
-            } else if node.finalizers.iter().any(|f| f == "foregroundDeletion") {
-                let mut blocking = 0;
-                for dependent in &dependents {
-                    let Some(child) = graph.nodes.get(*dependent) else {
-                        continue;
-                    };
-                    if child.owners.iter().any(|(o, blocks)| *o == uid && *blocks) {
-                        blocking += 1;
-                    }
-                    if !child.deleting {
-                        delete(registry, child, dependent, "Foreground").await;
-                    }
-                }
-                if blocking == 0 {
-                    remove_finalizer(registry, node, "foregroundDeletion").await;
-                }
-            }
-            continue;
-        }
-        if node.owners.is_empty() {
-            continue;
-        }
-        let dangling: Vec<&str> = node
-            .owners
+    let mut actions: Vec<Action> = dirty.iter().flat_map(|uid| graph.decide(uid)).collect();
+    let namespaces: Vec<String> = graph.dirty_namespaces.drain().collect();
+    actions.extend(
+        namespaces
             .iter()
-            .map(|(owner, _)| owner.as_str())
-            .filter(|owner| !graph.nodes.contains_key(*owner))
-            .collect();
-        if dangling.is_empty() {
-            continue;
+            .flat_map(|name| graph.decide_namespace(name)),
+    );
+    for action in &actions {
+        carry_out(registry, graph, action).await;
+    }
+}
+
+async fn carry_out(registry: &Registry, graph: &Graph, action: &Action) {
+    match action {
+        Action::Delete { uid, propagation } => {
+            if let Some(node) = graph.nodes.get(uid) {
+                tracing::debug!(kind = node.resource.kind, name = %node.name, ?propagation, "garbage collector deleting");
+                delete(registry, node, uid, propagation.as_str()).await;
+            }
         }
-        if dangling.len() == node.owners.len() {
-            tracing::debug!(kind = node.resource.kind, name = %node.name, "owner gone; deleting dependent");
-            delete(registry, node, &uid, "Background").await;
-        } else {
-            remove_owner_refs(registry, node, &dangling).await;
+        Action::RemoveOwnerReferences { uid, owners } => {
+            if let Some(node) = graph.nodes.get(uid) {
+                remove_owner_refs(registry, node, owners).await;
+            }
+        }
+        Action::RemoveFinalizer { uid, finalizer } => {
+            if let Some(node) = graph.nodes.get(uid) {
+                remove_finalizer(registry, node, finalizer).await;
+            }
+        }
+        Action::RemoveNamespace { name, uid } => {
+            remove_namespace(registry, name, uid.as_deref()).await;
         }
     }
+}
 
-    let namespaces: Vec<String> = graph.dirty_namespaces.drain().collect();
-    for namespace in namespaces {
-        if !graph.namespace_terminating(&namespace) {
-            continue;
-        }
-        let members: Vec<&str> = graph
-            .members
-            .get(&namespace)
-            .map(|set| set.iter().map(String::as_str).collect())
-            .unwrap_or_default();
-        for uid in &members {
-            if let Some(node) = graph.nodes.get(*uid)
-                && !node.deleting
-            {
-                delete(registry, node, uid, "Background").await;
+async fn remove_namespace(registry: &Registry, namespace: &str, uid: Option<&str>) {
+    let scope = Scope {
+        resource: namespaces_type(),
+        namespace: None,
+    };
+    match registry.remove(scope, namespace, uid).await {
+        Ok(()) if SYSTEM_NAMESPACES.contains(&namespace) => {
+            tracing::info!(namespace, "system namespace deleted; re-creating it");
+            if let Err(error) = registry.ensure_system_objects().await {
+                tracing::warn!(%error, namespace, "could not re-create a system namespace");
             }
         }
-        if members.is_empty() {
-            let scope = Scope {
-                resource: namespaces_type(),
-                namespace: None,
-            };
-            let uid = graph.namespace_uid(&namespace);
-            match registry.remove(scope, &namespace, uid).await {
-                Ok(()) if SYSTEM_NAMESPACES.contains(&namespace.as_str()) => {
-                    tracing::info!(namespace, "system namespace deleted; re-creating it");
-                    if let Err(error) = registry.ensure_system_objects().await {
-                        tracing::warn!(%error, namespace, "could not re-create a system namespace");
-                    }
-                }
-                Ok(()) => tracing::info!(namespace, "namespace deleted"),
-                Err(error) => {
-                    tracing::warn!(%error, namespace, "could not finish deleting a namespace");
-                }
-            }
+        Ok(()) => tracing::info!(namespace, "namespace deleted"),
+        Err(error) => {
+            tracing::warn!(%error, namespace, "could not finish deleting a namespace");
         }
     }
 }
@@ -400,7 +417,7 @@ async fn delete(registry: &Registry, node: &Node, uid: &str, policy: &str) {
     }
 }
 
-async fn remove_owner_refs(registry: &Registry, node: &Node, uids: &[&str]) {
+async fn remove_owner_refs(registry: &Registry, node: &Node, uids: &[String]) {
     let removals: Vec<Value> = uids
         .iter()
         .map(|uid| json!({"uid": uid, "$patch": "delete"}))
@@ -432,5 +449,113 @@ async fn patch_metadata(registry: &Registry, node: &Node, patch: &Value, what: &
         && error.code != 404
     {
         tracing::warn!(%error, kind = node.resource.kind, name = %node.name, "garbage collector could not {what}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use petset_api::resources;
+    use serde_json::{Value, json};
+
+    use super::decisions::{Action, FOREGROUND, Propagation};
+    use super::{Graph, Node};
+
+    fn object(kind: &str, name: &str, uid: &str, owners: &[(&str, bool)], extra: Value) -> Value {
+        let references: Vec<Value> = owners
+            .iter()
+            .map(|(uid, blocks)| json!({"uid": uid, "blockOwnerDeletion": blocks}))
+            .collect();
+        let mut object = json!({"kind": kind, "metadata": {"name": name, "namespace": "default",
+            "uid": uid, "ownerReferences": references}});
+        if let (Some(meta), Some(extra)) = (object["metadata"].as_object_mut(), extra.as_object()) {
+            meta.extend(extra.clone());
+        }
+        object
+    }
+
+    fn graph(objects: &[(&str, Value)]) -> Graph {
+        let mut graph = Graph::default();
+        for (plural, object) in objects {
+            let group = if *plural == "statefulsets" {
+                "apps"
+            } else {
+                ""
+            };
+            let resource = resources::find(group, "v1", plural).expect("a served resource");
+            let (uid, node) = Node::of(resource, object);
+            graph.upsert(uid, node);
+        }
+        graph
+    }
+
+    #[test]
+    fn the_graph_finds_nothing_to_do_while_every_owner_exists() {
+        let set = object("StatefulSet", "web", "set", &[], json!({}));
+        let pod = object("Pod", "web-0", "pod", &[("set", true)], json!({}));
+        let graph = graph(&[("statefulsets", set), ("pods", pod)]);
+        assert_eq!(graph.decide("pod"), vec![]);
+        assert_eq!(graph.decide("set"), vec![]);
+    }
+
+    #[test]
+    fn the_graph_deletes_a_pod_whose_set_is_gone() {
+        let set = object("StatefulSet", "web", "set", &[], json!({}));
+        let pod = object("Pod", "web-0", "pod", &[("set", true)], json!({}));
+        let mut graph = graph(&[("statefulsets", set), ("pods", pod)]);
+        graph.remove("set");
+        assert!(
+            graph.dirty.contains("pod"),
+            "a dependent is looked at again"
+        );
+        assert_eq!(
+            graph.decide("pod"),
+            vec![Action::Delete {
+                uid: "pod".into(),
+                propagation: Propagation::Background
+            }]
+        );
+    }
+
+    #[test]
+    fn the_graph_tells_a_foreground_owner_which_dependents_block_it() {
+        let deleting =
+            json!({"deletionTimestamp": "2025-01-01T00:00:00Z", "finalizers": [FOREGROUND]});
+        let set = object("StatefulSet", "web", "set", &[], deleting.clone());
+        let blocking = object("Pod", "web-0", "a", &[("set", true)], deleting);
+        let free = object("Pod", "web-1", "b", &[("set", false)], json!({}));
+        let graph = graph(&[("statefulsets", set), ("pods", blocking), ("pods", free)]);
+        // web-0 is already being deleted and blocks: only web-1 is deleted, the set waits.
+        assert_eq!(
+            graph.decide("set"),
+            vec![Action::Delete {
+                uid: "b".into(),
+                propagation: Propagation::Foreground
+            }]
+        );
+    }
+
+    #[test]
+    fn the_graph_removes_an_emptied_terminating_namespace() {
+        let namespace = json!({"kind": "Namespace", "metadata": {"name": "doomed", "uid": "ns",
+            "deletionTimestamp": "2025-01-01T00:00:00Z"}});
+        let mut member = object("ConfigMap", "c", "c", &[], json!({}));
+        member["metadata"]["namespace"] = json!("doomed");
+        let mut graph = graph(&[("namespaces", namespace), ("configmaps", member)]);
+        assert_eq!(
+            graph.decide_namespace("doomed"),
+            vec![Action::Delete {
+                uid: "c".into(),
+                propagation: Propagation::Background
+            }]
+        );
+        graph.remove("c");
+        assert_eq!(
+            graph.decide_namespace("doomed"),
+            vec![Action::RemoveNamespace {
+                name: "doomed".into(),
+                uid: Some("ns".into())
+            }]
+        );
+        assert_eq!(graph.decide_namespace("default"), vec![], "not terminating");
     }
 }

@@ -13,17 +13,23 @@ pub mod clock;
 mod discovery;
 mod exec;
 mod gc;
+#[cfg(test)]
+mod gc_tests;
 mod handlers;
 mod health;
 pub mod logs;
 pub use exec::{Attachment, NodeExec};
 #[cfg(test)]
 mod data_safety_tests;
+#[cfg(test)]
+mod input_properties_tests;
 mod openapi;
 mod portforward;
 mod protobuf;
 pub mod proxy;
 pub mod registry;
+#[cfg(test)]
+mod registry_semantics_tests;
 mod response;
 mod scale;
 pub mod serve;

@@ -1,0 +1,15 @@
+//! The node's integration tests: what it parses from pods never panics it, and the simulated
+//! node runs pods against an in-process API server (TestCluster), in milliseconds.
+
+mod quantities;
+mod simulated;
+
+use proptest::test_runner::Config;
+
+/// proptest's defaults (which honour `PROPTEST_CASES`) without regression files.
+pub fn config() -> Config {
+    Config {
+        failure_persistence: None,
+        ..Config::default()
+    }
+}

@@ -285,7 +285,8 @@ fn same_subsets(a: &Endpoints, b: &Endpoints) -> bool {
 }
 
 fn same_slice_content(a: &EndpointSlice, b: &EndpointSlice) -> bool {
-    a.endpoints == b.endpoints && a.ports.clone().unwrap_or_default() == b.ports.clone().unwrap_or_default()
+    a.endpoints == b.endpoints
+        && a.ports.clone().unwrap_or_default() == b.ports.clone().unwrap_or_default()
 }
 
 /// What to write so that `existing` (the Endpoints of the name, the managed slices of the
@@ -380,7 +381,9 @@ async fn sync(
         }
         match changes.slice {
             Some(Write::Create) => {
-                slices.create(&PostParams::default(), &desired.slice).await?;
+                slices
+                    .create(&PostParams::default(), &desired.slice)
+                    .await?;
             }
             Some(Write::Update(name)) => {
                 let content = json!({
@@ -449,11 +452,7 @@ mod tests {
     }
 
     fn ips(addresses: &Option<Vec<EndpointAddress>>) -> Vec<&str> {
-        addresses
-            .iter()
-            .flatten()
-            .map(|a| a.ip.as_str())
-            .collect()
+        addresses.iter().flatten().map(|a| a.ip.as_str()).collect()
     }
 
     fn subset(desired: &Desired) -> &EndpointSubset {
@@ -462,7 +461,10 @@ mod tests {
 
     #[test]
     fn ready_pods_are_addresses_and_unready_pods_not_ready_addresses() {
-        let pods = [pod("web-0", Some("10.0.0.2"), true), pod("web-1", Some("10.0.0.3"), false)];
+        let pods = [
+            pod("web-0", Some("10.0.0.2"), true),
+            pod("web-1", Some("10.0.0.3"), false),
+        ];
         let desired = desired(&service(json!({})), &pods).expect("selects");
         assert_eq!(ips(&subset(&desired).addresses), ["10.0.0.2"]);
         assert_eq!(ips(&subset(&desired).not_ready_addresses), ["10.0.0.3"]);
@@ -497,7 +499,10 @@ mod tests {
 
     #[test]
     fn addresses_are_ordered_by_ip_as_numbers() {
-        let pods = [pod("web-0", Some("10.0.0.10"), true), pod("web-1", Some("10.0.0.9"), true)];
+        let pods = [
+            pod("web-0", Some("10.0.0.10"), true),
+            pod("web-1", Some("10.0.0.9"), true),
+        ];
         let desired = desired(&service(json!({})), &pods).expect("selects");
         assert_eq!(ips(&subset(&desired).addresses), ["10.0.0.9", "10.0.0.10"]);
     }
@@ -532,7 +537,10 @@ mod tests {
         let desired = desired(&service, &pods).expect("selects");
         assert_eq!(ips(&subset(&desired).addresses), ["10.0.0.2"]);
         assert_eq!(ips(&subset(&desired).not_ready_addresses), ["10.0.0.3"]);
-        let leaving = desired.slice.endpoints[1].conditions.clone().expect("conditions");
+        let leaving = desired.slice.endpoints[1]
+            .conditions
+            .clone()
+            .expect("conditions");
         assert_eq!(
             (leaving.ready, leaving.serving, leaving.terminating),
             (Some(false), Some(true), Some(true))
@@ -541,8 +549,8 @@ mod tests {
 
     #[test]
     fn a_named_target_port_resolves_to_the_containers_port() {
-        let desired = desired(&service(json!({})), &[pod("web-0", Some("10.0.0.2"), true)])
-            .expect("selects");
+        let desired =
+            desired(&service(json!({})), &[pod("web-0", Some("10.0.0.2"), true)]).expect("selects");
         let port = &subset(&desired).ports.as_ref().expect("ports")[0];
         assert_eq!(
             (port.name.as_deref(), port.port, port.protocol.as_deref()),
@@ -555,7 +563,10 @@ mod tests {
     #[test]
     fn a_service_without_a_selector_has_endpoints_someone_else_writes() {
         let service = service(json!({"spec": {"selector": null}}));
-        assert_eq!(desired(&service, &[pod("web-0", Some("10.0.0.2"), true)]), None);
+        assert_eq!(
+            desired(&service, &[pod("web-0", Some("10.0.0.2"), true)]),
+            None
+        );
     }
 
     #[test]
@@ -564,14 +575,22 @@ mod tests {
         let labels = desired.endpoints.metadata.labels.clone().expect("labels");
         assert_eq!(labels.get(HEADLESS_LABEL).map(String::as_str), Some(""));
         assert_eq!(labels.get("app").map(String::as_str), Some("web"));
-        let owner = &desired.slice.metadata.owner_references.as_ref().expect("owner")[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Service", "svc-uid"));
+        let owner = &desired
+            .slice
+            .metadata
+            .owner_references
+            .as_ref()
+            .expect("owner")[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Service", "svc-uid")
+        );
     }
 
     #[test]
     fn nothing_is_written_when_the_objects_already_hold_what_is_desired() {
-        let desired = desired(&service(json!({})), &[pod("web-0", Some("10.0.0.2"), true)])
-            .expect("selects");
+        let desired =
+            desired(&service(json!({})), &[pod("web-0", Some("10.0.0.2"), true)]).expect("selects");
         let mut slice = desired.slice.clone();
         slice.metadata.name = Some("web-abcde".into());
         assert_eq!(
@@ -590,10 +609,13 @@ mod tests {
 
     #[test]
     fn changed_addresses_update_the_objects_and_extra_slices_are_deleted_by_uid() {
-        let before = desired(&service(json!({})), &[pod("web-0", Some("10.0.0.2"), true)])
-            .expect("selects");
-        let after = desired(&service(json!({})), &[pod("web-0", Some("10.0.0.2"), false)])
-            .expect("selects");
+        let before =
+            desired(&service(json!({})), &[pod("web-0", Some("10.0.0.2"), true)]).expect("selects");
+        let after = desired(
+            &service(json!({})),
+            &[pod("web-0", Some("10.0.0.2"), false)],
+        )
+        .expect("selects");
         let mut first = before.slice.clone();
         first.metadata.name = Some("web-abcde".into());
         let mut second = before.slice.clone();

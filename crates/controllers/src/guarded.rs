@@ -6,10 +6,9 @@ use kube::api::{Api, DeleteParams, Preconditions};
 /// What a guarded delete found.
 #[derive(Debug)]
 pub enum Deleted<K> {
-    /// Deleted, but still there while its finalizers or grace period run (as it is now).
-    Terminating(K),
-    /// Gone at once.
-    Gone,
+    /// Deleted (or, with finalizers or a grace period, being deleted); the object as the
+    /// server answered with it, when it did.
+    Done(Option<K>),
     /// Already gone (404), or replaced by another object of the name (409: the uid
     /// precondition failed): someone else got there first, and there is nothing of ours left.
     Already,
@@ -32,7 +31,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match api.delete(name, &exactly(uid)).await {
-        Ok(either) => Ok(either.left().map_or(Deleted::Gone, Deleted::Terminating)),
+        Ok(answer) => Ok(Deleted::Done(answer.left())),
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
             Ok(Deleted::Already)
         }

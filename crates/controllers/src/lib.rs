@@ -6,7 +6,7 @@
 pub mod cache;
 pub mod endpoints;
 pub mod events;
-mod guarded;
+pub mod guarded;
 pub mod protection;
 mod queue;
 pub mod scheduler;

@@ -241,9 +241,9 @@ fn selects(selector: &NodeSelector, node: &Node) -> bool {
             && expressions
                 .iter()
                 .all(|r| requirement_holds(r, labels.get(&r.key).map(String::as_str)))
-            && fields.iter().all(|r| {
-                r.key == "metadata.name" && requirement_holds(r, Some(name.as_str()))
-            })
+            && fields
+                .iter()
+                .all(|r| r.key == "metadata.name" && requirement_holds(r, Some(name.as_str())))
     })
 }
 
@@ -633,7 +633,11 @@ mod tests {
             ..Objects::default()
         };
         assert_eq!(
-            decide(&pod(&["data"]), &[node("a", true), node("b", true)], &storage),
+            decide(
+                &pod(&["data"]),
+                &[node("a", true), node("b", true)],
+                &storage
+            ),
             Decision::Bind("b".into())
         );
         assert_eq!(
@@ -654,7 +658,12 @@ mod tests {
         };
         let mut cordoned = Node::clone(&node("c", true));
         cordoned.spec.get_or_insert_default().unschedulable = Some(true);
-        let nodes = [node("a", true), node("b", false), Arc::new(cordoned), node("d", true)];
+        let nodes = [
+            node("a", true),
+            node("b", false),
+            Arc::new(cordoned),
+            node("d", true),
+        ];
         assert_eq!(
             decide(&pod(&["data"]), &nodes, &storage),
             Decision::Wait(format!(
@@ -670,8 +679,7 @@ mod tests {
             claims: vec![claim("data", "local-path", Some("pvc-gone"))],
             ..Objects::default()
         };
-        let Decision::Wait(message) = decide(&pod(&["data"]), &[node("a", true)], &storage)
-        else {
+        let Decision::Wait(message) = decide(&pod(&["data"]), &[node("a", true)], &storage) else {
             panic!("the pod must wait");
         };
         assert!(
@@ -709,8 +717,7 @@ mod tests {
                 claims: Vec::new()
             }
         );
-        let Decision::Wait(message) = decide(&pod(&["data"]), &[node("a", true)], &storage)
-        else {
+        let Decision::Wait(message) = decide(&pod(&["data"]), &[node("a", true)], &storage) else {
             panic!("node a is not the claim's");
         };
         assert!(
@@ -725,19 +732,36 @@ mod tests {
         let selector = |terms: Value| -> NodeSelector {
             serde_json::from_value(json!({"nodeSelectorTerms": terms})).expect("selector")
         };
-        let term = |key: &str, operator: &str, values: &[&str]| {
-            json!({"key": key, "operator": operator, "values": values})
-        };
+        let term = |key: &str, operator: &str, values: &[&str]| json!({"key": key, "operator": operator, "values": values});
         let cases = [
-            (json!([{"matchExpressions": [term(HOSTNAME_LABEL, "In", &["a"])]}]), true),
-            (json!([{"matchExpressions": [term(HOSTNAME_LABEL, "NotIn", &["a"])]}]), false),
-            (json!([{"matchExpressions": [term("zone", "DoesNotExist", &[])]}]), true),
-            (json!([{"matchExpressions": [term(HOSTNAME_LABEL, "In", &["a"]), term("zone", "Exists", &[])]}]), false),
-            (json!([{"matchExpressions": [term("zone", "Exists", &[])]}, {"matchFields": [term("metadata.name", "In", &["a"])]}]), true),
+            (
+                json!([{"matchExpressions": [term(HOSTNAME_LABEL, "In", &["a"])]}]),
+                true,
+            ),
+            (
+                json!([{"matchExpressions": [term(HOSTNAME_LABEL, "NotIn", &["a"])]}]),
+                false,
+            ),
+            (
+                json!([{"matchExpressions": [term("zone", "DoesNotExist", &[])]}]),
+                true,
+            ),
+            (
+                json!([{"matchExpressions": [term(HOSTNAME_LABEL, "In", &["a"]), term("zone", "Exists", &[])]}]),
+                false,
+            ),
+            (
+                json!([{"matchExpressions": [term("zone", "Exists", &[])]}, {"matchFields": [term("metadata.name", "In", &["a"])]}]),
+                true,
+            ),
             (json!([{}]), false),
         ];
         for (terms, expected) in cases {
-            assert_eq!(selects(&selector(terms.clone()), &node), expected, "{terms}");
+            assert_eq!(
+                selects(&selector(terms.clone()), &node),
+                expected,
+                "{terms}"
+            );
         }
     }
 }

@@ -141,9 +141,7 @@ pub enum Wait {
 impl Wait {
     pub fn reason(&self) -> &'static str {
         match self {
-            Wait::NoClass(_) | Wait::NodeNotFound(_) | Wait::NoReadyNode(_) => {
-                "ProvisioningFailed"
-            }
+            Wait::NoClass(_) | Wait::NodeNotFound(_) | Wait::NoReadyNode(_) => "ProvisioningFailed",
             Wait::NoClassSet => "FailedBinding",
             Wait::External(_) => "ExternalProvisioning",
             Wait::FirstConsumer => "WaitForFirstConsumer",
@@ -160,9 +158,7 @@ impl Wait {
             Wait::External(provisioner) => format!(
                 "Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered."
             ),
-            Wait::FirstConsumer => {
-                "waiting for first consumer to be created before binding".into()
-            }
+            Wait::FirstConsumer => "waiting for first consumer to be created before binding".into(),
             Wait::NodeNotFound(node) => {
                 format!("failed to get target node: nodes {node:?} not found")
             }
@@ -675,7 +671,10 @@ mod tests {
             spec.host_path.as_ref().map(|h| h.path.as_str()),
             Some("/data/volumes/pvc-1234")
         );
-        assert_eq!(spec.persistent_volume_reclaim_policy.as_deref(), Some("Delete"));
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
         let claim_ref = spec.claim_ref.as_ref().expect("claimRef");
         assert_eq!(
             (claim_ref.name.as_deref(), claim_ref.uid.as_deref()),
@@ -706,7 +705,10 @@ mod tests {
             &[node("a", false, Some("a"))],
             Path::new("/v"),
         );
-        assert_eq!(step, ClaimStep::Wait(Wait::NoReadyNode("local-path".into())));
+        assert_eq!(
+            step,
+            ClaimStep::Wait(Wait::NoReadyNode("local-path".into()))
+        );
     }
 
     #[test]
@@ -731,7 +733,10 @@ mod tests {
         ));
         assert_eq!(pinned_to(&volume), affinity("b"));
         let spec = volume.spec.as_ref().expect("spec");
-        assert_eq!(spec.persistent_volume_reclaim_policy.as_deref(), Some("Retain"));
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Retain")
+        );
         let gone = claim_step(&claim("late", Some("z")), &classes, &nodes, Path::new("/v"));
         assert_eq!(gone, ClaimStep::Wait(Wait::NodeNotFound("z".into())));
     }
@@ -742,12 +747,18 @@ mod tests {
         let nodes = [node("a", true, Some("a"))];
         let mut bound = claim("local-path", None);
         bound.status.get_or_insert_default().phase = Some("Bound".into());
-        assert_eq!(claim_step(&bound, &classes, &nodes, Path::new("/v")), ClaimStep::Nothing);
+        assert_eq!(
+            claim_step(&bound, &classes, &nodes, Path::new("/v")),
+            ClaimStep::Nothing
+        );
         let mut deleted = claim("local-path", None);
         deleted.metadata.deletion_timestamp = Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
         );
-        assert_eq!(claim_step(&deleted, &classes, &nodes, Path::new("/v")), ClaimStep::Nothing);
+        assert_eq!(
+            claim_step(&deleted, &classes, &nodes, Path::new("/v")),
+            ClaimStep::Nothing
+        );
     }
 
     fn volume(policy: &str, phase: &str, deleting: bool) -> PersistentVolume {
@@ -768,7 +779,10 @@ mod tests {
     #[test]
     fn a_volume_is_kept_while_its_own_claim_exists() {
         let claim = claim("local-path", None);
-        assert_eq!(volume_step(&volume("Delete", "Bound", false), Some(&claim)), VolumeStep::Keep);
+        assert_eq!(
+            volume_step(&volume("Delete", "Bound", false), Some(&claim)),
+            VolumeStep::Keep
+        );
         let mut successor = claim.clone();
         successor.metadata.uid = Some("5678".into());
         assert_eq!(
@@ -810,6 +824,9 @@ mod tests {
             },
             "a volume being deleted is marked Released so protection lets it go"
         );
-        assert_eq!(volume_step(&volume("Delete", "Released", true), None), VolumeStep::Keep);
+        assert_eq!(
+            volume_step(&volume("Delete", "Released", true), None),
+            VolumeStep::Keep
+        );
     }
 }

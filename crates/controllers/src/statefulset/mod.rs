@@ -645,7 +645,7 @@ impl Controller {
                     self.hand_claims_to_pod(set, name, uid).await?;
                 }
                 let deleted = guarded::delete(&pods, name, uid).await?;
-                if let Deleted::Terminating(pod) = &deleted {
+                if let Deleted::Done(Some(pod)) = &deleted {
                     self.wrote_pod(set, pod);
                 }
                 if !matches!(deleted, Deleted::Already) {

@@ -312,36 +312,23 @@ pub async fn run(client: Client) {
             watcher::Config::default(),
             |_| {},
         ),
-        claims: {
-            let queue = queue.clone();
-            let waiting = unscheduled.store().clone();
-            Cache::follow(
-                &mut helpers,
-                Api::all(client.clone()),
-                watcher::Config::default(),
-                move |change| {
-                    // A claim changed: the pods waiting for it look again.
-                    let claim: &PersistentVolumeClaim = match change {
-                        Change::Applied(claim) | Change::Deleted(claim) => claim,
-                        Change::Relisted => return,
-                    };
-                    let namespace = claim.namespace().unwrap_or_default();
-                    let name = claim.name_any();
-                    for pod in waiting.state() {
-                        if pod.metadata.namespace.as_deref() == Some(namespace.as_str())
-                            && claim_names(&pod).any(|c| c == name)
-                        {
-                            queue.add((namespace.clone(), pod.name_any()));
-                        }
-                    }
-                },
-            )
-        },
+        // A claim or its volume changed: the pods waiting for that claim look again.
+        claims: Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            wake_pods_mounting(&queue, &unscheduled, |claim: &PersistentVolumeClaim| {
+                Some((claim.namespace()?, claim.name_any()))
+            }),
+        ),
         volumes: Cache::follow(
             &mut helpers,
             Api::all(client.clone()),
             watcher::Config::default(),
-            |_| {},
+            wake_pods_mounting(&queue, &unscheduled, |volume: &PersistentVolume| {
+                let claim = volume.spec.as_ref()?.claim_ref.as_ref()?;
+                Some((claim.namespace.clone()?, claim.name.clone()?))
+            }),
         ),
         classes: Cache::follow(
             &mut helpers,
@@ -399,6 +386,33 @@ pub async fn run(client: Client) {
         }
         // Nothing may announce the change that unblocks it (a node turning Ready): look again.
         queue.add_after(key, REPORT_AFTER);
+    }
+}
+
+/// A cache callback that queues the unscheduled pods mounting the claim (namespace, name) a
+/// changed object names.
+fn wake_pods_mounting<K: 'static>(
+    queue: &Arc<Queue<Key>>,
+    unscheduled: &Cache<Pod>,
+    claim_of: fn(&K) -> Option<(String, String)>,
+) -> impl Fn(Change<'_, K>) + Send + 'static {
+    let queue = queue.clone();
+    let waiting = unscheduled.store().clone();
+    move |change| {
+        let object = match change {
+            Change::Applied(object) | Change::Deleted(object) => object,
+            Change::Relisted => return,
+        };
+        let Some((namespace, claim)) = claim_of(object) else {
+            return;
+        };
+        for pod in waiting.state() {
+            if pod.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && claim_names(&pod).any(|c| c == claim)
+            {
+                queue.add((namespace.clone(), pod.name_any()));
+            }
+        }
     }
 }
 

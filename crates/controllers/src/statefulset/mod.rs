@@ -834,7 +834,6 @@ impl Controller {
     }
 }
 
-/// `persistentVolumeClaimRetentionPolicy.<field>`: `Retain` (the default) or `Delete`.
 /// Whether an existing claim can serve the pod of `ordinal`.
 fn usable_claim(
     set: &StatefulSet,
@@ -862,6 +861,7 @@ fn usable_claim(
     Ok(())
 }
 
+/// `persistentVolumeClaimRetentionPolicy.<field>`: `Retain` (the default) or `Delete`.
 fn retention(set: &StatefulSet, field: &str) -> String {
     let policy = set
         .spec

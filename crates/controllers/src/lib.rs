@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod endpoints;
 pub mod events;
+pub mod guarded;
 pub mod protection;
 mod queue;
 pub mod scheduler;

@@ -2,7 +2,10 @@
 //! controllers: a claim that is deleted while a pod still uses it stays (`Terminating`, data
 //! intact) until no pod uses it, and a volume stays while it is bound. The API server adds the
 //! finalizers on create; this controller adds them to objects that lack them (made before) and
-//! removes them once the object is no longer in use.
+//! removes them once the object is no longer in use. `claim_step` and `volume_step` decide;
+//! the async code reads, confirms with the API before letting a claim go, and writes.
+
+use std::borrow::Borrow;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -154,6 +157,52 @@ fn uses(pod: &Pod, claim: &str) -> bool {
     scheduled && !finished && claim_names(pod).any(|name| name == claim)
 }
 
+/// What protection does for one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Nothing,
+    /// It lacks its finalizer (made before the API server added them).
+    Protect,
+    /// It is deleted and no longer in use: its finalizer goes. For a claim this lets its data
+    /// go, so the cache's word that no pod uses it is confirmed with the API first.
+    LetGo,
+}
+
+/// What a claim needs, given the pods of its namespace.
+pub fn claim_step(claim: &PersistentVolumeClaim, pods: &[impl Borrow<Pod>]) -> Step {
+    let protected = has(claim.finalizers(), PVC_PROTECTION);
+    if claim.metadata.deletion_timestamp.is_none() {
+        return if protected {
+            Step::Nothing
+        } else {
+            Step::Protect
+        };
+    }
+    let name = claim.name_any();
+    if !protected || pods.iter().any(|p| uses(p.borrow(), &name)) {
+        return Step::Nothing;
+    }
+    Step::LetGo
+}
+
+/// What a volume needs: it is kept while Bound.
+pub fn volume_step(volume: &PersistentVolume) -> Step {
+    let protected = has(volume.finalizers(), PV_PROTECTION);
+    if volume.metadata.deletion_timestamp.is_none() {
+        return if protected {
+            Step::Nothing
+        } else {
+            Step::Protect
+        };
+    }
+    let bound = volume.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    if protected && !bound {
+        Step::LetGo
+    } else {
+        Step::Nothing
+    }
+}
+
 async fn reconcile(client: &Client, views: &Views, key: &Key) -> Result<(), kube::Error> {
     match key {
         Key::Claim { namespace, name } => {
@@ -165,58 +214,34 @@ async fn reconcile(client: &Client, views: &Views, key: &Key) -> Result<(), kube
                 return Ok(());
             };
             let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-            let protected = has(claim.finalizers(), PVC_PROTECTION);
-            if claim.metadata.deletion_timestamp.is_none() {
-                if !protected {
-                    add_finalizer(&api, claim.as_ref(), PVC_PROTECTION).await?;
+            match claim_step(&claim, &views.pods.in_namespace(namespace)) {
+                Step::Nothing => Ok(()),
+                Step::Protect => add_finalizer(&api, claim.as_ref(), PVC_PROTECTION).await,
+                Step::LetGo => {
+                    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+                    let live = pods.list(&ListParams::default()).await?.items;
+                    if claim_step(&claim, &live) != Step::LetGo {
+                        return Ok(());
+                    }
+                    tracing::info!(
+                        namespace,
+                        claim = name,
+                        "claim no longer in use; letting it go"
+                    );
+                    remove_finalizer(&api, claim.as_ref(), PVC_PROTECTION).await
                 }
-                return Ok(());
             }
-            if !protected
-                || views
-                    .pods
-                    .in_namespace(namespace)
-                    .iter()
-                    .any(|p| uses(p, name))
-            {
-                return Ok(());
-            }
-            // Removing the finalizer lets the claim's data go: the cache's word that no pod
-            // uses it is confirmed with the API first, as upstream does.
-            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-            if pods
-                .list(&ListParams::default())
-                .await?
-                .items
-                .iter()
-                .any(|p| uses(p, name))
-            {
-                return Ok(());
-            }
-            tracing::info!(
-                namespace,
-                claim = name,
-                "claim no longer in use; letting it go"
-            );
-            remove_finalizer(&api, claim.as_ref(), PVC_PROTECTION).await
         }
         Key::Volume(name) => {
             let Some(volume) = views.volumes.store().get(&ObjectRef::new(name)) else {
                 return Ok(());
             };
             let api: Api<PersistentVolume> = Api::all(client.clone());
-            let protected = has(volume.finalizers(), PV_PROTECTION);
-            if volume.metadata.deletion_timestamp.is_none() {
-                if !protected {
-                    add_finalizer(&api, volume.as_ref(), PV_PROTECTION).await?;
-                }
-                return Ok(());
+            match volume_step(&volume) {
+                Step::Nothing => Ok(()),
+                Step::Protect => add_finalizer(&api, volume.as_ref(), PV_PROTECTION).await,
+                Step::LetGo => remove_finalizer(&api, volume.as_ref(), PV_PROTECTION).await,
             }
-            let bound = volume.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-            if protected && !bound {
-                remove_finalizer(&api, volume.as_ref(), PV_PROTECTION).await?;
-            }
-            Ok(())
         }
         Key::All => Ok(()),
     }
@@ -292,6 +317,62 @@ mod tests {
             "status": {"phase": phase}
         }))
         .expect("pod")
+    }
+
+    fn deleted<K: kube::Resource>(mut object: K) -> K {
+        object.meta_mut().deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        object
+    }
+
+    fn claim(finalizers: &[&str]) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": "www-web-0", "namespace": "default", "finalizers": finalizers},
+        }))
+        .expect("claim")
+    }
+
+    fn volume(finalizers: &[&str], phase: &str) -> PersistentVolume {
+        serde_json::from_value(json!({
+            "metadata": {"name": "pvc-1", "finalizers": finalizers},
+            "status": {"phase": phase},
+        }))
+        .expect("volume")
+    }
+
+    #[test]
+    fn a_claim_made_without_its_finalizer_gets_it() {
+        let no_pods: [Pod; 0] = [];
+        assert_eq!(claim_step(&claim(&[]), &no_pods), Step::Protect);
+        assert_eq!(
+            claim_step(&claim(&[PVC_PROTECTION]), &no_pods),
+            Step::Nothing
+        );
+    }
+
+    #[test]
+    fn a_deleted_claim_is_let_go_only_once_no_pod_uses_it() {
+        let protected = deleted(claim(&[PVC_PROTECTION]));
+        let running = [pod("Running", "www-web-0")];
+        assert_eq!(claim_step(&protected, &running), Step::Nothing);
+        let finished = [pod("Succeeded", "www-web-0"), pod("Running", "other")];
+        assert_eq!(claim_step(&protected, &finished), Step::LetGo);
+        let unprotected = deleted(claim(&["example.com/other"]));
+        assert_eq!(claim_step(&unprotected, &finished), Step::Nothing);
+    }
+
+    #[test]
+    fn a_deleted_volume_is_let_go_once_it_is_no_longer_bound() {
+        assert_eq!(volume_step(&volume(&[], "Bound")), Step::Protect);
+        assert_eq!(
+            volume_step(&deleted(volume(&[PV_PROTECTION], "Bound"))),
+            Step::Nothing
+        );
+        assert_eq!(
+            volume_step(&deleted(volume(&[PV_PROTECTION], "Released"))),
+            Step::LetGo
+        );
     }
 
     #[test]

@@ -1,20 +1,26 @@
-//! The `local-path` provisioner and binder: a PersistentVolume per claim, backed by a directory
-//! under the data dir, bound both ways; a released volume is deleted (its directory removed) or
-//! kept, as its reclaim policy says.
+//! The `local-path` provisioner and binder: a PersistentVolume per claim, pinned to one node
+//! (`spec.nodeAffinity`, as rancher's local-path-provisioner writes it) and bound both ways; a
+//! released volume is deleted or kept, as its reclaim policy says.
+//!
+//! This side only decides and binds: the directory behind a volume is made and removed by the
+//! node the volume is pinned to, so nothing here touches a disk. `claim_step` and
+//! `volume_step` hold the decisions as pure functions; the async code reads caches and the
+//! API, writes, and records events.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
-    PersistentVolumeSpec,
+    HostPathVolumeSource, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -22,30 +28,23 @@ use serde_json::json;
 
 use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
+use crate::guarded;
 use crate::queue::Queue;
+use crate::scheduler::{HOSTNAME_LABEL, SELECTED_NODE};
 
 /// The provisioner name of the default `local-path` class.
 pub const PROVISIONER: &str = "petset.dev/local-path";
-
-#[derive(Debug, thiserror::Error)]
-enum VolumeError {
-    #[error("{0}")]
-    Api(#[from] kube::Error),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+/// The volume annotation naming the provisioner that made it.
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 
 /// How many claims are provisioned and bound at once.
 const BIND_CONCURRENCY: usize = 128;
-
 /// The caches the provisioner reads, and the newest resourceVersion it wrote of each kind.
 struct Views {
     classes: Cache<StorageClass>,
     claims: Cache<PersistentVolumeClaim>,
     volumes: Cache<PersistentVolume>,
+    nodes: Cache<Node>,
     wrote_claims: AtomicU64,
     wrote_volumes: AtomicU64,
     events: Events,
@@ -122,27 +121,35 @@ impl Events {
     }
 }
 
-/// Why a claim stays Pending, as upstream's volume controller reports it.
+/// Why a claim stays Pending, as upstream's volume controller and provisioners report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Wait {
+pub enum Wait {
     /// Its class does not exist.
     NoClass(String),
     /// No class and no volume to bind statically.
     NoClassSet,
     /// Its class names a provisioner that is not petset's.
     External(String),
+    /// Its class binds on first use, and no pod has been given a node for it yet.
+    FirstConsumer,
+    /// The node chosen for it does not exist.
+    NodeNotFound(String),
+    /// Its class binds at once, and no node is Ready to hold the volume.
+    NoReadyNode(String),
 }
 
 impl Wait {
-    fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
-            Wait::NoClass(_) => "ProvisioningFailed",
+            Wait::NoClass(_) | Wait::NodeNotFound(_) | Wait::NoReadyNode(_) => "ProvisioningFailed",
             Wait::NoClassSet => "FailedBinding",
             Wait::External(_) => "ExternalProvisioning",
+            Wait::FirstConsumer => "WaitForFirstConsumer",
         }
     }
 
-    fn event(&self) -> (&'static str, &'static str, String) {
+    /// The event's type, reason and message.
+    pub fn event(&self) -> (&'static str, &'static str, String) {
         let message = match self {
             Wait::NoClass(class) => format!("storageclass.storage.k8s.io {class:?} not found"),
             Wait::NoClassSet => {
@@ -151,9 +158,16 @@ impl Wait {
             Wait::External(provisioner) => format!(
                 "Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered."
             ),
+            Wait::FirstConsumer => "waiting for first consumer to be created before binding".into(),
+            Wait::NodeNotFound(node) => {
+                format!("failed to get target node: nodes {node:?} not found")
+            }
+            Wait::NoReadyNode(class) => format!(
+                "failed to provision volume with StorageClass {class:?}: no Ready node to hold the volume"
+            ),
         };
         let type_ = match self {
-            Wait::External(_) => "Normal",
+            Wait::External(_) | Wait::FirstConsumer => "Normal",
             _ => "Warning",
         };
         (type_, self.reason(), message)
@@ -175,10 +189,182 @@ impl Wait {
     }
 }
 
+/// What one claim needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimStep {
+    /// Bound already, or being deleted.
+    Nothing,
+    /// It waits, for this reason.
+    Wait(Wait),
+    /// This volume is made for it (unless it exists) and the two are bound to each other.
+    Provision(Box<PersistentVolume>),
+}
+
+/// The node a claim's volume goes to: the one the scheduler chose for its first pod
+/// (`WaitForFirstConsumer`), or, for a class that binds at once, the first Ready schedulable
+/// node by name.
+fn node_for<'a>(
+    claim: &PersistentVolumeClaim,
+    class: &StorageClass,
+    nodes: &'a [Arc<Node>],
+) -> Result<&'a Node, Wait> {
+    if let Some(selected) = claim.annotations().get(SELECTED_NODE) {
+        return nodes
+            .iter()
+            .find(|n| n.name_any() == *selected)
+            .map(|n| n.as_ref())
+            .ok_or_else(|| Wait::NodeNotFound(selected.clone()));
+    }
+    if class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer") {
+        return Err(Wait::FirstConsumer);
+    }
+    let mut ready: Vec<&Node> = nodes
+        .iter()
+        .map(|n| n.as_ref())
+        .filter(|n| is_ready_and_schedulable(n))
+        .collect();
+    ready.sort_by_key(|n| n.name_any());
+    ready
+        .first()
+        .copied()
+        .ok_or_else(|| Wait::NoReadyNode(class.name_any()))
+}
+
+fn is_ready_and_schedulable(node: &Node) -> bool {
+    let schedulable = node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true);
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    schedulable && ready
+}
+
+/// The name of a claim's volume: one per claim, whatever its name.
+pub fn volume_name(claim: &PersistentVolumeClaim) -> String {
+    format!("pvc-{}", claim.uid().unwrap_or_default())
+}
+
+/// What `claim` needs, given the classes and nodes there are; volumes live under `root` on
+/// their node.
+pub fn claim_step(
+    claim: &PersistentVolumeClaim,
+    classes: &[Arc<StorageClass>],
+    nodes: &[Arc<Node>],
+    root: &Path,
+) -> ClaimStep {
+    let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    if claim.metadata.deletion_timestamp.is_some() || bound {
+        return ClaimStep::Nothing;
+    }
+    let spec = claim.spec.clone().unwrap_or_default();
+    let class_name = spec.storage_class_name.clone().unwrap_or_default();
+    if let Some(wait) = Wait::of(&class_name, classes) {
+        return ClaimStep::Wait(wait);
+    }
+    let Some(class) = classes.iter().find(|c| c.name_any() == class_name) else {
+        return ClaimStep::Nothing;
+    };
+    let node = match node_for(claim, class, nodes) {
+        Ok(node) => node,
+        Err(wait) => return ClaimStep::Wait(wait),
+    };
+    // Pinned by the node's hostname label, or its name without one, as rancher's does.
+    let hostname = node
+        .labels()
+        .get(HOSTNAME_LABEL)
+        .cloned()
+        .unwrap_or_else(|| node.name_any());
+    let name = volume_name(claim);
+    let capacity = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage").cloned());
+    ClaimStep::Provision(Box::new(PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            annotations: Some([(PROVISIONED_BY.to_string(), PROVISIONER.to_string())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            capacity: capacity.map(|c| [("storage".to_string(), c)].into()),
+            access_modes: spec.access_modes.clone(),
+            persistent_volume_reclaim_policy: Some(
+                class
+                    .reclaim_policy
+                    .clone()
+                    .unwrap_or_else(|| "Delete".into()),
+            ),
+            storage_class_name: Some(class_name),
+            volume_mode: spec.volume_mode.clone(),
+            host_path: Some(HostPathVolumeSource {
+                path: root.join(&name).display().to_string(),
+                type_: Some("DirectoryOrCreate".into()),
+            }),
+            node_affinity: Some(VolumeNodeAffinity {
+                required: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_expressions: Some(vec![NodeSelectorRequirement {
+                            key: HOSTNAME_LABEL.into(),
+                            operator: "In".into(),
+                            values: Some(vec![hostname]),
+                        }]),
+                        match_fields: None,
+                    }],
+                }),
+            }),
+            claim_ref: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("PersistentVolumeClaim".into()),
+                namespace: claim.namespace(),
+                name: Some(claim.name_any()),
+                uid: claim.uid(),
+                ..ObjectReference::default()
+            }),
+            ..PersistentVolumeSpec::default()
+        }),
+        status: None,
+    }))
+}
+
+/// What one volume needs once its claim may be gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeStep {
+    /// Its claim is there, it has none, or it was released already and is retained or going.
+    Keep,
+    /// Its claim is gone (to be confirmed with the API: this destroys data): mark it Released
+    /// unless it is, then delete the object if its policy says `Delete` and it is not being
+    /// deleted already. The node removes the directory once the object is gone.
+    Release { mark: bool, delete: bool },
+}
+
+/// What `volume` needs, given the cached claim of its claimRef's name.
+pub fn volume_step(volume: &PersistentVolume, claim: Option<&PersistentVolumeClaim>) -> VolumeStep {
+    let spec = volume.spec.as_ref();
+    let Some(claim_ref) = spec.and_then(|s| s.claim_ref.as_ref()) else {
+        return VolumeStep::Keep;
+    };
+    let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
+    let deleting = volume.metadata.deletion_timestamp.is_some();
+    let released = phase == Some("Released");
+    if claim.is_some_and(|c| c.uid() == claim_ref.uid) || (deleting && released) {
+        return VolumeStep::Keep;
+    }
+    let policy = spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref());
+    let (mark, delete) = (!released, policy == Some("Delete") && !deleting);
+    if !mark && !delete {
+        // Released and retained, or going: nothing left to do.
+        return VolumeStep::Keep;
+    }
+    VolumeStep::Release { mark, delete }
+}
+
 /// How long a reconcile waits for the caches to show the provisioner's own last writes.
 const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Runs the provisioner until the task is aborted; volumes live under `root`.
+/// Runs the provisioner until the task is aborted; volumes are named under `root` (on the
+/// node each is pinned to).
 pub async fn run(client: Client, root: PathBuf) {
     let (queue, mut keys) = Queue::<()>::new();
     let mut helpers = tokio::task::JoinSet::new();
@@ -201,6 +387,13 @@ pub async fn run(client: Client, root: PathBuf) {
             watcher::Config::default(),
             reconcile_on_change(&queue),
         ),
+        // A node turning Ready may be what a waiting claim needs.
+        nodes: Cache::follow(
+            &mut helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            reconcile_on_change(&queue),
+        ),
         wrote_claims: AtomicU64::new(0),
         wrote_volumes: AtomicU64::new(0),
         events: Events::new(&client),
@@ -208,6 +401,7 @@ pub async fn run(client: Client, root: PathBuf) {
     views.classes.ready().await;
     views.claims.ready().await;
     views.volumes.ready().await;
+    views.nodes.ready().await;
     while keys.recv().await.is_some() {
         queue.taken(&());
         views
@@ -225,30 +419,34 @@ pub async fn run(client: Client, root: PathBuf) {
     }
 }
 
-/// Any change to classes, claims or volumes queues a reconcile.
+/// Any change to classes, claims, volumes or nodes queues a reconcile.
 fn reconcile_on_change<K>(queue: &Arc<Queue<()>>) -> impl Fn(Change<'_, K>) + Send + 'static {
     let queue = queue.clone();
     move |_| queue.add(())
 }
 
-async fn reconcile(
-    client: &Client,
-    root: &std::path::Path,
-    views: &Views,
-) -> Result<(), VolumeError> {
-    let class_list = views.classes.store().state();
-    let claim_list = views.claims.store().state();
+async fn reconcile(client: &Client, root: &Path, views: &Views) -> Result<(), kube::Error> {
+    let classes = views.classes.store().state();
+    let nodes = views.nodes.store().state();
 
     // Claims are independent: bind many at a time, each as soon as a slot frees up.
     let mut running = futures::stream::FuturesUnordered::new();
     let mut failed = None;
-    for claim in &claim_list {
+    for claim in views.claims.store().state() {
+        let volume = match claim_step(&claim, &classes, &nodes, root) {
+            ClaimStep::Nothing => continue,
+            ClaimStep::Wait(wait) => {
+                views.events.waiting(&claim, wait);
+                continue;
+            }
+            ClaimStep::Provision(volume) => volume,
+        };
         if running.len() >= BIND_CONCURRENCY
             && let Some(Err(error)) = running.next().await
         {
             failed.get_or_insert(error);
         }
-        running.push(bind(client, root, &class_list, views, claim));
+        running.push(async move { bind(client, views, &claim, &volume).await });
     }
     while let Some(result) = running.next().await {
         if let Err(error) = result {
@@ -258,155 +456,78 @@ async fn reconcile(
     if let Some(error) = failed {
         return Err(error);
     }
-    release(client, root, views).await
+    release(client, views).await
 }
 
-/// Provisions and binds one claim of a `local-path` class, if it needs it.
+/// Makes `volume` for `claim` (unless it exists) and binds the two to each other.
 async fn bind(
     client: &Client,
-    root: &std::path::Path,
-    class_list: &[Arc<StorageClass>],
     views: &Views,
     claim: &PersistentVolumeClaim,
-) -> Result<(), VolumeError> {
+    volume: &PersistentVolume,
+) -> Result<(), kube::Error> {
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let volume_name = volume.name_any();
+    if views
+        .volumes
+        .store()
+        .get(&ObjectRef::new(&volume_name))
+        .is_none()
     {
-        if claim.metadata.deletion_timestamp.is_some() {
-            return Ok(());
-        }
-        let spec = claim.spec.clone().unwrap_or_default();
-        let phase = claim
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
-        let class_name = spec.storage_class_name.clone().unwrap_or_default();
-        if phase == "Bound" {
-            return Ok(());
-        }
-        if let Some(wait) = Wait::of(&class_name, class_list) {
-            views.events.waiting(claim, wait);
-            return Ok(());
-        }
-        let Some(class) = class_list.iter().find(|c| c.name_any() == class_name) else {
-            return Ok(());
-        };
-        let namespace = claim.namespace().unwrap_or_default();
-        let claim_uid = claim.uid().unwrap_or_default();
-        let volume_name = format!("pvc-{claim_uid}");
-        let directory = root.join(&volume_name);
-        std::fs::create_dir_all(&directory).map_err(|source| VolumeError::Io {
-            path: directory.clone(),
-            source,
-        })?;
-        let capacity = spec
-            .resources
-            .as_ref()
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get("storage").cloned());
-        if views
-            .volumes
-            .store()
-            .get(&ObjectRef::new(&volume_name))
-            .is_none()
-        {
-            let volume = PersistentVolume {
-                metadata: ObjectMeta {
-                    name: Some(volume_name.clone()),
-                    annotations: Some(
-                        [(
-                            "pv.kubernetes.io/provisioned-by".to_string(),
-                            PROVISIONER.to_string(),
-                        )]
-                        .into(),
-                    ),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(PersistentVolumeSpec {
-                    capacity: capacity
-                        .clone()
-                        .map(|c| [("storage".to_string(), c)].into()),
-                    access_modes: spec.access_modes.clone(),
-                    persistent_volume_reclaim_policy: Some(
-                        class
-                            .reclaim_policy
-                            .clone()
-                            .unwrap_or_else(|| "Delete".into()),
-                    ),
-                    storage_class_name: Some(class_name.clone()),
-                    volume_mode: spec.volume_mode.clone(),
-                    host_path: Some(HostPathVolumeSource {
-                        path: directory.display().to_string(),
-                        type_: Some("DirectoryOrCreate".into()),
-                    }),
-                    claim_ref: Some(ObjectReference {
-                        api_version: Some("v1".into()),
-                        kind: Some("PersistentVolumeClaim".into()),
-                        namespace: Some(namespace.clone()),
-                        name: Some(claim.name_any()),
-                        uid: Some(claim_uid.clone()),
-                        ..ObjectReference::default()
-                    }),
-                    ..PersistentVolumeSpec::default()
-                }),
-                status: None,
-            };
-            match volumes.create(&PostParams::default(), &volume).await {
-                Ok(created) => {
-                    Views::wrote(&views.wrote_volumes, &created);
-                    views.events.provisioned(claim, &volume_name);
-                }
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(error) => return Err(error.into()),
+        match volumes.create(&PostParams::default(), volume).await {
+            Ok(created) => {
+                Views::wrote(&views.wrote_volumes, &created);
+                views.events.provisioned(claim, &volume_name);
             }
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error),
         }
-        let bound = volumes
-            .patch_status(
-                &volume_name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {"phase": "Bound"}})),
-            )
-            .await?;
-        Views::wrote(&views.wrote_volumes, &bound);
-        let namespaced: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
-        let claimed = namespaced
-            .patch(
-                &claim.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({
-                    "metadata": {"annotations": {
-                        "pv.kubernetes.io/bind-completed": "yes",
-                        "pv.kubernetes.io/bound-by-controller": "yes",
-                        "volume.beta.kubernetes.io/storage-provisioner": PROVISIONER,
-                        "volume.kubernetes.io/storage-provisioner": PROVISIONER,
-                    }},
-                    "spec": {"volumeName": volume_name},
-                })),
-            )
-            .await?;
-        Views::wrote(&views.wrote_claims, &claimed);
-        let bound = namespaced
-            .patch_status(
-                &claim.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": {
-                    "phase": "Bound",
-                    "accessModes": spec.access_modes,
-                    "capacity": capacity.map(|c| json!({"storage": c})),
-                }})),
-            )
-            .await?;
-        Views::wrote(&views.wrote_claims, &bound);
     }
+    let bound = volumes
+        .patch_status(
+            &volume_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+        )
+        .await?;
+    Views::wrote(&views.wrote_volumes, &bound);
+    let spec = claim.spec.clone().unwrap_or_default();
+    let capacity = volume.spec.as_ref().and_then(|s| s.capacity.clone());
+    let namespaced: Api<PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), &claim.namespace().unwrap_or_default());
+    let claimed = namespaced
+        .patch(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"annotations": {
+                    "pv.kubernetes.io/bind-completed": "yes",
+                    "pv.kubernetes.io/bound-by-controller": "yes",
+                    "volume.beta.kubernetes.io/storage-provisioner": PROVISIONER,
+                    "volume.kubernetes.io/storage-provisioner": PROVISIONER,
+                }},
+                "spec": {"volumeName": volume_name},
+            })),
+        )
+        .await?;
+    Views::wrote(&views.wrote_claims, &claimed);
+    let bound = namespaced
+        .patch_status(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "phase": "Bound",
+                "accessModes": spec.access_modes,
+                "capacity": capacity,
+            }})),
+        )
+        .await?;
+    Views::wrote(&views.wrote_claims, &bound);
     Ok(())
 }
 
-/// Volumes whose claim is gone are released: deleted with their directory, or kept.
-async fn release(
-    client: &Client,
-    root: &std::path::Path,
-    views: &Views,
-) -> Result<(), VolumeError> {
+/// Volumes whose claim is gone are released: marked Released, then deleted or kept.
+async fn release(client: &Client, views: &Views) -> Result<(), kube::Error> {
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     for volume in views.volumes.store().state() {
         let Some(claim_ref) = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else {
@@ -418,31 +539,19 @@ async fn release(
             .claims
             .store()
             .get(&ObjectRef::new(&claim_name).within(&claim_namespace));
-        let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
-        let deleting = volume.metadata.deletion_timestamp.is_some();
-        if cached.is_some_and(|c| c.uid() == claim_ref.uid)
-            || (deleting && phase == Some("Released"))
-        {
+        let VolumeStep::Release { mark, delete } = volume_step(&volume, cached.as_deref()) else {
             continue;
-        }
+        };
         // Releasing destroys data: the cache's word that the claim is gone is checked with
         // the API first, as upstream's volume controller does.
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &claim_namespace);
-        if claims
-            .get_opt(&claim_name)
-            .await?
-            .is_some_and(|c| c.uid() == claim_ref.uid)
-        {
+        let live = claims.get_opt(&claim_name).await?;
+        if volume_step(&volume, live.as_ref()) == VolumeStep::Keep {
             continue;
         }
-        let policy = volume
-            .spec
-            .as_ref()
-            .and_then(|s| s.persistent_volume_reclaim_policy.clone())
-            .unwrap_or_default();
         // Released first, as upstream's volume controller does: the volume protection
         // controller lets a deleted volume go only once it is no longer Bound.
-        if phase != Some("Released") {
+        if mark {
             let released = volumes
                 .patch_status(
                     &volume.name_any(),
@@ -452,28 +561,9 @@ async fn release(
                 .await?;
             Views::wrote(&views.wrote_volumes, &released);
         }
-        if policy == "Delete" {
-            if let Some(path) = volume
-                .spec
-                .as_ref()
-                .and_then(|s| s.host_path.as_ref())
-                .map(|h| PathBuf::from(&h.path))
-                .filter(|p| p.starts_with(root))
-                && let Err(source) = std::fs::remove_dir_all(&path)
-                && source.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(VolumeError::Io { path, source });
-            }
-            if !deleting {
-                match volumes
-                    .delete(&volume.name_any(), &DeleteParams::default())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(error) => return Err(error.into()),
-                }
-            }
+        if delete {
+            let uid = volume.uid().unwrap_or_default();
+            guarded::delete(&volumes, &volume.name_any(), &uid).await?;
         }
     }
     Ok(())
@@ -482,16 +572,60 @@ async fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    fn from<K: serde::de::DeserializeOwned>(value: Value) -> K {
+        serde_json::from_value(value).expect("object")
+    }
 
     fn class(name: &str, provisioner: &str) -> Arc<StorageClass> {
-        Arc::new(StorageClass {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            provisioner: provisioner.into(),
-            ..StorageClass::default()
-        })
+        Arc::new(from(json!({
+            "metadata": {"name": name}, "provisioner": provisioner,
+            "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
+        })))
+    }
+
+    fn late_class() -> Arc<StorageClass> {
+        Arc::new(from(json!({
+            "metadata": {"name": "late"}, "provisioner": PROVISIONER,
+            "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer",
+        })))
+    }
+
+    fn node(name: &str, ready: bool, hostname: Option<&str>) -> Arc<Node> {
+        let labels = hostname.map(|h| json!({HOSTNAME_LABEL: h}));
+        Arc::new(from(json!({
+            "metadata": {"name": name, "labels": labels},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        })))
+    }
+
+    fn claim(class: &str, selected_node: Option<&str>) -> PersistentVolumeClaim {
+        let annotations = selected_node.map(|n| json!({SELECTED_NODE: n}));
+        from(json!({
+            "metadata": {"name": "www-web-0", "namespace": "default", "uid": "1234",
+                         "annotations": annotations},
+            "spec": {"storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Pending"},
+        }))
+    }
+
+    fn provisioned(step: ClaimStep) -> PersistentVolume {
+        match step {
+            ClaimStep::Provision(volume) => *volume,
+            other => panic!("expected a volume, got {other:?}"),
+        }
+    }
+
+    fn pinned_to(volume: &PersistentVolume) -> Value {
+        let spec = volume.spec.as_ref().expect("spec");
+        serde_json::to_value(&spec.node_affinity).expect("affinity")
+    }
+
+    fn affinity(node: &str) -> Value {
+        json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}})
     }
 
     #[test]
@@ -514,5 +648,185 @@ mod tests {
         assert_eq!(external.reason(), "ExternalProvisioning");
         assert!(external.event().2.contains("'example.com/nfs'"));
         assert_eq!(Wait::of("", &classes), Some(Wait::NoClassSet));
+    }
+
+    #[test]
+    fn an_immediate_claim_gets_a_volume_pinned_to_the_first_ready_node_by_name() {
+        let classes = [class("local-path", PROVISIONER)];
+        let nodes = [
+            node("c", true, Some("c")),
+            node("a", false, Some("a")),
+            node("b", true, Some("b-host")),
+        ];
+        let volume = provisioned(claim_step(
+            &claim("local-path", None),
+            &classes,
+            &nodes,
+            Path::new("/data/volumes"),
+        ));
+        assert_eq!(pinned_to(&volume), affinity("b-host"));
+        let spec = volume.spec.as_ref().expect("spec");
+        assert_eq!(volume.name_any(), "pvc-1234");
+        assert_eq!(
+            spec.host_path.as_ref().map(|h| h.path.as_str()),
+            Some("/data/volumes/pvc-1234")
+        );
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
+        let claim_ref = spec.claim_ref.as_ref().expect("claimRef");
+        assert_eq!(
+            (claim_ref.name.as_deref(), claim_ref.uid.as_deref()),
+            (Some("www-web-0"), Some("1234"))
+        );
+        assert_eq!(
+            volume.annotations().get(PROVISIONED_BY).map(String::as_str),
+            Some(PROVISIONER)
+        );
+    }
+
+    #[test]
+    fn a_node_without_a_hostname_label_is_pinned_by_its_name() {
+        let volume = provisioned(claim_step(
+            &claim("local-path", None),
+            &[class("local-path", PROVISIONER)],
+            &[node("solo", true, None)],
+            Path::new("/v"),
+        ));
+        assert_eq!(pinned_to(&volume), affinity("solo"));
+    }
+
+    #[test]
+    fn an_immediate_claim_waits_while_no_node_is_ready() {
+        let step = claim_step(
+            &claim("local-path", None),
+            &[class("local-path", PROVISIONER)],
+            &[node("a", false, Some("a"))],
+            Path::new("/v"),
+        );
+        assert_eq!(
+            step,
+            ClaimStep::Wait(Wait::NoReadyNode("local-path".into()))
+        );
+    }
+
+    #[test]
+    fn a_wait_for_first_consumer_claim_goes_where_the_scheduler_chose() {
+        let classes = [late_class()];
+        let nodes = [node("a", true, Some("a")), node("b", true, Some("b"))];
+        let waiting = claim_step(&claim("late", None), &classes, &nodes, Path::new("/v"));
+        assert_eq!(waiting, ClaimStep::Wait(Wait::FirstConsumer));
+        assert_eq!(
+            Wait::FirstConsumer.event(),
+            (
+                "Normal",
+                "WaitForFirstConsumer",
+                "waiting for first consumer to be created before binding".to_string()
+            )
+        );
+        let volume = provisioned(claim_step(
+            &claim("late", Some("b")),
+            &classes,
+            &nodes,
+            Path::new("/v"),
+        ));
+        assert_eq!(pinned_to(&volume), affinity("b"));
+        let spec = volume.spec.as_ref().expect("spec");
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Retain")
+        );
+        let gone = claim_step(&claim("late", Some("z")), &classes, &nodes, Path::new("/v"));
+        assert_eq!(gone, ClaimStep::Wait(Wait::NodeNotFound("z".into())));
+    }
+
+    #[test]
+    fn bound_and_deleted_claims_need_nothing() {
+        let classes = [class("local-path", PROVISIONER)];
+        let nodes = [node("a", true, Some("a"))];
+        let mut bound = claim("local-path", None);
+        bound.status.get_or_insert_default().phase = Some("Bound".into());
+        assert_eq!(
+            claim_step(&bound, &classes, &nodes, Path::new("/v")),
+            ClaimStep::Nothing
+        );
+        let mut deleted = claim("local-path", None);
+        deleted.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(
+            claim_step(&deleted, &classes, &nodes, Path::new("/v")),
+            ClaimStep::Nothing
+        );
+    }
+
+    fn volume(policy: &str, phase: &str, deleting: bool) -> PersistentVolume {
+        let mut volume: PersistentVolume = from(json!({
+            "metadata": {"name": "pvc-1234"},
+            "spec": {"persistentVolumeReclaimPolicy": policy,
+                     "claimRef": {"namespace": "default", "name": "www-web-0", "uid": "1234"}},
+            "status": {"phase": phase},
+        }));
+        if deleting {
+            volume.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+            );
+        }
+        volume
+    }
+
+    #[test]
+    fn a_volume_is_kept_while_its_own_claim_exists() {
+        let claim = claim("local-path", None);
+        assert_eq!(
+            volume_step(&volume("Delete", "Bound", false), Some(&claim)),
+            VolumeStep::Keep
+        );
+        let mut successor = claim.clone();
+        successor.metadata.uid = Some("5678".into());
+        assert_eq!(
+            volume_step(&volume("Delete", "Bound", false), Some(&successor)),
+            VolumeStep::Release {
+                mark: true,
+                delete: true
+            },
+            "a claim of the same name but another uid is not the volume's"
+        );
+    }
+
+    #[test]
+    fn a_volume_whose_claim_is_gone_is_released_then_deleted_or_retained_by_policy() {
+        assert_eq!(
+            volume_step(&volume("Delete", "Bound", false), None),
+            VolumeStep::Release {
+                mark: true,
+                delete: true
+            }
+        );
+        assert_eq!(
+            volume_step(&volume("Retain", "Bound", false), None),
+            VolumeStep::Release {
+                mark: true,
+                delete: false
+            }
+        );
+        assert_eq!(
+            volume_step(&volume("Retain", "Released", false), None),
+            VolumeStep::Keep,
+            "a retained volume, once Released, is left alone"
+        );
+        assert_eq!(
+            volume_step(&volume("Delete", "Bound", true), None),
+            VolumeStep::Release {
+                mark: true,
+                delete: false
+            },
+            "a volume being deleted is marked Released so protection lets it go"
+        );
+        assert_eq!(
+            volume_step(&volume("Delete", "Released", true), None),
+            VolumeStep::Keep
+        );
     }
 }

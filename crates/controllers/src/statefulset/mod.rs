@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -35,6 +35,7 @@ use serde_json::{Value, json};
 
 use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
+use crate::guarded::{self, Deleted};
 use crate::queue::Queue;
 use plan::{Action, Observed, REVISION_LABEL, Revision, Why};
 
@@ -643,34 +644,22 @@ impl Controller {
                 if *why == Why::Condemned && retention(set, "whenScaled") == "Delete" {
                     self.hand_claims_to_pod(set, name, uid).await?;
                 }
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(uid.clone()),
-                        resource_version: None,
-                    }),
-                    ..DeleteParams::default()
-                };
-                match pods.delete(name, &params).await {
-                    Ok(deleted) => {
-                        if let Some(pod) = deleted.left() {
-                            self.wrote_pod(set, &pod);
-                        }
-                        self.recorder.record(
-                            set.object_ref(&()),
-                            "Normal",
-                            "SuccessfulDelete",
-                            format!(
-                                "delete Pod {name} in StatefulSet {} successful",
-                                set.name_any()
-                            ),
-                        );
-                        Ok(())
-                    }
-                    Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-                        Ok(())
-                    }
-                    Err(error) => Err(error.into()),
+                let deleted = guarded::delete(&pods, name, uid).await?;
+                if let Deleted::Done(Some(pod)) = &deleted {
+                    self.wrote_pod(set, pod);
                 }
+                if !matches!(deleted, Deleted::Already) {
+                    self.recorder.record(
+                        set.object_ref(&()),
+                        "Normal",
+                        "SuccessfulDelete",
+                        format!(
+                            "delete Pod {name} in StatefulSet {} successful",
+                            set.name_any()
+                        ),
+                    );
+                }
+                Ok(())
             }
         }
     }
@@ -838,20 +827,13 @@ impl Controller {
         let api: Api<ControllerRevision> =
             Api::namespaced(self.client.clone(), &set.namespace().unwrap_or_default());
         for revision in history.into_iter().take(excess) {
-            match api
-                .delete(&revision.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error.into()),
-            }
+            let uid = revision.uid().unwrap_or_default();
+            guarded::delete(&api, &revision.name_any(), &uid).await?;
         }
         Ok(())
     }
 }
 
-/// `persistentVolumeClaimRetentionPolicy.<field>`: `Retain` (the default) or `Delete`.
 /// Whether an existing claim can serve the pod of `ordinal`.
 fn usable_claim(
     set: &StatefulSet,
@@ -879,6 +861,7 @@ fn usable_claim(
     Ok(())
 }
 
+/// `persistentVolumeClaimRetentionPolicy.<field>`: `Retain` (the default) or `Delete`.
 fn retention(set: &StatefulSet, field: &str) -> String {
     let policy = set
         .spec

@@ -1,0 +1,8 @@
+//! The controllers against an in-process API server (`TestCluster`: the whole router over a
+//! memory store, no sockets), each test running only the controllers it is about.
+
+mod endpoints;
+mod scheduler;
+mod statefulset;
+mod support;
+mod volumes;

@@ -1,0 +1,190 @@
+//! What every test here needs: a cluster, fake Nodes, the controllers under test, and waiting
+//! for a condition (never for a duration).
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::Client;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use petset_apiserver::test_cluster::TestCluster;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+/// A generous bound for a condition that holds within milliseconds when nothing is wrong.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Controllers that run until the test drops them.
+#[derive(Default)]
+pub struct Running(Vec<JoinHandle<()>>);
+
+impl Running {
+    /// Also runs `controller`.
+    pub fn with(mut self, controller: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.0.push(tokio::spawn(controller));
+        self
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Waits until `check` answers `Some`, and returns that; fails the test after `PATIENCE`
+/// with `what` and the last answer's reason.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: still not so after {PATIENCE:?}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// An object from its JSON.
+pub fn object<K: DeserializeOwned>(value: Value) -> K {
+    serde_json::from_value(value).expect("a valid object")
+}
+
+/// Creates `value` through `api` and returns it as stored.
+pub async fn create<K>(api: &Api<K>, value: Value) -> K
+where
+    K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), &object(value))
+        .await
+        .expect("create")
+}
+
+/// Registers a Node as an agent would, labelled with its hostname, Ready or not.
+pub async fn register_node(client: &Client, name: &str, ready: bool) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    create(
+        &nodes,
+        json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}),
+    )
+    .await;
+    let status = if ready { "True" } else { "False" };
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [
+                {"type": "Ready", "status": status, "reason": "KubeletReady"}]}})),
+        )
+        .await
+        .expect("node status");
+}
+
+/// Sets a pod's IP and Ready condition, as its node would.
+pub async fn set_pod_status(client: &Client, name: &str, ip: &str, ready: bool) {
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let ready = if ready { "True" } else { "False" };
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running", "podIP": ip,
+            "conditions": [{"type": "Ready", "status": ready}]}})),
+    )
+    .await
+    .expect("pod status");
+}
+
+/// The reasons and messages of the events about the object `name` in `default`.
+pub async fn events_of(client: &Client, name: &str) -> Vec<(String, String)> {
+    let events: Api<Event> = Api::default_namespaced(client.clone());
+    events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+/// A cluster and its client.
+pub async fn cluster() -> (TestCluster, Client) {
+    let cluster = TestCluster::start().await;
+    let client = cluster.client();
+    (cluster, client)
+}
+
+/// Waits until `read` answers `want`.
+pub async fn eventually_equal<T, F, Fut>(what: &str, want: T, mut read: F)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    eventually(what, || {
+        let seen = read();
+        async {
+            match seen.await? {
+                seen if seen == want => Ok(()),
+                seen => Err(format!("{seen:?}")),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until an event about `object` has this reason and message.
+pub async fn wait_for_event(client: &Client, object: &str, reason: &str, message: &str) {
+    let wanted = (reason.to_string(), message.to_string());
+    eventually(&format!("a {reason} event on {object}"), || async {
+        let events = events_of(client, object).await;
+        if events.contains(&wanted) {
+            Ok(())
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await
+}
+
+/// Waits until `name` exists, and returns it.
+pub async fn wait_exists<K>(api: &Api<K>, name: &str) -> K
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    eventually(&format!("{name} exists"), || async {
+        api.get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await
+}
+
+/// Waits until `name` is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    eventually(&format!("{name} is gone"), || async {
+        match api.get_opt(name).await {
+            Ok(None) => Ok(()),
+            Ok(Some(object)) => Err(format!(
+                "still there: {:?}",
+                object.meta().deletion_timestamp
+            )),
+            Err(error) => Err(error.to_string()),
+        }
+    })
+    .await
+}

@@ -14,6 +14,7 @@ mod exec;
 mod gc;
 mod handlers;
 mod health;
+mod ipalloc;
 pub mod logs;
 pub use exec::{Attachment, NodeExec};
 #[cfg(test)]

@@ -61,7 +61,8 @@ impl ServiceNetwork {
     fn dynamic(&self) -> impl Iterator<Item = Ipv4Addr> {
         let base = u32::from(self.base) & self.mask();
         let size = (!self.mask()).saturating_add(1).max(1);
-        (FIRST_DYNAMIC_OFFSET..size.saturating_sub(1)).map(move |offset| Ipv4Addr::from(base + offset))
+        (FIRST_DYNAMIC_OFFSET..size.saturating_sub(1))
+            .map(move |offset| Ipv4Addr::from(base + offset))
     }
 }
 
@@ -192,11 +193,17 @@ pub async fn allocate(
             return Err(not_allocated(
                 &parent,
                 ip,
-                &format!("provided IP is not in the valid range. The range of valid IPs is {network}"),
+                &format!(
+                    "provided IP is not in the valid range. The range of valid IPs is {network}"
+                ),
             ));
         }
         if !reserve(store, ip, &parent).await? {
-            return Err(not_allocated(&parent, ip, "provided IP is already allocated"));
+            return Err(not_allocated(
+                &parent,
+                ip,
+                "provided IP is already allocated",
+            ));
         }
         ip
     };

@@ -180,7 +180,10 @@ pub fn decide(identity: &str, observed: &Observation, now: Instant) -> Decision 
         return Decision::Renew;
     }
     let duration = Duration::from_secs(u64::try_from(record.lease_duration_seconds).unwrap_or(0));
-    let expires = observed.since.checked_add(duration).unwrap_or(observed.since);
+    let expires = observed
+        .since
+        .checked_add(duration)
+        .unwrap_or(observed.since);
     if !record.holder.is_empty() && expires > now {
         Decision::Wait
     } else {

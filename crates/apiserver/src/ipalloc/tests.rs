@@ -119,7 +119,11 @@ async fn a_deleted_services_address_is_free_again() {
         .delete(services(), "a", &DeleteOptions::default())
         .await
         .expect("delete a");
-    assert!(!address_keys(store.as_ref()).await.contains(&Ipv4Addr::new(10, 96, 0, 10)));
+    assert!(
+        !address_keys(store.as_ref())
+            .await
+            .contains(&Ipv4Addr::new(10, 96, 0, 10))
+    );
     let b = second
         .registry()
         .create(services(), service("b", Some("10.96.0.10")), false)

@@ -46,7 +46,8 @@ fn another_holders_lease_may_be_taken_only_once_it_expired_on_our_clock() {
 fn a_renewal_seen_restarts_the_expiry_clock_and_an_unchanged_lease_does_not() {
     let first = Instant::now();
     let later = first + Duration::from_secs(10);
-    let unchanged = Observation::after_reading(Some(seen(held_by("a"), first)), held_by("a"), later);
+    let unchanged =
+        Observation::after_reading(Some(seen(held_by("a"), first)), held_by("a"), later);
     assert_eq!(unchanged.since, first);
     let renewed = Record {
         renew_time: Some(jiff::Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(10)),
@@ -131,7 +132,9 @@ fn timings_where_a_holder_could_outlive_its_lease_are_refused() {
             "a"
         )
         .as_deref(),
-        Some("invalid leader election: renewDeadline must be greater than retryPeriod*JitterFactor")
+        Some(
+            "invalid leader election: renewDeadline must be greater than retryPeriod*JitterFactor"
+        )
     );
     assert_eq!(
         refused(Timing::default(), "").as_deref(),
@@ -151,7 +154,8 @@ fn quick() -> Timing {
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn candidate(cluster: &TestCluster, identity: &str) -> Leadership {
-    let election = Election::new("kube-system", "petset-controllers", identity).with_timing(quick());
+    let election =
+        Election::new("kube-system", "petset-controllers", identity).with_timing(quick());
     start(cluster.client(), election).expect("valid election")
 }
 

@@ -305,18 +305,21 @@ async fn leaked(
 
 /// Whether `service` is the one `holder` names and has `ip`.
 fn holds(service: &Value, holder: &Parent, ip: Ipv4Addr) -> bool {
-    Parent::of(service).uid == holder.uid
-        && service.pointer("/spec/clusterIP").and_then(Value::as_str) == Some(&ip.to_string())
+    Parent::of(service).uid == holder.uid && address_in(service) == Some(ip)
+}
+
+/// A Service's IPv4 ClusterIP (none for headless and ExternalName Services).
+fn address_in(service: &Value) -> Option<Ipv4Addr> {
+    service
+        .pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .and_then(|ip| ip.parse().ok())
 }
 
 /// Frees the address of a Service that is gone (or never got stored), if the address is
 /// still its own. A failure leaves a leaked key for [`repair`] to find, never a shared one.
 pub async fn release(store: &dyn Store, service: &Value) {
-    let Some(ip) = service
-        .pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-    else {
+    let Some(ip) = address_in(service) else {
         return;
     };
     let parent = Parent::of(service);
@@ -387,11 +390,7 @@ pub async fn repair(
         let Ok(service) = serde_json::from_slice::<Value>(&kv.value) else {
             continue;
         };
-        let Some(ip) = service
-            .pointer("/spec/clusterIP")
-            .and_then(Value::as_str)
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-        else {
+        let Some(ip) = address_in(&service) else {
             continue;
         };
         if held.contains(&ip) || !network.contains(ip) {

@@ -40,6 +40,18 @@ async fn two_servers() -> (Arc<dyn Store>, ApiState, ApiState) {
     (store, first, second)
 }
 
+/// A Service made through `server`'s registry.
+async fn create(
+    server: &ApiState,
+    name: &str,
+    cluster_ip: Option<&str>,
+) -> Result<Value, ApiError> {
+    server
+        .registry()
+        .create(services(), service(name, cluster_ip), false)
+        .await
+}
+
 async fn address_keys(store: &dyn Store) -> Vec<Ipv4Addr> {
     addresses(store)
         .await
@@ -76,16 +88,10 @@ async fn two_servers_creating_services_at_once_never_share_an_address() {
 #[tokio::test]
 async fn a_requested_address_another_server_gave_out_is_refused_in_upstreams_words() {
     let (_store, first, second) = two_servers().await;
-    first
-        .registry()
-        .create(services(), service("a", Some("10.96.0.10")), false)
+    create(&first, "a", Some("10.96.0.10"))
         .await
         .expect("create a");
-    let Err(error) = second
-        .registry()
-        .create(services(), service("b", Some("10.96.0.10")), false)
-        .await
-    else {
+    let Err(error) = create(&second, "b", Some("10.96.0.10")).await else {
         panic!("one address, two Services");
     };
     assert_eq!(error.code, 422);
@@ -93,11 +99,7 @@ async fn a_requested_address_another_server_gave_out_is_refused_in_upstreams_wor
         error.message,
         "Service \"b\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.96.0.10\"}: failed to allocate IP 10.96.0.10: provided IP is already allocated"
     );
-    let Err(error) = second
-        .registry()
-        .create(services(), service("c", Some("10.200.0.1")), false)
-        .await
-    else {
+    let Err(error) = create(&second, "c", Some("10.200.0.1")).await else {
         panic!("an address out of range");
     };
     assert_eq!(
@@ -109,9 +111,7 @@ async fn a_requested_address_another_server_gave_out_is_refused_in_upstreams_wor
 #[tokio::test]
 async fn a_deleted_services_address_is_free_again() {
     let (store, first, second) = two_servers().await;
-    first
-        .registry()
-        .create(services(), service("a", Some("10.96.0.10")), false)
+    create(&first, "a", Some("10.96.0.10"))
         .await
         .expect("create a");
     first
@@ -124,9 +124,7 @@ async fn a_deleted_services_address_is_free_again() {
             .await
             .contains(&Ipv4Addr::new(10, 96, 0, 10))
     );
-    let b = second
-        .registry()
-        .create(services(), service("b", Some("10.96.0.10")), false)
+    let b = create(&second, "b", Some("10.96.0.10"))
         .await
         .expect("the address is free again");
     assert_eq!(cluster_ip(&b), "10.96.0.10");
@@ -143,17 +141,12 @@ async fn a_dry_run_or_a_failed_create_keeps_no_address() {
         .expect("dry run");
     assert_eq!(cluster_ip(&dry), "10.96.0.20");
     assert_eq!(address_keys(store.as_ref()).await, before);
-    first
-        .registry()
-        .create(services(), service("a", Some("10.96.0.20")), false)
+    create(&first, "a", Some("10.96.0.20"))
         .await
         .expect("the dry run reserved nothing");
     let with_a = address_keys(store.as_ref()).await;
     // The same name again: 409, and the address it was about to get goes back.
-    let again = first
-        .registry()
-        .create(services(), service("a", None), false)
-        .await;
+    let again = create(&first, "a", None).await;
     assert_eq!(again.err().map(|e| e.code), Some(409));
     assert_eq!(address_keys(store.as_ref()).await, with_a);
 }
@@ -184,15 +177,10 @@ async fn a_requested_address_leaked_long_ago_is_taken_over_and_a_fresh_one_is_no
     let fresh = Ipv4Addr::new(10, 96, 0, 31);
     leave_key(store.as_ref(), old, "crashed", Duration::from_secs(120)).await;
     leave_key(store.as_ref(), fresh, "in-flight", Duration::ZERO).await;
-    first
-        .registry()
-        .create(services(), service("a", Some("10.96.0.30")), false)
+    create(&first, "a", Some("10.96.0.30"))
         .await
         .expect("a leaked address is reclaimed");
-    let in_flight = first
-        .registry()
-        .create(services(), service("b", Some("10.96.0.31")), false)
-        .await;
+    let in_flight = create(&first, "b", Some("10.96.0.31")).await;
     assert_eq!(in_flight.err().map(|e| e.code), Some(422));
 }
 
@@ -214,11 +202,7 @@ async fn repair_records_services_without_a_key_and_releases_keys_without_a_servi
     let recent = Ipv4Addr::new(10, 96, 0, 42);
     leave_key(store.as_ref(), orphan, "deleted", Duration::from_secs(120)).await;
     leave_key(store.as_ref(), recent, "being-created", Duration::ZERO).await;
-    let live = first
-        .registry()
-        .create(services(), service("live", None), false)
-        .await
-        .expect("create");
+    let live = create(&first, "live", None).await.expect("create");
     let live_ip: Ipv4Addr = cluster_ip(&live).parse().expect("an address");
 
     let network = ServiceNetwork::new(crate::registry::DEFAULT_SERVICE_NETWORK);
@@ -238,10 +222,7 @@ async fn repair_records_services_without_a_key_and_releases_keys_without_a_servi
     assert!(keys.contains(&recent), "{keys:?}");
     assert!(!keys.contains(&orphan), "{keys:?}");
     // The recorded address is the legacy Service's: nobody else gets it.
-    let taken = first
-        .registry()
-        .create(services(), service("b", Some("10.96.0.40")), false)
-        .await;
+    let taken = create(&first, "b", Some("10.96.0.40")).await;
     assert_eq!(taken.err().map(|e| e.code), Some(422));
     // A second pass finds nothing to do.
     assert_eq!(

@@ -164,6 +164,14 @@ async fn lease(cluster: &TestCluster) -> Record {
     Record::of(&leases.get("petset-controllers").await.expect("the lease"))
 }
 
+/// A candidate that has become the leader.
+async fn leader(cluster: &TestCluster, identity: &str) -> Leadership {
+    let mut elected = candidate(cluster, identity);
+    let acquired = tokio::time::timeout(PATIENCE, elected.acquired()).await;
+    assert_eq!(acquired.ok(), Some(true), "{identity} leads alone");
+    elected
+}
+
 /// Waits (boundedly) until `candidate`'s status satisfies `condition`.
 async fn until(candidate: &mut Leadership, condition: impl FnMut(&Status) -> bool) -> Status {
     tokio::time::timeout(PATIENCE, candidate.wait_for(condition))
@@ -213,12 +221,7 @@ async fn exactly_one_of_two_leads_and_the_other_takes_over_when_it_stops_renewin
 #[tokio::test]
 async fn a_holder_that_steps_down_releases_the_lease_to_the_other() {
     let cluster = TestCluster::start().await;
-    let mut a = candidate(&cluster, "a");
-    assert!(
-        tokio::time::timeout(PATIENCE, a.acquired())
-            .await
-            .expect("a leads")
-    );
+    let a = leader(&cluster, "a").await;
     let mut b = candidate(&cluster, "b");
     until(&mut b, |s| s.holder == "a").await;
     a.step_down().await;
@@ -239,12 +242,7 @@ async fn a_holder_that_steps_down_releases_the_lease_to_the_other() {
 #[tokio::test]
 async fn a_holder_that_cannot_renew_reports_that_it_lost() {
     let cluster = TestCluster::start().await;
-    let mut a = candidate(&cluster, "a");
-    assert!(
-        tokio::time::timeout(PATIENCE, a.acquired())
-            .await
-            .expect("a leads")
-    );
+    let mut a = leader(&cluster, "a").await;
     let leases: Api<Lease> = Api::namespaced(cluster.client(), "kube-system");
     // An intruder that keeps renewing under another identity.
     let intruder = tokio::spawn(async move {

@@ -679,6 +679,9 @@ impl Registry {
                 // The last finalizer is gone: the object goes.
                 return match self.store.delete(&key, Some(revision)).await {
                     Ok(event) => {
+                        if resource.is("", "services") {
+                            ipalloc::release(self.store.as_ref(), &next).await;
+                        }
                         let mut gone = next;
                         meta_mut(&mut gone)
                             .insert("resourceVersion".into(), json!(event.revision.to_string()));

@@ -130,6 +130,39 @@ async fn a_deleted_services_address_is_free_again() {
     assert_eq!(cluster_ip(&b), "10.96.0.10");
 }
 
+/// A Service that waited for a finalizer (a foreground or orphan deletion, or anyone's) frees
+/// its address when the last finalizer goes.
+#[tokio::test]
+async fn a_service_that_goes_with_its_last_finalizer_frees_its_address() {
+    let (store, first, _second) = two_servers().await;
+    let mut held = service("a", Some("10.96.0.11"));
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    first
+        .registry()
+        .create(services(), held, false)
+        .await
+        .expect("create a");
+    first
+        .registry()
+        .delete(services(), "a", &DeleteOptions::default())
+        .await
+        .expect("delete a");
+    let ip = Ipv4Addr::new(10, 96, 0, 11);
+    assert!(address_keys(store.as_ref()).await.contains(&ip));
+    let mut current = first
+        .registry()
+        .get(services(), "a")
+        .await
+        .expect("still there");
+    current["metadata"]["finalizers"] = json!([]);
+    first
+        .registry()
+        .update(services(), "a", None, current, false)
+        .await
+        .expect("the last finalizer goes");
+    assert!(!address_keys(store.as_ref()).await.contains(&ip));
+}
+
 #[tokio::test]
 async fn a_dry_run_or_a_failed_create_keeps_no_address() {
     let (store, first, _second) = two_servers().await;

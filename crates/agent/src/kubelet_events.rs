@@ -5,7 +5,7 @@
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::{Resource, ResourceExt};
-use petset_controllers::events::Recorder;
+use petset_informer::events::Recorder;
 
 pub const NORMAL: &str = "Normal";
 pub const WARNING: &str = "Warning";

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use petset_controllers::cache::Cache;
+use petset_informer::cache::Cache;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};

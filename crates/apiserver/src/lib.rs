@@ -17,6 +17,7 @@ mod gc;
 mod gc_tests;
 mod handlers;
 mod health;
+mod ipalloc;
 pub mod logs;
 pub use exec::{Attachment, NodeExec};
 #[cfg(test)]

@@ -13,7 +13,8 @@ use petset_api::selector::{FieldSelector, LabelSelector};
 use petset_api::{ApiError, Cause, depth, time, validate};
 use petset_store::{KeyValue, ListOptions, Revision, Store, StoreError};
 use serde_json::{Map, Value, json};
-use tokio::sync::Mutex;
+
+use crate::ipalloc;
 
 use crate::clock::{Clock, RandomUids, SystemClock, Uids};
 
@@ -105,8 +106,6 @@ const UPDATE_RETRIES: usize = 16;
 
 pub struct Registry {
     store: Arc<dyn Store>,
-    /// Serialises cluster IP allocation.
-    allocation: Mutex<()>,
     /// Where ClusterIPs come from: network address and prefix length.
     service_network: (Ipv4Addr, u8),
     /// What creation and deletion timestamps say.
@@ -227,7 +226,6 @@ impl Registry {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
-            allocation: Mutex::new(()),
             service_network: DEFAULT_SERVICE_NETWORK,
             clock: Arc::new(SystemClock),
             uids: Arc::new(RandomUids),
@@ -275,16 +273,6 @@ impl Registry {
     pub fn with_service_network(mut self, network: (Ipv4Addr, u8)) -> Self {
         self.service_network = network;
         self
-    }
-
-    fn in_service_network(&self, ip: Ipv4Addr) -> bool {
-        let (base, bits) = self.service_network;
-        let mask = if bits == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(bits))
-        };
-        u32::from(ip) & mask == u32::from(base) & mask
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -492,17 +480,25 @@ impl Registry {
             self.allocate_cluster_ip(&mut object).await?;
         }
         let key = Self::key(scope, &name);
-        if dry_run {
-            if self.store.get(&key).await.map_err(store_error)?.is_some() {
-                return Err(ApiError::already_exists(resource, &name));
+        let stored = if dry_run {
+            match self.store.get(&key).await.map_err(store_error)? {
+                Some(_) => Err(ApiError::already_exists(resource, &name)),
+                None => Ok(object.clone()),
             }
-            return Ok(object);
+        } else {
+            match self.store.create(&key, encode(&object)).await {
+                Ok(kv) => return decode(resource, &kv),
+                Err(StoreError::AlreadyExists { .. }) => {
+                    Err(ApiError::already_exists(resource, &name))
+                }
+                Err(other) => Err(store_error(other)),
+            }
+        };
+        // A dry run, or a create that failed, keeps no address.
+        if resource.is("", "services") {
+            ipalloc::release(self.store.as_ref(), &object).await;
         }
-        match self.store.create(&key, encode(&object)).await {
-            Ok(kv) => decode(resource, &kv),
-            Err(StoreError::AlreadyExists { .. }) => Err(ApiError::already_exists(resource, &name)),
-            Err(other) => Err(store_error(other)),
-        }
+        stored
     }
 
     /// Admission-time defaults that need the store (the default storage class), and the
@@ -557,98 +553,8 @@ impl Registry {
     }
 
     async fn allocate_cluster_ip(&self, service: &mut Value) -> Result<(), ApiError> {
-        let requested = service
-            .pointer("/spec/clusterIP")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let service_type = service
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP");
-        if service_type == "ExternalName" {
-            return Ok(());
-        }
-        if requested == "None" {
-            if let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("clusterIPs".into(), json!(["None"]));
-            }
-            return Ok(());
-        }
-        let _guard = self.allocation.lock().await;
-        let services = Scope {
-            resource: services_type(),
-            namespace: None,
-        };
-        let used: Vec<String> = self
-            .list(services, &Filters::default(), None, None, None)
-            .await?
-            .items
-            .iter()
-            .filter_map(|s| {
-                s.pointer("/spec/clusterIP")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
-        let chosen = if requested.is_empty() {
-            let (base, bits) = self.service_network;
-            let base = u32::from(base);
-            let size = 1u32 << (32 - u32::from(bits));
-            // .1 is the `kubernetes` service; start handing out from .10.
-            (10..size - 1)
-                .map(|offset| Ipv4Addr::from(base + offset).to_string())
-                .find(|ip| !used.contains(ip))
-                .ok_or_else(|| ApiError::internal("the service IP range is full"))?
-        } else {
-            let parsed: Ipv4Addr = requested.parse().map_err(|_| {
-                ApiError::invalid(
-                    "Service",
-                    "",
-                    meta_str(service, "name").unwrap_or_default(),
-                    vec![Cause::invalid(
-                        "spec.clusterIPs[0]",
-                        &json!(requested),
-                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-                    )],
-                )
-            })?;
-            if !self.in_service_network(parsed) {
-                let (base, bits) = self.service_network;
-                return Err(ApiError::invalid(
-                    "Service",
-                    "",
-                    meta_str(service, "name").unwrap_or_default(),
-                    vec![Cause::invalid(
-                        "spec.clusterIPs",
-                        &json!([requested]),
-                        &format!(
-                            "failed to allocate IP {parsed}: provided IP is not in the valid range. The range of valid IPs is {base}/{bits}"
-                        ),
-                    )],
-                ));
-            }
-            if used.contains(&requested) {
-                return Err(ApiError::invalid(
-                    "Service",
-                    "",
-                    meta_str(service, "name").unwrap_or_default(),
-                    vec![Cause::invalid(
-                        "spec.clusterIPs",
-                        &json!([requested]),
-                        &format!(
-                            "failed to allocate IP {parsed}: provided IP is already allocated"
-                        ),
-                    )],
-                ));
-            }
-            requested
-        };
-        if let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("clusterIP".into(), json!(chosen));
-            spec.insert("clusterIPs".into(), json!([chosen]));
-        }
-        Ok(())
+        let network = ipalloc::ServiceNetwork::new(self.service_network);
+        ipalloc::allocate(self.store.as_ref(), network, service).await
     }
 
     /// PUT: replaces an object (or its status), guarded by the body's resourceVersion when given.
@@ -821,6 +727,9 @@ impl Registry {
                 // The last finalizer is gone: the object goes.
                 return match self.store.delete(&key, Some(revision)).await {
                     Ok(event) => {
+                        if resource.is("", "services") {
+                            ipalloc::release(self.store.as_ref(), &next).await;
+                        }
                         let mut gone = next;
                         meta_mut(&mut gone)
                             .insert("resourceVersion".into(), json!(event.revision.to_string()));
@@ -932,6 +841,9 @@ impl Registry {
                 }
                 match self.store.delete(&key, Some(revision)).await {
                     Ok(event) => {
+                        if resource.is("", "services") {
+                            ipalloc::release(self.store.as_ref(), &current).await;
+                        }
                         let mut gone = current;
                         meta_mut(&mut gone)
                             .insert("resourceVersion".into(), json!(event.revision.to_string()));
@@ -1007,6 +919,8 @@ impl Registry {
     /// Creates the objects every cluster starts with, when missing.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         self.ensure_system_objects().await?;
+        let network = ipalloc::ServiceNetwork::new(self.service_network);
+        ipalloc::repair(self.store.as_ref(), network, ipalloc::RESERVATION_GRACE).await?;
         if let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") {
             let local_path = json!({
                 "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},

@@ -3,15 +3,14 @@
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
 //! protection, and the scheduler.
 
-pub mod cache;
 pub mod endpoints;
-pub mod events;
-pub mod guarded;
 pub mod protection;
-mod queue;
 pub mod scheduler;
 pub mod statefulset;
 pub mod volumes;
+
+// The shared informer machinery, under the paths the controllers have always used.
+pub use petset_informer::{cache, errors, events, guarded, queue, runner};
 
 use std::path::PathBuf;
 

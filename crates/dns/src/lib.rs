@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use petset_controllers::cache::Cache;
+use petset_informer::cache::Cache;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;

@@ -28,7 +28,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let credentials = tls::load_or_create(data_dir.path(), args.api_listen, kubernetes_ip.into())
         .context("setting up the cluster CA and serving certificate")?;
     let mut cluster = Cluster::start(
-        store,
+        store.clone(),
         Some(credentials.admin_token.clone()),
         data_dir.path(),
         NodeSettings {
@@ -80,6 +80,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ended = &mut server => {
             compactor.abort();
             cluster.stop();
+            store.close().await;
             return match ended {
                 Ok(()) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
                 Err(error) => Err(error).context("the API server task failed"),
@@ -92,6 +93,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     cluster.stop();
     compactor.abort();
+    store.close().await;
     tracing::info!("petset stopped");
     Ok(())
 }

@@ -142,6 +142,12 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets history before `revision`: lists at and watches from older revisions then fail
     /// with [`StoreError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Ends this process's use of the store at shutdown, once every write acknowledged before
+    /// is durable: the local backends drain their writer and close the file (writes after it
+    /// fail with [`StoreError::Closed`], watches end); etcd has nothing to flush. Closing twice
+    /// is harmless.
+    async fn close(&self);
 }
 
 /// How a store is chosen on the command line: `memory`, `embedded`, or `etcd://HOST:PORT[,…]`.

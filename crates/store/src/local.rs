@@ -34,7 +34,6 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct LocalStore {
     shared: Arc<Shared>,
     requests: mpsc::UnboundedSender<Request>,
-    writer_done: oneshot::Receiver<()>,
 }
 
 struct Shared {
@@ -54,12 +53,15 @@ enum Op {
     Update(String, Bytes, Revision),
     Delete(String, Option<Revision>),
     Compact(Revision),
+    /// Finish what was queued before, close the file, and take no more writes.
+    Close,
 }
 
 enum Done {
     Written(KeyValue),
     Deleted(Event),
     Compacted,
+    Closed,
 }
 
 struct Request {
@@ -87,7 +89,6 @@ impl LocalStore {
             head: head_rx,
         });
         let (requests, queue) = mpsc::unbounded_channel();
-        let (done_tx, writer_done) = oneshot::channel();
         let writer = Writer {
             shared: shared.clone(),
             queue,
@@ -96,22 +97,9 @@ impl LocalStore {
         };
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || {
-                writer.run();
-                let _ = done_tx.send(());
-            })
+            .spawn(move || writer.run())
             .expect("the operating system refused to start the store writer thread");
-        Self {
-            shared,
-            requests,
-            writer_done,
-        }
-    }
-
-    /// Finishes the queued writes and closes the file (releasing its lock) before returning.
-    pub async fn close(self) {
-        drop(self.requests);
-        let _ = self.writer_done.await;
+        Self { shared, requests }
     }
 
     async fn submit(&self, op: Op) -> Result<Done> {
@@ -131,19 +119,33 @@ struct Writer {
 }
 
 impl Writer {
+    /// Commits batches until the store is dropped or closed. Returning drops the queue (what
+    /// was sent after a close is answered [`StoreError::Closed`]) and the head sender (watches
+    /// end).
     fn run(mut self) {
         let mut batch = Vec::new();
         while let Some(first) = self.queue.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match self.queue.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+            let mut close = None;
+            let mut next = Some(first);
+            while let Some(request) = next.take() {
+                if matches!(request.op, Op::Close) {
+                    close = Some(request);
+                    break;
+                }
+                batch.push(request);
+                if batch.len() < MAX_BATCH {
+                    next = self.queue.try_recv().ok();
                 }
             }
             let outcomes = self.commit(&batch);
             for (request, outcome) in batch.drain(..).zip(outcomes) {
                 let _ = request.reply.send(outcome);
+            }
+            if let Some(close) = close {
+                // The file closes (and its lock goes) before the closer hears back.
+                self.file = None;
+                let _ = close.reply.send(Ok(Done::Closed));
+                return;
             }
         }
     }
@@ -161,6 +163,8 @@ impl Writer {
                         .map(Done::Written),
                     Op::Delete(key, expected) => staged.delete(key, *expected).map(Done::Deleted),
                     Op::Compact(revision) => staged.compact(*revision).map(|()| Done::Compacted),
+                    // Never batched: the writer stops at a close.
+                    Op::Close => Err(StoreError::Closed),
                 })
                 .collect();
             (
@@ -254,6 +258,13 @@ impl Store for LocalStore {
             watcher,
             Watcher::next_batch,
         )))
+    }
+
+    /// Finishes the writes queued before it and closes the file (releasing its lock) before
+    /// returning; every later write fails with [`StoreError::Closed`] and open watches end.
+    async fn close(&self) {
+        // An error means the writer has stopped already: closed by an earlier call.
+        let _ = self.submit(Op::Close).await;
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

@@ -124,3 +124,49 @@ async fn watches_end_when_the_store_closes() {
         .expect("ends");
     assert!(matches!(end, Some(Err(StoreError::Closed))), "{end:?}");
 }
+
+/// `petset up` closes the store through the trait after the cluster stopped: the writes it
+/// acknowledged, even ones racing with the close, are in the file, later writes are refused,
+/// and the file's lock is released while the store value still exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_kept_every_acknowledged_write_and_takes_no_more() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.redb");
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(LocalStore::open(&path).expect("open"));
+    store
+        .create("/t/first", Bytes::from_static(b"1"))
+        .await
+        .expect("create before close");
+    let racing: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = format!("/t/racing-{i}");
+                let write = store.create(&key, Bytes::from_static(b"r")).await;
+                match write {
+                    Ok(_) => Some(key),
+                    Err(StoreError::Closed) => None,
+                    Err(other) => panic!("a write racing with close fails only as closed: {other}"),
+                }
+            })
+        })
+        .collect();
+    store.close().await;
+    let mut acknowledged = vec!["/t/first".to_string()];
+    for writer in racing {
+        acknowledged.extend(writer.await.expect("writer"));
+    }
+    let late = store.create("/t/late", Bytes::new()).await;
+    assert!(matches!(late, Err(StoreError::Closed)), "{late:?}");
+    store.close().await;
+
+    let reopened = LocalStore::open(&path).expect("close released the file");
+    for key in &acknowledged {
+        assert!(
+            reopened.get(key).await.expect("get").is_some(),
+            "{key} was acknowledged before the close"
+        );
+    }
+    assert_eq!(reopened.get("/t/late").await.expect("get"), None);
+}

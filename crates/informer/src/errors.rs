@@ -52,14 +52,15 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::ObjectMeta;
     use petset_apiserver::test_cluster::TestCluster;
 
     use super::*;
 
-    fn config_map(name: &str) -> ConfigMap {
+    /// A ConfigMap of `name` and nothing else (shared by this crate's tests).
+    pub(crate) fn config_map(name: &str) -> ConfigMap {
         ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.into()),

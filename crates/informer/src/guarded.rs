@@ -41,22 +41,13 @@ where
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::ConfigMap;
     use kube::ResourceExt;
-    use kube::api::{ObjectMeta, PostParams};
+    use kube::api::PostParams;
     use petset_apiserver::test_cluster::TestCluster;
 
     use super::*;
-
-    fn config_map(name: &str) -> ConfigMap {
-        ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                ..ObjectMeta::default()
-            },
-            ..ConfigMap::default()
-        }
-    }
+    use crate::errors::tests::config_map;
+    use k8s_openapi::api::core::v1::ConfigMap;
 
     #[tokio::test]
     async fn a_delete_spares_a_new_object_under_the_old_name_and_tolerates_a_missing_one() {

@@ -37,6 +37,7 @@ use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
 use crate::guarded::{self, Deleted};
 use crate::queue::Queue;
+use crate::runner::{self, Retry};
 use plan::{Action, Observed, REVISION_LABEL, Revision, Why};
 
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -65,7 +66,7 @@ struct Known {
 
 /// Runs the controller until the task is aborted.
 pub async fn run(client: Client) {
-    let (queue, mut keys) = Queue::<Key>::new();
+    let (queue, keys) = Queue::<Key>::new();
     let known = Arc::new(Mutex::new(Known::default()));
     // Helpers live as long as this task: aborting it drops the set, which aborts them.
     let mut helpers = tokio::task::JoinSet::new();
@@ -102,25 +103,13 @@ pub async fn run(client: Client) {
     };
     controller.pods.ready().await;
     controller.claims.ready().await;
-    let mut failures: HashMap<Key, u32> = HashMap::new();
-    while let Some(key) = keys.recv().await {
-        queue.taken(&key);
-        match controller.sync(&key.0, &key.1).await {
-            Ok(requeue) => {
-                failures.remove(&key);
-                if let Some(delay) = requeue {
-                    queue.add_after(key, delay);
-                }
-            }
-            Err(error) => {
-                let count = failures.entry(key.clone()).or_default();
-                *count += 1;
-                let delay = Duration::from_millis(5u64 << (*count).min(12));
-                tracing::debug!(namespace = %key.0, name = %key.1, %error, ?delay, "statefulset sync failed; retrying");
-                queue.add_after(key, delay);
-            }
-        }
-    }
+    let controller = &controller;
+    // 10 ms doubling to about 20 s, as upstream's per-item exponential rate limiter.
+    let retry = Retry::exponential(Duration::from_millis(10), Duration::from_millis(20_480));
+    runner::run("statefulset", queue, keys, retry, |key: Key| async move {
+        controller.sync(&key.0, &key.1).await
+    })
+    .await;
 }
 
 async fn watch_sets(client: Client, queue: Arc<Queue<Key>>, known: Arc<Mutex<Known>>) {

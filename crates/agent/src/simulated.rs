@@ -21,6 +21,8 @@ use kube::{Client, ResourceExt};
 use petset_runtime::network::Cidr;
 use serde_json::{Value, json};
 
+use crate::pods::{ContainerView, PodStatusView, container_status, pod_status};
+
 const READY_ANNOTATION: &str = "simulation.petset.dev/ready";
 const READY_AFTER_ANNOTATION: &str = "simulation.petset.dev/ready-after-ms";
 const NEVER_READY_TAG: &str = ":never-ready";
@@ -77,6 +79,9 @@ pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
     }
     let mut helpers = tokio::task::JoinSet::new();
     helpers.spawn(crate::node::keep_lease(client.clone(), node_name.clone()));
+    // The simulated node's volumes are bookkeeping too: it makes no directories.
+    let disk = crate::local_path::Disk::bookkeeping();
+    helpers.spawn(crate::local_path::run(client.clone(), node_name.clone(), disk));
     let addresses = Arc::new(Mutex::new(Addresses::new(&pod_cidr)));
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
@@ -236,7 +241,6 @@ async fn handle(
         .as_ref()
         .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| now.clone());
-    let readiness_text = if ready { "True" } else { "False" };
     let ready_transition = if was_ready == Some(ready) {
         status
             .conditions
@@ -250,41 +254,37 @@ async fn handle(
     };
     let containers: Vec<Value> = pod
         .spec
-        .as_ref()
-        .map(|s| {
-            s.containers
-                .iter()
-                .map(|c| {
-                    json!({
-                        "name": c.name,
-                        "image": c.image,
-                        "imageID": format!("simulated://{}", c.image.clone().unwrap_or_default()),
-                        "containerID": format!("simulated://{uid}/{}", c.name),
-                        "ready": ready,
-                        "started": true,
-                        "restartCount": 0,
-                        "state": {"running": {"startedAt": start_time}},
-                    })
-                })
-                .collect()
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| {
+            container_status(ContainerView {
+                name: &c.name,
+                image: c.image.as_deref(),
+                image_id: &format!("simulated://{}", c.image.clone().unwrap_or_default()),
+                container_id: Some(format!("simulated://{uid}/{}", c.name)),
+                ready,
+                started: true,
+                restart_count: 0,
+                state: json!({"running": {"startedAt": start_time}}),
+                last_state: Value::Null,
+            })
         })
-        .unwrap_or_default();
-    let patch = json!({"status": {
-        "phase": "Running",
-        "hostIP": "127.0.0.1",
-        "hostIPs": [{"ip": "127.0.0.1"}],
-        "podIP": ip.to_string(),
-        "podIPs": [{"ip": ip.to_string()}],
-        "startTime": start_time,
-        "conditions": [
-            {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": start_time},
-            {"type": "Initialized", "status": "True", "lastTransitionTime": start_time},
-            {"type": "Ready", "status": readiness_text, "lastTransitionTime": ready_transition},
-            {"type": "ContainersReady", "status": readiness_text, "lastTransitionTime": ready_transition},
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": start_time},
-        ],
-        "containerStatuses": containers,
-    }});
+        .collect();
+    let transition = |kind: &str, _: &str| match kind {
+        "Ready" | "ContainersReady" => json!(ready_transition),
+        _ => json!(start_time),
+    };
+    let patch = json!({"status": pod_status(PodStatusView {
+        phase: "Running",
+        ready,
+        initialized: true,
+        sandbox_ready: true,
+        pod_ip: Some(ip),
+        start_time: &start_time,
+        containers,
+        init_containers: Vec::new(),
+        transition: &transition,
+    })});
     api.patch_status(
         &pod.name_any(),
         &PatchParams::default(),

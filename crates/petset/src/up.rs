@@ -79,7 +79,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
         ended = &mut server => {
             compactor.abort();
-            cluster.stop();
+            cluster.stop().await;
             return match ended {
                 Ok(()) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
                 Err(error) => Err(error).context("the API server task failed"),
@@ -90,7 +90,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Err(error) = server.await {
         tracing::warn!(%error, "the API server task failed while stopping");
     }
-    cluster.stop();
+    cluster.stop().await;
     compactor.abort();
     tracing::info!("petset stopped");
     Ok(())

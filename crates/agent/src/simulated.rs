@@ -316,3 +316,78 @@ mod tests {
         assert_eq!(wide.for_pod("b", None), Ipv4Addr::new(10, 244, 0, 3));
     }
 }
+
+#[cfg(test)]
+mod cluster_tests {
+    //! The simulated node over the in-process API.
+
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use petset_apiserver::test_cluster::TestCluster;
+    use petset_runtime::network::Cidr;
+    use serde_json::json;
+
+    /// Generous: only a hang guard.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !check().await {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn bound_pods_run_ready_with_a_bookkeeping_address_and_graceful_deletes_complete() {
+        let cluster = TestCluster::start().await;
+        let cidr = Cidr::from_str("10.213.0.0/16").expect("cidr");
+        let node = tokio::spawn(super::run(cluster.client(), "sim".into(), cidr));
+        let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+        for (name, annotations) in [
+            ("ready", json!({})),
+            ("unready", json!({"simulation.petset.dev/ready": "false"})),
+        ] {
+            let pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "annotations": annotations},
+                "spec": {"nodeName": "sim", "containers": [{"name": "app", "image": "nginx"}]},
+            }))
+            .expect("pod");
+            pods.create(&PostParams::default(), &pod).await.expect("create");
+        }
+        let status_of = async |name: &str| {
+            let pod = pods.get(name).await.expect("get");
+            serde_json::to_value(pod.status).expect("status")
+        };
+        let ready_condition = |status: &serde_json::Value| {
+            status["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone())
+        };
+        eventually("both pods Running", async || {
+            status_of("ready").await["phase"] == "Running"
+                && status_of("unready").await["phase"] == "Running"
+        })
+        .await;
+        let ready = status_of("ready").await;
+        assert_eq!(ready_condition(&ready), Some(json!("True")));
+        assert_eq!(ready["containerStatuses"][0]["ready"], true);
+        let address = ready["podIP"].as_str().unwrap_or_default().to_string();
+        assert!(address.starts_with("10.213."), "{address:?}");
+        let unready = status_of("unready").await;
+        assert_eq!(ready_condition(&unready), Some(json!("False")));
+        assert_ne!(unready["podIP"], ready["podIP"], "one address per pod");
+        pods.delete("ready", &DeleteParams::default())
+            .await
+            .expect("delete");
+        eventually("the graceful delete completes", async || {
+            pods.get_opt("ready").await.expect("get").is_none()
+        })
+        .await;
+        node.abort();
+    }
+}

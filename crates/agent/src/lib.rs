@@ -17,6 +17,8 @@ pub mod runtimes;
 pub mod services;
 pub mod simulated;
 pub mod start_error;
+#[cfg(test)]
+mod testing;
 
 /// This machine's name, as a node name: the kernel's hostname, lowercased.
 pub fn node_name() -> String {

@@ -71,7 +71,8 @@ pub fn directory_under(volume: &PersistentVolume, root: Option<&Path>) -> Option
         .or(spec.local.as_ref().map(|l| l.path.as_str()))?;
     let path = Path::new(path);
     let name = path.file_name()?.to_str()?;
-    (root.is_none_or(|r| path.parent() == Some(r)) && looks_provisioned(name)).then(|| name.to_string())
+    (root.is_none_or(|r| path.parent() == Some(r)) && looks_provisioned(name))
+        .then(|| name.to_string())
 }
 
 /// What one pass does to the disk.
@@ -215,8 +216,12 @@ async fn reconcile(client: &Client, node: &str, disk: &Disk) -> Result<Plan, Str
     }
     for name in &plan.remove {
         match disk.remove(name) {
-            Ok(()) => tracing::info!(volume = %name, "removed a deleted local-path volume's directory"),
-            Err(error) => tracing::warn!(%error, "could not remove a local-path volume's directory"),
+            Ok(()) => {
+                tracing::info!(volume = %name, "removed a deleted local-path volume's directory")
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not remove a local-path volume's directory")
+            }
         }
     }
     Ok(plan)
@@ -274,7 +279,10 @@ mod tests {
     fn only_petsets_volumes_pinned_to_this_node_are_mine() {
         assert!(is_mine(&volume("pvc-a", Some("here"), "Bound"), "here"));
         assert!(!is_mine(&volume("pvc-a", Some("there"), "Bound"), "here"));
-        assert!(!is_mine(&volume("pvc-a", None, "Bound"), "here"), "no node affinity");
+        assert!(
+            !is_mine(&volume("pvc-a", None, "Bound"), "here"),
+            "no node affinity"
+        );
         let mut other = volume("pvc-a", Some("here"), "Bound");
         other
             .metadata
@@ -293,7 +301,12 @@ mod tests {
             volume("pvc-theirs", Some("there"), "Bound"),
             volume("pvc-gone", Some("here"), "Released"),
         ];
-        let plan = plan(&volumes, "here", Some(Path::new(ROOT)), &names(&["pvc-made"]));
+        let plan = plan(
+            &volumes,
+            "here",
+            Some(Path::new(ROOT)),
+            &names(&["pvc-made"]),
+        );
         assert_eq!(plan.create, names(&["pvc-new"]));
         assert_eq!(plan.remove, Vec::<String>::new());
     }
@@ -337,7 +350,9 @@ mod tests {
 
     #[test]
     fn provisioned_names_are_the_provisioners_only() {
-        assert!(looks_provisioned("pvc-4f1c2a7e-0d7b-4b8e-9a35-3c1e2f0a9b11"));
+        assert!(looks_provisioned(
+            "pvc-4f1c2a7e-0d7b-4b8e-9a35-3c1e2f0a9b11"
+        ));
         assert!(looks_provisioned("pvc-4f1c_default_data-web-0"));
         for name in ["pvc-", "data", "..", "pvc-a/b", "pvc-a b", "PVC-a"] {
             assert!(!looks_provisioned(name), "{name}");

@@ -273,7 +273,11 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
     }
     if let Some(root) = node.config.volumes.clone() {
         let disk = crate::local_path::Disk::Host(root);
-        helpers.spawn(crate::local_path::run(client.clone(), node_name.clone(), disk));
+        helpers.spawn(crate::local_path::run(
+            client.clone(),
+            node_name.clone(),
+            disk,
+        ));
     }
     let shared = Arc::new(Shared {
         stdins: node.stdins.clone(),

@@ -81,7 +81,11 @@ pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
     helpers.spawn(crate::node::keep_lease(client.clone(), node_name.clone()));
     // The simulated node's volumes are bookkeeping too: it makes no directories.
     let disk = crate::local_path::Disk::bookkeeping();
-    helpers.spawn(crate::local_path::run(client.clone(), node_name.clone(), disk));
+    helpers.spawn(crate::local_path::run(
+        client.clone(),
+        node_name.clone(),
+        disk,
+    ));
     let addresses = Arc::new(Mutex::new(Addresses::new(&pod_cidr)));
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
@@ -322,7 +326,6 @@ mod cluster_tests {
     //! The simulated node over the in-process API.
 
     use std::str::FromStr;
-    use std::time::Duration;
 
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, DeleteParams, PostParams};
@@ -330,16 +333,7 @@ mod cluster_tests {
     use petset_runtime::network::Cidr;
     use serde_json::json;
 
-    /// Generous: only a hang guard.
-    const PATIENCE: Duration = Duration::from_secs(30);
-
-    async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while !check().await {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    use crate::testing::eventually;
 
     #[tokio::test]
     async fn bound_pods_run_ready_with_a_bookkeeping_address_and_graceful_deletes_complete() {
@@ -356,7 +350,9 @@ mod cluster_tests {
                 "spec": {"nodeName": "sim", "containers": [{"name": "app", "image": "nginx"}]},
             }))
             .expect("pod");
-            pods.create(&PostParams::default(), &pod).await.expect("create");
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .expect("create");
         }
         let status_of = async |name: &str| {
             let pod = pods.get(name).await.expect("get");

@@ -332,7 +332,10 @@ mod tests {
             back_off = next_back_off(back_off, Some(started), Instant::now());
             seen.push(go_duration(back_off));
         }
-        assert_eq!(seen, ["10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]);
+        assert_eq!(
+            seen,
+            ["10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]
+        );
         let restarted = Instant::now();
         tokio::time::advance(Duration::from_secs(601)).await;
         assert_eq!(
@@ -371,7 +374,10 @@ mod tests {
         let mut record = running();
         record.startup = ProbeState::reset(None, Instant::now());
         record.readiness = ProbeState::reset(Some(&probe), Instant::now());
-        assert!(!record.ready(), "not ready before its readiness probe passes");
+        assert!(
+            !record.ready(),
+            "not ready before its readiness probe passes"
+        );
         let first = Instant::now() + Duration::from_secs(2);
         let containers = BTreeMap::from([("app".to_string(), record.clone())]);
         assert_eq!(next_wake(&BTreeMap::new(), &containers), Some(first));
@@ -386,7 +392,11 @@ mod tests {
         );
         record.running = false;
         let stopped = BTreeMap::from([("app".to_string(), record)]);
-        assert_eq!(next_wake(&BTreeMap::new(), &stopped), None, "no probes of a stopped container");
+        assert_eq!(
+            next_wake(&BTreeMap::new(), &stopped),
+            None,
+            "no probes of a stopped container"
+        );
     }
 
     #[test]

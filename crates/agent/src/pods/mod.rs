@@ -118,7 +118,8 @@ impl Workers {
         let millis = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         self.stop.grace_millis.store(millis, Ordering::SeqCst);
         self.stop.token.cancel();
-        let mut running = std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut running =
+            std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()));
         while running.join_next().await.is_some() {}
     }
 

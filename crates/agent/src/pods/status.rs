@@ -188,10 +188,11 @@ impl PodRun {
         let init_specs = spec.init_containers.clone().unwrap_or_default();
         let containers = self.statuses(&self.containers, &spec.containers);
         let init = self.statuses(&self.init, &init_specs);
-        let all_ready = spec
-            .containers
-            .iter()
-            .all(|c| self.containers.get(&c.name).is_some_and(ContainerRecord::ready));
+        let all_ready = spec.containers.iter().all(|c| {
+            self.containers
+                .get(&c.name)
+                .is_some_and(ContainerRecord::ready)
+        });
         let phase = lifecycle::phase(&spec, &self.containers, self.init_done);
         self.patch_status(phase, all_ready, containers, init, true)
             .await;

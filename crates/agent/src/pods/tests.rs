@@ -19,18 +19,20 @@ use super::{Shared, Workers};
 use crate::downward::Allocatable;
 use crate::kubelet_events::KubeletEvents;
 use crate::runtime::{PodRuntime, ProbeCheck, StartedContainer};
+use crate::testing::{PATIENCE, eventually};
 
 const NODE: &str = "node-a";
-/// Generous: only a hang guard.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A runtime that keeps its sandboxes and containers in memory. With a gate, each start
 /// reports that it began and then blocks until the test releases it.
+/// A running container's key (pod, name) and the sender of its exit.
+type Running = HashMap<(String, String), oneshot::Sender<Option<i32>>>;
+
 #[derive(Default)]
 struct FakeRuntime {
     sandboxes: Mutex<BTreeSet<String>>,
     /// Running containers, by (pod, name), each with the sender of its exit.
-    running: Mutex<HashMap<(String, String), oneshot::Sender<Option<i32>>>>,
+    running: Mutex<Running>,
     gate: Option<Gate>,
 }
 
@@ -46,7 +48,12 @@ impl FakeRuntime {
     }
 
     fn sandboxes(&self) -> Vec<String> {
-        self.sandboxes.lock().expect("sandboxes").iter().cloned().collect()
+        self.sandboxes
+            .lock()
+            .expect("sandboxes")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn end(&self, pod: &str, name: &str, code: Option<i32>) {
@@ -76,7 +83,10 @@ impl PodRuntime for FakeRuntime {
     }
 
     fn create_sandbox(&self, config: &SandboxConfig) -> Result<Option<Ipv4Addr>, RuntimeError> {
-        self.sandboxes.lock().expect("sandboxes").insert(config.id.clone());
+        self.sandboxes
+            .lock()
+            .expect("sandboxes")
+            .insert(config.id.clone());
         Ok(Some(Ipv4Addr::new(10, 0, 0, 2)))
     }
 
@@ -141,7 +151,10 @@ impl PodRuntime for FakeRuntime {
     }
 }
 
-async fn node_of(cluster: &TestCluster, runtime: Arc<FakeRuntime>) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
+async fn node_of(
+    cluster: &TestCluster,
+    runtime: Arc<FakeRuntime>,
+) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let client = cluster.client();
     let shared = Arc::new(Shared {
         stdins: super::Stdins::default(),
@@ -170,17 +183,10 @@ async fn create_pod(cluster: &TestCluster, name: &str) -> Api<Pod> {
                  "containers": [{"name": "app", "image": "busybox"}]},
     }))
     .expect("pod");
-    pods.create(&PostParams::default(), &pod).await.expect("create pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
     pods
-}
-
-/// Waits (bounded) until `check` holds.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]
@@ -227,9 +233,10 @@ async fn a_pod_runs_and_a_graceful_delete_stops_it_and_confirms() {
         status["phase"] == "Running"
             && status["podIP"] == "10.0.0.2"
             && status["containerStatuses"][0]["ready"] == true
-            && status["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            && status["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
     })
     .await;
     assert_eq!(runtime.containers().len(), 1);

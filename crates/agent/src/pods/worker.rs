@@ -80,7 +80,7 @@ enum End {
 
 /// The next version of the pod.
 enum Update {
-    Pod(Pod),
+    Pod(Box<Pod>),
     Gone,
     /// The node's watch ended (its task was aborted): the node is stopping.
     Closed,
@@ -91,7 +91,7 @@ async fn next_pod(updates: &mut watch::Receiver<Option<Pod>>) -> Update {
         return Update::Closed;
     }
     match updates.borrow_and_update().clone() {
-        Some(pod) => Update::Pod(pod),
+        Some(pod) => Update::Pod(Box::new(pod)),
         None => Update::Gone,
     }
 }
@@ -113,7 +113,11 @@ fn records_of(statuses: Option<&Vec<ContainerStatus>>) -> BTreeMap<String, Conta
 
 /// Runs one pod until it ends (deleted, gone, or the node stops), then stops its containers
 /// and removes its sandbox.
-pub(super) async fn run(shared: Arc<Shared>, mut updates: watch::Receiver<Option<Pod>>, stop: Stop) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut updates: watch::Receiver<Option<Pod>>,
+    stop: Stop,
+) {
     if stop.requested() {
         return;
     }
@@ -185,7 +189,7 @@ impl PodRun {
             let wake = lifecycle::next_wake(&self.init, &self.containers);
             tokio::select! {
                 update = next_pod(updates) => match update {
-                    Update::Pod(pod) => self.pod = pod,
+                    Update::Pod(pod) => self.pod = *pod,
                     Update::Gone => return End::Gone,
                     Update::Closed => return self.node_stops().await,
                 },
@@ -210,7 +214,7 @@ impl PodRun {
                     Update::Pod(pod) => {
                         let changed = pod.spec != self.pod.spec
                             || pod.metadata.deletion_timestamp.is_some();
-                        self.pod = pod;
+                        self.pod = *pod;
                         if changed {
                             return None;
                         }
@@ -288,7 +292,10 @@ impl PodRun {
             resolv_conf,
         };
         if self.stop.requested() {
-            return Err(Waiting::all("ContainerCreating", "the node is stopping".into()));
+            return Err(Waiting::all(
+                "ContainerCreating",
+                "the node is stopping".into(),
+            ));
         }
         let runtime = self.shared.runtime.clone();
         self.pod_ip = tokio::task::spawn_blocking(move || runtime.create_sandbox(&config))
@@ -471,7 +478,10 @@ impl PodRun {
         let name = name.to_string();
         tokio::spawn(async move {
             let code = started.exit.await;
-            stdins.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            stdins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
             let _ = exits.send((name, attempt, code));
         });
     }
@@ -581,8 +591,13 @@ impl PodRun {
             .collect();
         let grace = match end {
             End::Deleted => Duration::from_secs(
-                u64::try_from(self.pod.metadata.deletion_grace_period_seconds.unwrap_or(30))
-                    .unwrap_or(0),
+                u64::try_from(
+                    self.pod
+                        .metadata
+                        .deletion_grace_period_seconds
+                        .unwrap_or(30),
+                )
+                .unwrap_or(0),
             ),
             End::Gone => Duration::ZERO,
             End::NodeStops => self.stop.grace(),

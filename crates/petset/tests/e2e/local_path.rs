@@ -68,9 +68,11 @@ fn a_claims_volume_is_a_directory_on_the_node_that_goes_with_the_claim() {
     });
     petset.kubectl(&["delete", "pod", "writer"]).ok();
     petset.kubectl(&["delete", "pvc", "data"]).ok();
-    wait_for_path(&petset, "the volume's directory went with its claim", || {
-        !directory.exists()
-    });
+    wait_for_path(
+        &petset,
+        "the volume's directory went with its claim",
+        || !directory.exists(),
+    );
 }
 
 #[test]
@@ -121,15 +123,30 @@ spec:
     wait_for_path(&petset, "the node made the volume's directory", || {
         directory.is_dir()
     });
-    let mode = std::fs::metadata(&directory).expect("metadata").permissions().mode();
-    assert_eq!(mode & 0o777, 0o777, "open to every user, as rancher's provisioner makes it");
-    wait_for_path(&petset, "the stale provisioned directory is removed", || {
-        !stale.exists()
-    });
-    assert!(unrelated.is_dir(), "a directory not named like a volume stays");
+    let mode = std::fs::metadata(&directory)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o777,
+        "open to every user, as rancher's provisioner makes it"
+    );
+    wait_for_path(
+        &petset,
+        "the stale provisioned directory is removed",
+        || !stale.exists(),
+    );
+    assert!(
+        unrelated.is_dir(),
+        "a directory not named like a volume stays"
+    );
     petset.kubectl(&["delete", "pv", "pvc-made-by-hand"]).ok();
     wait_for_path(&petset, "the volume's directory went with it", || {
         !Path::new(&directory).exists()
     });
-    assert!(unrelated.is_dir(), "a directory not named like a volume stays");
+    assert!(
+        unrelated.is_dir(),
+        "a directory not named like a volume stays"
+    );
 }

@@ -34,6 +34,8 @@ struct FakeRuntime {
     /// Running containers, by (pod, name), each with the sender of its exit.
     running: Mutex<Running>,
     gate: Option<Gate>,
+    /// Whether containers ignore TERM (only KILL ends them).
+    ignores_term: bool,
 }
 
 struct Gate {
@@ -110,8 +112,11 @@ impl PodRuntime for FakeRuntime {
     }
 
     fn signal(&self, pod: &str, container: &str, signal: &str) -> Result<(), RuntimeError> {
-        let code = if signal == "TERM" { Some(143) } else { None };
-        self.end(pod, container, code);
+        match signal {
+            "TERM" if self.ignores_term => {}
+            "TERM" => self.end(pod, container, Some(143)),
+            _ => self.end(pod, container, None),
+        }
         Ok(())
     }
 
@@ -176,10 +181,14 @@ async fn node_of(
 }
 
 async fn create_pod(cluster: &TestCluster, name: &str) -> Api<Pod> {
+    create_pod_with_grace(cluster, name, 1).await
+}
+
+async fn create_pod_with_grace(cluster: &TestCluster, name: &str, grace: i64) -> Api<Pod> {
     let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name},
-        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 1,
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": grace,
                  "containers": [{"name": "app", "image": "busybox"}]},
     }))
     .expect("pod");
@@ -251,4 +260,36 @@ async fn a_pod_runs_and_a_graceful_delete_stops_it_and_confirms() {
     assert_eq!(runtime.sandboxes(), Vec::<String>::new());
     node.abort();
     workers.stop(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_node_that_stops_cuts_a_terminating_pods_long_grace_period_to_its_own() {
+    let cluster = TestCluster::start().await;
+    let runtime = Arc::new(FakeRuntime {
+        ignores_term: true,
+        ..FakeRuntime::default()
+    });
+    let (workers, node) = node_of(&cluster, runtime.clone()).await;
+    let pods = create_pod_with_grace(&cluster, "slow", 3600).await;
+    eventually("the container runs", async || {
+        runtime.containers().len() == 1
+    })
+    .await;
+    pods.delete("slow", &DeleteParams::default())
+        .await
+        .expect("delete");
+    // The worker marks the pod unready as it starts to terminate it.
+    eventually("the pod terminates", async || {
+        let pod = pods.get("slow").await.expect("get");
+        let status = serde_json::to_value(pod.status).expect("status");
+        status["containerStatuses"][0]["ready"] == false
+    })
+    .await;
+    node.abort();
+    // Without the cut, the stop would wait out the pod's hour.
+    tokio::time::timeout(PATIENCE, workers.stop(Duration::ZERO))
+        .await
+        .expect("the stop ends within the node's grace period");
+    assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
+    assert_eq!(runtime.sandboxes(), Vec::<String>::new());
 }

@@ -624,15 +624,25 @@ impl PodRun {
             // The grace period is the user's number: one past what the clock can hold (near
             // i64::MAX seconds) waits as long as the clock allows instead of panicking the
             // pod's worker, which would leave its containers running unsupervised.
-            let deadline = Instant::now().checked_add(grace).unwrap_or_else(far_future);
+            let mut deadline = Instant::now().checked_add(grace).unwrap_or_else(far_future);
             let mut left = running.len();
+            let mut node_stops = matches!(end, End::NodeStops);
             while left > 0 {
-                match tokio::time::timeout_at(deadline, exited.recv()).await {
-                    Ok(Some(_)) => left -= 1,
-                    Ok(None) => break,
-                    Err(_) => {
-                        self.signal_all(&running, "KILL").await;
-                        break;
+                tokio::select! {
+                    exit = tokio::time::timeout_at(deadline, exited.recv()) => match exit {
+                        Ok(Some(_)) => left -= 1,
+                        Ok(None) => break,
+                        Err(_) => {
+                            self.signal_all(&running, "KILL").await;
+                            break;
+                        }
+                    },
+                    // A node that stops while a pod terminates cuts the pod's grace period
+                    // to its own: the stop of petset never waits for a pod's long one.
+                    () = self.stop.wait(), if !node_stops => {
+                        node_stops = true;
+                        let cut = Instant::now().checked_add(self.stop.grace());
+                        deadline = cut.map_or(deadline, |cut| cut.min(deadline));
                     }
                 }
             }

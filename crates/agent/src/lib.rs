@@ -5,14 +5,20 @@ pub mod downward;
 pub mod environment;
 pub mod expansion;
 pub mod kubelet_events;
+pub mod local_path;
 pub mod machine;
 pub mod node;
+pub mod pods;
 pub mod probes;
 pub mod quantity;
 pub mod runc;
+pub mod runtime;
+pub mod runtimes;
 pub mod services;
 pub mod simulated;
 pub mod start_error;
+#[cfg(test)]
+mod testing;
 
 /// This machine's name, as a node name: the kernel's hostname, lowercased.
 pub fn node_name() -> String {

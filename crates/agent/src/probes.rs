@@ -2,7 +2,9 @@
 //! prober counts: `successThreshold` passes in a row make it pass, `failureThreshold` failures
 //! in a row make it fail, and it runs every `periodSeconds` from `initialDelaySeconds` on.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::api::core::v1::Probe;
 

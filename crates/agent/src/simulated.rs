@@ -21,6 +21,8 @@ use kube::{Client, ResourceExt};
 use petset_runtime::network::Cidr;
 use serde_json::{Value, json};
 
+use crate::pods::{ContainerView, PodStatusView, container_status, pod_status};
+
 const READY_ANNOTATION: &str = "simulation.petset.dev/ready";
 const READY_AFTER_ANNOTATION: &str = "simulation.petset.dev/ready-after-ms";
 const NEVER_READY_TAG: &str = ":never-ready";
@@ -77,6 +79,13 @@ pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
     }
     let mut helpers = tokio::task::JoinSet::new();
     helpers.spawn(crate::node::keep_lease(client.clone(), node_name.clone()));
+    // The simulated node's volumes are bookkeeping too: it makes no directories.
+    let disk = crate::local_path::Disk::bookkeeping();
+    helpers.spawn(crate::local_path::run(
+        client.clone(),
+        node_name.clone(),
+        disk,
+    ));
     let addresses = Arc::new(Mutex::new(Addresses::new(&pod_cidr)));
     let pods: Api<Pod> = Api::all(client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
@@ -236,7 +245,6 @@ async fn handle(
         .as_ref()
         .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| now.clone());
-    let readiness_text = if ready { "True" } else { "False" };
     let ready_transition = if was_ready == Some(ready) {
         status
             .conditions
@@ -250,41 +258,37 @@ async fn handle(
     };
     let containers: Vec<Value> = pod
         .spec
-        .as_ref()
-        .map(|s| {
-            s.containers
-                .iter()
-                .map(|c| {
-                    json!({
-                        "name": c.name,
-                        "image": c.image,
-                        "imageID": format!("simulated://{}", c.image.clone().unwrap_or_default()),
-                        "containerID": format!("simulated://{uid}/{}", c.name),
-                        "ready": ready,
-                        "started": true,
-                        "restartCount": 0,
-                        "state": {"running": {"startedAt": start_time}},
-                    })
-                })
-                .collect()
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| {
+            container_status(ContainerView {
+                name: &c.name,
+                image: c.image.as_deref(),
+                image_id: &format!("simulated://{}", c.image.clone().unwrap_or_default()),
+                container_id: Some(format!("simulated://{uid}/{}", c.name)),
+                ready,
+                started: true,
+                restart_count: 0,
+                state: json!({"running": {"startedAt": start_time}}),
+                last_state: Value::Null,
+            })
         })
-        .unwrap_or_default();
-    let patch = json!({"status": {
-        "phase": "Running",
-        "hostIP": "127.0.0.1",
-        "hostIPs": [{"ip": "127.0.0.1"}],
-        "podIP": ip.to_string(),
-        "podIPs": [{"ip": ip.to_string()}],
-        "startTime": start_time,
-        "conditions": [
-            {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": start_time},
-            {"type": "Initialized", "status": "True", "lastTransitionTime": start_time},
-            {"type": "Ready", "status": readiness_text, "lastTransitionTime": ready_transition},
-            {"type": "ContainersReady", "status": readiness_text, "lastTransitionTime": ready_transition},
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": start_time},
-        ],
-        "containerStatuses": containers,
-    }});
+        .collect();
+    let transition = |kind: &str, _: &str| match kind {
+        "Ready" | "ContainersReady" => json!(ready_transition),
+        _ => json!(start_time),
+    };
+    let patch = json!({"status": pod_status(PodStatusView {
+        phase: "Running",
+        ready,
+        initialized: true,
+        sandbox_ready: true,
+        pod_ip: Some(ip),
+        start_time: &start_time,
+        containers,
+        init_containers: Vec::new(),
+        transition: &transition,
+    })});
     api.patch_status(
         &pod.name_any(),
         &PatchParams::default(),
@@ -314,5 +318,72 @@ mod tests {
         let mut wide = Addresses::new(&Cidr::from_str("10.244.0.0/16").expect("cidr"));
         assert_eq!(wide.for_pod("a", None), Ipv4Addr::new(10, 244, 0, 2));
         assert_eq!(wide.for_pod("b", None), Ipv4Addr::new(10, 244, 0, 3));
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    //! The simulated node over the in-process API.
+
+    use std::str::FromStr;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use petset_apiserver::test_cluster::TestCluster;
+    use petset_runtime::network::Cidr;
+    use serde_json::json;
+
+    use crate::testing::eventually;
+
+    #[tokio::test]
+    async fn bound_pods_run_ready_with_a_bookkeeping_address_and_graceful_deletes_complete() {
+        let cluster = TestCluster::start().await;
+        let cidr = Cidr::from_str("10.213.0.0/16").expect("cidr");
+        let node = tokio::spawn(super::run(cluster.client(), "sim".into(), cidr));
+        let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+        for (name, annotations) in [
+            ("ready", json!({})),
+            ("unready", json!({"simulation.petset.dev/ready": "false"})),
+        ] {
+            let pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "annotations": annotations},
+                "spec": {"nodeName": "sim", "containers": [{"name": "app", "image": "nginx"}]},
+            }))
+            .expect("pod");
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .expect("create");
+        }
+        let status_of = async |name: &str| {
+            let pod = pods.get(name).await.expect("get");
+            serde_json::to_value(pod.status).expect("status")
+        };
+        let ready_condition = |status: &serde_json::Value| {
+            status["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .map(|c| c["status"].clone())
+        };
+        eventually("both pods Running", async || {
+            status_of("ready").await["phase"] == "Running"
+                && status_of("unready").await["phase"] == "Running"
+        })
+        .await;
+        let ready = status_of("ready").await;
+        assert_eq!(ready_condition(&ready), Some(json!("True")));
+        assert_eq!(ready["containerStatuses"][0]["ready"], true);
+        let address = ready["podIP"].as_str().unwrap_or_default().to_string();
+        assert!(address.starts_with("10.213."), "{address:?}");
+        let unready = status_of("unready").await;
+        assert_eq!(ready_condition(&unready), Some(json!("False")));
+        assert_ne!(unready["podIP"], ready["podIP"], "one address per pod");
+        pods.delete("ready", &DeleteParams::default())
+            .await
+            .expect("delete");
+        eventually("the graceful delete completes", async || {
+            pods.get_opt("ready").await.expect("get").is_none()
+        })
+        .await;
+        node.abort();
     }
 }

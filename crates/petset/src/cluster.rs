@@ -85,6 +85,7 @@ impl Cluster {
                     image_store: image_store.clone(),
                     network: Some(network.clone()),
                     api_address,
+                    volumes: Some(data_dir.join("volumes")),
                 };
                 let opened = if is_root() {
                     petset_agent::runc::RuncNode::open(&config).map(Arc::new)
@@ -134,7 +135,7 @@ impl Cluster {
                 // Nothing of the node may outlive a start that failed: its bridge and mount.
                 reconcilers.abort_all();
                 if let Some(node) = &runc {
-                    node.shutdown(std::time::Duration::ZERO);
+                    node.shutdown(std::time::Duration::ZERO).await;
                 }
                 return Err(error).context("starting the cluster DNS");
             }
@@ -150,7 +151,7 @@ impl Cluster {
     }
 
     /// Stops everything started here; the HTTP server, if any, is the caller's.
-    pub fn stop(&mut self) {
+    pub async fn stop(&mut self) {
         self.state.begin_shutdown();
         self.reconcilers.abort_all();
         self.api_controllers.abort();
@@ -158,7 +159,7 @@ impl Cluster {
         // A clean stop stops the pods' containers too: nothing of petset outlives it. (After a
         // crash, the next start removes what is left before it runs anything.)
         if let Some(node) = &self.runc {
-            node.shutdown(std::time::Duration::from_secs(5));
+            node.shutdown(std::time::Duration::from_secs(5)).await;
         }
     }
 }

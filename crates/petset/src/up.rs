@@ -79,7 +79,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
         ended = &mut server => {
             compactor.abort();
-            cluster.stop();
+            cluster.stop().await;
             store.close().await;
             return match ended {
                 Ok(()) => Err(anyhow::anyhow!("the API server stopped unexpectedly")),
@@ -91,7 +91,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Err(error) = server.await {
         tracing::warn!(%error, "the API server task failed while stopping");
     }
-    cluster.stop();
+    cluster.stop().await;
     compactor.abort();
     store.close().await;
     tracing::info!("petset stopped");

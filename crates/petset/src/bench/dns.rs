@@ -47,7 +47,7 @@ pub async fn run(args: DnsBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     let outcome = measure(&cluster, &args, listen).await;
-    cluster.stop();
+    cluster.stop().await;
     let (resolved, queries) = outcome?;
     println!(
         "petset bench dns: {} pods one at a time (simulated node), {} clients querying for {} s",

@@ -35,7 +35,7 @@ pub async fn run(args: PodsBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     let outcome = measure(&cluster, &args).await;
-    cluster.stop();
+    cluster.stop().await;
     let (started, stopped) = outcome?;
     println!(
         "petset bench pods: {} pods one at a time, image {} from {}",

@@ -78,7 +78,7 @@ pub async fn run(args: StatefulSetBenchArgs) -> anyhow::Result<()> {
         took.as_secs_f64(),
         ordered as f64 / took.as_secs_f64()
     );
-    cluster.stop();
+    cluster.stop().await;
     Ok(())
 }
 

@@ -1,1 +1,152 @@
-//! Local-path volumes are made and removed by the node that uses them.
+//! Local-path volumes are made and removed by the node that uses them: a claim's volume is a
+//! directory on the runc node that its pod writes into and that goes with the claim (reclaim
+//! Delete); a volume pinned to the node by `spec.nodeAffinity` gets its directory (mode 0777)
+//! from the node alone, and a provisioned directory no volume names any more is removed, while
+//! anything not named like a provisioned volume is left alone. Needs root and runc.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use petset_testkit::{can_run_containers, wait_until};
+
+use crate::runc::start_with_busybox;
+use crate::statefulset::wait_for;
+
+const CLAIM_AND_POD: &str = r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: writer}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: main
+    image: busybox:test
+    command: ["sh", "-c", "echo hello > /data/greeting; trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes:
+  - name: data
+    persistentVolumeClaim: {claimName: data}
+"#;
+
+fn wait_for_path(petset: &petset_testkit::Petset, what: &str, ready: impl Fn() -> bool) {
+    let done = wait_until(Duration::from_secs(60), ready);
+    assert!(done, "{what}\n{}", petset.log());
+}
+
+#[test]
+fn a_claims_volume_is_a_directory_on_the_node_that_goes_with_the_claim() {
+    if !can_run_containers("a_claims_volume_is_a_directory_on_the_node_that_goes_with_the_claim") {
+        return;
+    }
+    let (_images, petset) = start_with_busybox(&["--store", "memory"]);
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(CLAIM_AND_POD))
+        .ok();
+    wait_for(
+        &petset,
+        "the writer runs",
+        &["get", "pod", "writer", "-o", "jsonpath={.status.phase}"],
+        "Running",
+    );
+    let volume = petset
+        .kubectl(&["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"])
+        .ok()
+        .to_string();
+    assert!(volume.starts_with("pvc-"), "{volume:?}");
+    let directory = petset.data_dir().join("volumes").join(&volume);
+    let greeting = directory.join("greeting");
+    wait_for_path(&petset, "the pod wrote into its volume", || {
+        std::fs::read_to_string(&greeting).is_ok_and(|text| text == "hello\n")
+    });
+    petset.kubectl(&["delete", "pod", "writer"]).ok();
+    petset.kubectl(&["delete", "pvc", "data"]).ok();
+    wait_for_path(
+        &petset,
+        "the volume's directory went with its claim",
+        || !directory.exists(),
+    );
+}
+
+#[test]
+fn the_node_makes_its_volumes_directories_and_removes_only_stale_provisioned_ones() {
+    if !can_run_containers(
+        "the_node_makes_its_volumes_directories_and_removes_only_stale_provisioned_ones",
+    ) {
+        return;
+    }
+    let (_images, petset) = start_with_busybox(&["--store", "memory"]);
+    let node = petset
+        .kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"])
+        .ok()
+        .to_string();
+    assert!(!node.is_empty(), "the node registered");
+    let root = petset.data_dir().join("volumes");
+    let stale = root.join("pvc-deleted-while-down");
+    let unrelated = root.join("notes");
+    for directory in [&stale, &unrelated] {
+        std::fs::create_dir_all(directory).expect("a directory under the volumes root");
+    }
+    let directory = root.join("pvc-made-by-hand");
+    // A volume the server only binds: the node alone makes its directory.
+    let volume = format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: pvc-made-by-hand
+  annotations: {{pv.kubernetes.io/provisioned-by: petset.dev/local-path}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: manual
+  hostPath: {{path: {path}}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {{key: kubernetes.io/hostname, operator: In, values: [{node}]}}
+"#,
+        path = directory.display(),
+    );
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(&volume))
+        .ok();
+    wait_for_path(&petset, "the node made the volume's directory", || {
+        directory.is_dir()
+    });
+    let mode = std::fs::metadata(&directory)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o777,
+        "open to every user, as rancher's provisioner makes it"
+    );
+    wait_for_path(
+        &petset,
+        "the stale provisioned directory is removed",
+        || !stale.exists(),
+    );
+    assert!(
+        unrelated.is_dir(),
+        "a directory not named like a volume stays"
+    );
+    petset.kubectl(&["delete", "pv", "pvc-made-by-hand"]).ok();
+    wait_for_path(&petset, "the volume's directory went with it", || {
+        !Path::new(&directory).exists()
+    });
+    assert!(
+        unrelated.is_dir(),
+        "a directory not named like a volume stays"
+    );
+}

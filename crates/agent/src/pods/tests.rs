@@ -1,0 +1,295 @@
+//! The pod worker over a fake runtime and the in-process API (`TestCluster`): what it starts,
+//! the status it writes, and what is left when the node stops.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use petset_apiserver::test_cluster::TestCluster;
+use petset_runtime::images::Image;
+use petset_runtime::pods::{ContainerConfig, RuntimeError, SandboxConfig};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::{Shared, Workers};
+use crate::downward::Allocatable;
+use crate::kubelet_events::KubeletEvents;
+use crate::runtime::{PodRuntime, ProbeCheck, StartedContainer};
+use crate::testing::{PATIENCE, eventually};
+
+const NODE: &str = "node-a";
+
+/// A runtime that keeps its sandboxes and containers in memory. With a gate, each start
+/// reports that it began and then blocks until the test releases it.
+/// A running container's key (pod, name) and the sender of its exit.
+type Running = HashMap<(String, String), oneshot::Sender<Option<i32>>>;
+
+#[derive(Default)]
+struct FakeRuntime {
+    sandboxes: Mutex<BTreeSet<String>>,
+    /// Running containers, by (pod, name), each with the sender of its exit.
+    running: Mutex<Running>,
+    gate: Option<Gate>,
+    /// Whether containers ignore TERM (only KILL ends them).
+    ignores_term: bool,
+}
+
+struct Gate {
+    began: Mutex<std::sync::mpsc::Sender<()>>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl FakeRuntime {
+    fn containers(&self) -> Vec<(String, String)> {
+        let running = self.running.lock().expect("running");
+        running.keys().cloned().collect()
+    }
+
+    fn sandboxes(&self) -> Vec<String> {
+        self.sandboxes
+            .lock()
+            .expect("sandboxes")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn end(&self, pod: &str, name: &str, code: Option<i32>) {
+        let ended = self
+            .running
+            .lock()
+            .expect("running")
+            .remove(&(pod.to_string(), name.to_string()));
+        if let Some(exit) = ended {
+            let _ = exit.send(code);
+        }
+    }
+}
+
+impl PodRuntime for FakeRuntime {
+    fn image(&self, reference: &str) -> Result<Image, String> {
+        Ok(Image {
+            name: reference.into(),
+            id: format!("sha256:{reference}"),
+            rootfs: PathBuf::from("/nonexistent"),
+            entrypoint: vec!["/bin/sh".into()],
+            cmd: Vec::new(),
+            env: Vec::new(),
+            working_dir: None,
+            user: None,
+        })
+    }
+
+    fn create_sandbox(&self, config: &SandboxConfig) -> Result<Option<Ipv4Addr>, RuntimeError> {
+        self.sandboxes
+            .lock()
+            .expect("sandboxes")
+            .insert(config.id.clone());
+        Ok(Some(Ipv4Addr::new(10, 0, 0, 2)))
+    }
+
+    fn start(
+        &self,
+        pod: &str,
+        config: &ContainerConfig,
+        _log: &Path,
+    ) -> Result<StartedContainer, RuntimeError> {
+        if let Some(gate) = &self.gate {
+            let _ = gate.began.lock().expect("gate").send(());
+            let _ = gate.release.lock().expect("gate").recv();
+        }
+        let (exited, exit) = oneshot::channel();
+        let key = (pod.to_string(), config.name.clone());
+        self.running.lock().expect("running").insert(key, exited);
+        Ok(StartedContainer {
+            stdin: None,
+            exit: Box::pin(async move { exit.await.unwrap_or(None) }),
+        })
+    }
+
+    fn signal(&self, pod: &str, container: &str, signal: &str) -> Result<(), RuntimeError> {
+        match signal {
+            "TERM" if self.ignores_term => {}
+            "TERM" => self.end(pod, container, Some(143)),
+            _ => self.end(pod, container, None),
+        }
+        Ok(())
+    }
+
+    fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError> {
+        let names: Vec<String> = self
+            .containers()
+            .into_iter()
+            .filter(|(p, _)| p == pod)
+            .map(|(_, name)| name)
+            .collect();
+        for name in names {
+            self.end(pod, &name, None);
+        }
+        self.sandboxes.lock().expect("sandboxes").remove(pod);
+        Ok(())
+    }
+
+    fn pods(&self) -> Vec<String> {
+        self.sandboxes()
+    }
+
+    fn pod_dir(&self, pod: &str) -> PathBuf {
+        PathBuf::from("/nonexistent/pods").join(pod)
+    }
+
+    fn log_path(&self, pod: &str, container: &str, attempt: u32) -> PathBuf {
+        self.pod_dir(pod).join(format!("{container}-{attempt}.log"))
+    }
+
+    fn probe_command(
+        &self,
+        _pod: &str,
+        _container: &str,
+        _check: &ProbeCheck,
+    ) -> Result<std::process::Command, String> {
+        Err("the fake runtime runs no probes".into())
+    }
+}
+
+async fn node_of(
+    cluster: &TestCluster,
+    runtime: Arc<FakeRuntime>,
+) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
+    let client = cluster.client();
+    let shared = Arc::new(Shared {
+        stdins: super::Stdins::default(),
+        client: client.clone(),
+        runtime,
+        dns: None,
+        events: KubeletEvents::new(client, NODE),
+        allocatable: Allocatable {
+            cpu: None,
+            memory: None,
+            ephemeral_storage: None,
+        },
+        volumes_root: None,
+    });
+    let workers = Arc::new(Workers::default());
+    let watching = workers.clone();
+    let node = tokio::spawn(async move { super::run(shared, NODE, &watching).await });
+    (workers, node)
+}
+
+async fn create_pod(cluster: &TestCluster, name: &str) -> Api<Pod> {
+    create_pod_with_grace(cluster, name, 1).await
+}
+
+async fn create_pod_with_grace(cluster: &TestCluster, name: &str, grace: i64) -> Api<Pod> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": grace,
+                 "containers": [{"name": "app", "image": "busybox"}]},
+    }))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+    pods
+}
+
+#[tokio::test]
+async fn a_stop_during_a_start_leaves_no_container() {
+    let cluster = TestCluster::start().await;
+    let (began, began_rx) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let runtime = Arc::new(FakeRuntime {
+        gate: Some(Gate {
+            began: Mutex::new(began),
+            release: Mutex::new(release_rx),
+        }),
+        ..FakeRuntime::default()
+    });
+    let (workers, node) = node_of(&cluster, runtime.clone()).await;
+    create_pod(&cluster, "web-0").await;
+    let began = tokio::task::spawn_blocking(move || began_rx.recv_timeout(PATIENCE));
+    began.await.expect("join").expect("the start began");
+    // The node stops while the start is in flight on the blocking pool: aborting the node's
+    // task cannot stop it, so the stop must wait for it and undo it.
+    node.abort();
+    let stopping = tokio::spawn({
+        let workers = workers.clone();
+        async move { workers.stop(Duration::from_secs(1)).await }
+    });
+    release.send(()).expect("release the start");
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("the stop ends")
+        .expect("join");
+    assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
+    assert_eq!(runtime.sandboxes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_pod_runs_and_a_graceful_delete_stops_it_and_confirms() {
+    let cluster = TestCluster::start().await;
+    let runtime = Arc::new(FakeRuntime::default());
+    let (workers, node) = node_of(&cluster, runtime.clone()).await;
+    let pods = create_pod(&cluster, "web-0").await;
+    eventually("the pod is Running and Ready", async || {
+        let pod = pods.get("web-0").await.expect("get");
+        let status = serde_json::to_value(pod.status).expect("status");
+        status["phase"] == "Running"
+            && status["podIP"] == "10.0.0.2"
+            && status["containerStatuses"][0]["ready"] == true
+            && status["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    })
+    .await;
+    assert_eq!(runtime.containers().len(), 1);
+    pods.delete("web-0", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the deletion is confirmed", async || {
+        pods.get_opt("web-0").await.expect("get").is_none()
+    })
+    .await;
+    assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
+    assert_eq!(runtime.sandboxes(), Vec::<String>::new());
+    node.abort();
+    workers.stop(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_node_that_stops_cuts_a_terminating_pods_long_grace_period_to_its_own() {
+    let cluster = TestCluster::start().await;
+    let runtime = Arc::new(FakeRuntime {
+        ignores_term: true,
+        ..FakeRuntime::default()
+    });
+    let (workers, node) = node_of(&cluster, runtime.clone()).await;
+    let pods = create_pod_with_grace(&cluster, "slow", 3600).await;
+    eventually("the container runs", async || {
+        runtime.containers().len() == 1
+    })
+    .await;
+    pods.delete("slow", &DeleteParams::default())
+        .await
+        .expect("delete");
+    // The worker marks the pod unready as it starts to terminate it.
+    eventually("the pod terminates", async || {
+        let pod = pods.get("slow").await.expect("get");
+        let status = serde_json::to_value(pod.status).expect("status");
+        status["containerStatuses"][0]["ready"] == false
+    })
+    .await;
+    node.abort();
+    // Without the cut, the stop would wait out the pod's hour.
+    tokio::time::timeout(PATIENCE, workers.stop(Duration::ZERO))
+        .await
+        .expect("the stop ends within the node's grace period");
+    assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
+    assert_eq!(runtime.sandboxes(), Vec::<String>::new());
+}

@@ -1,0 +1,3 @@
+//! The implementations of `crate::runtime::PodRuntime`.
+
+pub mod runc;

@@ -1,0 +1,99 @@
+//! Pods as runc containers (`petset_runtime::pods`), images from the node's image store.
+//! Probes over the network run as `petset probe` inside the pod's network namespace (`ip netns
+//! exec`), so nothing outside the pod is dialed.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use petset_runtime::images::{Image, ImageStore};
+use petset_runtime::pods::{ContainerConfig, Runtime, RuntimeError, SandboxConfig};
+
+use crate::runtime::{PodRuntime, ProbeCheck, StartedContainer};
+
+pub struct RuncRuntime {
+    runtime: Arc<Runtime>,
+    images: ImageStore,
+}
+
+impl RuncRuntime {
+    pub fn new(runtime: Arc<Runtime>, images: ImageStore) -> Self {
+        Self { runtime, images }
+    }
+}
+
+impl PodRuntime for RuncRuntime {
+    fn image(&self, reference: &str) -> Result<Image, String> {
+        self.images.resolve(reference).map_err(|e| e.to_string())
+    }
+
+    fn create_sandbox(&self, config: &SandboxConfig) -> Result<Option<Ipv4Addr>, RuntimeError> {
+        self.runtime.create_sandbox(config)
+    }
+
+    fn start(
+        &self,
+        pod: &str,
+        config: &ContainerConfig,
+        log: &Path,
+    ) -> Result<StartedContainer, RuntimeError> {
+        let mut child = self.runtime.start(pod, config, log)?;
+        let stdin = child.stdin.take();
+        let (exited, exit) = tokio::sync::oneshot::channel();
+        // `runc run` is the container's parent: waiting for it blocks, so a thread of its own
+        // waits for each container.
+        std::thread::spawn(move || {
+            let code = child.wait().ok().and_then(|s| s.code());
+            let _ = exited.send(code);
+        });
+        Ok(StartedContainer {
+            stdin,
+            exit: Box::pin(async move { exit.await.ok().flatten() }),
+        })
+    }
+
+    fn signal(&self, pod: &str, container: &str, signal: &str) -> Result<(), RuntimeError> {
+        self.runtime.signal(pod, container, signal)
+    }
+
+    fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError> {
+        self.runtime.remove_sandbox(pod)
+    }
+
+    fn pods(&self) -> Vec<String> {
+        self.runtime.pods()
+    }
+
+    fn pod_dir(&self, pod: &str) -> PathBuf {
+        self.runtime.pod_dir(pod)
+    }
+
+    fn log_path(&self, pod: &str, container: &str, attempt: u32) -> PathBuf {
+        self.runtime.log_path(pod, container, attempt)
+    }
+
+    fn probe_command(
+        &self,
+        pod: &str,
+        container: &str,
+        check: &ProbeCheck,
+    ) -> Result<std::process::Command, String> {
+        let (protocol, port, path) = match check {
+            ProbeCheck::Exec(argv) => {
+                return Ok(self.runtime.exec_command(pod, container, argv, false));
+            }
+            ProbeCheck::Tcp(port) => ("tcp", port, None),
+            ProbeCheck::Http { port, path } => ("http", port, Some(path)),
+        };
+        // The TCP and HTTP probers are petset's own `probe` subcommand.
+        let petset = std::env::current_exe()
+            .map_err(|_| "the prober cannot find petset's own binary".to_string())?;
+        let mut command = std::process::Command::new("ip");
+        command
+            .args(["netns", "exec", &Runtime::netns_name(pod)])
+            .arg(petset)
+            .args(["probe", protocol, &port.to_string()])
+            .args(path);
+        Ok(command)
+    }
+}

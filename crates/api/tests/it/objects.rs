@@ -1,8 +1,9 @@
 //! Defaults, validation and printing of objects whose fields hold anything: every kind in the
 //! catalogue, from a template with the fields the kinds read, some of them replaced.
 
+use petset_api::kinds::pod::pod_status;
 use petset_api::resources::RESOURCES;
-use petset_api::{defaults, shape, table, time, validate};
+use petset_api::{shape, table, time, validate};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -112,25 +113,25 @@ proptest! {
     fn defaults_validation_and_printing_never_panic((resource, object) in object()) {
         let resource = &RESOURCES[resource];
         let mut defaulted = object.clone();
-        defaults::apply(resource.kind, &mut defaulted);
-        validate::create(resource.kind, &defaulted);
+        resource.strategy.defaults(&mut defaulted);
+        validate::create(resource, &defaulted);
         let mut old = template();
-        defaults::apply(resource.kind, &mut old);
-        validate::update(resource.kind, &old, &defaulted);
-        validate::update(resource.kind, &defaulted, &old);
-        let _ = shape::unknown_fields(resource.group, resource.kind, &object);
+        resource.strategy.defaults(&mut old);
+        validate::update(resource, &old, &defaulted);
+        validate::update(resource, &defaulted, &old);
+        let _ = shape::unknown_fields(resource, &object);
         table::cells(resource, &defaulted, jiff::Timestamp::UNIX_EPOCH);
-        table::pod_status(&defaulted);
+        pod_status(&defaulted);
     }
 
     #[test]
     fn any_json_value_as_any_kind_never_panics(resource in 0..RESOURCES.len(), value in crate::json::value()) {
         let resource = &RESOURCES[resource];
         let mut defaulted = value.clone();
-        defaults::apply(resource.kind, &mut defaulted);
-        validate::create(resource.kind, &defaulted);
-        validate::update(resource.kind, &value, &defaulted);
-        let _ = shape::unknown_fields(resource.group, resource.kind, &value);
+        resource.strategy.defaults(&mut defaulted);
+        validate::create(resource, &defaulted);
+        validate::update(resource, &value, &defaulted);
+        let _ = shape::unknown_fields(resource, &value);
         table::cells(resource, &defaulted, jiff::Timestamp::UNIX_EPOCH);
     }
 

@@ -2,7 +2,8 @@
 //! JSON patch can neither nest a document past what can be stored nor copy it without bound.
 
 use petset_api::depth::{MAX_DEPTH, nesting_depth};
-use petset_api::patch::{self, MAX_ACCUMULATED_COPY_BYTES, PatchType};
+use petset_api::patch::{self, MAX_ACCUMULATED_COPY_BYTES, MergeKeys, PatchType};
+use petset_api::resources::RESOURCES;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -17,9 +18,20 @@ fn patch_type() -> impl Strategy<Value = PatchType> {
     ])
 }
 
-fn kind() -> impl Strategy<Value = &'static str> {
-    prop::sample::select(vec!["Pod", "StatefulSet", "Service", "Node", "ConfigMap"])
+/// The strategic-merge keys of a kind that has some, or of one that has none.
+fn kind() -> impl Strategy<Value = MergeKeys> {
+    prop::sample::select(vec!["Pod", "StatefulSet", "Service", "Node", "ConfigMap"]).prop_map(
+        |kind| {
+            RESOURCES
+                .iter()
+                .find(|resource| resource.kind == kind)
+                .map_or(&[][..], |resource| resource.strategy.merge_keys())
+        },
+    )
 }
+
+/// A kind that merges no list by a key of its own (ConfigMap).
+const NO_KEYS: MergeKeys = &[];
 
 /// JSON pointers over the same small alphabet as the documents' keys, so most of them name
 /// something; sometimes the root, sometimes nonsense.
@@ -102,7 +114,7 @@ proptest! {
         original in json::object(),
         body in json_patch(),
     ) {
-        if let Ok(patched) = patch::apply(PatchType::Json, "ConfigMap", &original, &body) {
+        if let Ok(patched) = patch::apply(PatchType::Json, NO_KEYS, &original, &body) {
             prop_assert!(
                 serialized_len(&patched)
                     <= serialized_len(&original) + serialized_len(&body) + MAX_ACCUMULATED_COPY_BYTES
@@ -112,7 +124,7 @@ proptest! {
 
     #[test]
     fn a_json_patch_never_nests_a_storable_document_past_the_bound((original, body) in deep_json_patch()) {
-        match patch::apply(PatchType::Json, "ConfigMap", &original, &body) {
+        match patch::apply(PatchType::Json, NO_KEYS, &original, &body) {
             Ok(patched) => prop_assert!(nesting_depth(&patched) <= MAX_DEPTH, "{}", nesting_depth(&patched)),
             Err(patch::PatchError::TooLarge(message)) => prop_assert!(false, "{}", message),
             Err(_) => {}
@@ -123,7 +135,7 @@ proptest! {
     fn a_failed_json_patch_leaves_no_trace(original in json::object(), body in json_patch()) {
         // `apply` works on a copy: whatever it answers, the original is what it was.
         let before = original.clone();
-        let _ = patch::apply(PatchType::Json, "ConfigMap", &original, &body);
+        let _ = patch::apply(PatchType::Json, NO_KEYS, &original, &body);
         prop_assert_eq!(original, before);
     }
 }

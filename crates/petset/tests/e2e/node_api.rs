@@ -219,4 +219,43 @@ fn the_node_api_answers_the_api_server_only() {
         };
         assert!(stdout.contains("allowed"), "{stdout}");
     });
+
+    // kubectl's streams reach the same node API through the API server: `exec -i` with stdin
+    // (what `kubectl cp` does with tar) and `logs -f`.
+    let copied = petset.kubectl_with_input(
+        &["exec", "-i", "talker", "--", "sh", "-c", "cat > /copied; cat /copied"],
+        Some("through stdin\n"),
+    );
+    assert_eq!(copied.ok(), "through stdin\n");
+    // The test image has busybox's tar but no link to it; `kubectl cp` runs `tar`.
+    petset
+        .kubectl(&["exec", "talker", "--", "/bin/busybox", "ln", "-s", "busybox", "/bin/tar"])
+        .ok();
+    let local = elsewhere.path().join("local.txt");
+    std::fs::write(&local, "copied both ways\n").expect("write");
+    petset
+        .kubectl(&["cp", &local.to_string_lossy(), "talker:/copied.txt"])
+        .ok();
+    let back = elsewhere.path().join("back.txt");
+    petset
+        .kubectl(&["cp", "talker:/copied.txt", &back.to_string_lossy()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(&back).expect("copied back"),
+        "copied both ways\n"
+    );
+    let followed = elsewhere.path().join("followed");
+    let mut follow = petset
+        .kubectl_command(&["logs", "-f", "talker"])
+        .stdout(std::fs::File::create(&followed).expect("output file"))
+        .spawn()
+        .expect("kubectl logs -f");
+    let seen = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&followed).is_ok_and(|text| text.contains("hello from the node"))
+    });
+    let still_following = follow.try_wait().expect("kubectl logs -f").is_none();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen, "{:?}", std::fs::read_to_string(&followed));
+    assert!(still_following, "kubectl logs -f ended while the container runs");
 }

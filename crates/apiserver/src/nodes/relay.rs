@@ -216,3 +216,101 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    use crate::nodes::{InProcess, Nodes};
+    use crate::test_cluster::TestCluster;
+
+    /// A node API that answers a log and refuses every exec, as a kubelet that lost the pod.
+    fn fake_node() -> axum::Router {
+        axum::Router::new()
+            .route(
+                "/containerLogs/default/web-0/main",
+                get(|| async { "line one\nline two\n" }),
+            )
+            .route(
+                "/exec/default/web-0/main",
+                get(|| async {
+                    (axum::http::StatusCode::NOT_FOUND, "pod does not exist")
+                }),
+            )
+    }
+
+    async fn cluster() -> TestCluster {
+        let mut cluster = TestCluster::start().await;
+        cluster.state = cluster.state.clone().with_nodes(Nodes {
+            connector: Some(Arc::new(InProcess::new("n1", fake_node()))),
+            pod_dialer: None,
+        });
+        for node in ["n1", "n2"] {
+            let (code, _) = cluster
+                .json("POST", "/api/v1/nodes", json!({"metadata": {"name": node}}))
+                .await;
+            assert_eq!(code, 201);
+        }
+        for (pod, node) in [("web-0", Some("n1")), ("pending-0", None), ("far-0", Some("n2"))] {
+            let body = json!({"metadata": {"name": pod},
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]}});
+            let (code, created) = cluster
+                .json("POST", "/api/v1/namespaces/default/pods", body)
+                .await;
+            assert_eq!(code, 201, "{created}");
+        }
+        cluster
+    }
+
+    #[tokio::test]
+    async fn a_log_comes_from_the_pods_node() {
+        let cluster = cluster().await;
+        let request = axum::http::Request::get("/api/v1/namespaces/default/pods/web-0/log")
+            .body(Body::empty())
+            .expect("request");
+        let response = crate::internal_router(cluster.state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], b"line one\nline two\n");
+    }
+
+    #[tokio::test]
+    async fn the_nodes_refusal_is_a_status_with_its_code_and_text() {
+        let cluster = cluster().await;
+        let (code, status) = cluster
+            .json("GET", "/api/v1/namespaces/default/pods/web-0/exec?command=ls", Value::Null)
+            .await;
+        assert_eq!(code, 404);
+        assert_eq!(status["reason"], "NotFound");
+        assert_eq!(status["message"], "pod does not exist");
+    }
+
+    #[tokio::test]
+    async fn a_pod_without_a_node_or_on_an_unreachable_one_is_refused_before_dialing() {
+        let cluster = cluster().await;
+        let (code, status) = cluster
+            .json("GET", "/api/v1/namespaces/default/pods/pending-0/attach", Value::Null)
+            .await;
+        assert_eq!(code, 400);
+        assert_eq!(status["message"], "pod pending-0 does not have a host assigned");
+        let (code, status) = cluster
+            .json("GET", "/api/v1/namespaces/default/pods/far-0/log", Value::Null)
+            .await;
+        assert_eq!(code, 503, "{status}");
+        assert_eq!(
+            status["message"],
+            "node \"n2\" is not reachable from this API server"
+        );
+    }
+}

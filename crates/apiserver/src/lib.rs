@@ -9,12 +9,12 @@
 // would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+#[cfg(test)]
+mod data_safety_tests;
 mod discovery;
 mod gc;
 mod handlers;
 mod health;
-#[cfg(test)]
-mod data_safety_tests;
 pub mod nodes;
 mod openapi;
 mod protobuf;

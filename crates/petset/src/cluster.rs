@@ -113,11 +113,13 @@ impl Cluster {
                 (Some(kubelet), None, None)
             }
             LocalNode::Runc(runc_node) => {
-                let (kubelet, feed) = Kubelet::new(&node_name, KubeletRuntime::Runc(runc_node.clone()));
-                let dialer: Arc<dyn petset_apiserver::proxy::PodDialer> = Arc::new(PodsOnTheBridge {
-                    node: runc_node.clone(),
-                    name: node_name.clone(),
-                });
+                let (kubelet, feed) =
+                    Kubelet::new(&node_name, KubeletRuntime::Runc(runc_node.clone()));
+                let dialer: Arc<dyn petset_apiserver::proxy::PodDialer> =
+                    Arc::new(PodsOnTheBridge {
+                        node: runc_node.clone(),
+                        name: node_name.clone(),
+                    });
                 (Some(kubelet), Some(feed), Some(dialer))
             }
         };
@@ -219,11 +221,12 @@ impl Cluster {
             anyhow::bail!("this process runs no node, so it serves no node API");
         };
         let address = listener.local_addr().context("the node API's address")?;
-        self.reconcilers.spawn(petset_agent::kubelet::server::serve_tls(
-            listener,
-            tls,
-            kubelet.router(),
-        ));
+        self.reconcilers
+            .spawn(petset_agent::kubelet::server::serve_tls(
+                listener,
+                tls,
+                kubelet.router(),
+            ));
         self.reconcilers
             .spawn(petset_agent::node::publish_kubelet_endpoint(
                 self.client.clone(),

@@ -40,9 +40,7 @@ pub(crate) async fn require_api_server(request: Request, next: Next) -> Response
     match request.extensions().get::<Peer>() {
         Some(Peer::InProcess) => next.run(request).await,
         Some(Peer::Certificate(name)) if name == API_SERVER_IDENTITY => next.run(request).await,
-        Some(Peer::Certificate(name)) => {
-            forbidden(name, request.method()).into_response()
-        }
+        Some(Peer::Certificate(name)) => forbidden(name, request.method()).into_response(),
         Some(Peer::Anonymous) | None => {
             Refusal::new(StatusCode::UNAUTHORIZED, "Unauthorized").into_response()
         }
@@ -146,7 +144,11 @@ mod tests {
             .distinguished_name
             .push(rcgen::DnType::CommonName, common_name);
         let key = rcgen::KeyPair::generate().expect("key");
-        params.self_signed(&key).expect("certificate").der().to_vec()
+        params
+            .self_signed(&key)
+            .expect("certificate")
+            .der()
+            .to_vec()
     }
 
     #[test]

@@ -173,7 +173,10 @@ mod tests {
             decode(Version::V5, binary(b"\x00hi\n")),
             Incoming::Stdin(b"hi\n".to_vec())
         );
-        assert_eq!(decode(Version::V5, binary(&[255, 0])), Incoming::StdinClosed);
+        assert_eq!(
+            decode(Version::V5, binary(&[255, 0])),
+            Incoming::StdinClosed
+        );
         // Before v5, 255 is no stream at all.
         assert_eq!(decode(Version::V4, binary(&[255, 0])), Incoming::Ignored);
         assert_eq!(
@@ -186,8 +189,8 @@ mod tests {
     #[test]
     fn outcomes_are_a_status_from_v4_on_and_text_before() {
         let exited = Outcome::Exited(3);
-        let status: Value = serde_json::from_slice(&exited.payload(Version::V5).expect("status"))
-            .expect("json");
+        let status: Value =
+            serde_json::from_slice(&exited.payload(Version::V5).expect("status")).expect("json");
         assert_eq!(status["reason"], "NonZeroExitCode");
         assert_eq!(status["details"]["causes"][0]["message"], "3");
         assert_eq!(

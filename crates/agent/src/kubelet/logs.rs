@@ -371,7 +371,9 @@ mod tests {
             "2026-11-25T09:59:00Z".parse().ok()
         );
         assert_eq!(
-            options("sinceTime=2026-11-25T09:00:00Z").expect("valid").since,
+            options("sinceTime=2026-11-25T09:00:00Z")
+                .expect("valid")
+                .since,
             "2026-11-25T09:00:00Z".parse().ok()
         );
     }

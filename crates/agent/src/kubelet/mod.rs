@@ -89,10 +89,7 @@ impl Kubelet {
                 "/containerLogs/{namespace}/{pod}/{container}",
                 get(container_logs),
             )
-            .route(
-                "/exec/{namespace}/{pod}/{container}",
-                get(exec).post(exec),
-            )
+            .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
             .route(
                 "/exec/{namespace}/{pod}/{uid}/{container}",
                 get(exec).post(exec),
@@ -254,7 +251,10 @@ impl Upgrade {
 }
 
 /// The pod's container named `name` (app, init or ephemeral), with whether it has `stdinOnce`.
-pub(crate) fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a k8s_openapi::api::core::v1::Container> {
+pub(crate) fn find_container<'a>(
+    pod: &'a Pod,
+    name: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
         .iter()
@@ -332,10 +332,7 @@ mod tests {
         assert!(Upgrade::Spdy.refusal().message.contains("WebSocket only"));
         headers.insert(header::UPGRADE, "websocket".parse().expect("header"));
         assert_eq!(Upgrade::of(&headers), Upgrade::WebSocket);
-        assert_eq!(
-            Upgrade::None.refusal().message,
-            "Upgrade request required"
-        );
+        assert_eq!(Upgrade::None.refusal().message, "Upgrade request required");
     }
 
     #[test]

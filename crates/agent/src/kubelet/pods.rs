@@ -38,7 +38,8 @@ impl PodCache {
     /// bound to this node.
     pub async fn find(&self, namespace: &str, name: &str, uid: Option<&str>) -> Option<Arc<Pod>> {
         let key = ObjectRef::new(name).within(namespace);
-        let matches = |pod: &Arc<Pod>| uid.is_none_or(|uid| pod.metadata.uid.as_deref() == Some(uid));
+        let matches =
+            |pod: &Arc<Pod>| uid.is_none_or(|uid| pod.metadata.uid.as_deref() == Some(uid));
         let deadline = tokio::time::Instant::now() + CATCH_UP;
         loop {
             if let Some(pod) = self.store.get(&key).filter(matches) {

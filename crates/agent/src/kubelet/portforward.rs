@@ -373,7 +373,9 @@ async fn session(socket: WebSocket, address: IpAddr) {
                 if !body.is_empty() {
                     let mut update = stream.to_be_bytes().to_vec();
                     update.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                    let _ = outgoing.send(control_frame(WINDOW_UPDATE, 0, &update)).await;
+                    let _ = outgoing
+                        .send(control_frame(WINDOW_UPDATE, 0, &update))
+                        .await;
                 }
                 continue;
             }
@@ -471,7 +473,9 @@ async fn connect(
     .await;
     let stream = match connection {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return fail(&outgoing, data, error, &format!("dial tcp {target}: {e}")).await,
+        Ok(Err(e)) => {
+            return fail(&outgoing, data, error, &format!("dial tcp {target}: {e}")).await;
+        }
         Err(_) => {
             return fail(
                 &outgoing,

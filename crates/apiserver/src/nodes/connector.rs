@@ -181,15 +181,21 @@ impl NodeConnector for Tls {
             };
             let server_name = match address.parse::<IpAddr>() {
                 Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
-                Err(_) => rustls::pki_types::ServerName::try_from(address.clone()).map_err(|e| {
-                    dial_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-                })?,
+                Err(_) => {
+                    rustls::pki_types::ServerName::try_from(address.clone()).map_err(|e| {
+                        dial_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+                    })?
+                }
             };
             let connector = tokio_rustls::TlsConnector::from(self.config.clone());
             let dial = async {
                 let tcp = match address.parse::<IpAddr>() {
-                    Ok(ip) => tokio::net::TcpStream::connect(SocketAddr::new(ip, endpoint.port)).await,
-                    Err(_) => tokio::net::TcpStream::connect((address.as_str(), endpoint.port)).await,
+                    Ok(ip) => {
+                        tokio::net::TcpStream::connect(SocketAddr::new(ip, endpoint.port)).await
+                    }
+                    Err(_) => {
+                        tokio::net::TcpStream::connect((address.as_str(), endpoint.port)).await
+                    }
                 }?;
                 connector.connect(server_name, tcp).await
             };

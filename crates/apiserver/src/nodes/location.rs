@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(refused.code, 400);
         assert_eq!(refused.message, "pod web-0 does not have a host assigned");
         let logs = log_location(&pod(None), &query("")).expect_err("no node");
-        assert!(logs.message.ends_with("is waiting to start: ContainerCreating"));
+        assert!(
+            logs.message
+                .ends_with("is waiting to start: ContainerCreating")
+        );
     }
 
     #[test]
@@ -275,20 +278,29 @@ mod tests {
             &query("container=setup&follow=true&tailLines=3&timestamps=false"),
         )
         .expect("location");
-        assert_eq!(location, "/containerLogs/default/web-0/setup?follow=true&tailLines=3");
+        assert_eq!(
+            location,
+            "/containerLogs/default/web-0/setup?follow=true&tailLines=3"
+        );
         let refused = log_location(&pod(Some("n1")), &query("sinceSeconds=0")).expect_err("bad");
         assert!(refused.message.contains("must be greater than 0"));
-        let refused =
-            stream_location(Stream::Exec, &pod(Some("n1")), &query("container=x&command=a"))
-                .expect_err("bad container");
+        let refused = stream_location(
+            Stream::Exec,
+            &pod(Some("n1")),
+            &query("container=x&command=a"),
+        )
+        .expect_err("bad container");
         assert_eq!(refused.message, "container x is not valid for pod web-0");
     }
 
     #[test]
     fn port_forward_names_its_ports_as_the_node_reads_them() {
-        let location =
-            stream_location(Stream::PortForward, &pod(Some("n1")), &query("ports=80&ports=81"))
-                .expect("location");
+        let location = stream_location(
+            Stream::PortForward,
+            &pod(Some("n1")),
+            &query("ports=80&ports=81"),
+        )
+        .expect("location");
         assert_eq!(location, "/portForward/default/web-0?port=80&port=81");
     }
 }

@@ -7,7 +7,9 @@
 
 use axum::body::Body;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header,
+};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use petset_api::ApiError;
@@ -241,9 +243,7 @@ mod tests {
             )
             .route(
                 "/exec/default/web-0/main",
-                get(|| async {
-                    (axum::http::StatusCode::NOT_FOUND, "pod does not exist")
-                }),
+                get(|| async { (axum::http::StatusCode::NOT_FOUND, "pod does not exist") }),
             )
     }
 
@@ -259,7 +259,11 @@ mod tests {
                 .await;
             assert_eq!(code, 201);
         }
-        for (pod, node) in [("web-0", Some("n1")), ("pending-0", None), ("far-0", Some("n2"))] {
+        for (pod, node) in [
+            ("web-0", Some("n1")),
+            ("pending-0", None),
+            ("far-0", Some("n2")),
+        ] {
             let body = json!({"metadata": {"name": pod},
                 "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]}});
             let (code, created) = cluster
@@ -281,7 +285,12 @@ mod tests {
             .await
             .expect("infallible");
         assert_eq!(response.status(), StatusCode::OK);
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         assert_eq!(&body[..], b"line one\nline two\n");
     }
 
@@ -289,7 +298,11 @@ mod tests {
     async fn the_nodes_refusal_is_a_status_with_its_code_and_text() {
         let cluster = cluster().await;
         let (code, status) = cluster
-            .json("GET", "/api/v1/namespaces/default/pods/web-0/exec?command=ls", Value::Null)
+            .json(
+                "GET",
+                "/api/v1/namespaces/default/pods/web-0/exec?command=ls",
+                Value::Null,
+            )
             .await;
         assert_eq!(code, 404);
         assert_eq!(status["reason"], "NotFound");
@@ -300,12 +313,23 @@ mod tests {
     async fn a_pod_without_a_node_or_on_an_unreachable_one_is_refused_before_dialing() {
         let cluster = cluster().await;
         let (code, status) = cluster
-            .json("GET", "/api/v1/namespaces/default/pods/pending-0/attach", Value::Null)
+            .json(
+                "GET",
+                "/api/v1/namespaces/default/pods/pending-0/attach",
+                Value::Null,
+            )
             .await;
         assert_eq!(code, 400);
-        assert_eq!(status["message"], "pod pending-0 does not have a host assigned");
+        assert_eq!(
+            status["message"],
+            "pod pending-0 does not have a host assigned"
+        );
         let (code, status) = cluster
-            .json("GET", "/api/v1/namespaces/default/pods/far-0/log", Value::Null)
+            .json(
+                "GET",
+                "/api/v1/namespaces/default/pods/far-0/log",
+                Value::Null,
+            )
             .await;
         assert_eq!(code, 503, "{status}");
         assert_eq!(

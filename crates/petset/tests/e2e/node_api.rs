@@ -65,7 +65,11 @@ fn api_server_identity(petset: &Petset) -> (String, String) {
 }
 
 /// A plain request: the status code and body.
-async fn get(connector: &Tls, endpoint: &NodeEndpoint, path: &str) -> Result<(u16, String), String> {
+async fn get(
+    connector: &Tls,
+    endpoint: &NodeEndpoint,
+    path: &str,
+) -> Result<(u16, String), String> {
     let request = Request::get(path).body(Body::empty()).expect("request");
     let response = relay::send(connector, endpoint, request)
         .await
@@ -105,20 +109,29 @@ async fn exec(connector: &Tls, endpoint: &NodeEndpoint, argv: &[&str]) -> Result
         let body = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20)
             .await
             .map_err(|e| e.to_string())?;
-        return Ok(Exec::Refused(code, String::from_utf8_lossy(&body).into_owned()));
+        return Ok(Exec::Refused(
+            code,
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
     }
     let mut socket = relay::upgraded(response).await.map_err(|e| e.to_string())?;
     let (mut stdout, mut status) = (Vec::new(), Value::Null);
     loop {
         let mut head = [0u8; 2];
-        socket.read_exact(&mut head).await.map_err(|e| e.to_string())?;
+        socket
+            .read_exact(&mut head)
+            .await
+            .map_err(|e| e.to_string())?;
         let length = match head[1] & 0x7f {
             126 => u64::from(socket.read_u16().await.map_err(|e| e.to_string())?),
             127 => socket.read_u64().await.map_err(|e| e.to_string())?,
             short => u64::from(short),
         };
         let mut payload = vec![0u8; usize::try_from(length).map_err(|e| e.to_string())?];
-        socket.read_exact(&mut payload).await.map_err(|e| e.to_string())?;
+        socket
+            .read_exact(&mut payload)
+            .await
+            .map_err(|e| e.to_string())?;
         match (head[0] & 0x0f, payload.first()) {
             (0x8, _) => break,
             (0x2, Some(1)) => stdout.extend_from_slice(&payload[1..]),
@@ -135,7 +148,14 @@ async fn exec(connector: &Tls, endpoint: &NodeEndpoint, argv: &[&str]) -> Result
 
 fn form_urlencoded_query(argv: &[&str]) -> String {
     argv.iter()
-        .map(|a| format!("command={}", a.replace('%', "%25").replace(' ', "%20").replace('/', "%2F")))
+        .map(|a| {
+            format!(
+                "command={}",
+                a.replace('%', "%25")
+                    .replace(' ', "%20")
+                    .replace('/', "%2F")
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -146,7 +166,9 @@ fn the_node_api_answers_the_api_server_only() {
         return;
     }
     let (_images, petset) = start_with_busybox(&["--store", "memory", "--kubelet-port", "0"]);
-    petset.kubectl_with_input(&["apply", "-f", "-"], Some(POD)).ok();
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(POD))
+        .ok();
     wait_for(
         &petset,
         "the talker runs",
@@ -154,15 +176,21 @@ fn the_node_api_answers_the_api_server_only() {
         "Running",
     );
     let endpoint = published_endpoint(&petset);
-    let nodes = petset.kubectl(&["get", "nodes", "-o", "jsonpath={.items[0].status.addresses}"]);
+    let nodes = petset.kubectl(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.addresses}",
+    ]);
     assert!(nodes.ok().contains(r#""type":"InternalIP""#), "{nodes:?}");
     assert_eq!(endpoint.address.as_deref(), Some("127.0.0.1"));
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let api_server = connector(&petset, Some(api_server_identity(&petset)));
     let anonymous = connector(&petset, None);
-    let other = tls::issue_client_certificate(petset.data_dir(), "system:node:x", Some("system:nodes"))
-        .expect("a certificate of the cluster CA for another identity");
+    let other =
+        tls::issue_client_certificate(petset.data_dir(), "system:node:x", Some("system:nodes"))
+            .expect("a certificate of the cluster CA for another identity");
     let other = connector(&petset, Some(other));
     // A certificate claiming the API server's name from another CA is refused by TLS itself.
     let elsewhere = tempfile::tempdir().expect("temp");
@@ -176,13 +204,18 @@ fn the_node_api_answers_the_api_server_only() {
     let logs = "/containerLogs/default/talker/main";
 
     runtime.block_on(async {
-        assert_eq!(get(&anonymous, &endpoint, "/healthz").await, Ok((200, "ok".into())));
+        assert_eq!(
+            get(&anonymous, &endpoint, "/healthz").await,
+            Ok((200, "ok".into()))
+        );
 
         // The API server's certificate: logs and exec work.
         let (code, body) = get(&api_server, &endpoint, logs).await.expect("logs");
         assert_eq!(code, 200, "{body}");
         assert!(body.contains("hello from the node"), "{body}");
-        let ran = exec(&api_server, &endpoint, &["echo", "hi there"]).await.expect("exec");
+        let ran = exec(&api_server, &endpoint, &["echo", "hi there"])
+            .await
+            .expect("exec");
         let Exec::Ran { stdout, status } = ran else {
             panic!("exec refused: {ran:?}");
         };
@@ -190,7 +223,10 @@ fn the_node_api_answers_the_api_server_only() {
         assert_eq!(status["status"], "Success", "{status}");
 
         // No certificate: 401, and another identity: 403, with nothing run.
-        assert_eq!(get(&anonymous, &endpoint, logs).await, Ok((401, "Unauthorized".into())));
+        assert_eq!(
+            get(&anonymous, &endpoint, logs).await,
+            Ok((401, "Unauthorized".into()))
+        );
         let refused = exec(&anonymous, &endpoint, &["mkdir", "/anonymous"]).await;
         assert!(matches!(refused, Ok(Exec::Refused(401, _))), "{refused:?}");
         let refused = exec(&other, &endpoint, &["mkdir", "/forbidden"]).await;
@@ -205,15 +241,26 @@ fn the_node_api_answers_the_api_server_only() {
         let refused = exec(&impostor, &endpoint, &["mkdir", "/impostor"]).await;
         assert!(refused.is_err(), "{refused:?}");
 
-        let checked = exec(&api_server, &endpoint, &["ls", "/"]).await.expect("exec");
+        let checked = exec(&api_server, &endpoint, &["ls", "/"])
+            .await
+            .expect("exec");
         let Exec::Ran { stdout, .. } = checked else {
             panic!("exec refused: {checked:?}");
         };
-        assert!(!stdout.contains("anonymous") && !stdout.contains("forbidden") && !stdout.contains("impostor"), "{stdout}");
+        assert!(
+            !stdout.contains("anonymous")
+                && !stdout.contains("forbidden")
+                && !stdout.contains("impostor"),
+            "{stdout}"
+        );
         // The check itself can fail: a file the API server's exec makes is seen.
-        let made = exec(&api_server, &endpoint, &["mkdir", "/allowed"]).await.expect("exec");
+        let made = exec(&api_server, &endpoint, &["mkdir", "/allowed"])
+            .await
+            .expect("exec");
         assert!(matches!(made, Exec::Ran { .. }), "{made:?}");
-        let listed = exec(&api_server, &endpoint, &["ls", "/"]).await.expect("exec");
+        let listed = exec(&api_server, &endpoint, &["ls", "/"])
+            .await
+            .expect("exec");
         let Exec::Ran { stdout, .. } = listed else {
             panic!("exec refused: {listed:?}");
         };
@@ -223,13 +270,30 @@ fn the_node_api_answers_the_api_server_only() {
     // kubectl's streams reach the same node API through the API server: `exec -i` with stdin
     // (what `kubectl cp` does with tar) and `logs -f`.
     let copied = petset.kubectl_with_input(
-        &["exec", "-i", "talker", "--", "sh", "-c", "cat > /copied; cat /copied"],
+        &[
+            "exec",
+            "-i",
+            "talker",
+            "--",
+            "sh",
+            "-c",
+            "cat > /copied; cat /copied",
+        ],
         Some("through stdin\n"),
     );
     assert_eq!(copied.ok(), "through stdin\n");
     // The test image has busybox's tar but no link to it; `kubectl cp` runs `tar`.
     petset
-        .kubectl(&["exec", "talker", "--", "/bin/busybox", "ln", "-s", "busybox", "/bin/tar"])
+        .kubectl(&[
+            "exec",
+            "talker",
+            "--",
+            "/bin/busybox",
+            "ln",
+            "-s",
+            "busybox",
+            "/bin/tar",
+        ])
         .ok();
     let local = elsewhere.path().join("local.txt");
     std::fs::write(&local, "copied both ways\n").expect("write");
@@ -257,5 +321,8 @@ fn the_node_api_answers_the_api_server_only() {
     let _ = follow.kill();
     let _ = follow.wait();
     assert!(seen, "{:?}", std::fs::read_to_string(&followed));
-    assert!(still_following, "kubectl logs -f ended while the container runs");
+    assert!(
+        still_following,
+        "kubectl logs -f ended while the container runs"
+    );
 }

@@ -6,7 +6,7 @@ use axum::extract::ws::WebSocket;
 use axum::response::{IntoResponse, Response};
 
 use super::channel::{self, Channels, Incoming, Outcome};
-use super::{Kubelet, NodeRuntime, Query, Refusal, Target};
+use super::{Kubelet, Query, Refusal, Target};
 use crate::runc::Attached;
 
 /// Checks an attach request and upgrades it.
@@ -16,16 +16,7 @@ pub(crate) async fn serve(
     request: Request,
 ) -> Result<Response, Refusal> {
     let query = Query::parse(request.uri().query());
-    let NodeRuntime::Runc(node) = &kubelet.inner.runtime else {
-        return Err(Refusal::unavailable(format!(
-            "pods {:?}: its node runs no processes here (a simulated node), so there is nothing to attach to",
-            target.pod
-        )));
-    };
-    let pod = kubelet
-        .pod(&target)
-        .await
-        .ok_or_else(|| Refusal::not_found("pod does not exist"))?;
+    let (node, pod) = kubelet.running_pod(&target, "attach to").await?;
     let stdin_once = super::find_container(&pod, &target.container)
         .and_then(|c| c.stdin_once)
         .unwrap_or(false);

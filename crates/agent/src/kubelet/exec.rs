@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::channel::{self, Channels, Incoming, Outcome};
-use super::{Kubelet, NodeRuntime, Query, Refusal, Target};
+use super::{Kubelet, Query, Refusal, Target};
 
 /// Checks the request and upgrades it; the command runs once the WebSocket is open.
 pub(crate) async fn serve(
@@ -24,16 +24,7 @@ pub(crate) async fn serve(
     if argv.is_empty() {
         return Err(Refusal::bad_request("you must specify at least 1 command"));
     }
-    let NodeRuntime::Runc(node) = &kubelet.inner.runtime else {
-        return Err(Refusal::unavailable(format!(
-            "pods {:?}: its node runs no processes here (a simulated node), so there is nothing to exec into",
-            target.pod
-        )));
-    };
-    let pod = kubelet
-        .pod(&target)
-        .await
-        .ok_or_else(|| Refusal::not_found("pod does not exist"))?;
+    let (node, pod) = kubelet.running_pod(&target, "exec into").await?;
     let upgrade = super::websocket(request).await?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let tty = query.flag("tty");

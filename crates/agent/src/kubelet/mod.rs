@@ -84,31 +84,32 @@ impl Kubelet {
     }
 
     fn routes(&self) -> Router {
-        Router::new()
+        // Upstream's four shapes of each stream path: with or without the pod's uid.
+        let streams = [
+            ("/exec/{namespace}/{pod}/{container}", StreamKind::Exec),
+            (
+                "/exec/{namespace}/{pod}/{uid}/{container}",
+                StreamKind::Exec,
+            ),
+            ("/attach/{namespace}/{pod}/{container}", StreamKind::Attach),
+            (
+                "/attach/{namespace}/{pod}/{uid}/{container}",
+                StreamKind::Attach,
+            ),
+            ("/portForward/{namespace}/{pod}", StreamKind::PortForward),
+            (
+                "/portForward/{namespace}/{pod}/{uid}",
+                StreamKind::PortForward,
+            ),
+        ];
+        streams
+            .into_iter()
+            .fold(Router::new(), |router, (path, kind)| {
+                router.route(path, stream_handler(kind))
+            })
             .route(
                 "/containerLogs/{namespace}/{pod}/{container}",
                 get(container_logs),
-            )
-            .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
-            .route(
-                "/exec/{namespace}/{pod}/{uid}/{container}",
-                get(exec).post(exec),
-            )
-            .route(
-                "/attach/{namespace}/{pod}/{container}",
-                get(attach).post(attach),
-            )
-            .route(
-                "/attach/{namespace}/{pod}/{uid}/{container}",
-                get(attach).post(attach),
-            )
-            .route(
-                "/portForward/{namespace}/{pod}",
-                get(port_forward).post(port_forward),
-            )
-            .route(
-                "/portForward/{namespace}/{pod}/{uid}",
-                get(port_forward).post(port_forward),
             )
             .with_state(self.clone())
     }
@@ -120,6 +121,34 @@ impl Kubelet {
             .find(&target.namespace, &target.pod, target.uid.as_deref())
             .await
     }
+
+    /// The runc node and the pod a stream request (`what`: "exec into", "attach to", …)
+    /// reaches; a simulated node's pods have no processes to reach.
+    async fn running_pod(
+        &self,
+        target: &Target,
+        what: &str,
+    ) -> Result<(&Arc<RuncNode>, Arc<Pod>), Refusal> {
+        let NodeRuntime::Runc(node) = &self.inner.runtime else {
+            return Err(Refusal::unavailable(format!(
+                "pods {:?}: its node runs no processes here (a simulated node), so there is nothing to {what}",
+                target.pod
+            )));
+        };
+        let pod = self
+            .pod(target)
+            .await
+            .ok_or_else(|| Refusal::not_found("pod does not exist"))?;
+        Ok((node, pod))
+    }
+}
+
+/// The stream paths, served alike.
+#[derive(Clone, Copy)]
+enum StreamKind {
+    Exec,
+    Attach,
+    PortForward,
 }
 
 /// What a node API path names.
@@ -273,34 +302,27 @@ async fn container_logs(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn exec(
-    State(kubelet): State<Kubelet>,
-    Path(params): Path<HashMap<String, String>>,
+async fn stream(
+    kind: StreamKind,
+    kubelet: Kubelet,
+    params: HashMap<String, String>,
     request: Request,
 ) -> Response {
-    exec::serve(&kubelet, Target::from_path(params), request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    let target = Target::from_path(params);
+    let served = match kind {
+        StreamKind::Exec => exec::serve(&kubelet, target, request).await,
+        StreamKind::Attach => attach::serve(&kubelet, target, request).await,
+        StreamKind::PortForward => portforward::serve(&kubelet, target, request).await,
+    };
+    served.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn attach(
-    State(kubelet): State<Kubelet>,
-    Path(params): Path<HashMap<String, String>>,
-    request: Request,
-) -> Response {
-    attach::serve(&kubelet, Target::from_path(params), request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn port_forward(
-    State(kubelet): State<Kubelet>,
-    Path(params): Path<HashMap<String, String>>,
-    request: Request,
-) -> Response {
-    portforward::serve(&kubelet, Target::from_path(params), request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+/// The handler of one stream path.
+fn stream_handler(kind: StreamKind) -> axum::routing::MethodRouter<Kubelet> {
+    let handler = move |State(kubelet): State<Kubelet>,
+                        Path(params): Path<HashMap<String, String>>,
+                        request: Request| stream(kind, kubelet, params, request);
+    get(handler).post(handler)
 }
 
 /// The WebSocket upgrade of a request whose every other check passed, or the refusal for a

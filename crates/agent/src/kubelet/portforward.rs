@@ -28,7 +28,7 @@ use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{Kubelet, NodeRuntime, Refusal, Target};
+use super::{Kubelet, Refusal, Target};
 
 pub const PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
@@ -51,15 +51,7 @@ pub(crate) async fn serve(
     request: Request,
 ) -> Result<Response, Refusal> {
     let name = &target.pod;
-    let NodeRuntime::Runc(node) = &kubelet.inner.runtime else {
-        return Err(Refusal::unavailable(format!(
-            "pod {name}: no node here runs real containers, so there is nothing to forward to"
-        )));
-    };
-    let pod = kubelet
-        .pod(&target)
-        .await
-        .ok_or_else(|| Refusal::not_found("pod does not exist"))?;
+    let (node, pod) = kubelet.running_pod(&target, "forward to").await?;
     let address = pod
         .status
         .as_ref()

@@ -326,3 +326,36 @@ fn the_node_api_answers_the_api_server_only() {
         "kubectl logs -f ended while the container runs"
     );
 }
+
+#[test]
+fn a_simulated_nodes_pods_say_why_they_have_no_streams() {
+    let petset = crate::start(&[
+        "--store",
+        "memory",
+        "--node-runtime",
+        "simulated",
+        "--kubelet-port",
+        "0",
+    ]);
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(POD))
+        .ok();
+    wait_for(
+        &petset,
+        "the talker runs",
+        &["get", "pod", "talker", "-o", "jsonpath={.status.phase}"],
+        "Running",
+    );
+    // kubectl retries a refused WebSocket upgrade over SPDY and prints what that answer says:
+    // the node's reason, not a bare "Upgrade request required".
+    let exec = petset.kubectl(&["exec", "talker", "--", "true"]);
+    assert!(
+        exec.stderr
+            .contains("its node runs no processes here (a simulated node)"),
+        "{exec:?}"
+    );
+    let logs = petset.kubectl(&["logs", "talker"]);
+    assert!(logs.stderr.contains("keeps no container logs"), "{logs:?}");
+    let endpoint = published_endpoint(&petset);
+    assert_eq!(endpoint.address.as_deref(), Some("127.0.0.1"));
+}

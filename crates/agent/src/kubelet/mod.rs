@@ -344,6 +344,80 @@ pub(crate) async fn websocket(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// The status and text of one request to a simulated node's API from `peer` (`None`: a
+    /// connection the server could not identify).
+    async fn ask(peer: Option<auth::Peer>, method: &str, path: &str) -> (StatusCode, String) {
+        let (kubelet, _) = Kubelet::new("n1", NodeRuntime::Simulated);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(peer);
+        }
+        let response = kubelet.router().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    const LOGS: &str = "/containerLogs/default/web-0/main";
+
+    #[tokio::test]
+    async fn only_the_api_server_gets_past_the_door() {
+        let api_server = auth::Peer::Certificate(auth::API_SERVER_IDENTITY.into());
+        let (code, text) = ask(Some(api_server), "GET", LOGS).await;
+        // Past the door, a simulated node's answer.
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(text.contains("keeps no container logs"), "{text}");
+        assert_eq!(
+            ask(None, "GET", LOGS).await,
+            (StatusCode::UNAUTHORIZED, "Unauthorized".into())
+        );
+        assert_eq!(
+            ask(
+                Some(auth::Peer::Anonymous),
+                "POST",
+                "/exec/default/web-0/main?command=ls"
+            )
+            .await,
+            (StatusCode::UNAUTHORIZED, "Unauthorized".into())
+        );
+        let node = auth::Peer::Certificate("system:node:other".into());
+        let (code, text) = ask(Some(node), "POST", "/exec/default/web-0/main?command=ls").await;
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert_eq!(
+            text,
+            "Forbidden (user=system:node:other, verb=create, resource=nodes, subresource=proxy)"
+        );
+    }
+
+    #[tokio::test]
+    async fn health_is_public_and_the_in_process_router_trusts_its_pipe() {
+        assert_eq!(
+            ask(None, "GET", "/healthz").await,
+            (StatusCode::OK, "ok".into())
+        );
+        let (kubelet, _) = Kubelet::new("n1", NodeRuntime::Simulated);
+        let request = Request::get("/attach/default/web-0/uid-1/main")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = kubelet
+            .in_process_router()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 
     #[test]
     fn upgrades_are_told_apart_by_their_header() {

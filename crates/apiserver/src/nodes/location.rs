@@ -77,12 +77,19 @@ pub fn node_of(pod: &Value) -> Option<&str> {
     Some(text(pod, "/spec/nodeName")).filter(|n| !n.is_empty())
 }
 
-fn path(kind: &str, pod: &Value, container: Option<&str>) -> String {
+/// `/{kind}/{namespace}/{pod}[/{uid}][/{container}]`. The uid (which only the stream paths
+/// take) makes the node answer for this instance of the pod, not an older one of its name.
+fn path(kind: &str, pod: &Value, container: Option<&str>, with_uid: bool) -> String {
     let mut path = format!(
         "/{kind}/{}/{}",
         text(pod, "/metadata/namespace"),
         text(pod, "/metadata/name")
     );
+    let uid = text(pod, "/metadata/uid");
+    if with_uid && !uid.is_empty() {
+        path.push('/');
+        path.push_str(uid);
+    }
     if let Some(container) = container {
         path.push('/');
         path.push_str(container);
@@ -143,7 +150,7 @@ pub fn log_location(pod: &Value, query: &Query) -> Result<String, ApiError> {
         }
     }
     Ok(with_query(
-        path("containerLogs", pod, Some(&container)),
+        path("containerLogs", pod, Some(&container), false),
         params,
     ))
 }
@@ -227,7 +234,10 @@ pub fn stream_location(stream: Stream, pod: &Value, query: &Query) -> Result<Str
         Stream::Attach => "attach",
         Stream::PortForward => "portForward",
     };
-    Ok(with_query(path(kind, pod, container.as_deref()), params))
+    Ok(with_query(
+        path(kind, pod, container.as_deref(), true),
+        params,
+    ))
 }
 
 #[cfg(test)]
@@ -291,6 +301,17 @@ mod tests {
         )
         .expect_err("bad container");
         assert_eq!(refused.message, "container x is not valid for pod web-0");
+    }
+
+    #[test]
+    fn streams_name_the_pods_instance_by_its_uid() {
+        let mut pod = pod(Some("n1"));
+        pod["metadata"]["uid"] = "u-1".into();
+        let location =
+            stream_location(Stream::Attach, &pod, &query("stdin=true")).expect("location");
+        assert_eq!(location, "/attach/default/web-0/u-1/nginx?input=1");
+        let logs = log_location(&pod, &query("")).expect("location");
+        assert_eq!(logs, "/containerLogs/default/web-0/nginx");
     }
 
     #[test]

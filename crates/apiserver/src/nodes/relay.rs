@@ -242,7 +242,7 @@ mod tests {
                 get(|| async { "line one\nline two\n" }),
             )
             .route(
-                "/exec/default/web-0/main",
+                "/exec/default/web-0/{uid}/main",
                 get(|| async { (axum::http::StatusCode::NOT_FOUND, "pod does not exist") }),
             )
     }

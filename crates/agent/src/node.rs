@@ -123,7 +123,6 @@ pub async fn register(
             {"type": "Ready", "status": "True", "reason": "KubeletReady",
              "message": posting, "lastHeartbeatTime": now, "lastTransitionTime": now},
         ],
-        "addresses": [{"type": "Hostname", "address": node_name}],
         "capacity": facts.capacity,
         "allocatable": facts.allocatable,
         "nodeInfo": {
@@ -141,6 +140,45 @@ pub async fn register(
         .patch_status(node_name, &PatchParams::default(), &Patch::Merge(status))
         .await?;
     Ok(())
+}
+
+/// Where the node API answers, as the kubelet publishes it: `status.addresses` (InternalIP,
+/// the address it serves on, and Hostname, the node's name) and
+/// `status.daemonEndpoints.kubeletEndpoint.Port`.
+pub fn kubelet_endpoint_status(node_name: &str, address: std::net::IpAddr, port: u16) -> Value {
+    json!({"status": {
+        "addresses": [
+            {"type": "InternalIP", "address": address.to_string()},
+            {"type": "Hostname", "address": node_name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+    }})
+}
+
+/// Publishes the node API's endpoint on the Node once it is registered (the node's start
+/// registers it; this waits for that, retrying). `register` leaves both fields alone, so the
+/// two never undo each other whatever their order.
+pub async fn publish_kubelet_endpoint(
+    client: Client,
+    node_name: String,
+    address: std::net::IpAddr,
+    port: u16,
+) {
+    let nodes: Api<Node> = Api::all(client);
+    let status = kubelet_endpoint_status(&node_name, address, port);
+    loop {
+        match nodes
+            .patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                tracing::debug!(%error, node = %node_name, "could not publish the node API endpoint yet");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 pub async fn keep_lease(client: Client, node_name: String) {

@@ -28,7 +28,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(raw: Option<&str>) -> Self {
+    pub(crate) fn parse(raw: Option<&str>) -> Self {
         Self(
             form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -134,12 +134,13 @@ pub async fn handle(State(state): State<ApiState>, request: Request) -> Response
 async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_string();
     let query = Query::parse(request.uri().query());
-    if let Some(response) = exec_upgrade(request.headers(), &path, &query) {
-        let (mut parts, _) = request.into_parts();
-        return response(state, &mut parts).await;
+    if let Some((namespace, name, stream)) = stream_target(request.method(), &path) {
+        let pod = pod(state, &namespace, &name).await?;
+        let (parts, _) = request.into_parts();
+        return crate::nodes::relay::stream(state, stream, &pod, &query, parts).await;
     }
     if let Some(target) = crate::proxy::ProxyTarget::parse(&path) {
-        return crate::proxy::serve(state, state.pod_dialer.get(), target, request).await;
+        return crate::proxy::serve(state, state.nodes.pod_dialer.as_ref(), target, request).await;
     }
     let method = request.method().clone();
     let accept = header_text(request.headers(), header::ACCEPT);
@@ -796,7 +797,7 @@ async fn subresource(
         }
         "log" if *method == Method::GET && target.resource.is("", "pods") => {
             let pod = state.registry.get(target.scope(), name).await?;
-            crate::logs::serve(state.node_logs.get(), &pod, query)
+            crate::nodes::relay::log(state, &pod, query).await
         }
         "log" | "exec" | "attach" | "portforward" | "proxy" => {
             // The object must exist before anything else is said about it.
@@ -843,60 +844,27 @@ fn scheduled_conditions(pod: &Value, now: &str) -> Value {
     Value::Array(conditions)
 }
 
-type ExecResponse = Box<
-    dyn for<'a> FnOnce(
-            &'a ApiState,
-            &'a mut axum::http::request::Parts,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<Response, ApiError>> + Send + 'a>,
-        > + Send,
->;
+/// A pod's stream subresource (`exec`, `attach`, `portforward`), which is relayed to its node
+/// whatever the request (the node answers what is not an upgrade it serves).
+fn stream_target(method: &Method, path: &str) -> Option<(String, String, crate::nodes::Stream)> {
+    if *method != Method::GET && *method != Method::POST {
+        return None;
+    }
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        ["api", "v1", "namespaces", namespace, "pods", name, sub] => {
+            let stream = crate::nodes::Stream::of(sub)?;
+            Some((namespace.to_string(), name.to_string(), stream))
+        }
+        _ => None,
+    }
+}
 
-/// A WebSocket request for `pods/{name}/exec`, `attach` or `portforward`, which needs the
-/// connection itself.
-fn exec_upgrade(headers: &HeaderMap, path: &str, query: &Query) -> Option<ExecResponse> {
-    let upgrade = header_text(headers, header::UPGRADE).eq_ignore_ascii_case("websocket");
-    let segments: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let (namespace, name, sub) = match segments
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [
-            "api",
-            "v1",
-            "namespaces",
-            namespace,
-            "pods",
-            name,
-            sub @ ("exec" | "attach" | "portforward"),
-        ] if upgrade => (namespace.to_string(), name.to_string(), sub.to_string()),
-        _ => return None,
+async fn pod(state: &ApiState, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    let resource = petset_api::resources::find("", "v1", "pods").ok_or_else(ApiError::no_route)?;
+    let scope = Scope {
+        resource,
+        namespace: Some(namespace),
     };
-    let query = Query(query.0.clone());
-    Some(Box::new(move |state, parts| {
-        Box::pin(async move {
-            use axum::extract::FromRequestParts;
-            let resource =
-                petset_api::resources::find("", "v1", "pods").ok_or_else(ApiError::no_route)?;
-            let scope = Scope {
-                resource,
-                namespace: Some(&namespace),
-            };
-            let pod = state.registry.get(scope, &name).await?;
-            let upgrade = axum::extract::ws::WebSocketUpgrade::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::bad_request(format!("Upgrade request required: {e}")))?;
-            match sub.as_str() {
-                "attach" => crate::exec::serve_attach(state.node_exec.get(), &pod, &query, upgrade),
-                "portforward" => crate::portforward::serve(state.pod_dialer.get(), &pod, upgrade),
-                _ => crate::exec::serve(state.node_exec.get(), &pod, &query, upgrade),
-            }
-        })
-    }))
+    state.registry.get(scope, name).await
 }

@@ -10,22 +10,19 @@
 #![allow(clippy::result_large_err)]
 
 pub mod clock;
+#[cfg(test)]
+mod data_safety_tests;
 mod discovery;
-mod exec;
 mod gc;
 #[cfg(test)]
 mod gc_tests;
 mod handlers;
 mod health;
-mod ipalloc;
-pub mod logs;
-pub use exec::{Attachment, NodeExec};
-#[cfg(test)]
-mod data_safety_tests;
 #[cfg(test)]
 mod input_properties_tests;
+mod ipalloc;
+pub mod nodes;
 mod openapi;
-mod portforward;
 mod protobuf;
 pub mod proxy;
 pub mod registry;
@@ -66,12 +63,8 @@ pub struct ApiState {
     /// The bearer token every API request must carry; `None` serves without authentication
     /// (in-process tests).
     admin_token: Option<Arc<str>>,
-    /// Where this process's node keeps container output, when it runs real containers.
-    node_logs: Arc<std::sync::OnceLock<Arc<dyn logs::NodeLogs>>>,
-    /// Runs commands in this process's node's containers, when it runs real ones.
-    node_exec: Arc<std::sync::OnceLock<Arc<dyn exec::NodeExec>>>,
-    /// Which pod addresses the proxy subresources may dial, when the node runs real pods.
-    pod_dialer: Arc<std::sync::OnceLock<Arc<dyn proxy::PodDialer>>>,
+    /// How the pods' streams reach their nodes, and which pod addresses the proxy may dial.
+    nodes: nodes::Nodes,
 }
 
 impl ApiState {
@@ -84,9 +77,7 @@ impl ApiState {
             serving: Arc::new(AtomicBool::new(true)),
             shutdown: Arc::new(shutdown),
             admin_token: admin_token.map(Arc::from),
-            node_logs: Arc::default(),
-            node_exec: Arc::default(),
-            pod_dialer: Arc::default(),
+            nodes: nodes::Nodes::default(),
         }
     }
 
@@ -103,19 +94,10 @@ impl ApiState {
         self
     }
 
-    /// Serves `pods/exec` with this process's node (set once, when the node starts).
-    pub fn set_node_exec(&self, exec: Arc<dyn exec::NodeExec>) {
-        let _ = self.node_exec.set(exec);
-    }
-
-    /// Serves `pods/proxy` and `services/proxy` to the pods this dialer allows (set once).
-    pub fn set_pod_dialer(&self, dialer: Arc<dyn proxy::PodDialer>) {
-        let _ = self.pod_dialer.set(dialer);
-    }
-
-    /// Serves `pods/log` from this process's node (set once, when the node starts).
-    pub fn set_node_logs(&self, logs: Arc<dyn logs::NodeLogs>) {
-        let _ = self.node_logs.set(logs);
+    /// Reaches nodes (and pods, for the proxy) as `nodes` allows; before serving.
+    pub fn with_nodes(mut self, nodes: nodes::Nodes) -> Self {
+        self.nodes = nodes;
+        self
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -177,9 +159,34 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if presented != Some(token.as_ref()) {
+        if !presented.is_some_and(|presented| same_secret(presented, token)) {
             return response::error(&ApiError::unauthorized());
         }
     }
     next.run(request).await
+}
+
+/// Whether a presented secret is the expected one, in time that does not depend on where they
+/// differ (only on the expected length), so a token cannot be guessed byte by byte.
+fn same_secret(presented: &str, expected: &str) -> bool {
+    let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
+    let mut difference = u8::from(presented.len() != expected.len());
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= byte ^ presented.get(index).copied().unwrap_or(!byte);
+    }
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::same_secret;
+
+    #[test]
+    fn only_the_same_secret_is_the_same() {
+        assert!(same_secret("abc123", "abc123"));
+        assert!(!same_secret("abc124", "abc123"));
+        assert!(!same_secret("abc12", "abc123"));
+        assert!(!same_secret("abc1234", "abc123"));
+        assert!(!same_secret("", "abc123"));
+    }
 }

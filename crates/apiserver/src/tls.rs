@@ -30,6 +30,8 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("verifying client certificates: {0}")]
+    Verifier(String),
 }
 
 /// The cluster's credentials, as loaded or made.
@@ -96,6 +98,71 @@ fn read_or_make(
     }
 }
 
+/// The cluster CA of `DIR/pki` (made on first start): what it signs with, and its certificate.
+struct ClusterCa {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+    cert_path: PathBuf,
+}
+
+impl ClusterCa {
+    fn load_or_create(pki: &Path) -> Result<Self, TlsError> {
+        std::fs::create_dir_all(pki).map_err(io(pki))?;
+        let key_path = pki.join("ca.key");
+        let key_pem = read_or_make(&key_path, || Ok(KeyPair::generate()?.serialize_pem()))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Damaged {
+            path: key_path.clone(),
+            detail: e.to_string(),
+        })?;
+        let cert_path = pki.join("ca.crt");
+        let pem = read_or_make(&cert_path, || Ok(ca_params()?.self_signed(&key)?.pem()))?;
+        Ok(Self {
+            issuer: Issuer::new(ca_params()?, key),
+            pem,
+            cert_path,
+        })
+    }
+
+    fn der(&self) -> Result<CertificateDer<'static>, TlsError> {
+        CertificateDer::from_pem_slice(self.pem.as_bytes()).map_err(|e| TlsError::Damaged {
+            path: self.cert_path.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// A new key and its certificate for `common_name` (and `organization`), signed by the CA.
+    fn issue(
+        &self,
+        names: Vec<String>,
+        common_name: &str,
+        organization: Option<&str>,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
+        let mut params = CertificateParams::new(names)?;
+        let mut name = DistinguishedName::new();
+        if let Some(organization) = organization {
+            name.push(DnType::OrganizationName, organization);
+        }
+        name.push(DnType::CommonName, common_name);
+        params.distinguished_name = name;
+        params.extended_key_usages = vec![usage];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        let key = KeyPair::generate()?;
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        Ok((certificate, key))
+    }
+}
+
+fn private_key(key: &KeyPair, what: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::try_from(key.serialize_der()).map_err(|detail| TlsError::Damaged {
+        path: what.to_path_buf(),
+        detail: detail.to_string(),
+    })
+}
+
 /// Loads the CA and token from `DIR/pki`, making them on first start, and signs a serving
 /// certificate for the listen address.
 pub fn load_or_create(
@@ -104,17 +171,8 @@ pub fn load_or_create(
     service_ip: std::net::IpAddr,
 ) -> Result<Credentials, TlsError> {
     let pki = data_dir.join("pki");
-    std::fs::create_dir_all(&pki).map_err(io(&pki))?;
-    let ca_key_path = pki.join("ca.key");
-    let ca_key_pem = read_or_make(&ca_key_path, || Ok(KeyPair::generate()?.serialize_pem()))?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| TlsError::Damaged {
-        path: ca_key_path.clone(),
-        detail: e.to_string(),
-    })?;
-    let ca_cert_path = pki.join("ca.crt");
-    let ca_pem = read_or_make(&ca_cert_path, || {
-        Ok(ca_params()?.self_signed(&ca_key)?.pem())
-    })?;
+    let ca = ClusterCa::load_or_create(&pki)?;
+    let ca_pem = ca.pem.clone();
     let token_path = pki.join("admin.token");
     let admin_token = read_or_make(&token_path, || {
         Ok(format!(
@@ -126,7 +184,6 @@ pub fn load_or_create(
     .trim()
     .to_string();
 
-    let issuer = Issuer::new(ca_params()?, ca_key);
     let mut names = vec![
         "localhost".to_string(),
         "kubernetes".to_string(),
@@ -142,33 +199,15 @@ pub fn load_or_create(
     if !listen_ip.is_unspecified() && !names.contains(&listen_ip.to_string()) {
         names.push(listen_ip.to_string());
     }
-    let mut params = CertificateParams::new(names)?;
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "kube-apiserver");
-    params.distinguished_name = name;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    let serving_key = KeyPair::generate()?;
-    let serving_cert = params.signed_by(&serving_key, &issuer)?;
-
-    let chain = vec![
-        serving_cert.der().clone(),
-        CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|e| TlsError::Damaged {
-            path: ca_cert_path.clone(),
-            detail: e.to_string(),
-        })?,
-    ];
-    let key = PrivateKeyDer::try_from(serving_key.serialize_der()).map_err(|detail| {
-        TlsError::Damaged {
-            path: pki.join("serving key"),
-            detail: detail.to_string(),
-        }
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let (serving_cert, serving_key) = ca.issue(
+        names,
+        "kube-apiserver",
+        None,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let chain = vec![serving_cert.der().clone(), ca.der()?];
+    let key = private_key(&serving_key, &pki.join("serving key"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
@@ -178,6 +217,125 @@ pub fn load_or_create(
         admin_token,
         server_config: Arc::new(config),
     })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The identity the API server presents to nodes (kubeadm's name and group for it).
+pub const KUBELET_CLIENT_COMMON_NAME: &str = "kube-apiserver-kubelet-client";
+const KUBELET_CLIENT_ORGANIZATION: &str = "kubeadm:cluster-admins";
+
+/// Where the API server's client certificate for the node API is kept, as kubeadm names it:
+/// `DIR/pki/apiserver-kubelet-client.crt` and `.key` (owner-only).
+pub fn kubelet_client_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let pki = data_dir.join("pki");
+    (
+        pki.join("apiserver-kubelet-client.crt"),
+        pki.join("apiserver-kubelet-client.key"),
+    )
+}
+
+/// A client certificate for `common_name` signed by the cluster CA, as PEM (certificate, key).
+/// The API server's own is [`write_kubelet_client`]; tests make others with it.
+pub fn issue_client_certificate(
+    data_dir: &Path,
+    common_name: &str,
+    organization: Option<&str>,
+) -> Result<(String, String), TlsError> {
+    let ca = ClusterCa::load_or_create(&data_dir.join("pki"))?;
+    let (certificate, key) = ca.issue(
+        Vec::new(),
+        common_name,
+        organization,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    Ok((certificate.pem(), key.serialize_pem()))
+}
+
+/// Signs the API server's client certificate for the node API (every start, as the serving
+/// certificate) and writes it to [`kubelet_client_paths`].
+pub fn write_kubelet_client(data_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+    let (cert_pem, key_pem) = issue_client_certificate(
+        data_dir,
+        KUBELET_CLIENT_COMMON_NAME,
+        Some(KUBELET_CLIENT_ORGANIZATION),
+    )?;
+    let (cert_path, key_path) = kubelet_client_paths(data_dir);
+    write_private(&key_path, &key_pem)?;
+    write_private(&cert_path, &cert_pem)?;
+    Ok((cert_path, key_path))
+}
+
+/// The node API's TLS: a serving certificate for the node's name and address signed by the
+/// cluster CA (`system:node:<name>`, as a kubelet's), and client certificates verified against
+/// that CA. Clients without one still connect: the node answers them 401.
+pub fn kubelet_server_config(
+    data_dir: &Path,
+    node_name: &str,
+    address: IpAddr,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let pki = data_dir.join("pki");
+    let ca = ClusterCa::load_or_create(&pki)?;
+    let mut names = vec![node_name.to_string(), address.to_string()];
+    if !address.is_loopback() {
+        names.push("127.0.0.1".to_string());
+    }
+    let (certificate, key) = ca.issue(
+        names,
+        &format!("system:node:{node_name}"),
+        Some("system:nodes"),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()?)?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![certificate.der().clone(), ca.der()?],
+            private_key(&key, &pki.join("node serving key"))?,
+        )?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// How the API server dials a node API over the network: the node's certificate must chain to
+/// `ca_pem`; with `identity` (certificate and key PEM) it presents that client certificate.
+pub fn kubelet_client_config(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let damaged = |detail: String| TlsError::Damaged {
+        path: PathBuf::from("node API client credentials"),
+        detail,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(certificate.map_err(|e| damaged(e.to_string()))?)?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        Some((cert_pem, key_pem)) => {
+            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| damaged(e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|e| damaged(e.to_string()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The address clients should dial for a listen address (loopback for "any").

@@ -97,6 +97,11 @@ pub struct UpArgs {
     /// with a runc node, else nowhere]
     #[arg(long)]
     pub dns_listen: Option<SocketAddr>,
+    /// The port this machine's node serves the node API on (the kubelet's HTTPS paths, which
+    /// the API server relays logs, exec, attach and port-forward to), on loopback; 0 takes
+    /// any free port [default: 10250, or any free port when that one is taken]
+    #[arg(long)]
+    pub kubelet_port: Option<u16>,
     /// Seconds between compactions of store history. A watch can resume from the last 4096
     /// changes, or from as far back as the last compaction kept; older ones get 410 Gone.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]

@@ -11,6 +11,8 @@ use petset_apiserver::ApiState;
 use petset_store::Store;
 use tokio::task::{JoinHandle, JoinSet};
 
+use petset_agent::kubelet::{Kubelet, NodeRuntime as KubeletRuntime};
+
 use crate::cli::NodeRuntime;
 
 /// What this process's node is, and what it serves besides the API.
@@ -34,6 +36,57 @@ pub struct Cluster {
     reconcilers: JoinSet<()>,
     /// The runc node's configuration, when this process runs one.
     runc: Option<Arc<petset_agent::runc::RuncNode>>,
+    /// This process's node and its node API, when it runs one.
+    kubelet: Option<(String, Kubelet)>,
+}
+
+/// The node this process runs, opened before the API state (which reaches it).
+enum LocalNode {
+    None,
+    Simulated,
+    Runc(Arc<petset_agent::runc::RuncNode>),
+}
+
+impl LocalNode {
+    fn open(
+        runtime: Option<NodeRuntime>,
+        data_dir: &Path,
+        image_store: &Path,
+        network: &petset_runtime::network::NetworkConfig,
+        api_address: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        match runtime {
+            Some(NodeRuntime::Simulated) => Ok(Self::Simulated),
+            Some(NodeRuntime::None) => {
+                tracing::info!("running without a node; pods stay Pending");
+                Ok(Self::None)
+            }
+            Some(NodeRuntime::Runc) | None => {
+                let config = petset_agent::runc::Config {
+                    runtime_dir: data_dir.join("node"),
+                    image_store: image_store.to_path_buf(),
+                    network: Some(network.clone()),
+                    api_address,
+                    volumes: Some(data_dir.join("volumes")),
+                };
+                let opened = if is_root() {
+                    petset_agent::runc::RuncNode::open(&config).map(Arc::new)
+                } else {
+                    Err("real containers need root".to_string())
+                };
+                match (opened, runtime) {
+                    (Ok(node), _) => Ok(Self::Runc(node)),
+                    (Err(reason), Some(_)) => {
+                        anyhow::bail!("--node-runtime runc cannot run here: {reason}")
+                    }
+                    (Err(reason), None) => {
+                        tracing::warn!(%reason, "no node: pods stay Pending (use --node-runtime simulated for a node without containers)");
+                        Ok(Self::None)
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Cluster {
@@ -50,11 +103,42 @@ impl Cluster {
             dns_listen,
             api_address,
         } = settings;
+        let local = LocalNode::open(node, data_dir, &image_store, &network, api_address)?;
+        let node_name = petset_agent::node_name();
+        // The API reaches this process's node through a pipe to its node API, and the proxy
+        // dials only that node's pods on its bridge.
+        let (kubelet, pod_feed, pod_dialer) = match &local {
+            LocalNode::None => (None, None, None),
+            LocalNode::Simulated => {
+                let (kubelet, _) = Kubelet::new(&node_name, KubeletRuntime::Simulated);
+                (Some(kubelet), None, None)
+            }
+            LocalNode::Runc(runc_node) => {
+                let (kubelet, feed) =
+                    Kubelet::new(&node_name, KubeletRuntime::Runc(runc_node.clone()));
+                let dialer: Arc<dyn petset_apiserver::proxy::PodDialer> =
+                    Arc::new(PodsOnTheBridge {
+                        node: runc_node.clone(),
+                        name: node_name.clone(),
+                    });
+                (Some(kubelet), Some(feed), Some(dialer))
+            }
+        };
+        let nodes = petset_apiserver::nodes::Nodes {
+            connector: kubelet.as_ref().map(|kubelet| {
+                Arc::new(petset_apiserver::nodes::InProcess::new(
+                    node_name.clone(),
+                    kubelet.in_process_router(),
+                )) as Arc<dyn petset_apiserver::nodes::NodeConnector>
+            }),
+            pod_dialer,
+        };
         let state = match network.services {
             Some(services) => ApiState::new(store, admin_token)
                 .with_service_network((services.network(), services.prefix())),
             None => ApiState::new(store, admin_token),
-        };
+        }
+        .with_nodes(nodes);
         state
             .registry()
             .bootstrap()
@@ -65,57 +149,28 @@ impl Cluster {
         let client = kube::Client::new(petset_apiserver::internal_router(state.clone()), "default");
         let mut reconcilers =
             petset_controllers::spawn_all(client.clone(), data_dir.join("volumes"));
+        if let Some(feed) = pod_feed {
+            reconcilers.spawn(feed.run(client.clone()));
+        }
         let mut runc = None;
-        match node {
-            Some(NodeRuntime::Simulated) => {
-                let node = petset_agent::node_name();
-                tracing::info!(%node, "running a simulated node");
+        match local {
+            LocalNode::None => {}
+            LocalNode::Simulated => {
+                tracing::info!(node = %node_name, "running a simulated node");
                 reconcilers.spawn(petset_agent::simulated::run(
                     client.clone(),
-                    node,
+                    node_name.clone(),
                     network.cidr,
                 ));
             }
-            Some(NodeRuntime::None) => {
-                tracing::info!("running without a node; pods stay Pending");
-            }
-            Some(NodeRuntime::Runc) | None => {
-                let config = petset_agent::runc::Config {
-                    runtime_dir: data_dir.join("node"),
-                    image_store: image_store.clone(),
-                    network: Some(network.clone()),
-                    api_address,
-                    volumes: Some(data_dir.join("volumes")),
-                };
-                let opened = if is_root() {
-                    petset_agent::runc::RuncNode::open(&config).map(Arc::new)
-                } else {
-                    Err("real containers need root".to_string())
-                };
-                match (opened, node) {
-                    (Ok(runc_node), _) => {
-                        let name = petset_agent::node_name();
-                        tracing::info!(node = %name, images = %image_store.display(), bridge = %network.bridge, pod_cidr = %network.cidr, "running a node with runc");
-                        reconcilers.spawn(petset_agent::runc::run(
-                            client.clone(),
-                            name,
-                            runc_node.clone(),
-                        ));
-                        state.set_node_logs(Arc::new(NodeStreams(runc_node.clone())));
-                        state.set_node_exec(Arc::new(NodeStreams(runc_node.clone())));
-                        state.set_pod_dialer(Arc::new(PodsOnTheBridge {
-                            node: runc_node.clone(),
-                            name: petset_agent::node_name(),
-                        }));
-                        runc = Some(runc_node);
-                    }
-                    (Err(reason), Some(_)) => {
-                        anyhow::bail!("--node-runtime runc cannot run here: {reason}")
-                    }
-                    (Err(reason), None) => {
-                        tracing::warn!(%reason, "no node: pods stay Pending (use --node-runtime simulated for a node without containers)");
-                    }
-                }
+            LocalNode::Runc(runc_node) => {
+                tracing::info!(node = %node_name, images = %image_store.display(), bridge = %network.bridge, pod_cidr = %network.cidr, "running a node with runc");
+                reconcilers.spawn(petset_agent::runc::run(
+                    client.clone(),
+                    node_name.clone(),
+                    runc_node.clone(),
+                ));
+                runc = Some(runc_node);
             }
         }
         let dns_listen = dns_listen.or_else(|| {
@@ -147,7 +202,40 @@ impl Cluster {
             api_controllers,
             reconcilers,
             runc,
+            kubelet: kubelet.map(|kubelet| (node_name, kubelet)),
         })
+    }
+
+    /// The name of this process's node, when it runs one.
+    pub fn node_name(&self) -> Option<&str> {
+        self.kubelet.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    /// Serves this process's node API over HTTPS on `listener` and publishes where on its Node
+    /// (`status.addresses`, `status.daemonEndpoints`); both stop with the cluster.
+    pub fn serve_kubelet(
+        &mut self,
+        listener: tokio::net::TcpListener,
+        tls: Arc<petset_agent::kubelet::server::TlsConfig>,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        let Some((name, kubelet)) = &self.kubelet else {
+            anyhow::bail!("this process runs no node, so it serves no node API");
+        };
+        let address = listener.local_addr().context("the node API's address")?;
+        self.reconcilers
+            .spawn(petset_agent::kubelet::server::serve_tls(
+                listener,
+                tls,
+                kubelet.router(),
+            ));
+        self.reconcilers
+            .spawn(petset_agent::node::publish_kubelet_endpoint(
+                self.client.clone(),
+                name.clone(),
+                address.ip(),
+                address.port(),
+            ));
+        Ok(address)
     }
 
     /// Stops everything started here; the HTTP server, if any, is the caller's.
@@ -199,47 +287,6 @@ impl petset_apiserver::proxy::PodDialer for PodsOnTheBridge {
             ));
         }
         Ok(())
-    }
-}
-
-/// `pods/log` and `pods/exec` with the runc node in this process.
-struct NodeStreams(Arc<petset_agent::runc::RuncNode>);
-
-impl petset_apiserver::logs::NodeLogs for NodeStreams {
-    fn log_files(&self, pod: &serde_json::Value, container: &str) -> Option<Vec<PathBuf>> {
-        let uid = pod.pointer("/metadata/uid")?.as_str()?;
-        self.0.log_files(uid, container)
-    }
-}
-
-impl petset_apiserver::NodeExec for NodeStreams {
-    fn command(
-        &self,
-        pod: &serde_json::Value,
-        container: &str,
-        argv: &[String],
-        tty: bool,
-    ) -> Option<tokio::process::Command> {
-        let uid = pod.pointer("/metadata/uid")?.as_str()?;
-        self.0
-            .exec_command(uid, container, argv, tty)
-            .map(tokio::process::Command::from)
-    }
-
-    fn attach(
-        &self,
-        pod: &serde_json::Value,
-        container: &str,
-        stdin_once: bool,
-    ) -> Option<petset_apiserver::Attachment> {
-        let uid = pod.pointer("/metadata/uid")?.as_str()?;
-        let attached = self.0.attach(uid, container, stdin_once)?;
-        Some(petset_apiserver::Attachment {
-            log: attached.log,
-            from_start: attached.from_start,
-            stdin: attached.stdin,
-            running: attached.running,
-        })
     }
 }
 

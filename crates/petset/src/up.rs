@@ -44,6 +44,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    if cluster.node_name().is_some()
+        && let Err(error) = serve_node_api(&mut cluster, data_dir.path(), args.kubelet_port).await
+    {
+        cluster.stop().await;
+        compactor.abort();
+        store.close().await;
+        return Err(error);
+    }
     let state = cluster.state.clone();
     // The Endpoints are in place, and the kubeconfig written, before the API answers: a
     // client that sees /readyz say ok finds both.
@@ -95,6 +103,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     compactor.abort();
     store.close().await;
     tracing::info!("petset stopped");
+    Ok(())
+}
+
+/// Serves this machine's node API over HTTPS on loopback (a certificate of the cluster CA for
+/// the node; only the API server's client certificate, `DIR/pki/apiserver-kubelet-client.*`,
+/// gets in), and publishes its port on the Node.
+async fn serve_node_api(
+    cluster: &mut Cluster,
+    data_dir: &std::path::Path,
+    port: Option<u16>,
+) -> anyhow::Result<()> {
+    let address = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let node = cluster.node_name().unwrap_or_default().to_string();
+    let config = tls::kubelet_server_config(data_dir, &node, address)
+        .context("signing the node API's serving certificate")?;
+    tls::write_kubelet_client(data_dir)
+        .context("writing the API server's client certificate for the node API")?;
+    let listener = match port {
+        Some(port) => TcpListener::bind((address, port))
+            .await
+            .with_context(|| format!("listening for the node API on {address}:{port}"))?,
+        // The default port may be another kubelet's, or another petset's: then any free one
+        // (the Node says which, as upstream's kubelet publishes its port).
+        None => match TcpListener::bind((address, petset_agent::kubelet::DEFAULT_PORT)).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, port = petset_agent::kubelet::DEFAULT_PORT, "the node API's default port is taken; using any free port (see --kubelet-port)");
+                TcpListener::bind((address, 0))
+                    .await
+                    .context("listening for the node API")?
+            }
+        },
+    };
+    let serving = cluster.serve_kubelet(listener, config)?;
+    tracing::info!(address = %serving, node = %node, "node API listening");
     Ok(())
 }
 

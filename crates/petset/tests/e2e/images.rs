@@ -156,8 +156,14 @@ fn curl_localhost(petset: &Petset, pod: &str) -> String {
     assert!(curl.success, "curl in {pod}: {curl:?}\n{}", petset.log());
     // When its input ends, util-linux `script` types an end-of-file byte into kubectl's raw
     // terminal; kubectl forwards it and the pod's TTY echoes it as `^@` (none appears when the
-    // input stays open, as a user's keyboard does).
-    curl.stdout.trim().trim_start_matches("^@").to_string()
+    // input stays open, as a user's keyboard does), before or after the command's output:
+    // the byte races the command.
+    curl.stdout
+        .trim()
+        .trim_start_matches("^@")
+        .trim_end_matches("^@")
+        .trim()
+        .to_string()
 }
 
 #[test]

@@ -1,32 +1,34 @@
-//! `pods/{name}/portforward`, as `kubectl port-forward` speaks it: a WebSocket with the
-//! subprotocol `SPDY/3.1+portforward.k8s.io` that carries a SPDY/3.1 session as a byte stream.
-//! For every local connection the client opens two SPDY streams with the headers `port`,
-//! `requestID` and `streamType` (`error` or `data`); the server connects to that port of the
-//! pod and copies bytes between the connection and the data stream, and writes any failure to
-//! the error stream. Both end (FIN) when the connection does.
+//! `/portForward/{ns}/{pod}`, as `kubectl port-forward` speaks it through the API server: a
+//! WebSocket with the subprotocol `SPDY/3.1+portforward.k8s.io` that carries a SPDY/3.1 session
+//! as a byte stream. For every local connection the client opens two SPDY streams with the
+//! headers `port`, `requestID` and `streamType` (`error` or `data`); the node connects to that
+//! port of the pod and copies bytes between the connection and the data stream, and writes any
+//! failure to the error stream. Both end (FIN) when the connection does.
 //!
 //! Only what the client uses is implemented: SYN_STREAM/SYN_REPLY, DATA, RST_STREAM, PING,
-//! GOAWAY, and WINDOW_UPDATE (sent for what is received, so a client that counts its window is
-//! never stalled). Header blocks from the client are zlib with the SPDY/3 dictionary; ours are
-//! zlib stored blocks, which any inflater reads without a dictionary.
+//! GOAWAY, and WINDOW_UPDATE (sent once the pod's side took the bytes, so a client that counts
+//! its window is never stalled and one that sends faster than the pod reads is held back).
+//! Header blocks from the client are zlib with the SPDY/3 dictionary; ours are zlib stored
+//! blocks, which any inflater reads without a dictionary.
 //!
-//! The pod is dialed at its address on petset's bridge only, as the proxy does ([`PodDialer`]).
+//! Memory is bounded: frames to the client and bytes to each pod connection go through
+//! bounded channels, so a fast client waits for a slow pod instead of growing a queue.
+//!
+//! The pod is dialed at its address on this node's bridge only.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::Request;
+use axum::extract::ws::{Message, WebSocket};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use miniz_oxide::inflate::TINFLStatus;
 use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
-use petset_api::ApiError;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::proxy::PodDialer;
+use super::{Kubelet, Refusal, Target};
 
 pub const PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
 
@@ -38,32 +40,30 @@ const GOAWAY: u16 = 7;
 const WINDOW_UPDATE: u16 = 9;
 const FLAG_FIN: u8 = 0x01;
 
+/// Frames queued for the client, and chunks queued for one pod connection, at most.
+const OUTGOING_FRAMES: usize = 64;
+const TO_POD_CHUNKS: usize = 16;
+
 /// Checks the pod and upgrades; the session runs once the WebSocket is open.
-pub(crate) fn serve(
-    dialer: Option<&Arc<dyn PodDialer>>,
-    pod: &Value,
-    upgrade: WebSocketUpgrade,
-) -> Result<Response, ApiError> {
-    let name = crate::logs::text(pod, "/metadata/name").to_string();
-    let phase = crate::logs::text(pod, "/status/phase");
-    if phase != "Running" {
-        return Err(ApiError::bad_request(format!(
-            "unable to forward port because pod is not running. Current status={phase}"
+pub(crate) async fn serve(
+    kubelet: &Kubelet,
+    target: Target,
+    request: Request,
+) -> Result<Response, Refusal> {
+    let name = &target.pod;
+    let (node, pod) = kubelet.running_pod(&target, "forward to").await?;
+    let address = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .ok_or_else(|| Refusal::bad_request(format!("pod {name} has no IP yet")))?;
+    if !node.owns_pod_address(address) {
+        return Err(Refusal::unavailable(format!(
+            "address {address} of pod {name} is not on petset's pod bridge, so petset does not dial it"
         )));
     }
-    let address = pod
-        .pointer("/status/podIP")
-        .and_then(Value::as_str)
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .ok_or_else(|| ApiError::bad_request(format!("pod {name} has no IP yet")))?;
-    let Some(dialer) = dialer else {
-        return Err(ApiError::service_unavailable(format!(
-            "pod {name}: no node here runs real containers, so there is nothing to forward to"
-        )));
-    };
-    dialer
-        .may_dial(pod, address)
-        .map_err(ApiError::service_unavailable)?;
+    let upgrade = super::websocket(request).await?;
     Ok(upgrade
         .protocols([PROTOCOL])
         .on_upgrade(move |socket| session(socket, address))
@@ -302,13 +302,13 @@ struct Forward {
     data: Option<u32>,
     error: Option<u32>,
     port: Option<u16>,
-    to_pod: Option<mpsc::UnboundedSender<Option<Vec<u8>>>>,
+    to_pod: Option<mpsc::Sender<Option<Vec<u8>>>>,
     started: bool,
 }
 
 async fn session(socket: WebSocket, address: IpAddr) {
     let (mut sink, mut incoming) = socket.split();
-    let (outgoing, mut frames) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (outgoing, mut frames) = mpsc::channel::<Vec<u8>>(OUTGOING_FRAMES);
     let writer = tokio::spawn(async move {
         while let Some(frame) = frames.recv().await {
             if sink.send(Message::Binary(frame.into())).await.is_err() {
@@ -352,19 +352,22 @@ async fn session(socket: WebSocket, address: IpAddr) {
                 let forward = request_of.get(&stream).and_then(|r| forwards.get(r));
                 if let Some(to_pod) = forward
                     .filter(|f| f.data == Some(stream))
-                    .and_then(|f| f.to_pod.as_ref())
+                    .and_then(|f| f.to_pod.clone())
                 {
+                    // Waits while the pod's side is full: the client is held back, not queued.
                     if !body.is_empty() {
-                        let _ = to_pod.send(Some(body.to_vec()));
+                        let _ = to_pod.send(Some(body.to_vec())).await;
                     }
                     if flags & FLAG_FIN != 0 {
-                        let _ = to_pod.send(None);
+                        let _ = to_pod.send(None).await;
                     }
                 }
                 if !body.is_empty() {
                     let mut update = stream.to_be_bytes().to_vec();
                     update.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                    let _ = outgoing.send(control_frame(WINDOW_UPDATE, 0, &update));
+                    let _ = outgoing
+                        .send(control_frame(WINDOW_UPDATE, 0, &update))
+                        .await;
                 }
                 continue;
             }
@@ -386,7 +389,7 @@ async fn session(socket: WebSocket, address: IpAddr) {
                     let request = header("requestid").unwrap_or_default();
                     let mut reply = stream.to_be_bytes().to_vec();
                     reply.extend_from_slice(&replies.empty_block());
-                    let _ = outgoing.send(control_frame(SYN_REPLY, 0, &reply));
+                    let _ = outgoing.send(control_frame(SYN_REPLY, 0, &reply)).await;
                     // Connections that ended are forgotten (their copier dropped its end).
                     forwards.retain(|_, f| f.to_pod.as_ref().is_none_or(|t| !t.is_closed()));
                     request_of.retain(|_, r| forwards.contains_key(r));
@@ -404,7 +407,7 @@ async fn session(socket: WebSocket, address: IpAddr) {
                         (forward.data, forward.error, forward.started)
                     {
                         forward.started = true;
-                        let (to_pod, from_client) = mpsc::unbounded_channel();
+                        let (to_pod, from_client) = mpsc::channel(TO_POD_CHUNKS);
                         forward.to_pod = Some(to_pod);
                         tokio::spawn(connect(
                             SocketAddr::new(address, forward.port.unwrap_or(0)),
@@ -416,16 +419,16 @@ async fn session(socket: WebSocket, address: IpAddr) {
                     }
                 }
                 PING => {
-                    let _ = outgoing.send(control_frame(PING, 0, body));
+                    let _ = outgoing.send(control_frame(PING, 0, body)).await;
                 }
                 GOAWAY => break 'session,
                 RST_STREAM if body.len() >= 4 => {
                     let stream =
                         u32::from_be_bytes([body[0], body[1], body[2], body[3]]) & 0x7fff_ffff;
                     if let Some(request) = request_of.remove(&stream)
-                        && let Some(to_pod) = forwards.get(&request).and_then(|f| f.to_pod.as_ref())
+                        && let Some(to_pod) = forwards.get(&request).and_then(|f| f.to_pod.clone())
                     {
-                        let _ = to_pod.send(None);
+                        let _ = to_pod.send(None).await;
                     }
                 }
                 // SETTINGS, WINDOW_UPDATE, HEADERS: nothing to do.
@@ -435,11 +438,12 @@ async fn session(socket: WebSocket, address: IpAddr) {
     }
     let mut goaway = 0u32.to_be_bytes().to_vec();
     goaway.extend_from_slice(&0u32.to_be_bytes());
-    let _ = outgoing.send(control_frame(GOAWAY, 0, &goaway));
+    let _ = outgoing.send(control_frame(GOAWAY, 0, &goaway)).await;
     drop(outgoing);
     for forward in forwards.values() {
         if let Some(to_pod) = &forward.to_pod {
-            let _ = to_pod.send(None);
+            // A connection whose queue is full is ended by the sender's drop instead.
+            let _ = to_pod.try_send(None);
         }
     }
     let _ = writer.await;
@@ -451,8 +455,8 @@ async fn connect(
     target: SocketAddr,
     data: u32,
     error: u32,
-    mut from_client: mpsc::UnboundedReceiver<Option<Vec<u8>>>,
-    outgoing: mpsc::UnboundedSender<Vec<u8>>,
+    mut from_client: mpsc::Receiver<Option<Vec<u8>>>,
+    outgoing: mpsc::Sender<Vec<u8>>,
 ) {
     let connection = tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -461,14 +465,17 @@ async fn connect(
     .await;
     let stream = match connection {
         Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return fail(&outgoing, data, error, &format!("dial tcp {target}: {e}")),
+        Ok(Err(e)) => {
+            return fail(&outgoing, data, error, &format!("dial tcp {target}: {e}")).await;
+        }
         Err(_) => {
             return fail(
                 &outgoing,
                 data,
                 error,
                 &format!("dial tcp {target}: timeout"),
-            );
+            )
+            .await;
         }
     };
     let (mut reader, mut writer) = stream.into_split();
@@ -489,6 +496,7 @@ async fn connect(
                 Ok(read) => {
                     if outgoing_data
                         .send(data_frame(data, 0, &buffer[..read]))
+                        .await
                         .is_err()
                     {
                         return;
@@ -496,16 +504,22 @@ async fn connect(
                 }
             }
         }
-        let _ = outgoing_data.send(data_frame(data, FLAG_FIN, &[]));
+        let _ = outgoing_data.send(data_frame(data, FLAG_FIN, &[])).await;
     };
     tokio::join!(to_pod, from_pod);
-    let _ = outgoing.send(data_frame(error, FLAG_FIN, &[]));
+    let _ = outgoing.send(data_frame(error, FLAG_FIN, &[])).await;
 }
 
-fn fail(outgoing: &mpsc::UnboundedSender<Vec<u8>>, data: u32, error: u32, message: &str) {
-    let _ = outgoing.send(data_frame(error, 0, message.as_bytes()));
-    let _ = outgoing.send(data_frame(error, FLAG_FIN, &[]));
-    let _ = outgoing.send(data_frame(data, FLAG_FIN, &[]));
+async fn fail(outgoing: &mpsc::Sender<Vec<u8>>, data: u32, error: u32, message: &str) {
+    for frame in [
+        data_frame(error, 0, message.as_bytes()),
+        data_frame(error, FLAG_FIN, &[]),
+        data_frame(data, FLAG_FIN, &[]),
+    ] {
+        if outgoing.send(frame).await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -16,8 +16,9 @@ pub struct Petset {
     binary: PathBuf,
     args: Vec<String>,
     _temp: Option<tempfile::TempDir>,
-    /// Held while this petset may use its pod network, so no other test takes it.
-    _network: Option<std::fs::File>,
+    /// The test network this petset's runc node uses (its bridge's name), and the lock held
+    /// while this petset may use it, so no other test takes it.
+    network: Option<(String, std::fs::File)>,
 }
 
 impl Petset {
@@ -44,7 +45,7 @@ impl Petset {
         let mut network = None;
         if runc && !args.iter().any(|a| a == "--bridge") {
             let (n, lock) = reserve_network()?;
-            network = Some(lock);
+            network = Some((format!("pst-e2e-{n}"), lock));
             args.extend([
                 "--bridge".to_string(),
                 format!("pst-e2e-{n}"),
@@ -62,7 +63,7 @@ impl Petset {
             binary: binary.to_path_buf(),
             args,
             _temp: None,
-            _network: network,
+            network,
         })
     }
 
@@ -402,9 +403,28 @@ fn reserve_network() -> Result<(u32, std::fs::File), String> {
 impl Drop for Petset {
     /// A test that fails midway still stops petset cleanly (SIGTERM: its node removes every
     /// container, mount, namespace and bridge it made), and kills it only when that hangs.
+    /// A petset that was killed (by the test, or because its stop hung) cannot remove its
+    /// bridge, so the test does, and says so: everything a test starts, it stops.
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.stop_with("TERM");
         }
+        if let Some((bridge, _lock)) = &self.network {
+            remove_leftover_bridge(bridge);
+        }
     }
+}
+
+/// Deletes a test bridge (and the node's address records for it) that a killed petset left.
+fn remove_leftover_bridge(bridge: &str) {
+    if !Path::new("/sys/class/net").join(bridge).exists() {
+        return;
+    }
+    eprintln!("petset left its bridge {bridge} (it was killed); removing it");
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", bridge])
+        .status();
+    let records = Path::new("/run/petset/networks").join(bridge);
+    let _ = std::fs::remove_dir_all(&records);
+    let _ = std::fs::remove_file(records.with_extension("lock"));
 }

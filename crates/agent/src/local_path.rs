@@ -192,9 +192,8 @@ pub fn plan(
     existing: &[String],
 ) -> Plan {
     let users = directory_users(volumes, root);
-    let released = |v: &PersistentVolume| {
-        matches!(phase(v), Some("Released" | "Failed")) || is_deleting(v)
-    };
+    let released =
+        |v: &PersistentVolume| matches!(phase(v), Some("Released" | "Failed")) || is_deleting(v);
     let mine: BTreeSet<String> = volumes
         .iter()
         .filter(|v| is_mine(v, node) && !released(v))
@@ -303,7 +302,9 @@ impl Disk {
     /// Removes a provisioned directory directly under the root.
     fn remove(&self, name: &str) -> Result<(), String> {
         if !looks_provisioned(name) {
-            return Err(format!("refusing to remove {name:?}: not a provisioned name"));
+            return Err(format!(
+                "refusing to remove {name:?}: not a provisioned name"
+            ));
         }
         match self {
             Self::Host(root) => remove_directory(&root.join(name)),
@@ -397,7 +398,9 @@ impl LocalPath {
                 return Pass::Settled;
             }
             Reclaim::Remove(directory) => match self.disk.remove(directory) {
-                Ok(()) => tracing::info!(volume = %name, "removed a deleted local-path volume's directory"),
+                Ok(()) => {
+                    tracing::info!(volume = %name, "removed a deleted local-path volume's directory")
+                }
                 Err(error) => {
                     self.failed_delete(volume, error);
                     return Pass::Unsettled;
@@ -420,8 +423,12 @@ impl LocalPath {
     /// a failed Delete.
     fn failed_delete(&self, volume: &PersistentVolume, message: String) {
         tracing::warn!(volume = %volume.name_any(), error = %message, "could not remove a local-path volume's directory");
-        self.events
-            .record(volume.object_ref(&()), "Warning", "VolumeFailedDelete", message);
+        self.events.record(
+            volume.object_ref(&()),
+            "Warning",
+            "VolumeFailedDelete",
+            message,
+        );
     }
 }
 
@@ -442,7 +449,11 @@ async fn remove_cleanup_finalizer(
         "finalizers": rest,
     }});
     match api
-        .patch(&volume.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            &volume.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
         .await
     {
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -739,10 +750,8 @@ mod tests {
 
     impl Scratch {
         fn new(test: &str) -> Self {
-            let path = std::env::temp_dir().join(format!(
-                "petset-local-path-{test}-{}",
-                std::process::id()
-            ));
+            let path = std::env::temp_dir()
+                .join(format!("petset-local-path-{test}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).expect("scratch directory");
             Self(path)
@@ -766,7 +775,11 @@ mod tests {
         std::os::unix::fs::symlink(&outside, root.join("pvc-real").join("escape")).expect("link");
         std::os::unix::fs::symlink(&outside, root.join("pvc-link")).expect("link");
         let disk = Disk::Host(root.clone());
-        assert_eq!(disk.list().expect("list"), names(&["pvc-real"]), "links are not listed");
+        assert_eq!(
+            disk.list().expect("list"),
+            names(&["pvc-real"]),
+            "links are not listed"
+        );
 
         let refused = disk.remove("pvc-link");
         assert!(refused.is_err(), "{refused:?}");
@@ -775,7 +788,9 @@ mod tests {
         assert!(!root.join("pvc-real").exists());
         disk.remove("pvc-real").expect("gone already is done");
         assert_eq!(
-            std::fs::read_to_string(outside.join("data")).ok().as_deref(),
+            std::fs::read_to_string(outside.join("data"))
+                .ok()
+                .as_deref(),
             Some("kept"),
             "what the links pointed at is untouched"
         );

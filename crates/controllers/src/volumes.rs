@@ -807,7 +807,10 @@ mod tests {
             spec.persistent_volume_reclaim_policy.as_deref(),
             Some("Retain")
         );
-        assert!(volume.finalizers().is_empty(), "a retained volume's data stays");
+        assert!(
+            volume.finalizers().is_empty(),
+            "a retained volume's data stays"
+        );
         let gone = claim_step(&claim("late", Some("z")), &classes, &nodes, Path::new("/v"));
         assert_eq!(gone, ClaimStep::Wait(Wait::NodeNotFound("z".into())));
     }

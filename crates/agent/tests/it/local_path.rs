@@ -132,7 +132,10 @@ impl Node {
         self.create_volume(name, &directory, "Delete", "Bound")
             .await;
         eventually(&format!("{name}'s directory"), || async {
-            directory.is_dir().then_some(()).ok_or("not yet".to_string())
+            directory
+                .is_dir()
+                .then_some(())
+                .ok_or("not yet".to_string())
         })
         .await;
     }
@@ -175,7 +178,10 @@ async fn a_deleted_delete_volume_loses_its_directory_once_released_then_its_fina
     node.create_volume("pvc-a", &directory, "Delete", "Bound")
         .await;
     eventually("the node makes the directory", || async {
-        directory.is_dir().then_some(()).ok_or("not yet".to_string())
+        directory
+            .is_dir()
+            .then_some(())
+            .ok_or("not yet".to_string())
     })
     .await;
     std::fs::write(directory.join("data"), "in use").expect("data");
@@ -189,9 +195,7 @@ async fn a_deleted_delete_volume_loses_its_directory_once_released_then_its_fina
 
     // Released (its claim went): the directory goes, then the finalizer.
     node.set_phase("pvc-a", "Released").await;
-    let finalizers = node
-        .finalizers_when("pvc-a", |f| !has_cleanup(f))
-        .await;
+    let finalizers = node.finalizers_when("pvc-a", |f| !has_cleanup(f)).await;
     assert!(!directory.exists(), "the directory went first");
     assert_eq!(finalizers, [PV_PROTECTION], "only the node's own goes");
 }
@@ -224,7 +228,9 @@ async fn a_retained_volume_deleted_by_hand_keeps_its_directory() {
     node.a_later_pass(&root, "pvc-marker").await;
     for name in ["pvc-kept", "pvc-was-delete"] {
         assert_eq!(
-            std::fs::read_to_string(root.join(name).join("data")).ok().as_deref(),
+            std::fs::read_to_string(root.join(name).join("data"))
+                .ok()
+                .as_deref(),
             Some("kept"),
             "{name}"
         );
@@ -264,10 +270,15 @@ async fn a_link_in_place_of_a_directory_is_refused_and_the_volume_stays() {
     })
     .await;
     let finalizers = node.finalizers_when("pvc-link", |_| true).await;
-    assert!(has_cleanup(&finalizers), "stays Terminating: {finalizers:?}");
+    assert!(
+        has_cleanup(&finalizers),
+        "stays Terminating: {finalizers:?}"
+    );
     assert!(root.join("pvc-link").is_symlink());
     assert_eq!(
-        std::fs::read_to_string(outside.join("data")).ok().as_deref(),
+        std::fs::read_to_string(outside.join("data"))
+            .ok()
+            .as_deref(),
         Some("kept")
     );
 }
@@ -282,12 +293,12 @@ async fn the_simulated_nodes_bookkeeping_disk_lets_a_volume_go_without_touching_
     node.create_volume("pvc-sim", &directory, "Delete", "Released")
         .await;
     node.delete("pvc-sim").await;
-    let finalizers = node
-        .finalizers_when("pvc-sim", |f| !has_cleanup(f))
-        .await;
+    let finalizers = node.finalizers_when("pvc-sim", |f| !has_cleanup(f)).await;
     assert_eq!(finalizers, [PV_PROTECTION]);
     assert_eq!(
-        std::fs::read_to_string(directory.join("data")).ok().as_deref(),
+        std::fs::read_to_string(directory.join("data"))
+            .ok()
+            .as_deref(),
         Some("kept"),
         "the simulated node never touches this machine's disk"
     );

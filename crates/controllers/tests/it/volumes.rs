@@ -69,10 +69,18 @@ async fn bound(client: &Client, claim: &str) -> (PersistentVolumeClaim, Persiste
     .await
 }
 
+/// Creates the claim `www-web-0` of `class` and waits until it is bound.
+async fn bind_claim(
+    client: &Client,
+    class: Option<&str>,
+) -> (PersistentVolumeClaim, PersistentVolume) {
+    create_claim(client, "www-web-0", class).await;
+    bound(client, "www-web-0").await
+}
+
 /// Creates a claim of `class`, waits until it is bound, deletes it; the volume's name.
 async fn bind_then_delete_claim(client: &Client, class: Option<&str>) -> String {
-    create_claim(client, "www-web-0", class).await;
-    let (_, volume) = bound(client, "www-web-0").await;
+    let (_, volume) = bind_claim(client, class).await;
     let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
     claims
         .delete("www-web-0", &Default::default())
@@ -106,8 +114,7 @@ async fn a_claim_gets_a_volume_pinned_to_the_ready_node_and_both_are_bound() {
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", true).await;
-    create_claim(&client, "www-web-0", None).await;
-    let (claim, volume) = bound(&client, "www-web-0").await;
+    let (claim, volume) = bind_claim(&client, None).await;
     let uid = claim.metadata.uid.clone().expect("uid");
     assert_eq!(
         volume.metadata.name.as_deref(),
@@ -254,8 +261,7 @@ async fn a_volume_whose_policy_becomes_retain_loses_the_cleanup_finalizer_and_is
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", true).await;
-    create_claim(&client, "www-web-0", None).await;
-    let (_, volume) = bound(&client, "www-web-0").await;
+    let (_, volume) = bind_claim(&client, None).await;
     let name = volume.name_any();
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     volumes
@@ -304,9 +310,12 @@ async fn a_bound_delete_volume_made_without_the_cleanup_finalizer_gets_it() {
         )
         .await
         .expect("bound");
-    volume_when(&client, "pvc-older", "the cleanup finalizer is added", |v| {
-        v.finalizers().iter().any(|f| f == CLEANUP)
-    })
+    volume_when(
+        &client,
+        "pvc-older",
+        "the cleanup finalizer is added",
+        |v| v.finalizers().iter().any(|f| f == CLEANUP),
+    )
     .await;
 }
 

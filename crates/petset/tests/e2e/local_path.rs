@@ -62,13 +62,18 @@ fn a_claims_volume_is_a_directory_on_the_node_that_goes_with_the_claim() {
         .ok()
         .to_string();
     assert!(volume.starts_with("pvc-"), "{volume:?}");
-    let finalizers = petset
-        .kubectl(&["get", "pv", &volume, "-o", "jsonpath={.metadata.finalizers}"])
-        .ok()
-        .to_string();
-    assert!(
-        finalizers.contains("petset.dev/local-path-cleanup"),
-        "{finalizers}"
+    // The node it is pinned to removes the directory, then this finalizer.
+    wait_for(
+        &petset,
+        "the volume carries the cleanup finalizer",
+        &[
+            "get",
+            "pv",
+            &volume,
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+        r#"["petset.dev/local-path-cleanup","kubernetes.io/pv-protection"]"#,
     );
     let directory = petset.data_dir().join("volumes").join(&volume);
     let greeting = directory.join("greeting");
@@ -88,7 +93,11 @@ fn a_claims_volume_is_a_directory_on_the_node_that_goes_with_the_claim() {
             .ok()
             .is_empty()
     });
-    assert!(gone, "the volume went once its node cleaned up\n{}", petset.log());
+    assert!(
+        gone,
+        "the volume went once its node cleaned up\n{}",
+        petset.log()
+    );
 }
 
 /// A volume of petset's provisioner made by hand, pinned to `node`, at `directory`.
@@ -169,24 +178,40 @@ fn the_node_makes_its_volumes_directories_and_removes_only_those_of_deleted_dele
     );
     std::fs::write(retained.join("data"), "kept\n").expect("data");
 
-    petset.kubectl(&["delete", "pv", "pvc-retained-by-hand"]).ok();
+    petset
+        .kubectl(&["delete", "pv", "pvc-retained-by-hand"])
+        .ok();
     // Deleted after the Retain one: its cleanup is a later pass over every volume.
-    petset.kubectl(&["delete", "pv", "pvc-deleted-by-hand"]).ok();
-    wait_for_path(&petset, "the Delete volume's directory went with it", || {
-        !deleted.exists()
-    });
+    petset
+        .kubectl(&["delete", "pv", "pvc-deleted-by-hand"])
+        .ok();
+    wait_for_path(
+        &petset,
+        "the Delete volume's directory went with it",
+        || !deleted.exists(),
+    );
     assert_eq!(
-        std::fs::read_to_string(retained.join("data")).ok().as_deref(),
+        std::fs::read_to_string(retained.join("data"))
+            .ok()
+            .as_deref(),
         Some("kept\n"),
         "a Retain volume deleted by hand keeps its data\n{}",
         petset.log()
     );
-    assert!(unnamed.is_dir(), "a directory no volume names is left alone");
-    assert!(unrelated.is_dir(), "a directory not named like a volume stays");
+    assert!(
+        unnamed.is_dir(),
+        "a directory no volume names is left alone"
+    );
+    assert!(
+        unrelated.is_dir(),
+        "a directory not named like a volume stays"
+    );
     let said = petset
         .log()
         .lines()
-        .filter(|l| l.contains("no volume names is left alone") && l.contains("pvc-deleted-while-down"))
+        .filter(|l| {
+            l.contains("no volume names is left alone") && l.contains("pvc-deleted-while-down")
+        })
         .count();
     assert_eq!(said, 1, "said once\n{}", petset.log());
 }

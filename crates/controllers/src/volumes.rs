@@ -3,8 +3,13 @@
 //! released volume is deleted or kept, as its reclaim policy says.
 //!
 //! This side only decides and binds: the directory behind a volume is made and removed by the
-//! node the volume is pinned to, so nothing here touches a disk. `claim_step` and
-//! `volume_step` hold the decisions as pure functions; the async code reads caches and the
+//! node the volume is pinned to, so nothing here touches a disk. A volume of reclaim policy
+//! Delete carries the cleanup finalizer (as upstream's external provisioner puts
+//! `external-provisioner.volume.kubernetes.io/finalizer` on its volumes): deleting the object
+//! leaves it Terminating until its node has removed the directory and the finalizer, so a
+//! node that is down delays the cleanup and loses nothing. A volume of any other policy has
+//! no such finalizer, and its data outlives the object. `claim_step`, `volume_step` and
+//! `finalizer_step` hold the decisions as pure functions; the async code reads caches and the
 //! API, writes, and records events.
 
 use std::collections::HashMap;
@@ -29,6 +34,7 @@ use serde_json::json;
 use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
 use crate::guarded;
+use crate::protection::{add_finalizer, remove_finalizer};
 use crate::queue::Queue;
 use crate::scheduler::{HOSTNAME_LABEL, SELECTED_NODE};
 
@@ -36,6 +42,11 @@ use crate::scheduler::{HOSTNAME_LABEL, SELECTED_NODE};
 pub const PROVISIONER: &str = "petset.dev/local-path";
 /// The volume annotation naming the provisioner that made it.
 pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+/// The finalizer on this provisioner's volumes of reclaim policy Delete; the node the volume
+/// is pinned to removes it once the directory is gone (`petset_agent::local_path`). Named for
+/// petset rather than upstream's external-provisioner finalizer, since here the node, not the
+/// provisioner, does the cleanup and lets the volume go.
+pub const CLEANUP_FINALIZER: &str = "petset.dev/local-path-cleanup";
 
 /// How many claims are provisioned and bound at once.
 const BIND_CONCURRENCY: usize = 128;
@@ -281,21 +292,21 @@ pub fn claim_step(
         .as_ref()
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage").cloned());
+    let policy = class
+        .reclaim_policy
+        .clone()
+        .unwrap_or_else(|| "Delete".into());
     ClaimStep::Provision(Box::new(PersistentVolume {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             annotations: Some([(PROVISIONED_BY.to_string(), PROVISIONER.to_string())].into()),
+            finalizers: (policy == "Delete").then(|| vec![CLEANUP_FINALIZER.to_string()]),
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeSpec {
             capacity: capacity.map(|c| [("storage".to_string(), c)].into()),
             access_modes: spec.access_modes.clone(),
-            persistent_volume_reclaim_policy: Some(
-                class
-                    .reclaim_policy
-                    .clone()
-                    .unwrap_or_else(|| "Delete".into()),
-            ),
+            persistent_volume_reclaim_policy: Some(policy),
             storage_class_name: Some(class_name),
             volume_mode: spec.volume_mode.clone(),
             host_path: Some(HostPathVolumeSource {
@@ -335,7 +346,8 @@ pub enum VolumeStep {
     Keep,
     /// Its claim is gone (to be confirmed with the API: this destroys data): mark it Released
     /// unless it is, then delete the object if its policy says `Delete` and it is not being
-    /// deleted already. The node removes the directory once the object is gone.
+    /// deleted already. The object then waits, Terminating, behind the cleanup finalizer until
+    /// the node it is pinned to has removed the directory (for as long as that node is down).
     Release { mark: bool, delete: bool },
 }
 
@@ -358,6 +370,38 @@ pub fn volume_step(volume: &PersistentVolume, claim: Option<&PersistentVolumeCla
         return VolumeStep::Keep;
     }
     VolumeStep::Release { mark, delete }
+}
+
+/// What a volume's cleanup finalizer needs, as upstream's provisioner library keeps its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalizerStep {
+    Nothing,
+    /// A Bound volume of policy Delete that lacks it (made before volumes carried it).
+    Add,
+    /// Its policy is no longer Delete: its data is to stay, so nothing is to clean up.
+    Remove,
+}
+
+/// What `volume`'s cleanup finalizer needs; only this provisioner's volumes have one.
+pub fn finalizer_step(volume: &PersistentVolume) -> FinalizerStep {
+    if volume.annotations().get(PROVISIONED_BY).map(String::as_str) != Some(PROVISIONER) {
+        return FinalizerStep::Nothing;
+    }
+    let has = volume.finalizers().iter().any(|f| f == CLEANUP_FINALIZER);
+    let policy = volume
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref());
+    let phase = volume.status.as_ref().and_then(|s| s.phase.as_deref());
+    match policy {
+        Some("Delete")
+            if !has && phase == Some("Bound") && volume.metadata.deletion_timestamp.is_none() =>
+        {
+            FinalizerStep::Add
+        }
+        Some("Retain" | "Recycle") if has => FinalizerStep::Remove,
+        _ => FinalizerStep::Nothing,
+    }
 }
 
 /// How long a reconcile waits for the caches to show the provisioner's own last writes.
@@ -456,7 +500,28 @@ async fn reconcile(client: &Client, root: &Path, views: &Views) -> Result<(), ku
     if let Some(error) = failed {
         return Err(error);
     }
-    release(client, views).await
+    release(client, views).await?;
+    keep_finalizers(client, views).await
+}
+
+/// Adds the cleanup finalizer to volumes of policy Delete that lack it and removes it from
+/// volumes whose policy changed (the node also lets a retained volume go without touching
+/// its data, should it be deleted first).
+async fn keep_finalizers(client: &Client, views: &Views) -> Result<(), kube::Error> {
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    for volume in views.volumes.store().state() {
+        let written = match finalizer_step(&volume) {
+            FinalizerStep::Nothing => continue,
+            FinalizerStep::Add => add_finalizer(&volumes, &volume, CLEANUP_FINALIZER).await,
+            FinalizerStep::Remove => remove_finalizer(&volumes, &volume, CLEANUP_FINALIZER).await,
+        };
+        match written {
+            // Changed meanwhile: its watch event brings another reconcile.
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// Makes `volume` for `claim` (unless it exists) and binds the two to each other.
@@ -675,6 +740,11 @@ mod tests {
             spec.persistent_volume_reclaim_policy.as_deref(),
             Some("Delete")
         );
+        assert_eq!(
+            volume.finalizers(),
+            [CLEANUP_FINALIZER],
+            "its node cleans it up before it goes"
+        );
         let claim_ref = spec.claim_ref.as_ref().expect("claimRef");
         assert_eq!(
             (claim_ref.name.as_deref(), claim_ref.uid.as_deref()),
@@ -736,6 +806,10 @@ mod tests {
         assert_eq!(
             spec.persistent_volume_reclaim_policy.as_deref(),
             Some("Retain")
+        );
+        assert!(
+            volume.finalizers().is_empty(),
+            "a retained volume's data stays"
         );
         let gone = claim_step(&claim("late", Some("z")), &classes, &nodes, Path::new("/v"));
         assert_eq!(gone, ClaimStep::Wait(Wait::NodeNotFound("z".into())));
@@ -827,6 +901,56 @@ mod tests {
         assert_eq!(
             volume_step(&volume("Delete", "Released", true), None),
             VolumeStep::Keep
+        );
+    }
+
+    fn provisioned_volume(policy: &str, phase: &str, finalizers: &[&str]) -> PersistentVolume {
+        let mut volume = volume(policy, phase, false);
+        volume.metadata.annotations = Some([(PROVISIONED_BY.into(), PROVISIONER.into())].into());
+        volume.metadata.finalizers = Some(finalizers.iter().map(|f| f.to_string()).collect());
+        volume
+    }
+
+    #[test]
+    fn the_cleanup_finalizer_follows_the_reclaim_policy_as_upstreams_provisioner_keeps_it() {
+        assert_eq!(
+            finalizer_step(&provisioned_volume("Delete", "Bound", &[CLEANUP_FINALIZER])),
+            FinalizerStep::Nothing
+        );
+        assert_eq!(
+            finalizer_step(&provisioned_volume("Delete", "Bound", &[])),
+            FinalizerStep::Add,
+            "a volume made before volumes carried it"
+        );
+        assert_eq!(
+            finalizer_step(&provisioned_volume("Delete", "Released", &[])),
+            FinalizerStep::Nothing,
+            "only a Bound volume gets it, as upstream"
+        );
+        let mut deleting = provisioned_volume("Delete", "Bound", &[]);
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        assert_eq!(
+            finalizer_step(&deleting),
+            FinalizerStep::Nothing,
+            "no finalizer can be added to an object being deleted"
+        );
+        for policy in ["Retain", "Recycle"] {
+            assert_eq!(
+                finalizer_step(&provisioned_volume(policy, "Bound", &[CLEANUP_FINALIZER])),
+                FinalizerStep::Remove,
+                "{policy}"
+            );
+            assert_eq!(
+                finalizer_step(&provisioned_volume(policy, "Bound", &[])),
+                FinalizerStep::Nothing
+            );
+        }
+        assert_eq!(
+            finalizer_step(&volume("Delete", "Bound", false)),
+            FinalizerStep::Nothing,
+            "another provisioner's volume"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! The node's integration tests: what it parses from pods never panics it, and the simulated
 //! node runs pods against an in-process API server (TestCluster), in milliseconds.
 
+mod local_path;
 mod quantities;
 mod simulated;
 

@@ -1,17 +1,22 @@
 //! The provisioner makes a volume per claim, pinned to a node, binds the two, and releases
-//! the volume as its reclaim policy says once the claim is gone. It never touches a disk.
+//! the volume as its reclaim policy says once the claim is gone. It never touches a disk: a
+//! volume of policy Delete waits behind the cleanup finalizer for its node, which these tests
+//! play by hand.
 
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::support::{
     Running, cluster, create, eventually, register_node, wait_for_event, wait_gone,
 };
+
+/// The finalizer the node removes once a deleted volume's directory is gone.
+const CLEANUP: &str = "petset.dev/local-path-cleanup";
 
 /// A root no test creates: the volumes are named under it and must never appear on this disk.
 fn volumes_root() -> PathBuf {
@@ -64,10 +69,18 @@ async fn bound(client: &Client, claim: &str) -> (PersistentVolumeClaim, Persiste
     .await
 }
 
+/// Creates the claim `www-web-0` of `class` and waits until it is bound.
+async fn bind_claim(
+    client: &Client,
+    class: Option<&str>,
+) -> (PersistentVolumeClaim, PersistentVolume) {
+    create_claim(client, "www-web-0", class).await;
+    bound(client, "www-web-0").await
+}
+
 /// Creates a claim of `class`, waits until it is bound, deletes it; the volume's name.
 async fn bind_then_delete_claim(client: &Client, class: Option<&str>) -> String {
-    create_claim(client, "www-web-0", class).await;
-    let (_, volume) = bound(client, "www-web-0").await;
+    let (_, volume) = bind_claim(client, class).await;
     let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
     claims
         .delete("www-web-0", &Default::default())
@@ -101,8 +114,7 @@ async fn a_claim_gets_a_volume_pinned_to_the_ready_node_and_both_are_bound() {
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", true).await;
-    create_claim(&client, "www-web-0", None).await;
-    let (claim, volume) = bound(&client, "www-web-0").await;
+    let (claim, volume) = bind_claim(&client, None).await;
     let uid = claim.metadata.uid.clone().expect("uid");
     assert_eq!(
         volume.metadata.name.as_deref(),
@@ -121,6 +133,11 @@ async fn a_claim_gets_a_volume_pinned_to_the_ready_node_and_both_are_bound() {
         Some(path.display().to_string())
     );
     assert!(!volumes_root().exists(), "the server side made a directory");
+    assert!(
+        volume.finalizers().iter().any(|f| f == CLEANUP),
+        "{:?}",
+        volume.finalizers()
+    );
     wait_for_event(
         &client,
         "www-web-0",
@@ -148,13 +165,65 @@ async fn a_claim_waits_for_a_ready_node() {
     assert_eq!(affinity(&volume), pinned_to("node-b"));
 }
 
+/// Waits until the volume `name` is so, as `check` tells from it; the volume.
+async fn volume_when(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&PersistentVolume) -> bool,
+) -> PersistentVolume {
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    eventually(what, || async {
+        let volume = volumes.get(name).await.map_err(|e| e.to_string())?;
+        if check(&volume) {
+            Ok(volume)
+        } else {
+            Err(format!(
+                "{:?} {:?} {:?}",
+                volume.status.as_ref().and_then(|s| s.phase.as_ref()),
+                volume.metadata.deletion_timestamp,
+                volume.finalizers()
+            ))
+        }
+    })
+    .await
+}
+
+fn phase(volume: &PersistentVolume) -> Option<&str> {
+    volume.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
 #[tokio::test]
-async fn deleting_a_claim_of_reclaim_policy_delete_deletes_its_volume() {
+async fn deleting_a_claim_of_reclaim_policy_delete_deletes_its_volume_once_its_node_cleaned_up() {
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", true).await;
     let name = bind_then_delete_claim(&client, None).await;
+    // pv-protection lets the Released volume go; the cleanup finalizer waits for the node.
+    let waiting = volume_when(
+        &client,
+        &name,
+        "the volume waits for its node, Released and Terminating",
+        |v| {
+            phase(v) == Some("Released")
+                && v.metadata.deletion_timestamp.is_some()
+                && v.finalizers() == [CLEANUP]
+        },
+    )
+    .await;
+    // The node has removed the directory: it removes its finalizer, guarded as it does.
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    volumes
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {
+                "resourceVersion": waiting.resource_version(),
+                "finalizers": [],
+            }})),
+        )
+        .await
+        .expect("the node lets the volume go");
     wait_gone(&volumes, &name).await;
 }
 
@@ -180,6 +249,74 @@ async fn deleting_a_claim_of_reclaim_policy_retain_releases_its_volume_and_keeps
         released.metadata.deletion_timestamp.is_none(),
         "a retained volume is not deleted"
     );
+    assert!(
+        !released.finalizers().iter().any(|f| f == CLEANUP),
+        "nothing is to clean up: {:?}",
+        released.finalizers()
+    );
+}
+
+#[tokio::test]
+async fn a_volume_whose_policy_becomes_retain_loses_the_cleanup_finalizer_and_is_kept() {
+    let (_cluster, client) = cluster().await;
+    let _provisioner = start_provisioner(&client);
+    register_node(&client, "node-a", true).await;
+    let (_, volume) = bind_claim(&client, None).await;
+    let name = volume.name_any();
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    volumes
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"persistentVolumeReclaimPolicy": "Retain"}})),
+        )
+        .await
+        .expect("retain");
+    volume_when(&client, &name, "the cleanup finalizer goes", |v| {
+        !v.finalizers().iter().any(|f| f == CLEANUP)
+    })
+    .await;
+    let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
+    claims
+        .delete("www-web-0", &Default::default())
+        .await
+        .expect("delete the claim");
+    let released = volume_when(&client, &name, "the volume is Released", |v| {
+        phase(v) == Some("Released")
+    })
+    .await;
+    assert!(released.metadata.deletion_timestamp.is_none(), "kept");
+}
+
+#[tokio::test]
+async fn a_bound_delete_volume_made_without_the_cleanup_finalizer_gets_it() {
+    let (_cluster, client) = cluster().await;
+    let _provisioner = start_provisioner(&client);
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    create(
+        &volumes,
+        json!({"metadata": {"name": "pvc-older",
+                            "annotations": {"pv.kubernetes.io/provisioned-by": "petset.dev/local-path"}},
+               "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                        "persistentVolumeReclaimPolicy": "Delete",
+                        "hostPath": {"path": volumes_root().join("pvc-older").display().to_string()}}}),
+    )
+    .await;
+    volumes
+        .patch_status(
+            "pvc-older",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+        )
+        .await
+        .expect("bound");
+    volume_when(
+        &client,
+        "pvc-older",
+        "the cleanup finalizer is added",
+        |v| v.finalizers().iter().any(|f| f == CLEANUP),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! Local-path volumes are made and removed by the node that uses them: a claim's volume is a
 //! directory on the runc node that its pod writes into and that goes with the claim (reclaim
-//! Delete); a volume pinned to the node by `spec.nodeAffinity` gets its directory (mode 0777)
-//! from the node alone, and a provisioned directory no volume names any more is removed, while
-//! anything not named like a provisioned volume is left alone. Needs root and runc.
+//! Delete, behind the cleanup finalizer the node removes); a volume pinned to the node by
+//! `spec.nodeAffinity` gets its directory (mode 0777) from the node alone. Data goes only that
+//! way: a Retain volume deleted by hand keeps its directory, and a directory no volume names is
+//! left alone. Needs root and runc.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -61,6 +62,19 @@ fn a_claims_volume_is_a_directory_on_the_node_that_goes_with_the_claim() {
         .ok()
         .to_string();
     assert!(volume.starts_with("pvc-"), "{volume:?}");
+    // The node it is pinned to removes the directory, then this finalizer.
+    wait_for(
+        &petset,
+        "the volume carries the cleanup finalizer",
+        &[
+            "get",
+            "pv",
+            &volume,
+            "-o",
+            "jsonpath={.metadata.finalizers}",
+        ],
+        r#"["petset.dev/local-path-cleanup","kubernetes.io/pv-protection"]"#,
+    );
     let directory = petset.data_dir().join("volumes").join(&volume);
     let greeting = directory.join("greeting");
     wait_for_path(&petset, "the pod wrote into its volume", || {
@@ -73,12 +87,54 @@ fn a_claims_volume_is_a_directory_on_the_node_that_goes_with_the_claim() {
         "the volume's directory went with its claim",
         || !directory.exists(),
     );
+    let gone = wait_until(Duration::from_secs(60), || {
+        petset
+            .kubectl(&["get", "pv", &volume, "--ignore-not-found", "-o", "name"])
+            .ok()
+            .is_empty()
+    });
+    assert!(
+        gone,
+        "the volume went once its node cleaned up\n{}",
+        petset.log()
+    );
+}
+
+/// A volume of petset's provisioner made by hand, pinned to `node`, at `directory`.
+fn volume_by_hand(name: &str, node: &str, directory: &Path, policy: &str) -> String {
+    let finalizers = if policy == "Delete" {
+        "[petset.dev/local-path-cleanup]"
+    } else {
+        "[]"
+    };
+    format!(
+        r#"
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: {name}
+  annotations: {{pv.kubernetes.io/provisioned-by: petset.dev/local-path}}
+  finalizers: {finalizers}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: {policy}
+  storageClassName: manual
+  hostPath: {{path: {path}}}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions:
+        - {{key: kubernetes.io/hostname, operator: In, values: [{node}]}}
+"#,
+        path = directory.display(),
+    )
 }
 
 #[test]
-fn the_node_makes_its_volumes_directories_and_removes_only_stale_provisioned_ones() {
+fn the_node_makes_its_volumes_directories_and_removes_only_those_of_deleted_delete_volumes() {
     if !can_run_containers(
-        "the_node_makes_its_volumes_directories_and_removes_only_stale_provisioned_ones",
+        "the_node_makes_its_volumes_directories_and_removes_only_those_of_deleted_delete_volumes",
     ) {
         return;
     }
@@ -89,41 +145,29 @@ fn the_node_makes_its_volumes_directories_and_removes_only_stale_provisioned_one
         .to_string();
     assert!(!node.is_empty(), "the node registered");
     let root = petset.data_dir().join("volumes");
-    let stale = root.join("pvc-deleted-while-down");
+    let unnamed = root.join("pvc-deleted-while-down");
     let unrelated = root.join("notes");
-    for directory in [&stale, &unrelated] {
+    for directory in [&unnamed, &unrelated] {
         std::fs::create_dir_all(directory).expect("a directory under the volumes root");
     }
-    let directory = root.join("pvc-made-by-hand");
-    // A volume the server only binds: the node alone makes its directory.
-    let volume = format!(
-        r#"
-apiVersion: v1
-kind: PersistentVolume
-metadata:
-  name: pvc-made-by-hand
-  annotations: {{pv.kubernetes.io/provisioned-by: petset.dev/local-path}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteOnce]
-  persistentVolumeReclaimPolicy: Delete
-  storageClassName: manual
-  hostPath: {{path: {path}}}
-  nodeAffinity:
-    required:
-      nodeSelectorTerms:
-      - matchExpressions:
-        - {{key: kubernetes.io/hostname, operator: In, values: [{node}]}}
-"#,
-        path = directory.display(),
-    );
-    petset
-        .kubectl_with_input(&["apply", "-f", "-"], Some(&volume))
-        .ok();
-    wait_for_path(&petset, "the node made the volume's directory", || {
-        directory.is_dir()
+    let retained = root.join("pvc-retained-by-hand");
+    let deleted = root.join("pvc-deleted-by-hand");
+    // Volumes the server only binds: the node alone makes their directories.
+    for (name, directory, policy) in [
+        ("pvc-retained-by-hand", &retained, "Retain"),
+        ("pvc-deleted-by-hand", &deleted, "Delete"),
+    ] {
+        petset
+            .kubectl_with_input(
+                &["apply", "-f", "-"],
+                Some(&volume_by_hand(name, &node, directory, policy)),
+            )
+            .ok();
+    }
+    wait_for_path(&petset, "the node made the volumes' directories", || {
+        retained.is_dir() && deleted.is_dir()
     });
-    let mode = std::fs::metadata(&directory)
+    let mode = std::fs::metadata(&retained)
         .expect("metadata")
         .permissions()
         .mode();
@@ -132,21 +176,42 @@ spec:
         0o777,
         "open to every user, as rancher's provisioner makes it"
     );
+    std::fs::write(retained.join("data"), "kept\n").expect("data");
+
+    petset
+        .kubectl(&["delete", "pv", "pvc-retained-by-hand"])
+        .ok();
+    // Deleted after the Retain one: its cleanup is a later pass over every volume.
+    petset
+        .kubectl(&["delete", "pv", "pvc-deleted-by-hand"])
+        .ok();
     wait_for_path(
         &petset,
-        "the stale provisioned directory is removed",
-        || !stale.exists(),
+        "the Delete volume's directory went with it",
+        || !deleted.exists(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(retained.join("data"))
+            .ok()
+            .as_deref(),
+        Some("kept\n"),
+        "a Retain volume deleted by hand keeps its data\n{}",
+        petset.log()
+    );
+    assert!(
+        unnamed.is_dir(),
+        "a directory no volume names is left alone"
     );
     assert!(
         unrelated.is_dir(),
         "a directory not named like a volume stays"
     );
-    petset.kubectl(&["delete", "pv", "pvc-made-by-hand"]).ok();
-    wait_for_path(&petset, "the volume's directory went with it", || {
-        !Path::new(&directory).exists()
-    });
-    assert!(
-        unrelated.is_dir(),
-        "a directory not named like a volume stays"
-    );
+    let said = petset
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains("no volume names is left alone") && l.contains("pvc-deleted-while-down")
+        })
+        .count();
+    assert_eq!(said, 1, "said once\n{}", petset.log());
 }

@@ -18,6 +18,7 @@
 //! every change of a volume. The simulated node runs the same passes over a bookkeeping disk
 //! that makes and removes nothing on this machine.
 
+use petset_informer::finalizers::remove_finalizer;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -26,11 +27,10 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::PersistentVolume;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use petset_informer::events::Recorder;
-use serde_json::json;
 
 /// The provisioner of petset's `local-path` class, as its volumes' annotation names it (the
 /// same name as `petset_controllers::volumes::PROVISIONER`).
@@ -410,7 +410,7 @@ impl LocalPath {
                 tracing::info!(volume = %name, why, "kept a deleted local-path volume's directory")
             }
         }
-        match remove_cleanup_finalizer(api, volume).await {
+        match remove_finalizer(api, volume, CLEANUP_FINALIZER).await {
             Ok(()) => Pass::Settled,
             Err(error) => {
                 tracing::debug!(%error, volume = %name, "could not remove the cleanup finalizer; retrying");
@@ -429,35 +429,6 @@ impl LocalPath {
             "VolumeFailedDelete",
             message,
         );
-    }
-}
-
-/// Removes the cleanup finalizer from `volume`, guarded by the resourceVersion listed, so a
-/// concurrent change (another finalizer going, a new policy) is never overwritten; gone
-/// already is done.
-async fn remove_cleanup_finalizer(
-    api: &Api<PersistentVolume>,
-    volume: &PersistentVolume,
-) -> Result<(), kube::Error> {
-    let rest: Vec<&String> = volume
-        .finalizers()
-        .iter()
-        .filter(|f| *f != CLEANUP_FINALIZER)
-        .collect();
-    let patch = json!({"metadata": {
-        "resourceVersion": volume.resource_version(),
-        "finalizers": rest,
-    }});
-    match api
-        .patch(
-            &volume.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        other => other.map(|_| ()),
     }
 }
 

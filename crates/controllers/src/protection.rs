@@ -5,14 +5,14 @@
 //! removes them once the object is no longer in use. `claim_step` and `volume_step` decide;
 //! the async code reads, confirms with the API before letting a claim go, and writes.
 
+use petset_informer::finalizers::{add_finalizer, remove_finalizer};
 use std::borrow::Borrow;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 
 use crate::cache::{Cache, Cached, Change};
 use crate::queue::Queue;
@@ -249,67 +249,6 @@ async fn reconcile(client: &Client, views: &Views, key: &Key) -> Result<(), kube
 
 fn has(finalizers: &[String], finalizer: &str) -> bool {
     finalizers.iter().any(|f| f == finalizer)
-}
-
-/// Writes the object's finalizers as `finalizers`, guarded by the resourceVersion read, so a
-/// concurrent change (another finalizer, a deletion) is never overwritten.
-async fn set_finalizers<K>(
-    api: &Api<K>,
-    object: &K,
-    finalizers: Vec<String>,
-) -> Result<(), kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let patch = json!({"metadata": {
-        "resourceVersion": object.meta().resource_version,
-        "finalizers": finalizers,
-    }});
-    match api
-        .patch(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Gone meanwhile: nothing left to protect.
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error),
-    }
-}
-
-pub(crate) async fn add_finalizer<K>(
-    api: &Api<K>,
-    object: &K,
-    finalizer: &str,
-) -> Result<(), kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let mut finalizers = object.meta().finalizers.clone().unwrap_or_default();
-    finalizers.push(finalizer.to_string());
-    set_finalizers(api, object, finalizers).await
-}
-
-pub(crate) async fn remove_finalizer<K>(
-    api: &Api<K>,
-    object: &K,
-    finalizer: &str,
-) -> Result<(), kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let finalizers = object
-        .meta()
-        .finalizers
-        .iter()
-        .flatten()
-        .filter(|f| *f != finalizer)
-        .cloned()
-        .collect();
-    set_finalizers(api, object, finalizers).await
 }
 
 #[cfg(test)]

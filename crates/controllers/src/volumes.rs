@@ -34,9 +34,9 @@ use serde_json::json;
 use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
 use crate::guarded;
-use crate::protection::{add_finalizer, remove_finalizer};
 use crate::queue::Queue;
 use crate::scheduler::{HOSTNAME_LABEL, SELECTED_NODE};
+use petset_informer::finalizers::{add_finalizer, remove_finalizer};
 
 /// The provisioner name of the default `local-path` class.
 pub const PROVISIONER: &str = "petset.dev/local-path";

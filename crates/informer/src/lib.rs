@@ -9,11 +9,13 @@
 //! - [`events`]: the correlating event recorder;
 //! - [`errors`]: telling API errors apart, and the tolerant create;
 //! - [`guarded`]: deletes that name the uid they mean;
+//! - [`finalizers`]: adding and removing one finalizer, guarded by resourceVersion;
 //! - [`leader`]: Lease-based leader election (`coordination.k8s.io/v1`).
 
 pub mod cache;
 pub mod errors;
 pub mod events;
+pub mod finalizers;
 pub mod guarded;
 pub mod leader;
 pub mod queue;

@@ -41,24 +41,14 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::Request;
-    use http_body_util::BodyExt;
     use petset_store::LocalStore;
-    use tower::ServiceExt;
 
     use super::*;
 
     async fn get_body(state: &ApiState, path: &str) -> (StatusCode, String) {
-        let response = crate::router(state.clone())
-            .oneshot(Request::get(path).body(Body::empty()).expect("request"))
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        let (status, body) =
+            crate::test_cluster::answer(crate::router(state.clone()), request).await;
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 

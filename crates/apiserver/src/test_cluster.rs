@@ -94,19 +94,9 @@ impl TestCluster {
                 Body::from(body.to_string())
             })
             .expect("request");
-        let response = crate::internal_router(self.state.clone())
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, bytes) = answer(crate::internal_router(self.state.clone()), request).await;
         (
-            status,
+            status.as_u16(),
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
     }
@@ -115,6 +105,23 @@ impl TestCluster {
     pub async fn json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         self.send(method, path, "application/json", body).await
     }
+}
+
+/// Sends one request to a router (any axum router: the API's, a node's) and reads the whole
+/// answer.
+pub async fn answer(
+    router: axum::Router,
+    request: Request<Body>,
+) -> (axum::http::StatusCode, bytes::Bytes) {
+    let response = router.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, bytes)
 }
 
 impl Drop for TestCluster {

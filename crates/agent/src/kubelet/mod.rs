@@ -344,7 +344,6 @@ pub(crate) async fn websocket(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
     use tower::ServiceExt;
 
     /// The status and text of one request to a simulated node's API from `peer` (`None`: a
@@ -359,14 +358,8 @@ mod tests {
         if let Some(peer) = peer {
             request.extensions_mut().insert(peer);
         }
-        let response = kubelet.router().oneshot(request).await.expect("infallible");
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, body) =
+            petset_apiserver::test_cluster::answer(kubelet.router(), request).await;
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 

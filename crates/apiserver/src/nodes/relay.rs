@@ -226,10 +226,8 @@ mod tests {
     use axum::body::Body;
     use axum::http::StatusCode;
     use axum::routing::get;
-    use http_body_util::BodyExt;
     use serde_json::Value;
     use serde_json::json;
-    use tower::ServiceExt;
 
     use crate::nodes::{InProcess, Nodes};
     use crate::test_cluster::TestCluster;
@@ -280,17 +278,10 @@ mod tests {
         let request = axum::http::Request::get("/api/v1/namespaces/default/pods/web-0/log")
             .body(Body::empty())
             .expect("request");
-        let response = crate::internal_router(cluster.state.clone())
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        assert_eq!(response.status(), StatusCode::OK);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let (status, body) =
+            crate::test_cluster::answer(crate::internal_router(cluster.state.clone()), request)
+                .await;
+        assert_eq!(status, StatusCode::OK);
         assert_eq!(&body[..], b"line one\nline two\n");
     }
 

@@ -56,6 +56,8 @@ pub struct WorkerNeeds {
     /// (so a first process that looks itself up finds it); without it the first status write
     /// is the one after the starts.
     pub status_before_start: bool,
+    /// Record the kubelet's events (Pulled, Created, Started, Killing…) about its pods.
+    pub events: bool,
 }
 
 impl WorkerNeeds {
@@ -65,6 +67,7 @@ impl WorkerNeeds {
         environment: true,
         probes: true,
         status_before_start: true,
+        events: true,
     };
 }
 
@@ -135,13 +138,17 @@ pub trait PodRuntime: Send + Sync + 'static {
     fn log_path(&self, pod: &str, container: &str, attempt: u32) -> PathBuf;
 
     /// The command that runs a probe of a running container; its exit status is the result,
-    /// its output the prober's message.
+    /// its output the prober's message. The default runs none (the probe fails with the
+    /// error): for runtimes whose `needs` say the worker runs no probes.
     fn probe_command(
         &self,
         pod: &str,
         container: &str,
         check: &ProbeCheck,
-    ) -> Result<std::process::Command, String>;
+    ) -> Result<std::process::Command, String> {
+        let _ = (pod, container, check);
+        Err("this node runs no probes".to_string())
+    }
 
     /// What the worker does around this runtime's calls.
     fn needs(&self) -> WorkerNeeds {

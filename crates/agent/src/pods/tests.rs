@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::{Shared, Workers};
 use crate::downward::Allocatable;
 use crate::kubelet_events::KubeletEvents;
-use crate::runtime::{PodRuntime, ProbeCheck, StartedContainer};
+use crate::runtime::{PodRuntime, StartedContainer};
 use crate::testing::{PATIENCE, eventually};
 
 const NODE: &str = "node-a";
@@ -144,15 +144,6 @@ impl PodRuntime for FakeRuntime {
 
     fn log_path(&self, pod: &str, container: &str, attempt: u32) -> PathBuf {
         self.pod_dir(pod).join(format!("{container}-{attempt}.log"))
-    }
-
-    fn probe_command(
-        &self,
-        _pod: &str,
-        _container: &str,
-        _check: &ProbeCheck,
-    ) -> Result<std::process::Command, String> {
-        Err("the fake runtime runs no probes".into())
     }
 }
 

@@ -68,6 +68,24 @@ impl Waiting {
     }
 }
 
+/// The kubelet's events of one worker; none for a runtime whose `needs` say so.
+struct PodEvents(Option<crate::kubelet_events::KubeletEvents>);
+
+impl PodEvents {
+    fn record(
+        &self,
+        pod: &Pod,
+        container: Option<ContainerOf<'_>>,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) {
+        if let Some(events) = &self.0 {
+            events.record(pod, container, type_, reason, message);
+        }
+    }
+}
+
 /// What ends a worker.
 enum End {
     /// The pod is being deleted: stop gracefully and confirm the deletion.
@@ -440,7 +458,7 @@ impl PodRun {
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
         let now = node::now();
-        let events = self.shared.events.clone();
+        let events = self.events();
         let pod = self.pod.clone();
         let started = started.map(|started| self.watch_exit(&container.name, attempt, started));
         let record = self.record(&container.name, init);
@@ -546,9 +564,19 @@ impl PodRun {
         reason: &str,
         message: String,
     ) {
-        self.shared
-            .events
+        self.events()
             .record(&self.pod, container, type_, reason, message);
+    }
+
+    /// Where the worker records its events: the kubelet's, unless the runtime records none.
+    fn events(&self) -> PodEvents {
+        PodEvents(
+            self.shared
+                .runtime
+                .needs()
+                .events
+                .then(|| self.shared.events.clone()),
+        )
     }
 
     fn record(&mut self, name: &str, init: bool) -> &mut ContainerRecord {
@@ -573,7 +601,7 @@ impl PodRun {
         let pod_text = events::pod_text(&self.pod);
         let container_id = self.shared.runtime.container_id(&self.id, name);
         let log = self.shared.runtime.log_path(&self.id, name, attempt);
-        let events = self.shared.events.clone();
+        let events = self.events();
         let pod = self.pod.clone();
         let of = Some(ContainerOf { name, init });
         let record = self.record(name, init);

@@ -25,7 +25,7 @@ use petset_runtime::pods::{ContainerConfig, RuntimeError, SandboxConfig};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::runtime::{PodRuntime, ProbeCheck, Readiness, StartedContainer, WorkerNeeds};
+use crate::runtime::{PodRuntime, Readiness, StartedContainer, WorkerNeeds};
 
 const READY_ANNOTATION: &str = "simulation.petset.dev/ready";
 const READY_AFTER_ANNOTATION: &str = "simulation.petset.dev/ready-after-ms";
@@ -282,23 +282,16 @@ impl PodRuntime for SimulatedRuntime {
             .join(format!("{attempt}.log"))
     }
 
-    fn probe_command(
-        &self,
-        _pod: &str,
-        _container: &str,
-        _check: &ProbeCheck,
-    ) -> Result<std::process::Command, String> {
-        Err("the simulated node runs no probes".to_string())
-    }
-
     fn needs(&self) -> WorkerNeeds {
         // As kwok: no volumes, no environment (a missing ConfigMap does not hold a pod back),
-        // no probes, and one status write when the pod runs.
+        // no probes, no kubelet events, and one status write when the pod runs. The
+        // simulated node stays as cheap per pod as it was before it ran through the worker.
         WorkerNeeds {
             volumes: false,
             environment: false,
             probes: false,
             status_before_start: false,
+            events: false,
         }
     }
 

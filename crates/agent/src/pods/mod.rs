@@ -55,14 +55,15 @@ pub struct Shared {
     pub volumes_root: Option<PathBuf>,
 }
 
-/// A short, runc-safe id for the pod with this uid: its sandbox's name.
+/// A short, runc-safe id for the pod with this uid: its sandbox's name. The uid's last 16
+/// letters and digits: random in a v4 uuid as in the first ones, and distinct too for the
+/// sequential uids of the test tier (`00000000-…-000000000001`), which share their first ones.
 pub fn sandbox_id_of(uid: &str) -> String {
-    let uid: String = uid
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(16)
+    let alphanumeric: Vec<char> = uid.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tail: String = alphanumeric[alphanumeric.len().saturating_sub(16)..]
+        .iter()
         .collect();
-    format!("p{uid}")
+    format!("p{tail}")
 }
 
 /// A deadline as late as the clock can represent: about thirty years from now.

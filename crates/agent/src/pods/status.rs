@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::lifecycle::{self, ContainerRecord};
 use super::worker::{PodRun, Waiting};
 use crate::node;
+use crate::runtime::Readiness;
 
 /// One container's status.
 pub struct ContainerView<'a> {
@@ -156,8 +157,8 @@ impl PodRun {
                     image: container.image.as_deref(),
                     image_id: &record.image_id,
                     container_id: (record.attempt > 0)
-                        .then(|| format!("runc://{}-{}", self.id, container.name)),
-                    ready: record.ready(),
+                        .then(|| self.shared.runtime.container_id(&self.id, &container.name)),
+                    ready: self.ready(container, &record),
                     started: record.running && record.startup.passed,
                     restart_count: record.restart_count,
                     state,
@@ -165,6 +166,35 @@ impl PodRun {
                 })
             })
             .collect()
+    }
+
+    /// Whether a container is ready: running, its probes passed, and the runtime agreeing.
+    fn ready(&self, container: &Container, record: &ContainerRecord) -> bool {
+        let Some(since) = record.started.filter(|_| record.ready()) else {
+            return false;
+        };
+        match self.shared.runtime.readiness(&self.pod, container, since) {
+            Readiness::AsProbed => true,
+            Readiness::Never => false,
+            Readiness::NotBefore(at) => at <= tokio::time::Instant::now(),
+        }
+    }
+
+    /// When the runtime next lets a running app container become ready, if it holds one back.
+    pub(super) fn next_readiness(&self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        self.spec()
+            .containers
+            .iter()
+            .filter_map(|container| {
+                let record = self.containers.get(&container.name)?;
+                let since = record.started.filter(|_| record.ready())?;
+                match self.shared.runtime.readiness(&self.pod, container, since) {
+                    Readiness::NotBefore(at) if at > now => Some(at),
+                    _ => None,
+                }
+            })
+            .min()
     }
 
     /// The state of a container that has not run yet, as the kubelet's status has it:
@@ -191,7 +221,7 @@ impl PodRun {
         let all_ready = spec.containers.iter().all(|c| {
             self.containers
                 .get(&c.name)
-                .is_some_and(ContainerRecord::ready)
+                .is_some_and(|record| self.ready(c, record))
         });
         let phase = lifecycle::phase(&spec, &self.containers, self.init_done);
         self.patch_status(phase, all_ready, containers, init, true)

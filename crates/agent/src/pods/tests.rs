@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::{Shared, Workers};
 use crate::downward::Allocatable;
 use crate::kubelet_events::KubeletEvents;
-use crate::runtime::{PodRuntime, ProbeCheck, StartedContainer};
+use crate::runtime::{PodRuntime, StartedContainer};
 use crate::testing::{PATIENCE, eventually};
 
 const NODE: &str = "node-a";
@@ -144,15 +144,6 @@ impl PodRuntime for FakeRuntime {
 
     fn log_path(&self, pod: &str, container: &str, attempt: u32) -> PathBuf {
         self.pod_dir(pod).join(format!("{container}-{attempt}.log"))
-    }
-
-    fn probe_command(
-        &self,
-        _pod: &str,
-        _container: &str,
-        _check: &ProbeCheck,
-    ) -> Result<std::process::Command, String> {
-        Err("the fake runtime runs no probes".into())
     }
 }
 
@@ -292,4 +283,16 @@ async fn a_node_that_stops_cuts_a_terminating_pods_long_grace_period_to_its_own(
         .expect("the stop ends within the node's grace period");
     assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
     assert_eq!(runtime.sandboxes(), Vec::<String>::new());
+}
+
+#[test]
+fn sandbox_ids_are_short_and_distinct_for_sequential_uids() {
+    let first = super::sandbox_id_of("00000000-0000-0000-0000-000000000001");
+    let second = super::sandbox_id_of("00000000-0000-0000-0000-000000000002");
+    assert_ne!(first, second);
+    assert_eq!(first, "p0000000000000001");
+    assert_eq!(
+        super::sandbox_id_of("0b6f1c52-4f3e-4d2a-9c1b-7e5d3a2f1e0d"),
+        "p9c1b7e5d3a2f1e0d"
+    );
 }

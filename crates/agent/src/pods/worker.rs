@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodSpec, Probe};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
 use petset_runtime::images::Image;
@@ -64,6 +64,24 @@ impl Waiting {
             reason: reason.into(),
             message: Some(message),
             container: None,
+        }
+    }
+}
+
+/// The kubelet's events of one worker; none for a runtime whose `needs` say so.
+struct PodEvents(Option<crate::kubelet_events::KubeletEvents>);
+
+impl PodEvents {
+    fn record(
+        &self,
+        pod: &Pod,
+        container: Option<ContainerOf<'_>>,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) {
+        if let Some(events) = &self.0 {
+            events.record(pod, container, type_, reason, message);
         }
     }
 }
@@ -171,7 +189,9 @@ impl PodRun {
                         prepared = true;
                         // The address is known before any process runs, so a first process
                         // that looks itself (or its namespace) up finds it.
-                        self.write_status().await;
+                        if self.shared.runtime.needs().status_before_start {
+                            self.write_status().await;
+                        }
                     }
                     Err(_) if self.stop.requested() => return End::NodeStops,
                     Err(waiting) => {
@@ -184,9 +204,14 @@ impl PodRun {
                 continue;
             }
             self.advance().await;
-            self.probe().await;
+            if self.shared.runtime.needs().probes {
+                self.probe().await;
+            }
             self.write_status().await;
-            let wake = lifecycle::next_wake(&self.init, &self.containers);
+            let wake = lifecycle::next_wake(&self.init, &self.containers)
+                .into_iter()
+                .chain(self.next_readiness())
+                .min();
             tokio::select! {
                 update = next_pod(updates) => match update {
                     Update::Pod(pod) => self.pod = *pod,
@@ -260,15 +285,17 @@ impl PodRun {
             let image = self.image_of(container, false)?;
             self.images.insert(container.name.clone(), image);
         }
-        let volumes = self.volumes(&spec).await?;
-        for container in spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(spec.containers.iter())
-        {
-            let mounts = super::volumes::mounts(container, &volumes)?;
-            self.mounts.insert(container.name.clone(), mounts);
+        if self.shared.runtime.needs().volumes {
+            let volumes = self.volumes(&spec).await?;
+            for container in spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(spec.containers.iter())
+            {
+                let mounts = super::volumes::mounts(container, &volumes)?;
+                self.mounts.insert(container.name.clone(), mounts);
+            }
         }
         let namespace = self.namespace();
         let hostname = self.hostname();
@@ -297,17 +324,24 @@ impl PodRun {
                 "the node is stopping".into(),
             ));
         }
+        let previous = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
         let runtime = self.shared.runtime.clone();
-        self.pod_ip = tokio::task::spawn_blocking(move || runtime.create_sandbox(&config))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|message| {
-                Waiting::all(
-                    "ContainerCreating",
-                    format!("failed to create the pod sandbox: {message}"),
-                )
-            })?;
+        self.pod_ip =
+            tokio::task::spawn_blocking(move || runtime.create_sandbox_keeping(&config, previous))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .map_err(|message| {
+                    Waiting::all(
+                        "ContainerCreating",
+                        format!("failed to create the pod sandbox: {message}"),
+                    )
+                })?;
         Ok(())
     }
 
@@ -364,29 +398,16 @@ impl PodRun {
             reason::PULLED,
             events::pulled(&reference),
         );
-        let pod = self.pod_json();
-        let spec = self.spec();
-        let namespace = self.namespace();
-        let hostname = self.hostname();
-        let sources = crate::environment::Sources {
-            client: &self.shared.client,
-            namespace: &namespace,
-            pod: &pod,
-            spec: &spec,
-            allocatable: &self.shared.allocatable,
-            hostname: &hostname,
-        };
-        let env = match crate::environment::container_env(&sources, container, &image).await {
-            Ok(env) => env,
-            Err(message) => {
-                self.event(of, events::WARNING, reason::FAILED, events::error(&message));
-                let record = self.record(&container.name, init);
-                record.state = json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}});
-                record.restart_at = Some(Instant::now() + Duration::from_secs(5));
+        let needs = self.shared.runtime.needs();
+        let (env, args) = if needs.environment {
+            let Some(env) = self.environment(container, &image, init).await else {
                 return;
-            }
+            };
+            let args = crate::environment::command_line(container, &image, &env.kubelet);
+            (env, args)
+        } else {
+            Default::default()
         };
-        let args = crate::environment::command_line(container, &image, &env.kubelet);
         let limits = container
             .resources
             .as_ref()
@@ -426,12 +447,18 @@ impl PodRun {
         let runtime = self.shared.runtime.clone();
         let id = self.id.clone();
         let log = runtime.log_path(&id, &container.name, attempt);
-        let started = tokio::task::spawn_blocking(move || runtime.start(&id, &config, &log))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let started = tokio::task::spawn_blocking(move || {
+            if init {
+                runtime.start_init(&id, &config, &log)
+            } else {
+                runtime.start(&id, &config, &log)
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         let now = node::now();
-        let events = self.shared.events.clone();
+        let events = self.events();
         let pod = self.pod.clone();
         let started = started.map(|started| self.watch_exit(&container.name, attempt, started));
         let record = self.record(&container.name, init);
@@ -448,9 +475,16 @@ impl PodRun {
                 let at = Instant::now();
                 record.started = Some(at);
                 record.restart_at = None;
-                record.startup = ProbeState::reset(container.startup_probe.as_ref(), at);
-                record.readiness = ProbeState::reset(container.readiness_probe.as_ref(), at);
-                record.liveness = ProbeState::reset(container.liveness_probe.as_ref(), at);
+                // Probes the runtime does not run count as passed, as no probe does.
+                fn probed(probe: &Option<Probe>, runs: bool) -> Option<&Probe> {
+                    probe.as_ref().filter(|_| runs)
+                }
+                record.startup =
+                    ProbeState::reset(probed(&container.startup_probe, needs.probes), at);
+                record.readiness =
+                    ProbeState::reset(probed(&container.readiness_probe, needs.probes), at);
+                record.liveness =
+                    ProbeState::reset(probed(&container.liveness_probe, needs.probes), at);
                 record.state = json!({"running": {"startedAt": now}});
             }
             Err(error) => {
@@ -459,6 +493,42 @@ impl PodRun {
                 record.state =
                     json!({"waiting": {"reason": "RunContainerError", "message": error}});
                 record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
+            }
+        }
+    }
+
+    /// A container's environment, resolved from the pod and the API; `None` (and the
+    /// container waits in `CreateContainerConfigError`) when a source is missing.
+    async fn environment(
+        &mut self,
+        container: &Container,
+        image: &Image,
+        init: bool,
+    ) -> Option<crate::environment::ContainerEnv> {
+        let pod = self.pod_json();
+        let spec = self.spec();
+        let namespace = self.namespace();
+        let hostname = self.hostname();
+        let sources = crate::environment::Sources {
+            client: &self.shared.client,
+            namespace: &namespace,
+            pod: &pod,
+            spec: &spec,
+            allocatable: &self.shared.allocatable,
+            hostname: &hostname,
+        };
+        match crate::environment::container_env(&sources, container, image).await {
+            Ok(env) => Some(env),
+            Err(message) => {
+                let of = Some(ContainerOf {
+                    name: &container.name,
+                    init,
+                });
+                self.event(of, events::WARNING, reason::FAILED, events::error(&message));
+                let record = self.record(&container.name, init);
+                record.state = json!({"waiting": {"reason": "CreateContainerConfigError", "message": message}});
+                record.restart_at = Some(Instant::now() + Duration::from_secs(5));
+                None
             }
         }
     }
@@ -494,9 +564,19 @@ impl PodRun {
         reason: &str,
         message: String,
     ) {
-        self.shared
-            .events
+        self.events()
             .record(&self.pod, container, type_, reason, message);
+    }
+
+    /// Where the worker records its events: the kubelet's, unless the runtime records none.
+    fn events(&self) -> PodEvents {
+        PodEvents(
+            self.shared
+                .runtime
+                .needs()
+                .events
+                .then(|| self.shared.events.clone()),
+        )
     }
 
     fn record(&mut self, name: &str, init: bool) -> &mut ContainerRecord {
@@ -519,9 +599,9 @@ impl PodRun {
             .restart_policy
             .unwrap_or_else(|| "Always".into());
         let pod_text = events::pod_text(&self.pod);
-        let container_id = format!("runc://{}-{name}", self.id);
+        let container_id = self.shared.runtime.container_id(&self.id, name);
         let log = self.shared.runtime.log_path(&self.id, name, attempt);
-        let events = self.shared.events.clone();
+        let events = self.events();
         let pod = self.pod.clone();
         let of = Some(ContainerOf { name, init });
         let record = self.record(name, init);

@@ -1,3 +1,4 @@
 //! The implementations of `crate::runtime::PodRuntime`.
 
 pub mod runc;
+pub mod simulated;

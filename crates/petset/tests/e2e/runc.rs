@@ -48,14 +48,7 @@ spec:
 /// test's own pods are its business).
 fn netns_left(uids: &[String]) -> Vec<String> {
     uids.iter()
-        .map(|uid| {
-            let id: String = uid
-                .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(16)
-                .collect();
-            format!("petset-p{id}")
-        })
+        .map(|uid| format!("petset-{}", petset_agent::pods::sandbox_id_of(uid)))
         .filter(|name| std::path::Path::new("/run/netns").join(name).exists())
         .collect()
 }

@@ -160,21 +160,26 @@ fn form_urlencoded_query(argv: &[&str]) -> String {
         .join("&")
 }
 
+/// Starts the test's pod and waits until it runs.
+fn run_talker(petset: &Petset) {
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(POD))
+        .ok();
+    wait_for(
+        petset,
+        "the talker runs",
+        &["get", "pod", "talker", "-o", "jsonpath={.status.phase}"],
+        "Running",
+    );
+}
+
 #[test]
 fn the_node_api_answers_the_api_server_only() {
     if !can_run_containers("the_node_api_answers_the_api_server_only") {
         return;
     }
     let (_images, petset) = start_with_busybox(&["--store", "memory", "--kubelet-port", "0"]);
-    petset
-        .kubectl_with_input(&["apply", "-f", "-"], Some(POD))
-        .ok();
-    wait_for(
-        &petset,
-        "the talker runs",
-        &["get", "pod", "talker", "-o", "jsonpath={.status.phase}"],
-        "Running",
-    );
+    run_talker(&petset);
     let endpoint = published_endpoint(&petset);
     let nodes = petset.kubectl(&[
         "get",
@@ -337,15 +342,7 @@ fn a_simulated_nodes_pods_say_why_they_have_no_streams() {
         "--kubelet-port",
         "0",
     ]);
-    petset
-        .kubectl_with_input(&["apply", "-f", "-"], Some(POD))
-        .ok();
-    wait_for(
-        &petset,
-        "the talker runs",
-        &["get", "pod", "talker", "-o", "jsonpath={.status.phase}"],
-        "Running",
-    );
+    run_talker(&petset);
     // kubectl retries a refused WebSocket upgrade over SPDY and prints what that answer says:
     // the node's reason, not a bare "Upgrade request required".
     let exec = petset.kubectl(&["exec", "talker", "--", "true"]);

@@ -79,14 +79,7 @@ pub async fn register(
     } else {
         ("runc://petset", "petset", "kubelet is posting ready status")
     };
-    let mut labels = json!({
-        "kubernetes.io/hostname": node_name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-    });
-    if simulated {
-        labels["node.petset.dev/simulated"] = json!("true");
-    }
+    let labels = labels(node_name, kind);
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": node_name, "labels": labels},
         "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
@@ -130,7 +123,7 @@ pub async fn register(
             "kubeProxyVersion": "",
             "containerRuntimeVersion": runtime,
             "operatingSystem": "linux",
-            "architecture": "amd64",
+            "architecture": go_arch(),
             "osImage": os_image,
             "kernelVersion": "",
             "machineID": "", "systemUUID": "", "bootID": "",
@@ -140,6 +133,68 @@ pub async fn register(
         .patch_status(node_name, &PatchParams::default(), &Patch::Merge(status))
         .await?;
     Ok(())
+}
+
+/// Registers `node_name` without a pod range, if it is not registered yet, and waits until
+/// the server's node IPAM has given it one (`spec.podCIDR`), which it returns. A Node that
+/// already has one (a restart) keeps it.
+pub async fn await_pod_cidr(
+    client: &Client,
+    node_name: &str,
+    kind: Kind,
+) -> Result<String, kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": node_name, "labels": labels(node_name, kind)},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => return Err(error),
+    }
+    let mut told = false;
+    loop {
+        let current = nodes.get(node_name).await?;
+        if let Some(cidr) = current
+            .spec
+            .and_then(|s| s.pod_cidr)
+            .filter(|c| !c.is_empty())
+        {
+            return Ok(cidr);
+        }
+        if !told {
+            tracing::info!(
+                node = node_name,
+                "waiting for the server to give the node a pod range"
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// This machine's architecture as Kubernetes names it (Go's `GOARCH`).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The labels a node registers with, as the kubelet's.
+fn labels(node_name: &str, kind: Kind) -> Value {
+    let mut labels = json!({
+        "kubernetes.io/hostname": node_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": go_arch(),
+    });
+    if kind == Kind::Simulated {
+        labels["node.petset.dev/simulated"] = json!("true");
+    }
+    labels
 }
 
 /// Where the node API answers, as the kubelet publishes it: `status.addresses` (InternalIP,

@@ -2,6 +2,7 @@
 //! skip-or-fail rule for tests that need something from the machine, a real etcd, a real
 //! `petset` process, and a busybox test image. Everything started here is stopped when its handle drops.
 
+mod agent;
 mod etcd;
 mod images;
 mod process;
@@ -10,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+pub use agent::Agent;
 pub use etcd::Etcd;
 pub use images::{
     build_tutorial_images, busybox_image, can_build_tutorial_images, can_run_containers, etcd_image,

@@ -10,6 +10,8 @@ use crate::{free_port, https_get, wait_until};
 
 /// A running `petset up`; SIGKILLed on drop if not stopped before. Its log is `DATA_DIR/petset.log`.
 pub struct Petset {
+    /// `up`, or `server` for a control plane that agents join.
+    role: &'static str,
     child: Option<Child>,
     api: SocketAddr,
     data_dir: PathBuf,
@@ -24,16 +26,42 @@ pub struct Petset {
 impl Petset {
     /// Starts `binary up` on a fresh data directory and waits until `/readyz` answers `ok`.
     pub fn start(binary: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        Self::start_as("up", binary, extra_args)
+    }
+
+    /// Starts `binary server` (no node of its own; agents join it with the token in
+    /// `DATA_DIR/node-token`) on a fresh data directory and waits until it is ready.
+    pub fn start_server(binary: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        Self::start_as("server", binary, extra_args)
+    }
+
+    fn start_as(role: &'static str, binary: &Path, extra_args: &[&str]) -> Result<Self, String> {
         let temp = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
         let data_dir = temp.path().join("data");
-        let mut petset = Self::spawn(binary, &data_dir, extra_args)?;
+        let mut petset = Self::spawn_as(role, binary, &data_dir, extra_args)?;
         petset._temp = Some(temp);
         petset.wait_ready()?;
         Ok(petset)
     }
 
+    /// The join token a `server` wrote for agents.
+    pub fn join_token(&self) -> Result<String, String> {
+        std::fs::read_to_string(self.data_dir.join("node-token"))
+            .map(|token| token.trim().to_string())
+            .map_err(|e| format!("reading the server's node-token: {e}"))
+    }
+
     /// Starts `binary up` on `data_dir` (which may already hold a cluster) without waiting.
     pub fn spawn(binary: &Path, data_dir: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        Self::spawn_as("up", binary, data_dir, extra_args)
+    }
+
+    fn spawn_as(
+        role: &'static str,
+        binary: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self, String> {
         let api: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
         // Tests run side by side, in threads or (with nextest) in processes: each runc node
@@ -55,8 +83,9 @@ impl Petset {
                 format!("10.96.{n}.0/24"),
             ]);
         }
-        let child = Self::launch(binary, data_dir, api, &args)?;
+        let child = Self::launch(role, binary, data_dir, api, &args)?;
         Ok(Self {
+            role,
             child: Some(child),
             api,
             data_dir: data_dir.to_path_buf(),
@@ -74,6 +103,7 @@ impl Petset {
             self.stop()?;
         }
         self.child = Some(Self::launch(
+            self.role,
             &self.binary,
             &self.data_dir,
             self.api,
@@ -83,6 +113,7 @@ impl Petset {
     }
 
     fn launch(
+        role: &str,
         binary: &Path,
         data_dir: &Path,
         api: SocketAddr,
@@ -97,13 +128,14 @@ impl Petset {
             .map_err(|e| format!("creating petset.log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
         // Tests that name no node get none: as root, `up` would otherwise run real containers.
-        let no_node: &[&str] = if extra_args.iter().any(|a| a == "--node-runtime") {
+        let no_node: &[&str] = if role != "up" || extra_args.iter().any(|a| a == "--node-runtime")
+        {
             &[]
         } else {
             &["--node-runtime", "none"]
         };
         Command::new(binary)
-            .arg("up")
+            .arg(role)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--api-listen", &api.to_string()])
@@ -372,7 +404,7 @@ impl Kubectl {
 }
 
 /// Signals our own child through kill(1), which keeps this crate free of `unsafe`.
-fn signal_process(pid: u32, signal: &str) {
+pub(crate) fn signal_process(pid: u32, signal: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())

@@ -60,7 +60,10 @@ impl Agent {
             .args(["--node-name", name])
             .args(["--node-ip", &node_ip.to_string()])
             .args(["--kubelet-port", &free_port().to_string()]);
-        if !extra_args.iter().any(|a| *a == "--token" || *a == "--token-file") {
+        if !extra_args
+            .iter()
+            .any(|a| *a == "--token" || *a == "--token-file")
+        {
             command.args(["--token", &server.join_token()?]);
         }
         if !extra_args.contains(&"--node-runtime") {

@@ -5,6 +5,7 @@
 mod agent;
 mod etcd;
 mod images;
+mod local_cluster;
 mod process;
 
 use std::io::{Read, Write};
@@ -16,6 +17,7 @@ pub use etcd::Etcd;
 pub use images::{
     build_tutorial_images, busybox_image, can_build_tutorial_images, can_run_containers, etcd_image,
 };
+pub use local_cluster::LocalCluster;
 pub use process::{KUBECTL, Kubectl, Petset};
 
 /// A loopback port that was free a moment ago.

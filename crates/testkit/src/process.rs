@@ -128,8 +128,7 @@ impl Petset {
             .map_err(|e| format!("creating petset.log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
         // Tests that name no node get none: as root, `up` would otherwise run real containers.
-        let no_node: &[&str] = if role != "up" || extra_args.iter().any(|a| a == "--node-runtime")
-        {
+        let no_node: &[&str] = if role != "up" || extra_args.iter().any(|a| a == "--node-runtime") {
             &[]
         } else {
             &["--node-runtime", "none"]
@@ -227,41 +226,7 @@ impl Petset {
 
     /// Runs kubectl with `input` on its standard input (`-f -`).
     pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Kubectl {
-        use std::io::Write;
-        let mut command = self.kubectl_command(args);
-        command
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(error) => {
-                return Kubectl {
-                    success: false,
-                    stdout: String::new(),
-                    stderr: format!("starting {KUBECTL}: {error}"),
-                };
-            }
-        };
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            let _ = stdin.write_all(text.as_bytes());
-        }
-        match child.wait_with_output() {
-            Ok(output) => Kubectl {
-                success: output.status.success(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            },
-            Err(error) => Kubectl {
-                success: false,
-                stdout: String::new(),
-                stderr: format!("waiting for kubectl: {error}"),
-            },
-        }
+        Kubectl::run(self.kubectl_command(args), input)
     }
 
     /// Runs kubectl on a terminal (util-linux's `script` gives it one), so `-it` asks the
@@ -308,14 +273,7 @@ impl Petset {
 
     /// A kubectl command line for this petset, to run in the background (`get -w`).
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
-        let home = self.data_dir.join("kubectl-home");
-        let _ = std::fs::create_dir_all(&home);
-        let mut command = Command::new(KUBECTL);
-        command
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("HOME", &home);
-        command
+        kubectl_at(&self.kubeconfig(), &self.data_dir, args)
     }
 
     /// What petset has logged so far.
@@ -368,6 +326,18 @@ impl Petset {
     }
 }
 
+/// kubectl with `args` against `kubeconfig`, its HOME a directory of its own under `dir`.
+pub(crate) fn kubectl_at(kubeconfig: &Path, dir: &Path, args: &[&str]) -> Command {
+    let home = dir.join("kubectl-home");
+    let _ = std::fs::create_dir_all(&home);
+    let mut command = Command::new(KUBECTL);
+    command
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", &home);
+    command
+}
+
 /// The kubectl every test drives: the machine's, through its version dispatcher.
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -380,6 +350,44 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// Runs `command` (a kubectl command line) to its end, with `input` on its standard input.
+    pub fn run(mut command: Command, input: Option<&str>) -> Self {
+        use std::io::Write;
+        command
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                return Self {
+                    success: false,
+                    stdout: String::new(),
+                    stderr: format!("starting {KUBECTL}: {error}"),
+                };
+            }
+        };
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        match child.wait_with_output() {
+            Ok(output) => Self {
+                success: output.status.success(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            },
+            Err(error) => Self {
+                success: false,
+                stdout: String::new(),
+                stderr: format!("waiting for kubectl: {error}"),
+            },
+        }
+    }
+
     /// The stdout of a run that must have succeeded.
     #[track_caller]
     pub fn ok(&self) -> &str {

@@ -126,432 +126,175 @@ mod tests {
     use crate::auth::authn::AUTHENTICATED_GROUP;
     use crate::auth::node::NODES_GROUP;
 
-    fn node_user(name: &str) -> UserInfo {
-        UserInfo::new(
-            &format!("system:node:{name}"),
-            &[NODES_GROUP, AUTHENTICATED_GROUP],
-        )
-    }
+    /// One decision a line: `<user> <METHOD> <uri> [sent:<fixture>] [stored:<fixture>] =>
+    /// <refusal message, or "allowed">`.
+    const TABLE: &str = r#"
+admin DELETE /api/v1/nodes/n2 => allowed
+admin GET /api/v1/secrets => allowed
+jane GET /apis/apps/v1 => allowed
+jane GET /api/v1/namespaces/default/pods => pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default"
+jane GET /metrics => forbidden: User "jane" cannot get path "/metrics"
+unnamed GET /api/v1/nodes => nodes is forbidden: User "system:node:" cannot list resource "nodes" in API group "" at the cluster scope: unknown node for user "system:node:"
+n1 GET /api/v1/pods?fieldSelector=spec.nodeName%3Dn1&watch=true => allowed
+n1 GET /api/v1/pods?watch=true => allowed
+n1 GET /api/v1/nodes => allowed
+n1 GET /api/v1/services?watch=1 => allowed
+n1 GET /api/v1/endpoints => allowed
+n1 GET /apis/discovery.k8s.io/v1/endpointslices => allowed
+n1 GET /api/v1/persistentvolumes?watch=true => allowed
+n1 GET /api/v1/namespaces/default/persistentvolumeclaims/data-web-0 => allowed
+n1 GET /apis/storage.k8s.io/v1/storageclasses/local-path => allowed
+n1 GET /api/v1/namespaces/default/secrets/token => allowed
+n1 GET /api/v1/namespaces/default/configmaps/settings => allowed
+n1 GET /api/v1/namespaces/default/secrets => secrets is forbidden: User "system:node:n1" cannot list resource "secrets" in API group "" in the namespace "default": No Object name found
+n1 GET /api/v1/secrets?watch=true => secrets is forbidden: User "system:node:n1" cannot watch resource "secrets" in API group "" at the cluster scope: can only read namespaced object of this type
+n1 DELETE /api/v1/namespaces/default/secrets/token => secrets "token" is forbidden: User "system:node:n1" cannot delete resource "secrets" in API group "" in the namespace "default": can only read resources of this type
+n1 PATCH /api/v1/namespaces/default/services/web => services "web" is forbidden: User "system:node:n1" cannot patch resource "services" in API group "" in the namespace "default"
+n1 POST /api/v1/nodes sent:node-n1 => allowed
+n1 POST /api/v1/nodes sent:node-n2 => nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2"
+n1 POST /api/v1/nodes sent:node-n1-restricted-labels => nodes "n1" is forbidden: node "n1" is not allowed to set the following labels: foo.kubernetes.io/bar, node-restriction.kubernetes.io/pool
+n1 PATCH /api/v1/nodes/n1/status => allowed
+n1 PATCH /api/v1/nodes/n1 => allowed
+n1 PUT /api/v1/nodes/n1 => allowed
+n1 PATCH /api/v1/nodes/n2/status => nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2"
+n1 DELETE /api/v1/nodes/n1 => nodes "n1" is forbidden: User "system:node:n1" cannot delete resource "nodes" in API group "" at the cluster scope
+n1 GET /api/v1/nodes/n2/proxy/metrics => nodes "n2" is forbidden: User "system:node:n1" cannot get resource "nodes/proxy" in API group "" at the cluster scope
+n1 PATCH /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1 => allowed
+n1 POST /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases sent:lease-n1 => allowed
+n1 POST /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases sent:lease-n2 => leases.coordination.k8s.io "n2" is forbidden: can only access node lease with the same name as the requesting node
+n1 PATCH /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2 => leases.coordination.k8s.io "n2" is forbidden: User "system:node:n1" cannot patch resource "leases" in API group "coordination.k8s.io" in the namespace "kube-node-lease": can only access node lease with the same name as the requesting node
+n1 PATCH /apis/coordination.k8s.io/v1/namespaces/default/leases/n1 => leases.coordination.k8s.io "n1" is forbidden: User "system:node:n1" cannot patch resource "leases" in API group "coordination.k8s.io" in the namespace "default": can only access leases in the "kube-node-lease" system namespace
+n1 GET /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases => leases.coordination.k8s.io is forbidden: User "system:node:n1" cannot list resource "leases" in API group "coordination.k8s.io" in the namespace "kube-node-lease": can only get, create, update, patch, or delete a node lease
+n1 PATCH /api/v1/namespaces/default/pods/web-0/status stored:pod-on-n1 => allowed
+n1 PATCH /api/v1/namespaces/default/pods/web-0/status stored:pod-on-n2 => pods "web-0" is forbidden: node "n1" can only update pod status for pods with spec.nodeName set to itself
+n1 PATCH /api/v1/namespaces/default/pods/web-0/status => pods "web-0" is forbidden: node "n1" can only update pod status for pods with spec.nodeName set to itself
+n1 DELETE /api/v1/namespaces/default/pods/web-0 stored:pod-on-n1 => allowed
+n1 DELETE /api/v1/namespaces/default/pods/web-0 stored:pod-on-n2 => pods "web-0" is forbidden: node "n1" can only delete pods with spec.nodeName set to itself
+n1 POST /api/v1/namespaces/default/pods/web-0/eviction stored:pod-on-n2 => pods "web-0" is forbidden: node n1 can only evict pods with spec.nodeName set to itself
+n1 POST /api/v1/namespaces/default/pods sent:pod-on-n1 => pods "web-0" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, node "n1" can only create mirror pods
+n1 POST /api/v1/namespaces/default/pods sent:mirror-pod-on-n2 => pods "web-0" is forbidden: node "n1" can only create pods with spec.nodeName set to itself
+n1 POST /api/v1/namespaces/default/pods/web-0/binding => pods "web-0" is forbidden: User "system:node:n1" cannot create resource "pods/binding" in API group "" in the namespace "default"
+n1 PATCH /api/v1/namespaces/default/pods/web-0 => pods "web-0" is forbidden: User "system:node:n1" cannot patch resource "pods" in API group "" in the namespace "default"
+n1 POST /api/v1/namespaces/shop/events => allowed
+n1 PATCH /apis/events.k8s.io/v1/namespaces/shop/events/e1 => allowed
+n1 DELETE /api/v1/namespaces/shop/events/e1 => events "e1" is forbidden: User "system:node:n1" cannot delete resource "events" in API group "" in the namespace "shop"
+n1 PATCH /api/v1/persistentvolumes/pvc-1 stored:volume-on-n1 => allowed
+n1 PATCH /api/v1/persistentvolumes/pvc-1 stored:volume-on-n2 => persistentvolumes "pvc-1" is forbidden: User "system:node:n1" cannot patch resource "persistentvolumes" in API group "" at the cluster scope: no relationship found between node 'n1' and this object
+n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbidden: User "system:node:n1" cannot delete resource "persistentvolumes" in API group "" at the cluster scope
+"#;
 
-    fn pod_on(node: &str) -> Value {
-        json!({"metadata": {"name": "web-0", "namespace": "default"}, "spec": {"nodeName": node}})
-    }
-
-    fn volume_pinned_to(node: &str) -> Value {
-        json!({"metadata": {"name": "pvc-1"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}
-        ]}}}})
-    }
-
-    struct Case {
-        user: UserInfo,
-        method: Method,
-        uri: &'static str,
-        facts: Facts,
-        /// `None`: allowed; else the refusal's message.
-        refusal: Option<&'static str>,
-    }
-
-    fn case(
-        user: &UserInfo,
-        method: Method,
-        uri: &'static str,
-        refusal: Option<&'static str>,
-    ) -> Case {
-        Case {
-            user: user.clone(),
-            method,
-            uri,
-            facts: Facts::default(),
-            refusal,
+    fn user(key: &str) -> UserInfo {
+        match key {
+            "admin" => UserInfo::new("kubernetes-admin", &[MASTERS_GROUP, AUTHENTICATED_GROUP]),
+            "jane" => UserInfo::new("jane", &["developers", AUTHENTICATED_GROUP]),
+            "unnamed" => UserInfo::new("system:node:", &[NODES_GROUP, AUTHENTICATED_GROUP]),
+            node => UserInfo::new(
+                &format!("system:node:{node}"),
+                &[NODES_GROUP, AUTHENTICATED_GROUP],
+            ),
         }
     }
 
-    fn with(mut case: Case, sent: Option<Value>, stored: Option<Value>) -> Case {
-        case.facts = Facts { sent, stored };
-        case
+    fn fixture(key: &str) -> Value {
+        let hostname = |node: &str| json!({"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]});
+        let labels = json!({"node-restriction.kubernetes.io/pool": "a", "foo.kubernetes.io/bar": "b",
+            "node.kubernetes.io/instance-type": "c", "kubernetes.io/hostname": "n1"});
+        match key {
+            "node-n1" => {
+                json!({"metadata": {"name": "n1", "labels": {"node.petset.dev/simulated": "true"}}})
+            }
+            "node-n2" => json!({"metadata": {"name": "n2"}}),
+            "node-n1-restricted-labels" => json!({"metadata": {"name": "n1", "labels": labels}}),
+            "lease-n1" => json!({"metadata": {"name": "n1"}}),
+            "lease-n2" => json!({"metadata": {"name": "n2"}}),
+            "pod-on-n1" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1"}}),
+            "pod-on-n2" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n2"}}),
+            "mirror-pod-on-n2" => json!({"metadata": {"name": "web-0",
+                "annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {"nodeName": "n2"}}),
+            "volume-on-n1" => {
+                json!({"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [hostname("n1")]}}}})
+            }
+            "volume-on-n2" => {
+                json!({"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [hostname("n2")]}}}})
+            }
+            other => panic!("no fixture {other}"),
+        }
+    }
+
+    fn request(method: &str, uri: &str) -> RequestInfo {
+        let method = Method::from_bytes(method.as_bytes()).expect("a method");
+        let (path, query) = match uri.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (uri, None),
+        };
+        RequestInfo::parse(&method, path, query)
     }
 
     #[test]
     fn the_decision_table() {
-        let n1 = node_user("n1");
-        let admin = UserInfo::new("kubernetes-admin", &[MASTERS_GROUP, AUTHENTICATED_GROUP]);
-        let stranger = UserInfo::new("jane", &["developers", AUTHENTICATED_GROUP]);
-        let unnamed_node = UserInfo::new("system:node:", &[NODES_GROUP, AUTHENTICATED_GROUP]);
-        use Method as M;
-        let cases = vec![
-            case(&admin, M::DELETE, "/api/v1/nodes/n2", None),
-            case(&admin, M::GET, "/api/v1/secrets", None),
-            // Discovery for everyone authenticated; nothing else for a stranger.
-            case(&stranger, M::GET, "/apis/apps/v1", None),
-            case(
-                &stranger,
-                M::GET,
-                "/api/v1/namespaces/default/pods",
-                Some(
-                    r#"pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default""#,
-                ),
-            ),
-            case(
-                &stranger,
-                M::GET,
-                "/metrics",
-                Some(r#"forbidden: User "jane" cannot get path "/metrics""#),
-            ),
-            case(
-                &unnamed_node,
-                M::GET,
-                "/api/v1/nodes",
-                Some(
-                    r#"nodes is forbidden: User "system:node:" cannot list resource "nodes" in API group "" at the cluster scope: unknown node for user "system:node:""#,
-                ),
-            ),
-            // Reads the agent makes.
-            case(
-                &n1,
-                M::GET,
-                "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1&watch=true",
-                None,
-            ),
-            case(&n1, M::GET, "/api/v1/pods?watch=true", None),
-            case(&n1, M::GET, "/api/v1/nodes", None),
-            case(&n1, M::GET, "/api/v1/services?watch=1", None),
-            case(&n1, M::GET, "/api/v1/endpoints", None),
-            case(
-                &n1,
-                M::GET,
-                "/apis/discovery.k8s.io/v1/endpointslices",
-                None,
-            ),
-            case(&n1, M::GET, "/api/v1/persistentvolumes?watch=true", None),
-            case(
-                &n1,
-                M::GET,
-                "/api/v1/namespaces/default/persistentvolumeclaims/data-web-0",
-                None,
-            ),
-            case(
-                &n1,
-                M::GET,
-                "/apis/storage.k8s.io/v1/storageclasses/local-path",
-                None,
-            ),
-            case(
-                &n1,
-                M::GET,
-                "/api/v1/namespaces/default/secrets/token",
-                None,
-            ),
-            case(
-                &n1,
-                M::GET,
-                "/api/v1/namespaces/default/configmaps/settings",
-                None,
-            ),
-            case(
-                &n1,
-                M::GET,
-                "/api/v1/namespaces/default/secrets",
-                Some(
-                    r#"secrets is forbidden: User "system:node:n1" cannot list resource "secrets" in API group "" in the namespace "default": No Object name found"#,
-                ),
-            ),
-            case(
-                &n1,
-                M::GET,
-                "/api/v1/secrets?watch=true",
-                Some(
-                    r#"secrets is forbidden: User "system:node:n1" cannot watch resource "secrets" in API group "" at the cluster scope: can only read namespaced object of this type"#,
-                ),
-            ),
-            case(
-                &n1,
-                M::DELETE,
-                "/api/v1/namespaces/default/secrets/token",
-                Some(
-                    r#"secrets "token" is forbidden: User "system:node:n1" cannot delete resource "secrets" in API group "" in the namespace "default": can only read resources of this type"#,
-                ),
-            ),
-            case(
-                &n1,
-                M::PATCH,
-                "/api/v1/namespaces/default/services/web",
-                Some(
-                    r#"services "web" is forbidden: User "system:node:n1" cannot patch resource "services" in API group "" in the namespace "default""#,
-                ),
-            ),
-            // Its own Node, and no other.
-            with(
-                case(&n1, M::POST, "/api/v1/nodes", None),
-                Some(
-                    json!({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1", "node.petset.dev/simulated": "true"}}}),
-                ),
-                None,
-            ),
-            with(
-                case(
-                    &n1,
-                    M::POST,
-                    "/api/v1/nodes",
-                    Some(
-                        r#"nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2""#,
-                    ),
-                ),
-                Some(json!({"metadata": {"name": "n2"}})),
-                None,
-            ),
-            with(
-                case(
-                    &n1,
-                    M::POST,
-                    "/api/v1/nodes",
-                    Some(
-                        r#"nodes "n1" is forbidden: node "n1" is not allowed to set the following labels: foo.kubernetes.io/bar, node-restriction.kubernetes.io/pool"#,
-                    ),
-                ),
-                Some(
-                    json!({"metadata": {"name": "n1", "labels": {"node-restriction.kubernetes.io/pool": "a", "foo.kubernetes.io/bar": "b", "node.kubernetes.io/instance-type": "c"}}}),
-                ),
-                None,
-            ),
-            case(&n1, M::PATCH, "/api/v1/nodes/n1/status", None),
-            case(&n1, M::PATCH, "/api/v1/nodes/n1", None),
-            case(&n1, M::PUT, "/api/v1/nodes/n1", None),
-            case(
-                &n1,
-                M::PATCH,
-                "/api/v1/nodes/n2/status",
-                Some(r#"nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2""#),
-            ),
-            case(
-                &n1,
-                M::DELETE,
-                "/api/v1/nodes/n1",
-                Some(
-                    r#"nodes "n1" is forbidden: User "system:node:n1" cannot delete resource "nodes" in API group "" at the cluster scope"#,
-                ),
-            ),
-            case(
-                &n1,
-                M::GET,
-                "/api/v1/nodes/n2/proxy/metrics",
-                Some(
-                    r#"nodes "n2" is forbidden: User "system:node:n1" cannot get resource "nodes/proxy" in API group "" at the cluster scope"#,
-                ),
-            ),
-            // Its own Lease.
-            case(
-                &n1,
-                M::PATCH,
-                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1",
-                None,
-            ),
-            with(
-                case(
-                    &n1,
-                    M::POST,
-                    "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                    None,
-                ),
-                Some(json!({"metadata": {"name": "n1"}})),
-                None,
-            ),
-            with(
-                case(
-                    &n1,
-                    M::POST,
-                    "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                    Some(
-                        r#"leases.coordination.k8s.io "n2" is forbidden: can only access node lease with the same name as the requesting node"#,
-                    ),
-                ),
-                Some(json!({"metadata": {"name": "n2"}})),
-                None,
-            ),
-            case(
-                &n1,
-                M::PATCH,
-                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2",
-                Some(
-                    r#"leases.coordination.k8s.io "n2" is forbidden: User "system:node:n1" cannot patch resource "leases" in API group "coordination.k8s.io" in the namespace "kube-node-lease": can only access node lease with the same name as the requesting node"#,
-                ),
-            ),
-            case(
-                &n1,
-                M::PATCH,
-                "/apis/coordination.k8s.io/v1/namespaces/default/leases/n1",
-                Some(
-                    r#"leases.coordination.k8s.io "n1" is forbidden: User "system:node:n1" cannot patch resource "leases" in API group "coordination.k8s.io" in the namespace "default": can only access leases in the "kube-node-lease" system namespace"#,
-                ),
-            ),
-            case(
-                &n1,
-                M::GET,
-                "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
-                Some(
-                    r#"leases.coordination.k8s.io is forbidden: User "system:node:n1" cannot list resource "leases" in API group "coordination.k8s.io" in the namespace "kube-node-lease": can only get, create, update, patch, or delete a node lease"#,
-                ),
-            ),
-            // Pods bound to it, judged by the stored pod.
-            with(
-                case(
-                    &n1,
-                    M::PATCH,
-                    "/api/v1/namespaces/default/pods/web-0/status",
-                    None,
-                ),
-                None,
-                Some(pod_on("n1")),
-            ),
-            with(
-                case(
-                    &n1,
-                    M::PATCH,
-                    "/api/v1/namespaces/default/pods/web-0/status",
-                    Some(
-                        r#"pods "web-0" is forbidden: node "n1" can only update pod status for pods with spec.nodeName set to itself"#,
-                    ),
-                ),
-                None,
-                Some(pod_on("n2")),
-            ),
-            with(
-                case(
-                    &n1,
-                    M::DELETE,
-                    "/api/v1/namespaces/default/pods/web-0",
-                    None,
-                ),
-                None,
-                Some(pod_on("n1")),
-            ),
-            with(
-                case(
-                    &n1,
-                    M::DELETE,
-                    "/api/v1/namespaces/default/pods/web-0",
-                    Some(
-                        r#"pods "web-0" is forbidden: node "n1" can only delete pods with spec.nodeName set to itself"#,
-                    ),
-                ),
-                None,
-                Some(pod_on("n2")),
-            ),
-            with(
-                case(
-                    &n1,
-                    M::POST,
-                    "/api/v1/namespaces/default/pods",
-                    Some(
-                        r#"pods "web-0" is forbidden: pod does not have "kubernetes.io/config.mirror" annotation, node "n1" can only create mirror pods"#,
-                    ),
-                ),
-                Some(pod_on("n1")),
-                None,
-            ),
-            case(
-                &n1,
-                M::POST,
-                "/api/v1/namespaces/default/pods/web-0/binding",
-                Some(
-                    r#"pods "web-0" is forbidden: User "system:node:n1" cannot create resource "pods/binding" in API group "" in the namespace "default""#,
-                ),
-            ),
-            case(
-                &n1,
-                M::PATCH,
-                "/api/v1/namespaces/default/pods/web-0",
-                Some(
-                    r#"pods "web-0" is forbidden: User "system:node:n1" cannot patch resource "pods" in API group "" in the namespace "default""#,
-                ),
-            ),
-            // Events anywhere.
-            case(&n1, M::POST, "/api/v1/namespaces/shop/events", None),
-            case(
-                &n1,
-                M::PATCH,
-                "/apis/events.k8s.io/v1/namespaces/shop/events/e1",
-                None,
-            ),
-            case(
-                &n1,
-                M::DELETE,
-                "/api/v1/namespaces/shop/events/e1",
-                Some(
-                    r#"events "e1" is forbidden: User "system:node:n1" cannot delete resource "events" in API group "" in the namespace "shop""#,
-                ),
-            ),
-            // Volumes pinned to it.
-            with(
-                case(&n1, M::PATCH, "/api/v1/persistentvolumes/pvc-1", None),
-                None,
-                Some(volume_pinned_to("n1")),
-            ),
-            with(
-                case(
-                    &n1,
-                    M::PATCH,
-                    "/api/v1/persistentvolumes/pvc-1",
-                    Some(
-                        r#"persistentvolumes "pvc-1" is forbidden: User "system:node:n1" cannot patch resource "persistentvolumes" in API group "" at the cluster scope: no relationship found between node 'n1' and this object"#,
-                    ),
-                ),
-                None,
-                Some(volume_pinned_to("n2")),
-            ),
-            case(
-                &n1,
-                M::DELETE,
-                "/api/v1/persistentvolumes/pvc-1",
-                Some(
-                    r#"persistentvolumes "pvc-1" is forbidden: User "system:node:n1" cannot delete resource "persistentvolumes" in API group "" at the cluster scope"#,
-                ),
-            ),
-        ];
-        for case in cases {
-            let (path, query) = match case.uri.split_once('?') {
-                Some((path, query)) => (path, Some(query)),
-                None => (case.uri, None),
+        for line in TABLE.lines().filter(|line| !line.trim().is_empty()) {
+            let (request_text, expected) = line.split_once(" => ").expect("a decision");
+            let mut words = request_text.split_whitespace();
+            let (Some(user_key), Some(method), Some(uri)) =
+                (words.next(), words.next(), words.next())
+            else {
+                panic!("{line}: user, method and URI");
             };
-            let info = RequestInfo::parse(&case.method, path, query);
-            let decision = authorize(&case.user, &info, &case.facts);
-            let refusal = decision.as_ref().err().map(|e| e.message.as_str());
-            assert_eq!(
-                refusal, case.refusal,
-                "{} {} as {}",
-                case.method, case.uri, case.user.name
-            );
-            if let Err(error) = decision {
-                assert_eq!((error.code, error.reason), (403, "Forbidden"));
+            let mut facts = Facts::default();
+            for word in words {
+                match word.split_once(':') {
+                    Some(("sent", key)) => facts.sent = Some(fixture(key)),
+                    Some(("stored", key)) => facts.stored = Some(fixture(key)),
+                    _ => panic!("{line}: {word}?"),
+                }
+            }
+            let decision = authorize(&user(user_key), &request(method, uri), &facts);
+            match decision {
+                Ok(()) => assert_eq!(expected, "allowed", "{line}"),
+                Err(refusal) => {
+                    assert_eq!(refusal.message, expected, "{line}");
+                    assert_eq!((refusal.code, refusal.reason), (403, "Forbidden"));
+                }
             }
         }
     }
 
     #[test]
     fn only_node_writes_that_judge_an_object_read_one() {
-        let n1 = node_user("n1");
-        let needs =
-            |method: Method, path: &str| needs(&n1, &RequestInfo::parse(&method, path, None));
+        let n1 = user("n1");
+        let needs_of = |method: &str, uri: &str| needs(&n1, &request(method, uri));
+        let sent = Needs {
+            sent: true,
+            stored: false,
+        };
+        let stored = Needs {
+            sent: false,
+            stored: true,
+        };
+        assert_eq!(needs_of("POST", "/api/v1/nodes"), sent);
         assert_eq!(
-            needs(Method::POST, "/api/v1/nodes"),
-            Needs {
-                sent: true,
-                stored: false
-            }
+            needs_of("PATCH", "/api/v1/namespaces/default/pods/web-0/status"),
+            stored
         );
+        assert_eq!(needs_of("GET", "/api/v1/pods"), Needs::default());
         assert_eq!(
-            needs(
-                Method::PATCH,
-                "/api/v1/namespaces/default/pods/web-0/status"
-            ),
-            Needs {
-                sent: false,
-                stored: true
-            }
+            needs(&user("admin"), &request("POST", "/api/v1/nodes")),
+            Needs::default()
         );
-        assert_eq!(needs(Method::GET, "/api/v1/pods"), Needs::default());
-        let admin = UserInfo::new("kubernetes-admin", &[MASTERS_GROUP]);
-        let info = RequestInfo::parse(&Method::POST, "/api/v1/nodes", None);
-        assert_eq!(super::needs(&admin, &info), Needs::default());
+    }
+
+    #[test]
+    fn a_refusal_names_the_resource_its_group_and_the_object() {
+        let info = request(
+            "PATCH",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2",
+        );
+        let refusal = authorize(&user("n1"), &info, &Facts::default()).expect_err("refused");
+        let status = refusal.to_status();
+        assert_eq!(
+            status["details"],
+            json!({"name": "n2", "group": "coordination.k8s.io", "kind": "leases"})
+        );
+        assert_eq!(status["code"], 403);
     }
 }

@@ -61,12 +61,13 @@ pub fn needs(info: &RequestInfo) -> Needs {
             target,
             ("", "nodes") | ("", "pods") | ("coordination.k8s.io", "leases")
         );
-    let stored = match (target, info.subresource.as_str(), verb) {
-        (("", "pods"), "", "delete") | (("", "pods"), "eviction", "create") => true,
-        (("", "pods"), "status", "update" | "patch") => true,
-        (("", "persistentvolumes"), "", "update" | "patch") => true,
-        _ => false,
-    };
+    let stored = matches!(
+        (target, info.subresource.as_str(), verb),
+        (("", "pods"), "", "delete")
+            | (("", "pods"), "eviction", "create")
+            | (("", "pods"), "status", "update" | "patch")
+            | (("", "persistentvolumes"), "", "update" | "patch")
+    );
     Needs { sent, stored }
 }
 

@@ -123,11 +123,8 @@ mod tests {
             params.distinguished_name.push(kind.clone(), *value);
         }
         let key = rcgen::KeyPair::generate().expect("key");
-        params
-            .self_signed(&key)
-            .expect("certificate")
-            .der()
-            .to_vec()
+        let signed = params.self_signed(&key).expect("certificate");
+        signed.der().to_vec()
     }
 
     #[test]

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use super::ClientCertificate;
-use crate::test_cluster::{TestCluster, answer};
+use crate::test_cluster::{TestCluster, answer_json, request, whole_body};
 
 const MERGE: &str = "application/merge-patch+json";
 const APPLY: &str = "application/apply-patch+yaml";
@@ -47,22 +46,9 @@ async fn as_node(
     content_type: &str,
     body: Value,
 ) -> (u16, Value) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        })
-        .expect("request");
+    let mut request = request(method, path, content_type, "application/json", body);
     request.extensions_mut().insert(certificate.clone());
-    let (status, bytes) = answer(crate::router(cluster.state.clone()), request).await;
-    (
-        status.as_u16(),
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    answer_json(crate::router(cluster.state.clone()), request).await
 }
 
 /// Two nodes, and a pod bound to each.
@@ -292,12 +278,7 @@ async fn get_over_tls(
         .expect("request");
     let response = sender.send_request(request).await.expect("response");
     let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let bytes = whole_body(response.into_body()).await;
     driver.abort();
     (
         status,

@@ -18,6 +18,8 @@ pub struct Facts {
     pub sent: Option<Value>,
     /// The stored object a write names (`None` when it does not exist).
     pub stored: Option<Value>,
+    /// The pods in the request's namespace bound to the requesting node.
+    pub pods_here: Vec<Value>,
 }
 
 /// Which [`Facts`] a decision needs.
@@ -25,6 +27,7 @@ pub struct Facts {
 pub struct Needs {
     pub sent: bool,
     pub stored: bool,
+    pub pods_here: bool,
 }
 
 pub fn needs(user: &UserInfo, info: &RequestInfo) -> Needs {
@@ -126,8 +129,8 @@ mod tests {
     use crate::auth::authn::AUTHENTICATED_GROUP;
     use crate::auth::node::NODES_GROUP;
 
-    /// One decision a line: `<user> <METHOD> <uri> [sent:<fixture>] [stored:<fixture>] =>
-    /// <refusal message, or "allowed">`.
+    /// One decision a line: `<user> <METHOD> <uri> [sent:<fixture>] [stored:<fixture>]
+    /// [pods-here:<fixture>…] => <refusal message, or "allowed">`.
     const TABLE: &str = r#"
 admin DELETE /api/v1/nodes/n2 => allowed
 admin GET /api/v1/secrets => allowed
@@ -144,8 +147,12 @@ n1 GET /apis/discovery.k8s.io/v1/endpointslices => allowed
 n1 GET /api/v1/persistentvolumes?watch=true => allowed
 n1 GET /api/v1/namespaces/default/persistentvolumeclaims/data-web-0 => allowed
 n1 GET /apis/storage.k8s.io/v1/storageclasses/local-path => allowed
-n1 GET /api/v1/namespaces/default/secrets/token => allowed
-n1 GET /api/v1/namespaces/default/configmaps/settings => allowed
+n1 GET /api/v1/namespaces/default/secrets/token pods-here:pod-with-token => allowed
+n1 GET /api/v1/namespaces/default/secrets?fieldSelector=metadata.name%3Dtoken&watch=true pods-here:pod-with-token => allowed
+n1 GET /api/v1/namespaces/default/secrets/other pods-here:pod-with-token => secrets "other" is forbidden: User "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default": no relationship found between node 'n1' and this object
+n1 GET /api/v1/namespaces/default/secrets/token => secrets "token" is forbidden: User "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default": no relationship found between node 'n1' and this object
+n1 GET /api/v1/namespaces/default/configmaps/settings pods-here:pod-with-token => allowed
+n1 GET /api/v1/namespaces/default/configmaps/token pods-here:pod-with-token => configmaps "token" is forbidden: User "system:node:n1" cannot get resource "configmaps" in API group "" in the namespace "default": no relationship found between node 'n1' and this object
 n1 GET /api/v1/namespaces/default/secrets => secrets is forbidden: User "system:node:n1" cannot list resource "secrets" in API group "" in the namespace "default": No Object name found
 n1 GET /api/v1/secrets?watch=true => secrets is forbidden: User "system:node:n1" cannot watch resource "secrets" in API group "" at the cluster scope: can only read namespaced object of this type
 n1 DELETE /api/v1/namespaces/default/secrets/token => secrets "token" is forbidden: User "system:node:n1" cannot delete resource "secrets" in API group "" in the namespace "default": can only read resources of this type
@@ -207,6 +214,8 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
             "node-n1-restricted-labels" => json!({"metadata": {"name": "n1", "labels": labels}}),
             "lease-n1" => json!({"metadata": {"name": "n1"}}),
             "lease-n2" => json!({"metadata": {"name": "n2"}}),
+            "pod-with-token" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1",
+                "volumes": [{"name": "t", "secret": {"secretName": "token"}}, {"name": "s", "configMap": {"name": "settings"}}]}}),
             "pod-on-n1" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1"}}),
             "pod-on-n2" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n2"}}),
             "mirror-pod-on-n2" => json!({"metadata": {"name": "web-0",
@@ -245,6 +254,7 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
                 match word.split_once(':') {
                     Some(("sent", key)) => facts.sent = Some(fixture(key)),
                     Some(("stored", key)) => facts.stored = Some(fixture(key)),
+                    Some(("pods-here", key)) => facts.pods_here.push(fixture(key)),
                     _ => panic!("{line}: {word}?"),
                 }
             }
@@ -260,21 +270,33 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
     }
 
     #[test]
-    fn only_node_writes_that_judge_an_object_read_one() {
+    fn only_what_a_node_decision_reads_is_read() {
         let n1 = user("n1");
         let needs_of = |method: &str, uri: &str| needs(&n1, &request(method, uri));
         let sent = Needs {
             sent: true,
-            stored: false,
+            ..Needs::default()
         };
         let stored = Needs {
-            sent: false,
             stored: true,
+            ..Needs::default()
+        };
+        let pods_here = Needs {
+            pods_here: true,
+            ..Needs::default()
         };
         assert_eq!(needs_of("POST", "/api/v1/nodes"), sent);
         assert_eq!(
             needs_of("PATCH", "/api/v1/namespaces/default/pods/web-0/status"),
             stored
+        );
+        assert_eq!(
+            needs_of("GET", "/api/v1/namespaces/default/secrets/db"),
+            pods_here
+        );
+        assert_eq!(
+            needs_of("GET", "/api/v1/namespaces/default/secrets"),
+            Needs::default()
         );
         assert_eq!(needs_of("GET", "/api/v1/pods"), Needs::default());
         assert_eq!(

@@ -6,6 +6,7 @@
 mod authn;
 mod authz;
 mod node;
+mod references;
 mod request_info;
 mod subject;
 #[cfg(test)]
@@ -18,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use petset_api::ApiError;
+use petset_api::selector::{FieldSelector, LabelSelector};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
@@ -143,7 +145,37 @@ async fn gather_facts(
     if needs.stored {
         facts.stored = stored_object(state, info).await;
     }
+    if needs.pods_here
+        && let Some(node) = node::identity(user)
+    {
+        facts.pods_here = pods_bound_to(state, node, &info.namespace).await?;
+    }
     Ok((request, facts))
+}
+
+/// The pods of `namespace` bound to `node`.
+async fn pods_bound_to(
+    state: &ApiState,
+    node: &str,
+    namespace: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let Some(pods) = petset_api::resources::find("", "v1", "pods") else {
+        return Ok(Vec::new());
+    };
+    let scope = crate::registry::Scope {
+        resource: pods,
+        namespace: Some(namespace),
+    };
+    let filters = crate::registry::Filters {
+        labels: LabelSelector::parse("").map_err(|e| ApiError::bad_request(e.to_string()))?,
+        fields: FieldSelector::parse(&format!("spec.nodeName={node}"))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
+    Ok(state
+        .registry
+        .list(scope, &filters, None, None, None)
+        .await?
+        .items)
 }
 
 /// The stored object a request names, if petset serves its kind and it exists.

@@ -3,15 +3,16 @@
 //! upstream's).
 //!
 //! - reads: nodes, pods, services, endpoints, endpointslices, namespaces, persistentvolumes,
-//!   persistentvolumeclaims, storageclasses; secrets and configmaps one by name only;
+//!   persistentvolumeclaims, storageclasses; secrets and configmaps one by name, and only those
+//!   a pod bound to the node uses;
 //! - writes: its own Node (and status), its own Lease in `kube-node-lease`, the status and the
 //!   deletion of pods bound to it (by the stored pod), events, and persistent volumes pinned to
 //!   it (`kubernetes.io/hostname In [<name>]`: the node's local-path cleanup);
 //! - nothing else: no binding, no pod creation (petset runs no static pods), no other node's
 //!   objects.
 //!
-//! Where upstream differs on purpose: it reads secrets, configmaps, PVCs and PVs only along the
-//! pods bound to the node (its graph) and, since `AuthorizeNodeWithSelectors`, lists pods only
+//! Where upstream differs on purpose: it reads PVCs and PVs only along the pods bound to the
+//! node (its graph) and, since `AuthorizeNodeWithSelectors`, lists pods only
 //! by `spec.nodeName` and gets only its own Node; petset's agent watches every pod (DNS), every
 //! node (routes) and every volume (local-path), so those stay readable, and a node may write the
 //! volumes pinned to it.
@@ -19,6 +20,7 @@
 use serde_json::Value;
 
 use super::authz::{Facts, Needs};
+use super::references::{Referenced, pod_references};
 use super::{RequestInfo, UserInfo};
 
 pub const NODES_GROUP: &str = "system:nodes";
@@ -68,7 +70,13 @@ pub fn needs(info: &RequestInfo) -> Needs {
             | (("", "pods"), "status", "update" | "patch")
             | (("", "persistentvolumes"), "", "update" | "patch")
     );
-    Needs { sent, stored }
+    let pods_here =
+        matches!(target, ("", "secrets" | "configmaps")) && read_by_name(info) == Outcome::Allow;
+    Needs {
+        sent,
+        stored,
+        pods_here,
+    }
 }
 
 pub fn decide(user: &UserInfo, node: &str, info: &RequestInfo, facts: &Facts) -> Outcome {
@@ -79,7 +87,8 @@ pub fn decide(user: &UserInfo, node: &str, info: &RequestInfo, facts: &Facts) ->
         return Outcome::Deny(None);
     }
     match (info.api_group.as_str(), info.resource.as_str()) {
-        ("", "secrets" | "configmaps") => read_by_name(info),
+        ("", "secrets") => used_by_pods_here(node, info, facts, Referenced::Secret),
+        ("", "configmaps") => used_by_pods_here(node, info, facts, Referenced::ConfigMap),
         ("", "nodes") => node_object(node, info, facts),
         ("", "pods") => pod(node, info, facts),
         ("", "persistentvolumes") => persistent_volume(node, info, facts),
@@ -107,8 +116,31 @@ fn is_read(info: &RequestInfo) -> bool {
     info.subresource.is_empty() && matches!(info.verb.as_str(), "get" | "list" | "watch")
 }
 
-/// Secrets and configmaps: one named object at a time (upstream's
-/// `authorizeReadNamespacedObject`, without its graph).
+/// Secrets and configmaps: one named object at a time, used by a pod bound to this node
+/// (upstream's `authorizeReadNamespacedObject` along its graph).
+fn used_by_pods_here(node: &str, info: &RequestInfo, facts: &Facts, kind: Referenced) -> Outcome {
+    let outcome = read_by_name(info);
+    if outcome != Outcome::Allow {
+        return outcome;
+    }
+    let used = facts
+        .pods_here
+        .iter()
+        .any(|pod| pod_references(pod, kind, &info.name));
+    if used {
+        Outcome::Allow
+    } else {
+        no_relationship(node)
+    }
+}
+
+fn no_relationship(node: &str) -> Outcome {
+    deny(format!(
+        "no relationship found between node '{node}' and this object"
+    ))
+}
+
+/// The shape of a read upstream allows for secrets and configmaps: one named object.
 fn read_by_name(info: &RequestInfo) -> Outcome {
     if !matches!(info.verb.as_str(), "get" | "list" | "watch") {
         deny("can only read resources of this type")
@@ -337,9 +369,7 @@ fn persistent_volume(node: &str, info: &RequestInfo, facts: &Facts) -> Outcome {
     if facts.stored.as_ref().is_some_and(|pv| pinned_to(pv, node)) {
         Outcome::Allow
     } else {
-        deny(format!(
-            "no relationship found between node '{node}' and this object"
-        ))
+        no_relationship(node)
     }
 }
 

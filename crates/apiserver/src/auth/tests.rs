@@ -51,7 +51,7 @@ async fn as_node(
     answer_json(crate::router(cluster.state.clone()), request).await
 }
 
-/// Two nodes, and a pod bound to each.
+/// Two nodes, and a pod bound to each that mounts a secret of its own.
 async fn two_nodes_with_a_pod_each() -> TestCluster {
     let cluster = TestCluster::start().await;
     for node in ["n1", "n2"] {
@@ -60,10 +60,21 @@ async fn two_nodes_with_a_pod_each() -> TestCluster {
             .await;
         assert_eq!(status, 201, "{body}");
     }
-    for (pod, node) in [("web-0", "n1"), ("web-1", "n2")] {
+    for secret in ["token-0", "token-1"] {
+        let manifest = json!({"metadata": {"name": secret}, "stringData": {"token": secret}});
+        let (status, body) = cluster
+            .json("POST", "/api/v1/namespaces/default/secrets", manifest)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for (pod, node, secret) in [("web-0", "n1", "token-0"), ("web-1", "n2", "token-1")] {
         let manifest = json!({
             "metadata": {"name": pod},
-            "spec": {"nodeName": node, "containers": [{"name": "web", "image": "nginx"}]},
+            "spec": {
+                "nodeName": node,
+                "containers": [{"name": "web", "image": "nginx"}],
+                "volumes": [{"name": "token", "secret": {"secretName": secret}}],
+            },
         });
         let (status, body) = cluster
             .json("POST", "/api/v1/namespaces/default/pods", manifest)
@@ -114,6 +125,7 @@ async fn a_node_certificate_does_what_its_agent_does() {
         "/api/v1/nodes",
         "/api/v1/services",
         "/api/v1/persistentvolumes",
+        "/api/v1/namespaces/default/secrets/token-0",
         "/api",
     ] {
         let (status, body) = as_node(&cluster, node, "GET", path, MERGE, Value::Null).await;
@@ -181,6 +193,13 @@ async fn a_node_certificate_cannot_act_as_another_node() {
             "application/json",
             Value::Null,
             r#"secrets is forbidden: User "system:node:n1" cannot list resource "secrets" in API group "" in the namespace "default": No Object name found"#,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/secrets/token-1",
+            "application/json",
+            Value::Null,
+            r#"secrets "token-1" is forbidden: User "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default": no relationship found between node 'n1' and this object"#,
         ),
     ];
     for (method, path, content_type, body, expected) in refusals {

@@ -19,7 +19,6 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use petset_api::ApiError;
-use petset_api::selector::{FieldSelector, LabelSelector};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
@@ -153,7 +152,8 @@ async fn gather_facts(
     Ok((request, facts))
 }
 
-/// The pods of `namespace` bound to `node`.
+/// The pods of `namespace` bound to `node` (compared here, not through a selector, so no
+/// node name can read as more than one term).
 async fn pods_bound_to(
     state: &ApiState,
     node: &str,
@@ -166,16 +166,16 @@ async fn pods_bound_to(
         resource: pods,
         namespace: Some(namespace),
     };
-    let filters = crate::registry::Filters {
-        labels: LabelSelector::parse("").map_err(|e| ApiError::bad_request(e.to_string()))?,
-        fields: FieldSelector::parse(&format!("spec.nodeName={node}"))
-            .map_err(|e| ApiError::bad_request(e.to_string()))?,
-    };
-    Ok(state
+    let everything = crate::registry::Filters::default();
+    let page = state
         .registry
-        .list(scope, &filters, None, None, None)
-        .await?
-        .items)
+        .list(scope, &everything, None, None, None)
+        .await?;
+    Ok(page
+        .items
+        .into_iter()
+        .filter(|pod| pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+        .collect())
 }
 
 /// The stored object a request names, if petset serves its kind and it exists.

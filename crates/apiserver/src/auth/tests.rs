@@ -273,36 +273,44 @@ async fn serve_over_tls(dir: &std::path::Path) -> TlsServer {
     }
 }
 
-/// One GET over a new TLS connection, presenting `identity` (certificate and key PEM) if any.
+/// One GET over a new TLS connection, presenting `identity` (certificate and key PEM) if any;
+/// `Err` says which step failed when the server does not answer.
 async fn get_over_tls(
     server: &TlsServer,
     identity: Option<(&str, &str)>,
     path: &str,
-) -> (u16, Value) {
+) -> Result<(u16, Value), String> {
     let config = crate::tls::kubelet_client_config(&server.ca_pem, identity).expect("client TLS");
     let connector = tokio_rustls::TlsConnector::from(config);
     let tcp = tokio::net::TcpStream::connect(server.address)
         .await
         .expect("connect");
     let name = rustls::pki_types::ServerName::IpAddress(server.address.ip().into());
-    let tls = connector.connect(name, tcp).await.expect("handshake");
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
-        .expect("HTTP handshake");
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
     let driver = tokio::spawn(connection);
     let request = Request::builder()
         .uri(path)
         .header(header::HOST, server.address.to_string())
         .body(Body::empty())
         .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let bytes = whole_body(response.into_body()).await;
+    let answer = sender.send_request(request).await;
+    let result = match answer {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let bytes = whole_body(response.into_body()).await;
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            Ok((status, body))
+        }
+        Err(error) => Err(format!("request: {error}")),
+    };
     driver.abort();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    result
 }
 
 #[tokio::test]
@@ -312,23 +320,44 @@ async fn over_tls_the_client_certificate_is_who_asks() {
     let (cert, key) =
         crate::tls::issue_client_certificate(dir.path(), "system:node:n1", Some("system:nodes"))
             .expect("certificate");
-    let (status, body) = get_over_tls(&server, None, "/api/v1/nodes").await;
+    let node = Some((cert.as_str(), key.as_str()));
+    let get = |identity, path| get_over_tls(&server, identity, path);
+    let (status, body) = get(None, "/api/v1/nodes").await.expect("answered");
     assert_eq!(status, 401, "{body}");
-    let (status, body) = get_over_tls(&server, Some((&cert, &key)), "/api/v1/nodes").await;
+    let (status, body) = get(node, "/api/v1/nodes").await.expect("answered");
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get_over_tls(
-        &server,
-        Some((&cert, &key)),
-        "/api/v1/namespaces/default/secrets",
-    )
-    .await;
+    let secrets = "/api/v1/namespaces/default/secrets";
+    let (status, body) = get(node, secrets).await.expect("answered");
     assert_eq!(status, 403, "{body}");
     assert_eq!(
         message(&body),
         r#"secrets is forbidden: User "system:node:n1" cannot list resource "secrets" in API group "" in the namespace "default": No Object name found"#
     );
-    let (status, _) = get_over_tls(&server, None, "/healthz").await;
+    let (status, _) = get(None, "/healthz").await.expect("answered");
     assert_eq!(status, 200);
+    server.stop.send_replace(true);
+    server.task.await.expect("server stopped");
+}
+
+#[tokio::test]
+async fn a_certificate_of_another_ca_gets_no_answer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = serve_over_tls(dir.path()).await;
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = crate::tls::issue_client_certificate(
+        elsewhere.path(),
+        "system:node:n1",
+        Some("system:nodes"),
+    )
+    .expect("certificate");
+    let refused = get_over_tls(&server, Some((&cert, &key)), "/api/v1/nodes").await;
+    assert!(refused.is_err(), "{refused:?}");
+    // The same server answers its own CA's certificates.
+    let (cert, key) =
+        crate::tls::issue_client_certificate(dir.path(), "system:node:n1", Some("system:nodes"))
+            .expect("certificate");
+    let answered = get_over_tls(&server, Some((&cert, &key)), "/api/v1/nodes").await;
+    assert_eq!(answered.map(|(status, _)| status), Ok(200));
     server.stop.send_replace(true);
     server.task.await.expect("server stopped");
 }

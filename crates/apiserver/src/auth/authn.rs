@@ -77,12 +77,7 @@ mod tests {
 
     fn node_certificate() -> ClientCertificate {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (pem, _) = crate::tls::issue_client_certificate(
-            dir.path(),
-            "system:node:n1",
-            Some("system:nodes"),
-        )
-        .expect("certificate");
+        let (pem, _) = crate::auth::tests::issue_node_certificate(dir.path(), "n1");
         ClientCertificate::from_pem(&pem).expect("one certificate")
     }
 

@@ -22,14 +22,15 @@ struct Identity {
     certificate: ClientCertificate,
 }
 
+/// A client certificate and key (PEM) for node `node`, signed by the CA of `dir`.
+pub(super) fn issue_node_certificate(dir: &std::path::Path, node: &str) -> (String, String) {
+    crate::tls::issue_client_certificate(dir, &format!("system:node:{node}"), Some("system:nodes"))
+        .expect("certificate")
+}
+
 fn node_identity(node: &str) -> Identity {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (pem, _) = crate::tls::issue_client_certificate(
-        dir.path(),
-        &format!("system:node:{node}"),
-        Some("system:nodes"),
-    )
-    .expect("certificate");
+    let (pem, _) = issue_node_certificate(dir.path(), node);
     let certificate = ClientCertificate::from_pem(&pem).expect("a certificate");
     Identity {
         _dir: dir,
@@ -317,9 +318,7 @@ async fn get_over_tls(
 async fn over_tls_the_client_certificate_is_who_asks() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = serve_over_tls(dir.path()).await;
-    let (cert, key) =
-        crate::tls::issue_client_certificate(dir.path(), "system:node:n1", Some("system:nodes"))
-            .expect("certificate");
+    let (cert, key) = issue_node_certificate(dir.path(), "n1");
     let node = Some((cert.as_str(), key.as_str()));
     let get = |identity, path| get_over_tls(&server, identity, path);
     let (status, body) = get(None, "/api/v1/nodes").await.expect("answered");
@@ -344,18 +343,11 @@ async fn a_certificate_of_another_ca_gets_no_answer() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = serve_over_tls(dir.path()).await;
     let elsewhere = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = crate::tls::issue_client_certificate(
-        elsewhere.path(),
-        "system:node:n1",
-        Some("system:nodes"),
-    )
-    .expect("certificate");
+    let (cert, key) = issue_node_certificate(elsewhere.path(), "n1");
     let refused = get_over_tls(&server, Some((&cert, &key)), "/api/v1/nodes").await;
     assert!(refused.is_err(), "{refused:?}");
     // The same server answers its own CA's certificates.
-    let (cert, key) =
-        crate::tls::issue_client_certificate(dir.path(), "system:node:n1", Some("system:nodes"))
-            .expect("certificate");
+    let (cert, key) = issue_node_certificate(dir.path(), "n1");
     let answered = get_over_tls(&server, Some((&cert, &key)), "/api/v1/nodes").await;
     assert_eq!(answered.map(|(status, _)| status), Ok(200));
     server.stop.send_replace(true);

@@ -55,6 +55,13 @@ impl TestCluster {
         kube::Client::new(crate::internal_router(self.state.clone()), "default")
     }
 
+    /// A client of the network's API (authenticated and authorized) presenting `certificate`,
+    /// as a node's agent does over TLS (namespace `default`).
+    pub fn client_as(&self, certificate: crate::auth::ClientCertificate) -> kube::Client {
+        let router = crate::router(self.state.clone()).layer(axum::Extension(certificate));
+        kube::Client::new(router, "default")
+    }
+
     /// One request (`body` null: no body); the status code and the answer as JSON (`null`
     /// when it is not JSON).
     pub async fn send(

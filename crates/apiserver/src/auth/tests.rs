@@ -353,3 +353,45 @@ async fn a_certificate_of_another_ca_gets_no_answer() {
     server.stop.send_replace(true);
     server.task.await.expect("server stopped");
 }
+
+#[tokio::test]
+async fn a_kube_client_with_a_node_certificate_registers_and_renews_as_the_agent_does() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+
+    let cluster = TestCluster::start().await;
+    let n1 = node_identity("n1");
+    let client = cluster.client_as(n1.certificate.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1", "kubernetes.io/os": "linux"}},
+    }))
+    .expect("a node");
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("registers itself");
+    let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+    nodes
+        .patch_status("n1", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .expect("reports its status");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let apply = PatchParams::apply("petset-node").force();
+    leases
+        .patch("n1", &apply, &Patch::Apply(lease("n1")))
+        .await
+        .expect("renews its lease");
+    let pods: Api<Pod> = Api::all(client.clone());
+    let bound_here = ListParams::default().fields("spec.nodeName=n1");
+    pods.list(&bound_here).await.expect("lists its pods");
+    let refused = leases
+        .patch("n2", &apply, &Patch::Apply(lease("n2")))
+        .await
+        .expect_err("not its lease");
+    assert!(
+        matches!(&refused, kube::Error::Api(status) if status.code == 403),
+        "{refused:?}"
+    );
+}

@@ -9,6 +9,7 @@
 // would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod clock;
 #[cfg(test)]
 mod data_safety_tests;
@@ -41,11 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::header;
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use petset_api::ApiError;
+use axum::middleware;
 use petset_store::Store;
 
 pub use gc::spawn_controllers;
@@ -131,62 +128,16 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     health::routes()
         .fallback(handlers::handle)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
         .with_state(state)
 }
 
 /// The API for in-process clients (controllers, the node agent in the same process): the same
-/// router without the network's authentication, since nothing outside the process reaches it.
+/// router without the network's authentication, since nothing outside the process reaches it;
+/// its requests carry the loopback user.
 pub fn internal_router(state: ApiState) -> Router {
     health::routes()
         .fallback(handlers::handle)
+        .layer(axum::Extension(auth::loopback_user()))
         .with_state(state)
-}
-
-/// Health and version are public (as upstream's `system:public-info-viewer`); everything else
-/// needs the admin token.
-async fn authenticate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let public = matches!(
-        request.uri().path(),
-        "/healthz" | "/livez" | "/readyz" | "/version"
-    );
-    if let Some(token) = &state.admin_token
-        && !public
-    {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !presented.is_some_and(|presented| same_secret(presented, token)) {
-            return response::error(&ApiError::unauthorized());
-        }
-    }
-    next.run(request).await
-}
-
-/// Whether a presented secret is the expected one, in time that does not depend on where they
-/// differ (only on the expected length), so a token cannot be guessed byte by byte.
-fn same_secret(presented: &str, expected: &str) -> bool {
-    let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
-    let mut difference = u8::from(presented.len() != expected.len());
-    for (index, byte) in expected.iter().enumerate() {
-        difference |= byte ^ presented.get(index).copied().unwrap_or(!byte);
-    }
-    std::hint::black_box(difference) == 0
-}
-
-#[cfg(test)]
-mod secret_tests {
-    use super::same_secret;
-
-    #[test]
-    fn only_the_same_secret_is_the_same() {
-        assert!(same_secret("abc123", "abc123"));
-        assert!(!same_secret("abc124", "abc123"));
-        assert!(!same_secret("abc12", "abc123"));
-        assert!(!same_secret("abc1234", "abc123"));
-        assert!(!same_secret("", "abc123"));
-    }
 }

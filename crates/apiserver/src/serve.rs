@@ -11,6 +11,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::ClientCertificate;
+
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,6 +53,17 @@ pub async fn serve_tls(
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }
+            };
+            // The handshake verified the chain; authentication reads who it names.
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|first| ClientCertificate::from_der(first.to_vec()));
+            let app = match certificate {
+                Some(certificate) => app.layer(axum::Extension(certificate)),
+                None => app,
             };
             let builder = auto::Builder::new(TokioExecutor::new());
             let connection = builder

@@ -55,6 +55,13 @@ impl TestCluster {
         kube::Client::new(crate::internal_router(self.state.clone()), "default")
     }
 
+    /// A client of the network's API (authenticated and authorized) presenting `certificate`,
+    /// as a node's agent does over TLS (namespace `default`).
+    pub fn client_as(&self, certificate: crate::auth::ClientCertificate) -> kube::Client {
+        let router = crate::router(self.state.clone()).layer(axum::Extension(certificate));
+        kube::Client::new(router, "default")
+    }
+
     /// One request (`body` null: no body); the status code and the answer as JSON (`null`
     /// when it is not JSON).
     pub async fn send(
@@ -83,28 +90,45 @@ impl TestCluster {
         accept: &str,
         body: Value,
     ) -> (u16, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(header::CONTENT_TYPE, content_type)
-            .header(header::ACCEPT, accept)
-            .body(if body.is_null() {
-                Body::empty()
-            } else {
-                Body::from(body.to_string())
-            })
-            .expect("request");
-        let (status, bytes) = answer(crate::internal_router(self.state.clone()), request).await;
-        (
-            status.as_u16(),
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let request = request(method, path, content_type, accept, body);
+        answer_json(crate::internal_router(self.state.clone()), request).await
     }
 
     /// A JSON request (`POST`, `PUT`, `DELETE`, `GET`).
     pub async fn json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         self.send(method, path, "application/json", body).await
     }
+}
+
+/// A request with a JSON body (`body` null: no body).
+pub fn request(
+    method: &str,
+    path: &str,
+    content_type: &str,
+    accept: &str,
+    body: Value,
+) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT, accept)
+        .body(if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        })
+        .expect("request")
+}
+
+/// Sends one request to a router and reads the status code and the answer as JSON (`null`
+/// when it is not JSON).
+pub async fn answer_json(router: axum::Router, request: Request<Body>) -> (u16, Value) {
+    let (status, bytes) = answer(router, request).await;
+    (
+        status.as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Sends one request to a router (any axum router: the API's, a node's) and reads the whole
@@ -115,13 +139,16 @@ pub async fn answer(
 ) -> (axum::http::StatusCode, bytes::Bytes) {
     let response = router.oneshot(request).await.expect("infallible");
     let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes)
+    (status, whole_body(response.into_body()).await)
+}
+
+/// Reads a whole body (an axum answer's, or a hyper client's).
+pub async fn whole_body<B>(body: B) -> bytes::Bytes
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    body.collect().await.expect("body").to_bytes()
 }
 
 impl Drop for TestCluster {

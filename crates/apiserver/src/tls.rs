@@ -130,6 +130,19 @@ impl ClusterCa {
         })
     }
 
+    /// Verifies client certificates against this CA, and lets clients without one connect
+    /// (the server then answers them by its own rules).
+    fn optional_client_verifier(
+        &self,
+    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der()?)?;
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))
+    }
+
     /// A new key and its certificate for `common_name` (and `organization`), signed by the CA.
     fn issue(
         &self,
@@ -207,9 +220,11 @@ pub fn load_or_create(
     )?;
     let chain = vec![serving_cert.der().clone(), ca.der()?];
     let key = private_key(&serving_key, &pki.join("serving key"))?;
+    // Nodes authenticate with client certificates of the cluster CA; kubectl with the token
+    // presents none, so a certificate is verified when given but not required.
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(ca.optional_client_verifier()?)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Credentials {
@@ -288,16 +303,9 @@ pub fn kubelet_server_config(
         Some("system:nodes"),
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der()?)?;
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(ca.optional_client_verifier()?)
         .with_single_cert(
             vec![certificate.der().clone(), ca.der()?],
             private_key(&key, &pki.join("node serving key"))?,

@@ -105,23 +105,18 @@ impl Cluster {
         } = settings;
         let local = LocalNode::open(node, data_dir, &image_store, &network, api_address)?;
         let node_name = petset_agent::node_name();
-        // The API reaches this process's node through a pipe to its node API, and the proxy
-        // dials only that node's pods on its bridge.
-        let (kubelet, pod_feed, pod_dialer) = match &local {
-            LocalNode::None => (None, None, None),
+        // The API reaches this process's node (and through it, for the proxy, its pods) through
+        // a pipe to its node API.
+        let (kubelet, pod_feed) = match &local {
+            LocalNode::None => (None, None),
             LocalNode::Simulated => {
                 let (kubelet, _) = Kubelet::new(&node_name, KubeletRuntime::Simulated);
-                (Some(kubelet), None, None)
+                (Some(kubelet), None)
             }
             LocalNode::Runc(runc_node) => {
                 let (kubelet, feed) =
                     Kubelet::new(&node_name, KubeletRuntime::Runc(runc_node.clone()));
-                let dialer: Arc<dyn petset_apiserver::proxy::PodDialer> =
-                    Arc::new(PodsOnTheBridge {
-                        node: runc_node.clone(),
-                        name: node_name.clone(),
-                    });
-                (Some(kubelet), Some(feed), Some(dialer))
+                (Some(kubelet), Some(feed))
             }
         };
         let nodes = petset_apiserver::nodes::Nodes {
@@ -131,7 +126,6 @@ impl Cluster {
                     kubelet.in_process_router(),
                 )) as Arc<dyn petset_apiserver::nodes::NodeConnector>
             }),
-            pod_dialer,
         };
         let state = match network.services {
             Some(services) => ApiState::new(store, admin_token)
@@ -257,37 +251,6 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
-/// The proxy dials a pod only when this process's runc node runs it and its address is on
-/// the node's bridge.
-struct PodsOnTheBridge {
-    node: Arc<petset_agent::runc::RuncNode>,
-    name: String,
-}
-
-impl petset_apiserver::proxy::PodDialer for PodsOnTheBridge {
-    fn may_dial(&self, pod: &serde_json::Value, address: std::net::IpAddr) -> Result<(), String> {
-        let pod_name = pod
-            .pointer("/metadata/name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        let node = pod
-            .pointer("/spec/nodeName")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        if node != self.name {
-            return Err(format!(
-                "pod {pod_name} does not run on this machine's runc node (its node is {node:?}), so petset does not dial it"
-            ));
-        }
-        if !self.node.owns_pod_address(address) {
-            return Err(format!(
-                "address {address} of pod {pod_name} is not on petset's pod bridge, so petset does not dial it"
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// The pod network of the benchmarks' nodes: a bridge of their own, so a benchmark never takes

@@ -41,7 +41,6 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::runc::RuncNode;
 
 pub use pods::PodFeed;
-pub use proxy::RELAYED_FROM_POD;
 
 /// The port upstream's kubelet serves on, and the one petset's node takes by default.
 pub const DEFAULT_PORT: u16 = 10250;

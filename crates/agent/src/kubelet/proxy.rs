@@ -111,24 +111,23 @@ impl ProxyPath {
 /// Whether a request asks to switch protocols (`Connection: upgrade` with an `Upgrade`).
 fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        && connection_tokens(headers).any(|token| token == "upgrade")
 }
 
-/// The headers of one hop (RFC 9110 7.6.1: the fixed ones and those `Connection` names) are
-/// not passed on, nor the node's own marker.
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
-    let named_by_connection: Vec<String> = headers
+/// The header names the `Connection` header lists, lowercase.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|token| token.trim().to_ascii_lowercase())
-        .collect();
+}
+
+/// The headers of one hop (RFC 9110 7.6.1: the fixed ones and those `Connection` names) are
+/// not passed on, nor the node's own marker.
+fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+    let named_by_connection: Vec<String> = connection_tokens(headers).collect();
     let mut kept = HeaderMap::new();
     for (name, value) in headers {
         let hop = matches!(

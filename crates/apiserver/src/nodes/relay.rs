@@ -76,7 +76,7 @@ pub async fn upgraded(
 
 /// The API's error for a node's refusal: its code, and its text (or the message of a `Status`)
 /// as the message.
-async fn refusal(response: Response<Incoming>) -> ApiError {
+pub(crate) async fn refusal(response: Response<Incoming>) -> ApiError {
     let status = response.status();
     let body = axum::body::to_bytes(Body::new(response.into_body()), REFUSAL_BYTES)
         .await
@@ -107,12 +107,12 @@ async fn refusal(response: Response<Incoming>) -> ApiError {
     }
 }
 
-fn unreachable(error: ConnectError) -> ApiError {
+pub(crate) fn unreachable(error: ConnectError) -> ApiError {
     ApiError::service_unavailable(error.to_string())
 }
 
-/// The endpoint of the node `pod` is bound to, and the connector that reaches it.
-async fn node_of<'a>(
+/// The endpoint of the node `node`, and the connector that reaches it.
+pub(crate) async fn node_of<'a>(
     state: &'a ApiState,
     node: &str,
 ) -> Result<(&'a dyn NodeConnector, NodeEndpoint), ApiError> {
@@ -188,6 +188,15 @@ pub(crate) async fn stream(
         // Over HTTP/2 there is no upgrade to relay to (kubectl upgrades over HTTP/1.1).
         return Err(ApiError::bad_request("Upgrade request required"));
     };
+    switch(response, client_upgrade)
+}
+
+/// Answers the client's upgrade with the node's 101 (and its headers), then copies the bytes
+/// both ways until either side ends.
+pub(crate) fn switch(
+    response: Response<Incoming>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<axum::response::Response, ApiError> {
     let mut answer = axum::response::Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
     for (name, value) in response.headers() {
         answer = answer.header(name, value);
@@ -249,7 +258,6 @@ mod tests {
         let mut cluster = TestCluster::start().await;
         cluster.state = cluster.state.clone().with_nodes(Nodes {
             connector: Some(Arc::new(InProcess::new("n1", fake_node()))),
-            pod_dialer: None,
         });
         for node in ["n1", "n2"] {
             let (code, _) = cluster

@@ -94,12 +94,13 @@ pub(crate) async fn serve(
             text(&pod, "/metadata/name")
         ))
     })?;
-    let location =
-        crate::nodes::proxy_location(&pod, port, &target.path, request.uri().query())?;
+    let location = crate::nodes::proxy_location(&pod, port, &target.path, request.uri().query())?;
     let (connector, endpoint) = relay::node_of(state, node).await?;
     // An upgrade is relayed only where there is one to hand over (HTTP/1.1).
     let client_upgrade = if is_upgrade(request.headers()) {
-        request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>()
+        request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
     } else {
         None
     };
@@ -177,10 +178,7 @@ async fn pod_backend(state: &ApiState, target: &ProxyTarget) -> Result<(Value, u
 /// `services/NAME[:PORT]/proxy`: the pod of a ready endpoint and the endpoint's port. As
 /// upstream, an endpoint counts only when its `targetRef` names a pod of the namespace that
 /// has its address; the endpoints are tried in turn from the next in a process-wide round.
-async fn service_backend(
-    state: &ApiState,
-    target: &ProxyTarget,
-) -> Result<(Value, u16), ApiError> {
+async fn service_backend(state: &ApiState, target: &ProxyTarget) -> Result<(Value, u16), ApiError> {
     let namespace = &target.namespace;
     let service = state
         .registry

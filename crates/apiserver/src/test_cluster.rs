@@ -124,6 +124,29 @@ pub async fn answer(
     (status, bytes)
 }
 
+/// What a request carried, as JSON (`method`, `uri`, `headers`, `body` as text): the answer
+/// of a fake backend (a node API, a pod) that shows a test what reached it.
+pub async fn echo(request: Request<Body>) -> Value {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.to_string(), Value::String(value))
+        })
+        .collect();
+    serde_json::json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    })
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for task in &self.background {

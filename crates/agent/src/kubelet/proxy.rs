@@ -86,11 +86,10 @@ impl ProxyPath {
             return Err(malformed());
         };
         let path = format!("/{}", parts.next().unwrap_or_default());
-        let port = port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| Refusal::bad_request(format!("invalid port {port:?} to proxy to")))?;
+        let port =
+            port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                Refusal::bad_request(format!("invalid port {port:?} to proxy to"))
+            })?;
         let path_and_query = match uri.query() {
             Some(query) => format!("{path}?{query}"),
             None => path,
@@ -194,7 +193,9 @@ async fn forward(
     *outgoing.headers_mut() = end_to_end(&parts.headers);
     with_upgrade(
         outgoing.headers_mut(),
-        client_upgrade.as_ref().and_then(|(upgrade, _)| upgrade.clone()),
+        client_upgrade
+            .as_ref()
+            .and_then(|(upgrade, _)| upgrade.clone()),
     );
     if let Ok(host) = HeaderValue::from_str(&to.to_string()) {
         outgoing.headers_mut().insert(header::HOST, host);

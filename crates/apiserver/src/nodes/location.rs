@@ -351,7 +351,9 @@ mod tests {
         );
         pod["metadata"]["uid"] = "".into();
         assert_eq!(
-            proxy_location(&pod, 80, "/", None).expect_err("no uid").code,
+            proxy_location(&pod, 80, "/", None)
+                .expect_err("no uid")
+                .code,
             500
         );
     }

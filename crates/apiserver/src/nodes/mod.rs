@@ -4,6 +4,8 @@
 //! so it needs no route into any node's pod network.
 
 pub mod connector;
+#[cfg(test)]
+pub(crate) mod fake;
 mod location;
 pub mod relay;
 

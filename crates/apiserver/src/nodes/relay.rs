@@ -230,15 +230,13 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use axum::body::Body;
     use axum::http::StatusCode;
     use axum::routing::get;
     use serde_json::Value;
     use serde_json::json;
 
-    use crate::nodes::{InProcess, Nodes};
+    use crate::nodes::fake;
     use crate::test_cluster::TestCluster;
 
     /// A node API that answers a log and refuses every exec, as a kubelet that lost the pod.
@@ -255,27 +253,13 @@ mod tests {
     }
 
     async fn cluster() -> TestCluster {
-        let mut cluster = TestCluster::start().await;
-        cluster.state = cluster.state.clone().with_nodes(Nodes {
-            connector: Some(Arc::new(InProcess::new("n1", fake_node()))),
-        });
-        for node in ["n1", "n2"] {
-            let (code, _) = cluster
-                .json("POST", "/api/v1/nodes", json!({"metadata": {"name": node}}))
-                .await;
-            assert_eq!(code, 201);
-        }
+        let cluster = fake::cluster(fake_node()).await;
         for (pod, node) in [
             ("web-0", Some("n1")),
             ("pending-0", None),
             ("far-0", Some("n2")),
         ] {
-            let body = json!({"metadata": {"name": pod},
-                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]}});
-            let (code, created) = cluster
-                .json("POST", "/api/v1/namespaces/default/pods", body)
-                .await;
-            assert_eq!(code, 201, "{created}");
+            fake::pod(&cluster, pod, node, json!([])).await;
         }
         cluster
     }

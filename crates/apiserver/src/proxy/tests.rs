@@ -2,8 +2,6 @@
 //! path through the API router to a fake node API (an in-process router), with the node's
 //! answers and refusals, on `TestCluster`.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
@@ -11,13 +9,12 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
-use crate::nodes::{InProcess, Nodes};
+use crate::nodes::{Nodes, fake};
 use crate::test_cluster::TestCluster;
 
 #[test]
 fn proxy_paths_name_the_object_the_port_and_the_rest() {
-    let target =
-        ProxyTarget::parse("/api/v1/namespaces/ns/pods/web-0/proxy/").expect("pod proxy");
+    let target = ProxyTarget::parse("/api/v1/namespaces/ns/pods/web-0/proxy/").expect("pod proxy");
     assert_eq!((target.name.as_str(), target.port.as_str()), ("web-0", ""));
     assert_eq!(target.path, "/");
     assert!(!target.service);
@@ -44,9 +41,16 @@ fn proxy_paths_name_the_object_the_port_and_the_rest() {
 
 #[test]
 fn a_service_port_is_named_or_numbered_and_leads_to_the_endpoints_port() {
-    let service = json!({"spec": {"ports": [{"name": "http", "port": 80}, {"name": "admin", "port": 9000}]}});
-    assert_eq!(service_port_name(&service, "web", "admin").expect("named"), "admin");
-    assert_eq!(service_port_name(&service, "web", "9000").expect("numbered"), "admin");
+    let service =
+        json!({"spec": {"ports": [{"name": "http", "port": 80}, {"name": "admin", "port": 9000}]}});
+    assert_eq!(
+        service_port_name(&service, "web", "admin").expect("named"),
+        "admin"
+    );
+    assert_eq!(
+        service_port_name(&service, "web", "9000").expect("numbered"),
+        "admin"
+    );
     assert_eq!(service_port_name(&service, "web", "").expect("unnamed"), "");
     let refused = service_port_name(&service, "web", "81").expect_err("no such port");
     assert_eq!(
@@ -135,31 +139,20 @@ fn fake_node() -> axum::Router {
     axum::Router::new().route(
         "/podProxy/{*rest}",
         axum::routing::any(|request: Request<Body>| async move {
-            let (parts, body) = request.into_parts();
-            let uri = parts.uri.to_string();
-            if uri.starts_with("/podProxy/default/gone-0/") {
+            let path = request.uri().path().to_string();
+            if path.starts_with("/podProxy/default/gone-0/") {
                 return (StatusCode::NOT_FOUND, "pod does not exist").into_response();
             }
-            if uri.ends_with("/missing.html") {
+            if path.ends_with("/missing.html") {
                 let marked = [(RELAYED_FROM_POD, "true")];
                 return (StatusCode::NOT_FOUND, marked, "the pod's own 404 page").into_response();
             }
-            let body = axum::body::to_bytes(body, 1 << 20)
-                .await
-                .unwrap_or_default();
-            let headers: serde_json::Map<String, Value> = parts
-                .headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), json!(v.to_str().unwrap_or_default())))
-                .collect();
-            let seen = json!({
-                "method": parts.method.as_str(),
-                "uri": uri,
-                "headers": headers,
-                "body": String::from_utf8_lossy(&body),
-            });
+            let seen = crate::test_cluster::echo(request).await;
             (
-                [(RELAYED_FROM_POD, "true"), ("content-type", "application/json")],
+                [
+                    (RELAYED_FROM_POD, "true"),
+                    ("content-type", "application/json"),
+                ],
                 seen.to_string(),
             )
                 .into_response()
@@ -172,16 +165,8 @@ fn fake_node() -> axum::Router {
 /// gone-0 (on n1, which does not have it).
 /// Services over them, with hand-made Endpoints.
 async fn cluster() -> TestCluster {
-    let mut cluster = TestCluster::start().await;
-    cluster.state = cluster.state.clone().with_nodes(Nodes {
-        connector: Some(Arc::new(InProcess::new("n1", fake_node()))),
-    });
-    for node in ["n1", "n2"] {
-        let (code, _) = cluster
-            .json("POST", "/api/v1/nodes", json!({"metadata": {"name": node}}))
-            .await;
-        assert_eq!(code, 201);
-    }
+    let cluster = fake::cluster(fake_node()).await;
+    let ports = json!([{"name": "web", "containerPort": 8000}]);
     for (pod, node, ip) in [
         ("web-0", Some("n1"), Some("10.244.0.5")),
         ("far-0", Some("n2"), Some("10.244.1.5")),
@@ -189,18 +174,12 @@ async fn cluster() -> TestCluster {
         ("lost-0", None, Some("10.244.0.9")),
         ("gone-0", Some("n1"), Some("10.244.0.7")),
     ] {
-        let body = json!({"metadata": {"name": pod}, "spec": {"nodeName": node,
-            "containers": [{"name": "main", "image": "busybox",
-                "ports": [{"name": "web", "containerPort": 8000}]}]}});
-        let (code, created) = cluster
-            .json("POST", "/api/v1/namespaces/default/pods", body)
-            .await;
-        assert_eq!(code, 201, "{created}");
+        fake::pod(&cluster, pod, node, ports.clone()).await;
         if let Some(ip) = ip {
             let (code, patched) = cluster
                 .send(
                     "PATCH",
-                    &format!("/api/v1/namespaces/default/pods/{pod}/status"),
+                    &format!("{PODS}/{pod}/status"),
                     "application/merge-patch+json",
                     json!({"status": {"podIP": ip, "podIPs": [{"ip": ip}]}}),
                 )
@@ -230,20 +209,14 @@ async fn cluster() -> TestCluster {
     ] {
         let body = json!({"metadata": {"name": service}, "spec": {"clusterIP": "None",
             "ports": [{"name": "http", "port": 80, "targetPort": 8000}]}});
-        let (code, created) = cluster
-            .json("POST", "/api/v1/namespaces/default/services", body)
-            .await;
-        assert_eq!(code, 201, "{created}");
+        fake::create(&cluster, SERVICES, body).await;
         let subsets = if addresses == json!([]) {
             json!([])
         } else {
             json!([{"addresses": addresses, "ports": [{"name": "http", "port": 8000}]}])
         };
         let endpoints = json!({"metadata": {"name": service}, "subsets": subsets});
-        let (code, created) = cluster
-            .json("POST", "/api/v1/namespaces/default/endpoints", endpoints)
-            .await;
-        assert_eq!(code, 201, "{created}");
+        fake::create(&cluster, "/api/v1/namespaces/default/endpoints", endpoints).await;
     }
     cluster
 }
@@ -267,7 +240,9 @@ const SERVICES: &str = "/api/v1/namespaces/default/services";
 #[tokio::test]
 async fn a_pod_proxy_goes_to_the_pods_node_with_its_uid_port_path_and_query() {
     let cluster = cluster().await;
-    let (_, pod) = cluster.json("GET", &format!("{PODS}/web-0"), Value::Null).await;
+    let (_, pod) = cluster
+        .json("GET", &format!("{PODS}/web-0"), Value::Null)
+        .await;
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
     for (url, port, rest) in [
         ("web-0/proxy", 8000, "/"),
@@ -308,7 +283,9 @@ async fn the_request_is_passed_on_without_the_callers_credentials() {
 #[tokio::test]
 async fn a_service_proxy_goes_to_the_pod_of_a_ready_endpoint_on_its_port() {
     let cluster = cluster().await;
-    let (_, pod) = cluster.json("GET", &format!("{PODS}/web-0"), Value::Null).await;
+    let (_, pod) = cluster
+        .json("GET", &format!("{PODS}/web-0"), Value::Null)
+        .await;
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
     // Every turn of the round ends at the one endpoint that is a pod with its address.
     for url in [

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -16,19 +16,7 @@ async fn echo_pod() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let echo = axum::Router::new().fallback(|request: Request<Body>| async move {
-        let (parts, body) = request.into_parts();
-        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
-        let headers: serde_json::Map<String, Value> = parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), json!(v.to_str().unwrap_or_default())))
-            .collect();
-        let seen = json!({
-            "method": parts.method.as_str(),
-            "uri": parts.uri.to_string(),
-            "headers": headers,
-            "body": String::from_utf8_lossy(&body),
-        });
+        let seen = petset_apiserver::test_cluster::echo(request).await;
         (
             StatusCode::IM_A_TEAPOT,
             [
@@ -101,11 +89,15 @@ fn proxy_paths_name_the_pod_its_uid_the_port_and_the_rest() {
         ("ns", "web-0", Some("u-1"), 8080, "/")
     );
     assert_eq!(
-        parse("/podProxy/ns/web-0/u-1/80/").expect("root").path_and_query,
+        parse("/podProxy/ns/web-0/u-1/80/")
+            .expect("root")
+            .path_and_query,
         "/"
     );
     assert_eq!(
-        parse("/podProxy/ns/web-0/u-1/80//x/?q").expect("rest").path_and_query,
+        parse("/podProxy/ns/web-0/u-1/80//x/?q")
+            .expect("rest")
+            .path_and_query,
         "//x/?q"
     );
     for bad in [
@@ -129,9 +121,9 @@ async fn a_pod_that_does_not_answer_is_the_upstream_503() {
     let refused = forward(address, "/", request).await.expect_err("refused");
     assert_eq!(refused.code, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        refused
-            .message
-            .starts_with(&format!("error trying to reach service: dial tcp {address}: ")),
+        refused.message.starts_with(&format!(
+            "error trying to reach service: dial tcp {address}: "
+        )),
         "{}",
         refused.message
     );
@@ -161,7 +153,9 @@ async fn upgrading_pod() -> SocketAddr {
             return;
         }
         let _ = connection
-            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+            )
             .await;
         let mut buffer = [0u8; 64];
         while let Ok(read) = connection.read(&mut buffer).await {

@@ -81,7 +81,7 @@ static NEXT_ENDPOINT: AtomicUsize = AtomicUsize::new(0);
 pub(crate) async fn serve(
     state: &ApiState,
     target: ProxyTarget,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let (pod, port) = if target.service {
         service_backend(state, &target).await?
@@ -95,6 +95,17 @@ pub(crate) async fn serve(
         ))
     })?;
     let location = crate::nodes::proxy_location(&pod, port, &target.path, request.uri().query())?;
+    relay_to_node(state, node, &location, request).await
+}
+
+/// Sends the request on to `node` as `location` and relays its answer: the pod's as it is
+/// (an upgrade once the pod switched), the node's own refusal as a `Status`.
+async fn relay_to_node(
+    state: &ApiState,
+    node: &str,
+    location: &str,
+    mut request: Request,
+) -> Result<Response, ApiError> {
     let (connector, endpoint) = relay::node_of(state, node).await?;
     // An upgrade is relayed only where there is one to hand over (HTTP/1.1).
     let client_upgrade = if is_upgrade(request.headers()) {
@@ -113,7 +124,7 @@ pub(crate) async fn serve(
     *outgoing.method_mut() = parts.method;
     *outgoing.uri_mut() = location
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid proxy path {:?}", target.path)))?;
+        .map_err(|_| ApiError::bad_request(format!("invalid proxy path {location:?}")))?;
     *outgoing.headers_mut() = end_to_end(&parts.headers, true);
     if client_upgrade.is_some()
         && let Some(upgrade) = parts.headers.get(header::UPGRADE)

@@ -143,6 +143,9 @@ fn fake_node() -> axum::Router {
             if path.starts_with("/podProxy/default/gone-0/") {
                 return (StatusCode::NOT_FOUND, "pod does not exist").into_response();
             }
+            if path.ends_with("/echo") {
+                return switch_to_echo(request);
+            }
             if path.ends_with("/missing.html") {
                 let marked = [(RELAYED_FROM_POD, "true")];
                 return (StatusCode::NOT_FOUND, marked, "the pod's own 404 page").into_response();
@@ -158,6 +161,23 @@ fn fake_node() -> axum::Router {
                 .into_response()
         }),
     )
+}
+
+/// The pod's answer to an upgrade: 101, then every byte back as it came.
+fn switch_to_echo(mut request: Request<Body>) -> axum::response::Response {
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let (mut reader, mut writer) = tokio::io::split(hyper_util::rt::TokioIo::new(upgraded));
+        let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    });
+    axum::response::Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "echo")
+        .header(RELAYED_FROM_POD, "true")
+        .body(Body::empty())
+        .expect("response")
 }
 
 /// Pods: web-0 (on n1, the reachable node, port `web` 8000), far-0 (on n2, which the API
@@ -414,4 +434,41 @@ async fn without_node_connections_a_proxy_is_unavailable() {
         status["message"],
         "node \"n1\" is not reachable: this API server has no node connections"
     );
+}
+
+#[tokio::test]
+async fn an_upgrade_is_relayed_to_the_pod_and_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = cluster().await;
+    // The API over HTTP/1.1 with upgrades, as a client reaches it.
+    let (client_end, server_end) = tokio::io::duplex(4096);
+    let service = hyper_util::service::TowerToHyperService::new(crate::internal_router(
+        cluster.state.clone(),
+    ));
+    tokio::spawn(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(server_end), service)
+            .with_upgrades(),
+    );
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client_end))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection.with_upgrades());
+    let request = Request::get(format!("{PODS}/web-0/proxy/echo"))
+        .header(header::HOST, "api")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "echo")
+        .body(Body::empty())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(response.headers()[header::UPGRADE], "echo");
+    assert!(response.headers().get(RELAYED_FROM_POD).is_none());
+    let upgraded = hyper::upgrade::on(response).await.expect("upgraded");
+    let mut upgraded = hyper_util::rt::TokioIo::new(upgraded);
+    upgraded.write_all(b"ping").await.expect("write");
+    let mut echoed = [0u8; 4];
+    upgraded.read_exact(&mut echoed).await.expect("read");
+    assert_eq!(&echoed, b"ping");
 }

@@ -438,37 +438,12 @@ async fn without_node_connections_a_proxy_is_unavailable() {
 
 #[tokio::test]
 async fn an_upgrade_is_relayed_to_the_pod_and_back() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cluster = cluster().await;
-    // The API over HTTP/1.1 with upgrades, as a client reaches it.
-    let (client_end, server_end) = tokio::io::duplex(4096);
-    let service = hyper_util::service::TowerToHyperService::new(crate::internal_router(
-        cluster.state.clone(),
-    ));
-    tokio::spawn(
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(server_end), service)
-            .with_upgrades(),
-    );
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client_end))
-            .await
-            .expect("handshake");
-    tokio::spawn(connection.with_upgrades());
-    let request = Request::get(format!("{PODS}/web-0/proxy/echo"))
-        .header(header::HOST, "api")
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "echo")
-        .body(Body::empty())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("answer");
-    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    assert_eq!(response.headers()[header::UPGRADE], "echo");
-    assert!(response.headers().get(RELAYED_FROM_POD).is_none());
-    let upgraded = hyper::upgrade::on(response).await.expect("upgraded");
-    let mut upgraded = hyper_util::rt::TokioIo::new(upgraded);
-    upgraded.write_all(b"ping").await.expect("write");
-    let mut echoed = [0u8; 4];
-    upgraded.read_exact(&mut echoed).await.expect("read");
-    assert_eq!(&echoed, b"ping");
+    let router = crate::internal_router(cluster.state.clone());
+    let (status, headers, echoed) =
+        crate::test_cluster::upgrade_to_echo(router, &format!("{PODS}/web-0/proxy/echo")).await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(headers[header::UPGRADE], "echo");
+    assert!(headers.get(RELAYED_FROM_POD).is_none());
+    assert_eq!(echoed, b"ping");
 }

@@ -170,41 +170,18 @@ async fn upgrading_pod() -> SocketAddr {
 #[tokio::test]
 async fn an_upgrade_is_relayed_both_ways() {
     let pod = upgrading_pod().await;
-    // The node's side of a connection from the API server: a hyper server with upgrades.
-    let (client_end, node_end) = tokio::io::duplex(4096);
-    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-        let request = request.map(Body::new);
-        async move {
-            Ok::<_, std::convert::Infallible>(
-                forward(pod, "/", request)
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response),
-            )
-        }
+    // The node's side of a connection from the API server.
+    let node = axum::Router::new().fallback(move |request: Request<Body>| async move {
+        forward(pod, "/", request)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
     });
-    tokio::spawn(
-        hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(node_end), service)
-            .with_upgrades(),
-    );
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(client_end))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection.with_upgrades());
-    let request = Request::get("/")
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "echo")
-        .body(Body::empty())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("answer");
-    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
-    assert_eq!(response.headers()[header::UPGRADE], "echo");
-    assert_eq!(response.headers()[RELAYED_FROM_POD], "true");
-    let mut upgraded = TokioIo::new(hyper::upgrade::on(response).await.expect("upgraded"));
-    upgraded.write_all(b"ping").await.expect("write");
-    let mut echoed = [0u8; 4];
-    upgraded.read_exact(&mut echoed).await.expect("read");
-    assert_eq!(&echoed, b"ping");
+    let (status, headers, echoed) =
+        petset_apiserver::test_cluster::upgrade_to_echo(node, "/").await;
+    assert_eq!(status, StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(headers[header::UPGRADE], "echo");
+    assert_eq!(headers[RELAYED_FROM_POD], "true");
+    assert_eq!(echoed, b"ping");
 }
 
 #[tokio::test]

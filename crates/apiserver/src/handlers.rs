@@ -140,7 +140,7 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
         return crate::nodes::relay::stream(state, stream, &pod, &query, parts).await;
     }
     if let Some(target) = crate::proxy::ProxyTarget::parse(&path) {
-        return crate::proxy::serve(state, state.nodes.pod_dialer.as_ref(), target, request).await;
+        return crate::proxy::serve(state, target, request).await;
     }
     let method = request.method().clone();
     let accept = header_text(request.headers(), header::ACCEPT);

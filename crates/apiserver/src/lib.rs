@@ -60,7 +60,7 @@ pub struct ApiState {
     /// The bearer token every API request must carry; `None` serves without authentication
     /// (in-process tests).
     admin_token: Option<Arc<str>>,
-    /// How the pods' streams reach their nodes, and which pod addresses the proxy may dial.
+    /// How the pods' streams and proxies reach their nodes.
     nodes: nodes::Nodes,
 }
 
@@ -91,7 +91,7 @@ impl ApiState {
         self
     }
 
-    /// Reaches nodes (and pods, for the proxy) as `nodes` allows; before serving.
+    /// Reaches nodes (and through them their pods) as `nodes` allows; before serving.
     pub fn with_nodes(mut self, nodes: nodes::Nodes) -> Self {
         self.nodes = nodes;
         self

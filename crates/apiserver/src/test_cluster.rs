@@ -151,6 +151,67 @@ where
     body.collect().await.expect("body").to_bytes()
 }
 
+/// What a request carried, as JSON (`method`, `uri`, `headers`, `body` as text): the answer
+/// of a fake backend (a node API, a pod) that shows a test what reached it.
+pub async fn echo(request: Request<Body>) -> Value {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, Value> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.to_string(), Value::String(value))
+        })
+        .collect();
+    serde_json::json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    })
+}
+
+/// Asks `router`, served over one in-memory HTTP/1.1 connection with upgrades, to switch
+/// `path` to the `echo` protocol: the answer's status and headers and, after a switch, what
+/// came back of `ping` sent over the switched connection.
+pub async fn upgrade_to_echo(
+    router: axum::Router,
+    path: &str,
+) -> (axum::http::StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    use hyper_util::rt::TokioIo;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (client_end, server_end) = tokio::io::duplex(4096);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    tokio::spawn(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(server_end), service)
+            .with_upgrades(),
+    );
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(client_end))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection.with_upgrades());
+    let request = Request::get(path)
+        .header(header::HOST, "test")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "echo")
+        .body(Body::empty())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("answer");
+    let (status, headers) = (response.status(), response.headers().clone());
+    if status != axum::http::StatusCode::SWITCHING_PROTOCOLS {
+        return (status, headers, Vec::new());
+    }
+    let mut upgraded = TokioIo::new(hyper::upgrade::on(response).await.expect("upgraded"));
+    upgraded.write_all(b"ping").await.expect("write");
+    let mut echoed = vec![0u8; 4];
+    upgraded.read_exact(&mut echoed).await.expect("read");
+    (status, headers, echoed)
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         for task in &self.background {

@@ -128,7 +128,6 @@ impl Cluster {
                     remote: plane.remote_nodes,
                 }) as Arc<dyn petset_apiserver::nodes::NodeConnector>
             }),
-            pod_dialer: opened.as_ref().and_then(OpenedNode::pod_dialer),
         };
         let state = match plane.services {
             Some(services) => ApiState::new(store, admin_token)

@@ -118,18 +118,6 @@ impl OpenedNode {
         )
     }
 
-    /// Which pod addresses the API server's proxy may dial: this node's runc pods on its
-    /// bridge.
-    pub fn pod_dialer(&self) -> Option<Arc<dyn petset_apiserver::proxy::PodDialer>> {
-        match &self.runtime {
-            Runtime::Simulated => None,
-            Runtime::Runc(node) => Some(Arc::new(PodsOnTheBridge {
-                node: node.clone(),
-                name: self.options.name.clone(),
-            })),
-        }
-    }
-
     /// Starts the node's tasks in `tasks` with `client`; on an error nothing of the node is
     /// left running (its bridge and mounts are removed).
     pub async fn start(
@@ -237,37 +225,6 @@ impl RunningNode {
         if let Some(node) = &self.runc {
             node.shutdown(std::time::Duration::ZERO).await;
         }
-    }
-}
-
-/// The proxy dials a pod only when this process's runc node runs it and its address is on
-/// the node's bridge.
-struct PodsOnTheBridge {
-    node: Arc<RuncNode>,
-    name: String,
-}
-
-impl petset_apiserver::proxy::PodDialer for PodsOnTheBridge {
-    fn may_dial(&self, pod: &serde_json::Value, address: std::net::IpAddr) -> Result<(), String> {
-        let pod_name = pod
-            .pointer("/metadata/name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        let node = pod
-            .pointer("/spec/nodeName")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        if node != self.name {
-            return Err(format!(
-                "pod {pod_name} does not run on this machine's runc node (its node is {node:?}), so petset does not dial it"
-            ));
-        }
-        if !self.node.owns_pod_address(address) {
-            return Err(format!(
-                "address {address} of pod {pod_name} is not on petset's pod bridge, so petset does not dial it"
-            ));
-        }
-        Ok(())
     }
 }
 

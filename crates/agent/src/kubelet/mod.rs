@@ -6,6 +6,8 @@
 //! - `/exec/{ns}/{pod}[/{uid}]/{container}` and `/attach/…` over WebSocket with the
 //!   `channel.k8s.io` protocols (`exec.rs`, `attach.rs`, framing in `channel.rs`);
 //! - `/portForward/{ns}/{pod}[/{uid}]`, a SPDY/3.1 session in a WebSocket (`portforward.rs`);
+//! - `/podProxy/{ns}/{pod}/{uid}/{port}[/{path}]`, petset's own: `pods/proxy` and
+//!   `services/proxy` relayed to the pod by its node (`proxy.rs`);
 //! - `/healthz`, public.
 //!
 //! Everything but `/healthz` answers only the API server (`auth.rs`): over the network, a client
@@ -22,9 +24,11 @@ mod exec;
 mod logs;
 mod pods;
 mod portforward;
+mod proxy;
 pub mod server;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -111,6 +115,7 @@ impl Kubelet {
                 "/containerLogs/{namespace}/{pod}/{container}",
                 get(container_logs),
             )
+            .merge(proxy::routes())
             .with_state(self.clone())
     }
 
@@ -141,6 +146,25 @@ impl Kubelet {
             .ok_or_else(|| Refusal::not_found("pod does not exist"))?;
         Ok((node, pod))
     }
+
+    /// The address of a pod of this node that the node may dial for a request (`what`): its
+    /// IP, on this node's bridge. Nothing else is ever dialed.
+    async fn dialable_pod(&self, target: &Target, what: &str) -> Result<IpAddr, Refusal> {
+        let name = &target.pod;
+        let (node, pod) = self.running_pod(target, what).await?;
+        let address = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .ok_or_else(|| Refusal::bad_request(format!("pod {name} has no IP yet")))?;
+        if !node.owns_pod_address(address) {
+            return Err(Refusal::unavailable(format!(
+                "address {address} of pod {name} is not on petset's pod bridge, so petset does not dial it"
+            )));
+        }
+        Ok(address)
+    }
 }
 
 /// The stream paths, served alike.
@@ -152,6 +176,7 @@ enum StreamKind {
 }
 
 /// What a node API path names.
+#[derive(Debug)]
 pub(crate) struct Target {
     pub namespace: String,
     pub pod: String,

@@ -50,19 +50,7 @@ pub(crate) async fn serve(
     target: Target,
     request: Request,
 ) -> Result<Response, Refusal> {
-    let name = &target.pod;
-    let (node, pod) = kubelet.running_pod(&target, "forward to").await?;
-    let address = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.as_deref())
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .ok_or_else(|| Refusal::bad_request(format!("pod {name} has no IP yet")))?;
-    if !node.owns_pod_address(address) {
-        return Err(Refusal::unavailable(format!(
-            "address {address} of pod {name} is not on petset's pod bridge, so petset does not dial it"
-        )));
-    }
+    let address = kubelet.dialable_pod(&target, "forward to").await?;
     let upgrade = super::websocket(request).await?;
     Ok(upgrade
         .protocols([PROTOCOL])

@@ -155,6 +155,29 @@ pub fn log_location(pod: &Value, query: &Query) -> Result<String, ApiError> {
     ))
 }
 
+/// The node API path of `pods/proxy` (petset's own: upstream's API server dials the pod
+/// itself): `/podProxy/{ns}/{pod}/{uid}/{port}{path}`, and the client's query as it came. The
+/// uid is required, so the node relays only to this instance of the pod.
+pub fn proxy_location(
+    pod: &Value,
+    port: u16,
+    path: &str,
+    query: Option<&str>,
+) -> Result<String, ApiError> {
+    if text(pod, "/metadata/uid").is_empty() {
+        return Err(ApiError::internal(format!(
+            "pod {} has no uid to proxy to",
+            text(pod, "/metadata/name")
+        )));
+    }
+    let mut location = format!("{}/{port}{path}", self::path("podProxy", pod, None, true));
+    if let Some(query) = query {
+        location.push('?');
+        location.push_str(query);
+    }
+    Ok(location)
+}
+
 /// The node API path and query for `pods/exec`, `attach` or `portforward`, after the API's
 /// own checks.
 pub fn stream_location(stream: Stream, pod: &Value, query: &Query) -> Result<String, ApiError> {
@@ -312,6 +335,27 @@ mod tests {
         assert_eq!(location, "/attach/default/web-0/u-1/nginx?input=1");
         let logs = log_location(&pod, &query("")).expect("location");
         assert_eq!(logs, "/containerLogs/default/web-0/nginx");
+    }
+
+    #[test]
+    fn a_proxy_names_the_pods_instance_its_port_and_the_rest_as_it_came() {
+        let mut pod = pod(Some("n1"));
+        pod["metadata"]["uid"] = "u-1".into();
+        assert_eq!(
+            proxy_location(&pod, 8080, "/a%20b/", Some("x=1&x=2")).expect("location"),
+            "/podProxy/default/web-0/u-1/8080/a%20b/?x=1&x=2"
+        );
+        assert_eq!(
+            proxy_location(&pod, 80, "/", None).expect("location"),
+            "/podProxy/default/web-0/u-1/80/"
+        );
+        pod["metadata"]["uid"] = "".into();
+        assert_eq!(
+            proxy_location(&pod, 80, "/", None)
+                .expect_err("no uid")
+                .code,
+            500
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub async fn upgraded(
 
 /// The API's error for a node's refusal: its code, and its text (or the message of a `Status`)
 /// as the message.
-async fn refusal(response: Response<Incoming>) -> ApiError {
+pub(crate) async fn refusal(response: Response<Incoming>) -> ApiError {
     let status = response.status();
     let body = axum::body::to_bytes(Body::new(response.into_body()), REFUSAL_BYTES)
         .await
@@ -107,12 +107,12 @@ async fn refusal(response: Response<Incoming>) -> ApiError {
     }
 }
 
-fn unreachable(error: ConnectError) -> ApiError {
+pub(crate) fn unreachable(error: ConnectError) -> ApiError {
     ApiError::service_unavailable(error.to_string())
 }
 
-/// The endpoint of the node `pod` is bound to, and the connector that reaches it.
-async fn node_of<'a>(
+/// The endpoint of the node `node`, and the connector that reaches it.
+pub(crate) async fn node_of<'a>(
     state: &'a ApiState,
     node: &str,
 ) -> Result<(&'a dyn NodeConnector, NodeEndpoint), ApiError> {
@@ -188,6 +188,15 @@ pub(crate) async fn stream(
         // Over HTTP/2 there is no upgrade to relay to (kubectl upgrades over HTTP/1.1).
         return Err(ApiError::bad_request("Upgrade request required"));
     };
+    switch(response, client_upgrade)
+}
+
+/// Answers the client's upgrade with the node's 101 (and its headers), then copies the bytes
+/// both ways until either side ends.
+pub(crate) fn switch(
+    response: Response<Incoming>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<axum::response::Response, ApiError> {
     let mut answer = axum::response::Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
     for (name, value) in response.headers() {
         answer = answer.header(name, value);
@@ -221,15 +230,13 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use axum::body::Body;
     use axum::http::StatusCode;
     use axum::routing::get;
     use serde_json::Value;
     use serde_json::json;
 
-    use crate::nodes::{InProcess, Nodes};
+    use crate::nodes::fake;
     use crate::test_cluster::TestCluster;
 
     /// A node API that answers a log and refuses every exec, as a kubelet that lost the pod.
@@ -246,28 +253,13 @@ mod tests {
     }
 
     async fn cluster() -> TestCluster {
-        let mut cluster = TestCluster::start().await;
-        cluster.state = cluster.state.clone().with_nodes(Nodes {
-            connector: Some(Arc::new(InProcess::new("n1", fake_node()))),
-            pod_dialer: None,
-        });
-        for node in ["n1", "n2"] {
-            let (code, _) = cluster
-                .json("POST", "/api/v1/nodes", json!({"metadata": {"name": node}}))
-                .await;
-            assert_eq!(code, 201);
-        }
+        let cluster = fake::cluster(fake_node()).await;
         for (pod, node) in [
             ("web-0", Some("n1")),
             ("pending-0", None),
             ("far-0", Some("n2")),
         ] {
-            let body = json!({"metadata": {"name": pod},
-                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "busybox"}]}});
-            let (code, created) = cluster
-                .json("POST", "/api/v1/namespaces/default/pods", body)
-                .await;
-            assert_eq!(code, 201, "{created}");
+            fake::pod(&cluster, pod, node, json!([])).await;
         }
         cluster
     }

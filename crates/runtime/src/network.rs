@@ -1,7 +1,9 @@
 //! The pod network of one node: a Linux bridge that holds the first address of the pod CIDR,
 //! and one veth pair per pod sandbox (`eth0` inside the pod's network namespace, its peer on
 //! the bridge). Pods reach each other over the bridge and the host reaches them through it.
-//! Nothing is routed off the machine: petset neither enables forwarding nor adds NAT.
+//! Nothing is routed off the machine: petset neither enables forwarding nor adds NAT. With
+//! many nodes, [`routes`] carries traffic between the nodes' pod networks (flannel host-gw):
+//! only inside a node's own network namespace, never in the host's.
 //!
 //! Addresses are allocated as the CNI host-local plugin does, one file per address under
 //! `/run/petset/networks/<bridge>/` holding the sandbox id (created with `O_EXCL`, so two
@@ -23,16 +25,32 @@ use std::str::FromStr;
 
 use crate::pods::RuntimeError;
 
+pub mod routes;
+
 const STATE_ROOT: &str = "/run/petset/networks";
 
 /// An IPv4 network in CIDR notation, such as `10.244.0.0/16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
     network: Ipv4Addr,
     prefix: u8,
 }
 
 impl Cidr {
+    /// The network of `prefix` bits holding `address` (host bits cleared), for any prefix
+    /// the kernel shows (`/32` host routes, `/0`); `None` above 32.
+    pub fn holding(address: Ipv4Addr, prefix: u8) -> Option<Self> {
+        if prefix > 32 {
+            return None;
+        }
+        let mut cidr = Cidr {
+            network: address,
+            prefix,
+        };
+        cidr.network = Ipv4Addr::from(u32::from(address) & cidr.mask());
+        Some(cidr)
+    }
+
     fn mask(&self) -> u32 {
         if self.prefix == 0 {
             0
@@ -108,9 +126,7 @@ impl fmt::Display for Cidr {
 /// for `default` and other words.
 fn route_destination(text: &str) -> Option<Cidr> {
     let (address, prefix) = text.split_once('/').unwrap_or((text, "32"));
-    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
-    let network: Ipv4Addr = address.parse().ok()?;
-    Some(Cidr { network, prefix })
+    Cidr::holding(address.parse().ok()?, prefix.parse().ok()?)
 }
 
 /// What the node's pod network is made of.

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -31,6 +31,40 @@ use tokio::task::JoinSet;
 /// How often the routes are checked without a Node change: a route someone removed by hand,
 /// or one the kernel refused while its link was down, comes back.
 const RESYNC: Duration = Duration::from_secs(30);
+
+/// The pod networks this node reaches: its own (its bridge) and those it has routes to. The
+/// service proxy dials only addresses in them; shared between [`run`] and the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct PodNetworks {
+    reached: Arc<RwLock<Reached>>,
+}
+
+#[derive(Debug, Default)]
+struct Reached {
+    own: Option<Cidr>,
+    routed: Vec<Cidr>,
+}
+
+impl PodNetworks {
+    /// The node's own pod network, before any route (and for ever on a single node).
+    pub fn of_this_node(own: Option<Cidr>) -> Self {
+        Self {
+            reached: Arc::new(RwLock::new(Reached {
+                own,
+                routed: Vec::new(),
+            })),
+        }
+    }
+
+    pub fn current(&self) -> Vec<Cidr> {
+        let reached = self.reached.read().unwrap_or_else(|e| e.into_inner());
+        reached.own.iter().chain(&reached.routed).copied().collect()
+    }
+
+    fn set_routed(&self, routed: Vec<Cidr>) {
+        self.reached.write().unwrap_or_else(|e| e.into_inner()).routed = routed;
+    }
+}
 
 /// Why no route is made to a node's pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,10 +313,29 @@ pub fn changes(
     }
 }
 
-/// Keeps this namespace's routes to the other nodes' pods until aborted. With
-/// `enable_forwarding` it first turns IPv4 forwarding on here, so that this node passes
-/// packets between its link and its pods: only for a node in a namespace of its own.
-pub async fn run(client: Client, node_name: String, own_cidr: Cidr, enable_forwarding: bool) {
+/// The destinations of `routes` that are wanted as they are.
+fn wanted_of(
+    routes: impl IntoIterator<Item = (Cidr, Ipv4Addr)>,
+    desired: &BTreeMap<Cidr, Ipv4Addr>,
+) -> Vec<Cidr> {
+    routes
+        .into_iter()
+        .filter(|(cidr, gateway)| desired.get(cidr) == Some(gateway))
+        .map(|(cidr, _)| cidr)
+        .collect()
+}
+
+/// Keeps this namespace's routes to the other nodes' pods until aborted, and `reached` (the
+/// service proxy's) in step with them. With `enable_forwarding` it first turns IPv4
+/// forwarding on here, so that this node passes packets between its link and its pods: only
+/// for a node in a namespace of its own.
+pub async fn run(
+    client: Client,
+    node_name: String,
+    own_cidr: Cidr,
+    enable_forwarding: bool,
+    reached: PodNetworks,
+) {
     if enable_forwarding {
         match tokio::task::spawn_blocking(kernel::enable_ipv4_forwarding).await {
             Ok(Ok(())) => tracing::info!(node = %node_name, "IPv4 forwarding is on in this node's network namespace"),
@@ -304,7 +357,9 @@ pub async fn run(client: Client, node_name: String, own_cidr: Cidr, enable_forwa
     loop {
         let listed = nodes.store().state();
         let me = node_name.clone();
-        let pass = tokio::task::spawn_blocking(move || reconcile(&listed, &me, own_cidr)).await;
+        let shared = reached.clone();
+        let pass =
+            tokio::task::spawn_blocking(move || reconcile(&listed, &me, own_cidr, &shared)).await;
         match pass {
             Ok(Ok(refused)) => {
                 // Said once, not on every pass: a refusal stays until the Node changes.
@@ -325,12 +380,13 @@ pub async fn run(client: Client, node_name: String, own_cidr: Cidr, enable_forwa
     }
 }
 
-/// One pass: reads the interfaces and petset's routes, applies the changes; returns the
-/// refusals (as text, to say each once).
+/// One pass: reads the interfaces and petset's routes, applies the changes, publishes the
+/// networks now routed; returns the refusals (as text, to say each once).
 fn reconcile(
     nodes: &[Arc<Node>],
     me: &str,
     own_cidr: Cidr,
+    reached: &PodNetworks,
 ) -> Result<BTreeSet<String>, petset_runtime::pods::RuntimeError> {
     let interfaces = kernel::interface_addresses()?;
     let desired = desired_routes(nodes, me, own_cidr, &interfaces);
@@ -339,6 +395,9 @@ fn reconcile(
         .map(|r| (r.destination, r.gateway))
         .collect();
     let todo = changes(&current, &desired.routes);
+    // The proxy stops dialing a network before its route goes, so that nothing meant for a
+    // node's pods follows another route once it is gone.
+    reached.set_routed(wanted_of(current.clone(), &desired.routes));
     for destination in todo.remove {
         match kernel::remove_route(destination) {
             Ok(()) => tracing::info!(%destination, "removed the route to a node's pods that is gone"),
@@ -351,6 +410,11 @@ fn reconcile(
             Err(error) => tracing::warn!(%error, destination = %route.destination, gateway = %route.gateway, "cannot route a node's pods"),
         }
     }
+    // What the kernel holds now, of what is wanted: a route it refused is not reached.
+    let now = kernel::petset_routes()?
+        .into_iter()
+        .map(|r| (r.destination, r.gateway));
+    reached.set_routed(wanted_of(now, &desired.routes));
     Ok(desired.refused.iter().map(ToString::to_string).collect())
 }
 

@@ -80,6 +80,12 @@ impl Cidr {
         Ipv4Addr::from(u32::from(self.network) + 1)
     }
 
+    /// Whether a pod may have `ip`: inside, and not the network, gateway or broadcast address.
+    pub fn is_pod_address(&self, ip: Ipv4Addr) -> bool {
+        let (first, last) = self.pod_range();
+        self.contains(ip) && (first..=last).contains(&u32::from(ip))
+    }
+
     /// The addresses pods may get: all but the network, the gateway and the broadcast address.
     fn pod_range(&self) -> (u32, u32) {
         let first = u32::from(self.network) + 2;
@@ -431,6 +437,11 @@ mod tests {
         let small: Cidr = "10.244.7.0/24".parse().expect("cidr");
         assert!(cidr.overlaps(&small) && small.overlaps(&cidr));
         assert!(!small.overlaps(&"10.244.8.0/24".parse().expect("cidr")));
+        assert!(small.is_pod_address(Ipv4Addr::new(10, 244, 7, 2)));
+        assert!(small.is_pod_address(Ipv4Addr::new(10, 244, 7, 254)));
+        for not_a_pod in [[10, 244, 7, 0], [10, 244, 7, 1], [10, 244, 7, 255], [10, 244, 8, 2]] {
+            assert!(!small.is_pod_address(Ipv4Addr::from(not_a_pod)));
+        }
         assert_eq!(small.to_string(), "10.244.7.0/24");
         assert!("10.244.0.1/16".parse::<Cidr>().is_err());
         assert!("10.244.0.0/31".parse::<Cidr>().is_err());

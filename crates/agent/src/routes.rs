@@ -23,8 +23,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use petset_informer::cache::Cache;
 use petset_runtime::network::Cidr;
-use petset_runtime::network::routes::{self as kernel, InterfaceAddress, PodRoute};
 pub use petset_runtime::network::routes::ROUTE_PROTOCOL;
+use petset_runtime::network::routes::{self as kernel, InterfaceAddress, PodRoute};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -62,7 +62,10 @@ impl PodNetworks {
     }
 
     fn set_routed(&self, routed: Vec<Cidr>) {
-        self.reached.write().unwrap_or_else(|e| e.into_inner()).routed = routed;
+        self.reached
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .routed = routed;
     }
 }
 
@@ -81,10 +84,7 @@ pub enum RouteRefused {
         pod_cidr: Cidr,
     },
     /// The gateway would be this node: loopback, one of its addresses, or one of its pods.
-    GatewayIsThisNode {
-        node: String,
-        address: Ipv4Addr,
-    },
+    GatewayIsThisNode { node: String, address: Ipv4Addr },
     OverlapsOwnPodCidr {
         node: String,
         pod_cidr: Cidr,
@@ -198,11 +198,13 @@ fn route_to(
     let (Some(text), Some(gateway)) = (pod_cidr_of(node), internal_ip_of(node)) else {
         return Ok(None);
     };
-    let pod_cidr: Cidr = text.parse().map_err(|reason| RouteRefused::InvalidPodCidr {
-        node: name.clone(),
-        pod_cidr: text.to_string(),
-        reason,
-    })?;
+    let pod_cidr: Cidr = text
+        .parse()
+        .map_err(|reason| RouteRefused::InvalidPodCidr {
+            node: name.clone(),
+            pod_cidr: text.to_string(),
+            reason,
+        })?;
     if pod_cidr.overlaps(&own_cidr) {
         return Err(RouteRefused::OverlapsOwnPodCidr {
             node: name,
@@ -338,8 +340,12 @@ pub async fn run(
 ) {
     if enable_forwarding {
         match tokio::task::spawn_blocking(kernel::enable_ipv4_forwarding).await {
-            Ok(Ok(())) => tracing::info!(node = %node_name, "IPv4 forwarding is on in this node's network namespace"),
-            Ok(Err(error)) => tracing::error!(%error, "cannot turn IPv4 forwarding on: other nodes cannot reach this node's pods"),
+            Ok(Ok(())) => {
+                tracing::info!(node = %node_name, "IPv4 forwarding is on in this node's network namespace")
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot turn IPv4 forwarding on: other nodes cannot reach this node's pods")
+            }
             Err(_) => return,
         }
     }
@@ -400,14 +406,20 @@ fn reconcile(
     reached.set_routed(wanted_of(current.clone(), &desired.routes));
     for destination in todo.remove {
         match kernel::remove_route(destination) {
-            Ok(()) => tracing::info!(%destination, "removed the route to a node's pods that is gone"),
+            Ok(()) => {
+                tracing::info!(%destination, "removed the route to a node's pods that is gone")
+            }
             Err(error) => tracing::warn!(%error, %destination, "cannot remove a route"),
         }
     }
     for route in todo.replace {
         match kernel::replace_route(&route) {
-            Ok(()) => tracing::info!(destination = %route.destination, gateway = %route.gateway, "routing a node's pods"),
-            Err(error) => tracing::warn!(%error, destination = %route.destination, gateway = %route.gateway, "cannot route a node's pods"),
+            Ok(()) => {
+                tracing::info!(destination = %route.destination, gateway = %route.gateway, "routing a node's pods")
+            }
+            Err(error) => {
+                tracing::warn!(%error, destination = %route.destination, gateway = %route.gateway, "cannot route a node's pods")
+            }
         }
     }
     // What the kernel holds now, of what is wanted: a route it refused is not reached.
@@ -515,7 +527,13 @@ mod tests {
         let kinds: Vec<String> = found
             .refused
             .iter()
-            .map(|r| format!("{r:?}").split(' ').next().unwrap_or_default().to_string())
+            .map(|r| {
+                format!("{r:?}")
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect();
         assert_eq!(
             kinds,

@@ -106,7 +106,9 @@ fn may_dial(backend: SocketAddr, pod_networks: &[Cidr], api: Option<SocketAddr>)
     let IpAddr::V4(ip) = backend.ip() else {
         return false;
     };
-    pod_networks.iter().any(|network| network.is_pod_address(ip))
+    pod_networks
+        .iter()
+        .any(|network| network.is_pod_address(ip))
 }
 
 /// Runs the proxy until aborted, dialing pods of the networks in `reached` and the API server

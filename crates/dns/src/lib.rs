@@ -220,12 +220,7 @@ async fn respond(
     }
 }
 
-async fn serve_udp(
-    socket: UdpSocket,
-    zone: Arc<Zone>,
-    caches: Caches,
-    pods: Option<PodClients>,
-) {
+async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches, pods: Option<PodClients>) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; 4096];
     loop {

@@ -709,11 +709,19 @@ mod tests {
             ["web-1.nginx.default.svc.cluster.local."]
         );
         assert_eq!(
-            ask("10-42-3-2.default.pod.cluster.local.", RecordType::A, "10.42.2.2"),
+            ask(
+                "10-42-3-2.default.pod.cluster.local.",
+                RecordType::A,
+                "10.42.2.2"
+            ),
             ["10.42.3.2"]
         );
         assert_eq!(
-            ask("nginx.default.svc.cluster.local.", RecordType::A, "10.42.3.2"),
+            ask(
+                "nginx.default.svc.cluster.local.",
+                RecordType::A,
+                "10.42.3.2"
+            ),
             ["10.42.1.2", "10.42.2.2", "10.42.3.2"]
         );
     }

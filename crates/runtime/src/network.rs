@@ -439,7 +439,12 @@ mod tests {
         assert!(!small.overlaps(&"10.244.8.0/24".parse().expect("cidr")));
         assert!(small.is_pod_address(Ipv4Addr::new(10, 244, 7, 2)));
         assert!(small.is_pod_address(Ipv4Addr::new(10, 244, 7, 254)));
-        for not_a_pod in [[10, 244, 7, 0], [10, 244, 7, 1], [10, 244, 7, 255], [10, 244, 8, 2]] {
+        for not_a_pod in [
+            [10, 244, 7, 0],
+            [10, 244, 7, 1],
+            [10, 244, 7, 255],
+            [10, 244, 8, 2],
+        ] {
             assert!(!small.is_pod_address(Ipv4Addr::from(not_a_pod)));
         }
         assert_eq!(small.to_string(), "10.244.7.0/24");

@@ -62,7 +62,10 @@ pub fn replace_route(route: &PodRoute) -> Result<(), RuntimeError> {
 /// Removes petset's route to `destination`; a route to it that petset did not make (another
 /// protocol) is left alone, as is a route already gone.
 pub fn remove_route(destination: Cidr) -> Result<(), RuntimeError> {
-    if !petset_routes()?.iter().any(|r| r.destination == destination) {
+    if !petset_routes()?
+        .iter()
+        .any(|r| r.destination == destination)
+    {
         return Ok(());
     }
     ip(

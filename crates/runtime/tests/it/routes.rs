@@ -99,7 +99,9 @@ impl Nodes {
                 vec!["link", "set", "eth0", "up"],
                 // The "pod": one end of a veth pair of the namespace's own (no dummy
                 // module needed), holding an address of the node's pod CIDR.
-                vec!["link", "add", "pod0", "type", "veth", "peer", "name", "pod1"],
+                vec![
+                    "link", "add", "pod0", "type", "veth", "peer", "name", "pod1",
+                ],
                 vec!["addr", "add", &pod, "dev", "pod0"],
                 vec!["link", "set", "pod0", "up"],
                 vec!["link", "set", "pod1", "up"],
@@ -118,7 +120,13 @@ impl Nodes {
         let output = Command::new("ip")
             .args(["netns", "exec", &self.namespaces[i]])
             .arg(exe)
-            .args([HELPER, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                HELPER,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(OPERATION, operation)
             .output()
             .expect("running the helper");
@@ -130,7 +138,10 @@ impl Nodes {
             .map(|a| a.trim().to_string())
             .unwrap_or_default();
         if answer.starts_with("error") || !output.status.success() {
-            Err(format!("{answer} {}", String::from_utf8_lossy(&output.stderr)))
+            Err(format!(
+                "{answer} {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
         } else {
             Ok(answer)
         }
@@ -140,8 +151,18 @@ impl Nodes {
         run(
             "ip",
             &[
-                "netns", "exec", &self.namespaces[0], "busybox", "ping", "-c", "1", "-W", "1",
-                "-I", from, to,
+                "netns",
+                "exec",
+                &self.namespaces[0],
+                "busybox",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "-I",
+                from,
+                to,
             ],
         )
         .status
@@ -222,10 +243,7 @@ fn routes_carry_pod_traffic_between_two_nodes() {
             wait_until(Duration::from_secs(20), || nodes.ping(&pod_a, &pod_b)),
             "A's pod cannot reach B's through the routes"
         );
-        assert_eq!(
-            nodes.in_namespace(0, "list"),
-            Ok(format!("{pods_b}>{b}"))
-        );
+        assert_eq!(nodes.in_namespace(0, "list"), Ok(format!("{pods_b}>{b}")));
 
         // The kernel keeps host-gw's layer-2 rule: no gateway off the node's own link.
         let refused = nodes.in_namespace(0, &format!("replace 10.254.{n}.0/24 192.0.2.1"));
@@ -236,7 +254,15 @@ fn routes_carry_pod_traffic_between_two_nodes() {
         must(
             "ip",
             &[
-                "-n", &nodes.namespaces[0], "route", "add", &foreign, "via", &b, "proto", "static",
+                "-n",
+                &nodes.namespaces[0],
+                "route",
+                "add",
+                &foreign,
+                "via",
+                &b,
+                "proto",
+                "static",
             ],
         );
         assert_eq!(
@@ -245,10 +271,7 @@ fn routes_carry_pod_traffic_between_two_nodes() {
         );
         let table = must("ip", &["-n", &nodes.namespaces[0], "-4", "route", "show"]);
         assert!(table.contains(&foreign), "{table}");
-        assert_eq!(
-            nodes.in_namespace(0, "list"),
-            Ok(format!("{pods_b}>{b}"))
-        );
+        assert_eq!(nodes.in_namespace(0, "list"), Ok(format!("{pods_b}>{b}")));
 
         assert_eq!(
             nodes.in_namespace(0, &format!("remove {pods_b}")),

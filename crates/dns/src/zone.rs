@@ -508,25 +508,18 @@ mod tests {
         }
     }
 
-    fn cluster() -> Objects {
+    /// The headless Service `nginx` in `default`, its Endpoints holding `addresses`.
+    fn headless_nginx(addresses: serde_json::Value) -> Objects {
         let mut objects = Objects::default();
         let nginx: Service = serde_json::from_value(json!({
             "metadata": {"name": "nginx", "namespace": "default"},
             "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]},
         }))
         .expect("service");
-        let public: Service = serde_json::from_value(json!({
-            "metadata": {"name": "public", "namespace": "default"},
-            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 8080}]},
-        }))
-        .expect("service");
         let endpoints: Endpoints = serde_json::from_value(json!({
             "metadata": {"name": "nginx", "namespace": "default"},
             "subsets": [{
-                "addresses": [
-                    {"ip": "10.244.0.5", "hostname": "web-0"},
-                    {"ip": "10.244.0.6", "hostname": "web-1"},
-                ],
+                "addresses": addresses,
                 "ports": [{"name": "web", "port": 80, "protocol": "TCP"}],
             }],
         }))
@@ -535,11 +528,24 @@ mod tests {
             .services
             .insert(("default".into(), "nginx".into()), Arc::new(nginx));
         objects
-            .services
-            .insert(("default".into(), "public".into()), Arc::new(public));
-        objects
             .endpoints
             .insert(("default".into(), "nginx".into()), Arc::new(endpoints));
+        objects
+    }
+
+    fn cluster() -> Objects {
+        let mut objects = headless_nginx(json!([
+            {"ip": "10.244.0.5", "hostname": "web-0"},
+            {"ip": "10.244.0.6", "hostname": "web-1"},
+        ]));
+        let public: Service = serde_json::from_value(json!({
+            "metadata": {"name": "public", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 8080}]},
+        }))
+        .expect("service");
+        objects
+            .services
+            .insert(("default".into(), "public".into()), Arc::new(public));
         objects
     }
 
@@ -660,30 +666,11 @@ mod tests {
 
     /// Three nodes, each with its /24 of the cluster CIDR 10.42.0.0/16 and one `web` pod.
     fn cluster_of_three_nodes() -> Objects {
-        let mut objects = Objects::default();
-        let nginx: Service = serde_json::from_value(json!({
-            "metadata": {"name": "nginx", "namespace": "default"},
-            "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]},
-        }))
-        .expect("service");
-        let endpoints: Endpoints = serde_json::from_value(json!({
-            "metadata": {"name": "nginx", "namespace": "default"},
-            "subsets": [{
-                "addresses": [
-                    {"ip": "10.42.1.2", "hostname": "web-0", "nodeName": "node-1"},
-                    {"ip": "10.42.2.2", "hostname": "web-1", "nodeName": "node-2"},
-                    {"ip": "10.42.3.2", "hostname": "web-2", "nodeName": "node-3"},
-                ],
-                "ports": [{"name": "web", "port": 80, "protocol": "TCP"}],
-            }],
-        }))
-        .expect("endpoints");
-        objects
-            .services
-            .insert(("default".into(), "nginx".into()), Arc::new(nginx));
-        objects
-            .endpoints
-            .insert(("default".into(), "nginx".into()), Arc::new(endpoints));
+        let mut objects = headless_nginx(json!([
+            {"ip": "10.42.1.2", "hostname": "web-0", "nodeName": "node-1"},
+            {"ip": "10.42.2.2", "hostname": "web-1", "nodeName": "node-2"},
+            {"ip": "10.42.3.2", "hostname": "web-2", "nodeName": "node-3"},
+        ]));
         for pod in ["10.42.1.2", "10.42.2.2", "10.42.3.2"] {
             objects.pods.insert(pod.into(), "default".into());
         }

@@ -101,6 +101,9 @@ pub enum RouteRefused {
         pod_cidr: Cidr,
         other: String,
     },
+    /// This node's own Node names an address none of its interfaces holds (a NAT): the other
+    /// nodes' routes to its pods lead elsewhere. Routes from here are still made.
+    OwnAddressNotLocal { node: String, address: Ipv4Addr },
 }
 
 impl fmt::Display for RouteRefused {
@@ -150,6 +153,10 @@ impl fmt::Display for RouteRefused {
             } => write!(
                 f,
                 "node {node}'s pod CIDR {pod_cidr} overlaps node {other}'s: no route to it"
+            ),
+            Self::OwnAddressNotLocal { node, address } => write!(
+                f,
+                "this node {node}'s InternalIP {address} differs from its interfaces' addresses, meaning that probably it is behind a NAT, which is not supported by host-gw routing: other nodes cannot reach its pods"
             ),
         }
     }
@@ -262,6 +269,17 @@ pub fn desired_routes(
         .collect();
     others.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut desired = Desired::default();
+    if let Some(address) = nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(me))
+        .and_then(|n| internal_ip_of(n))
+        .filter(|address| !interfaces.iter().any(|i| i.address == *address))
+    {
+        desired.refused.push(RouteRefused::OwnAddressNotLocal {
+            node: me.to_string(),
+            address,
+        });
+    }
     let mut owners: BTreeMap<Cidr, String> = BTreeMap::new();
     for node in others {
         let name = node.metadata.name.clone().unwrap_or_default();
@@ -550,6 +568,26 @@ mod tests {
             "{:?}",
             found.refused
         );
+    }
+
+    #[test]
+    fn this_node_behind_a_nat_is_told_and_still_routes_to_the_others() {
+        let found = desired(&[
+            node("node-1", Some("10.42.1.0/24"), Some("203.0.113.4")),
+            node("node-2", Some("10.42.2.0/24"), Some("10.250.0.12")),
+        ]);
+        assert_eq!(
+            found.routes,
+            BTreeMap::from([(cidr("10.42.2.0/24"), Ipv4Addr::new(10, 250, 0, 12))])
+        );
+        assert_eq!(
+            found.refused,
+            [RouteRefused::OwnAddressNotLocal {
+                node: "node-1".into(),
+                address: Ipv4Addr::new(203, 0, 113, 4),
+            }]
+        );
+        assert!(found.refused[0].to_string().contains("behind a NAT"));
     }
 
     #[test]

@@ -570,22 +570,26 @@ mod tests {
         );
     }
 
+    fn assert_only_node_2_is_routed(found: &Desired, refused: RouteRefused) {
+        assert_eq!(
+            found.routes,
+            BTreeMap::from([(cidr("10.42.2.0/24"), Ipv4Addr::new(10, 250, 0, 12))])
+        );
+        assert_eq!(found.refused, [refused]);
+    }
+
     #[test]
     fn this_node_behind_a_nat_is_told_and_still_routes_to_the_others() {
         let found = desired(&[
             node("node-1", Some("10.42.1.0/24"), Some("203.0.113.4")),
             node("node-2", Some("10.42.2.0/24"), Some("10.250.0.12")),
         ]);
-        assert_eq!(
-            found.routes,
-            BTreeMap::from([(cidr("10.42.2.0/24"), Ipv4Addr::new(10, 250, 0, 12))])
-        );
-        assert_eq!(
-            found.refused,
-            [RouteRefused::OwnAddressNotLocal {
+        assert_only_node_2_is_routed(
+            &found,
+            RouteRefused::OwnAddressNotLocal {
                 node: "node-1".into(),
                 address: Ipv4Addr::new(203, 0, 113, 4),
-            }]
+            },
         );
         assert!(found.refused[0].to_string().contains("behind a NAT"));
     }
@@ -596,17 +600,13 @@ mod tests {
             node("node-3", Some("10.42.2.128/25"), Some("10.250.0.13")),
             node("node-2", Some("10.42.2.0/24"), Some("10.250.0.12")),
         ]);
-        assert_eq!(
-            found.routes,
-            BTreeMap::from([(cidr("10.42.2.0/24"), Ipv4Addr::new(10, 250, 0, 12))])
-        );
-        assert_eq!(
-            found.refused,
-            [RouteRefused::OverlapsOtherNode {
+        assert_only_node_2_is_routed(
+            &found,
+            RouteRefused::OverlapsOtherNode {
                 node: "node-3".into(),
                 pod_cidr: cidr("10.42.2.128/25"),
                 other: "node-2".into(),
-            }]
+            },
         );
     }
 

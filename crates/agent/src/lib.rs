@@ -12,6 +12,7 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod quantity;
+pub mod routes;
 pub mod runc;
 pub mod runtime;
 pub mod runtimes;

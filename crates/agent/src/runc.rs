@@ -24,6 +24,7 @@ use crate::kubelet_events::KubeletEvents;
 use crate::machine::Machine;
 use crate::node::{self, Kind, NodeFacts};
 use crate::pods::{Shared, Workers, sandbox_id_of};
+use crate::routes::PodNetworks;
 use crate::runtimes::runc::RuncRuntime;
 
 pub use crate::pods::Stdins;
@@ -50,6 +51,8 @@ pub struct RuncNode {
     config: Config,
     stdins: Stdins,
     workers: Workers,
+    /// The pod networks its service proxy dials; `crate::routes::run` adds the routed ones.
+    pod_networks: PodNetworks,
 }
 
 /// What `kubectl attach` connects to: a running container's output and, when it has one, its
@@ -99,6 +102,7 @@ impl RuncNode {
             config: config.clone(),
             stdins: Stdins::default(),
             workers: Workers::default(),
+            pod_networks: PodNetworks::of_this_node(config.network.as_ref().map(|n| n.cidr)),
         })
     }
 
@@ -142,6 +146,11 @@ impl RuncNode {
                 runtime.status(&id, &container).as_deref() == Some("running")
             }),
         })
+    }
+
+    /// The pod networks this node reaches, to hand to `crate::routes::run`.
+    pub fn pod_networks(&self) -> &PodNetworks {
+        &self.pod_networks
     }
 
     /// Where pods find the cluster DNS: the bridge's address, when there is a pod network.
@@ -262,13 +271,10 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
         .as_ref()
         .is_some_and(|n| n.services.is_some())
     {
-        let dialer = node.clone();
-        let api = node.config.api_address;
         helpers.spawn(crate::services::run(
             client.clone(),
-            Arc::new(move |address: std::net::SocketAddr| {
-                dialer.owns_pod_address(address.ip()) || Some(address) == api
-            }),
+            node.pod_networks.clone(),
+            node.config.api_address,
         ));
     }
     if let Some(root) = node.config.volumes.clone() {

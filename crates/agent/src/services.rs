@@ -5,10 +5,12 @@
 //! The ClusterIP range is local to the machine (a `local` route, see
 //! `petset_runtime::network`), so a listener can bind any ClusterIP; the host reaches it
 //! directly and pods through their default route, the bridge's address. No packet is
-//! forwarded or NATed, so nothing can leave the machine through a Service, and the proxy dials
-//! only pod addresses on petset's bridge. An nftables DNAT would skip the copy through user
-//! space, but it needs IP forwarding turned on for the whole machine and a tool most hosts lack.
-//! UDP ports are not proxied.
+//! NATed, so nothing can leave the node's network through a Service: the proxy dials only pod
+//! addresses of the pod networks this node reaches ([`PodNetworks`]: its own bridge's, and
+//! those of other nodes it has host-gw routes to, `crate::routes`) and the API server. On a
+//! single node that is its bridge alone. An nftables DNAT would skip the copy through user
+//! space, but it needs IP forwarding turned on for the whole machine and a tool most hosts
+//! lack. UDP ports are not proxied.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,7 +22,10 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
+
+use crate::routes::PodNetworks;
 use petset_informer::cache::Cache;
+use petset_runtime::network::Cidr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
@@ -90,9 +95,25 @@ fn backends(endpoints: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
     found
 }
 
-/// Runs the proxy until aborted; `may_dial` says which endpoints it may connect to: pods on
-/// this node's bridge, and the API server for the `kubernetes` Service.
-pub async fn run(client: Client, may_dial: Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>) {
+/// Whether the proxy may connect to `backend`: a pod's address in one of `pod_networks` (not
+/// a network's own, gateway or broadcast address: the gateway is a node itself), or the API
+/// server's address (the `kubernetes` Service). Nothing else: an Endpoints object anyone
+/// writes cannot point the proxy at the node, its network or the outside.
+fn may_dial(backend: SocketAddr, pod_networks: &[Cidr], api: Option<SocketAddr>) -> bool {
+    if Some(backend) == api {
+        return true;
+    }
+    let IpAddr::V4(ip) = backend.ip() else {
+        return false;
+    };
+    pod_networks
+        .iter()
+        .any(|network| network.is_pod_address(ip))
+}
+
+/// Runs the proxy until aborted, dialing pods of the networks in `reached` and the API server
+/// at `api`.
+pub async fn run(client: Client, reached: PodNetworks, api: Option<SocketAddr>) {
     let changed = Arc::new(Notify::new());
     let mut helpers = JoinSet::new();
     let notify = changed.clone();
@@ -130,7 +151,8 @@ pub async fn run(client: Client, may_dial: Arc<dyn Fn(SocketAddr) -> bool + Send
                         listener,
                         frontend.clone(),
                         endpoints.clone(),
-                        may_dial.clone(),
+                        reached.clone(),
+                        api,
                     ));
                     listening.insert(frontend, handle);
                 }
@@ -150,7 +172,8 @@ async fn serve(
     listener: TcpListener,
     frontend: Frontend,
     endpoints: Cache<Endpoints>,
-    may_dial: Arc<dyn Fn(SocketAddr) -> bool + Send + Sync>,
+    reached: PodNetworks,
+    api: Option<SocketAddr>,
 ) {
     let next = Arc::new(AtomicUsize::new(0));
     loop {
@@ -162,7 +185,11 @@ async fn serve(
             .get(&ObjectRef::new(&frontend.service).within(&frontend.namespace))
             .map(|e| backends(&e, &frontend.port_name))
             .unwrap_or_default();
-        let candidates: Vec<SocketAddr> = current.into_iter().filter(|b| may_dial(*b)).collect();
+        let networks = reached.current();
+        let candidates: Vec<SocketAddr> = current
+            .into_iter()
+            .filter(|b| may_dial(*b, &networks, api))
+            .collect();
         let start = next.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(relay(inbound, candidates, start));
     }
@@ -219,5 +246,36 @@ mod tests {
             .collect();
         assert_eq!(found, ["10.244.0.5:8080", "10.244.0.6:8080"]);
         assert!(backends(&endpoints, "other").is_empty());
+    }
+
+    #[test]
+    fn only_pods_of_the_reached_networks_and_the_api_server_are_dialed() {
+        let own: Cidr = "10.42.1.0/24".parse().expect("cidr");
+        let routed: Cidr = "10.42.2.0/24".parse().expect("cidr");
+        let api: SocketAddr = "10.250.0.1:6443".parse().expect("address");
+        let dial = |text: &str, networks: &[Cidr]| {
+            may_dial(text.parse().expect("address"), networks, Some(api))
+        };
+        for allowed in ["10.42.1.5:80", "10.42.2.9:8080", "10.250.0.1:6443"] {
+            assert!(dial(allowed, &[own, routed]), "{allowed}");
+        }
+        for refused in [
+            // A node's pod network it has no route to (the node is not reached).
+            "10.42.3.4:80",
+            // A bridge (a node itself), a network and a broadcast address.
+            "10.42.1.1:22",
+            "10.42.2.0:80",
+            "10.42.2.255:80",
+            // The API server's machine on another port, loopback, the outside, IPv6.
+            "10.250.0.1:10250",
+            "127.0.0.1:80",
+            "192.0.2.7:80",
+            "[fd00::5]:80",
+        ] {
+            assert!(!dial(refused, &[own, routed]), "{refused}");
+        }
+        // A single node reaches its bridge alone, as before there were many.
+        assert!(!dial("10.42.2.9:8080", &[own]));
+        assert!(!dial("10.42.1.5:80", &[]));
     }
 }

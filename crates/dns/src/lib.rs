@@ -36,20 +36,33 @@ pub enum DnsError {
 pub struct DnsConfig {
     pub listen: SocketAddr,
     pub domain: String,
-    /// The pod network (address, prefix length): a query from there may come from a pod the
-    /// caches do not show yet, and waits a little for it.
+    /// The pods' network (address, prefix length): the cluster CIDR, which holds every node's
+    /// pod CIDR (on a single node, its pod CIDR). A query from there may come from a pod the
+    /// caches do not show yet, and waits a little for it. The names and records themselves
+    /// do not depend on it: they come from the Endpoints of every node's pods.
     pub pod_network: Option<(std::net::Ipv4Addr, u8)>,
 }
 
-/// Whether `address` may be a pod's: in `network`, and not its first address (the bridge,
-/// which the host's own queries come from).
-fn may_be_a_pod(network: (std::net::Ipv4Addr, u8), address: std::net::IpAddr) -> bool {
-    let std::net::IpAddr::V4(address) = address else {
-        return false;
-    };
-    let mask = u32::MAX.checked_shl(32 - u32::from(network.1)).unwrap_or(0);
-    u32::from(address) & mask == u32::from(network.0) & mask
-        && u32::from(address) != u32::from(network.0) + 1
+/// Who may be a pod not yet in the caches: an address of the pods' network other than its
+/// first address and the address the DNS listens on (a node's bridge, which that node's own
+/// queries come from; on another node's bridge, the host of that node).
+#[derive(Debug, Clone, Copy)]
+struct PodClients {
+    network: (std::net::Ipv4Addr, u8),
+    listen: std::net::IpAddr,
+}
+
+impl PodClients {
+    fn may_be_a_pod(&self, address: std::net::IpAddr) -> bool {
+        let std::net::IpAddr::V4(v4) = address else {
+            return false;
+        };
+        let (network, prefix) = self.network;
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        u32::from(v4) & mask == u32::from(network) & mask
+            && u32::from(v4) != u32::from(network) + 1
+            && address != self.listen
+    }
 }
 
 /// The largest UDP answer without EDNS (RFC 1035); larger ones are truncated, and the client
@@ -155,7 +168,10 @@ pub async fn serve(
         .map_err(|source| DnsError::Listen { address, source })?;
     let caches = Caches::follow(client, tasks);
     let zone = Arc::new(Zone::new(&config.domain));
-    let pods = config.pod_network;
+    let pods = config.pod_network.map(|network| PodClients {
+        network,
+        listen: address.ip(),
+    });
     tasks.spawn(serve_udp(udp, zone.clone(), caches.clone(), pods));
     tasks.spawn(serve_tcp(tcp, zone, caches, pods));
     tracing::info!(%address, domain = %config.domain, "cluster DNS listening");
@@ -169,7 +185,7 @@ async fn respond(
     request: &[u8],
     client: SocketAddr,
     limit: Option<usize>,
-    pods: Option<(std::net::Ipv4Addr, u8)>,
+    pods: Option<PodClients>,
 ) -> Option<Vec<u8>> {
     let request = Message::from_vec(request).ok()?;
     let mut response = zone.answer(view, &request, Some(client.ip()));
@@ -177,7 +193,7 @@ async fn respond(
     // after the address is written): a short name from an unknown address waits a little for
     // the pod to show up, then gets its search path.
     if response.metadata.response_code == ResponseCode::Refused
-        && pods.is_some_and(|network| may_be_a_pod(network, client.ip()))
+        && pods.is_some_and(|p| p.may_be_a_pod(client.ip()))
         && view.namespace_of(client.ip()).is_none()
     {
         for _ in 0..20 {
@@ -204,12 +220,7 @@ async fn respond(
     }
 }
 
-async fn serve_udp(
-    socket: UdpSocket,
-    zone: Arc<Zone>,
-    caches: Caches,
-    pods: Option<(std::net::Ipv4Addr, u8)>,
-) {
+async fn serve_udp(socket: UdpSocket, zone: Arc<Zone>, caches: Caches, pods: Option<PodClients>) {
     let socket = Arc::new(socket);
     let mut buffer = vec![0u8; 4096];
     loop {
@@ -237,7 +248,7 @@ async fn serve_tcp(
     listener: TcpListener,
     zone: Arc<Zone>,
     caches: Caches,
-    pods: Option<(std::net::Ipv4Addr, u8)>,
+    pods: Option<PodClients>,
 ) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
@@ -281,16 +292,20 @@ async fn serve_tcp(
 mod tests {
     #[test]
     fn only_pod_addresses_are_waited_for() {
-        let pods = (std::net::Ipv4Addr::new(10, 244, 0, 0), 16);
-        assert!(super::may_be_a_pod(pods, "10.244.3.4".parse().expect("ip")));
-        assert!(!super::may_be_a_pod(
-            pods,
-            "10.244.0.1".parse().expect("ip")
-        ));
-        assert!(!super::may_be_a_pod(
-            pods,
-            "10.245.0.1".parse().expect("ip")
-        ));
-        assert!(!super::may_be_a_pod(pods, "::1".parse().expect("ip")));
+        // The cluster CIDR; this DNS listens on node 2's bridge.
+        let pods = super::PodClients {
+            network: (std::net::Ipv4Addr::new(10, 42, 0, 0), 16),
+            listen: "10.42.2.1".parse().expect("ip"),
+        };
+        let waits = |address: &str| pods.may_be_a_pod(address.parse().expect("ip"));
+        // Pods of this node and of the others.
+        assert!(waits("10.42.2.7"));
+        assert!(waits("10.42.1.4"));
+        assert!(waits("10.42.3.4"));
+        // This node's host (through its bridge), the network's first address, the outside.
+        assert!(!waits("10.42.2.1"));
+        assert!(!waits("10.42.0.1"));
+        assert!(!waits("10.43.0.1"));
+        assert!(!waits("::1"));
     }
 }

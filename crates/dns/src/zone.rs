@@ -481,6 +481,8 @@ mod tests {
     struct Objects {
         services: HashMap<(String, String), Arc<Service>>,
         endpoints: HashMap<(String, String), Arc<Endpoints>>,
+        /// Pod address → namespace, besides the fixture's one pod.
+        pods: HashMap<String, String>,
     }
 
     impl ClusterView for Objects {
@@ -499,29 +501,25 @@ mod tests {
             self.endpoints.values().cloned().collect()
         }
         fn namespace_of(&self, address: std::net::IpAddr) -> Option<String> {
-            (address.to_string() == "10.244.0.9").then(|| "default".to_string())
+            let address = address.to_string();
+            (address == "10.244.0.9")
+                .then(|| "default".to_string())
+                .or_else(|| self.pods.get(&address).cloned())
         }
     }
 
-    fn cluster() -> Objects {
+    /// The headless Service `nginx` in `default`, its Endpoints holding `addresses`.
+    fn headless_nginx(addresses: serde_json::Value) -> Objects {
         let mut objects = Objects::default();
         let nginx: Service = serde_json::from_value(json!({
             "metadata": {"name": "nginx", "namespace": "default"},
             "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]},
         }))
         .expect("service");
-        let public: Service = serde_json::from_value(json!({
-            "metadata": {"name": "public", "namespace": "default"},
-            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 8080}]},
-        }))
-        .expect("service");
         let endpoints: Endpoints = serde_json::from_value(json!({
             "metadata": {"name": "nginx", "namespace": "default"},
             "subsets": [{
-                "addresses": [
-                    {"ip": "10.244.0.5", "hostname": "web-0"},
-                    {"ip": "10.244.0.6", "hostname": "web-1"},
-                ],
+                "addresses": addresses,
                 "ports": [{"name": "web", "port": 80, "protocol": "TCP"}],
             }],
         }))
@@ -530,11 +528,24 @@ mod tests {
             .services
             .insert(("default".into(), "nginx".into()), Arc::new(nginx));
         objects
-            .services
-            .insert(("default".into(), "public".into()), Arc::new(public));
-        objects
             .endpoints
             .insert(("default".into(), "nginx".into()), Arc::new(endpoints));
+        objects
+    }
+
+    fn cluster() -> Objects {
+        let mut objects = headless_nginx(json!([
+            {"ip": "10.244.0.5", "hostname": "web-0"},
+            {"ip": "10.244.0.6", "hostname": "web-1"},
+        ]));
+        let public: Service = serde_json::from_value(json!({
+            "metadata": {"name": "public", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 8080}]},
+        }))
+        .expect("service");
+        objects
+            .services
+            .insert(("default".into(), "public".into()), Arc::new(public));
         objects
     }
 
@@ -651,6 +662,55 @@ mod tests {
     fn names_outside_the_cluster_are_refused_never_forwarded() {
         let response = ask("example.com.", RecordType::A);
         assert_eq!(response.metadata.response_code, ResponseCode::Refused);
+    }
+
+    /// Three nodes, each with its /24 of the cluster CIDR 10.42.0.0/16 and one `web` pod.
+    fn cluster_of_three_nodes() -> Objects {
+        let mut objects = headless_nginx(json!([
+            {"ip": "10.42.1.2", "hostname": "web-0", "nodeName": "node-1"},
+            {"ip": "10.42.2.2", "hostname": "web-1", "nodeName": "node-2"},
+            {"ip": "10.42.3.2", "hostname": "web-2", "nodeName": "node-3"},
+        ]));
+        for pod in ["10.42.1.2", "10.42.2.2", "10.42.3.2"] {
+            objects.pods.insert(pod.into(), "default".into());
+        }
+        objects
+    }
+
+    #[test]
+    fn pods_of_every_node_have_names_pointers_and_search_paths() {
+        let zone = Zone::new("cluster.local");
+        let objects = cluster_of_three_nodes();
+        let ask = |name: &str, qtype: RecordType, client: &str| {
+            let mut request = Message::query();
+            request.add_query(Query::query(Name::from_str(name).expect("name"), qtype));
+            addresses_in(&zone.answer(&objects, &request, client.parse().ok()))
+        };
+        // web-0 on node-1 asks its node's DNS for web-2 on node-3, by its short name.
+        assert_eq!(
+            ask("web-2.nginx.", RecordType::A, "10.42.1.2"),
+            ["web-2.nginx.default.svc.cluster.local.", "10.42.3.2"]
+        );
+        assert_eq!(
+            ask("2.2.42.10.in-addr.arpa.", RecordType::PTR, "10.42.1.2"),
+            ["web-1.nginx.default.svc.cluster.local."]
+        );
+        assert_eq!(
+            ask(
+                "10-42-3-2.default.pod.cluster.local.",
+                RecordType::A,
+                "10.42.2.2"
+            ),
+            ["10.42.3.2"]
+        );
+        assert_eq!(
+            ask(
+                "nginx.default.svc.cluster.local.",
+                RecordType::A,
+                "10.42.3.2"
+            ),
+            ["10.42.1.2", "10.42.2.2", "10.42.3.2"]
+        );
     }
 
     #[test]

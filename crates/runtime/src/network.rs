@@ -1,7 +1,9 @@
 //! The pod network of one node: a Linux bridge that holds the first address of the pod CIDR,
 //! and one veth pair per pod sandbox (`eth0` inside the pod's network namespace, its peer on
 //! the bridge). Pods reach each other over the bridge and the host reaches them through it.
-//! Nothing is routed off the machine: petset neither enables forwarding nor adds NAT.
+//! Nothing is routed off the machine: petset neither enables forwarding nor adds NAT. With
+//! many nodes, [`routes`] carries traffic between the nodes' pod networks (flannel host-gw):
+//! only inside a node's own network namespace, never in the host's.
 //!
 //! Addresses are allocated as the CNI host-local plugin does, one file per address under
 //! `/run/petset/networks/<bridge>/` holding the sandbox id (created with `O_EXCL`, so two
@@ -23,16 +25,32 @@ use std::str::FromStr;
 
 use crate::pods::RuntimeError;
 
+pub mod routes;
+
 const STATE_ROOT: &str = "/run/petset/networks";
 
 /// An IPv4 network in CIDR notation, such as `10.244.0.0/16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cidr {
     network: Ipv4Addr,
     prefix: u8,
 }
 
 impl Cidr {
+    /// The network of `prefix` bits holding `address` (host bits cleared), for any prefix
+    /// the kernel shows (`/32` host routes, `/0`); `None` above 32.
+    pub fn holding(address: Ipv4Addr, prefix: u8) -> Option<Self> {
+        if prefix > 32 {
+            return None;
+        }
+        let mut cidr = Cidr {
+            network: address,
+            prefix,
+        };
+        cidr.network = Ipv4Addr::from(u32::from(address) & cidr.mask());
+        Some(cidr)
+    }
+
     fn mask(&self) -> u32 {
         if self.prefix == 0 {
             0
@@ -60,6 +78,12 @@ impl Cidr {
     /// The first address, which the bridge holds and pods route through.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    /// Whether a pod may have `ip`: inside, and not the network, gateway or broadcast address.
+    pub fn is_pod_address(&self, ip: Ipv4Addr) -> bool {
+        let (first, last) = self.pod_range();
+        self.contains(ip) && (first..=last).contains(&u32::from(ip))
     }
 
     /// The addresses pods may get: all but the network, the gateway and the broadcast address.
@@ -108,9 +132,7 @@ impl fmt::Display for Cidr {
 /// for `default` and other words.
 fn route_destination(text: &str) -> Option<Cidr> {
     let (address, prefix) = text.split_once('/').unwrap_or((text, "32"));
-    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
-    let network: Ipv4Addr = address.parse().ok()?;
-    Some(Cidr { network, prefix })
+    Cidr::holding(address.parse().ok()?, prefix.parse().ok()?)
 }
 
 /// What the node's pod network is made of.
@@ -415,6 +437,16 @@ mod tests {
         let small: Cidr = "10.244.7.0/24".parse().expect("cidr");
         assert!(cidr.overlaps(&small) && small.overlaps(&cidr));
         assert!(!small.overlaps(&"10.244.8.0/24".parse().expect("cidr")));
+        assert!(small.is_pod_address(Ipv4Addr::new(10, 244, 7, 2)));
+        assert!(small.is_pod_address(Ipv4Addr::new(10, 244, 7, 254)));
+        for not_a_pod in [
+            [10, 244, 7, 0],
+            [10, 244, 7, 1],
+            [10, 244, 7, 255],
+            [10, 244, 8, 2],
+        ] {
+            assert!(!small.is_pod_address(Ipv4Addr::from(not_a_pod)));
+        }
         assert_eq!(small.to_string(), "10.244.7.0/24");
         assert!("10.244.0.1/16".parse::<Cidr>().is_err());
         assert!("10.244.0.0/31".parse::<Cidr>().is_err());

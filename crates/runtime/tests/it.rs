@@ -2,6 +2,9 @@
 //! temporary image store, run by runc in a pod sandbox. Needs root and runc; skips elsewhere
 //! (fails under CI=true).
 
+#[path = "it/routes.rs"]
+mod routes;
+
 use std::fs;
 use std::path::Path;
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 mod local_path;
 mod quantities;
+mod routes;
 mod simulated;
 
 use proptest::test_runner::Config;

@@ -152,6 +152,16 @@ impl OpenedNode {
                     name.clone(),
                     node.clone(),
                 ));
+                if options.pod_routes {
+                    // host-gw: this node's namespace is its own, so it may forward and route.
+                    tasks.spawn(petset_agent::routes::run(
+                        client.clone(),
+                        name.clone(),
+                        network.cidr,
+                        true,
+                        node.pod_networks().clone(),
+                    ));
+                }
                 Some(node)
             }
         };

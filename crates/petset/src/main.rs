@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod datadir;
 mod image;
+mod local_cluster;
 mod probe;
 mod up;
 
@@ -36,6 +37,10 @@ fn main() -> ExitCode {
             cli::Command::Up(args) => up::run(args).await,
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Image(args) => image::run(args),
+            cli::Command::Cluster(args) => match args.action {
+                local_cluster::ClusterAction::Up(args) => local_cluster::run(args).await,
+                local_cluster::ClusterAction::Down(args) => local_cluster::down(args).await,
+            },
             cli::Command::Probe(args) => probe::run(args),
         }
     });

@@ -4,6 +4,7 @@
 
 mod etcd;
 mod images;
+pub mod netns;
 mod process;
 
 use std::io::{Read, Write};

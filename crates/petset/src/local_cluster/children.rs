@@ -220,9 +220,13 @@ mod tests {
         let mut processes = vec![
             spawn(Launch {
                 role: "stubborn",
-                argv: ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.1; done"]
-                    .map(String::from)
-                    .to_vec(),
+                argv: [
+                    "sh",
+                    "-c",
+                    "trap '' TERM; echo up; while :; do sleep 0.1; done",
+                ]
+                .map(String::from)
+                .to_vec(),
                 namespace: None,
                 log: &log,
             })

@@ -109,17 +109,20 @@ impl Layout {
             format!("{listen}:{}", self.api_port),
             "--advertise-address".into(),
             self.server_address().to_string(),
+            "--local-path-dir".into(),
+            volumes_dir(dir).display().to_string(),
         ]
     }
 
-    /// `petset agent …` for one node (run inside its namespace with runc).
-    pub fn agent_args(&self, dir: &Path, node: &NodeLayout, token: &str) -> Vec<String> {
+    /// `petset agent …` for one node (run inside its namespace with runc). The join token is
+    /// read from the server's file, so it never shows in `ps`.
+    pub fn agent_args(&self, dir: &Path, node: &NodeLayout) -> Vec<String> {
         let mut args = vec![
             "agent".into(),
             "--server".into(),
             format!("https://{}:{}", self.server_address(), self.api_port),
-            "--token".into(),
-            token.into(),
+            "--token-file".into(),
+            token_file(dir).display().to_string(),
             "--data-dir".into(),
             node_dir(dir, node.index).display().to_string(),
             "--node-name".into(),
@@ -130,6 +133,8 @@ impl Layout {
             self.runtime.flag().into(),
             "--kubelet-port".into(),
             KUBELET_PORT.to_string(),
+            "--local-path-dir".into(),
+            volumes_dir(dir).display().to_string(),
         ];
         if let Some(bridge) = &node.pod_bridge {
             args.extend(["--bridge".into(), bridge.clone(), "--pod-routes".into()]);
@@ -141,6 +146,18 @@ impl Layout {
 /// The server's data directory.
 pub(crate) fn server_dir(dir: &Path) -> PathBuf {
     dir.join("server")
+}
+
+/// The join token the server writes.
+pub(crate) fn token_file(dir: &Path) -> PathBuf {
+    server_dir(dir).join("node-token")
+}
+
+/// Where every node makes its `local-path` volumes: one directory, as all nodes are on this
+/// machine (a volume's path is `pvc-<uid>` in it, and the server decides it, so the server and
+/// every agent must be given the same one).
+pub(crate) fn volumes_dir(dir: &Path) -> PathBuf {
+    dir.join("volumes")
 }
 
 /// Node i's data directory.
@@ -202,15 +219,17 @@ mod tests {
         let addresses: Vec<_> = layout.all_nodes().map(|n| n.address.to_string()).collect();
         assert_eq!(addresses, ["127.0.0.11", "127.0.0.12", "127.0.0.13"]);
         assert!(layout.all_nodes().all(|n| n.namespace.is_none()));
-        let agent = layout.agent_args(Path::new("/c"), &layout.node(2), "K10x::node:y");
+        let agent = layout.agent_args(Path::new("/c"), &layout.node(2));
         assert_eq!(
             agent.join(" "),
-            "agent --server https://127.0.0.1:6443 --token K10x::node:y --data-dir /c/nodes/n2 \
-             --node-name petset-n2 --node-ip 127.0.0.12 --node-runtime simulated --kubelet-port 10250"
+            "agent --server https://127.0.0.1:6443 --token-file /c/server/node-token \
+             --data-dir /c/nodes/n2 --node-name petset-n2 --node-ip 127.0.0.12 \
+             --node-runtime simulated --kubelet-port 10250 --local-path-dir /c/volumes"
         );
         assert_eq!(
             layout.server_args(Path::new("/c")).join(" "),
-            "server --data-dir /c/server --api-listen 127.0.0.1:6443 --advertise-address 127.0.0.1"
+            "server --data-dir /c/server --api-listen 127.0.0.1:6443 --advertise-address 127.0.0.1 \
+             --local-path-dir /c/volumes"
         );
     }
 
@@ -219,14 +238,16 @@ mod tests {
         let layout = runc_layout();
         assert_eq!(
             layout.server_args(Path::new("/c")).join(" "),
-            "server --data-dir /c/server --api-listen 0.0.0.0:6443 --advertise-address 10.250.7.1"
+            "server --data-dir /c/server --api-listen 0.0.0.0:6443 --advertise-address 10.250.7.1 \
+             --local-path-dir /c/volumes"
         );
         assert_eq!(
             layout
-                .agent_args(Path::new("/c"), &layout.node(3), "T")
+                .agent_args(Path::new("/c"), &layout.node(3))
                 .join(" "),
-            "agent --server https://10.250.7.1:6443 --token T --data-dir /c/nodes/n3 \
-             --node-name petset-n3 --node-ip 10.250.7.13 --node-runtime runc --kubelet-port 10250 \
+            "agent --server https://10.250.7.1:6443 --token-file /c/server/node-token \
+             --data-dir /c/nodes/n3 --node-name petset-n3 --node-ip 10.250.7.13 \
+             --node-runtime runc --kubelet-port 10250 --local-path-dir /c/volumes \
              --bridge pstca1b2c3p3 --pod-routes"
         );
     }

@@ -215,7 +215,9 @@ fn check_machine(args: &ClusterUpArgs) -> anyhow::Result<()> {
     }
     for tool in tools {
         if !on_path(tool) {
-            bail!("`{tool}` is not on PATH (util-linux and iproute2 provide what a local cluster uses)");
+            bail!(
+                "`{tool}` is not on PATH (util-linux and iproute2 provide what a local cluster uses)"
+            );
         }
     }
     Ok(())
@@ -315,8 +317,7 @@ async fn start(
     processes.push(server);
     record.write(dir)?;
 
-    let token_file = server_dir(dir).join("node-token");
-    let token = ready::file_written(&token_file, processes, ready::SERVER_TIMEOUT).await?;
+    ready::file_written(&layout::token_file(dir), processes, ready::SERVER_TIMEOUT).await?;
     let server_kubeconfig = server_dir(dir).join("kubeconfig");
     ready::file_written(&server_kubeconfig, processes, ready::SERVER_TIMEOUT).await?;
     let client = ready::client(&server_kubeconfig).await?;
@@ -327,7 +328,7 @@ async fn start(
         let agent = children::spawn(Launch {
             role: &node.name,
             argv: std::iter::once(program.clone())
-                .chain(layout.agent_args(dir, &node, token.trim()))
+                .chain(layout.agent_args(dir, &node))
                 .collect(),
             namespace: node.namespace.as_deref(),
             log: &log,
@@ -381,10 +382,7 @@ fn print_summary(dir: &Path, layout: &Layout) {
 }
 
 /// Runs until a signal comes or a process of the cluster exits (which stops everything).
-async fn foreground(
-    processes: &mut [ClusterProcess],
-    signals: &mut Signals,
-) -> anyhow::Result<()> {
+async fn foreground(processes: &mut [ClusterProcess], signals: &mut Signals) -> anyhow::Result<()> {
     let died = {
         let waits = processes
             .iter_mut()
@@ -429,10 +427,8 @@ struct Signals {
 impl Signals {
     fn install() -> anyhow::Result<Self> {
         Ok(Self {
-            terminate: signal(SignalKind::terminate())
-                .context("installing the SIGTERM handler")?,
-            interrupt: signal(SignalKind::interrupt())
-                .context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
         })
     }
 

@@ -186,8 +186,8 @@ impl NodesNetwork {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        let lock = File::create(lock_path)
-            .with_context(|| format!("creating {}", lock_path.display()))?;
+        let lock =
+            File::create(lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
         // Held only for the few `ip` calls below.
         lock.lock()
             .with_context(|| format!("locking {}", lock_path.display()))?;
@@ -296,7 +296,10 @@ pub(crate) fn remove(layout: &Layout) -> anyhow::Result<()> {
         left = leftovers(layout)?;
     }
     if !left.is_empty() {
-        bail!("still on this machine after removing them: {}", left.join(", "));
+        bail!(
+            "still on this machine after removing them: {}",
+            left.join(", ")
+        );
     }
     Ok(())
 }
@@ -347,14 +350,19 @@ mod tests {
         assert_eq!(free_subnet(&in_use, recorded), recorded);
         let taken = Cidr::from_str("10.250.0.0/24").ok();
         assert_eq!(
-            free_subnet(&in_use, taken).map(|s| s.to_string()).as_deref(),
+            free_subnet(&in_use, taken)
+                .map(|s| s.to_string())
+                .as_deref(),
             Some("10.250.2.0/24")
         );
     }
 
     #[test]
     fn default_routes_and_words_are_not_networks() {
-        let in_use = networks_in_use("default via 10.250.0.1 dev x\nunreachable 10.250.5.0/24\n", "");
+        let in_use = networks_in_use(
+            "default via 10.250.0.1 dev x\nunreachable 10.250.5.0/24\n",
+            "",
+        );
         assert_eq!(
             in_use,
             [InUse {

@@ -44,7 +44,11 @@ pub(crate) async fn file_written(
         }
         all_running(processes)?;
         if tokio::time::Instant::now() >= deadline {
-            bail!("{} was not written within {} s", path.display(), timeout.as_secs());
+            bail!(
+                "{} was not written within {} s",
+                path.display(),
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(POLL).await;
     }

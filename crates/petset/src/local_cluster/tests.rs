@@ -92,7 +92,10 @@ fn nothing_left(layout: &Layout) {
 
 fn can_make_networks(test: &str) -> bool {
     if !host::is_root() {
-        skip(test, "needs root (it makes a bridge and network namespaces)");
+        skip(
+            test,
+            "needs root (it makes a bridge and network namespaces)",
+        );
         return false;
     }
     true
@@ -210,7 +213,10 @@ async fn a_cluster_of_no_nodes_or_too_many_is_refused_before_anything_is_made() 
     })
     .await
     .expect_err("refused");
-    assert!(error.to_string().starts_with("--name \"Bad_Name\""), "{error}");
+    assert!(
+        error.to_string().starts_with("--name \"Bad_Name\""),
+        "{error}"
+    );
     assert!(!target.exists(), "nothing is made for a refused cluster");
 }
 

@@ -66,7 +66,10 @@ pub(crate) fn spawn(launch: Launch<'_>) -> anyhow::Result<ClusterProcess> {
         .args(&argv)
         .stdin(Stdio::null())
         .stdout(log)
-        .stderr(log_err);
+        .stderr(log_err)
+        // A group of its own: Ctrl-C in the terminal reaches `cluster up` alone, which then
+        // stops the nodes before the server.
+        .process_group(0);
     let child = command
         .spawn()
         .with_context(|| format!("starting {} ({})", launch.role, argv.join(" ")))?;

@@ -61,6 +61,10 @@ pub struct ClusterUpArgs {
     /// The cluster's name: node i is `<name>-n<i>`.
     #[arg(long, default_value = "petset")]
     pub name: String,
+    /// The program run as `server …` and `agent …` [default: this petset]; tests give a
+    /// stand-in.
+    #[arg(long, hide = true)]
+    pub role_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -98,7 +102,10 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
     check_machine(&args)?;
     let dir = open_dir(&args.data_dir)?;
     let _lock = ClusterLock::take(&dir)?;
-    let binary = std::env::current_exe().context("finding the petset binary")?;
+    let binary = match &args.role_binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe().context("finding the petset binary")?,
+    };
     let previous = remove_leftovers(&dir).await?;
     let mut signals = Signals::install()?;
 
@@ -321,7 +328,8 @@ async fn start(
     let server_kubeconfig = server_dir(dir).join("kubeconfig");
     ready::file_written(&server_kubeconfig, processes, ready::SERVER_TIMEOUT).await?;
     let client = ready::client(&server_kubeconfig).await?;
-    ready::api_ready(&client, processes, ready::SERVER_TIMEOUT).await?;
+    let api = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, layout.api_port));
+    ready::api_ready(&client, api, processes, ready::SERVER_TIMEOUT).await?;
 
     for node in layout.all_nodes() {
         let log = node_dir(dir, node.index).join("agent.log");
@@ -352,7 +360,7 @@ fn print_summary(dir: &Path, layout: &Layout) {
         _ => String::new(),
     };
     println!(
-        "petset cluster {}: {} {} nodes Ready{network}",
+        "local cluster {:?}: {} {} nodes Ready{network}",
         layout.name,
         layout.nodes,
         layout.runtime.flag()

@@ -64,19 +64,27 @@ pub(crate) async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     kube::Client::try_from(config).context("making an API client")
 }
 
-/// Waits until `/readyz` answers `ok`.
+/// Waits until `/readyz` answers `ok` on `address`.
 pub(crate) async fn api_ready(
     client: &kube::Client,
+    address: std::net::SocketAddr,
     processes: &mut [ClusterProcess],
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let request = kube::core::Request::new("").get("readyz", &Default::default())?;
-        let last = match client.request_text(request).await {
-            Ok(text) if text.trim() == "ok" => return Ok(()),
-            Ok(text) => text,
-            Err(error) => error.to_string(),
+        // The server writes its kubeconfig a moment before it listens; asking before that
+        // would only make the client log connection errors.
+        let last = match tokio::net::TcpStream::connect(address).await {
+            Err(error) => format!("connecting to {address}: {error}"),
+            Ok(_) => {
+                let request = kube::core::Request::new("").get("readyz", &Default::default())?;
+                match client.request_text(request).await {
+                    Ok(text) if text.trim() == "ok" => return Ok(()),
+                    Ok(text) => text,
+                    Err(error) => error.to_string(),
+                }
+            }
         };
         all_running(processes)?;
         if tokio::time::Instant::now() >= deadline {

@@ -193,6 +193,7 @@ fn up_args(nodes: u32, dir: &Path) -> ClusterUpArgs {
         data_dir: dir.to_path_buf(),
         api_port: 6443,
         name: "petset".into(),
+        role_binary: None,
     }
 }
 

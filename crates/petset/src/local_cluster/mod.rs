@@ -133,6 +133,10 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
                     processes: Vec::new(),
                 }
                 .write(&dir)
+            });
+            // A network that could not be made was removed again: nothing is left to record.
+            let made = made.inspect_err(|_| {
+                let _ = Record::remove(&dir);
             })?;
             record.layout = made.layout().clone();
         }
@@ -218,14 +222,26 @@ fn check_machine(args: &ClusterUpArgs) -> anyhow::Result<()> {
                 "--node-runtime runc needs root (it makes a bridge and a network namespace per node); run it as root or pass --node-runtime simulated"
             );
         }
-        tools.extend(["ip", "nsenter"]);
+        tools.extend(["ip", "nsenter", "runc"]);
     }
     for tool in tools {
         if !on_path(tool) {
             bail!(
-                "`{tool}` is not on PATH (util-linux and iproute2 provide what a local cluster uses)"
+                "`{tool}` is not on PATH (a local cluster uses util-linux's setpriv and nsenter, iproute2's ip, and runc for runc nodes)"
             );
         }
+    }
+    // The server would fail on a taken port only once it is started, in its own log.
+    let listen = match args.node_runtime {
+        NodeRuntime::Runc => std::net::Ipv4Addr::UNSPECIFIED,
+        NodeRuntime::Simulated => std::net::Ipv4Addr::LOCALHOST,
+    };
+    if let Err(error) = std::net::TcpListener::bind((listen, args.api_port)) {
+        bail!(
+            "--api-port {}: cannot listen on {listen}:{} ({error}); pass another port",
+            args.api_port,
+            args.api_port
+        );
     }
     Ok(())
 }

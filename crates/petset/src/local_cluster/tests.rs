@@ -191,7 +191,7 @@ fn up_args(nodes: u32, dir: &Path) -> ClusterUpArgs {
         nodes,
         node_runtime: NodeRuntime::Simulated,
         data_dir: dir.to_path_buf(),
-        api_port: 6443,
+        api_port: petset_testkit::free_port(),
         name: "petset".into(),
         role_binary: None,
     }
@@ -217,6 +217,28 @@ async fn a_cluster_of_no_nodes_or_too_many_is_refused_before_anything_is_made() 
     assert!(
         error.to_string().starts_with("--name \"Bad_Name\""),
         "{error}"
+    );
+    assert!(!target.exists(), "nothing is made for a refused cluster");
+}
+
+#[tokio::test]
+async fn a_taken_api_port_is_refused_before_anything_is_made() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = dir.path().join("cluster");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("address").port();
+    let error = run(ClusterUpArgs {
+        api_port: port,
+        ..up_args(1, &target)
+    })
+    .await
+    .expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "--api-port {port}: cannot listen on 127.0.0.1:{port}"
+        )),
+        "{message}"
     );
     assert!(!target.exists(), "nothing is made for a refused cluster");
 }

@@ -77,16 +77,15 @@ pub async fn register(
             "simulated node is posting ready status",
         )
     } else {
-        ("runc://petset", "petset", "kubelet is posting ready status")
+        ("runc://petset", "", "kubelet is posting ready status")
     };
-    let mut labels = json!({
-        "kubernetes.io/hostname": node_name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-    });
-    if simulated {
-        labels["node.petset.dev/simulated"] = json!("true");
-    }
+    let host = HostFacts::read();
+    let os_image = if os_image.is_empty() {
+        host.os_image.as_str()
+    } else {
+        os_image
+    };
+    let labels = labels(node_name, kind);
     let node: Node = serde_json::from_value(json!({
         "metadata": {"name": node_name, "labels": labels},
         "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
@@ -130,16 +129,117 @@ pub async fn register(
             "kubeProxyVersion": "",
             "containerRuntimeVersion": runtime,
             "operatingSystem": "linux",
-            "architecture": "amd64",
+            "architecture": go_arch(),
             "osImage": os_image,
-            "kernelVersion": "",
-            "machineID": "", "systemUUID": "", "bootID": "",
+            "kernelVersion": host.kernel_version,
+            "machineID": host.machine_id, "systemUUID": host.system_uuid, "bootID": host.boot_id,
         },
     }});
     nodes
         .patch_status(node_name, &PatchParams::default(), &Patch::Merge(status))
         .await?;
     Ok(())
+}
+
+/// Registers `node_name` without a pod range, if it is not registered yet, and waits until
+/// the server's node IPAM has given it one (`spec.podCIDR`), which it returns. A Node that
+/// already has one (a restart) keeps it.
+pub async fn await_pod_cidr(
+    client: &Client,
+    node_name: &str,
+    kind: Kind,
+) -> Result<String, kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {"name": node_name, "labels": labels(node_name, kind)},
+    }))
+    .map_err(kube::Error::SerdeError)?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => return Err(error),
+    }
+    let mut told = false;
+    loop {
+        let current = nodes.get(node_name).await?;
+        if let Some(cidr) = current
+            .spec
+            .and_then(|s| s.pod_cidr)
+            .filter(|c| !c.is_empty())
+        {
+            return Ok(cidr);
+        }
+        if !told {
+            tracing::info!(
+                node = node_name,
+                "waiting for the server to give the node a pod range"
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// What the kubelet reports of its machine in `status.nodeInfo` (empty where this machine does
+/// not say).
+struct HostFacts {
+    kernel_version: String,
+    os_image: String,
+    machine_id: String,
+    system_uuid: String,
+    boot_id: String,
+}
+
+impl HostFacts {
+    fn read() -> Self {
+        let first_line = |path: &str| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| text.lines().next().map(|line| line.trim().to_string()))
+                .unwrap_or_default()
+        };
+        Self {
+            kernel_version: first_line("/proc/sys/kernel/osrelease"),
+            os_image: std::fs::read_to_string("/etc/os-release")
+                .ok()
+                .and_then(|text| pretty_name(&text))
+                .unwrap_or_else(|| "Linux".to_string()),
+            machine_id: first_line("/etc/machine-id"),
+            system_uuid: first_line("/sys/class/dmi/id/product_uuid"),
+            boot_id: first_line("/proc/sys/kernel/random/boot_id"),
+        }
+    }
+}
+
+/// `PRETTY_NAME` of an os-release file, unquoted (the kubelet's `osImage`).
+fn pretty_name(os_release: &str) -> Option<String> {
+    os_release.lines().find_map(|line| {
+        let value = line.strip_prefix("PRETTY_NAME=")?;
+        Some(value.trim().trim_matches('"').to_string())
+    })
+}
+
+/// This machine's architecture as Kubernetes names it (Go's `GOARCH`).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// The labels a node registers with, as the kubelet's.
+fn labels(node_name: &str, kind: Kind) -> Value {
+    let mut labels = json!({
+        "kubernetes.io/hostname": node_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": go_arch(),
+    });
+    if kind == Kind::Simulated {
+        labels["node.petset.dev/simulated"] = json!("true");
+    }
+    labels
 }
 
 /// Where the node API answers, as the kubelet publishes it: `status.addresses` (InternalIP,
@@ -207,5 +307,20 @@ pub async fn keep_lease(client: Client, node_name: String) {
             tracing::debug!(%error, "could not renew the node lease");
         }
         tokio::time::sleep(LEASE_RENEWAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_os_image_is_the_pretty_name() {
+        let text = "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n";
+        assert_eq!(
+            pretty_name(text).as_deref(),
+            Some("Debian GNU/Linux 12 (bookworm)")
+        );
+        assert_eq!(pretty_name("ID=debian\n"), None);
     }
 }

@@ -9,6 +9,8 @@ pub enum Kind {
     /// Bytes, rendered base64 as JSON does.
     Bytes,
     Int,
+    /// A pointer int (`*int64`): zero is a value, not an absent field.
+    OptionalInt,
     Bool,
     Message(&'static [Field]),
     StringMap,
@@ -45,6 +47,28 @@ pub const fn many(number: u64, name: &'static str, kind: Kind) -> Field {
         repeated: true,
     }
 }
+
+/// metav1.DeleteOptions, which `kubectl delete` and `drain` may send as protobuf.
+pub const DELETE_OPTIONS: &[Field] = &[
+    f(1, "gracePeriodSeconds", Kind::OptionalInt),
+    f(
+        2,
+        "preconditions",
+        Kind::Message(&[
+            f(1, "uid", Kind::String),
+            f(2, "resourceVersion", Kind::String),
+        ]),
+    ),
+    f(3, "orphanDependents", Kind::Bool),
+    f(4, "propagationPolicy", Kind::String),
+    many(5, "dryRun", Kind::String),
+];
+
+/// policy/v1 Eviction: the pod's metadata and the options of the delete it asks for.
+pub const EVICTION: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "deleteOptions", Kind::Message(DELETE_OPTIONS)),
+];
 
 /// metav1.OwnerReference.
 pub const OWNER_REFERENCE: &[Field] = &[

@@ -623,8 +623,12 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
     let mut options = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let value: Value = if body.starts_with(b"k8s\0") {
+            crate::protobuf::decode_request_options(body, "DeleteOptions")?
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
         if let Some(values) = value.get("dryRun").and_then(Value::as_array) {
             check_dry_run(
                 "DeleteOptions",
@@ -721,9 +725,14 @@ async fn subresource(
             crate::scale::serve(state, method, headers, query, target.scope(), name, &body).await
         }
         "eviction" if *method == Method::POST => {
-            let options = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("deleteOptions").cloned())
+            let eviction = if body.starts_with(b"k8s\0") {
+                crate::protobuf::decode_request_options(&body, "Eviction")?
+            } else {
+                serde_json::from_slice::<Value>(&body).unwrap_or_default()
+            };
+            let options = eviction
+                .get("deleteOptions")
+                .cloned()
                 .map(|v| DeleteOptions::from_json(&v))
                 .unwrap_or_default();
             state

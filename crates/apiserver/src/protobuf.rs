@@ -66,6 +66,34 @@ pub fn decode(body: &[u8], resource: &ResourceType) -> Result<Value, ApiError> {
     Ok(object)
 }
 
+/// Decodes a protobuf body that is not a stored kind but the options of a request:
+/// `DeleteOptions` (a DELETE's body) or an `Eviction`; `what` names it in errors.
+pub fn decode_request_options(body: &[u8], what: &str) -> Result<Value, ApiError> {
+    let bad = |detail: &str| ApiError::bad_request(format!("invalid {what}: {detail}"));
+    let envelope = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("the protobuf body lacks the k8s envelope"))?;
+    let unknown = message(envelope, UNKNOWN).map_err(|e| bad(&e))?;
+    let kind = unknown
+        .pointer("/typeMeta/kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let fields = match kind.as_str() {
+        "DeleteOptions" => petset_api::proto::DELETE_OPTIONS,
+        "Eviction" => petset_api::proto::EVICTION,
+        _ => return Err(bad(&format!("a {kind:?} is not a {what}"))),
+    };
+    let raw = unknown
+        .get("raw")
+        .and_then(Value::as_str)
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .unwrap_or_default();
+    let mut options = message(&raw, fields).map_err(|e| bad(&e))?;
+    options["kind"] = json!(kind);
+    Ok(options)
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
 }
@@ -192,7 +220,7 @@ fn message(bytes: &[u8], fields: &[Field]) -> Result<Value, String> {
                     put(&mut object, field, json!(petset_api::time::format(at)));
                 }
             }
-            Kind::Int | Kind::Bool => {}
+            Kind::Int | Kind::OptionalInt | Kind::Bool => {}
         }
     }
     Ok(Value::Object(object))
@@ -204,7 +232,7 @@ fn put(object: &mut Map<String, Value>, field: &Field, value: Value) {
     let zero = matches!(&value, Value::String(s) if s.is_empty())
         || value.as_i64() == Some(0)
         || value.as_bool() == Some(false);
-    if zero && !field.repeated && !matches!(field.kind, Kind::IntOrString) {
+    if zero && !field.repeated && !matches!(field.kind, Kind::IntOrString | Kind::OptionalInt) {
         return;
     }
     if field.repeated {
@@ -281,5 +309,44 @@ mod tests {
             decode(&truncated, resource).err().map(|e| e.code),
             Some(400)
         );
+    }
+
+    fn envelope(api_version: &[u8], kind: &[u8], raw: &[u8]) -> Vec<u8> {
+        let mut type_meta = Vec::new();
+        bytes_field(1, api_version, &mut type_meta);
+        bytes_field(2, kind, &mut type_meta);
+        let mut unknown = Vec::new();
+        bytes_field(1, &type_meta, &mut unknown);
+        bytes_field(2, raw, &mut unknown);
+        [MAGIC, &unknown].concat()
+    }
+
+    #[test]
+    fn decodes_delete_options_and_evictions_as_kubectl_drain_sends_them() {
+        // gracePeriodSeconds: 0, propagationPolicy: Foreground.
+        let mut options = vec![0x08, 0x00];
+        bytes_field(4, b"Foreground", &mut options);
+        let decoded = decode_request_options(
+            &envelope(b"v1", b"DeleteOptions", &options),
+            "DeleteOptions",
+        )
+        .expect("decodes");
+        assert_eq!(
+            decoded,
+            json!({"gracePeriodSeconds": 0, "propagationPolicy": "Foreground", "kind": "DeleteOptions"})
+        );
+        let mut meta = Vec::new();
+        bytes_field(1, b"web-0", &mut meta);
+        let mut eviction = Vec::new();
+        bytes_field(1, &meta, &mut eviction);
+        bytes_field(2, &options, &mut eviction);
+        let decoded =
+            decode_request_options(&envelope(b"policy/v1", b"Eviction", &eviction), "Eviction")
+                .expect("decodes");
+        assert_eq!(decoded["metadata"]["name"], "web-0");
+        assert_eq!(decoded["deleteOptions"]["propagationPolicy"], "Foreground");
+        let wrong = decode_request_options(&envelope(b"v1", b"Pod", &[]), "DeleteOptions")
+            .expect_err("a pod is no DeleteOptions");
+        assert_eq!(wrong.code, 400);
     }
 }

@@ -22,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the cluster in the foreground: API server, controllers and this machine's node.
     Up(UpArgs),
+    /// Run a server: the API, the controllers and the store; agents join it (`petset agent`).
+    Server(ServerArgs),
+    /// Run a node that joins a server: runtime, node API, volumes, service proxy and DNS.
+    Agent(AgentArgs),
     /// Measure a part of petset and print the figures as Markdown table rows.
     Bench(BenchArgs),
     /// Manage this machine's image store (node-wide; it outlives any data dir).
@@ -108,6 +112,98 @@ pub struct UpArgs {
     /// changes, or from as far back as the last compaction kept; older ones get 410 Gone.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Where the server keeps its state (store, certificates, kubeconfig, join token).
+    #[arg(long, default_value = "./petset-data")]
+    pub data_dir: PathBuf,
+    /// Address the Kubernetes API listens on; `0.0.0.0:6443` for every address.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub api_listen: SocketAddr,
+    /// The address agents and pods reach the API at (the `kubernetes` Service's endpoint and
+    /// a name in the serving certificate) [default: the listen address, or 127.0.0.1 when it
+    /// listens on every address]
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// `embedded` (durable, in the data dir), `memory` (lost on exit), or `etcd://HOST:PORT[,…]`.
+    #[arg(long, default_value = "embedded")]
+    pub store: StoreSpec,
+    /// Where nodes' pod networks come from: each Node gets a /24 of it as `spec.podCIDR`.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: Cidr,
+    /// Where ClusterIPs come from; the `kubernetes` Service gets the first address.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: Cidr,
+    /// The directory on every node that `local-path` volumes are made in (agents must be
+    /// given the same `--local-path-dir`) [default: DIR/volumes]
+    #[arg(long)]
+    pub local_path_dir: Option<PathBuf>,
+    /// Seconds between compactions of store history.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub compaction_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The server to join, `https://HOST:PORT`.
+    #[arg(long)]
+    pub server: String,
+    /// The join token (`petset token create` on the server, or the server's DIR/node-token);
+    /// it pins the cluster CA, so nothing secret is sent to a server that cannot prove it.
+    #[arg(long, required_unless_present = "token_file")]
+    pub token: Option<String>,
+    /// A file holding the join token (its first line), instead of `--token`.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Join with a token that pins no CA (`id.secret`); the first connection can then be
+    /// intercepted.
+    #[arg(long)]
+    pub insecure_skip_ca_pin: bool,
+    /// Where the node keeps its state (identity, runtime, logs).
+    #[arg(long, default_value = "./petset-node")]
+    pub data_dir: PathBuf,
+    /// The Node's name [default: this machine's hostname]
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The address the server and the other nodes reach this node at; its node API listens
+    /// there.
+    #[arg(long)]
+    pub node_ip: std::net::IpAddr,
+    /// How this node runs pods: real containers or bookkeeping only.
+    #[arg(long, value_enum, default_value = "runc")]
+    pub node_runtime: AgentRuntime,
+    /// The node-wide image store [default: $PETSET_IMAGE_STORE, else /var/lib/petset/images]
+    #[arg(long)]
+    pub image_store: Option<PathBuf>,
+    /// The Linux bridge of this node's pod network.
+    #[arg(long, default_value = "petset0")]
+    pub bridge: String,
+    /// The port of the node API (kubelet's HTTPS paths) on `--node-ip`.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// The directory `local-path` volumes are made in: the server's `--local-path-dir`.
+    #[arg(long, default_value = "/var/lib/petset/volumes")]
+    pub local_path_dir: PathBuf,
+    /// The server's `--cluster-cidr`: every node's pod network is in it.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: Cidr,
+    /// The server's `--service-cidr`, made local to this node so its service proxy answers
+    /// on every ClusterIP.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: Cidr,
+    /// Route the other nodes' pod networks via their addresses (flannel's host-gw) and turn
+    /// on IPv4 forwarding in this node's network namespace, so pods reach pods of other
+    /// nodes. Only on a machine (or namespace) that is the node's alone.
+    #[arg(long)]
+    pub pod_routes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentRuntime {
+    Runc,
+    Simulated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

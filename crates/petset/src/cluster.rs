@@ -11,9 +11,8 @@ use petset_apiserver::ApiState;
 use petset_store::Store;
 use tokio::task::{JoinHandle, JoinSet};
 
-use petset_agent::kubelet::{Kubelet, NodeRuntime as KubeletRuntime};
-
 use crate::cli::NodeRuntime;
+use crate::node_role::{NodeOptions, OpenedNode, RunningNode};
 
 /// What this process's node is, and what it serves besides the API.
 pub struct NodeSettings {
@@ -34,57 +33,42 @@ pub struct Cluster {
     watch_cache: JoinHandle<()>,
     api_controllers: JoinHandle<()>,
     reconcilers: JoinSet<()>,
-    /// The runc node's configuration, when this process runs one.
-    runc: Option<Arc<petset_agent::runc::RuncNode>>,
-    /// This process's node and its node API, when it runs one.
-    kubelet: Option<(String, Kubelet)>,
+    /// This process's node, when it runs one.
+    node: Option<RunningNode>,
 }
 
-/// The node this process runs, opened before the API state (which reaches it).
-enum LocalNode {
-    None,
-    Simulated,
-    Runc(Arc<petset_agent::runc::RuncNode>),
+/// How the API server reaches nodes: this process's own through a pipe, every other one over
+/// TLS at the address its Node publishes (when the server has credentials for that).
+struct LocalOrRemote {
+    local: Option<petset_apiserver::nodes::InProcess>,
+    local_name: Option<String>,
+    remote: Option<petset_apiserver::nodes::Tls>,
 }
 
-impl LocalNode {
-    fn open(
-        runtime: Option<NodeRuntime>,
-        data_dir: &Path,
-        image_store: &Path,
-        network: &petset_runtime::network::NetworkConfig,
-        api_address: Option<std::net::SocketAddr>,
-    ) -> anyhow::Result<Self> {
-        match runtime {
-            Some(NodeRuntime::Simulated) => Ok(Self::Simulated),
-            Some(NodeRuntime::None) => {
-                tracing::info!("running without a node; pods stay Pending");
-                Ok(Self::None)
+impl petset_apiserver::nodes::NodeConnector for LocalOrRemote {
+    fn connect<'a>(
+        &'a self,
+        endpoint: &'a petset_apiserver::nodes::NodeEndpoint,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            Box<dyn petset_apiserver::nodes::connector::NodeStream>,
+            petset_apiserver::nodes::connector::ConnectError,
+        >,
+    > {
+        match (&self.local, &self.remote) {
+            (Some(local), _) if self.local_name.as_deref() == Some(endpoint.node.as_str()) => {
+                local.connect(endpoint)
             }
-            Some(NodeRuntime::Runc) | None => {
-                let config = petset_agent::runc::Config {
-                    runtime_dir: data_dir.join("node"),
-                    image_store: image_store.to_path_buf(),
-                    network: Some(network.clone()),
-                    api_address,
-                    volumes: Some(data_dir.join("volumes")),
-                };
-                let opened = if is_root() {
-                    petset_agent::runc::RuncNode::open(&config).map(Arc::new)
-                } else {
-                    Err("real containers need root".to_string())
-                };
-                match (opened, runtime) {
-                    (Ok(node), _) => Ok(Self::Runc(node)),
-                    (Err(reason), Some(_)) => {
-                        anyhow::bail!("--node-runtime runc cannot run here: {reason}")
-                    }
-                    (Err(reason), None) => {
-                        tracing::warn!(%reason, "no node: pods stay Pending (use --node-runtime simulated for a node without containers)");
-                        Ok(Self::None)
-                    }
-                }
-            }
+            (_, Some(remote)) => remote.connect(endpoint),
+            (Some(local), None) => local.connect(endpoint),
+            (None, None) => Box::pin(async move {
+                Err(
+                    petset_apiserver::nodes::connector::ConnectError::NotReachable {
+                        node: endpoint.node.clone(),
+                    },
+                )
+            }),
         }
     }
 }
@@ -97,43 +81,56 @@ impl Cluster {
         settings: NodeSettings,
     ) -> anyhow::Result<Self> {
         let NodeSettings {
-            runtime: node,
+            runtime,
             image_store,
             network,
             dns_listen,
             api_address,
         } = settings;
-        let local = LocalNode::open(node, data_dir, &image_store, &network, api_address)?;
-        let node_name = petset_agent::node_name();
-        // The API reaches this process's node through a pipe to its node API, and the proxy
-        // dials only that node's pods on its bridge.
-        let (kubelet, pod_feed, pod_dialer) = match &local {
-            LocalNode::None => (None, None, None),
-            LocalNode::Simulated => {
-                let (kubelet, _) = Kubelet::new(&node_name, KubeletRuntime::Simulated);
-                (Some(kubelet), None, None)
-            }
-            LocalNode::Runc(runc_node) => {
-                let (kubelet, feed) =
-                    Kubelet::new(&node_name, KubeletRuntime::Runc(runc_node.clone()));
-                let dialer: Arc<dyn petset_apiserver::proxy::PodDialer> =
-                    Arc::new(PodsOnTheBridge {
-                        node: runc_node.clone(),
-                        name: node_name.clone(),
-                    });
-                (Some(kubelet), Some(feed), Some(dialer))
-            }
-        };
+        let opened = OpenedNode::open(NodeOptions {
+            name: petset_agent::node_name(),
+            runtime,
+            runtime_dir: crate::node_role::runtime_dir(data_dir),
+            image_store,
+            network: network.clone(),
+            cluster_cidr: None,
+            dns_listen,
+            api_address,
+            volumes: data_dir.join("volumes"),
+            pod_routes: false,
+        })?;
+        Self::start_with(
+            store,
+            admin_token,
+            ControlPlane {
+                services: network.services,
+                cluster_cidr: None,
+                volumes: data_dir.join("volumes"),
+                remote_nodes: None,
+            },
+            opened,
+        )
+        .await
+    }
+
+    /// The control plane of `plane` over `store`, with this process's node `opened` if any.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        admin_token: Option<String>,
+        plane: ControlPlane,
+        opened: Option<OpenedNode>,
+    ) -> anyhow::Result<Self> {
         let nodes = petset_apiserver::nodes::Nodes {
-            connector: kubelet.as_ref().map(|kubelet| {
-                Arc::new(petset_apiserver::nodes::InProcess::new(
-                    node_name.clone(),
-                    kubelet.in_process_router(),
-                )) as Arc<dyn petset_apiserver::nodes::NodeConnector>
+            connector: (opened.is_some() || plane.remote_nodes.is_some()).then(|| {
+                Arc::new(LocalOrRemote {
+                    local: opened.as_ref().map(OpenedNode::in_process_connector),
+                    local_name: opened.as_ref().map(|node| node.name().to_string()),
+                    remote: plane.remote_nodes,
+                }) as Arc<dyn petset_apiserver::nodes::NodeConnector>
             }),
-            pod_dialer,
+            pod_dialer: opened.as_ref().and_then(OpenedNode::pod_dialer),
         };
-        let state = match network.services {
+        let state = match plane.services {
             Some(services) => ApiState::new(store, admin_token)
                 .with_service_network((services.network(), services.prefix())),
             None => ApiState::new(store, admin_token),
@@ -147,68 +144,38 @@ impl Cluster {
         let watch_cache = state.spawn_watch_cache();
         let api_controllers = petset_apiserver::spawn_controllers(&state);
         let client = kube::Client::new(petset_apiserver::internal_router(state.clone()), "default");
-        let mut reconcilers =
-            petset_controllers::spawn_all(client.clone(), data_dir.join("volumes"));
-        if let Some(feed) = pod_feed {
-            reconcilers.spawn(feed.run(client.clone()));
+        let mut reconcilers = petset_controllers::spawn_all(client.clone(), plane.volumes.clone());
+        if let Some(cluster_cidr) = plane.cluster_cidr {
+            reconcilers.spawn(petset_controllers::nodeipam::run(
+                client.clone(),
+                (cluster_cidr.network(), cluster_cidr.prefix()),
+            ));
         }
-        let mut runc = None;
-        match local {
-            LocalNode::None => {}
-            LocalNode::Simulated => {
-                tracing::info!(node = %node_name, "running a simulated node");
-                reconcilers.spawn(petset_agent::simulated::run(
-                    client.clone(),
-                    node_name.clone(),
-                    network.cidr,
-                ));
-            }
-            LocalNode::Runc(runc_node) => {
-                tracing::info!(node = %node_name, images = %image_store.display(), bridge = %network.bridge, pod_cidr = %network.cidr, "running a node with runc");
-                reconcilers.spawn(petset_agent::runc::run(
-                    client.clone(),
-                    node_name.clone(),
-                    runc_node.clone(),
-                ));
-                runc = Some(runc_node);
-            }
-        }
-        let dns_listen = dns_listen.or_else(|| {
-            runc.as_ref()
-                .and_then(|node| node.dns_address())
-                .map(|address| std::net::SocketAddr::from((address, 53)))
-        });
-        if let Some(listen) = dns_listen {
-            let config = petset_dns::DnsConfig {
-                listen,
-                domain: "cluster.local".into(),
-                pod_network: runc
-                    .is_some()
-                    .then(|| (network.cidr.network(), network.cidr.prefix())),
-            };
-            if let Err(error) = petset_dns::serve(&client, &config, &mut reconcilers).await {
-                // Nothing of the node may outlive a start that failed: its bridge and mount.
-                reconcilers.abort_all();
-                if let Some(node) = &runc {
-                    node.shutdown(std::time::Duration::ZERO).await;
+        let node = match opened {
+            Some(opened) => match opened.start(client.clone(), &mut reconcilers).await {
+                Ok(node) => Some(node),
+                Err(error) => {
+                    reconcilers.abort_all();
+                    api_controllers.abort();
+                    watch_cache.abort();
+                    return Err(error);
                 }
-                return Err(error).context("starting the cluster DNS");
-            }
-        }
+            },
+            None => None,
+        };
         Ok(Self {
             state,
             client,
             watch_cache,
             api_controllers,
             reconcilers,
-            runc,
-            kubelet: kubelet.map(|kubelet| (node_name, kubelet)),
+            node,
         })
     }
 
     /// The name of this process's node, when it runs one.
     pub fn node_name(&self) -> Option<&str> {
-        self.kubelet.as_ref().map(|(name, _)| name.as_str())
+        self.node.as_ref().map(|node| node.name.as_str())
     }
 
     /// Serves this process's node API over HTTPS on `listener` and publishes where on its Node
@@ -218,24 +185,10 @@ impl Cluster {
         listener: tokio::net::TcpListener,
         tls: Arc<petset_agent::kubelet::server::TlsConfig>,
     ) -> anyhow::Result<std::net::SocketAddr> {
-        let Some((name, kubelet)) = &self.kubelet else {
+        let Some(node) = &self.node else {
             anyhow::bail!("this process runs no node, so it serves no node API");
         };
-        let address = listener.local_addr().context("the node API's address")?;
-        self.reconcilers
-            .spawn(petset_agent::kubelet::server::serve_tls(
-                listener,
-                tls,
-                kubelet.router(),
-            ));
-        self.reconcilers
-            .spawn(petset_agent::node::publish_kubelet_endpoint(
-                self.client.clone(),
-                name.clone(),
-                address.ip(),
-                address.port(),
-            ));
-        Ok(address)
+        node.serve_node_api(&self.client, listener, tls, &mut self.reconcilers)
     }
 
     /// Stops everything started here; the HTTP server, if any, is the caller's.
@@ -244,12 +197,22 @@ impl Cluster {
         self.reconcilers.abort_all();
         self.api_controllers.abort();
         self.watch_cache.abort();
-        // A clean stop stops the pods' containers too: nothing of petset outlives it. (After a
-        // crash, the next start removes what is left before it runs anything.)
-        if let Some(node) = &self.runc {
-            node.shutdown(std::time::Duration::from_secs(5)).await;
+        if let Some(node) = &self.node {
+            node.stop().await;
         }
     }
+}
+
+/// What the control plane is configured with beyond its store.
+pub struct ControlPlane {
+    /// Where ClusterIPs come from.
+    pub services: Option<petset_runtime::network::Cidr>,
+    /// Where Nodes' pod networks come from, a /24 each (`None`: nodes bring their own).
+    pub cluster_cidr: Option<petset_runtime::network::Cidr>,
+    /// Where the `local-path` provisioner puts volumes on their nodes.
+    pub volumes: PathBuf,
+    /// How to reach nodes on other machines (the API server's client TLS), if at all.
+    pub remote_nodes: Option<petset_apiserver::nodes::Tls>,
 }
 
 pub(crate) fn is_root() -> bool {
@@ -257,37 +220,6 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or_default()
         .lines()
         .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
-/// The proxy dials a pod only when this process's runc node runs it and its address is on
-/// the node's bridge.
-struct PodsOnTheBridge {
-    node: Arc<petset_agent::runc::RuncNode>,
-    name: String,
-}
-
-impl petset_apiserver::proxy::PodDialer for PodsOnTheBridge {
-    fn may_dial(&self, pod: &serde_json::Value, address: std::net::IpAddr) -> Result<(), String> {
-        let pod_name = pod
-            .pointer("/metadata/name")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        let node = pod
-            .pointer("/spec/nodeName")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        if node != self.name {
-            return Err(format!(
-                "pod {pod_name} does not run on this machine's runc node (its node is {node:?}), so petset does not dial it"
-            ));
-        }
-        if !self.node.owns_pod_address(address) {
-            return Err(format!(
-                "address {address} of pod {pod_name} is not on petset's pod bridge, so petset does not dial it"
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// The pod network of the benchmarks' nodes: a bridge of their own, so a benchmark never takes

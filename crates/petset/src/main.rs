@@ -1,13 +1,16 @@
 //! `petset`: the binary and the only composition root. It reads the command line and the
 //! environment, installs logging, picks the implementations and wires them together.
 
+// mod agent;
 mod bench;
 mod cli;
 mod cluster;
 mod datadir;
 mod image;
 mod local_cluster;
+mod node_role;
 mod probe;
+mod server;
 mod up;
 
 use std::process::ExitCode;
@@ -35,6 +38,8 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             cli::Command::Up(args) => up::run(args).await,
+            cli::Command::Server(args) => server::run(args).await,
+            cli::Command::Agent(_args) => Err(anyhow::anyhow!("petset agent is not built yet")),
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Image(args) => image::run(args),
             cli::Command::Cluster(args) => match args.action {

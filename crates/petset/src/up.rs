@@ -1,6 +1,8 @@
-//! `petset up`: opens the data directory and the store, serves the API, and stops cleanly on
-//! SIGINT or SIGTERM.
+//! `petset up` and `petset server`: open the data directory and the store, serve the API
+//! (with `petset up`'s own node), and stop cleanly on SIGINT or SIGTERM.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -8,44 +10,126 @@ use petset_apiserver::{serve, tls};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use petset_runtime::network::Cidr;
+
 use crate::cli::UpArgs;
-use crate::cluster::{Cluster, NodeSettings};
+use crate::cluster::{Cluster, ControlPlane};
 use crate::datadir::DataDir;
+use crate::node_role::{NodeOptions, OpenedNode};
 
 /// How long open requests may take to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    let data_dir = DataDir::lock(&args.data_dir)?;
-    tracing::info!(data_dir = %data_dir.path().display(), store = %args.store, "starting petset");
-    let store = petset_store::open(&args.store, data_dir.path())
+    let image_store = crate::image::image_store_root(args.image_store.clone());
+    let node = NodeOptions {
+        name: petset_agent::node_name(),
+        runtime: args.node_runtime,
+        runtime_dir: PathBuf::new(),
+        image_store,
+        network: petset_runtime::network::NetworkConfig {
+            bridge: args.bridge.clone(),
+            cidr: args.pod_cidr,
+            services: Some(args.service_cidr),
+        },
+        cluster_cidr: None,
+        dns_listen: args.dns_listen,
+        api_address: Some(api_endpoint(args.api_listen, None)),
+        volumes: PathBuf::new(),
+        pod_routes: false,
+    };
+    serve(Server {
+        data_dir: args.data_dir,
+        api_listen: args.api_listen,
+        advertise_address: None,
+        store: args.store,
+        compaction_interval: args.compaction_interval,
+        service_cidr: args.service_cidr,
+        cluster_cidr: None,
+        local_path_dir: None,
+        join: false,
+        node: Some(node),
+        kubelet_port: args.kubelet_port,
+    })
+    .await
+}
+
+/// What a server process runs: the control plane and, for `petset up`, its own node.
+pub struct Server {
+    pub data_dir: PathBuf,
+    pub api_listen: SocketAddr,
+    pub advertise_address: Option<IpAddr>,
+    pub store: petset_store::StoreSpec,
+    pub compaction_interval: u64,
+    pub service_cidr: Cidr,
+    /// Where nodes without a pod range get one (`petset server`).
+    pub cluster_cidr: Option<Cidr>,
+    /// Where `local-path` volumes are made on their nodes [default: DIR/volumes].
+    pub local_path_dir: Option<PathBuf>,
+    /// Whether agents may join (the join endpoints and DIR/node-token), and the API server
+    /// dials nodes on other machines.
+    pub join: bool,
+    /// This process's node; its runtime and volume directories are set from the data dir.
+    pub node: Option<NodeOptions>,
+    pub kubelet_port: Option<u16>,
+}
+
+/// Opens the data directory and the store, serves the API (with this process's node, if
+/// any) and stops cleanly on SIGINT or SIGTERM.
+pub async fn serve(server: Server) -> anyhow::Result<()> {
+    let data_dir = DataDir::lock(&server.data_dir)?;
+    tracing::info!(data_dir = %data_dir.path().display(), store = %server.store, "starting petset");
+    let store = petset_store::open(&server.store, data_dir.path())
         .await
         .context("opening the store")?;
-    let compactor =
-        petset_store::spawn_compactor(store.clone(), Duration::from_secs(args.compaction_interval));
-
-    let kubernetes_ip = std::net::Ipv4Addr::from(u32::from(args.service_cidr.network()) + 1);
-    let credentials = tls::load_or_create(data_dir.path(), args.api_listen, kubernetes_ip.into())
+    let compactor = petset_store::spawn_compactor(
+        store.clone(),
+        Duration::from_secs(server.compaction_interval),
+    );
+    let advertised = api_endpoint(server.api_listen, server.advertise_address);
+    let kubernetes_ip = Ipv4Addr::from(u32::from(server.service_cidr.network()) + 1);
+    let credentials = tls::load_or_create(data_dir.path(), advertised, kubernetes_ip.into())
         .context("setting up the cluster CA and serving certificate")?;
-    let mut cluster = Cluster::start(
+    let volumes = server
+        .local_path_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.path().join("volumes"));
+    let remote_nodes = if server.join {
+        let (cert, key) = tls::write_kubelet_client(data_dir.path())
+            .context("writing the API server's client certificate for the node API")?;
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let (cert, key) = (read(&cert)?, read(&key)?);
+        let config = tls::kubelet_client_config(&credentials.ca_pem, Some((&cert, &key)))
+            .context("setting up the API server's TLS for node APIs")?;
+        Some(petset_apiserver::nodes::Tls::new(config))
+    } else {
+        None
+    };
+    let opened = match server.node {
+        Some(mut node) => {
+            node.runtime_dir = crate::node_role::runtime_dir(data_dir.path());
+            node.volumes = volumes.clone();
+            OpenedNode::open(node)?
+        }
+        None => None,
+    };
+    let plane = ControlPlane {
+        services: Some(server.service_cidr),
+        cluster_cidr: server.cluster_cidr,
+        volumes,
+        remote_nodes,
+    };
+    let mut cluster = Cluster::start_with(
         store.clone(),
         Some(credentials.admin_token.clone()),
-        data_dir.path(),
-        NodeSettings {
-            runtime: args.node_runtime,
-            image_store: crate::image::image_store_root(args.image_store.clone()),
-            network: petset_runtime::network::NetworkConfig {
-                bridge: args.bridge.clone(),
-                cidr: args.pod_cidr,
-                services: Some(args.service_cidr),
-            },
-            dns_listen: args.dns_listen,
-            api_address: Some(api_endpoint(args.api_listen)),
-        },
+        plane,
+        opened,
     )
     .await?;
     if cluster.node_name().is_some()
-        && let Err(error) = serve_node_api(&mut cluster, data_dir.path(), args.kubelet_port).await
+        && let Err(error) = serve_node_api(&mut cluster, data_dir.path(), server.kubelet_port).await
     {
         cluster.stop().await;
         compactor.abort();
@@ -55,18 +139,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let state = cluster.state.clone();
     // The Endpoints are in place, and the kubeconfig written, before the API answers: a
     // client that sees /readyz say ok finds both.
-    if let Err(error) =
-        point_kubernetes_service_at(&cluster.client, api_endpoint(args.api_listen)).await
-    {
+    if let Err(error) = point_kubernetes_service_at(&cluster.client, advertised).await {
         tracing::warn!(%error, "could not write the kubernetes Service's endpoints");
     }
-    let kubeconfig = tls::write_kubeconfig(data_dir.path(), &credentials, args.api_listen)
+    let kubeconfig = tls::write_kubeconfig(data_dir.path(), &credentials, server.api_listen)
         .context("writing the kubeconfig")?;
-    let listener = TcpListener::bind(args.api_listen)
+    let listener = TcpListener::bind(server.api_listen)
         .await
-        .with_context(|| format!("listening on {}", args.api_listen))?;
+        .with_context(|| format!("listening on {}", server.api_listen))?;
     let app = petset_apiserver::router(state.clone());
-    let mut server = tokio::spawn(serve::serve_tls(
+    let mut serving = tokio::spawn(serve::serve_tls(
         listener,
         credentials.server_config.clone(),
         app,
@@ -74,7 +156,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         SHUTDOWN_GRACE,
     ));
     tracing::info!(
-        address = %args.api_listen,
+        address = %server.api_listen,
         kubeconfig = %kubeconfig.display(),
         "API server listening; ready"
     );
@@ -85,7 +167,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
-        ended = &mut server => {
+        ended = &mut serving => {
             compactor.abort();
             cluster.stop().await;
             store.close().await;
@@ -96,7 +178,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     state.begin_shutdown();
-    if let Err(error) = server.await {
+    if let Err(error) = serving.await {
         tracing::warn!(%error, "the API server task failed while stopping");
     }
     cluster.stop().await;
@@ -141,12 +223,15 @@ async fn serve_node_api(
     Ok(())
 }
 
-/// Where pods reach the API: the listen address, or loopback when it listens on all addresses.
-fn api_endpoint(listen: std::net::SocketAddr) -> std::net::SocketAddr {
-    if listen.ip().is_unspecified() {
-        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
-    } else {
-        listen
+/// Where nodes and pods reach the API: the advertised address, else the listen address, or
+/// loopback when it listens on every address.
+fn api_endpoint(listen: SocketAddr, advertise: Option<IpAddr>) -> SocketAddr {
+    match advertise {
+        Some(address) => SocketAddr::new(address, listen.port()),
+        None if listen.ip().is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        None => listen,
     }
 }
 

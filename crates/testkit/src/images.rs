@@ -113,7 +113,7 @@ fn image_with_files(dir: &Path, name: &str, files: &[(&str, &str)]) {
     }
     for applet in [
         "sh", "hostname", "cat", "echo", "sleep", "ls", "env", "wget", "httpd", "mkdir", "rm",
-        "nslookup",
+        "nslookup", "tar",
     ] {
         layer
             .append_link(

@@ -2,8 +2,10 @@
 //! skip-or-fail rule for tests that need something from the machine, a real etcd, a real
 //! `petset` process, and a busybox test image. Everything started here is stopped when its handle drops.
 
+mod agent;
 mod etcd;
 mod images;
+mod local_cluster;
 pub mod netns;
 mod process;
 
@@ -11,10 +13,12 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+pub use agent::Agent;
 pub use etcd::Etcd;
 pub use images::{
     build_tutorial_images, busybox_image, can_build_tutorial_images, can_run_containers, etcd_image,
 };
+pub use local_cluster::LocalCluster;
 pub use process::{KUBECTL, Kubectl, Petset};
 
 /// A loopback port that was free a moment ago.

@@ -10,6 +10,8 @@ use crate::{free_port, https_get, wait_until};
 
 /// A running `petset up`; SIGKILLed on drop if not stopped before. Its log is `DATA_DIR/petset.log`.
 pub struct Petset {
+    /// `up`, or `server` for a control plane that agents join.
+    role: &'static str,
     child: Option<Child>,
     api: SocketAddr,
     data_dir: PathBuf,
@@ -24,16 +26,42 @@ pub struct Petset {
 impl Petset {
     /// Starts `binary up` on a fresh data directory and waits until `/readyz` answers `ok`.
     pub fn start(binary: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        Self::start_as("up", binary, extra_args)
+    }
+
+    /// Starts `binary server` (no node of its own; agents join it with the token in
+    /// `DATA_DIR/node-token`) on a fresh data directory and waits until it is ready.
+    pub fn start_server(binary: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        Self::start_as("server", binary, extra_args)
+    }
+
+    fn start_as(role: &'static str, binary: &Path, extra_args: &[&str]) -> Result<Self, String> {
         let temp = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
         let data_dir = temp.path().join("data");
-        let mut petset = Self::spawn(binary, &data_dir, extra_args)?;
+        let mut petset = Self::spawn_as(role, binary, &data_dir, extra_args)?;
         petset._temp = Some(temp);
         petset.wait_ready()?;
         Ok(petset)
     }
 
+    /// The join token a `server` wrote for agents.
+    pub fn join_token(&self) -> Result<String, String> {
+        std::fs::read_to_string(self.data_dir.join("node-token"))
+            .map(|token| token.trim().to_string())
+            .map_err(|e| format!("reading the server's node-token: {e}"))
+    }
+
     /// Starts `binary up` on `data_dir` (which may already hold a cluster) without waiting.
     pub fn spawn(binary: &Path, data_dir: &Path, extra_args: &[&str]) -> Result<Self, String> {
+        Self::spawn_as("up", binary, data_dir, extra_args)
+    }
+
+    fn spawn_as(
+        role: &'static str,
+        binary: &Path,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self, String> {
         let api: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
         // Tests run side by side, in threads or (with nextest) in processes: each runc node
@@ -55,8 +83,9 @@ impl Petset {
                 format!("10.96.{n}.0/24"),
             ]);
         }
-        let child = Self::launch(binary, data_dir, api, &args)?;
+        let child = Self::launch(role, binary, data_dir, api, &args)?;
         Ok(Self {
+            role,
             child: Some(child),
             api,
             data_dir: data_dir.to_path_buf(),
@@ -74,6 +103,7 @@ impl Petset {
             self.stop()?;
         }
         self.child = Some(Self::launch(
+            self.role,
             &self.binary,
             &self.data_dir,
             self.api,
@@ -83,6 +113,7 @@ impl Petset {
     }
 
     fn launch(
+        role: &str,
         binary: &Path,
         data_dir: &Path,
         api: SocketAddr,
@@ -97,13 +128,13 @@ impl Petset {
             .map_err(|e| format!("creating petset.log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
         // Tests that name no node get none: as root, `up` would otherwise run real containers.
-        let no_node: &[&str] = if extra_args.iter().any(|a| a == "--node-runtime") {
+        let no_node: &[&str] = if role != "up" || extra_args.iter().any(|a| a == "--node-runtime") {
             &[]
         } else {
             &["--node-runtime", "none"]
         };
         Command::new(binary)
-            .arg("up")
+            .arg(role)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--api-listen", &api.to_string()])
@@ -195,41 +226,7 @@ impl Petset {
 
     /// Runs kubectl with `input` on its standard input (`-f -`).
     pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Kubectl {
-        use std::io::Write;
-        let mut command = self.kubectl_command(args);
-        command
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(error) => {
-                return Kubectl {
-                    success: false,
-                    stdout: String::new(),
-                    stderr: format!("starting {KUBECTL}: {error}"),
-                };
-            }
-        };
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            let _ = stdin.write_all(text.as_bytes());
-        }
-        match child.wait_with_output() {
-            Ok(output) => Kubectl {
-                success: output.status.success(),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            },
-            Err(error) => Kubectl {
-                success: false,
-                stdout: String::new(),
-                stderr: format!("waiting for kubectl: {error}"),
-            },
-        }
+        Kubectl::run(self.kubectl_command(args), input)
     }
 
     /// Runs kubectl on a terminal (util-linux's `script` gives it one), so `-it` asks the
@@ -276,14 +273,7 @@ impl Petset {
 
     /// A kubectl command line for this petset, to run in the background (`get -w`).
     pub fn kubectl_command(&self, args: &[&str]) -> Command {
-        let home = self.data_dir.join("kubectl-home");
-        let _ = std::fs::create_dir_all(&home);
-        let mut command = Command::new(KUBECTL);
-        command
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("HOME", &home);
-        command
+        kubectl_at(&self.kubeconfig(), &self.data_dir, args)
     }
 
     /// What petset has logged so far.
@@ -336,6 +326,18 @@ impl Petset {
     }
 }
 
+/// kubectl with `args` against `kubeconfig`, its HOME a directory of its own under `dir`.
+pub(crate) fn kubectl_at(kubeconfig: &Path, dir: &Path, args: &[&str]) -> Command {
+    let home = dir.join("kubectl-home");
+    let _ = std::fs::create_dir_all(&home);
+    let mut command = Command::new(KUBECTL);
+    command
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", &home);
+    command
+}
+
 /// The kubectl every test drives: the machine's, through its version dispatcher.
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -348,6 +350,44 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// Runs `command` (a kubectl command line) to its end, with `input` on its standard input.
+    pub fn run(mut command: Command, input: Option<&str>) -> Self {
+        use std::io::Write;
+        command
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                return Self {
+                    success: false,
+                    stdout: String::new(),
+                    stderr: format!("starting {KUBECTL}: {error}"),
+                };
+            }
+        };
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        match child.wait_with_output() {
+            Ok(output) => Self {
+                success: output.status.success(),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            },
+            Err(error) => Self {
+                success: false,
+                stdout: String::new(),
+                stderr: format!("waiting for kubectl: {error}"),
+            },
+        }
+    }
+
     /// The stdout of a run that must have succeeded.
     #[track_caller]
     pub fn ok(&self) -> &str {
@@ -372,7 +412,7 @@ impl Kubectl {
 }
 
 /// Signals our own child through kill(1), which keeps this crate free of `unsafe`.
-fn signal_process(pid: u32, signal: &str) {
+pub(crate) fn signal_process(pid: u32, signal: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())

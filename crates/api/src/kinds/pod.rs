@@ -19,7 +19,6 @@ pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["po"],
     categories: &["all"],
     subresources: SUBRESOURCES,
-    unlisted_subresources: &["eviction", "binding"],
     printing: Printing {
         columns: COLUMNS,
         cells: pod_cells,
@@ -64,6 +63,22 @@ const SUBRESOURCES: &[Subresource] = &[
         version: "v1",
         kind: "PodProxyOptions",
         verbs: PROXY_VERBS,
+    },
+    // Upstream lists both: `kubectl drain` evicts only when discovery shows `pods/eviction`
+    // (else it deletes).
+    Subresource {
+        name: "binding",
+        group: "",
+        version: "v1",
+        kind: "Binding",
+        verbs: &["create"],
+    },
+    Subresource {
+        name: "eviction",
+        group: "policy",
+        version: "v1",
+        kind: "Eviction",
+        verbs: &["create"],
     },
 ];
 

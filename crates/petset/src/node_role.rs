@@ -1,0 +1,277 @@
+//! A node, whichever process runs it: opened before anything reaches it (its runtime and its
+//! node API's router, which an API server in the same process relays to through a pipe), then
+//! started with a client of the API (in process for `petset up`, over mTLS for `petset agent`):
+//! it registers its Node, keeps its Lease, runs the pods bound to it, and serves the cluster
+//! DNS on its bridge.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use petset_agent::kubelet::{Kubelet, NodeRuntime as KubeletRuntime, PodFeed};
+use petset_agent::runc::RuncNode;
+use petset_runtime::network::{Cidr, NetworkConfig};
+use tokio::task::JoinSet;
+
+use crate::cli::NodeRuntime;
+
+/// What a node is made of.
+pub struct NodeOptions {
+    pub name: String,
+    /// `None`: runc when this machine can run containers, else no node.
+    pub runtime: Option<NodeRuntime>,
+    /// Where the runtime keeps its state (pods, runc's root, logs).
+    pub runtime_dir: PathBuf,
+    pub image_store: PathBuf,
+    pub network: NetworkConfig,
+    /// The whole cluster's pod networks, when they are more than this node's (`petset agent`):
+    /// the service proxy relays to pods in it, and the DNS waits for pods from it.
+    pub cluster_cidr: Option<Cidr>,
+    /// Where the cluster DNS answers; by default on the runc node's bridge, port 53.
+    pub dns_listen: Option<std::net::SocketAddr>,
+    /// Where the API serves, which the `kubernetes` Service's ClusterIP relays to.
+    pub api_address: Option<std::net::SocketAddr>,
+    /// Where `local-path` volumes are made (`DIR/volumes` for `petset up`).
+    pub volumes: PathBuf,
+    /// Routes to other nodes' pod networks, and forwarding in this node's namespace.
+    pub pod_routes: bool,
+}
+
+/// The runtime a node was opened with.
+enum Runtime {
+    Simulated,
+    Runc(Arc<RuncNode>),
+}
+
+/// A node opened but not yet started.
+pub struct OpenedNode {
+    options: NodeOptions,
+    runtime: Runtime,
+    kubelet: Kubelet,
+    feed: PodFeed,
+}
+
+/// A started node: what stopping it must stop.
+pub struct RunningNode {
+    pub name: String,
+    pub kubelet: Kubelet,
+    runc: Option<Arc<RuncNode>>,
+}
+
+impl OpenedNode {
+    /// Opens the node `options` describe; `Ok(None)` when there is to be no node (asked
+    /// for, or runc unavailable without being asked for).
+    pub fn open(options: NodeOptions) -> anyhow::Result<Option<Self>> {
+        let runtime = match options.runtime {
+            Some(NodeRuntime::Simulated) => Runtime::Simulated,
+            Some(NodeRuntime::None) => {
+                tracing::info!("running without a node; pods stay Pending");
+                return Ok(None);
+            }
+            Some(NodeRuntime::Runc) | None => {
+                let config = petset_agent::runc::Config {
+                    runtime_dir: options.runtime_dir.clone(),
+                    image_store: options.image_store.clone(),
+                    network: Some(options.network.clone()),
+                    api_address: options.api_address,
+                    volumes: Some(options.volumes.clone()),
+                };
+                let opened = if crate::cluster::is_root() {
+                    RuncNode::open(&config).map(Arc::new)
+                } else {
+                    Err("real containers need root".to_string())
+                };
+                match (opened, options.runtime) {
+                    (Ok(node), _) => Runtime::Runc(node),
+                    (Err(reason), Some(_)) => {
+                        anyhow::bail!("--node-runtime runc cannot run here: {reason}")
+                    }
+                    (Err(reason), None) => {
+                        tracing::warn!(%reason, "no node: pods stay Pending (use --node-runtime simulated for a node without containers)");
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        let kubelet_runtime = match &runtime {
+            Runtime::Simulated => KubeletRuntime::Simulated,
+            Runtime::Runc(node) => KubeletRuntime::Runc(node.clone()),
+        };
+        let (kubelet, feed) = Kubelet::new(&options.name, kubelet_runtime);
+        Ok(Some(Self {
+            options,
+            runtime,
+            kubelet,
+            feed,
+        }))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    /// The node API for an API server in this process: a pipe to this node's router.
+    pub fn in_process_connector(&self) -> petset_apiserver::nodes::InProcess {
+        petset_apiserver::nodes::InProcess::new(
+            self.options.name.clone(),
+            self.kubelet.in_process_router(),
+        )
+    }
+
+    /// Which pod addresses the API server's proxy may dial: this node's runc pods on its
+    /// bridge.
+    pub fn pod_dialer(&self) -> Option<Arc<dyn petset_apiserver::proxy::PodDialer>> {
+        match &self.runtime {
+            Runtime::Simulated => None,
+            Runtime::Runc(node) => Some(Arc::new(PodsOnTheBridge {
+                node: node.clone(),
+                name: self.options.name.clone(),
+            })),
+        }
+    }
+
+    /// Starts the node's tasks in `tasks` with `client`; on an error nothing of the node is
+    /// left running (its bridge and mounts are removed).
+    pub async fn start(
+        self,
+        client: kube::Client,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<RunningNode> {
+        let Self {
+            options,
+            runtime,
+            kubelet,
+            feed,
+        } = self;
+        let name = options.name.clone();
+        let network = &options.network;
+        let runc = match runtime {
+            Runtime::Simulated => {
+                tracing::info!(node = %name, pod_cidr = %network.cidr, "running a simulated node");
+                tasks.spawn(petset_agent::simulated::run(
+                    client.clone(),
+                    name.clone(),
+                    network.cidr,
+                ));
+                None
+            }
+            Runtime::Runc(node) => {
+                // Only real containers have streams to look pods up for.
+                tasks.spawn(feed.run(client.clone()));
+                tracing::info!(node = %name, images = %options.image_store.display(), bridge = %network.bridge, pod_cidr = %network.cidr, "running a node with runc");
+                tasks.spawn(petset_agent::runc::run(
+                    client.clone(),
+                    name.clone(),
+                    node.clone(),
+                ));
+                Some(node)
+            }
+        };
+        let running = RunningNode {
+            name,
+            kubelet,
+            runc,
+        };
+        let dns_listen = options.dns_listen.or_else(|| {
+            running
+                .runc
+                .as_ref()
+                .and_then(|node| node.dns_address())
+                .map(|address| std::net::SocketAddr::from((address, 53)))
+        });
+        if let Some(listen) = dns_listen {
+            let pods = options.cluster_cidr.unwrap_or(network.cidr);
+            let config = petset_dns::DnsConfig {
+                listen,
+                domain: "cluster.local".into(),
+                pod_network: running
+                    .runc
+                    .is_some()
+                    .then(|| (pods.network(), pods.prefix())),
+            };
+            if let Err(error) = petset_dns::serve(&client, &config, tasks).await {
+                // Nothing of the node may outlive a start that failed: its bridge and mount.
+                tasks.abort_all();
+                running.stop_now().await;
+                return Err(error).context("starting the cluster DNS");
+            }
+        }
+        Ok(running)
+    }
+}
+
+impl RunningNode {
+    /// Serves the node API over HTTPS on `listener` and publishes where on the Node
+    /// (`status.addresses`, `status.daemonEndpoints`); both run in `tasks`.
+    pub fn serve_node_api(
+        &self,
+        client: &kube::Client,
+        listener: tokio::net::TcpListener,
+        tls: Arc<petset_agent::kubelet::server::TlsConfig>,
+        tasks: &mut JoinSet<()>,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        let address = listener.local_addr().context("the node API's address")?;
+        tasks.spawn(petset_agent::kubelet::server::serve_tls(
+            listener,
+            tls,
+            self.kubelet.router(),
+        ));
+        tasks.spawn(petset_agent::node::publish_kubelet_endpoint(
+            client.clone(),
+            self.name.clone(),
+            address.ip(),
+            address.port(),
+        ));
+        Ok(address)
+    }
+
+    /// Stops the pods' containers (a clean stop leaves nothing of petset running; after a
+    /// crash, the next start removes what is left before it runs anything).
+    pub async fn stop(&self) {
+        if let Some(node) = &self.runc {
+            node.shutdown(std::time::Duration::from_secs(5)).await;
+        }
+    }
+
+    async fn stop_now(&self) {
+        if let Some(node) = &self.runc {
+            node.shutdown(std::time::Duration::ZERO).await;
+        }
+    }
+}
+
+/// The proxy dials a pod only when this process's runc node runs it and its address is on
+/// the node's bridge.
+struct PodsOnTheBridge {
+    node: Arc<RuncNode>,
+    name: String,
+}
+
+impl petset_apiserver::proxy::PodDialer for PodsOnTheBridge {
+    fn may_dial(&self, pod: &serde_json::Value, address: std::net::IpAddr) -> Result<(), String> {
+        let pod_name = pod
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if node != self.name {
+            return Err(format!(
+                "pod {pod_name} does not run on this machine's runc node (its node is {node:?}), so petset does not dial it"
+            ));
+        }
+        if !self.node.owns_pod_address(address) {
+            return Err(format!(
+                "address {address} of pod {pod_name} is not on petset's pod bridge, so petset does not dial it"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The runtime directory of a node in a data directory.
+pub fn runtime_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("node")
+}

@@ -195,6 +195,15 @@ fn cluster_down(dir: &Path) -> std::process::Output {
     petset(&["cluster", "down", "--data-dir", &dir.display().to_string()])
 }
 
+/// Runs `cluster down` on its directory when dropped.
+struct DownOnDrop(std::path::PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        let _ = cluster_down(&self.0);
+    }
+}
+
 /// The namespaces and links of the cluster `id` still on this machine.
 fn names_left(id: &str) -> Vec<String> {
     host::namespaces()
@@ -358,6 +367,8 @@ fn killed_cluster_up_is_cleaned_up_by_cluster_down(test: &str, roles: Roles) {
     let Some((mut cluster, id)) = start_runc(test, &roles) else {
         return;
     };
+    // Should an assertion below fail, what the crash left is still removed.
+    let _down = DownOnDrop(cluster.data_dir().to_path_buf());
     let pids = recorded_pids(&cluster);
     assert_eq!(pids.len(), 3, "{pids:?}");
     cluster.stop_with("KILL").expect("killing cluster up");

@@ -109,6 +109,8 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
     let previous = remove_leftovers(&dir).await?;
     let mut signals = Signals::install()?;
 
+    // A restarted cluster keeps its names and addresses (its Nodes keep theirs).
+    let previous = previous.filter(|layout| layout.runtime == args.node_runtime);
     let id = match &previous {
         Some(layout) => layout.id.clone(),
         None => fresh_id(args.node_runtime)?,
@@ -159,12 +161,21 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
         Err(error) => Err(error),
     };
     stop(&mut processes).await;
-    let removed = remove_made(&record.layout).await;
-    if removed.is_ok() {
-        Record::remove(&dir)?;
-        tracing::info!("the local cluster stopped; everything it made is removed");
+    match remove_made(&record.layout).await {
+        Ok(()) => {
+            Record::remove(&dir)?;
+            tracing::info!("the local cluster stopped; everything it made is removed");
+            outcome
+        }
+        // The record stays, so that `cluster down` can try again.
+        Err(error) => {
+            tracing::error!(
+                "{error:#}; `petset cluster down --data-dir {}` tries again",
+                dir.display()
+            );
+            outcome.and(Err(error))
+        }
     }
-    outcome.and(removed)
 }
 
 /// `petset cluster down`: what `cluster up` does when it stops, for a DIR whose `cluster up`

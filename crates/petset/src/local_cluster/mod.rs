@@ -328,11 +328,12 @@ async fn stop(processes: &mut [ClusterProcess]) {
     children::stop_all(servers, STOP_GRACE).await;
 }
 
-/// SIGINT and SIGTERM, installed before anything is made so that neither kills the command
-/// halfway.
+/// SIGINT, SIGTERM and SIGHUP (the terminal `cluster up` runs in went away), installed before
+/// anything is made so that none of them kills the command halfway.
 struct Signals {
     terminate: Signal,
     interrupt: Signal,
+    hangup: Signal,
 }
 
 impl Signals {
@@ -340,6 +341,7 @@ impl Signals {
         Ok(Self {
             terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
@@ -347,6 +349,7 @@ impl Signals {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
+            _ = self.hangup.recv() => "SIGHUP",
         }
     }
 }

@@ -278,6 +278,11 @@ fn cluster_up_starts_the_server_then_every_node_and_stops_them_all() {
 }
 
 #[test]
+fn cluster_up_stops_them_all_when_its_terminal_goes_away() {
+    simulated_cluster_runs_and_stops(Roles::stand_in(), "HUP");
+}
+
+#[test]
 fn a_simulated_cluster_has_its_nodes_on_loopback_addresses_and_stops_on_ctrl_c() {
     let test = "a_simulated_cluster_has_its_nodes_on_loopback_addresses_and_stops_on_ctrl_c";
     if has_server_and_agent(test) {

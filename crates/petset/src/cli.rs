@@ -30,6 +30,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Manage this machine's image store (node-wide; it outlives any data dir).
     Image(ImageArgs),
+    /// A local multi-node cluster: a server and N nodes on this machine.
+    Cluster(crate::local_cluster::ClusterArgs),
     /// One TCP or HTTP probe to the loopback (the runc node runs it inside a pod's namespace).
     #[command(hide = true)]
     Probe(ProbeArgs),

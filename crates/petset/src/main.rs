@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod datadir;
 mod image;
+mod local_cluster;
 mod node_role;
 mod probe;
 mod server;
@@ -41,6 +42,10 @@ fn main() -> ExitCode {
             cli::Command::Agent(_args) => Err(anyhow::anyhow!("petset agent is not built yet")),
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Image(args) => image::run(args),
+            cli::Command::Cluster(args) => match args.action {
+                local_cluster::ClusterAction::Up(args) => local_cluster::run(args).await,
+                local_cluster::ClusterAction::Down(args) => local_cluster::down(args).await,
+            },
             cli::Command::Probe(args) => probe::run(args),
         }
     });

@@ -6,6 +6,7 @@ mod agent;
 mod etcd;
 mod images;
 mod local_cluster;
+pub mod netns;
 mod process;
 
 use std::io::{Read, Write};

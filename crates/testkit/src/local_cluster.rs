@@ -112,23 +112,34 @@ impl LocalCluster {
 
     /// Stops the cluster as a user does (SIGTERM) and waits up to 90 s for it to clean up.
     pub fn stop(&mut self) -> Result<ExitStatus, String> {
-        let Some(mut child) = self.child.take() else {
+        self.stop_with("TERM")
+    }
+
+    /// Sends `signal` (a name kill(1) knows: `TERM`, `INT`, `KILL`) and waits up to 90 s for
+    /// `cluster up` to exit.
+    pub fn stop_with(&mut self, signal: &str) -> Result<ExitStatus, String> {
+        let Some(child) = &self.child else {
             return Err("the cluster was already stopped".into());
         };
-        signal_process(child.id(), "TERM");
+        signal_process(child.id(), signal);
+        self.wait_exit()
+            .ok_or_else(|| format!("petset cluster up did not stop within 90 s of SIG{signal}"))
+    }
+
+    /// Waits up to 90 s for `cluster up` to exit (by itself, or after a signal); kills it
+    /// when it does not.
+    pub fn wait_exit(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
         let mut status = None;
         wait_until(Duration::from_secs(90), || {
             status = child.try_wait().ok().flatten();
             status.is_some()
         });
-        match status {
-            Some(status) => Ok(status),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err("petset cluster up did not stop within 90 s of SIGTERM".into())
-            }
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
+        status
     }
 }
 

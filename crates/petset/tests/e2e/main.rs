@@ -9,6 +9,7 @@ mod images;
 mod kube_client;
 mod kubectl;
 mod kubelet;
+mod local_cluster;
 mod local_path;
 mod network;
 mod node_api;

@@ -1,0 +1,355 @@
+//! `petset cluster up`: a server and N agents on this machine, as kind and k3d make one with
+//! Docker; each runc agent in a network namespace of its own on a bridge this command makes,
+//! simulated agents on loopback addresses of their own. It stays in the foreground and, when
+//! stopped, stops the agents, then the server, then removes everything it made.
+//! `petset cluster down` removes what a crashed one left.
+//!
+//! - `args.rs`: the command line and what it refuses;
+//! - `layout.rs`: the names, addresses and command lines (pure);
+//! - `netns.rs`: the nodes' network in the host namespace;
+//! - `children.rs`: starting and stopping the processes;
+//! - `ready.rs`: waiting for the server and the nodes;
+//! - `record.rs`: `DIR/cluster.json` (what was made, written before making it) and the lock.
+
+mod args;
+mod children;
+mod layout;
+mod netns;
+mod ready;
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use children::{ClusterProcess, Launch, STOP_GRACE};
+use layout::{Layout, node_dir, server_dir};
+use record::{ClusterLock, Record};
+
+pub use args::{ClusterAction, ClusterArgs, ClusterDownArgs, ClusterUpArgs, NodeRuntime};
+
+/// `petset cluster up`: removes what a previous run of DIR left, makes the nodes' network,
+/// starts the server and the agents, and runs until a signal or a death among them; then
+/// stops them all and removes what it made.
+pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
+    args::check_machine(&args)?;
+    let dir = open_dir(&args.data_dir)?;
+    let _lock = ClusterLock::take(&dir)?;
+    let binary = match &args.role_binary {
+        Some(binary) => binary.clone(),
+        None => std::env::current_exe().context("finding the petset binary")?,
+    };
+    let previous = remove_leftovers(&dir).await?;
+    let mut signals = Signals::install()?;
+
+    // A restarted cluster keeps its names and addresses (its Nodes keep theirs).
+    let previous = previous.filter(|layout| layout.runtime == args.node_runtime);
+    let id = match &previous {
+        Some(layout) => layout.id.clone(),
+        None => fresh_id(args.node_runtime)?,
+    };
+    let layout = Layout {
+        id,
+        name: args.name.clone(),
+        runtime: args.node_runtime,
+        nodes: args.nodes,
+        api_port: args.api_port,
+        subnet: previous.and_then(|p| p.subnet),
+    };
+    let mut record = Record {
+        layout,
+        processes: Vec::new(),
+    };
+    match args.node_runtime {
+        NodeRuntime::Runc => {
+            let made = netns::NodesNetwork::pick_and_make(record.layout.clone(), |layout| {
+                Record {
+                    layout: layout.clone(),
+                    processes: Vec::new(),
+                }
+                .write(&dir)
+            });
+            // A network that could not be made was removed again: nothing is left to record.
+            let made = made.inspect_err(|_| {
+                let _ = Record::remove(&dir);
+            })?;
+            record.layout = made.layout().clone();
+        }
+        NodeRuntime::Simulated => {
+            record.layout.subnet = None;
+            record.write(&dir)?;
+        }
+    }
+
+    let mut processes = Vec::new();
+    let started = tokio::select! {
+        started = start(&dir, &binary, &mut record, &mut processes) => started,
+        received = signals.recv() => Err(anyhow::anyhow!("{received} received while starting")),
+    };
+    let outcome = match started {
+        Ok(()) => {
+            print_summary(&dir, &record.layout);
+            foreground(&mut processes, &mut signals).await
+        }
+        Err(error) => Err(error),
+    };
+    stop(&mut processes).await;
+    match remove_made(&record.layout).await {
+        Ok(()) => {
+            Record::remove(&dir)?;
+            tracing::info!("the local cluster stopped; everything it made is removed");
+            outcome
+        }
+        // The record stays, so that `cluster down` can try again.
+        Err(error) => {
+            tracing::error!(
+                "{error:#}; `petset cluster down --data-dir {}` tries again",
+                dir.display()
+            );
+            outcome.and(Err(error))
+        }
+    }
+}
+
+/// `petset cluster down`: what `cluster up` does when it stops, for a DIR whose `cluster up`
+/// died without doing it.
+pub async fn down(args: ClusterDownArgs) -> anyhow::Result<()> {
+    if !args.data_dir.is_dir() {
+        bail!("{} is not a directory", args.data_dir.display());
+    }
+    let dir = open_dir(&args.data_dir)?;
+    let _lock = ClusterLock::take(&dir)?;
+    match remove_leftovers(&dir).await? {
+        Some(layout) => println!(
+            "removed what the cluster {} ({} {} nodes) of {} left",
+            layout.name,
+            layout.nodes,
+            layout.runtime.flag(),
+            dir.display()
+        ),
+        None => println!(
+            "{} records no cluster: nothing to remove",
+            Record::path(&dir).display()
+        ),
+    }
+    Ok(())
+}
+
+fn open_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// An id no link or namespace on this machine carries yet.
+fn fresh_id(runtime: NodeRuntime) -> anyhow::Result<String> {
+    for _ in 0..16 {
+        let id = netns::random_id()?;
+        if runtime == NodeRuntime::Simulated || !netns::id_in_use(&id)? {
+            return Ok(id);
+        }
+    }
+    bail!("could not find an unused cluster id")
+}
+
+/// Stops and removes what a previous `cluster up` of `dir` left (it recorded it in
+/// `cluster.json`); returns that cluster's layout, whose id and subnet the next one reuses.
+async fn remove_leftovers(dir: &Path) -> anyhow::Result<Option<Layout>> {
+    let Some(previous) = Record::read(dir)? else {
+        return Ok(None);
+    };
+    tracing::info!(
+        record = %Record::path(dir).display(),
+        "a previous cluster up of this directory did not finish; removing what it left"
+    );
+    if previous.layout.runtime == NodeRuntime::Runc && !crate::cluster::is_root() {
+        bail!(
+            "{} records a runc cluster; removing its network needs root",
+            Record::path(dir).display()
+        );
+    }
+    // The nodes before the server, as a clean stop does.
+    let (servers, agents): (Vec<_>, Vec<_>) = previous
+        .processes
+        .iter()
+        .partition(|p| p.role == SERVER_ROLE);
+    futures::future::join_all(
+        agents
+            .iter()
+            .map(|p| children::stop_recorded(p, STOP_GRACE)),
+    )
+    .await;
+    for server in servers {
+        children::stop_recorded(server, STOP_GRACE).await;
+    }
+    remove_made(&previous.layout).await?;
+    Record::remove(dir)?;
+    Ok(Some(previous.layout))
+}
+
+/// Removes the nodes' network of a runc layout (a simulated one makes none).
+async fn remove_made(layout: &Layout) -> anyhow::Result<()> {
+    if layout.runtime != NodeRuntime::Runc {
+        return Ok(());
+    }
+    let layout = layout.clone();
+    tokio::task::spawn_blocking(move || netns::remove(&layout))
+        .await
+        .context("removing the nodes' network")?
+}
+
+const SERVER_ROLE: &str = "server";
+
+/// Starts the server, waits for it, starts the agents and waits until every node is Ready;
+/// every process started is in `processes` (and in `cluster.json`) as soon as it runs.
+async fn start(
+    dir: &Path,
+    binary: &Path,
+    record: &mut Record,
+    processes: &mut Vec<ClusterProcess>,
+) -> anyhow::Result<()> {
+    let layout = record.layout.clone();
+    let program = binary.display().to_string();
+    let server_log = server_dir(dir).join("server.log");
+    let server = children::spawn(Launch {
+        role: SERVER_ROLE,
+        argv: std::iter::once(program.clone())
+            .chain(layout.server_args(dir))
+            .collect(),
+        namespace: None,
+        log: &server_log,
+    })?;
+    tracing::info!(pid = server.pid(), log = %server_log.display(), "server started");
+    record.processes.push(server.recorded());
+    processes.push(server);
+    record.write(dir)?;
+
+    ready::file_written(&layout::token_file(dir), processes, ready::SERVER_TIMEOUT).await?;
+    let server_kubeconfig = server_dir(dir).join("kubeconfig");
+    ready::file_written(&server_kubeconfig, processes, ready::SERVER_TIMEOUT).await?;
+    let client = ready::client(&server_kubeconfig).await?;
+    let api = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, layout.api_port));
+    ready::api_ready(&client, api, processes, ready::SERVER_TIMEOUT).await?;
+
+    for node in layout.all_nodes() {
+        let log = node_dir(dir, node.index).join("agent.log");
+        let agent = children::spawn(Launch {
+            role: &node.name,
+            argv: std::iter::once(program.clone())
+                .chain(layout.agent_args(dir, &node))
+                .collect(),
+            namespace: node.namespace.as_deref(),
+            log: &log,
+        })?;
+        tracing::info!(node = %node.name, address = %node.address, pid = agent.pid(), "agent started");
+        record.processes.push(agent.recorded());
+        processes.push(agent);
+        record.write(dir)?;
+    }
+    let names: Vec<String> = layout.all_nodes().map(|n| n.name).collect();
+    ready::nodes_ready(&client, &names, processes, ready::NODES_TIMEOUT).await?;
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::copy(&server_kubeconfig, &kubeconfig)
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    Ok(())
+}
+
+fn print_summary(dir: &Path, layout: &Layout) {
+    let network = match (layout.bridge(), layout.subnet) {
+        (Some(bridge), Some(subnet)) => format!(" on bridge {bridge} ({subnet})"),
+        _ => String::new(),
+    };
+    println!(
+        "local cluster {:?}: {} {} nodes Ready{network}",
+        layout.name,
+        layout.nodes,
+        layout.runtime.flag()
+    );
+    println!(
+        "  server    https://127.0.0.1:{}  log {}",
+        layout.api_port,
+        server_dir(dir).join("server.log").display()
+    );
+    for node in layout.all_nodes() {
+        let namespace = node
+            .namespace
+            .map(|n| format!("  netns {n}"))
+            .unwrap_or_default();
+        println!(
+            "  {}  {}{namespace}  log {}",
+            node.name,
+            node.address,
+            node_dir(dir, node.index).join("agent.log").display()
+        );
+    }
+    println!(
+        "To use it: export KUBECONFIG={}",
+        dir.join("kubeconfig").display()
+    );
+    println!("Ctrl-C stops the cluster and removes what was made for it.");
+}
+
+/// Runs until a signal comes or a process of the cluster exits (which stops everything).
+async fn foreground(processes: &mut [ClusterProcess], signals: &mut Signals) -> anyhow::Result<()> {
+    let died = {
+        let waits = processes
+            .iter_mut()
+            .enumerate()
+            .map(|(index, process)| Box::pin(async move { (index, process.wait().await) }));
+        tokio::select! {
+            received = signals.recv() => {
+                tracing::info!("{received} received; stopping the cluster");
+                None
+            }
+            ((index, status), _, _) = futures::future::select_all(waits) => Some((index, status)),
+        }
+    };
+    match died {
+        None => Ok(()),
+        Some((index, status)) => {
+            let error = processes[index].died(status);
+            tracing::error!("{error:#}; stopping the cluster");
+            Err(error)
+        }
+    }
+}
+
+/// Stops the agents, then the server (started first, so it comes first).
+async fn stop(processes: &mut [ClusterProcess]) {
+    let servers = processes
+        .iter()
+        .take_while(|p| p.role == SERVER_ROLE)
+        .count();
+    let (servers, agents) = processes.split_at_mut(servers);
+    children::stop_all(agents, STOP_GRACE).await;
+    children::stop_all(servers, STOP_GRACE).await;
+}
+
+/// SIGINT, SIGTERM and SIGHUP (the terminal `cluster up` runs in went away), installed before
+/// anything is made so that none of them kills the command halfway.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hangup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.hangup.recv() => "SIGHUP",
+        }
+    }
+}

@@ -26,13 +26,29 @@ impl LocalCluster {
         runtime: &str,
         extra_args: &[&str],
     ) -> Result<Self, String> {
+        Self::start_with_images(binary, nodes, runtime, extra_args, None)
+    }
+
+    /// [`LocalCluster::start`] with every node's image store at `image_store` (through
+    /// `PETSET_IMAGE_STORE`, which the nodes inherit).
+    pub fn start_with_images(
+        binary: &Path,
+        nodes: usize,
+        runtime: &str,
+        extra_args: &[&str],
+        image_store: Option<&Path>,
+    ) -> Result<Self, String> {
         let temp = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
         let data_dir = temp.path().join("cluster");
         std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(data_dir.join("cluster-up.log"))
             .map_err(|e| format!("creating cluster-up.log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(store) = image_store {
+            command.env("PETSET_IMAGE_STORE", store);
+        }
+        let child = command
             .args(["cluster", "up", "--nodes", &nodes.to_string()])
             .args(["--node-runtime", runtime])
             .arg("--data-dir")

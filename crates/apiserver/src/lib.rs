@@ -21,6 +21,7 @@ mod health;
 #[cfg(test)]
 mod input_properties_tests;
 mod ipalloc;
+pub mod join;
 pub mod nodes;
 mod openapi;
 mod protobuf;
@@ -65,6 +66,8 @@ pub struct ApiState {
     admin_token: Option<Arc<str>>,
     /// How the pods' streams reach their nodes, and which pod addresses the proxy may dial.
     nodes: nodes::Nodes,
+    /// How agents join (`with_join`); `None` answers the join routes 404.
+    join: Option<Arc<join::JoinConfig>>,
 }
 
 impl ApiState {
@@ -78,6 +81,7 @@ impl ApiState {
             shutdown: Arc::new(shutdown),
             admin_token: admin_token.map(Arc::from),
             nodes: nodes::Nodes::default(),
+            join: None,
         }
     }
 
@@ -129,10 +133,11 @@ impl ApiState {
 
 /// The whole HTTP API as one router.
 pub fn router(state: ApiState) -> Router {
-    health::routes()
+    let authenticated = health::routes()
         .fallback(handlers::handle)
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The join authenticates its own way (a bootstrap token), outside the API's layer.
+    join::routes().merge(authenticated).with_state(state)
 }
 
 /// The API for in-process clients (controllers, the node agent in the same process): the same
@@ -168,7 +173,7 @@ async fn authenticate(State(state): State<ApiState>, request: Request, next: Nex
 
 /// Whether a presented secret is the expected one, in time that does not depend on where they
 /// differ (only on the expected length), so a token cannot be guessed byte by byte.
-fn same_secret(presented: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(presented: &str, expected: &str) -> bool {
     let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
     let mut difference = u8::from(presented.len() != expected.len());
     for (index, byte) in expected.iter().enumerate() {

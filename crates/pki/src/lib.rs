@@ -6,6 +6,7 @@
 
 pub mod csr;
 mod error;
+pub mod files;
 pub mod password;
 mod random;
 pub mod subject;

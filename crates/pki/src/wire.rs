@@ -37,8 +37,18 @@ pub struct JoinResponse {
     pub ca_certificate: String,
     pub client_certificate: String,
     pub serving_certificate: String,
+    #[serde(flatten)]
+    pub network: ClusterNetwork,
+}
+
+/// The networks a server tells its agents about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNetwork {
+    /// The pod network nodes get their `/24`s from.
     #[serde(rename = "clusterCIDR")]
     pub cluster_cidr: String,
+    /// The ClusterIP network.
     #[serde(rename = "serviceCIDR")]
     pub service_cidr: String,
     pub cluster_domain: String,
@@ -66,9 +76,11 @@ mod tests {
             ca_certificate: "a".into(),
             client_certificate: "c".into(),
             serving_certificate: "s".into(),
-            cluster_cidr: "10.42.0.0/16".into(),
-            service_cidr: "10.96.0.0/12".into(),
-            cluster_domain: CLUSTER_DOMAIN.into(),
+            network: ClusterNetwork {
+                cluster_cidr: "10.42.0.0/16".into(),
+                service_cidr: "10.96.0.0/12".into(),
+                cluster_domain: CLUSTER_DOMAIN.into(),
+            },
         };
         assert_eq!(
             serde_json::to_value(&response).expect("json"),

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use petset_api::ApiError;
 use petset_pki::CertificateAuthority;
-use petset_pki::wire::{self, JoinRequest, JoinResponse};
+use petset_pki::wire::{self, ClusterNetwork, JoinRequest, JoinResponse};
 
 pub use passwords::secret_name as node_password_secret_name;
 pub use tokens::{InitialTokenError, ensure_initial_token};
@@ -197,9 +197,11 @@ async fn admit(
         ca_certificate: config.ca.pem().to_string(),
         client_certificate,
         serving_certificate,
-        cluster_cidr: config.cluster_cidr.clone(),
-        service_cidr: config.service_cidr.clone(),
-        cluster_domain: wire::CLUSTER_DOMAIN.to_string(),
+        network: ClusterNetwork {
+            cluster_cidr: config.cluster_cidr.clone(),
+            service_cidr: config.service_cidr.clone(),
+            cluster_domain: wire::CLUSTER_DOMAIN.to_string(),
+        },
     })
 }
 

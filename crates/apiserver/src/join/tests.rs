@@ -107,9 +107,9 @@ async fn a_join_returns_certificates_naming_the_node() {
     let (status, answer) = harness.join(&body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let answer: JoinResponse = serde_json::from_value(answer).expect("a join response");
-    assert_eq!(answer.cluster_cidr, "10.42.0.0/16");
-    assert_eq!(answer.service_cidr, "10.96.0.0/12");
-    assert_eq!(answer.cluster_domain, "cluster.local");
+    assert_eq!(answer.network.cluster_cidr, "10.42.0.0/16");
+    assert_eq!(answer.network.service_cidr, "10.96.0.0/12");
+    assert_eq!(answer.network.cluster_domain, "cluster.local");
     let expected = petset_pki::Subject {
         common_name: Some("system:node:node-a".into()),
         organizations: vec!["system:nodes".into()],

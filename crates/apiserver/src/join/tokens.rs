@@ -93,12 +93,13 @@ impl Refused {
     }
 }
 
-pub(crate) fn secrets_type() -> Result<&'static ResourceType, ApiError> {
+fn secrets_type() -> Result<&'static ResourceType, ApiError> {
     resources::find("", "v1", "secrets")
         .ok_or_else(|| ApiError::internal("secrets are not a served kind"))
 }
 
-pub(crate) fn system_scope() -> Result<Scope<'static>, ApiError> {
+/// Where bootstrap tokens and node passwords are kept: Secrets in `kube-system`.
+pub fn system_scope() -> Result<Scope<'static>, ApiError> {
     Ok(Scope {
         resource: secrets_type()?,
         namespace: Some(NAMESPACE),

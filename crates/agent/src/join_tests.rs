@@ -159,7 +159,7 @@ async fn an_agent_joins_keeps_its_identity_and_reuses_it_without_the_token() {
             &DeleteOptions::default(),
         )
         .await
-        .ok()
+        .map(drop)
         .expect("revoked");
     let again = join(server.request("node-a", dir.path()))
         .await

@@ -17,4 +17,4 @@ pub mod wire;
 pub use csr::{CertificateAuthority, KeyAndRequest, new_node_request};
 pub use error::PkiError;
 pub use subject::{Subject, common_name, organizations, subject};
-pub use token::{BootstrapToken, JoinToken, ca_hash};
+pub use token::{BootstrapToken, JoinToken, ca_hash, ca_hash_der};

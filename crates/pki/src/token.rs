@@ -30,8 +30,12 @@ pub fn ca_hash(ca_pem: &str) -> Result<String, PkiError> {
             what: "cluster CA",
             detail: error.to_string(),
         })?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
-    Ok(random::hex(digest.as_ref()))
+    Ok(ca_hash_der(der.as_ref()))
+}
+
+/// Lowercase hex SHA-256 of a CA certificate's DER.
+pub fn ca_hash_der(der: &[u8]) -> String {
+    random::hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 /// A kubeadm-style bootstrap token, `<id>.<secret>`: the id is public (it names the Secret

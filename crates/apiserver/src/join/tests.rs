@@ -181,7 +181,7 @@ async fn a_revoked_token_is_401() {
             &DeleteOptions::default(),
         )
         .await
-        .ok()
+        .map(drop)
         .expect("revoked");
     let (body, _, _) = request("node-a", "secret-a");
     assert_eq!(harness.join(&body).await.0, StatusCode::UNAUTHORIZED);
@@ -328,11 +328,48 @@ async fn the_initial_token_is_made_once_and_remade_when_revoked() {
             &DeleteOptions::default(),
         )
         .await
-        .ok()
+        .map(drop)
         .expect("revoked");
     let remade = ensure_initial_token(&harness.state, dir.path(), &ca_pem)
         .await
         .expect("remade");
     assert_ne!(remade, first);
     assert_eq!(std::fs::read_to_string(&path).expect("file").trim(), remade);
+}
+
+#[test]
+fn token_rows_show_ids_ttls_and_descriptions_never_secrets() {
+    let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().expect("now");
+    let token = |id: &str| BootstrapToken {
+        id: id.into(),
+        secret: "0123456789abcdef".into(),
+    };
+    let at = |text: &str| Some(text.parse::<jiff::Timestamp>().expect("timestamp"));
+    let secrets = [
+        tokens::secret(&token("bbbbbb"), at("2026-01-02T00:00:00Z"), "for the lab"),
+        tokens::secret(&token("aaaaaa"), None, ""),
+        tokens::secret(&token("cccccc"), at("2025-12-31T00:00:00Z"), "old"),
+        json!({"type": "Opaque", "data": {"token-id": "ZGRkZGRk"}}),
+    ];
+    let rows = tokens::token_rows(&secrets, now);
+    let shown: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.id.as_str(),
+                row.ttl.as_str(),
+                row.expires.as_str(),
+                row.description.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("aaaaaa", "<forever>", "<never>", "<none>"),
+            ("bbbbbb", "24h", "2026-01-02T00:00:00Z", "for the lab"),
+            ("cccccc", "<invalid>", "2025-12-31T00:00:00Z", "old"),
+        ]
+    );
+    assert!(!format!("{rows:?}").contains("0123456789abcdef"));
 }

@@ -161,6 +161,76 @@ pub fn expired(secret: &Value, now: Timestamp) -> bool {
     }
 }
 
+/// The time token listings count from.
+pub fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+/// When a token made now with `ttl` expires; `None` for a zero `ttl` (never).
+pub fn expiration_after(ttl: std::time::Duration) -> Option<Timestamp> {
+    if ttl.is_zero() {
+        return None;
+    }
+    let ttl = jiff::SignedDuration::try_from(ttl).ok()?;
+    Timestamp::now().checked_add(ttl).ok()
+}
+
+/// One line of `petset token list`, as `kubeadm token list` shows a token (the id only,
+/// never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    /// The time left (`23h`), `<forever>`, or `<invalid>` once expired.
+    pub ttl: String,
+    /// RFC 3339, or `<never>`.
+    pub expires: String,
+    /// `<none>` when there is none.
+    pub description: String,
+}
+
+/// The rows of the bootstrap token Secrets among `secrets` at `now`, by id.
+pub fn token_rows(secrets: &[Value], now: Timestamp) -> Vec<TokenRow> {
+    let mut rows: Vec<TokenRow> = secrets
+        .iter()
+        .filter(|secret| secret.get("type").and_then(Value::as_str) == Some(SECRET_TYPE))
+        .filter_map(|secret| {
+            let id = data_text(secret, "token-id")?;
+            let expiration = data_text(secret, "expiration");
+            let (ttl, expires) = match expiration.as_deref().map(str::parse::<Timestamp>) {
+                None => ("<forever>".to_string(), "<never>".to_string()),
+                Some(Ok(at)) => (short_human_duration(now, at), petset_api::time::format(at)),
+                Some(Err(_)) => ("<invalid>".to_string(), expiration.unwrap_or_default()),
+            };
+            let description = data_text(secret, "description")
+                .filter(|text| !text.is_empty())
+                .unwrap_or_else(|| "<none>".to_string());
+            Some(TokenRow {
+                id,
+                ttl,
+                expires,
+                description,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    rows
+}
+
+/// The time from `now` to `at` as upstream's `ShortHumanDuration` writes it: `<invalid>` when
+/// more than a second past, then seconds, minutes, hours (below 48), days, years.
+fn short_human_duration(now: Timestamp, at: Timestamp) -> String {
+    let seconds = at.as_second() - now.as_second();
+    match seconds {
+        ..-1 => "<invalid>".to_string(),
+        -1..=0 => "0s".to_string(),
+        1..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..172_800 => format!("{}h", seconds / 3600),
+        172_800..31_536_000 => format!("{}d", seconds / 86_400),
+        _ => format!("{}y", seconds / 31_536_000),
+    }
+}
+
 /// Why the initial token could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum InitialTokenError {

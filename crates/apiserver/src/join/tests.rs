@@ -70,6 +70,20 @@ impl Harness {
             .await
     }
 
+    /// Deletes the Secret of the token with `id`.
+    async fn revoke(&self, id: &str) {
+        self.state
+            .registry()
+            .delete(
+                tokens::system_scope().expect("scope"),
+                &tokens::secret_name(id),
+                &DeleteOptions::default(),
+            )
+            .await
+            .map(drop)
+            .expect("revoked");
+    }
+
     async fn password_secret(&self, node: &str) -> Option<Value> {
         self.state
             .registry()
@@ -172,17 +186,7 @@ async fn an_expired_token_is_401() {
 #[tokio::test]
 async fn a_revoked_token_is_401() {
     let harness = Harness::start().await;
-    harness
-        .state
-        .registry()
-        .delete(
-            tokens::system_scope().expect("scope"),
-            &tokens::secret_name(&harness.token.id),
-            &DeleteOptions::default(),
-        )
-        .await
-        .map(drop)
-        .expect("revoked");
+    harness.revoke(&harness.token.id).await;
     let (body, _, _) = request("node-a", "secret-a");
     assert_eq!(harness.join(&body).await.0, StatusCode::UNAUTHORIZED);
 }
@@ -319,17 +323,7 @@ async fn the_initial_token_is_made_once_and_remade_when_revoked() {
         .expect("kept");
     assert_eq!(again, first);
 
-    harness
-        .state
-        .registry()
-        .delete(
-            tokens::system_scope().expect("scope"),
-            &tokens::secret_name(&token.credential.id),
-            &DeleteOptions::default(),
-        )
-        .await
-        .map(drop)
-        .expect("revoked");
+    harness.revoke(&token.credential.id).await;
     let remade = ensure_initial_token(&harness.state, dir.path(), &ca_pem)
         .await
         .expect("remade");

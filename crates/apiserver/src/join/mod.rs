@@ -152,7 +152,12 @@ async fn admit(
         let why = format!("the join request is not valid: {error}");
         refuse(ApiError::bad_request(why.clone()), why)
     })?;
-    let problems = petset_api::names::dns1123_subdomain(&request.node_name);
+    let mut problems = petset_api::names::dns1123_subdomain(&request.node_name);
+    // The name also names its password Secret, which must stay a valid object name.
+    let longest = 253 - passwords::secret_name("").len();
+    if problems.is_empty() && request.node_name.len() > longest {
+        problems.push(format!("must be no more than {longest} characters"));
+    }
     if !problems.is_empty() {
         let why = format!(
             "invalid node name {:?}: {}",

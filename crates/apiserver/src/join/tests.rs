@@ -221,11 +221,14 @@ async fn a_bad_request_is_400_and_stores_nothing() {
     bad_name["nodeName"] = json!("Node_A");
     let mut bad_ip = good.clone();
     bad_ip["nodeIPs"] = json!(["10.0.0.300"]);
+    let mut too_long = good.clone();
+    too_long["nodeName"] = json!(vec!["a".repeat(60); 4].join("."));
     let mut no_password = good.clone();
     no_password["nodePassword"] = json!("");
     for body in [
         forged,
         bad_name,
+        too_long,
         bad_ip,
         no_password,
         json!({"nodeName": "node-a"}),

@@ -206,16 +206,22 @@ pub async fn join(request: JoinRequest) -> Result<Identity, JoinError> {
             "the join answered another CA than /cacerts serves".into(),
         ));
     }
-    // Checked before anything is written: the certificates must be for these keys and chain
-    // to the CA.
+    // Checked before anything is written: the certificates must be for these keys, chain to
+    // the CA and be fit for their use.
     petset_pki::tls::client_config(
         &answer.ca_certificate,
         Some((&answer.client_certificate, &client_key.key_pem)),
     )?;
+    petset_pki::tls::verify_client_certificate(&answer.ca_certificate, &answer.client_certificate)?;
     petset_pki::tls::node_server_config(
         &answer.ca_certificate,
         &answer.serving_certificate,
         &serving_key.key_pem,
+    )?;
+    petset_pki::tls::verify_serving_certificate(
+        &answer.ca_certificate,
+        &answer.serving_certificate,
+        &request.node_name,
     )?;
     persist(
         &files,

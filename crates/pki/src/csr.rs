@@ -267,6 +267,10 @@ mod tests {
             crate::common_name(&der).as_deref(),
             Some("system:node:node-a")
         );
+        for name in ["node-a", "10.0.0.5", "127.0.0.1"] {
+            crate::tls::verify_serving_certificate(ca.pem(), &certificate, name).expect(name);
+        }
+        assert!(crate::tls::verify_serving_certificate(ca.pem(), &certificate, "node-b").is_err());
     }
 
     #[test]
@@ -280,9 +284,17 @@ mod tests {
         let der = der(&certificate);
         let certified = parsed(&der).public_key().subject_public_key.data.to_vec();
         assert_eq!(certified, key.public_key_raw());
-        // The chain check itself: a TLS client config trusting only the CA accepts it.
+        // The key pair is consistent (rustls checks it) and the certificate chains to the CA.
         crate::tls::client_config(ca.pem(), Some((&certificate, &request.key_pem)))
-            .expect("a client identity chained to the CA");
+            .expect("a usable client identity");
+        crate::tls::verify_client_certificate(ca.pem(), &certificate).expect("chains to the CA");
+        // Not to another CA, and a client certificate does not serve.
+        let error = crate::tls::verify_client_certificate(test_ca().pem(), &certificate)
+            .expect_err("another CA");
+        assert!(matches!(error, PkiError::Untrusted { .. }), "{error}");
+        let error = crate::tls::verify_serving_certificate(ca.pem(), &certificate, "node-a")
+            .expect_err("not for serving");
+        assert!(matches!(error, PkiError::Untrusted { .. }), "{error}");
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum PkiError {
     /// possession of its key.
     #[error("the {what} certificate signing request is not usable: {detail}")]
     Request { what: &'static str, detail: String },
+    /// A certificate that does not chain to the CA, or is not valid for its use.
+    #[error("the {what} is not trusted: {detail}")]
+    Untrusted { what: &'static str, detail: String },
     /// A stored password hash that is not `pbkdf2-sha256$<iterations>$<salt>$<hash>`.
     #[error("the stored node password hash is damaged")]
     PasswordHash,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -87,6 +88,64 @@ pub fn client_config(
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Checks that the client certificate `cert_pem` chains to `ca_pem` and is valid now for
+/// client authentication (what a server verifying it would decide).
+pub fn verify_client_certificate(ca_pem: &str, cert_pem: &str) -> Result<(), PkiError> {
+    let untrusted = |detail: String| PkiError::Untrusted {
+        what: "client certificate",
+        detail,
+    };
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        provider(),
+    )
+    .build()
+    .map_err(|error| PkiError::Verifier(error.to_string()))?;
+    let chain = certificates(cert_pem, "client certificate")?;
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| untrusted("empty".into()))?;
+    verifier
+        .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+        .map(drop)
+        .map_err(|error| untrusted(error.to_string()))
+}
+
+/// Checks that the serving certificate `cert_pem` chains to `ca_pem` and is valid now for a
+/// server called `name` (a DNS name or an IP).
+pub fn verify_serving_certificate(
+    ca_pem: &str,
+    cert_pem: &str,
+    name: &str,
+) -> Result<(), PkiError> {
+    let untrusted = |detail: String| PkiError::Untrusted {
+        what: "serving certificate",
+        detail,
+    };
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(ca_pem)?),
+        provider(),
+    )
+    .build()
+    .map_err(|error| PkiError::Verifier(error.to_string()))?;
+    let chain = certificates(cert_pem, "serving certificate")?;
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| untrusted("empty".into()))?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
+        .map_err(|error| untrusted(format!("{name:?}: {error}")))?;
+    verifier
+        .verify_server_cert(
+            leaf,
+            intermediates,
+            &server_name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .map(drop)
+        .map_err(|error| untrusted(error.to_string()))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::PkiError;
 
@@ -93,24 +93,18 @@ pub fn client_config(
 /// Checks that the client certificate `cert_pem` chains to `ca_pem` and is valid now for
 /// client authentication (what a server verifying it would decide).
 pub fn verify_client_certificate(ca_pem: &str, cert_pem: &str) -> Result<(), PkiError> {
-    let untrusted = |detail: String| PkiError::Untrusted {
-        what: "client certificate",
-        detail,
-    };
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots(ca_pem)?),
         provider(),
     )
     .build()
     .map_err(|error| PkiError::Verifier(error.to_string()))?;
-    let chain = certificates(cert_pem, "client certificate")?;
-    let (leaf, intermediates) = chain
-        .split_first()
-        .ok_or_else(|| untrusted("empty".into()))?;
-    verifier
-        .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
-        .map(drop)
-        .map_err(|error| untrusted(error.to_string()))
+    verify_chain(cert_pem, "client certificate", |leaf, intermediates| {
+        verifier
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(drop)
+            .map_err(|error| error.to_string())
+    })
 }
 
 /// Checks that the serving certificate `cert_pem` chains to `ca_pem` and is valid now for a
@@ -120,32 +114,37 @@ pub fn verify_serving_certificate(
     cert_pem: &str,
     name: &str,
 ) -> Result<(), PkiError> {
-    let untrusted = |detail: String| PkiError::Untrusted {
-        what: "serving certificate",
-        detail,
-    };
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots(ca_pem)?),
         provider(),
     )
     .build()
     .map_err(|error| PkiError::Verifier(error.to_string()))?;
-    let chain = certificates(cert_pem, "serving certificate")?;
-    let (leaf, intermediates) = chain
-        .split_first()
-        .ok_or_else(|| untrusted("empty".into()))?;
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_string())
-        .map_err(|error| untrusted(format!("{name:?}: {error}")))?;
-    verifier
-        .verify_server_cert(
-            leaf,
-            intermediates,
-            &server_name,
-            &[],
-            rustls::pki_types::UnixTime::now(),
-        )
-        .map(drop)
-        .map_err(|error| untrusted(error.to_string()))
+    verify_chain(cert_pem, "serving certificate", |leaf, intermediates| {
+        let server_name =
+            ServerName::try_from(name.to_string()).map_err(|error| format!("{name:?}: {error}"))?;
+        verifier
+            .verify_server_cert(leaf, intermediates, &server_name, &[], UnixTime::now())
+            .map(drop)
+            .map_err(|error| error.to_string())
+    })
+}
+
+/// Runs `check` on the leaf and the rest of `cert_pem`'s chain.
+fn verify_chain(
+    cert_pem: &str,
+    what: &'static str,
+    check: impl FnOnce(&CertificateDer<'static>, &[CertificateDer<'static>]) -> Result<(), String>,
+) -> Result<(), PkiError> {
+    let chain = certificates(cert_pem, what)?;
+    // `certificates` refuses an empty chain, so there is a leaf.
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Err(PkiError::Untrusted {
+            what,
+            detail: "no certificate".into(),
+        });
+    };
+    check(leaf, intermediates).map_err(|detail| PkiError::Untrusted { what, detail })
 }
 
 #[cfg(test)]

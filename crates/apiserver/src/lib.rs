@@ -22,6 +22,7 @@ mod health;
 #[cfg(test)]
 mod input_properties_tests;
 mod ipalloc;
+pub mod join;
 pub mod nodes;
 mod openapi;
 mod protobuf;
@@ -62,6 +63,8 @@ pub struct ApiState {
     admin_token: Option<Arc<str>>,
     /// How the pods' streams and proxies reach their nodes.
     nodes: nodes::Nodes,
+    /// How agents join (`with_join`); `None` answers the join routes 404.
+    join: Option<Arc<join::JoinConfig>>,
 }
 
 impl ApiState {
@@ -75,6 +78,7 @@ impl ApiState {
             shutdown: Arc::new(shutdown),
             admin_token: admin_token.map(Arc::from),
             nodes: nodes::Nodes::default(),
+            join: None,
         }
     }
 
@@ -126,10 +130,11 @@ impl ApiState {
 
 /// The whole HTTP API as one router.
 pub fn router(state: ApiState) -> Router {
-    health::routes()
+    let authenticated = health::routes()
         .fallback(handlers::handle)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+    // The join authenticates its own way (a bootstrap token), outside the API's layer.
+    join::routes().merge(authenticated).with_state(state)
 }
 
 /// The API for in-process clients (controllers, the node agent in the same process): the same

@@ -2,9 +2,7 @@
 //! data directory, a serving certificate signed by that CA on every start, and the kubeconfig
 //! that lets kubectl in with nothing else.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,8 +28,10 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
-    #[error("verifying client certificates: {0}")]
+    #[error("client certificate verifier: {0}")]
     Verifier(String),
+    #[error("{0}")]
+    Pki(#[from] petset_pki::PkiError),
 }
 
 /// The cluster's credentials, as loaded or made.
@@ -70,17 +70,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 
 /// Writes a secret file readable by its owner only, atomically.
 fn write_private(path: &Path, contents: &str) -> Result<(), TlsError> {
-    let staging = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&staging)
-        .map_err(io(&staging))?;
-    file.write_all(contents.as_bytes()).map_err(io(&staging))?;
-    file.sync_all().map_err(io(&staging))?;
-    std::fs::rename(&staging, path).map_err(io(path))
+    petset_pki::files::write_private(path, contents).map_err(io(path))
 }
 
 fn read_or_make(
@@ -238,6 +228,20 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The cluster CA of `DIR/pki` (made on first start) as the signer of joining nodes'
+/// certificates.
+pub fn certificate_authority(
+    data_dir: &Path,
+) -> Result<petset_pki::CertificateAuthority, TlsError> {
+    let pki = data_dir.join("pki");
+    let ca = ClusterCa::load_or_create(&pki)?;
+    let key_path = pki.join("ca.key");
+    let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+    Ok(petset_pki::CertificateAuthority::from_pems(
+        &ca.pem, &key_pem,
+    )?)
+}
+
 /// The identity the API server presents to nodes (kubeadm's name and group for it).
 pub const KUBELET_CLIENT_COMMON_NAME: &str = "kube-apiserver-kubelet-client";
 const KUBELET_CLIENT_ORGANIZATION: &str = "kubeadm:cluster-admins";
@@ -303,15 +307,11 @@ pub fn kubelet_server_config(
         Some("system:nodes"),
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(ca.optional_client_verifier()?)
-        .with_single_cert(
-            vec![certificate.der().clone(), ca.der()?],
-            private_key(&key, &pki.join("node serving key"))?,
-        )?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(petset_pki::tls::node_server_config(
+        &ca.pem,
+        &certificate.pem(),
+        &key.serialize_pem(),
+    )?)
 }
 
 /// How the API server dials a node API over the network: the node's certificate must chain to
@@ -320,30 +320,7 @@ pub fn kubelet_client_config(
     ca_pem: &str,
     identity: Option<(&str, &str)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let damaged = |detail: String| TlsError::Damaged {
-        path: PathBuf::from("node API client credentials"),
-        detail,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(certificate.map_err(|e| damaged(e.to_string()))?)?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        Some((cert_pem, key_pem)) => {
-            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| damaged(e.to_string()))?;
-            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-                .map_err(|e| damaged(e.to_string()))?;
-            builder.with_client_auth_cert(chain, key)?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(petset_pki::tls::client_config(ca_pem, identity)?)
 }
 
 /// The address clients should dial for a listen address (loopback for "any").

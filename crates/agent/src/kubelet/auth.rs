@@ -9,6 +9,8 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+pub use petset_pki::common_name;
+
 use super::Refusal;
 
 /// The identity of the API server's kubelet-client certificate.
@@ -63,114 +65,9 @@ fn forbidden(user: &str, method: &Method) -> Refusal {
     )
 }
 
-/// The subject common name of a DER certificate (X.509: `Certificate` → `tbsCertificate` →
-/// `subject`, the first `CN` attribute); `None` when it has none or is not well formed.
-pub fn common_name(certificate: &[u8]) -> Option<String> {
-    let (certificate, _) = Der::read(certificate, SEQUENCE)?;
-    let (tbs, _) = Der::read(certificate, SEQUENCE)?;
-    let mut rest = tbs;
-    // An explicit version ([0]) comes first when present.
-    if rest.first() == Some(&0xa0) {
-        rest = Der::read(rest, 0xa0)?.1;
-    }
-    let (_serial, rest) = Der::read(rest, INTEGER)?;
-    let (_signature, rest) = Der::read(rest, SEQUENCE)?;
-    let (_issuer, rest) = Der::read(rest, SEQUENCE)?;
-    let (_validity, rest) = Der::read(rest, SEQUENCE)?;
-    let (mut subject, _) = Der::read(rest, SEQUENCE)?;
-    while !subject.is_empty() {
-        let (set, after) = Der::read(subject, SET)?;
-        subject = after;
-        let mut attributes = set;
-        while !attributes.is_empty() {
-            let (attribute, after) = Der::read(attributes, SEQUENCE)?;
-            attributes = after;
-            let (oid, value) = Der::read(attribute, OID)?;
-            if oid == COMMON_NAME {
-                let tag = *value.first()?;
-                let (text, _) = Der::read(value, tag)?;
-                return String::from_utf8(text.to_vec()).ok();
-            }
-        }
-    }
-    None
-}
-
-const INTEGER: u8 = 0x02;
-const OID: u8 = 0x06;
-const SEQUENCE: u8 = 0x30;
-const SET: u8 = 0x31;
-/// 2.5.4.3 (id-at-commonName).
-const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
-
-/// A minimal DER reader: one tag-length-value at a time.
-struct Der;
-
-impl Der {
-    /// The contents of the element at the start of `input` if it has `tag`, and what follows.
-    fn read(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        if *input.first()? != tag {
-            return None;
-        }
-        let first = *input.get(1)?;
-        let (length, header) = if first < 0x80 {
-            (usize::from(first), 2)
-        } else {
-            let count = usize::from(first & 0x7f);
-            if count == 0 || count > 4 {
-                return None;
-            }
-            let bytes = input.get(2..2 + count)?;
-            let length = bytes
-                .iter()
-                .fold(0usize, |length, byte| (length << 8) | usize::from(*byte));
-            (length, 2 + count)
-        };
-        let end = header.checked_add(length)?;
-        Some((input.get(header..end)?, input.get(end..)?))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn certificate(common_name: &str) -> Vec<u8> {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "system:nodes");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        let key = rcgen::KeyPair::generate().expect("key");
-        params
-            .self_signed(&key)
-            .expect("certificate")
-            .der()
-            .to_vec()
-    }
-
-    #[test]
-    fn the_common_name_is_read_from_the_subject() {
-        assert_eq!(
-            common_name(&certificate(API_SERVER_IDENTITY)).as_deref(),
-            Some(API_SERVER_IDENTITY)
-        );
-        assert_eq!(
-            common_name(&certificate("system:node:x")).as_deref(),
-            Some("system:node:x")
-        );
-    }
-
-    #[test]
-    fn damaged_certificates_have_no_name() {
-        let whole = certificate("someone");
-        for cut in [0, 1, 2, 10, whole.len() / 2] {
-            assert_eq!(common_name(&whole[..cut]), None, "cut at {cut}");
-        }
-        assert_eq!(common_name(b"\x30\x84\xff\xff\xff\xff"), None);
-    }
 
     #[test]
     fn other_identities_are_forbidden_in_upstreams_words() {

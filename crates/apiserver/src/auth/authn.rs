@@ -4,7 +4,7 @@
 
 use axum::http::{HeaderMap, header};
 
-use super::subject::subject;
+use petset_pki::subject::subject;
 use super::{ClientCertificate, UserInfo};
 
 /// The admin token's user and group: kubeadm's admin name in the group RBAC never restricts.
@@ -52,7 +52,7 @@ fn certificate_user(certificate: &ClientCertificate) -> Option<UserInfo> {
 
 /// Whether a presented secret is the expected one, in time that does not depend on where they
 /// differ (only on the expected length), so a token cannot be guessed byte by byte.
-fn same_secret(presented: &str, expected: &str) -> bool {
+pub(crate) fn same_secret(presented: &str, expected: &str) -> bool {
     let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
     let mut difference = u8::from(presented.len() != expected.len());
     for (index, byte) in expected.iter().enumerate() {

@@ -8,7 +8,6 @@ mod authz;
 mod node;
 mod references;
 mod request_info;
-mod subject;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +22,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
+pub(crate) use authn::same_secret;
 pub use authn::{ADMIN_USER, AUTHENTICATED_GROUP, MASTERS_GROUP};
 pub use node::NODES_GROUP;
 pub use request_info::RequestInfo;

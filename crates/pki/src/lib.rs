@@ -1,0 +1,20 @@
+//! What a petset server and its agents both need to trust each other from the first byte:
+//! the join token and its CA pin, the certificate requests an agent makes and the server
+//! signs, node password hashes, the TLS configurations built from the resulting PEMs, the
+//! join's wire format, and the reader of a certificate's subject (who a client certificate
+//! says it is).
+
+pub mod csr;
+mod error;
+pub mod files;
+pub mod password;
+mod random;
+pub mod subject;
+pub mod tls;
+pub mod token;
+pub mod wire;
+
+pub use csr::{CertificateAuthority, KeyAndRequest, new_node_request};
+pub use error::PkiError;
+pub use subject::{Subject, common_name, organizations, subject};
+pub use token::{BootstrapToken, JoinToken, ca_hash, ca_hash_der};

@@ -69,7 +69,8 @@ where
         .expect("create")
 }
 
-/// Registers a Node as an agent would, labelled with its hostname, Ready or not.
+/// Registers a Node as an agent would, labelled with its hostname, Ready or not, with room
+/// for the pods of a test (4 CPUs, 8 GiB, 110 pods).
 pub async fn register_node(client: &Client, name: &str, ready: bool) {
     let nodes: Api<Node> = Api::all(client.clone());
     create(
@@ -82,8 +83,9 @@ pub async fn register_node(client: &Client, name: &str, ready: bool) {
         .patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": [
-                {"type": "Ready", "status": status, "reason": "KubeletReady"}]}})),
+            &Patch::Merge(json!({"status": {
+                "conditions": [{"type": "Ready", "status": status, "reason": "KubeletReady"}],
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}})),
         )
         .await
         .expect("node status");

@@ -247,7 +247,8 @@ impl AffinityCheck {
         check
     }
 
-    /// The filter, in upstream's order of checks.
+    /// The filter, in upstream's order of checks: affinity, anti-affinity, then the placed
+    /// pods' anti-affinity.
     pub fn filter(&self, node: &NodeInfo) -> Verdict {
         let present = |counts: &HashMap<Topology, i64>, key: &str| {
             node.labels.get(key).is_some_and(|value| {
@@ -256,25 +257,6 @@ impl AffinityCheck {
                     .is_some_and(|c| *c > 0)
             })
         };
-        let existing = self
-            .existing_anti_affinity
-            .iter()
-            .any(|((key, value), count)| *count > 0 && node.labels.get(key) == Some(value));
-        if existing {
-            return Err(Rejection::resolvable(vec![
-                "node(s) didn't satisfy existing pods anti-affinity rules".into(),
-            ]));
-        }
-        if self
-            .terms
-            .required_anti_affinity
-            .iter()
-            .any(|t| present(&self.anti_affinity, &t.topology_key))
-        {
-            return Err(Rejection::resolvable(vec![
-                "node(s) didn't match pod anti-affinity rules".into(),
-            ]));
-        }
         let required = &self.terms.required_affinity;
         let labelled = required
             .iter()
@@ -287,6 +269,25 @@ impl AffinityCheck {
             return Err(Rejection::unresolvable(
                 "node(s) didn't match pod affinity rules",
             ));
+        }
+        if self
+            .terms
+            .required_anti_affinity
+            .iter()
+            .any(|t| present(&self.anti_affinity, &t.topology_key))
+        {
+            return Err(Rejection::resolvable(vec![
+                "node(s) didn't match pod anti-affinity rules".into(),
+            ]));
+        }
+        let existing = self
+            .existing_anti_affinity
+            .iter()
+            .any(|((key, value), count)| *count > 0 && node.labels.get(key) == Some(value));
+        if existing {
+            return Err(Rejection::resolvable(vec![
+                "node(s) didn't satisfy existing pods anti-affinity rules".into(),
+            ]));
         }
         Ok(())
     }

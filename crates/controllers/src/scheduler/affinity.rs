@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Affinity, Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Affinity, Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use kube::ResourceExt;
 use petset_api::selector::{LabelSelector, Requirement};
 use serde_json::{Map, Value};
@@ -125,37 +125,31 @@ impl PodTerms {
         let Some(affinity) = affinity else {
             return Self::default();
         };
-        let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<Term> {
-            terms
-                .into_iter()
-                .flatten()
-                .map(|t| Term::new(namespace, t, 0))
-                .collect()
+        // Required terms weigh nothing of their own; preferred ones their weight.
+        let required = |terms: Option<&Vec<PodAffinityTerm>>| resolve(namespace, terms, |t| (t, 0));
+        let preferred = |terms: Option<&Vec<WeightedPodAffinityTerm>>| {
+            resolve(namespace, terms, |t| {
+                (&t.pod_affinity_term, i64::from(t.weight))
+            })
         };
-        let affinity_of = affinity.pod_affinity.as_ref();
-        let anti_of = affinity.pod_anti_affinity.as_ref();
-        let preferred =
-            |terms: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
-                terms
-                    .into_iter()
-                    .flatten()
-                    .map(|t| Term::new(namespace, &t.pod_affinity_term, i64::from(t.weight)))
-                    .collect()
-            };
+        let (together, apart) = (
+            affinity.pod_affinity.as_ref(),
+            affinity.pod_anti_affinity.as_ref(),
+        );
         Self {
-            required_affinity: required(affinity_of.and_then(|a| {
+            required_affinity: required(together.and_then(|a| {
                 a.required_during_scheduling_ignored_during_execution
                     .as_ref()
             })),
-            required_anti_affinity: required(anti_of.and_then(|a| {
+            required_anti_affinity: required(apart.and_then(|a| {
                 a.required_during_scheduling_ignored_during_execution
                     .as_ref()
             })),
-            preferred_affinity: preferred(affinity_of.and_then(|a| {
+            preferred_affinity: preferred(together.and_then(|a| {
                 a.preferred_during_scheduling_ignored_during_execution
                     .as_ref()
             })),
-            preferred_anti_affinity: preferred(anti_of.and_then(|a| {
+            preferred_anti_affinity: preferred(apart.and_then(|a| {
                 a.preferred_during_scheduling_ignored_during_execution
                     .as_ref()
             })),
@@ -168,6 +162,22 @@ impl PodTerms {
             && self.preferred_affinity.is_empty()
             && self.preferred_anti_affinity.is_empty()
     }
+}
+
+/// Resolves a list of (weighted) terms against the namespace of the pod stating them.
+fn resolve<T>(
+    namespace: &str,
+    terms: Option<&Vec<T>>,
+    term_of: impl Fn(&T) -> (&PodAffinityTerm, i64),
+) -> Vec<Term> {
+    terms
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let (term, weight) = term_of(t);
+            Term::new(namespace, term, weight)
+        })
+        .collect()
 }
 
 fn pod_terms(pod: &Pod) -> PodTerms {
@@ -236,10 +246,10 @@ impl AffinityCheck {
                 continue;
             };
             for term in &theirs.required_anti_affinity {
-                if term.matches(&namespace, &labels, snapshot) {
-                    if let Some(topology) = topology_of(snapshot, placed, &term.topology_key) {
-                        *check.existing_anti_affinity.entry(topology).or_default() += 1;
-                    }
+                if term.matches(&namespace, &labels, snapshot)
+                    && let Some(topology) = topology_of(snapshot, placed, &term.topology_key)
+                {
+                    *check.existing_anti_affinity.entry(topology).or_default() += 1;
                 }
             }
         }

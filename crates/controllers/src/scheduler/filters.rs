@@ -222,34 +222,34 @@ pub fn resources_fit(requests: &Resources, node: &NodeInfo) -> Verdict {
             Err(Rejection::resolvable(reasons))
         };
     }
-    let free = |wanted: i64, allocatable: i64, requested: i64| wanted <= allocatable - requested;
-    let allocatable = &node.allocatable;
-    let requested = &node.requested;
-    if requests.milli_cpu > 0
-        && !free(
+    let (allocatable, requested) = (&node.allocatable, &node.requested);
+    let native = [
+        (
+            "cpu",
             requests.milli_cpu,
             allocatable.milli_cpu,
             requested.milli_cpu,
-        )
-    {
-        reasons.push("Insufficient cpu".into());
-    }
-    if requests.memory > 0 && !free(requests.memory, allocatable.memory, requested.memory) {
-        reasons.push("Insufficient memory".into());
-    }
-    if requests.ephemeral_storage > 0
-        && !free(
+        ),
+        (
+            "memory",
+            requests.memory,
+            allocatable.memory,
+            requested.memory,
+        ),
+        (
+            "ephemeral-storage",
             requests.ephemeral_storage,
             allocatable.ephemeral_storage,
             requested.ephemeral_storage,
-        )
-    {
-        reasons.push("Insufficient ephemeral-storage".into());
-    }
-    for (name, wanted) in requests.scalar.iter().filter(|(_, v)| **v > 0) {
+        ),
+    ];
+    let scalar = requests.scalar.iter().map(|(name, wanted)| {
         let has = allocatable.scalar.get(name).copied().unwrap_or(0);
         let used = requested.scalar.get(name).copied().unwrap_or(0);
-        if !free(*wanted, has, used) {
+        (name.as_str(), *wanted, has, used)
+    });
+    for (name, wanted, has, used) in native.into_iter().chain(scalar) {
+        if wanted > 0 && wanted > has - used {
             reasons.push(format!("Insufficient {name}"));
         }
     }

@@ -49,6 +49,8 @@ struct Shared {
     snapshot: Snapshot,
     /// Unscheduled pods by the claims they mount, so a claim's change wakes only its pods.
     mounting: HashMap<Key, HashSet<Key>>,
+    /// The same the other way: each unscheduled pod's claims.
+    mounts: HashMap<Key, Vec<Key>>,
     /// Pods no node fits, and whether they wait for other pods (required pod affinity).
     parked: HashMap<Key, bool>,
     /// Pods whose binding is being written.
@@ -85,16 +87,29 @@ impl Shared {
         }
     }
 
+    /// Records the claims an unscheduled pod mounts (none once it is bound or gone).
     fn set_mounting(&mut self, key: &Key, pod: Option<&Pod>) {
-        self.mounting.retain(|_, pods| {
-            pods.remove(key);
-            !pods.is_empty()
-        });
-        for claim in pod.into_iter().flat_map(claim_names) {
+        for claim in self.mounts.remove(key).into_iter().flatten() {
+            if let Some(pods) = self.mounting.get_mut(&claim) {
+                pods.remove(key);
+                if pods.is_empty() {
+                    self.mounting.remove(&claim);
+                }
+            }
+        }
+        let claims: Vec<Key> = pod
+            .into_iter()
+            .flat_map(claim_names)
+            .map(|claim| (key.0.clone(), claim.to_string()))
+            .collect();
+        for claim in &claims {
             self.mounting
-                .entry((key.0.clone(), claim.to_string()))
+                .entry(claim.clone())
                 .or_default()
                 .insert(key.clone());
+        }
+        if !claims.is_empty() {
+            self.mounts.insert(key.clone(), claims);
         }
     }
 }

@@ -250,17 +250,16 @@ impl NodeInfo {
     fn describe(node: &Node) -> Self {
         let spec = node.spec.as_ref();
         let mut taints: Vec<Taint> = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
-        if let Some(key) = condition_taint(node) {
-            if !taints
+        if let Some(key) = condition_taint(node)
+            && !taints
                 .iter()
                 .any(|t| t.key == key && t.effect == "NoSchedule")
-            {
-                taints.push(Taint {
-                    key: key.to_string(),
-                    effect: "NoSchedule".into(),
-                    ..Taint::default()
-                });
-            }
+        {
+            taints.push(Taint {
+                key: key.to_string(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            });
         }
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
         let allowed_pods = allocatable

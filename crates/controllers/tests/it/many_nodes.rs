@@ -7,7 +7,10 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::support::{Running, cluster, create, eventually, eventually_equal, register_node};
+use crate::support::{
+    Running, cluster, create, eventually, eventually_equal, node_of, register_node,
+    unschedulable_message,
+};
 
 fn start_scheduler(client: &Client) -> Running {
     Running::default().with(petset_controllers::scheduler::run(client.clone()))
@@ -28,26 +31,6 @@ fn one_per_host() -> Value {
            "terminationGracePeriodSeconds": 0,
            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
                {"labelSelector": {"matchLabels": {"app": "zk"}}, "topologyKey": "kubernetes.io/hostname"}]}}})
-}
-
-async fn node_of(client: &Client, pod: &str) -> Result<String, String> {
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
-    pod.spec
-        .and_then(|s| s.node_name)
-        .ok_or_else(|| "not scheduled".to_string())
-}
-
-async fn unschedulable_message(client: &Client, pod: &str) -> Result<String, String> {
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
-    pod.status
-        .and_then(|s| s.conditions)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
-        .and_then(|c| c.message)
-        .ok_or_else(|| "no PodScheduled=False yet".to_string())
 }
 
 #[tokio::test]

@@ -190,3 +190,27 @@ where
     })
     .await
 }
+
+/// The pod's node, once it has one.
+pub async fn node_of(client: &Client, pod: &str) -> Result<String, String> {
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
+    let spec = pod.spec.unwrap_or_default();
+    spec.node_name.ok_or_else(|| {
+        let conditions = pod.status.and_then(|s| s.conditions).unwrap_or_default();
+        format!("not scheduled; conditions {conditions:?}")
+    })
+}
+
+/// The message of the pod's `PodScheduled=False` condition, once it has one.
+pub async fn unschedulable_message(client: &Client, pod: &str) -> Result<String, String> {
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
+    pod.status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .and_then(|c| c.message)
+        .ok_or_else(|| "no PodScheduled=False yet".to_string())
+}

@@ -12,7 +12,8 @@ pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod probes;
-pub mod quantity;
+// Quantities are API machinery (the scheduler reads them too); the node keeps its old path.
+pub use petset_api::quantity;
 pub mod routes;
 pub mod runc;
 pub mod runtime;

@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod names;
 pub mod patch;
 pub mod proto;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod shape;

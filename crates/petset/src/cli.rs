@@ -233,6 +233,8 @@ pub enum BenchTarget {
     /// The cluster DNS: pod address → name resolves, queries per second; and, as root, the
     /// pod network's per-pod setup time.
     Dns(DnsBenchArgs),
+    /// Many simulated nodes: pods bound per second by the scheduler, create → bound latency.
+    Nodes(crate::bench::nodes::NodesBenchArgs),
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,10 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::support::{Running, cluster, create, eventually, register_node, wait_for_event};
+use crate::support::{
+    Running, cluster, create, eventually, node_of, register_node, unschedulable_message,
+    wait_for_event,
+};
 
 fn start_scheduler(client: &Client) -> Running {
     Running::default().with(petset_controllers::scheduler::run(client.clone()))
@@ -20,30 +23,6 @@ async fn create_pod_with_claim(client: &Client, claim: &str) {
                         "volumes": [{"name": "www", "persistentVolumeClaim": {"claimName": claim}}]}}),
     )
     .await;
-}
-
-/// The pod's node, once it has one.
-async fn node_of(client: &Client, pod: &str) -> Result<String, String> {
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
-    let spec = pod.spec.unwrap_or_default();
-    spec.node_name.ok_or_else(|| {
-        let conditions = pod.status.and_then(|s| s.conditions).unwrap_or_default();
-        format!("not scheduled; conditions {conditions:?}")
-    })
-}
-
-/// The message of the pod's `PodScheduled=False` condition, once it has one.
-async fn unschedulable_message(client: &Client, pod: &str) -> Result<String, String> {
-    let pods: Api<Pod> = Api::default_namespaced(client.clone());
-    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
-    pod.status
-        .and_then(|s| s.conditions)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
-        .and_then(|c| c.message)
-        .ok_or_else(|| "no PodScheduled=False yet".to_string())
 }
 
 /// Binds `claim` to a new volume pinned to `node`, as a provisioner would.

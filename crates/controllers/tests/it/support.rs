@@ -69,7 +69,8 @@ where
         .expect("create")
 }
 
-/// Registers a Node as an agent would, labelled with its hostname, Ready or not.
+/// Registers a Node as an agent would, labelled with its hostname, Ready or not, with room
+/// for the pods of a test (4 CPUs, 8 GiB, 110 pods).
 pub async fn register_node(client: &Client, name: &str, ready: bool) {
     let nodes: Api<Node> = Api::all(client.clone());
     create(
@@ -82,8 +83,9 @@ pub async fn register_node(client: &Client, name: &str, ready: bool) {
         .patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"conditions": [
-                {"type": "Ready", "status": status, "reason": "KubeletReady"}]}})),
+            &Patch::Merge(json!({"status": {
+                "conditions": [{"type": "Ready", "status": status, "reason": "KubeletReady"}],
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}})),
         )
         .await
         .expect("node status");
@@ -187,4 +189,28 @@ where
         }
     })
     .await
+}
+
+/// The pod's node, once it has one.
+pub async fn node_of(client: &Client, pod: &str) -> Result<String, String> {
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
+    let spec = pod.spec.unwrap_or_default();
+    spec.node_name.ok_or_else(|| {
+        let conditions = pod.status.and_then(|s| s.conditions).unwrap_or_default();
+        format!("not scheduled; conditions {conditions:?}")
+    })
+}
+
+/// The message of the pod's `PodScheduled=False` condition, once it has one.
+pub async fn unschedulable_message(client: &Client, pod: &str) -> Result<String, String> {
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let pod = pods.get(pod).await.map_err(|e| e.to_string())?;
+    pod.status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .and_then(|c| c.message)
+        .ok_or_else(|| "no PodScheduled=False yet".to_string())
 }

@@ -2,6 +2,7 @@
 
 mod api;
 mod dns;
+pub mod nodes;
 mod pods;
 mod statefulset;
 mod stats;
@@ -16,6 +17,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Statefulset(args) => statefulset::run(args).await,
         BenchTarget::Pods(args) => pods::run(args).await,
         BenchTarget::Dns(args) => dns::run(args).await,
+        BenchTarget::Nodes(args) => nodes::run(&args).await,
     }
 }
 

@@ -1,5 +1,6 @@
-//! Kubernetes resource quantities (`500m`, `1.5Gi`, `2e3`, `128974848`) as the node needs them:
-//! exact to the nano unit, rounded up where upstream's `Value()` and `MilliValue()` round up.
+//! Kubernetes resource quantities (`500m`, `1.5Gi`, `2e3`, `128974848`) as the node and the
+//! scheduler need them: exact to the nano unit, rounded up where upstream's `Value()` and
+//! `MilliValue()` round up.
 
 /// A quantity in billionths of its unit (nano-cores, nano-bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

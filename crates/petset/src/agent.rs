@@ -25,7 +25,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         (None, Some(file)) => read_token(file)?,
         (None, None) => anyhow::bail!("give the join token with --token or --token-file"),
     };
-    let name = args.node_name.clone().unwrap_or_else(petset_agent::node_name);
+    let name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(petset_agent::node_name);
     let api_address = api_address(&args.server)?;
     tracing::info!(server = %args.server, node = %name, "joining");
     let joined = join(JoinRequest {
@@ -38,6 +41,25 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     })
     .await
     .context("joining the server")?;
+    let network = &joined.network;
+    let cluster_cidr = match args.cluster_cidr {
+        Some(cidr) => cidr,
+        None => network.cluster_cidr.parse().map_err(|e: String| {
+            anyhow::anyhow!(
+                "the server's cluster CIDR {:?} is not usable here: {e}",
+                network.cluster_cidr
+            )
+        })?,
+    };
+    let service_cidr = match args.service_cidr {
+        Some(cidr) => cidr,
+        None => network.service_cidr.parse().map_err(|e: String| {
+            anyhow::anyhow!(
+                "the server's service CIDR {:?} is not usable here: {e}",
+                network.service_cidr
+            )
+        })?,
+    };
     let client = joined
         .client(&args.server)
         .context("making the API client from the node's identity")?;
@@ -49,7 +71,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .await
         .context("registering the node")?
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("the server gave this node a pod range petset cannot use: {e}"))?;
+        .map_err(|e: String| {
+            anyhow::anyhow!("the server gave this node a pod range petset cannot use: {e}")
+        })?;
     tracing::info!(node = %name, %pod_cidr, "the node has its pod range");
     let options = NodeOptions {
         name: name.clone(),
@@ -62,9 +86,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         network: NetworkConfig {
             bridge: args.bridge.clone(),
             cidr: pod_cidr,
-            services: Some(args.service_cidr),
+            services: Some(service_cidr),
         },
-        cluster_cidr: Some(args.cluster_cidr),
+        cluster_cidr: Some(cluster_cidr),
         dns_listen: None,
         api_address: Some(api_address),
         volumes: args.local_path_dir.clone(),
@@ -81,7 +105,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             tasks.abort_all();
             node.stop().await;
             return Err(error).with_context(|| {
-                format!("listening for the node API on {}:{}", args.node_ip, args.kubelet_port)
+                format!(
+                    "listening for the node API on {}:{}",
+                    args.node_ip, args.kubelet_port
+                )
             });
         }
     };
@@ -115,9 +142,9 @@ fn read_token(file: &Path) -> anyhow::Result<String> {
 /// The server's address, which the node's `kubernetes` Service relays to: `https://IP:PORT`
 /// (an address, not a name: the service proxy dials only addresses it was given).
 fn api_address(server: &str) -> anyhow::Result<SocketAddr> {
-    let rest = server.strip_prefix("https://").with_context(|| {
-        format!("only https:// URLs are supported, invalid scheme: {server}")
-    })?;
+    let rest = server
+        .strip_prefix("https://")
+        .with_context(|| format!("only https:// URLs are supported, invalid scheme: {server}"))?;
     let authority = rest.split('/').next().unwrap_or_default();
     if let Ok(address) = authority.parse::<SocketAddr>() {
         return Ok(address);
@@ -146,8 +173,13 @@ mod tests {
             api_address("https://127.0.0.1").unwrap(),
             "127.0.0.1:443".parse().unwrap()
         );
-        let error = api_address("http://127.0.0.1:6443").unwrap_err().to_string();
-        assert!(error.contains("only https:// URLs are supported"), "{error}");
+        let error = api_address("http://127.0.0.1:6443")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("only https:// URLs are supported"),
+            "{error}"
+        );
         assert!(api_address("https://server.example:6443").is_err());
     }
 }

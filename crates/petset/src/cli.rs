@@ -26,6 +26,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Run a node that joins a server: runtime, node API, volumes, service proxy and DNS.
     Agent(AgentArgs),
+    /// Manage the bootstrap tokens agents join with.
+    Token(crate::token::TokenArgs),
     /// Measure a part of petset and print the figures as Markdown table rows.
     Bench(BenchArgs),
     /// Manage this machine's image store (node-wide; it outlives any data dir).
@@ -186,13 +188,14 @@ pub struct AgentArgs {
     /// The directory `local-path` volumes are made in: the server's `--local-path-dir`.
     #[arg(long, default_value = "/var/lib/petset/volumes")]
     pub local_path_dir: PathBuf,
-    /// The server's `--cluster-cidr`: every node's pod network is in it.
-    #[arg(long, default_value = "10.42.0.0/16")]
-    pub cluster_cidr: Cidr,
-    /// The server's `--service-cidr`, made local to this node so its service proxy answers
-    /// on every ClusterIP.
-    #[arg(long, default_value = "10.96.0.0/12")]
-    pub service_cidr: Cidr,
+    /// Every node's pod network is in it [default: the server's `--cluster-cidr`, which the
+    /// join tells]
+    #[arg(long)]
+    pub cluster_cidr: Option<Cidr>,
+    /// Made local to this node so its service proxy answers on every ClusterIP [default: the
+    /// server's `--service-cidr`, which the join tells]
+    #[arg(long)]
+    pub service_cidr: Option<Cidr>,
     /// Route the other nodes' pod networks via their addresses (flannel's host-gw) and turn
     /// on IPv4 forwarding in this node's network namespace, so pods reach pods of other
     /// nodes. Only on a machine (or namespace) that is the node's alone.

@@ -1,7 +1,7 @@
 //! `petset`: the binary and the only composition root. It reads the command line and the
 //! environment, installs logging, picks the implementations and wires them together.
 
-// mod agent;
+mod agent;
 mod bench;
 mod cli;
 mod cluster;
@@ -11,6 +11,7 @@ mod local_cluster;
 mod node_role;
 mod probe;
 mod server;
+mod token;
 mod up;
 
 use std::process::ExitCode;
@@ -39,7 +40,8 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Up(args) => up::run(args).await,
             cli::Command::Server(args) => server::run(args).await,
-            cli::Command::Agent(_args) => Err(anyhow::anyhow!("petset agent is not built yet")),
+            cli::Command::Agent(args) => agent::run(args).await,
+            cli::Command::Token(args) => token::run(args).await,
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Image(args) => image::run(args),
             cli::Command::Cluster(args) => match args.action {

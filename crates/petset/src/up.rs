@@ -136,7 +136,26 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         store.close().await;
         return Err(error);
     }
-    let state = cluster.state.clone();
+    let mut state = cluster.state.clone();
+    if server.join {
+        match allow_joins(
+            state,
+            data_dir.path(),
+            server.cluster_cidr,
+            server.service_cidr,
+            &credentials.ca_pem,
+        )
+        .await
+        {
+            Ok(joining) => state = joining,
+            Err(error) => {
+                cluster.stop().await;
+                compactor.abort();
+                store.close().await;
+                return Err(error);
+            }
+        }
+    }
     // The Endpoints are in place, and the kubeconfig written, before the API answers: a
     // client that sees /readyz say ok finds both.
     if let Err(error) = point_kubernetes_service_at(&cluster.client, advertised).await {
@@ -186,6 +205,35 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("petset stopped");
     Ok(())
+}
+
+/// Lets agents join: the join routes sign with the cluster CA, and DIR/node-token holds a
+/// token that pins it (made once, kept while it is valid).
+async fn allow_joins(
+    state: petset_apiserver::ApiState,
+    data_dir: &std::path::Path,
+    cluster_cidr: Option<Cidr>,
+    service_cidr: Cidr,
+    ca_pem: &str,
+) -> anyhow::Result<petset_apiserver::ApiState> {
+    let ca = tls::certificate_authority(data_dir)
+        .context("loading the cluster CA to sign joining nodes' certificates")?;
+    let cluster_cidr = cluster_cidr
+        .map(|cidr| cidr.to_string())
+        .unwrap_or_default();
+    let state = state.with_join(petset_apiserver::join::JoinConfig {
+        ca,
+        cluster_cidr,
+        service_cidr: service_cidr.to_string(),
+    });
+    petset_apiserver::join::ensure_initial_token(&state, data_dir, ca_pem)
+        .await
+        .context("writing the initial join token")?;
+    tracing::info!(
+        token_file = %data_dir.join(petset_apiserver::join::tokens::NODE_TOKEN_FILE).display(),
+        "agents join with the token in this file (petset agent --token-file)"
+    );
+    Ok(state)
 }
 
 /// Serves this machine's node API over HTTPS on loopback (a certificate of the cluster CA for

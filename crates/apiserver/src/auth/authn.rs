@@ -4,8 +4,8 @@
 
 use axum::http::{HeaderMap, header};
 
-use petset_pki::subject::subject;
 use super::{ClientCertificate, UserInfo};
+use petset_pki::subject::subject;
 
 /// The admin token's user and group: kubeadm's admin name in the group RBAC never restricts.
 pub const ADMIN_USER: &str = "kubernetes-admin";

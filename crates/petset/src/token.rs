@@ -16,10 +16,10 @@ use petset_pki::{BootstrapToken, JoinToken};
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// The server's data directory (where its kubeconfig is).
-    #[arg(long, default_value = "./petset-data")]
+    #[arg(long, default_value = "./petset-data", global = true)]
     pub data_dir: PathBuf,
     /// The admin kubeconfig [default: DATA_DIR/kubeconfig]
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub kubeconfig: Option<PathBuf>,
     #[command(subcommand)]
     pub action: TokenAction,

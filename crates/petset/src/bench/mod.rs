@@ -2,6 +2,7 @@
 
 mod api;
 mod dns;
+mod join;
 pub mod nodes;
 mod pods;
 mod statefulset;

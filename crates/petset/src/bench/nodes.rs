@@ -41,6 +41,10 @@ pub struct NodesBenchArgs {
     /// Seconds until every pod must be bound.
     #[arg(long, default_value_t = 600)]
     pub timeout_seconds: u64,
+    /// Real `petset agent` processes (simulated nodes) joined to a real `petset server`, one
+    /// at a time, for the join → Ready figure; 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    pub join_agents: usize,
 }
 
 impl NodesBenchArgs {
@@ -95,6 +99,9 @@ pub async fn run(args: &NodesBenchArgs) -> anyhow::Result<()> {
         spread.clone().min().unwrap_or(&0),
         spread.max().unwrap_or(&0)
     );
+    if args.join_agents > 0 {
+        super::join::run(args.join_agents, args.timeout()).await?;
+    }
     Ok(())
 }
 

@@ -19,34 +19,6 @@ fn petset(args: &[&str]) -> std::process::Output {
         .expect("running petset")
 }
 
-/// Whether this petset has the roles a local cluster runs. Until `petset agent` is built the
-/// tests with the real roles print why they do not run (the lead removes this guard with
-/// that merge, after which they always run).
-fn has_server_and_agent(test: &str) -> bool {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let token_file = dir.path().join("no-token");
-    let node_dir = dir.path().join("node");
-    // An agent given a token file that does not exist says so, before it dials anything.
-    let agent = petset(&[
-        "agent",
-        "--server",
-        "https://127.0.0.1:9",
-        "--token-file",
-        &token_file.display().to_string(),
-        "--node-ip",
-        "127.0.0.1",
-        "--data-dir",
-        &node_dir.display().to_string(),
-    ]);
-    let built = petset(&["server", "--help"]).status.success()
-        && !String::from_utf8_lossy(&agent.stderr).contains("not built yet")
-        && !String::from_utf8_lossy(&agent.stderr).contains("unrecognized subcommand");
-    if !built {
-        eprintln!("SKIPPED {test}: this petset has no working `server` and `agent` yet");
-    }
-    built
-}
-
 #[test]
 fn cluster_up_refuses_no_nodes_and_too_many() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -284,10 +256,7 @@ fn cluster_up_stops_them_all_when_its_terminal_goes_away() {
 
 #[test]
 fn a_simulated_cluster_has_its_nodes_on_loopback_addresses_and_stops_on_ctrl_c() {
-    let test = "a_simulated_cluster_has_its_nodes_on_loopback_addresses_and_stops_on_ctrl_c";
-    if has_server_and_agent(test) {
-        simulated_cluster_runs_and_stops(Roles::Petset, "INT");
-    }
+    simulated_cluster_runs_and_stops(Roles::Petset, "INT");
 }
 
 #[test]
@@ -315,7 +284,7 @@ fn when_a_node_dies_cluster_up_stops_everything_and_says_which() {
 /// has them, with the stand-ins as root.
 fn start_runc(test: &str, roles: &Roles) -> Option<(LocalCluster, String)> {
     let can_run = match roles {
-        Roles::Petset => petset_testkit::can_run_containers(test) && has_server_and_agent(test),
+        Roles::Petset => petset_testkit::can_run_containers(test),
         Roles::StandIn(_) if !host::is_root() => {
             petset_testkit::skip(
                 test,

@@ -1,0 +1,245 @@
+//! Joining: a real `petset server` and real `petset agent`s (simulated nodes, each at an
+//! address of its own on loopback). A good token makes a Ready node that the API reaches over
+//! its node API; a wrong secret, a wrong CA pin, a revoked token and a stolen node name are
+//! each refused with a message that says so, on the agent and in the server's log; and a
+//! node's certificate cannot act as another node.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use petset_testkit::{Agent, Petset, wait_until};
+
+use crate::binary;
+
+fn server() -> Petset {
+    Petset::start_server(binary(), &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn loopback(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+/// Waits until node `name` is Ready; says what is wrong when it is not.
+fn wait_ready(server: &Petset, agent: &mut Agent, name: &str) {
+    let ready = wait_until(Duration::from_secs(60), || {
+        server
+            .kubectl(&[
+                "get",
+                "node",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ])
+            .stdout
+            == "True"
+            || !agent.is_running()
+    });
+    assert!(
+        ready && agent.is_running(),
+        "node {name} did not become Ready\nagent:\n{}\nserver:\n{}",
+        agent.log(),
+        server.log()
+    );
+}
+
+/// Starts an agent that must be refused, and returns what it logged.
+fn refused(server: &Petset, name: &str, address: u8, args: &[&str]) -> String {
+    let mut agent = Agent::spawn(binary(), server, name, loopback(address), args)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = agent.wait_exit(Duration::from_secs(60));
+    let log = agent.log();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "agent {name} was not refused:\n{log}"
+    );
+    log
+}
+
+/// The server's token with its CA pin or its secret replaced.
+fn altered(token: &str, part: &str) -> String {
+    let (pin, credential) = token.split_once("::").expect("a K10 token");
+    let (id, _secret) = credential.split_once('.').expect("id.secret");
+    match part {
+        "pin" => format!("K10{}::{credential}", "0".repeat(64)),
+        "secret" => format!("{pin}::{id}.{}", "a".repeat(16)),
+        _ => unreachable!("a part of the token"),
+    }
+}
+
+#[test]
+fn an_agent_joins_with_the_servers_token_and_serves_its_node() {
+    let server = server();
+    let mut agent = Agent::spawn(binary(), &server, "joiner-a", loopback(31), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_ready(&server, &mut agent, "joiner-a");
+    let wide = server
+        .kubectl(&["get", "nodes", "-o", "wide"])
+        .ok()
+        .to_string();
+    assert!(
+        wide.contains("joiner-a") && wide.contains("127.0.0.31"),
+        "{wide}"
+    );
+    let cidr = server
+        .kubectl(&["get", "node", "joiner-a", "-o", "jsonpath={.spec.podCIDR}"])
+        .ok()
+        .to_string();
+    assert!(
+        cidr.starts_with("10.42.") && cidr.ends_with("/24"),
+        "{cidr}"
+    );
+    let lease = server
+        .kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "joiner-a",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .ok()
+        .to_string();
+    assert_eq!(lease, "joiner-a");
+    // The API server reaches the node over its node API: a simulated node refuses streams
+    // with its own message, which only the node can give.
+    server
+        .kubectl(&[
+            "run",
+            "sleeper",
+            "--image=busybox",
+            "--overrides",
+            r#"{"spec":{"nodeName":"joiner-a"}}"#,
+        ])
+        .ok();
+    let logs_answer = wait_until(Duration::from_secs(30), || {
+        let logs = server.kubectl(&["logs", "sleeper"]);
+        !logs.success && logs.stderr.contains("simulated")
+    });
+    assert!(logs_answer, "{:?}", server.kubectl(&["logs", "sleeper"]));
+    // A restart of the agent reuses its identity: it does not join again.
+    agent.stop();
+    let dir = agent.data_dir().to_path_buf();
+    assert!(dir.join("pki/node-client.crt").exists());
+}
+
+#[test]
+fn wrong_tokens_revoked_tokens_and_stolen_names_are_refused_clearly() {
+    let server = server();
+    let token = server.join_token().unwrap_or_else(|e| panic!("{e}"));
+
+    let log = refused(
+        &server,
+        "wrong-pin",
+        41,
+        &["--token", &altered(&token, "pin")],
+    );
+    assert!(
+        log.contains("token CA hash does not match the Cluster CA certificate hash"),
+        "{log}"
+    );
+
+    let log = refused(
+        &server,
+        "wrong-secret",
+        42,
+        &["--token", &altered(&token, "secret")],
+    );
+    assert!(log.contains("refused the join token"), "{log}");
+
+    let created = std::process::Command::new(binary())
+        .args(["token", "create", "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .expect("petset token create");
+    assert!(created.status.success(), "{created:?}");
+    let revocable = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let id = revocable
+        .split_once("::")
+        .and_then(|(_, credential)| credential.split_once('.'))
+        .map(|(id, _)| id.to_string())
+        .expect("a K10 token");
+    let revoked = std::process::Command::new(binary())
+        .args(["token", "revoke", &id, "--data-dir"])
+        .arg(server.data_dir())
+        .output()
+        .expect("petset token revoke");
+    assert!(revoked.status.success(), "{revoked:?}");
+    let log = refused(&server, "revoked", 43, &["--token", &revocable]);
+    assert!(log.contains("refused the join token"), "{log}");
+
+    let mut first = Agent::spawn(binary(), &server, "taken", loopback(44), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_ready(&server, &mut first, "taken");
+    let before = server
+        .kubectl(&[
+            "get",
+            "node",
+            "taken",
+            "-o",
+            "jsonpath={.status.addresses[0].address}",
+        ])
+        .ok()
+        .to_string();
+    let log = refused(&server, "taken", 45, &[]);
+    assert!(log.contains("Node password rejected"), "{log}");
+    let after = server
+        .kubectl(&[
+            "get",
+            "node",
+            "taken",
+            "-o",
+            "jsonpath={.status.addresses[0].address}",
+        ])
+        .ok()
+        .to_string();
+    assert_eq!(before, after, "the first node's address changed");
+    assert!(
+        first.is_running(),
+        "the first node stopped:\n{}",
+        first.log()
+    );
+    let server_log = server.log();
+    assert!(server_log.contains("wrong-secret"), "{server_log}");
+    assert!(server_log.contains("taken"), "{server_log}");
+
+    // The node's own certificate may write its own Node and nothing of another's.
+    let pki = first.data_dir().join("pki");
+    let kubeconfig = first.data_dir().join("node-kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://{api}\n    certificate-authority: {ca}\nusers:\n- name: node\n  user:\n    client-certificate: {cert}\n    client-key: {key}\ncontexts:\n- name: c\n  context: {{cluster: c, user: node}}\ncurrent-context: c\n",
+            api = server.api_addr(),
+            ca = server.data_dir().join("pki/ca.crt").display(),
+            cert = pki.join("node-client.crt").display(),
+            key = pki.join("node-client.key").display(),
+        ),
+    )
+    .expect("write the node's kubeconfig");
+    let as_node = |args: &[&str]| {
+        let mut command = server.kubectl_command(args);
+        command.env("KUBECONFIG", &kubeconfig);
+        petset_testkit::Kubectl::run(command, None)
+    };
+    as_node(&[
+        "label",
+        "node",
+        "taken",
+        "petset.dev/e2e=own",
+        "--overwrite",
+    ])
+    .ok();
+    let mut other = Agent::spawn(binary(), &server, "other", loopback(46), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_ready(&server, &mut other, "other");
+    let stolen = as_node(&["label", "node", "other", "petset.dev/e2e=theirs"]);
+    assert!(
+        stolen
+            .stderr
+            .contains(r#"node "taken" is not allowed to modify node "other""#),
+        "{stolen:?}"
+    );
+    let lease = as_node(&["delete", "lease", "-n", "kube-node-lease", "other"]);
+    assert!(lease.stderr.contains("forbidden"), "{lease:?}");
+}

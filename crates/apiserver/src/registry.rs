@@ -922,11 +922,13 @@ impl Registry {
         let network = ipalloc::ServiceNetwork::new(self.service_network);
         ipalloc::repair(self.store.as_ref(), network, ipalloc::RESERVATION_GRACE).await?;
         if let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") {
+            // As rancher's class: a local volume is made only once the scheduler has chosen
+            // its first pod's node, so the volume never pins a pod where it cannot run.
             let local_path = json!({
                 "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
                 "provisioner": "petset.dev/local-path",
                 "reclaimPolicy": "Delete",
-                "volumeBindingMode": "Immediate",
+                "volumeBindingMode": "WaitForFirstConsumer",
                 "allowVolumeExpansion": true
             });
             self.create_if_missing(classes, None, local_path).await?;

@@ -138,10 +138,10 @@ pub struct ServerArgs {
     /// Where ClusterIPs come from; the `kubernetes` Service gets the first address.
     #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cidr: Cidr,
-    /// The directory on every node that `local-path` volumes are made in (agents must be
-    /// given the same `--local-path-dir`) [default: DIR/volumes]
-    #[arg(long)]
-    pub local_path_dir: Option<PathBuf>,
+    /// The directory on every node that `local-path` volumes are made in: the agents'
+    /// `--local-path-dir`, which has the same default.
+    #[arg(long, default_value = "/var/lib/petset/volumes")]
+    pub local_path_dir: PathBuf,
     /// Seconds between compactions of store history.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,

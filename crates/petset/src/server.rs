@@ -13,7 +13,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval: args.compaction_interval,
         service_cidr: args.service_cidr,
         cluster_cidr: Some(args.cluster_cidr),
-        local_path_dir: args.local_path_dir,
+        local_path_dir: Some(args.local_path_dir),
         join: true,
         node: None,
         kubelet_port: None,

@@ -145,6 +145,28 @@ pub struct ServerArgs {
     /// Seconds between compactions of store history.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,
+    /// Run a node in the server's process too: real containers, bookkeeping only, or none.
+    /// Its pod range comes from `--cluster-cidr` like any agent's, and its node API serves on
+    /// the advertised address.
+    #[arg(long, value_enum, default_value = "none")]
+    pub node_runtime: NodeRuntime,
+    /// The server's own node's name [default: this machine's hostname]
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node-wide image store of the server's own node [default: $PETSET_IMAGE_STORE, else
+    /// /var/lib/petset/images]
+    #[arg(long)]
+    pub image_store: Option<PathBuf>,
+    /// The Linux bridge of the server's own node's pod network.
+    #[arg(long, default_value = "petset0")]
+    pub bridge: String,
+    /// The port of the server's own node API [default: 10250]
+    #[arg(long)]
+    pub kubelet_port: Option<u16>,
+    /// Routes to the other nodes' pod networks from the server's own node (as the agents'
+    /// `--pod-routes`).
+    #[arg(long)]
+    pub pod_routes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -172,6 +172,15 @@ impl Cluster {
         })
     }
 
+    /// Starts `opened` as this process's node after the control plane (`petset server
+    /// --node-runtime`: the node's pod range comes from node IPAM, so it can only be opened
+    /// once the API runs). The API server reaches it over TLS, as any joined node.
+    pub async fn attach_node(&mut self, opened: OpenedNode) -> anyhow::Result<()> {
+        anyhow::ensure!(self.node.is_none(), "this process runs a node already");
+        self.node = Some(opened.start(self.client.clone(), &mut self.reconcilers).await?);
+        Ok(())
+    }
+
     /// The name of this process's node, when it runs one.
     pub fn node_name(&self) -> Option<&str> {
         self.node.as_ref().map(|node| node.name.as_str())

@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use petset_runtime::network::Cidr;
 
-use crate::cli::UpArgs;
+use crate::cli::{NodeRuntime, UpArgs};
 use crate::cluster::{Cluster, ControlPlane};
 use crate::datadir::DataDir;
 use crate::node_role::{NodeOptions, OpenedNode};
@@ -64,7 +64,8 @@ pub struct Server {
     pub service_cidr: Cidr,
     /// Where nodes without a pod range get one (`petset server`).
     pub cluster_cidr: Option<Cidr>,
-    /// Where `local-path` volumes are made on their nodes [default: DIR/volumes].
+    /// Where `local-path` volumes are made on their nodes [default: DIR/volumes, as `petset up`
+    /// has it; `petset server` always names one].
     pub local_path_dir: Option<PathBuf>,
     /// Whether agents may join (the join endpoints and DIR/node-token), and the API server
     /// dials nodes on other machines.
@@ -107,12 +108,18 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     } else {
         None
     };
-    let opened = match server.node {
+    // `petset up`'s node has its pod range from the command line and starts with the
+    // control plane; a server's own node gets its range from node IPAM, once the API runs.
+    let (early, late) = match server.node {
         Some(mut node) => {
             node.runtime_dir = crate::node_role::runtime_dir(data_dir.path());
             node.volumes = volumes.clone();
-            OpenedNode::open(node)?
+            if server.join { (None, Some(node)) } else { (Some(node), None) }
         }
+        None => (None, None),
+    };
+    let opened = match early {
+        Some(node) => OpenedNode::open(node)?,
         None => None,
     };
     let plane = ControlPlane {
@@ -128,8 +135,26 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         opened,
     )
     .await?;
+    let node_started = match late {
+        Some(node) => start_own_node(&mut cluster, node, advertised, server.cluster_cidr).await,
+        None => Ok(()),
+    };
+    if let Err(error) = node_started {
+        cluster.stop().await;
+        compactor.abort();
+        store.close().await;
+        return Err(error);
+    }
+    // A server's own node serves where other nodes reach it (and route its pods via);
+    // `petset up`'s serves on loopback.
+    let node_address = if server.join {
+        advertised.ip()
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
     if cluster.node_name().is_some()
-        && let Err(error) = serve_node_api(&mut cluster, data_dir.path(), server.kubelet_port).await
+        && let Err(error) =
+            serve_node_api(&mut cluster, data_dir.path(), server.kubelet_port, node_address).await
     {
         cluster.stop().await;
         compactor.abort();
@@ -236,15 +261,41 @@ async fn allow_joins(
     Ok(state)
 }
 
-/// Serves this machine's node API over HTTPS on loopback (a certificate of the cluster CA for
+/// Registers a server's own node, waits for its pod range from node IPAM, and starts it.
+async fn start_own_node(
+    cluster: &mut Cluster,
+    mut node: NodeOptions,
+    advertised: SocketAddr,
+    cluster_cidr: Option<Cidr>,
+) -> anyhow::Result<()> {
+    let kind = match node.runtime {
+        Some(NodeRuntime::Simulated) => petset_agent::node::Kind::Simulated,
+        _ => petset_agent::node::Kind::Runc,
+    };
+    let pod_cidr = petset_agent::node::await_pod_cidr(&cluster.client, &node.name, kind)
+        .await
+        .context("registering the server's own node")?;
+    node.network.cidr = pod_cidr.parse().map_err(|e: String| {
+        anyhow::anyhow!("node IPAM gave this node a pod range petset cannot use: {e}")
+    })?;
+    node.api_address = Some(advertised);
+    node.cluster_cidr = cluster_cidr;
+    tracing::info!(node = %node.name, %pod_cidr, "the server's own node has its pod range");
+    match OpenedNode::open(node)? {
+        Some(opened) => cluster.attach_node(opened).await,
+        None => Ok(()),
+    }
+}
+
+/// Serves this machine's node API over HTTPS on `address` (a certificate of the cluster CA for
 /// the node; only the API server's client certificate, `DIR/pki/apiserver-kubelet-client.*`,
-/// gets in), and publishes its port on the Node.
+/// gets in), and publishes the address and port on the Node.
 async fn serve_node_api(
     cluster: &mut Cluster,
     data_dir: &std::path::Path,
     port: Option<u16>,
+    address: IpAddr,
 ) -> anyhow::Result<()> {
-    let address = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     let node = cluster.node_name().unwrap_or_default().to_string();
     let config = tls::kubelet_server_config(data_dir, &node, address)
         .context("signing the node API's serving certificate")?;

@@ -13,8 +13,9 @@ pub const JOIN_PATH: &str = "/v1-petset/join";
 /// The cluster domain every join answers (petset has no other).
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
-/// What an agent sends to join.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What an agent sends to join. Its `Debug` leaves the password out, so a log line of it
+/// gives nothing away.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinRequest {
     pub node_name: String,
@@ -28,6 +29,16 @@ pub struct JoinRequest {
     /// PEM CSR for the node API's serving key.
     #[serde(rename = "servingCSR")]
     pub serving_csr: String,
+}
+
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("node_name", &self.node_name)
+            .field("node_password", &"<hidden>")
+            .field("node_ips", &self.node_ips)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the server answers a successful join with (all PEM certificates).
@@ -88,5 +99,19 @@ mod tests {
                 "servingCertificate": "s", "clusterCIDR": "10.42.0.0/16",
                 "serviceCIDR": "10.96.0.0/12", "clusterDomain": "cluster.local"})
         );
+    }
+
+    #[test]
+    fn a_logged_request_hides_the_password() {
+        let request = JoinRequest {
+            node_name: "n".into(),
+            node_password: "hunter2-password".into(),
+            node_ips: vec![],
+            client_csr: String::new(),
+            serving_csr: String::new(),
+        };
+        let logged = format!("{request:?}");
+        assert!(!logged.contains("hunter2-password"), "{logged}");
+        assert!(logged.contains("\"n\""), "{logged}");
     }
 }

@@ -177,7 +177,11 @@ impl Cluster {
     /// once the API runs). The API server reaches it over TLS, as any joined node.
     pub async fn attach_node(&mut self, opened: OpenedNode) -> anyhow::Result<()> {
         anyhow::ensure!(self.node.is_none(), "this process runs a node already");
-        self.node = Some(opened.start(self.client.clone(), &mut self.reconcilers).await?);
+        self.node = Some(
+            opened
+                .start(self.client.clone(), &mut self.reconcilers)
+                .await?,
+        );
         Ok(())
     }
 

@@ -37,7 +37,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         local_path_dir: Some(args.local_path_dir),
         join: true,
         node,
-        kubelet_port: Some(args.kubelet_port.unwrap_or(petset_agent::kubelet::DEFAULT_PORT)),
+        kubelet_port: Some(
+            args.kubelet_port
+                .unwrap_or(petset_agent::kubelet::DEFAULT_PORT),
+        ),
     })
     .await
 }

@@ -114,7 +114,11 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         Some(mut node) => {
             node.runtime_dir = crate::node_role::runtime_dir(data_dir.path());
             node.volumes = volumes.clone();
-            if server.join { (None, Some(node)) } else { (Some(node), None) }
+            if server.join {
+                (None, Some(node))
+            } else {
+                (Some(node), None)
+            }
         }
         None => (None, None),
     };
@@ -153,8 +157,13 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     };
     if cluster.node_name().is_some()
-        && let Err(error) =
-            serve_node_api(&mut cluster, data_dir.path(), server.kubelet_port, node_address).await
+        && let Err(error) = serve_node_api(
+            &mut cluster,
+            data_dir.path(),
+            server.kubelet_port,
+            node_address,
+        )
+        .await
     {
         cluster.stop().await;
         compactor.abort();

@@ -124,6 +124,66 @@ fn an_agent_joins_with_the_servers_token_and_serves_its_node() {
 }
 
 #[test]
+fn a_server_with_a_node_of_its_own_takes_a_range_as_its_agents_do() {
+    let server = Petset::start_server(
+        binary(),
+        &[
+            "--node-runtime",
+            "simulated",
+            "--node-name",
+            "own",
+            "--kubelet-port",
+            "0",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut agent = Agent::spawn(binary(), &server, "joiner-b", loopback(32), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_ready(&server, &mut agent, "joiner-b");
+    let ready = wait_until(Duration::from_secs(30), || {
+        server
+            .kubectl(&[
+                "get",
+                "node",
+                "own",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ])
+            .stdout
+            == "True"
+    });
+    assert!(
+        ready,
+        "the server's own node is not Ready\n{}",
+        server.log()
+    );
+    let range = |node: &str| {
+        server
+            .kubectl(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"])
+            .ok()
+            .to_string()
+    };
+    let (own, joined) = (range("own"), range("joiner-b"));
+    assert!(own.starts_with("10.42.") && own.ends_with("/24"), "{own}");
+    assert_ne!(own, joined, "two nodes share a pod range");
+    // Its pods are reached through its node API, as a joined node's are.
+    server
+        .kubectl(&[
+            "run",
+            "at-home",
+            "--image=busybox",
+            "--overrides",
+            r#"{"spec":{"nodeName":"own"}}"#,
+        ])
+        .ok();
+    let answered = wait_until(Duration::from_secs(30), || {
+        let logs = server.kubectl(&["logs", "at-home"]);
+        !logs.success && logs.stderr.contains("simulated")
+    });
+    assert!(answered, "{:?}", server.kubectl(&["logs", "at-home"]));
+}
+
+#[test]
 fn wrong_tokens_revoked_tokens_and_stolen_names_are_refused_clearly() {
     let server = server();
     let token = server.join_token().unwrap_or_else(|e| panic!("{e}"));

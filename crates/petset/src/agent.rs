@@ -162,19 +162,19 @@ mod tests {
     #[test]
     fn the_server_url_names_an_address() {
         assert_eq!(
-            api_address("https://10.250.0.1:6443").unwrap(),
-            "10.250.0.1:6443".parse().unwrap()
+            api_address("https://10.250.0.1:6443").expect("an https URL"),
+            "10.250.0.1:6443".parse().expect("an address")
         );
         assert_eq!(
-            api_address("https://[::1]:6443/").unwrap(),
-            "[::1]:6443".parse().unwrap()
+            api_address("https://[::1]:6443/").expect("an https URL"),
+            "[::1]:6443".parse().expect("an address")
         );
         assert_eq!(
-            api_address("https://127.0.0.1").unwrap(),
-            "127.0.0.1:443".parse().unwrap()
+            api_address("https://127.0.0.1").expect("an https URL"),
+            "127.0.0.1:443".parse().expect("an address")
         );
         let error = api_address("http://127.0.0.1:6443")
-            .unwrap_err()
+            .expect_err("http is refused")
             .to_string();
         assert!(
             error.contains("only https:// URLs are supported"),

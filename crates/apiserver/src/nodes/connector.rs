@@ -96,6 +96,14 @@ pub enum ConnectError {
     Timeout { node: String, address: String },
     #[error("the node API of {node:?} answered no HTTP: {detail}")]
     Protocol { node: String, detail: String },
+    #[error(
+        "the node API at {address} is not node {node:?}'s: its certificate names {presented:?}"
+    )]
+    WrongNode {
+        node: String,
+        address: String,
+        presented: String,
+    },
 }
 
 /// Opens connections to nodes' APIs: the only way the API server reaches a node.
@@ -200,7 +208,26 @@ impl NodeConnector for Tls {
                 connector.connect(server_name, tcp).await
             };
             match tokio::time::timeout(DIAL_TIMEOUT, dial).await {
-                Ok(Ok(tls)) => Ok(Box::new(tls) as Box<dyn NodeStream>),
+                Ok(Ok(tls)) => {
+                    // The CA vouches for the address; the certificate's name must also be
+                    // this node's, or another node that answers at a published address
+                    // would pass for it.
+                    let presented = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|leaf| petset_pki::subject::common_name(leaf.as_ref()))
+                        .unwrap_or_default();
+                    if presented != format!("system:node:{node}") {
+                        return Err(ConnectError::WrongNode {
+                            node,
+                            address: shown,
+                            presented,
+                        });
+                    }
+                    Ok(Box::new(tls) as Box<dyn NodeStream>)
+                }
                 Ok(Err(source)) => Err(dial_error(source)),
                 Err(_) => Err(ConnectError::Timeout {
                     node,

@@ -57,12 +57,29 @@ async fn bind_to_volume_on(client: &Client, claim: &str, volume: &str, node: &st
         .expect("claim bound");
 }
 
+/// A claim of a class that binds at once (the default `local-path` waits for the first
+/// consumer), so the pod waits for it to be Bound.
 async fn create_claim(client: &Client, name: &str) {
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
+    if classes
+        .get_opt("immediate")
+        .await
+        .expect("get the class")
+        .is_none()
+    {
+        create(
+            &classes,
+            json!({"metadata": {"name": "immediate"}, "provisioner": "petset.dev/local-path",
+                   "volumeBindingMode": "Immediate"}),
+        )
+        .await;
+    }
     let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
     create(
         &claims,
         json!({"metadata": {"name": name},
-               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+               "spec": {"storageClassName": "immediate", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}),
     )
     .await;
 }

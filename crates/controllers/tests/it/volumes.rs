@@ -90,6 +90,15 @@ async fn bind_then_delete_claim(client: &Client, class: Option<&str>) -> String 
     volume.metadata.name.expect("name")
 }
 
+/// A class of petset's provisioner that binds at once (the default `local-path` waits for the
+/// first consumer); its name.
+async fn immediate_class(client: &Client) -> &'static str {
+    create_class(client, IMMEDIATE, json!({"volumeBindingMode": "Immediate"})).await;
+    IMMEDIATE
+}
+
+const IMMEDIATE: &str = "local-path-immediate";
+
 /// A class of petset's provisioner with these fields.
 async fn create_class(client: &Client, name: &str, fields: Value) {
     let mut class = json!({"metadata": {"name": name}, "provisioner": "petset.dev/local-path"});
@@ -114,7 +123,7 @@ async fn a_claim_gets_a_volume_pinned_to_the_ready_node_and_both_are_bound() {
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", true).await;
-    let (claim, volume) = bind_claim(&client, None).await;
+    let (claim, volume) = bind_claim(&client, Some(immediate_class(&client).await)).await;
     let uid = claim.metadata.uid.clone().expect("uid");
     assert_eq!(
         volume.metadata.name.as_deref(),
@@ -152,12 +161,12 @@ async fn a_claim_waits_for_a_ready_node() {
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", false).await;
-    create_claim(&client, "www-web-0", None).await;
+    create_claim(&client, "www-web-0", Some(immediate_class(&client).await)).await;
     wait_for_event(
         &client,
         "www-web-0",
         "ProvisioningFailed",
-        "failed to provision volume with StorageClass \"local-path\": no Ready node to hold the volume",
+        "failed to provision volume with StorageClass \"local-path-immediate\": no Ready node to hold the volume",
     )
     .await;
     register_node(&client, "node-b", true).await;
@@ -198,7 +207,7 @@ async fn deleting_a_claim_of_reclaim_policy_delete_deletes_its_volume_once_its_n
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", true).await;
-    let name = bind_then_delete_claim(&client, None).await;
+    let name = bind_then_delete_claim(&client, Some(immediate_class(&client).await)).await;
     // pv-protection lets the Released volume go; the cleanup finalizer waits for the node.
     let waiting = volume_when(
         &client,
@@ -261,7 +270,7 @@ async fn a_volume_whose_policy_becomes_retain_loses_the_cleanup_finalizer_and_is
     let (_cluster, client) = cluster().await;
     let _provisioner = start_provisioner(&client);
     register_node(&client, "node-a", true).await;
-    let (_, volume) = bind_claim(&client, None).await;
+    let (_, volume) = bind_claim(&client, Some(immediate_class(&client).await)).await;
     let name = volume.name_any();
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
     volumes

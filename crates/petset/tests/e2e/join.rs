@@ -231,28 +231,22 @@ fn wrong_tokens_revoked_tokens_and_stolen_names_are_refused_clearly() {
     let mut first = Agent::spawn(binary(), &server, "taken", loopback(44), &[])
         .unwrap_or_else(|e| panic!("{e}"));
     wait_ready(&server, &mut first, "taken");
-    let before = server
-        .kubectl(&[
-            "get",
-            "node",
-            "taken",
-            "-o",
-            "jsonpath={.status.addresses[0].address}",
-        ])
-        .ok()
-        .to_string();
+    let address_of_taken = || {
+        server
+            .kubectl(&[
+                "get",
+                "node",
+                "taken",
+                "-o",
+                "jsonpath={.status.addresses[0].address}",
+            ])
+            .ok()
+            .to_string()
+    };
+    let before = address_of_taken();
     let log = refused(&server, "taken", 45, &[]);
     assert!(log.contains("Node password rejected"), "{log}");
-    let after = server
-        .kubectl(&[
-            "get",
-            "node",
-            "taken",
-            "-o",
-            "jsonpath={.status.addresses[0].address}",
-        ])
-        .ok()
-        .to_string();
+    let after = address_of_taken();
     assert_eq!(before, after, "the first node's address changed");
     assert!(
         first.is_running(),

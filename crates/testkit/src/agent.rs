@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::process::signal_process;
-use crate::{Petset, free_port, wait_until};
+use crate::process::{exit_within, signal_process};
+use crate::{Petset, free_port};
 
 /// A running `petset agent`; stopped (SIGTERM, then SIGKILL) on drop.
 pub struct Agent {
@@ -95,13 +95,10 @@ impl Agent {
     /// Waits (`timeout` at most) for the agent to exit by itself, as it does when its join is
     /// refused.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut status = None;
-        if let Some(child) = &mut self.child {
-            wait_until(timeout, || {
-                status = child.try_wait().ok().flatten();
-                status.is_some()
-            });
-        }
+        let status = self
+            .child
+            .as_mut()
+            .and_then(|child| exit_within(child, timeout));
         if status.is_some() {
             self.child = None;
         }
@@ -119,11 +116,7 @@ impl Agent {
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
         signal_process(child.id(), "TERM");
-        let mut status = None;
-        wait_until(Duration::from_secs(30), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
+        let mut status = exit_within(&mut child, Duration::from_secs(30));
         if status.is_none() {
             let _ = child.kill();
             status = child.wait().ok();

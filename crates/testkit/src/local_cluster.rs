@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::process::signal_process;
+use crate::process::{exit_within, signal_process};
 use crate::{Kubectl, wait_until};
 
 /// A running `petset cluster up`; stopped with SIGTERM on drop (which removes every
@@ -146,11 +146,7 @@ impl LocalCluster {
     /// when it does not.
     pub fn wait_exit(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        let mut status = None;
-        wait_until(Duration::from_secs(90), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
+        let status = exit_within(&mut child, Duration::from_secs(90));
         if status.is_none() {
             let _ = child.kill();
             let _ = child.wait();

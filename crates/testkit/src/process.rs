@@ -288,12 +288,7 @@ impl Petset {
             return Err("petset was already stopped".into());
         };
         signal_process(child.id(), signal);
-        let mut status = None;
-        wait_until(Duration::from_secs(30), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        match status {
+        match exit_within(&mut child, Duration::from_secs(30)) {
             Some(status) => Ok(status),
             None => {
                 let _ = child.kill();
@@ -312,18 +307,25 @@ impl Petset {
 
     /// Waits (30 s at most) for petset to exit by itself.
     pub fn wait_exit(&mut self) -> Option<ExitStatus> {
-        let mut status = None;
-        if let Some(child) = &mut self.child {
-            wait_until(Duration::from_secs(30), || {
-                status = child.try_wait().ok().flatten();
-                status.is_some()
-            });
-        }
+        let status = self
+            .child
+            .as_mut()
+            .and_then(|child| exit_within(child, Duration::from_secs(30)));
         if status.is_some() {
             self.child = None;
         }
         status
     }
+}
+
+/// Waits up to `timeout` for `child` to exit; its status, or `None` while it still runs.
+pub(crate) fn exit_within(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
 }
 
 /// kubectl with `args` against `kubeconfig`, its HOME a directory of its own under `dir`.

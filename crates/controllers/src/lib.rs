@@ -4,6 +4,7 @@
 //! protection, and the scheduler.
 
 pub mod endpoints;
+pub mod leader;
 pub mod nodeipam;
 pub mod protection;
 pub mod scheduler;

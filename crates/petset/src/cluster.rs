@@ -31,7 +31,6 @@ pub struct Cluster {
     /// A client of the API in this process (no socket, no credentials).
     pub client: kube::Client,
     watch_cache: JoinHandle<()>,
-    api_controllers: JoinHandle<()>,
     reconcilers: JoinSet<()>,
     /// This process's node, when it runs one.
     node: Option<RunningNode>,
@@ -107,6 +106,7 @@ impl Cluster {
                 cluster_cidr: None,
                 volumes: data_dir.join("volumes"),
                 remote_nodes: None,
+                election: None,
             },
             opened,
         )
@@ -141,21 +141,45 @@ impl Cluster {
             .await
             .context("creating the built-in namespaces")?;
         let watch_cache = state.spawn_watch_cache();
-        let api_controllers = petset_apiserver::spawn_controllers(&state);
         let client = kube::Client::new(petset_apiserver::internal_router(state.clone()), "default");
-        let mut reconcilers = petset_controllers::spawn_all(client.clone(), plane.volumes.clone());
-        if let Some(cluster_cidr) = plane.cluster_cidr {
-            reconcilers.spawn(petset_controllers::nodeipam::run(
-                client.clone(),
-                (cluster_cidr.network(), cluster_cidr.prefix()),
-            ));
-        }
+        let singletons = {
+            let (state, client) = (state.clone(), client.clone());
+            let (volumes, cluster_cidr) = (plane.volumes.clone(), plane.cluster_cidr);
+            move || {
+                let mut tasks = petset_controllers::spawn_all(client.clone(), volumes.clone());
+                if let Some(cluster_cidr) = cluster_cidr {
+                    tasks.spawn(petset_controllers::nodeipam::run(
+                        client.clone(),
+                        (cluster_cidr.network(), cluster_cidr.prefix()),
+                    ));
+                }
+                let api_controllers = AbortOnDrop(petset_apiserver::spawn_controllers(&state));
+                tasks.spawn(async move {
+                    let mut api_controllers = api_controllers;
+                    let _ = (&mut api_controllers.0).await;
+                });
+                tasks
+            }
+        };
+        // What must run once in the cluster runs here, or, with several servers, wherever
+        // the election says (this server's node runs regardless).
+        let mut reconcilers = match plane.election {
+            None => singletons(),
+            Some(config) => {
+                let mut tasks = JoinSet::new();
+                tasks.spawn(petset_controllers::leader::run_elected(
+                    client.clone(),
+                    config,
+                    singletons,
+                ));
+                tasks
+            }
+        };
         let node = match opened {
             Some(opened) => match opened.start(client.clone(), &mut reconcilers).await {
                 Ok(node) => Some(node),
                 Err(error) => {
                     reconcilers.abort_all();
-                    api_controllers.abort();
                     watch_cache.abort();
                     return Err(error);
                 }
@@ -166,7 +190,6 @@ impl Cluster {
             state,
             client,
             watch_cache,
-            api_controllers,
             reconcilers,
             node,
         })
@@ -207,7 +230,7 @@ impl Cluster {
     pub async fn stop(&mut self) {
         self.state.begin_shutdown();
         self.reconcilers.abort_all();
-        self.api_controllers.abort();
+        while self.reconcilers.join_next().await.is_some() {}
         self.watch_cache.abort();
         if let Some(node) = &self.node {
             node.stop().await;
@@ -225,6 +248,17 @@ pub struct ControlPlane {
     pub volumes: PathBuf,
     /// How to reach nodes on other machines (the API server's client TLS), if at all.
     pub remote_nodes: Option<petset_apiserver::nodes::Tls>,
+    /// With several servers over one store: the Lease the controllers run under.
+    pub election: Option<petset_controllers::leader::ElectionConfig>,
+}
+
+/// A task aborted when this is dropped (a JoinSet aborts its own tasks, not what they spawned).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub(crate) fn is_root() -> bool {

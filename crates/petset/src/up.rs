@@ -126,11 +126,24 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         Some(node) => OpenedNode::open(node)?,
         None => None,
     };
+    // Servers that share a store (etcd) elect who runs the controllers; an embedded or
+    // memory store has one server only (the data dir is locked).
+    let election = match &server.store {
+        petset_store::StoreSpec::Etcd { .. } if server.join => {
+            let identity = server_identity(data_dir.path())?;
+            Some(petset_controllers::leader::ElectionConfig::new(
+                petset_controllers::leader::CONTROLLERS_LEASE,
+                &identity,
+            ))
+        }
+        _ => None,
+    };
     let plane = ControlPlane {
         services: Some(server.service_cidr),
         cluster_cidr: server.cluster_cidr,
         volumes,
         remote_nodes,
+        election,
     };
     let mut cluster = Cluster::start_with(
         store.clone(),
@@ -239,6 +252,25 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("petset stopped");
     Ok(())
+}
+
+/// This server's holder identity in elections, `<hostname>_<uuid>` as upstream's, kept in
+/// DIR/server-identity: a server restarted on its data dir (which no other process can hold)
+/// takes its Lease back at once instead of waiting out its own lease.
+fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("server-identity");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error).with_context(|| format!("reading {}", path.display()));
+        }
+    }
+    let identity = format!("{}_{}", petset_agent::node_name(), uuid::Uuid::new_v4());
+    std::fs::write(&path, format!("{identity}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(identity)
 }
 
 /// Lets agents join: the join routes sign with the cluster CA, and DIR/node-token holds a

@@ -16,6 +16,7 @@ mod multinode;
 mod network;
 mod node_api;
 mod runc;
+mod servers;
 mod statefulset;
 
 use petset_testkit::{Etcd, Petset, https_get, skip};

@@ -1,0 +1,101 @@
+//! Several `petset server`s over one etcd: both serve the API, one runs the controllers under
+//! the `kube-system/petset-controller-manager` Lease, and when it is killed (-9) the other
+//! takes the Lease over and the controllers carry on from there.
+
+use std::time::Duration;
+
+use petset_testkit::{Etcd, Petset, skip, wait_until};
+
+use crate::binary;
+
+const SET: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: shared}
+spec:
+  serviceName: shared
+  replicas: 2
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: shared}}
+  template:
+    metadata: {labels: {app: shared}}
+    spec: {containers: [{name: main, image: busybox}]}
+"#;
+
+fn lease_holder(server: &Petset) -> String {
+    server
+        .kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "petset-controller-manager",
+            "-o",
+            "jsonpath={.spec.holderIdentity}/{.spec.leaseTransitions}",
+        ])
+        .stdout
+}
+
+fn pods(server: &Petset) -> usize {
+    server
+        .kubectl(&["get", "pods", "-l", "app=shared", "-o", "name"])
+        .stdout
+        .lines()
+        .count()
+}
+
+fn identity(server: &Petset) -> String {
+    std::fs::read_to_string(server.data_dir().join("server-identity"))
+        .expect("the server's identity")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
+    let test = "two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over";
+    let etcd = match Etcd::start() {
+        Ok(etcd) => etcd,
+        Err(reason) => return skip(test, &reason),
+    };
+    let store = etcd.store_spec();
+    let mut first =
+        Petset::start_server(binary(), &["--store", &store]).unwrap_or_else(|e| panic!("{e}"));
+    let elected = wait_until(Duration::from_secs(30), || {
+        lease_holder(&first) == format!("{}/0", identity(&first))
+    });
+    assert!(
+        elected,
+        "the first server holds no lease: {}",
+        lease_holder(&first)
+    );
+    let second =
+        Petset::start_server(binary(), &["--store", &store]).unwrap_or_else(|e| panic!("{e}"));
+
+    // Written through the second server, reconciled by the first's controllers.
+    second
+        .kubectl_with_input(&["apply", "-f", "-"], Some(SET))
+        .ok();
+    let created = wait_until(Duration::from_secs(30), || pods(&second) == 2);
+    assert!(created, "no pods were made\n{}", first.log());
+    assert_eq!(
+        lease_holder(&second),
+        format!("{}/0", identity(&first)),
+        "the second server took the lease while the first lives"
+    );
+
+    first.stop_with("KILL").expect("kill -9 the leader");
+    second
+        .kubectl(&["scale", "statefulset", "shared", "--replicas=4"])
+        .ok();
+    let took_over = wait_until(Duration::from_secs(60), || {
+        lease_holder(&second) == format!("{}/1", identity(&second)) && pods(&second) == 4
+    });
+    assert!(
+        took_over,
+        "the second server did not carry on: lease {}, {} pods\n{}",
+        lease_holder(&second),
+        pods(&second),
+        second.log()
+    );
+}

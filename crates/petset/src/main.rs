@@ -11,6 +11,7 @@ mod local_cluster;
 mod node_role;
 mod probe;
 mod server;
+mod server_endpoints;
 mod token;
 mod up;
 

@@ -16,6 +16,7 @@ use crate::cli::{NodeRuntime, UpArgs};
 use crate::cluster::{Cluster, ControlPlane};
 use crate::datadir::DataDir;
 use crate::node_role::{NodeOptions, OpenedNode};
+use crate::server_endpoints::ServerEndpoint;
 
 /// How long open requests may take to finish once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -126,16 +127,16 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         Some(node) => OpenedNode::open(node)?,
         None => None,
     };
+    let identity = server_identity(data_dir.path())?;
     // Servers that share a store (etcd) elect who runs the controllers; an embedded or
     // memory store has one server only (the data dir is locked).
     let election = match &server.store {
-        petset_store::StoreSpec::Etcd { .. } if server.join => {
-            let identity = server_identity(data_dir.path())?;
-            Some(petset_controllers::leader::ElectionConfig::new(
+        petset_store::StoreSpec::Etcd { .. } if server.join => Some(
+            petset_controllers::leader::ElectionConfig::new(
                 petset_controllers::leader::CONTROLLERS_LEASE,
                 &identity,
-            ))
-        }
+            ),
+        ),
         _ => None,
     };
     let plane = ControlPlane {
@@ -205,9 +206,11 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     }
     // The Endpoints are in place, and the kubeconfig written, before the API answers: a
     // client that sees /readyz say ok finds both.
-    if let Err(error) = point_kubernetes_service_at(&cluster.client, advertised).await {
+    let endpoint = ServerEndpoint::new(cluster.client.clone(), &identity, advertised);
+    if let Err(error) = endpoint.publish().await {
         tracing::warn!(%error, "could not write the kubernetes Service's endpoints");
     }
+    let publishing = tokio::spawn(endpoint.clone().run());
     let kubeconfig = tls::write_kubeconfig(data_dir.path(), &credentials, server.api_listen)
         .context("writing the kubeconfig")?;
     let listener = TcpListener::bind(server.api_listen)
@@ -234,6 +237,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
         ended = &mut serving => {
+            publishing.abort();
             compactor.abort();
             cluster.stop().await;
             store.close().await;
@@ -242,6 +246,10 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
                 Err(error) => Err(error).context("the API server task failed"),
             };
         }
+    }
+    publishing.abort();
+    if let Err(error) = endpoint.withdraw().await {
+        tracing::warn!(%error, "could not take this server out of the kubernetes Endpoints");
     }
     state.begin_shutdown();
     if let Err(error) = serving.await {
@@ -375,29 +383,3 @@ fn api_endpoint(listen: SocketAddr, advertise: Option<IpAddr>) -> SocketAddr {
     }
 }
 
-/// The `kubernetes` Service's Endpoints name the API server, as upstream's endpoint reconciler
-/// writes them, so the node's service proxy relays its ClusterIP to the API.
-async fn point_kubernetes_service_at(
-    client: &kube::Client,
-    api: std::net::SocketAddr,
-) -> Result<(), kube::Error> {
-    use k8s_openapi::api::core::v1::Endpoints;
-    let endpoints: kube::Api<Endpoints> = kube::Api::namespaced(client.clone(), "default");
-    let desired = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{
-            "addresses": [{"ip": api.ip().to_string()}],
-            "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
-        }],
-    });
-    endpoints
-        .patch(
-            "kubernetes",
-            &kube::api::PatchParams::apply("petset").force(),
-            &kube::api::Patch::Apply(&desired),
-        )
-        .await
-        .map(|_| ())
-}

@@ -44,6 +44,25 @@ fn pods(server: &Petset) -> usize {
         .count()
 }
 
+/// The ports the `kubernetes` Endpoints name (every server listens on 127.0.0.1 here).
+fn api_ports(server: &Petset) -> Vec<u16> {
+    let listed = server
+        .kubectl(&[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={.subsets[*].ports[0].port}",
+        ])
+        .stdout;
+    let mut ports: Vec<u16> = listed
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
 fn identity(server: &Petset) -> String {
     std::fs::read_to_string(server.data_dir().join("server-identity"))
         .expect("the server's identity")
@@ -72,6 +91,11 @@ fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
     let second =
         Petset::start_server(binary(), &["--store", &store]).unwrap_or_else(|e| panic!("{e}"));
 
+    let mut both = vec![first.api_addr().port(), second.api_addr().port()];
+    both.sort_unstable();
+    let published = wait_until(Duration::from_secs(30), || api_ports(&second) == both);
+    assert!(published, "the kubernetes Endpoints name {:?}, not {both:?}", api_ports(&second));
+
     // Written through the second server, reconciled by the first's controllers.
     second
         .kubectl_with_input(&["apply", "-f", "-"], Some(SET))
@@ -98,4 +122,9 @@ fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
         pods(&second),
         second.log()
     );
+    // The dead server drops out of the Endpoints once its Lease is stale.
+    let dropped = wait_until(Duration::from_secs(60), || {
+        api_ports(&second) == [second.api_addr().port()]
+    });
+    assert!(dropped, "the Endpoints still name {:?}", api_ports(&second));
 }

@@ -150,9 +150,7 @@ fn is_fresh(lease: &Lease, now: jiff::Timestamp) -> bool {
     let Some(spec) = &lease.spec else {
         return false;
     };
-    let seconds = spec
-        .lease_duration_seconds
-        .map_or(LEASE_SECONDS, i64::from);
+    let seconds = spec.lease_duration_seconds.map_or(LEASE_SECONDS, i64::from);
     spec.renew_time
         .as_ref()
         .is_some_and(|renewed| now.as_second() - renewed.0.as_second() <= seconds)

@@ -131,12 +131,12 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     // Servers that share a store (etcd) elect who runs the controllers; an embedded or
     // memory store has one server only (the data dir is locked).
     let election = match &server.store {
-        petset_store::StoreSpec::Etcd { .. } if server.join => Some(
-            petset_controllers::leader::ElectionConfig::new(
+        petset_store::StoreSpec::Etcd { .. } if server.join => {
+            Some(petset_controllers::leader::ElectionConfig::new(
                 petset_controllers::leader::CONTROLLERS_LEASE,
                 &identity,
-            ),
-        ),
+            ))
+        }
         _ => None,
     };
     let plane = ControlPlane {
@@ -382,4 +382,3 @@ fn api_endpoint(listen: SocketAddr, advertise: Option<IpAddr>) -> SocketAddr {
         None => listen,
     }
 }
-

@@ -35,6 +35,29 @@ impl Petset {
         Self::start_as("server", binary, extra_args)
     }
 
+    /// Starts another `binary server` of `first`'s cluster: its data directory starts with
+    /// `first`'s CA and admin token (`pki/ca.crt`, `pki/ca.key`, `pki/admin.token`), as the
+    /// README says to copy them, so that one kubeconfig and one join token serve both.
+    pub fn start_server_sharing_pki(
+        binary: &Path,
+        first: &Petset,
+        extra_args: &[&str],
+    ) -> Result<Self, String> {
+        let temp = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
+        let data_dir = temp.path().join("data");
+        let pki = data_dir.join("pki");
+        std::fs::create_dir_all(&pki).map_err(|e| format!("creating {}: {e}", pki.display()))?;
+        for file in ["ca.crt", "ca.key", "admin.token"] {
+            let from = first.data_dir.join("pki").join(file);
+            std::fs::copy(&from, pki.join(file))
+                .map_err(|e| format!("copying {}: {e}", from.display()))?;
+        }
+        let mut petset = Self::spawn_as("server", binary, &data_dir, extra_args)?;
+        petset._temp = Some(temp);
+        petset.wait_ready()?;
+        Ok(petset)
+    }
+
     fn start_as(role: &'static str, binary: &Path, extra_args: &[&str]) -> Result<Self, String> {
         let temp = tempfile::tempdir().map_err(|e| format!("creating a temp dir: {e}"))?;
         let data_dir = temp.path().join("data");

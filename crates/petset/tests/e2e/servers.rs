@@ -1,6 +1,8 @@
-//! Several `petset server`s over one etcd: both serve the API, one runs the controllers under
-//! the `kube-system/petset-controller-manager` Lease, and when it is killed (-9) the other
-//! takes the Lease over and the controllers carry on from there.
+//! Several `petset server`s over one etcd, sharing one CA and admin token (copied): both
+//! serve the API and stand in the `kubernetes` Endpoints, one runs the controllers under the
+//! `kube-system/petset-controller-manager` Lease, and when it is killed (-9) the other takes
+//! the Lease over, the controllers carry on from there, and the dead one drops out of the
+//! Endpoints.
 
 use std::time::Duration;
 
@@ -88,13 +90,37 @@ fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
         "the first server holds no lease: {}",
         lease_holder(&first)
     );
-    let second =
-        Petset::start_server(binary(), &["--store", &store]).unwrap_or_else(|e| panic!("{e}"));
+    let second = Petset::start_server_sharing_pki(binary(), &first, &["--store", &store])
+        .unwrap_or_else(|e| panic!("{e}"));
+    // One cluster: the first server's kubeconfig (its CA, its token) is good on the second,
+    // and both hand out the same CA to joining agents.
+    let second_url = format!("https://{}", second.api_addr());
+    let through_first = first.kubectl_command(&[
+        "get",
+        "namespace",
+        "kube-system",
+        "-o",
+        "name",
+        "--server",
+        &second_url,
+    ]);
+    assert_eq!(
+        petset_testkit::Kubectl::run(through_first, None).ok().trim(),
+        "namespace/kube-system"
+    );
+    assert_eq!(
+        std::fs::read(first.data_dir().join("pki/ca.crt")).expect("first CA"),
+        std::fs::read(second.data_dir().join("pki/ca.crt")).expect("second CA")
+    );
 
     let mut both = vec![first.api_addr().port(), second.api_addr().port()];
     both.sort_unstable();
     let published = wait_until(Duration::from_secs(30), || api_ports(&second) == both);
-    assert!(published, "the kubernetes Endpoints name {:?}, not {both:?}", api_ports(&second));
+    assert!(
+        published,
+        "the kubernetes Endpoints name {:?}, not {both:?}",
+        api_ports(&second)
+    );
 
     // Written through the second server, reconciled by the first's controllers.
     second

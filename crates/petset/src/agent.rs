@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::cli::{AgentArgs, AgentRuntime, NodeRuntime};
 use crate::datadir::DataDir;
+use crate::failover::Failover;
 use crate::node_role::{NodeOptions, OpenedNode};
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
@@ -29,10 +30,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .node_name
         .clone()
         .unwrap_or_else(petset_agent::node_name);
-    let api_address = api_address(&args.server)?;
-    tracing::info!(server = %args.server, node = %name, "joining");
+    let servers = args
+        .server
+        .iter()
+        .map(|server| api_address(server))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let api_address = *servers
+        .first()
+        .context("give the server to join with --server")?;
+    // Everything the agent sends its servers goes through one loopback relay that fails
+    // over between them; TLS stays end to end.
+    let failover = Failover::start(servers)
+        .await
+        .context("listening for the agent's server relay on loopback")?;
+    let server = format!("https://{}", failover.address);
+    tracing::info!(servers = ?args.server, node = %name, "joining");
     let joined = join(JoinRequest {
-        server: args.server.clone(),
+        server: server.clone(),
         token,
         node_name: name.clone(),
         node_ips: vec![args.node_ip],
@@ -61,7 +75,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         })?,
     };
     let client = joined
-        .client(&args.server)
+        .client(&server)
         .context("making the API client from the node's identity")?;
     let kind = match args.node_runtime {
         AgentRuntime::Runc => petset_agent::node::Kind::Runc,

@@ -171,9 +171,10 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The server to join, `https://HOST:PORT`.
-    #[arg(long)]
-    pub server: String,
+    /// The server to join, `https://IP:PORT`; several, comma-separated (or the flag given
+    /// again), for a cluster of several servers: the agent fails over between them.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub server: Vec<String>,
     /// The join token (`petset token create` on the server, or the server's DIR/node-token);
     /// it pins the cluster CA, so nothing secret is sent to a server that cannot prove it.
     #[arg(long, required_unless_present = "token_file")]

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod cluster;
 mod datadir;
+mod failover;
 mod image;
 mod local_cluster;
 mod node_role;

@@ -4,9 +4,10 @@
 //! the Lease over, the controllers carry on from there, and the dead one drops out of the
 //! Endpoints.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
-use petset_testkit::{Etcd, Petset, skip, wait_until};
+use petset_testkit::{Agent, Etcd, Petset, skip, wait_until};
 
 use crate::binary;
 
@@ -65,6 +66,33 @@ fn api_ports(server: &Petset) -> Vec<u16> {
     ports
 }
 
+fn node_ready(server: &Petset, node: &str) -> bool {
+    server
+        .kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+        ])
+        .stdout
+        == "True"
+}
+
+fn node_lease_renewed(server: &Petset, node: &str) -> String {
+    server
+        .kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            node,
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+        .stdout
+}
+
 fn identity(server: &Petset) -> String {
     std::fs::read_to_string(server.data_dir().join("server-identity"))
         .expect("the server's identity")
@@ -105,7 +133,9 @@ fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
         &second_url,
     ]);
     assert_eq!(
-        petset_testkit::Kubectl::run(through_first, None).ok().trim(),
+        petset_testkit::Kubectl::run(through_first, None)
+            .ok()
+            .trim(),
         "namespace/kube-system"
     );
     assert_eq!(
@@ -134,6 +164,25 @@ fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
         "the second server took the lease while the first lives"
     );
 
+    // An agent that knows both servers stays in touch when one dies.
+    let first_url = format!("https://{}", first.api_addr());
+    let mut agent = Agent::spawn(
+        binary(),
+        &first,
+        "both-servers",
+        IpAddr::from([127, 0, 0, 51]),
+        &["--server", &second_url],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let ready = wait_until(Duration::from_secs(60), || {
+        node_ready(&second, "both-servers") || !agent.is_running()
+    });
+    assert!(
+        ready && agent.is_running(),
+        "the agent did not join through {first_url}\n{}",
+        agent.log()
+    );
+
     first.stop_with("KILL").expect("kill -9 the leader");
     second
         .kubectl(&["scale", "statefulset", "shared", "--replicas=4"])
@@ -148,6 +197,18 @@ fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
         pods(&second),
         second.log()
     );
+    // The agent renews its Lease through the surviving server.
+    let renewed_before = node_lease_renewed(&second, "both-servers");
+    let renewing = wait_until(Duration::from_secs(60), || {
+        node_lease_renewed(&second, "both-servers") != renewed_before
+    });
+    assert!(
+        renewing && agent.is_running(),
+        "the agent stopped renewing its Lease\n{}",
+        agent.log()
+    );
+    assert!(node_ready(&second, "both-servers"));
+
     // The dead server drops out of the Endpoints once its Lease is stale.
     let dropped = wait_until(Duration::from_secs(60), || {
         api_ports(&second) == [second.api_addr().port()]

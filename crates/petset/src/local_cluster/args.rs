@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::layout::MAX_NODES;
+use super::layout::{MAX_NODES, MAX_SERVERS};
 
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -37,6 +37,11 @@ pub struct ClusterUpArgs {
     /// The port of the Kubernetes API (on 127.0.0.1, and with runc on the nodes' bridge).
     #[arg(long, default_value_t = 6443)]
     pub api_port: u16,
+    /// How many servers (1 to 5): one on the embedded store, or several over a Debian
+    /// `etcd` of as many members on loopback ports (`api-port + 1000` on), server i on
+    /// `api-port + i - 1`.
+    #[arg(long, default_value_t = 1)]
+    pub servers: u32,
     /// The cluster's name: node i is `<name>-n<i>`.
     #[arg(long, default_value = "petset")]
     pub name: String,
@@ -84,6 +89,18 @@ pub(crate) fn check_machine(args: &ClusterUpArgs) -> anyhow::Result<()> {
             args.nodes
         );
     }
+    if !(1..=MAX_SERVERS).contains(&args.servers) {
+        bail!(
+            "--servers {}: a local cluster has 1 to {MAX_SERVERS} servers",
+            args.servers
+        );
+    }
+    if args.servers > 1 && !on_path("etcd") {
+        bail!(
+            "--servers {}: several servers share an etcd; install Debian's etcd-server",
+            args.servers
+        );
+    }
     if args.api_port == 0 {
         bail!("--api-port 0: the nodes need to know the port; choose one");
     }
@@ -121,12 +138,14 @@ pub(crate) fn check_machine(args: &ClusterUpArgs) -> anyhow::Result<()> {
         NodeRuntime::Runc => std::net::Ipv4Addr::UNSPECIFIED,
         NodeRuntime::Simulated => std::net::Ipv4Addr::LOCALHOST,
     };
-    if let Err(error) = std::net::TcpListener::bind((listen, args.api_port)) {
-        bail!(
-            "--api-port {}: cannot listen on {listen}:{} ({error}); pass another port",
-            args.api_port,
-            args.api_port
-        );
+    for offset in 0..args.servers {
+        let port = u16::try_from(u32::from(args.api_port) + offset).unwrap_or(u16::MAX);
+        if let Err(error) = std::net::TcpListener::bind((listen, port)) {
+            bail!(
+                "--api-port {}: cannot listen on {listen}:{port} ({error}); pass another port",
+                args.api_port
+            );
+        }
     }
     Ok(())
 }

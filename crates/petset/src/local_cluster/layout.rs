@@ -20,6 +20,9 @@ pub(crate) const KUBELET_PORT: u16 = 10250;
 /// room for the bridge's .1, and 50 agents are already a lot for one machine.
 pub(crate) const MAX_NODES: u32 = 50;
 
+/// The most servers a local cluster runs (each over a member of the cluster's etcd).
+pub(crate) const MAX_SERVERS: u32 = 5;
+
 /// A local cluster: `nodes` agents and one server on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -29,7 +32,11 @@ pub(crate) struct Layout {
     pub name: String,
     pub runtime: NodeRuntime,
     pub nodes: u32,
+    /// The first server's port; server i listens on `api_port + i - 1`.
     pub api_port: u16,
+    /// How many servers: one on the embedded store, or several over an etcd of as many
+    /// members on loopback ports.
+    pub servers: u32,
     /// The nodes' network (runc): the host bridge holds its first address.
     pub subnet: Option<Cidr>,
 }
@@ -94,9 +101,73 @@ impl Layout {
             || name.starts_with(&format!("{NAME_PREFIX}{}", self.id))
     }
 
-    /// `petset server …`: in the host namespace. With runc it listens on every address, so
-    /// the nodes reach it on the bridge and the user's kubectl on loopback.
-    pub fn server_args(&self, dir: &Path) -> Vec<String> {
+    /// Server i's port (1-based).
+    pub fn server_port(&self, index: u32) -> u16 {
+        self.api_port
+            .saturating_add(u16::try_from(index - 1).unwrap_or(u16::MAX))
+    }
+
+    /// The servers' URLs, as the agents are given them.
+    pub fn server_urls(&self) -> Vec<String> {
+        (1..=self.servers)
+            .map(|i| format!("https://{}:{}", self.server_address(), self.server_port(i)))
+            .collect()
+    }
+
+    /// Etcd member i's client and peer ports (1-based), on loopback: `api_port + 1000` on.
+    pub fn etcd_ports(&self, index: u32) -> (u16, u16) {
+        let client = u32::from(self.api_port) + 1000 + 2 * (index - 1);
+        let port = |p: u32| u16::try_from(p).unwrap_or(u16::MAX);
+        (port(client), port(client + 1))
+    }
+
+    /// The servers' `--store`: the embedded one, or every etcd member.
+    fn store(&self) -> String {
+        if self.servers <= 1 {
+            return "embedded".into();
+        }
+        let members: Vec<String> = (1..=self.servers)
+            .map(|i| format!("127.0.0.1:{}", self.etcd_ports(i).0))
+            .collect();
+        format!("etcd://{}", members.join(","))
+    }
+
+    /// `etcd …` for member i of the cluster's etcd (several servers only).
+    pub fn etcd_args(&self, dir: &Path, index: u32) -> Vec<String> {
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let (client, peer) = self.etcd_ports(index);
+        let members: Vec<String> = (1..=self.servers)
+            .map(|i| format!("e{i}={}", url(self.etcd_ports(i).1)))
+            .collect();
+        vec![
+            "etcd".into(),
+            "--name".into(),
+            format!("e{index}"),
+            "--data-dir".into(),
+            etcd_dir(dir, index).display().to_string(),
+            "--listen-client-urls".into(),
+            url(client),
+            "--advertise-client-urls".into(),
+            url(client),
+            "--listen-peer-urls".into(),
+            url(peer),
+            "--initial-advertise-peer-urls".into(),
+            url(peer),
+            "--initial-cluster".into(),
+            members.join(","),
+            "--initial-cluster-token".into(),
+            format!("{NAME_PREFIX}-{}", self.id),
+            "--logger".into(),
+            "zap".into(),
+            "--log-level".into(),
+            "warn".into(),
+        ]
+    }
+
+    /// `petset server …` for server i (1-based): in the host namespace. With runc it listens
+    /// on every address, so the nodes reach it on the bridge and the user's kubectl on
+    /// loopback.
+    pub fn server_args(&self, dir: &Path, index: u32) -> Vec<String> {
         let listen = match self.subnet {
             Some(_) => Ipv4Addr::UNSPECIFIED,
             None => Ipv4Addr::LOCALHOST,
@@ -104,11 +175,13 @@ impl Layout {
         vec![
             "server".into(),
             "--data-dir".into(),
-            server_dir(dir).display().to_string(),
+            server_dir_of(dir, index).display().to_string(),
             "--api-listen".into(),
-            format!("{listen}:{}", self.api_port),
+            format!("{listen}:{}", self.server_port(index)),
             "--advertise-address".into(),
             self.server_address().to_string(),
+            "--store".into(),
+            self.store(),
             "--local-path-dir".into(),
             volumes_dir(dir).display().to_string(),
         ]
@@ -120,7 +193,7 @@ impl Layout {
         let mut args = vec![
             "agent".into(),
             "--server".into(),
-            format!("https://{}:{}", self.server_address(), self.api_port),
+            self.server_urls().join(","),
             "--token-file".into(),
             token_file(dir).display().to_string(),
             "--data-dir".into(),
@@ -146,6 +219,19 @@ impl Layout {
 /// The server's data directory.
 pub(crate) fn server_dir(dir: &Path) -> PathBuf {
     dir.join("server")
+}
+
+/// Server i's data directory: the first's is `server/`, the others' `servers/s<i>/`.
+pub(crate) fn server_dir_of(dir: &Path, index: u32) -> PathBuf {
+    match index {
+        0 | 1 => server_dir(dir),
+        _ => dir.join("servers").join(format!("s{index}")),
+    }
+}
+
+/// Etcd member i's data directory.
+pub(crate) fn etcd_dir(dir: &Path, index: u32) -> PathBuf {
+    dir.join("etcd").join(format!("e{index}"))
 }
 
 /// The join token the server writes.
@@ -178,6 +264,7 @@ mod tests {
             runtime: NodeRuntime::Runc,
             nodes: 50,
             api_port: 6443,
+            servers: 1,
             subnet: Some(Cidr::from_str("10.250.7.0/24").expect("cidr")),
         }
     }
@@ -227,9 +314,9 @@ mod tests {
              --node-runtime simulated --kubelet-port 10250 --local-path-dir /c/volumes"
         );
         assert_eq!(
-            layout.server_args(Path::new("/c")).join(" "),
+            layout.server_args(Path::new("/c"), 1).join(" "),
             "server --data-dir /c/server --api-listen 127.0.0.1:6443 --advertise-address 127.0.0.1 \
-             --local-path-dir /c/volumes"
+             --store embedded --local-path-dir /c/volumes"
         );
     }
 
@@ -237,9 +324,9 @@ mod tests {
     fn runc_commands_name_the_bridge_address_and_the_pod_bridge() {
         let layout = runc_layout();
         assert_eq!(
-            layout.server_args(Path::new("/c")).join(" "),
+            layout.server_args(Path::new("/c"), 1).join(" "),
             "server --data-dir /c/server --api-listen 0.0.0.0:6443 --advertise-address 10.250.7.1 \
-             --local-path-dir /c/volumes"
+             --store embedded --local-path-dir /c/volumes"
         );
         assert_eq!(
             layout
@@ -249,6 +336,32 @@ mod tests {
              --data-dir /c/nodes/n3 --node-name petset-n3 --node-ip 10.250.7.13 \
              --node-runtime runc --kubelet-port 10250 --local-path-dir /c/volumes \
              --bridge pstca1b2c3p3 --pod-routes"
+        );
+    }
+
+    #[test]
+    fn several_servers_share_an_etcd_of_as_many_members_and_the_agents_know_them_all() {
+        let layout = Layout {
+            servers: 3,
+            ..runc_layout()
+        };
+        assert_eq!(
+            layout.server_args(Path::new("/c"), 3).join(" "),
+            "server --data-dir /c/servers/s3 --api-listen 0.0.0.0:6445 --advertise-address 10.250.7.1 \
+             --store etcd://127.0.0.1:7443,127.0.0.1:7445,127.0.0.1:7447 --local-path-dir /c/volumes"
+        );
+        assert_eq!(
+            layout.etcd_args(Path::new("/c"), 2).join(" "),
+            "etcd --name e2 --data-dir /c/etcd/e2 --listen-client-urls http://127.0.0.1:7445 \
+             --advertise-client-urls http://127.0.0.1:7445 --listen-peer-urls http://127.0.0.1:7446 \
+             --initial-advertise-peer-urls http://127.0.0.1:7446 \
+             --initial-cluster e1=http://127.0.0.1:7444,e2=http://127.0.0.1:7446,e3=http://127.0.0.1:7448 \
+             --initial-cluster-token pstc-a1b2c3 --logger zap --log-level warn"
+        );
+        let agent = layout.agent_args(Path::new("/c"), &layout.node(1));
+        assert_eq!(
+            agent[..3].join(" "),
+            "agent --server https://10.250.7.1:6443,https://10.250.7.1:6444,https://10.250.7.1:6445"
         );
     }
 }

@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use children::{ClusterProcess, Launch, STOP_GRACE};
-use layout::{Layout, node_dir, server_dir};
+use layout::{Layout, node_dir, server_dir, server_dir_of};
 use record::{ClusterLock, Record};
 
 pub use args::{ClusterAction, ClusterArgs, ClusterDownArgs, ClusterUpArgs, NodeRuntime};
@@ -57,6 +57,7 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
         runtime: args.node_runtime,
         nodes: args.nodes,
         api_port: args.api_port,
+        servers: args.servers,
         subnet: previous.and_then(|p| p.subnet),
     };
     let mut record = Record {
@@ -171,19 +172,16 @@ async fn remove_leftovers(dir: &Path) -> anyhow::Result<Option<Layout>> {
             Record::path(dir).display()
         );
     }
-    // The nodes before the server, as a clean stop does.
-    let (servers, agents): (Vec<_>, Vec<_>) = previous
-        .processes
-        .iter()
-        .partition(|p| p.role == SERVER_ROLE);
-    futures::future::join_all(
-        agents
-            .iter()
-            .map(|p| children::stop_recorded(p, STOP_GRACE)),
-    )
-    .await;
-    for server in servers {
-        children::stop_recorded(server, STOP_GRACE).await;
+    // The nodes before the servers before the etcd, as a clean stop does.
+    for stage in 0..=2 {
+        futures::future::join_all(
+            previous
+                .processes
+                .iter()
+                .filter(|p| stop_stage(&p.role) == stage)
+                .map(|p| children::stop_recorded(p, STOP_GRACE)),
+        )
+        .await;
     }
     remove_made(&previous.layout).await?;
     Record::remove(dir)?;
@@ -203,6 +201,43 @@ async fn remove_made(layout: &Layout) -> anyhow::Result<()> {
 
 const SERVER_ROLE: &str = "server";
 
+/// Server i's role in `cluster.json` (the first is `server`); `:` never occurs in a node name.
+fn server_role(index: u32) -> String {
+    match index {
+        0 | 1 => SERVER_ROLE.to_string(),
+        _ => format!("{SERVER_ROLE}:{index}"),
+    }
+}
+
+fn etcd_role(index: u32) -> String {
+    format!("etcd:{index}")
+}
+
+/// When a role stops: the agents first, then the servers, then the etcd under them.
+fn stop_stage(role: &str) -> u8 {
+    if role.starts_with("etcd:") {
+        2
+    } else if role == SERVER_ROLE || role.starts_with("server:") {
+        1
+    } else {
+        0
+    }
+}
+
+/// A further server's data dir starts with the first's CA and admin token, so that the
+/// servers are one cluster (one kubeconfig, one join token).
+fn share_pki(dir: &Path, server_dir: &Path) -> anyhow::Result<()> {
+    let from = server_dir_of(dir, 1).join("pki");
+    let to = server_dir.join("pki");
+    std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+    for file in ["ca.crt", "ca.key", "admin.token"] {
+        std::fs::copy(from.join(file), to.join(file)).with_context(|| {
+            format!("copying {} to {}", from.join(file).display(), to.display())
+        })?;
+    }
+    Ok(())
+}
+
 /// Starts the server, waits for it, starts the agents and waits until every node is Ready;
 /// every process started is in `processes` (and in `cluster.json`) as soon as it runs.
 async fn start(
@@ -213,26 +248,63 @@ async fn start(
 ) -> anyhow::Result<()> {
     let layout = record.layout.clone();
     let program = binary.display().to_string();
-    let server_log = server_dir(dir).join("server.log");
-    let server = children::spawn(Launch {
-        role: SERVER_ROLE,
-        argv: std::iter::once(program.clone())
-            .chain(layout.server_args(dir))
-            .collect(),
-        namespace: None,
-        log: &server_log,
-    })?;
-    tracing::info!(pid = server.pid(), log = %server_log.display(), "server started");
-    record.processes.push(server.recorded());
-    processes.push(server);
-    record.write(dir)?;
+    // Several servers share an etcd of as many members, started (and healthy) first.
+    if layout.servers > 1 {
+        for index in 1..=layout.servers {
+            let log = layout::etcd_dir(dir, index).with_extension("log");
+            if let Some(parent) = log.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let etcd = children::spawn(Launch {
+                role: &etcd_role(index),
+                argv: layout.etcd_args(dir, index),
+                namespace: None,
+                log: &log,
+            })?;
+            tracing::info!(pid = etcd.pid(), log = %log.display(), "etcd member started");
+            record.processes.push(etcd.recorded());
+            processes.push(etcd);
+            record.write(dir)?;
+        }
+        let clients: Vec<std::net::SocketAddr> = (1..=layout.servers)
+            .map(|i| (std::net::Ipv4Addr::LOCALHOST, layout.etcd_ports(i).0).into())
+            .collect();
+        ready::etcd_healthy(&clients, processes, ready::SERVER_TIMEOUT).await?;
+    }
+    let mut client = None;
+    for index in 1..=layout.servers {
+        let server_dir = layout::server_dir_of(dir, index);
+        if index > 1 {
+            share_pki(dir, &server_dir)?;
+        }
+        let server_log = server_dir.join("server.log");
+        let server = children::spawn(Launch {
+            role: &server_role(index),
+            argv: std::iter::once(program.clone())
+                .chain(layout.server_args(dir, index))
+                .collect(),
+            namespace: None,
+            log: &server_log,
+        })?;
+        tracing::info!(pid = server.pid(), log = %server_log.display(), "server started");
+        record.processes.push(server.recorded());
+        processes.push(server);
+        record.write(dir)?;
 
-    ready::file_written(&layout::token_file(dir), processes, ready::SERVER_TIMEOUT).await?;
+        if index == 1 {
+            ready::file_written(&layout::token_file(dir), processes, ready::SERVER_TIMEOUT).await?;
+        }
+        let server_kubeconfig = server_dir.join("kubeconfig");
+        ready::file_written(&server_kubeconfig, processes, ready::SERVER_TIMEOUT).await?;
+        let server_client = ready::client(&server_kubeconfig).await?;
+        let api =
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, layout.server_port(index)));
+        ready::api_ready(&server_client, api, processes, ready::SERVER_TIMEOUT).await?;
+        client.get_or_insert(server_client);
+    }
+    let client = client.context("a local cluster has a server")?;
     let server_kubeconfig = server_dir(dir).join("kubeconfig");
-    ready::file_written(&server_kubeconfig, processes, ready::SERVER_TIMEOUT).await?;
-    let client = ready::client(&server_kubeconfig).await?;
-    let api = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, layout.api_port));
-    ready::api_ready(&client, api, processes, ready::SERVER_TIMEOUT).await?;
 
     for node in layout.all_nodes() {
         let log = node_dir(dir, node.index).join("agent.log");
@@ -268,11 +340,22 @@ fn print_summary(dir: &Path, layout: &Layout) {
         layout.nodes,
         layout.runtime.flag()
     );
-    println!(
-        "  server    https://127.0.0.1:{}  log {}",
-        layout.api_port,
-        server_dir(dir).join("server.log").display()
-    );
+    for index in 1..=layout.servers {
+        println!(
+            "  server    https://127.0.0.1:{}  log {}",
+            layout.server_port(index),
+            server_dir_of(dir, index).join("server.log").display()
+        );
+    }
+    if layout.servers > 1 {
+        for index in 1..=layout.servers {
+            println!(
+                "  etcd e{index}   http://127.0.0.1:{}  log {}",
+                layout.etcd_ports(index).0,
+                layout::etcd_dir(dir, index).with_extension("log").display()
+            );
+        }
+    }
     for node in layout.all_nodes() {
         let namespace = node
             .namespace
@@ -317,15 +400,22 @@ async fn foreground(processes: &mut [ClusterProcess], signals: &mut Signals) -> 
     }
 }
 
-/// Stops the agents, then the server (started first, so it comes first).
+/// Stops the agents, then the servers, then the etcd under them.
 async fn stop(processes: &mut [ClusterProcess]) {
-    let servers = processes
-        .iter()
-        .take_while(|p| p.role == SERVER_ROLE)
-        .count();
-    let (servers, agents) = processes.split_at_mut(servers);
-    children::stop_all(agents, STOP_GRACE).await;
-    children::stop_all(servers, STOP_GRACE).await;
+    // Started in the opposite order, so each stage is a run at the front of the list.
+    processes.sort_by_key(|p| std::cmp::Reverse(stop_stage(&p.role)));
+    for stage in 0..=2 {
+        let start = processes
+            .iter()
+            .position(|p| stop_stage(&p.role) == stage)
+            .unwrap_or(processes.len());
+        let end = start
+            + processes[start..]
+                .iter()
+                .take_while(|p| stop_stage(&p.role) == stage)
+                .count();
+        children::stop_all(&mut processes[start..end], STOP_GRACE).await;
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP (the terminal `cluster up` runs in went away), installed before

@@ -161,6 +161,7 @@ pub(crate) fn id_in_use(id: &str) -> anyhow::Result<bool> {
         runtime: super::NodeRuntime::Runc,
         nodes: 0,
         api_port: 0,
+        servers: 1,
         subnet: None,
     };
     Ok(!leftovers(&probe)?.is_empty())

@@ -97,6 +97,51 @@ pub(crate) async fn api_ready(
     }
 }
 
+/// Waits until every etcd member answers `/health` with `"health":"true"` (it has a
+/// leader, so the servers' first writes find a quorum).
+pub(crate) async fn etcd_healthy(
+    members: &[std::net::SocketAddr],
+    processes: &mut [ClusterProcess],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for member in members {
+        loop {
+            let last = match etcd_health(*member).await {
+                Ok(body) if body.contains(r#""health":"true""#) => break,
+                Ok(body) => body,
+                Err(error) => error.to_string(),
+            };
+            all_running(processes)?;
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "etcd at {member} was not healthy within {} s ({last})",
+                    timeout.as_secs()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+/// One `GET /health` of an etcd member, over plain HTTP on loopback; the body.
+async fn etcd_health(member: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(member).await?;
+        stream
+            .write_all(b"GET /health HTTP/1.0\r\nHost: etcd\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))?
+}
+
 /// Whether a Node's `Ready` condition is `True`.
 fn is_ready(node: &Node) -> bool {
     node.status

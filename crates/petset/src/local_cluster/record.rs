@@ -81,6 +81,7 @@ impl Record {
             "runtime": layout.runtime.flag(),
             "nodes": layout.nodes,
             "apiPort": layout.api_port,
+            "servers": layout.servers,
             "subnet": layout.subnet.map(|s| s.to_string()),
             // The names are derived from the fields above; they are written out for the
             // person reading this file after a crash.
@@ -143,6 +144,14 @@ impl Record {
                 runtime,
                 nodes,
                 api_port: u16::try_from(number("apiPort")?).context("the API port")?,
+                // Records from before several servers name none: one.
+                servers: match value.get("servers").and_then(Value::as_u64) {
+                    None => 1,
+                    Some(servers) => u32::try_from(servers)
+                        .ok()
+                        .filter(|s| (1..=super::layout::MAX_SERVERS).contains(s))
+                        .with_context(|| format!("{servers} servers is not a local cluster's"))?,
+                },
                 subnet,
             },
             processes,
@@ -183,6 +192,7 @@ mod tests {
                 runtime: NodeRuntime::Runc,
                 nodes: 2,
                 api_port: 7443,
+                servers: 3,
                 subnet: Some("10.250.3.0/24".parse().expect("cidr")),
             },
             processes: vec![RecordedProcess {

@@ -30,6 +30,7 @@ fn runc_layout(name: &str, nodes: u32) -> Layout {
         runtime: NodeRuntime::Runc,
         nodes,
         api_port: 6443,
+        servers: 1,
         subnet: None,
     }
 }
@@ -192,6 +193,7 @@ fn up_args(nodes: u32, dir: &Path) -> ClusterUpArgs {
         node_runtime: NodeRuntime::Simulated,
         data_dir: dir.to_path_buf(),
         api_port: petset_testkit::free_port(),
+        servers: 1,
         name: "petset".into(),
         role_binary: None,
     }
@@ -229,6 +231,7 @@ async fn a_taken_api_port_is_refused_before_anything_is_made() {
     let port = taken.local_addr().expect("address").port();
     let error = run(ClusterUpArgs {
         api_port: port,
+        servers: 1,
         ..up_args(1, &target)
     })
     .await

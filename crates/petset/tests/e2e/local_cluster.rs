@@ -393,3 +393,70 @@ fn after_a_killed_cluster_up_of_stand_ins_cluster_down_removes_what_it_left() {
         Roles::stand_in(),
     );
 }
+
+#[test]
+fn a_cluster_of_three_servers_runs_them_over_one_etcd_and_stops_them_all() {
+    let test = "a_cluster_of_three_servers_runs_them_over_one_etcd_and_stops_them_all";
+    if !Path::new("/usr/bin/etcd").exists() {
+        return petset_testkit::skip(test, "needs Debian's etcd-server");
+    }
+    let mut cluster = LocalCluster::start(binary(), 2, "simulated", &["--servers", "3"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        nodes(&cluster),
+        ["petset-n1 127.0.0.11 True", "petset-n2 127.0.0.12 True"]
+    );
+    let pids = recorded_pids(&cluster);
+    let roles: Vec<&str> = pids.iter().map(|(role, _)| role.as_str()).collect();
+    assert_eq!(
+        roles,
+        [
+            "etcd:1",
+            "etcd:2",
+            "etcd:3",
+            "server",
+            "server:2",
+            "server:3",
+            "petset-n1",
+            "petset-n2"
+        ]
+    );
+    // Every server stands in the kubernetes Endpoints, and one holds the controllers' Lease.
+    let published = wait_until(Duration::from_secs(30), || {
+        cluster
+            .kubectl(&[
+                "get",
+                "endpoints",
+                "kubernetes",
+                "-o",
+                "jsonpath={.subsets[*].ports[0].port}",
+            ])
+            .stdout
+            .split_whitespace()
+            .count()
+            == 3
+    });
+    assert!(
+        published,
+        "{:?}",
+        cluster.kubectl(&["get", "endpoints", "kubernetes", "-o", "yaml"])
+    );
+    let holder = cluster
+        .kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "petset-controller-manager",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+        .ok()
+        .to_string();
+    assert!(!holder.is_empty());
+
+    let status = cluster.stop().expect("stopping");
+    assert!(status.success(), "{status}\n{}", cluster.log());
+    assert!(pids.iter().all(|(_, pid)| gone(*pid)), "{pids:?} still run");
+    assert!(!cluster.data_dir().join("cluster.json").exists());
+}

@@ -53,7 +53,7 @@ impl LocalCluster {
             .args(["--node-runtime", runtime])
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--api-port", &crate::free_port().to_string()])
+            .args(["--api-port", &cluster_ports()?.to_string()])
             .args(extra_args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -161,4 +161,21 @@ impl Drop for LocalCluster {
             let _ = self.stop();
         }
     }
+}
+
+/// A first API port whose block (`port..port+5` for servers, `port+1000..port+1010` for
+/// etcd members) is free: free ports come from the kernel in sequence, so two clusters
+/// started at once would otherwise take each other's neighbours.
+fn cluster_ports() -> Result<u16, String> {
+    use std::net::TcpListener;
+    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+    for _ in 0..64 {
+        // Spread over 20000–27990 by a port the kernel just handed out.
+        let candidate = 20_000 + (crate::free_port() % 800) * 10;
+        let block = (candidate..candidate + 5).chain(candidate + 1000..candidate + 1010);
+        if block.clone().all(free) {
+            return Ok(candidate);
+        }
+    }
+    Err("no free block of ports for a local cluster".into())
 }

@@ -138,6 +138,18 @@ pub(crate) fn check_machine(args: &ClusterUpArgs) -> anyhow::Result<()> {
         NodeRuntime::Runc => std::net::Ipv4Addr::UNSPECIFIED,
         NodeRuntime::Simulated => std::net::Ipv4Addr::LOCALHOST,
     };
+    if args.servers > 1 {
+        for offset in 0..2 * args.servers {
+            let port = u32::from(args.api_port) + 1000 + offset;
+            let port = u16::try_from(port).unwrap_or(u16::MAX);
+            if let Err(error) = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
+                bail!(
+                    "--api-port {}: the etcd members need 127.0.0.1:{port}, which is taken ({error}); pass another port",
+                    args.api_port
+                );
+            }
+        }
+    }
     for offset in 0..args.servers {
         let port = u16::try_from(u32::from(args.api_port) + offset).unwrap_or(u16::MAX);
         if let Err(error) = std::net::TcpListener::bind((listen, port)) {

@@ -93,7 +93,7 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
     let outcome = match started {
         Ok(()) => {
             print_summary(&dir, &record.layout);
-            foreground(&mut processes, &mut signals).await
+            foreground(&mut processes, &mut signals, record.layout.servers > 1).await
         }
         Err(error) => Err(error),
     };
@@ -375,28 +375,45 @@ fn print_summary(dir: &Path, layout: &Layout) {
     println!("Ctrl-C stops the cluster and removes what was made for it.");
 }
 
-/// Runs until a signal comes or a process of the cluster exits (which stops everything).
-async fn foreground(processes: &mut [ClusterProcess], signals: &mut Signals) -> anyhow::Result<()> {
-    let died = {
-        let waits = processes
-            .iter_mut()
-            .enumerate()
-            .map(|(index, process)| Box::pin(async move { (index, process.wait().await) }));
-        tokio::select! {
-            received = signals.recv() => {
-                tracing::info!("{received} received; stopping the cluster");
-                None
+/// Runs until a signal comes or a process of the cluster exits, which stops everything,
+/// unless the cluster has several servers and it is one of them or of their etcd members:
+/// the others carry on without it (that is what several are for), and the loss is logged.
+async fn foreground(
+    processes: &mut [ClusterProcess],
+    signals: &mut Signals,
+    replicated: bool,
+) -> anyhow::Result<()> {
+    let mut lost = vec![false; processes.len()];
+    loop {
+        let died = {
+            let waits: Vec<_> = processes
+                .iter_mut()
+                .enumerate()
+                .filter(|(index, _)| !lost[*index])
+                .map(|(index, process)| Box::pin(async move { (index, process.wait().await) }))
+                .collect();
+            if waits.is_empty() {
+                return Err(anyhow::anyhow!("every process of the cluster has exited"));
             }
-            ((index, status), _, _) = futures::future::select_all(waits) => Some((index, status)),
+            tokio::select! {
+                received = signals.recv() => {
+                    tracing::info!("{received} received; stopping the cluster");
+                    None
+                }
+                ((index, status), _, _) = futures::future::select_all(waits) => Some((index, status)),
+            }
+        };
+        let Some((index, status)) = died else {
+            return Ok(());
+        };
+        let error = processes[index].died(status);
+        if replicated && stop_stage(&processes[index].role) > 0 {
+            tracing::error!("{error:#}; the other servers carry on");
+            lost[index] = true;
+            continue;
         }
-    };
-    match died {
-        None => Ok(()),
-        Some((index, status)) => {
-            let error = processes[index].died(status);
-            tracing::error!("{error:#}; stopping the cluster");
-            Err(error)
-        }
+        tracing::error!("{error:#}; stopping the cluster");
+        return Err(error);
     }
 }
 

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use petset_testkit::{Agent, Etcd, Petset, skip, wait_until};
+use petset_testkit::{Agent, Etcd, LocalCluster, Petset, skip, wait_until};
 
 use crate::binary;
 
@@ -214,4 +214,250 @@ fn two_servers_over_one_etcd_elect_one_controller_manager_and_fail_over() {
         api_ports(&second) == [second.api_addr().port()]
     });
     assert!(dropped, "the Endpoints still name {:?}", api_ports(&second));
+}
+
+/// The pid `cluster up` recorded for `role`.
+fn pid_of(cluster: &LocalCluster, role: &str) -> u32 {
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cluster.data_dir().join("cluster.json")).expect("cluster.json"),
+    )
+    .expect("json");
+    record["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["role"] == role)
+        .and_then(|p| p["pid"].as_u64())
+        .and_then(|pid| u32::try_from(pid).ok())
+        .unwrap_or_else(|| panic!("no {role} in {record}"))
+}
+
+/// kubectl against server `port` of the cluster (its kubeconfig names the first server).
+fn kubectl_at(cluster: &LocalCluster, port: u16, args: &[&str]) -> petset_testkit::Kubectl {
+    let mut command = cluster.kubectl_command(args);
+    command.args(["--server", &format!("https://127.0.0.1:{port}")]);
+    petset_testkit::Kubectl::run(command, None)
+}
+
+const HUNDRED: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: hundred}
+spec:
+  serviceName: hundred
+  replicas: 100
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: hundred}}
+  template:
+    metadata: {labels: {app: hundred}}
+    spec: {containers: [{name: main, image: busybox}]}
+"#;
+
+/// `count` Services named `<prefix>-<i>`, as one multi-document manifest.
+fn services(prefix: &str, count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {prefix}-{i}}}\nspec: {{ports: [{{port: 80}}]}}\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[test]
+fn three_servers_survive_the_loss_of_the_controllers_leader_during_a_scale_up() {
+    let test = "three_servers_survive_the_loss_of_the_controllers_leader_during_a_scale_up";
+    if !std::path::Path::new("/usr/bin/etcd").exists() {
+        return skip(test, "needs Debian's etcd-server");
+    }
+    let cluster = LocalCluster::start(binary(), 1, "simulated", &["--servers", "3"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first_port = {
+        let text = std::fs::read_to_string(cluster.kubeconfig()).expect("kubeconfig");
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix("server: https://127.0.0.1:"))
+            .and_then(|port| port.trim().parse::<u16>().ok())
+            .expect("the first server's port")
+    };
+    let ports: Vec<u16> = (0..3).map(|i| first_port + i).collect();
+    let identities: Vec<String> = ["server", "servers/s2", "servers/s3"]
+        .iter()
+        .map(|dir| {
+            std::fs::read_to_string(cluster.data_dir().join(dir).join("server-identity"))
+                .expect("identity")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let holder = || {
+        kubectl_at(
+            &cluster,
+            ports[2],
+            &[
+                "get",
+                "lease",
+                "-n",
+                "kube-system",
+                "petset-controller-manager",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        )
+        .stdout
+    };
+    let leader = identities
+        .iter()
+        .position(|identity| *identity == holder())
+        .unwrap_or_else(|| panic!("the lease holder {:?} is none of {identities:?}", holder()));
+    let survivor = ports[(leader + 1) % 3];
+
+    // Every pod the scale-up makes, as a surviving server's watch sees it.
+    let seen = tempfile::NamedTempFile::new().expect("temp file");
+    let mut watch = cluster
+        .kubectl_command(&[
+            "get",
+            "pods",
+            "-l",
+            "app=hundred",
+            "--watch",
+            "-o",
+            "jsonpath={.metadata.name} {.metadata.uid}{\"\\n\"}",
+            "--server",
+            &format!("https://127.0.0.1:{survivor}"),
+        ])
+        .stdout(seen.reopen().expect("reopen"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl get --watch");
+
+    let apply = cluster.kubectl_command(&[
+        "apply",
+        "-f",
+        "-",
+        "--server",
+        &format!("https://127.0.0.1:{survivor}"),
+    ]);
+    petset_testkit::Kubectl::run(apply, Some(HUNDRED)).ok();
+    let started = wait_until(Duration::from_secs(60), || {
+        kubectl_at(
+            &cluster,
+            survivor,
+            &["get", "pods", "-l", "app=hundred", "-o", "name"],
+        )
+        .stdout
+        .lines()
+        .count()
+            >= 5
+    });
+    assert!(started, "the scale-up did not start");
+    let role = match leader {
+        0 => "server".to_string(),
+        index => format!("server:{}", index + 1),
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid_of(&cluster, &role).to_string()])
+        .status();
+
+    let done = wait_until(Duration::from_secs(180), || {
+        kubectl_at(
+            &cluster,
+            survivor,
+            &[
+                "get",
+                "statefulset",
+                "hundred",
+                "-o",
+                "jsonpath={.status.replicas}",
+            ],
+        )
+        .stdout
+            == "100"
+    });
+    assert!(
+        done,
+        "the scale-up did not complete after the leader's loss"
+    );
+    let after = holder();
+    assert!(
+        after != identities[leader] && identities.contains(&after),
+        "the lease went to {after:?}"
+    );
+    let listed = kubectl_at(
+        &cluster,
+        survivor,
+        &["get", "pods", "-l", "app=hundred", "-o", "name"],
+    );
+    assert_eq!(listed.stdout.lines().count(), 100);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    // No pod was made twice: each name came with one uid.
+    let mut uids: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for line in std::fs::read_to_string(seen.path())
+        .expect("watch output")
+        .lines()
+    {
+        if let Some((name, uid)) = line.split_once(' ') {
+            uids.entry(name.to_string())
+                .or_default()
+                .insert(uid.to_string());
+        }
+    }
+    assert_eq!(uids.len(), 100, "the watch saw {} pods", uids.len());
+    let twice: Vec<_> = uids.iter().filter(|(_, u)| u.len() > 1).collect();
+    assert!(twice.is_empty(), "made twice: {twice:?}");
+
+    // Two servers allocating ClusterIPs at once hand out different addresses.
+    let surviving: Vec<u16> = ports
+        .iter()
+        .copied()
+        .filter(|p| *p != ports[leader])
+        .collect();
+    let creators: Vec<_> = surviving
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut command = cluster.kubectl_command(&[
+                "apply",
+                "-f",
+                "-",
+                "--server",
+                &format!("https://127.0.0.1:{port}"),
+            ]);
+            let manifest = services(&format!("s{i}"), 100);
+            std::thread::spawn(move || {
+                command.stdout(std::process::Stdio::null());
+                petset_testkit::Kubectl::run(command, Some(&manifest))
+            })
+        })
+        .collect();
+    for creator in creators {
+        let created = creator.join().expect("creator");
+        assert!(created.success, "{created:?}");
+    }
+    let ips = kubectl_at(
+        &cluster,
+        surviving[0],
+        &[
+            "get",
+            "services",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.clusterIP}{\"\\n\"}{end}",
+        ],
+    )
+    .ok()
+    .to_string();
+    let ips: Vec<&str> = ips
+        .lines()
+        .filter(|ip| !ip.is_empty() && *ip != "None")
+        .collect();
+    let distinct: std::collections::BTreeSet<&str> = ips.iter().copied().collect();
+    // 200 new Services and the kubernetes Service.
+    assert_eq!(ips.len(), 201, "{ips:?}");
+    assert_eq!(
+        distinct.len(),
+        ips.len(),
+        "a ClusterIP was handed out twice"
+    );
 }

@@ -499,7 +499,7 @@ mod tests {
         assert_eq!(conditions[1].reason.as_deref(), Some(NEVER_REASON));
 
         let mut unknown = node.clone();
-        unknown.status.as_mut().unwrap().conditions = Some(conditions);
+        unknown.status.as_mut().expect("status").conditions = Some(conditions);
         assert!(unknown_conditions(&unknown, at(200)).is_empty());
     }
 
@@ -520,13 +520,14 @@ mod tests {
         node.spec = Some(
             serde_json::from_value(json!({"taints": [
             {"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}))
-            .unwrap(),
+            .expect("spec"),
         );
         assert_eq!(
             taints_after(&node, Readiness::Ready, NoExecute::Add, at(0)),
             None
         );
-        let unreachable = taints_after(&node, Readiness::Unknown, NoExecute::Add, at(5)).unwrap();
+        let unreachable =
+            taints_after(&node, Readiness::Unknown, NoExecute::Add, at(5)).expect("a change");
         assert_eq!(
             keys(&unreachable),
             [
@@ -540,14 +541,15 @@ mod tests {
                 .iter()
                 .all(|t| t.time_added == Some(Time(at(5))))
         );
-        node.spec.as_mut().unwrap().taints = Some(unreachable.clone());
+        node.spec.as_mut().expect("spec").taints = Some(unreachable.clone());
         // Nothing changes while it stays unreachable: the taints keep their timeAdded.
         assert_eq!(
             taints_after(&node, Readiness::Unknown, NoExecute::Add, at(9)),
             None
         );
         // The agent says not ready: the taints swap.
-        let not_ready = taints_after(&node, Readiness::NotReady, NoExecute::Add, at(9)).unwrap();
+        let not_ready =
+            taints_after(&node, Readiness::NotReady, NoExecute::Add, at(9)).expect("a change");
         assert_eq!(
             keys(&not_ready),
             [
@@ -557,11 +559,12 @@ mod tests {
             ]
         );
         // Ready again: ours go, the others stay.
-        let back = taints_after(&node, Readiness::Ready, NoExecute::Add, at(20)).unwrap();
+        let back = taints_after(&node, Readiness::Ready, NoExecute::Add, at(20)).expect("a change");
         assert_eq!(keys(&back), [pair("dedicated", "NoSchedule")]);
         // With every zone down, no NoExecute taint; a small, partly disrupted zone keeps the
         // ones it has and gets none.
-        let removed = taints_after(&node, Readiness::Unknown, NoExecute::Remove, at(20)).unwrap();
+        let removed =
+            taints_after(&node, Readiness::Unknown, NoExecute::Remove, at(20)).expect("a change");
         assert_eq!(
             keys(&removed),
             [

@@ -3,6 +3,7 @@
 
 mod endpoints;
 mod many_nodes;
+mod node_lifecycle;
 mod scheduler;
 mod statefulset;
 mod support;

@@ -31,9 +31,12 @@ use serde_json::json;
 pub use decisions::NodeLifecycleConfig;
 use decisions::{Eviction, Heartbeat, NoExecute, Probe, Readiness};
 
-use crate::cache::{Cache, Change};
+use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
 use crate::guarded;
+
+/// How long a pass waits for its caches to have its own last writes.
+const CATCH_UP: Duration = Duration::from_secs(1);
 
 /// The shortest time between two passes that changes wake (a burst of pod updates is one).
 const SETTLE: Duration = Duration::from_millis(50);
@@ -48,6 +51,9 @@ struct Memory {
     untimed: HashMap<(String, String, String), Timestamp>,
     /// Pods asked to go, by uid: not asked again while the cache catches up.
     evicted: HashSet<String>,
+    /// The newest resourceVersions written, which a pass waits (bounded) for its caches to have.
+    wrote_nodes: u64,
+    wrote_pods: u64,
 }
 
 struct Writers {
@@ -140,6 +146,8 @@ async fn pass(
     config: &NodeLifecycleConfig,
     memory: &mut Memory,
 ) -> Option<Timestamp> {
+    nodes.caught_up(memory.wrote_nodes, CATCH_UP).await;
+    pods.caught_up(memory.wrote_pods, CATCH_UP).await;
     let now = Timestamp::now();
     let leases: HashMap<String, Arc<Lease>> = leases
         .store()
@@ -157,7 +165,7 @@ async fn pass(
         );
         let mut node = Node::clone(&node);
         if decisions::silent(&node, &probe, now, config) {
-            node = mark_unknown(writers, node, now).await;
+            node = mark_unknown(writers, node, now, &mut memory.wrote_nodes).await;
         }
         memory.probes.insert(name, probe);
         current.push(node);
@@ -197,7 +205,7 @@ async fn pass(
             .copied()
             .unwrap_or(NoExecute::Add);
         if let Some(next) = decisions::taints_after(node, ready, policy, now) {
-            write_taints(writers, node, next).await;
+            write_taints(writers, node, next, &mut memory.wrote_nodes).await;
         }
         let node_taints = node
             .spec
@@ -225,7 +233,7 @@ async fn pass(
             continue;
         };
         if not_ready.contains(&node) && decisions::ready_not_false(pod) {
-            mark_pod_not_ready(writers, pod, now).await;
+            mark_pod_not_ready(writers, pod, now, &mut memory.wrote_pods).await;
         }
         let uid = pod.uid().unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() || memory.evicted.contains(&uid) {
@@ -242,7 +250,7 @@ async fn pass(
             Eviction::Never => {}
             Eviction::At(at) => next_eviction = Some(next_eviction.map_or(at, |n| n.min(at))),
             Eviction::Now => {
-                if evict(writers, pod, now).await {
+                if evict(writers, pod, now, &mut memory.wrote_pods).await {
                     memory.evicted.insert(uid);
                 }
             }
@@ -253,7 +261,7 @@ async fn pass(
 
 /// Writes the silent node's conditions as `Unknown` (only if it is still as seen); answers the
 /// node as it is now.
-async fn mark_unknown(writers: &Writers, node: Node, now: Timestamp) -> Node {
+async fn mark_unknown(writers: &Writers, node: Node, now: Timestamp, wrote: &mut u64) -> Node {
     let conditions = decisions::unknown_conditions(&node, now);
     if conditions.is_empty() {
         return node;
@@ -270,6 +278,7 @@ async fn mark_unknown(writers: &Writers, node: Node, now: Timestamp) -> Node {
     {
         Ok(written) => {
             tracing::info!(node = %name, "the node stopped posting its status; it is Unknown");
+            *wrote = (*wrote).max(version_of(&written));
             written
         }
         Err(error) => {
@@ -281,7 +290,7 @@ async fn mark_unknown(writers: &Writers, node: Node, now: Timestamp) -> Node {
 }
 
 /// Writes the node's taints (only if it is still as seen), and keeps `node` up to date.
-async fn write_taints(writers: &Writers, node: &mut Node, taints: Vec<Taint>) {
+async fn write_taints(writers: &Writers, node: &mut Node, taints: Vec<Taint>, wrote: &mut u64) {
     let name = node.name_any();
     let patch = json!({
         "metadata": {"resourceVersion": node.resource_version()},
@@ -298,6 +307,7 @@ async fn write_taints(writers: &Writers, node: &mut Node, taints: Vec<Taint>) {
                 .map(|t| format!("{}:{}", t.key, t.effect))
                 .collect();
             tracing::info!(node = %name, taints = ?keys, "updated the node's taints");
+            *wrote = (*wrote).max(version_of(&written));
             *node = written;
         }
         Err(error) => {
@@ -307,7 +317,7 @@ async fn write_taints(writers: &Writers, node: &mut Node, taints: Vec<Taint>) {
 }
 
 /// Upstream's MarkPodsNotReady, for one pod: Ready=False, and a `NodeNotReady` event.
-async fn mark_pod_not_ready(writers: &Writers, pod: &Pod, now: Timestamp) {
+async fn mark_pod_not_ready(writers: &Writers, pod: &Pod, now: Timestamp, wrote: &mut u64) {
     let pods: Api<Pod> =
         Api::namespaced(writers.client.clone(), &pod.namespace().unwrap_or_default());
     let patch = json!({"status": {"conditions": [{
@@ -321,12 +331,15 @@ async fn mark_pod_not_ready(writers: &Writers, pod: &Pod, now: Timestamp) {
         )
         .await
     {
-        Ok(_) => writers.node_events.record(
-            pod.object_ref(&()),
-            "Warning",
-            "NodeNotReady",
-            "Node is not ready".to_string(),
-        ),
+        Ok(written) => {
+            *wrote = (*wrote).max(version_of(&written));
+            writers.node_events.record(
+                pod.object_ref(&()),
+                "Warning",
+                "NodeNotReady",
+                "Node is not ready".to_string(),
+            );
+        }
         Err(error) => {
             tracing::debug!(%error, pod = %pod.name_any(), "could not mark the pod not ready")
         }
@@ -336,7 +349,7 @@ async fn mark_pod_not_ready(writers: &Writers, pod: &Pod, now: Timestamp) {
 /// Deletes a pod for a `NoExecute` taint, as upstream's taint-eviction controller: the event,
 /// the `DisruptionTarget` condition, then a delete of exactly this pod. Answers whether the
 /// pod is gone or going.
-async fn evict(writers: &Writers, pod: &Pod, now: Timestamp) -> bool {
+async fn evict(writers: &Writers, pod: &Pod, now: Timestamp, wrote: &mut u64) -> bool {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let pods: Api<Pod> = Api::namespaced(writers.client.clone(), &namespace);
@@ -350,14 +363,20 @@ async fn evict(writers: &Writers, pod: &Pod, now: Timestamp) -> bool {
         "type": "DisruptionTarget", "status": "True",
         "reason": decisions::DISRUPTION_REASON, "message": decisions::DISRUPTION_MESSAGE,
         "lastTransitionTime": petset_api::time::format(now)}]}});
-    if let Err(error) = pods
+    match pods
         .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await
     {
-        tracing::debug!(%error, pod = %name, "could not add the DisruptionTarget condition");
+        Ok(written) => *wrote = (*wrote).max(version_of(&written)),
+        Err(error) => {
+            tracing::debug!(%error, pod = %name, "could not add the DisruptionTarget condition")
+        }
     }
     match guarded::delete(&pods, &name, &pod.uid().unwrap_or_default()).await {
-        Ok(_) => {
+        Ok(deleted) => {
+            if let guarded::Deleted::Done(Some(answer)) = deleted {
+                *wrote = (*wrote).max(version_of(&answer));
+            }
             tracing::info!(pod = %format!("{namespace}/{name}"), "evicted for a NoExecute taint");
             true
         }

@@ -363,11 +363,27 @@ async fn evict(writers: &Writers, pod: &Pod, now: Timestamp, wrote: &mut u64) ->
         "type": "DisruptionTarget", "status": "True",
         "reason": decisions::DISRUPTION_REASON, "message": decisions::DISRUPTION_MESSAGE,
         "lastTransitionTime": petset_api::time::format(now)}]}});
-    match pods
-        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
-        .await
-    {
-        Ok(written) => *wrote = (*wrote).max(version_of(&written)),
+    let marked = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c.type_ == "DisruptionTarget"
+                    && c.status == "True"
+                    && c.reason.as_deref() == Some(decisions::DISRUPTION_REASON)
+            })
+        });
+    let written = if marked {
+        Ok(None)
+    } else {
+        pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+            .map(Some)
+    };
+    match written {
+        Ok(None) => {}
+        Ok(Some(written)) => *wrote = (*wrote).max(version_of(&written)),
         Err(error) => {
             tracing::debug!(%error, pod = %name, "could not add the DisruptionTarget condition")
         }

@@ -41,6 +41,11 @@ pub struct NodeLifecycleConfig {
     /// `--large-cluster-size-threshold`: up to this many nodes a zone is small, and a
     /// partially disrupted small zone gets no new `NoExecute` taints.
     pub large_cluster_size_threshold: usize,
+    /// `--node-eviction-rate`: nodes per second of a zone that may get a first `NoExecute`
+    /// taint (one at once, then one per 1/rate seconds).
+    pub node_eviction_rate: f64,
+    /// `--secondary-node-eviction-rate`: the same for a large, partially disrupted zone.
+    pub secondary_node_eviction_rate: f64,
 }
 
 impl Default for NodeLifecycleConfig {
@@ -51,6 +56,8 @@ impl Default for NodeLifecycleConfig {
             startup_grace_period: Duration::from_secs(60),
             unhealthy_zone_threshold: 0.55,
             large_cluster_size_threshold: 50,
+            node_eviction_rate: 0.1,
+            secondary_node_eviction_rate: 0.01,
         }
     }
 }
@@ -242,6 +249,38 @@ pub fn no_execute_policy(
             (zone.clone(), policy)
         })
         .collect()
+}
+
+/// How many nodes per second of a zone may get a first `NoExecute` taint.
+pub fn zone_rate(state: ZoneState, size: usize, config: &NodeLifecycleConfig) -> f64 {
+    match state {
+        ZoneState::PartialDisruption if size > config.large_cluster_size_threshold => {
+            config.secondary_node_eviction_rate
+        }
+        ZoneState::PartialDisruption => 0.0,
+        ZoneState::Normal | ZoneState::FullDisruption => config.node_eviction_rate,
+    }
+}
+
+/// A zone's token bucket of one, as upstream's rate-limited tainting queue: whether a node may
+/// be tainted `now` at `rate` per second; `next` is when the zone's next one may be.
+pub fn admits(next: &mut Option<Timestamp>, rate: f64, now: Timestamp) -> bool {
+    if rate <= 0.0 || next.is_some_and(|next| now < next) {
+        return false;
+    }
+    let interval =
+        jiff::SignedDuration::try_from_secs_f64(1.0 / rate).unwrap_or(jiff::SignedDuration::MAX);
+    *next = Some(now.checked_add(interval).unwrap_or(Timestamp::MAX));
+    true
+}
+
+/// Whether the node has a `NoExecute` taint of this controller's (a node that has one only
+/// swaps it, without waiting for its zone's rate).
+pub fn has_our_no_execute(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|t| t.iter().any(|t| is_ours(t) && t.effect == "NoExecute"))
 }
 
 fn is_ours(taint: &Taint) -> bool {
@@ -609,6 +648,23 @@ mod tests {
         nodes.push(("other".to_string(), Readiness::Ready));
         let zones = zone_states(&nodes, &config());
         assert_eq!(no_execute_policy(&zones, &config())["z"], NoExecute::Add);
+    }
+
+    #[test]
+    fn a_zone_taints_one_node_at_once_then_one_per_interval() {
+        let mut next = None;
+        let rate = zone_rate(ZoneState::Normal, 3, &config());
+        assert!(admits(&mut next, rate, at(0)));
+        assert!(!admits(&mut next, rate, at(9)));
+        assert!(admits(&mut next, rate, at(10)));
+        // A small, partly disrupted zone taints none; a large one slowly.
+        assert_eq!(zone_rate(ZoneState::PartialDisruption, 5, &config()), 0.0);
+        assert!(!admits(&mut None, 0.0, at(0)));
+        let slow = zone_rate(ZoneState::PartialDisruption, 60, &config());
+        let mut next = None;
+        assert!(admits(&mut next, slow, at(0)));
+        assert!(!admits(&mut next, slow, at(99)));
+        assert!(admits(&mut next, slow, at(100)));
     }
 
     fn pod(tolerations: Value) -> Pod {

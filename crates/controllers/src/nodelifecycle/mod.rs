@@ -10,7 +10,9 @@
 //!
 //! As upstream: when every zone has no Ready node, no node gets (or keeps) a `NoExecute`
 //! taint, and a small zone (up to 50 nodes) where more than two nodes and at least 55 % are
-//! not ready gets no new ones. Upstream's tainting rate limit (0.1 node/s) is not modelled.
+//! not ready gets no new ones. A zone's nodes get their first `NoExecute` taint one at a
+//! time, at `--node-eviction-rate` (0.1 node/s; `--secondary-node-eviction-rate`, 0.01, in a
+//! large, partially disrupted zone).
 //!
 //! [`decisions`] holds what is decided; this module reads caches and writes.
 
@@ -49,6 +51,8 @@ struct Memory {
     readiness: HashMap<String, Readiness>,
     /// When a taint without timeAdded was first seen: (node, key, effect).
     untimed: HashMap<(String, String, String), Timestamp>,
+    /// Per zone, when its next node may get a first `NoExecute` taint.
+    zone_next: HashMap<String, Option<Timestamp>>,
     /// Pods asked to go, by uid: not asked again while the cache catches up.
     evicted: HashSet<String>,
     /// The newest resourceVersions written, which a pass waits (bounded) for its caches to have.
@@ -176,6 +180,8 @@ async fn pass(
     memory
         .untimed
         .retain(|(node, _, _), _| names.contains(node));
+    let zones_now: HashSet<String> = current.iter().map(decisions::zone_of).collect();
+    memory.zone_next.retain(|zone, _| zones_now.contains(zone));
 
     let readiness: Vec<(String, Readiness)> = current
         .iter()
@@ -200,10 +206,23 @@ async fn pass(
                 );
             }
         }
-        let policy = policies
-            .get(&decisions::zone_of(node))
-            .copied()
-            .unwrap_or(NoExecute::Add);
+        let zone = decisions::zone_of(node);
+        let mut policy = policies.get(&zone).copied().unwrap_or(NoExecute::Add);
+        // A node's first NoExecute taint waits for its zone's rate.
+        if policy == NoExecute::Add
+            && ready != Readiness::Ready
+            && !decisions::has_our_no_execute(node)
+        {
+            let (state, size) = zones
+                .get(&zone)
+                .copied()
+                .unwrap_or((decisions::ZoneState::Normal, 0));
+            let rate = decisions::zone_rate(state, size, config);
+            let next = memory.zone_next.entry(zone).or_default();
+            if !decisions::admits(next, rate, now) {
+                policy = NoExecute::Keep;
+            }
+        }
         if let Some(next) = decisions::taints_after(node, ready, policy, now) {
             write_taints(writers, node, next, &mut memory.wrote_nodes).await;
         }

@@ -1,4 +1,4 @@
-//! Node lifecycle with a one-second grace period: a node whose Lease stops is Unknown with
+//! Node lifecycle with a two-second grace period: a node whose Lease stops is Unknown with
 //! upstream's reason and message and tainted unreachable, its pods are not Ready (so Endpoints
 //! list them as not ready), pods are evicted for `NoExecute` taints as their tolerations say,
 //! and a node that comes back is untainted.
@@ -19,7 +19,7 @@ const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 fn quick() -> NodeLifecycleConfig {
     NodeLifecycleConfig {
-        grace_period: Duration::from_secs(1),
+        grace_period: Duration::from_secs(2),
         monitor_period: Duration::from_millis(100),
         startup_grace_period: Duration::from_secs(1),
         ..NodeLifecycleConfig::default()

@@ -70,15 +70,12 @@ pub async fn register(
 ) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let simulated = kind == Kind::Simulated;
-    let (runtime, os_image, posting) = if simulated {
-        (
-            "simulated://petset",
-            "petset simulated node",
-            "simulated node is posting ready status",
-        )
+    let (runtime, os_image) = if simulated {
+        ("simulated://petset", "petset simulated node")
     } else {
-        ("runc://petset", "", "kubelet is posting ready status")
+        ("runc://petset", "")
     };
+    let posting = posting(kind);
     let host = HostFacts::read();
     let os_image = if os_image.is_empty() {
         host.os_image.as_str()
@@ -110,18 +107,8 @@ pub async fn register(
         }
         Err(error) => return Err(error),
     }
-    let now = now();
     let status = json!({"status": {
-        "conditions": [
-            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
-             "message": "kubelet has sufficient memory available", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure",
-             "message": "kubelet has no disk pressure", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID",
-             "message": "kubelet has sufficient PID available", "lastHeartbeatTime": now, "lastTransitionTime": now},
-            {"type": "Ready", "status": "True", "reason": "KubeletReady",
-             "message": posting, "lastHeartbeatTime": now, "lastTransitionTime": now},
-        ],
+        "conditions": conditions(posting, &now()),
         "capacity": facts.capacity,
         "allocatable": facts.allocatable,
         "nodeInfo": {
@@ -139,6 +126,77 @@ pub async fn register(
         .patch_status(node_name, &PatchParams::default(), &Patch::Merge(status))
         .await?;
     Ok(())
+}
+
+/// The Ready condition's message the node posts.
+fn posting(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Simulated => "simulated node is posting ready status",
+        Kind::Runc => "kubelet is posting ready status",
+    }
+}
+
+/// The node's conditions as it posts them: no pressure, and Ready.
+fn conditions(posting: &str, now: &str) -> Value {
+    json!([
+        {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory",
+         "message": "kubelet has sufficient memory available", "lastHeartbeatTime": now, "lastTransitionTime": now},
+        {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure",
+         "message": "kubelet has no disk pressure", "lastHeartbeatTime": now, "lastTransitionTime": now},
+        {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID",
+         "message": "kubelet has sufficient PID available", "lastHeartbeatTime": now, "lastTransitionTime": now},
+        {"type": "Ready", "status": "True", "reason": "KubeletReady",
+         "message": posting, "lastHeartbeatTime": now, "lastTransitionTime": now},
+    ])
+}
+
+/// What the node posts when it finds its Ready condition is not `True` (the server's node
+/// lifecycle controller set it `Unknown` while the node was silent); `None` when it is.
+/// The node never says it is not ready itself, so any other Ready is someone else's word,
+/// and posting its conditions again, with a new heartbeat, is how the kubelet's next status
+/// update brings a node back.
+pub fn status_to_restore(node: &Node, now: &str) -> Option<Value> {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))?;
+    if ready.status == "True" {
+        return None;
+    }
+    let simulated = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("node.petset.dev/simulated"))
+        .is_some_and(|v| v == "true");
+    let kind = if simulated {
+        Kind::Simulated
+    } else {
+        Kind::Runc
+    };
+    Some(json!({"status": {"conditions": conditions(posting(kind), now)}}))
+}
+
+/// Posts the node's conditions again if its Ready is not `True`.
+async fn restore_ready(nodes: &Api<Node>, node_name: &str) {
+    let node = match nodes.get(node_name).await {
+        Ok(node) => node,
+        Err(error) => {
+            tracing::debug!(%error, node = node_name, "could not read the node");
+            return;
+        }
+    };
+    let Some(status) = status_to_restore(&node, &now()) else {
+        return;
+    };
+    match nodes
+        .patch_status(node_name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+    {
+        Ok(_) => tracing::info!(node = node_name, "posted Ready again"),
+        Err(error) => tracing::debug!(%error, node = node_name, "could not post Ready again"),
+    }
 }
 
 /// Registers `node_name` without a pod range, if it is not registered yet, and waits until
@@ -281,7 +339,10 @@ pub async fn publish_kubelet_endpoint(
     }
 }
 
+/// Renews the node's Lease every 10 s, and after each renewal posts the node's conditions
+/// again if the server marked it not Ready meanwhile.
 pub async fn keep_lease(client: Client, node_name: String) {
+    let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
     loop {
         let lease = Lease {
@@ -303,8 +364,9 @@ pub async fn keep_lease(client: Client, node_name: String) {
                 &Patch::Apply(&lease),
             )
             .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, "could not renew the node lease");
+        match result {
+            Ok(_) => restore_ready(&nodes, &node_name).await,
+            Err(error) => tracing::debug!(%error, "could not renew the node lease"),
         }
         tokio::time::sleep(LEASE_RENEWAL).await;
     }
@@ -313,6 +375,31 @@ pub async fn keep_lease(client: Client, node_name: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_marked_unknown_posts_ready_again_and_a_ready_one_posts_nothing() {
+        let node = |ready: &str, simulated: bool| -> Node {
+            serde_json::from_value(json!({
+                "metadata": {"name": "n", "labels": if simulated {
+                    json!({"node.petset.dev/simulated": "true"}) } else { json!({}) }},
+                "status": {"conditions": [{"type": "Ready", "status": ready,
+                    "reason": "NodeStatusUnknown", "message": "Kubelet stopped posting node status."}]},
+            }))
+            .expect("node")
+        };
+        let now = "2026-12-01T17:00:00Z";
+        assert_eq!(status_to_restore(&node("True", false), now), None);
+        let restored = status_to_restore(&node("Unknown", true), now).expect("a status");
+        let conditions = restored["status"]["conditions"].as_array().expect("list");
+        assert_eq!(conditions.len(), 4);
+        let ready = &conditions[3];
+        assert_eq!(ready["type"], "Ready");
+        assert_eq!(ready["status"], "True");
+        assert_eq!(ready["reason"], "KubeletReady");
+        assert_eq!(ready["message"], "simulated node is posting ready status");
+        assert_eq!(ready["lastHeartbeatTime"], now);
+        assert!(status_to_restore(&node("False", false), now).is_some());
+    }
 
     #[test]
     fn the_os_image_is_the_pretty_name() {

@@ -1,11 +1,12 @@
 //! The reconcilers that turn desired state into actions, all working through the Kubernetes
 //! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
-//! protection, and the scheduler.
+//! protection, the scheduler, and node lifecycle (heartbeats, taints and taint eviction).
 
 pub mod endpoints;
 pub mod leader;
 pub mod nodeipam;
+pub mod nodelifecycle;
 pub mod protection;
 pub mod scheduler;
 pub mod statefulset;
@@ -17,15 +18,27 @@ pub use petset_informer::{cache, errors, events, guarded, queue, runner};
 use std::path::PathBuf;
 
 use kube::Client;
+pub use nodelifecycle::NodeLifecycleConfig;
 use tokio::task::JoinSet;
 
-/// Starts every controller; they stop when the returned set is dropped or aborted.
+/// Starts every controller, node lifecycle with upstream's timings; they stop when the
+/// returned set is dropped or aborted.
 pub fn spawn_all(client: Client, volumes_dir: PathBuf) -> JoinSet<()> {
+    spawn_all_with(client, volumes_dir, NodeLifecycleConfig::default())
+}
+
+/// [`spawn_all`], with the node lifecycle controller's settings given.
+pub fn spawn_all_with(
+    client: Client,
+    volumes_dir: PathBuf,
+    node_lifecycle: NodeLifecycleConfig,
+) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(statefulset::run(client.clone()));
     tasks.spawn(volumes::run(client.clone(), volumes_dir));
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(protection::run(client.clone()));
+    tasks.spawn(nodelifecycle::run(client.clone(), node_lifecycle));
     tasks.spawn(scheduler::run(client));
     tasks
 }

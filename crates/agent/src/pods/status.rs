@@ -266,6 +266,31 @@ impl PodRun {
         }
     }
 
+    /// Whether the pod's Ready condition, as the API last showed it, says other than what
+    /// this node wrote: the server's node lifecycle controller set it False while the node was
+    /// silent. The node then writes its status again, as the kubelet's status manager
+    /// reconciles the API's copy with its own.
+    fn ready_overwritten(&self) -> bool {
+        let ready = |conditions: Option<&Vec<Value>>| {
+            conditions
+                .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+                .and_then(|c| c["status"].as_str().map(str::to_string))
+        };
+        let ours = ready(
+            self.written
+                .pointer("/status/conditions")
+                .and_then(Value::as_array),
+        );
+        let seen = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone());
+        ours.is_some() && seen.is_some() && ours != seen
+    }
+
     async fn patch_status(
         &mut self,
         phase: &str,
@@ -298,7 +323,7 @@ impl PodRun {
             transition: &transition,
         });
         let patch = json!({"status": status});
-        if patch == self.written {
+        if patch == self.written && !self.ready_overwritten() {
             return;
         }
         let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.namespace());

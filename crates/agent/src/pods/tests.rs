@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use petset_apiserver::test_cluster::TestCluster;
 use petset_runtime::images::Image;
 use petset_runtime::pods::{ContainerConfig, RuntimeError, SandboxConfig};
@@ -249,6 +249,41 @@ async fn a_pod_runs_and_a_graceful_delete_stops_it_and_confirms() {
     .await;
     assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
     assert_eq!(runtime.sandboxes(), Vec::<String>::new());
+    node.abort();
+    workers.stop(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_ready_condition_the_server_set_false_is_written_again() {
+    let cluster = TestCluster::start().await;
+    let runtime = Arc::new(FakeRuntime::default());
+    let (workers, node) = node_of(&cluster, runtime.clone()).await;
+    let pods = create_pod(&cluster, "web-0").await;
+    let ready = async || {
+        let pod = pods.get("web-0").await.expect("get");
+        let status = serde_json::to_value(pod.status).expect("status");
+        status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .and_then(|c| c["status"].as_str().map(str::to_string))
+    };
+    eventually("the pod is Ready", async || {
+        ready().await.as_deref() == Some("True")
+    })
+    .await;
+    // The server's node lifecycle controller marks it not Ready while the node was silent.
+    pods.patch_status(
+        "web-0",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False"}]}})),
+    )
+    .await
+    .expect("mark not ready");
+    eventually("the node writes Ready again", async || {
+        ready().await.as_deref() == Some("True")
+    })
+    .await;
     node.abort();
     workers.stop(Duration::ZERO).await;
 }

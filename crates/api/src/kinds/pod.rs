@@ -233,9 +233,13 @@ fn pod_admission(spec: &mut Value) {
             "node.kubernetes.io/not-ready",
             "node.kubernetes.io/unreachable",
         ] {
-            let present = tolerations
-                .iter()
-                .any(|t| t.get("key").and_then(Value::as_str) == Some(taint));
+            // Upstream's DefaultTolerationSeconds: a toleration of this key (or of every key)
+            // for NoExecute (or for every effect) already covers the taint.
+            let present = tolerations.iter().any(|t| {
+                let field = |name| t.get(name).and_then(Value::as_str).unwrap_or_default();
+                (field("key") == taint || field("key").is_empty())
+                    && (field("effect") == "NoExecute" || field("effect").is_empty())
+            });
             if !present {
                 tolerations.push(json!({
                     "key": taint,
@@ -435,6 +439,68 @@ mod tests {
         assert_eq!(
             qos_class(&with(json!({"requests": {"cpu": "1"}}))),
             "Burstable"
+        );
+    }
+
+    fn admitted_tolerations(tolerations: Value) -> Vec<(String, String, Option<i64>)> {
+        let mut spec =
+            json!({"containers": [{"name": "c", "image": "i"}], "tolerations": tolerations});
+        pod_admission(&mut spec);
+        items(&spec, "/tolerations")
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap_or_default().to_string(),
+                    t["effect"].as_str().unwrap_or_default().to_string(),
+                    t["tolerationSeconds"].as_i64(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn default_toleration_seconds_unless_the_pod_already_tolerates_the_taint() {
+        let defaults = |extra: Vec<(&str, &str, Option<i64>)>| {
+            let mut all: Vec<(String, String, Option<i64>)> = extra
+                .into_iter()
+                .map(|(k, e, s)| (k.to_string(), e.to_string(), s))
+                .collect();
+            for key in [
+                "node.kubernetes.io/not-ready",
+                "node.kubernetes.io/unreachable",
+            ] {
+                all.push((key.to_string(), "NoExecute".to_string(), Some(300)));
+            }
+            all
+        };
+        assert_eq!(admitted_tolerations(json!([])), defaults(vec![]));
+        // A NoSchedule toleration of the key does not cover the NoExecute taint.
+        assert_eq!(
+            admitted_tolerations(json!([{"key": "node.kubernetes.io/unreachable",
+                "operator": "Exists", "effect": "NoSchedule"}])),
+            defaults(vec![("node.kubernetes.io/unreachable", "NoSchedule", None)])
+        );
+        // The pod's own seconds stay; only the other taint gets the default.
+        assert_eq!(
+            admitted_tolerations(json!([{"key": "node.kubernetes.io/unreachable",
+                "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 1}])),
+            vec![
+                (
+                    "node.kubernetes.io/unreachable".to_string(),
+                    "NoExecute".to_string(),
+                    Some(1)
+                ),
+                (
+                    "node.kubernetes.io/not-ready".to_string(),
+                    "NoExecute".to_string(),
+                    Some(300)
+                ),
+            ]
+        );
+        // Tolerating everything (no key, no effect) tolerates both.
+        assert_eq!(
+            admitted_tolerations(json!([{"operator": "Exists"}])),
+            vec![(String::new(), String::new(), None)]
         );
     }
 

@@ -4,6 +4,7 @@
 mod endpoints;
 mod leader;
 mod many_nodes;
+mod node_lifecycle;
 mod scheduler;
 mod statefulset;
 mod support;

@@ -261,6 +261,9 @@ pub enum BenchTarget {
     Dns(DnsBenchArgs),
     /// Many simulated nodes: pods bound per second by the scheduler, create → bound latency.
     Nodes(crate::bench::nodes::NodesBenchArgs),
+    /// Several servers over etcd: how long until another server's controllers take over
+    /// after the leader's kill -9 (needs Debian's etcd).
+    Failover(crate::bench::failover::FailoverBenchArgs),
 }
 
 #[derive(Debug, Args)]

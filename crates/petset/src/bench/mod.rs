@@ -1,7 +1,9 @@
 //! `petset bench …`: measurements whose figures go into BENCHMARKS.md.
 
 mod api;
+mod child;
 mod dns;
+pub mod failover;
 mod join;
 pub mod nodes;
 mod pods;
@@ -19,6 +21,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchTarget::Pods(args) => pods::run(args).await,
         BenchTarget::Dns(args) => dns::run(args).await,
         BenchTarget::Nodes(args) => nodes::run(&args).await,
+        BenchTarget::Failover(args) => failover::run(&args).await,
     }
 }
 

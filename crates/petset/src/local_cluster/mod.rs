@@ -15,7 +15,7 @@ mod args;
 mod children;
 mod layout;
 mod netns;
-mod ready;
+pub(crate) mod ready;
 mod record;
 #[cfg(test)]
 mod tests;

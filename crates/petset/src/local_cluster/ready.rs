@@ -126,7 +126,7 @@ pub(crate) async fn etcd_healthy(
 }
 
 /// One `GET /health` of an etcd member, over plain HTTP on loopback; the body.
-async fn etcd_health(member: std::net::SocketAddr) -> std::io::Result<String> {
+pub(crate) async fn etcd_health(member: std::net::SocketAddr) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(member).await?;

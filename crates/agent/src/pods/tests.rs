@@ -120,6 +120,15 @@ impl PodRuntime for FakeRuntime {
         Ok(())
     }
 
+    fn kill_all(&self, pod: &str) -> Result<(), RuntimeError> {
+        for (p, name) in self.containers() {
+            if p == pod {
+                self.end(pod, &name, None);
+            }
+        }
+        Ok(())
+    }
+
     fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError> {
         let names: Vec<String> = self
             .containers()
@@ -164,6 +173,7 @@ async fn node_of(
             ephemeral_storage: None,
         },
         volumes_root: None,
+        fence: crate::fence::Fence::lowered_for_tests(),
     });
     let workers = Arc::new(Workers::default());
     let watching = workers.clone();

@@ -364,6 +364,10 @@ fn retry_after(previous: Option<Duration>) -> Duration {
 async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    // At least three renewals per fence deadline (a deadline shorter than 30 s, in tests).
+    let period = fence
+        .as_ref()
+        .map_or(LEASE_RENEWAL, |f| LEASE_RENEWAL.min(f.deadline() / 3));
     let mut retry = None;
     loop {
         let lease = Lease {
@@ -381,7 +385,7 @@ async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
         // Taken before the request goes out: the server may observe it from then on.
         let sent = tokio::time::Instant::now();
         let result = tokio::time::timeout(
-            LEASE_RENEWAL,
+            period,
             leases.patch(
                 &node_name,
                 &PatchParams::apply("petset-node").force(),
@@ -396,15 +400,15 @@ async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
                 }
                 retry = None;
                 restore_ready(&nodes, &node_name).await;
-                LEASE_RENEWAL
+                period
             }
             Ok(Err(error)) => {
                 tracing::debug!(%error, "could not renew the node lease");
-                *retry.insert(retry_after(retry))
+                (*retry.insert(retry_after(retry))).min(period)
             }
             Err(_) => {
                 tracing::debug!("the node lease's renewal timed out");
-                *retry.insert(retry_after(retry))
+                (*retry.insert(retry_after(retry))).min(period)
             }
         };
         tokio::time::sleep(wait).await;

@@ -389,6 +389,9 @@ impl PodRun {
             return !plan.start.is_empty();
         }
         self.fenced_told = false;
+        for record in self.init.values_mut().chain(self.containers.values_mut()) {
+            record.fenced = false;
+        }
         for next in plan.start {
             if self.stop.requested() {
                 return false;
@@ -419,8 +422,7 @@ impl PodRun {
             far_future(),
         );
         for next in &would_start.start {
-            let record = self.record(&next.name, next.init);
-            record.state = json!({"waiting": {"reason": NODE_FENCED, "message": message}});
+            self.record(&next.name, next.init).fenced = true;
         }
         if !self.fenced_told {
             self.fenced_told = true;

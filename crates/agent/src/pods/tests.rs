@@ -167,7 +167,7 @@ async fn node_of(
 
 async fn fenced_node_of(
     cluster: &TestCluster,
-    runtime: Arc<FakeRuntime>,
+    runtime: Arc<dyn PodRuntime>,
     fence: Fence,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let client = cluster.client();
@@ -429,6 +429,57 @@ async fn a_node_that_cannot_renew_its_lease_kills_its_containers_and_starts_none
         runtime.containers().len() == 2
             && container_state(&pods, "web-0").await["running"].is_object()
             && container_state(&pods, "web-1").await["running"].is_object()
+    })
+    .await;
+    lease.abort();
+    watchdog.abort();
+    node.abort();
+    workers.stop(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_simulated_node_that_cannot_renew_its_lease_ends_its_containers_and_marks_its_pods() {
+    let cluster = TestCluster::start().await;
+    let cidr = std::str::FromStr::from_str("10.213.9.0/24").expect("cidr");
+    let runtime = Arc::new(crate::runtimes::simulated::SimulatedRuntime::new(&cidr));
+    let fence = Fence::new(Duration::from_secs(2)).expect("a fence");
+    let cut = Arc::new(AtomicBool::new(false));
+    let lease = tokio::spawn(crate::node::keep_fenced_lease(
+        cuttable_client(&cluster, cut.clone()),
+        NODE.to_string(),
+        fence.clone(),
+    ));
+    let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
+    let (workers, node) = fenced_node_of(&cluster, runtime.clone(), fence.clone()).await;
+    let pods = create_pod(&cluster, "web-0").await;
+    eventually("web-0 runs", async || {
+        container_state(&pods, "web-0").await["running"].is_object()
+    })
+    .await;
+    cut.store(true, Ordering::SeqCst);
+    eventually("web-0's container ends and is held back", async || {
+        let pod = pods.get("web-0").await.expect("get");
+        let status = serde_json::to_value(pod.status).expect("status");
+        let container = &status["containerStatuses"][0];
+        container["restartCount"].as_i64() >= Some(1)
+            && container["state"]["waiting"]["reason"] == "NodeFenced"
+    })
+    .await;
+    assert_eq!(fence.state(), State::Raised);
+    // The event is recorded though the simulated node records no other.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(cluster.client(), "default");
+    eventually("web-0 has a NodeFenced warning", async || {
+        let list = events.list(&Default::default()).await.expect("events");
+        list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("NodeFenced")
+                && e.involved_object.name.as_deref() == Some("web-0")
+        })
+    })
+    .await;
+    cut.store(false, Ordering::SeqCst);
+    eventually("web-0 runs again", async || {
+        container_state(&pods, "web-0").await["running"].is_object()
     })
     .await;
     lease.abort();

@@ -283,6 +283,58 @@ mod tests {
         assert!(Fence::new(SERVER_GRACE).is_err());
     }
 
+    /// The watchdog on tokio's paused clock (no real time passes): it raises the fence at the
+    /// deadline, killing what runs, and lowers it at the next renewal.
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_kills_at_the_deadline_and_lowers_at_the_next_renewal() {
+        use std::str::FromStr;
+
+        use petset_runtime::network::Cidr;
+        use petset_runtime::pods::{ContainerConfig, SandboxConfig};
+
+        use crate::runtimes::simulated::SimulatedRuntime;
+
+        let cidr = Cidr::from_str("10.213.7.0/24").expect("cidr");
+        let runtime = Arc::new(SimulatedRuntime::new(&cidr));
+        let sandbox = SandboxConfig {
+            id: "p1".into(),
+            hostname: "web-0".into(),
+            host_names: "web-0".into(),
+            resolv_conf: String::new(),
+        };
+        runtime.create_sandbox(&sandbox).expect("sandbox");
+        let config = ContainerConfig {
+            name: "app".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".into(),
+            mounts: Vec::new(),
+            memory_limit_bytes: None,
+            cpu_limit_millis: None,
+            stdin: false,
+            tty: false,
+            image: runtime.image("busybox").expect("image"),
+        };
+        let app = runtime
+            .start("p1", &config, std::path::Path::new("/nonexistent"))
+            .expect("app");
+        let fence = Fence::new(DEADLINE).expect("fence");
+        let start = Instant::now();
+        fence.renewed(start);
+        let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
+        fence.lowered().await;
+        tokio::time::advance(DEADLINE - Duration::from_secs(1)).await;
+        assert_eq!(fence.state(), State::Lowered);
+        // Nothing renews: the clock runs on to the deadline, where the container is killed.
+        assert_eq!(app.exit.await, None, "killed");
+        assert_eq!(fence.state(), State::Raised);
+        assert!(Instant::now() >= start + DEADLINE);
+        fence.renewed(Instant::now());
+        fence.lowered().await;
+        assert_eq!(fence.state(), State::Lowered);
+        watchdog.abort();
+    }
+
     #[test]
     fn renewals_only_move_forward() {
         let fence = Fence::new(DEADLINE).expect("fence");

@@ -399,7 +399,8 @@ async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
                     fence.renewed(sent);
                 }
                 retry = None;
-                restore_ready(&nodes, &node_name).await;
+                // Bounded, so that an API that hangs after a renewal does not stop the next.
+                let _ = tokio::time::timeout(period, restore_ready(&nodes, &node_name)).await;
                 period
             }
             Ok(Err(error)) => {

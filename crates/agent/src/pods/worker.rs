@@ -424,10 +424,10 @@ impl PodRun {
         for next in &would_start.start {
             self.record(&next.name, next.init).fenced = true;
         }
-        if !self.fenced_told {
+        if !self.fenced_told && !would_start.start.is_empty() {
             self.fenced_told = true;
-            let events = &self.shared.events;
-            events.record(&self.pod, None, events::WARNING, NODE_FENCED, message);
+            let recorder = &self.shared.events;
+            recorder.record(&self.pod, None, events::WARNING, NODE_FENCED, message);
         }
     }
 

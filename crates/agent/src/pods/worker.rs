@@ -401,8 +401,12 @@ impl PodRun {
             } else {
                 &spec.containers
             };
-            if let Some(container) = containers.iter().find(|c| c.name == next.name) {
-                self.start(container, next.init).await;
+            if let Some(container) = containers.iter().find(|c| c.name == next.name)
+                && !self.start(container, next.init).await
+            {
+                // The fence rose while this pod was starting (resolving an environment can
+                // take the API's time): what is left waits for it.
+                return true;
             }
         }
         false
@@ -431,9 +435,11 @@ impl PodRun {
         }
     }
 
-    async fn start(&mut self, container: &Container, init: bool) {
+    /// Starts a container; `false` when the node's fence held it back (it rose after the
+    /// worker's `advance` looked), `true` otherwise, started or not.
+    async fn start(&mut self, container: &Container, init: bool) -> bool {
         let Some(image) = self.images.get(&container.name).cloned() else {
-            return;
+            return true;
         };
         let of = Some(ContainerOf {
             name: &container.name,
@@ -449,7 +455,7 @@ impl PodRun {
         let needs = self.shared.runtime.needs();
         let (env, args) = if needs.environment {
             let Some(env) = self.environment(container, &image, init).await else {
-                return;
+                return true;
             };
             let args = crate::environment::command_line(container, &image, &env.kubelet);
             (env, args)
@@ -487,6 +493,9 @@ impl PodRun {
             tty: container.tty == Some(true),
             image: image.clone(),
         };
+        if !self.shared.fence.state().may_start() {
+            return false;
+        }
         let attempt = {
             let record = self.record(&container.name, init);
             record.attempt += 1;
@@ -550,6 +559,7 @@ impl PodRun {
                 record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
             }
         }
+        true
     }
 
     /// A container's environment, resolved from the pod and the API; `None` (and the

@@ -10,10 +10,14 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
+use crate::fence::Fence;
 use crate::machine::Machine;
 
 /// How often the node's Lease is renewed (the kubelet's default).
 const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// The first retry of a renewal that failed, and the longest (the kubelet's).
+const FIRST_LEASE_RETRY: Duration = Duration::from_millis(200);
+const MAX_LEASE_RETRY: Duration = Duration::from_secs(7);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -340,10 +344,31 @@ pub async fn publish_kubelet_endpoint(
 }
 
 /// Renews the node's Lease every 10 s, and after each renewal posts the node's conditions
-/// again if the server marked it not Ready meanwhile.
+/// again if the server marked it not Ready meanwhile. Without a fence: for nodes that run no
+/// containers of their own (the benchmark's); a node's own loop is `keep_fenced_lease`.
 pub async fn keep_lease(client: Client, node_name: String) {
+    lease_loop(client, node_name, None).await
+}
+
+/// As `keep_lease`, telling `fence` when each renewal that succeeded was sent (the fence's
+/// watchdog, `Fence::watch`, raises it when none has for its deadline).
+pub async fn keep_fenced_lease(client: Client, node_name: String, fence: Fence) {
+    lease_loop(client, node_name, Some(fence)).await
+}
+
+/// The wait after a failed renewal: 200 ms doubling to 7 s, as the kubelet's lease controller.
+fn retry_after(previous: Option<Duration>) -> Duration {
+    previous.map_or(FIRST_LEASE_RETRY, |d| (d * 2).min(MAX_LEASE_RETRY))
+}
+
+async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client, "kube-node-lease");
+    // At least three renewals per fence deadline (a deadline shorter than 30 s, in tests).
+    let period = fence
+        .as_ref()
+        .map_or(LEASE_RENEWAL, |f| LEASE_RENEWAL.min(f.deadline() / 3));
+    let mut retry = None;
     loop {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -357,18 +382,37 @@ pub async fn keep_lease(client: Client, node_name: String) {
                 ..LeaseSpec::default()
             }),
         };
-        let result = leases
-            .patch(
+        // Taken before the request goes out: the server may observe it from then on.
+        let sent = tokio::time::Instant::now();
+        let result = tokio::time::timeout(
+            period,
+            leases.patch(
                 &node_name,
                 &PatchParams::apply("petset-node").force(),
                 &Patch::Apply(&lease),
-            )
-            .await;
-        match result {
-            Ok(_) => restore_ready(&nodes, &node_name).await,
-            Err(error) => tracing::debug!(%error, "could not renew the node lease"),
-        }
-        tokio::time::sleep(LEASE_RENEWAL).await;
+            ),
+        )
+        .await;
+        let wait = match result {
+            Ok(Ok(_)) => {
+                if let Some(fence) = &fence {
+                    fence.renewed(sent);
+                }
+                retry = None;
+                // Bounded, so that an API that hangs after a renewal does not stop the next.
+                let _ = tokio::time::timeout(period, restore_ready(&nodes, &node_name)).await;
+                period
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "could not renew the node lease");
+                (*retry.insert(retry_after(retry))).min(period)
+            }
+            Err(_) => {
+                tracing::debug!("the node lease's renewal timed out");
+                (*retry.insert(retry_after(retry))).min(period)
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -399,6 +443,16 @@ mod tests {
         assert_eq!(ready["message"], "simulated node is posting ready status");
         assert_eq!(ready["lastHeartbeatTime"], now);
         assert!(status_to_restore(&node("False", false), now).is_some());
+    }
+
+    #[test]
+    fn failed_renewals_retry_from_200_ms_doubling_to_7_s() {
+        let waits: Vec<Duration> =
+            std::iter::successors(Some(retry_after(None)), |d| Some(retry_after(Some(*d))))
+                .take(8)
+                .collect();
+        let millis: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [200, 400, 800, 1600, 3200, 6400, 7000, 7000]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use petset_runtime::images::ImageStore;
 use petset_runtime::network::NetworkConfig;
 use petset_runtime::pods::Runtime;
 
+use crate::fence::Fence;
 use crate::kubelet_events::KubeletEvents;
 use crate::machine::Machine;
 use crate::node::{self, Kind, NodeFacts};
@@ -232,7 +233,14 @@ impl RuncNode {
 }
 
 /// Runs the node until the task is aborted; its pod workers run until `RuncNode::shutdown`.
+/// Its fence has the default deadline.
 pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
+    run_fenced(client, node_name, node, Fence::default_deadline()).await
+}
+
+/// As `run`, with `fence` (`crate::fence`): when the node cannot renew its Lease for the
+/// fence's deadline, every container is killed and none starts until a renewal succeeds.
+pub async fn run_fenced(client: Client, node_name: String, node: Arc<RuncNode>, fence: Fence) {
     let images = match ImageStore::open(&node.config.image_store) {
         Ok(images) => images,
         Err(error) => {
@@ -264,7 +272,11 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
         tracing::warn!(%error, node = %node_name, "could not register the node");
     }
     let mut helpers = tokio::task::JoinSet::new();
-    helpers.spawn(node::keep_lease(client.clone(), node_name.clone()));
+    helpers.spawn(node::keep_fenced_lease(
+        client.clone(),
+        node_name.clone(),
+        fence.clone(),
+    ));
     if node
         .config
         .network
@@ -285,14 +297,19 @@ pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
             disk,
         ));
     }
+    let runtime: Arc<dyn crate::runtime::PodRuntime> =
+        Arc::new(RuncRuntime::new(node.runtime.clone(), images));
+    // The watchdog is the node's task, not a helper of the API: it runs whatever the API does.
+    helpers.spawn(fence.clone().watch(runtime.clone()));
     let shared = Arc::new(Shared {
         stdins: node.stdins.clone(),
         client: client.clone(),
-        runtime: Arc::new(RuncRuntime::new(node.runtime.clone(), images)),
+        runtime,
         dns: node.dns_address(),
         events: KubeletEvents::new(client, &node_name),
         allocatable: machine.allocatable_for_pods(),
         volumes_root: node.config.volumes.clone(),
+        fence,
     });
     crate::pods::run(shared, &node_name, &node.workers).await;
 }

@@ -125,6 +125,10 @@ pub trait PodRuntime: Send + Sync + 'static {
     /// Sends `signal` (`TERM`, `KILL`) to a container's main process.
     fn signal(&self, pod: &str, container: &str, signal: &str) -> Result<(), RuntimeError>;
 
+    /// Kills (SIGKILL) every container of the pod at once, leaving them and the sandbox for
+    /// the pod's worker to remove: the node's fence (`crate::fence`) when it rises.
+    fn kill_all(&self, pod: &str) -> Result<(), RuntimeError>;
+
     /// Removes every container of the pod (killing what still runs) and its sandbox.
     fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError>;
 

@@ -10,13 +10,22 @@ use kube::Client;
 use petset_runtime::network::Cidr;
 
 use crate::downward::Allocatable;
+use crate::fence::Fence;
 use crate::kubelet_events::KubeletEvents;
 use crate::pods::{Shared, Workers};
 use crate::runtimes::simulated::SimulatedRuntime;
 
 /// Runs the simulated node `node_name`, its pods' addresses from `pod_cidr`, until the task
-/// is aborted (which ends its pod workers too: they hold nothing to clean up).
+/// is aborted (which ends its pod workers too: they hold nothing to clean up). Its fence has
+/// the default deadline.
 pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
+    run_fenced(client, node_name, pod_cidr, Fence::default_deadline()).await
+}
+
+/// As `run`, with `fence` (`crate::fence`): the node fences itself when it cannot renew its
+/// Lease. No process runs, so the fence only ends the bookkeeping containers, holds back
+/// their starts and marks the pods.
+pub async fn run_fenced(client: Client, node_name: String, pod_cidr: Cidr, fence: Fence) {
     let facts = crate::node::NodeFacts::simulated(pod_cidr.to_string());
     if let Err(error) =
         crate::node::register(&client, &node_name, crate::node::Kind::Simulated, &facts).await
@@ -24,7 +33,13 @@ pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
         tracing::warn!(%error, node = %node_name, "could not register the simulated node");
     }
     let mut helpers = tokio::task::JoinSet::new();
-    helpers.spawn(crate::node::keep_lease(client.clone(), node_name.clone()));
+    let runtime = Arc::new(SimulatedRuntime::new(&pod_cidr));
+    helpers.spawn(crate::node::keep_fenced_lease(
+        client.clone(),
+        node_name.clone(),
+        fence.clone(),
+    ));
+    helpers.spawn(fence.clone().watch(runtime.clone()));
     // The simulated node's volumes are bookkeeping too: it makes no directories.
     let disk = crate::local_path::Disk::bookkeeping();
     helpers.spawn(crate::local_path::run(
@@ -35,11 +50,12 @@ pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
     let shared = Arc::new(Shared {
         stdins: Default::default(),
         client: client.clone(),
-        runtime: Arc::new(SimulatedRuntime::new(&pod_cidr)),
+        runtime,
         dns: None,
         events: KubeletEvents::new(client, &node_name),
         allocatable: Allocatable::default(),
         volumes_root: None,
+        fence,
     });
     // Dropped with this task when it is aborted, which aborts every worker.
     let workers = Workers::default();

@@ -35,6 +35,9 @@ pub struct ContainerRecord {
     pub startup: ProbeState,
     pub readiness: ProbeState,
     pub liveness: ProbeState,
+    /// Held back by the node's fence (`crate::fence`): its status waits `NodeFenced` until the
+    /// fence is lowered.
+    pub fenced: bool,
 }
 
 impl ContainerRecord {

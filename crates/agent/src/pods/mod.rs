@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::downward::Allocatable;
+use crate::fence::Fence;
 use crate::kubelet_events::KubeletEvents;
 use crate::runtime::PodRuntime;
 
@@ -53,6 +54,8 @@ pub struct Shared {
     pub allocatable: Allocatable,
     /// Where this node's local-path volumes live (`crate::local_path`), when it has them.
     pub volumes_root: Option<PathBuf>,
+    /// The node's fence (`crate::fence`): no container starts while it is not lowered.
+    pub fence: Fence,
 }
 
 /// A short, runc-safe id for the pod with this uid: its sandbox's name. The uid's last 16

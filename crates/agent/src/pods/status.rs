@@ -147,7 +147,10 @@ impl PodRun {
             .iter()
             .map(|container| {
                 let record = records.get(&container.name).cloned().unwrap_or_default();
-                let state = if record.state.is_null() {
+                let state = if record.fenced && !record.running {
+                    let message = self.shared.fence.message();
+                    json!({"waiting": {"reason": super::worker::NODE_FENCED, "message": message}})
+                } else if record.state.is_null() {
                     self.default_waiting()
                 } else {
                     record.state.clone()

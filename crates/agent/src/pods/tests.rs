@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::{Shared, Workers};
 use crate::downward::Allocatable;
+use crate::fence::{Fence, State};
 use crate::kubelet_events::KubeletEvents;
 use crate::runtime::{PodRuntime, StartedContainer};
 use crate::testing::{PATIENCE, eventually};
@@ -120,6 +122,15 @@ impl PodRuntime for FakeRuntime {
         Ok(())
     }
 
+    fn kill_all(&self, pod: &str) -> Result<(), RuntimeError> {
+        for (p, name) in self.containers() {
+            if p == pod {
+                self.end(pod, &name, None);
+            }
+        }
+        Ok(())
+    }
+
     fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError> {
         let names: Vec<String> = self
             .containers()
@@ -151,6 +162,14 @@ async fn node_of(
     cluster: &TestCluster,
     runtime: Arc<FakeRuntime>,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
+    fenced_node_of(cluster, runtime, Fence::lowered_for_tests()).await
+}
+
+async fn fenced_node_of(
+    cluster: &TestCluster,
+    runtime: Arc<dyn PodRuntime>,
+    fence: Fence,
+) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let client = cluster.client();
     let shared = Arc::new(Shared {
         stdins: super::Stdins::default(),
@@ -164,6 +183,7 @@ async fn node_of(
             ephemeral_storage: None,
         },
         volumes_root: None,
+        fence,
     });
     let workers = Arc::new(Workers::default());
     let watching = workers.clone();
@@ -318,6 +338,154 @@ async fn a_node_that_stops_cuts_a_terminating_pods_long_grace_period_to_its_own(
         .expect("the stop ends within the node's grace period");
     assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
     assert_eq!(runtime.sandboxes(), Vec::<String>::new());
+}
+
+/// A client of the cluster whose requests fail while `cut` is set: the API out of reach.
+fn cuttable_client(cluster: &TestCluster, cut: Arc<AtomicBool>) -> kube::Client {
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    let inner = cluster.client();
+    let service = tower::service_fn(move |request: axum::http::Request<kube::client::Body>| {
+        let inner = inner.clone();
+        let cut = cut.clone();
+        async move {
+            if cut.load(Ordering::SeqCst) {
+                return Err::<axum::http::Response<kube::client::Body>, BoxError>(
+                    "the API is out of reach".into(),
+                );
+            }
+            inner.send(request).await.map_err(BoxError::from)
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// The state of a pod's first container as its status has it.
+async fn container_state(pods: &Api<Pod>, name: &str) -> serde_json::Value {
+    let pod = pods.get(name).await.expect("get");
+    let status = serde_json::to_value(pod.status).expect("status");
+    status["containerStatuses"][0]["state"].clone()
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_renew_its_lease_kills_its_containers_and_starts_none_until_it_can() {
+    let cluster = TestCluster::start().await;
+    let runtime = Arc::new(FakeRuntime::default());
+    let fence = Fence::new(Duration::from_secs(2)).expect("a fence");
+    let cut = Arc::new(AtomicBool::new(false));
+    let lease = tokio::spawn(crate::node::keep_fenced_lease(
+        cuttable_client(&cluster, cut.clone()),
+        NODE.to_string(),
+        fence.clone(),
+    ));
+    let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
+    let (workers, node) = fenced_node_of(&cluster, runtime.clone(), fence.clone()).await;
+    let pods = create_pod(&cluster, "web-0").await;
+    eventually("web-0's container runs", async || {
+        runtime.containers().len() == 1
+    })
+    .await;
+
+    // The lease's requests fail from now on; the pods' API still answers, so what the
+    // workers write can be seen.
+    cut.store(true, Ordering::SeqCst);
+    eventually("the fence rises", async || fence.state() == State::Raised).await;
+    eventually("web-0's container is killed and held back", async || {
+        runtime.containers().is_empty()
+            && container_state(&pods, "web-0").await["waiting"]["reason"] == "NodeFenced"
+    })
+    .await;
+    create_pod(&cluster, "web-1").await;
+    eventually("web-1's first start is held back", async || {
+        container_state(&pods, "web-1").await["waiting"]["reason"] == "NodeFenced"
+    })
+    .await;
+    let state = container_state(&pods, "web-1").await;
+    assert_eq!(
+        state["waiting"]["message"],
+        "the node could not renew its Lease for 2s; containers are stopped until it can"
+    );
+    assert_eq!(fence.state(), State::Raised);
+    assert_eq!(runtime.containers(), Vec::<(String, String)>::new());
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(cluster.client(), "default");
+    eventually("web-1 has a NodeFenced warning", async || {
+        let list = events.list(&Default::default()).await.expect("events");
+        list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("NodeFenced")
+                && e.type_.as_deref() == Some("Warning")
+                && e.involved_object.name.as_deref() == Some("web-1")
+        })
+    })
+    .await;
+
+    // Renewals succeed again: the fence is lowered and both pods run (web-0 after its
+    // back-off).
+    cut.store(false, Ordering::SeqCst);
+    eventually("the fence is lowered", async || {
+        fence.state() == State::Lowered
+    })
+    .await;
+    eventually("both pods run again", async || {
+        runtime.containers().len() == 2
+            && container_state(&pods, "web-0").await["running"].is_object()
+            && container_state(&pods, "web-1").await["running"].is_object()
+    })
+    .await;
+    lease.abort();
+    watchdog.abort();
+    node.abort();
+    workers.stop(Duration::ZERO).await;
+}
+
+#[tokio::test]
+async fn a_simulated_node_that_cannot_renew_its_lease_ends_its_containers_and_marks_its_pods() {
+    let cluster = TestCluster::start().await;
+    let cidr = std::str::FromStr::from_str("10.213.9.0/24").expect("cidr");
+    let runtime = Arc::new(crate::runtimes::simulated::SimulatedRuntime::new(&cidr));
+    let fence = Fence::new(Duration::from_secs(2)).expect("a fence");
+    let cut = Arc::new(AtomicBool::new(false));
+    let lease = tokio::spawn(crate::node::keep_fenced_lease(
+        cuttable_client(&cluster, cut.clone()),
+        NODE.to_string(),
+        fence.clone(),
+    ));
+    let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
+    let (workers, node) = fenced_node_of(&cluster, runtime.clone(), fence.clone()).await;
+    let pods = create_pod(&cluster, "web-0").await;
+    eventually("web-0 runs", async || {
+        container_state(&pods, "web-0").await["running"].is_object()
+    })
+    .await;
+    cut.store(true, Ordering::SeqCst);
+    eventually("web-0's container ends and is held back", async || {
+        let pod = pods.get("web-0").await.expect("get");
+        let status = serde_json::to_value(pod.status).expect("status");
+        let container = &status["containerStatuses"][0];
+        container["restartCount"].as_i64() >= Some(1)
+            && container["state"]["waiting"]["reason"] == "NodeFenced"
+    })
+    .await;
+    assert_eq!(fence.state(), State::Raised);
+    // The event is recorded though the simulated node records no other.
+    let events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(cluster.client(), "default");
+    eventually("web-0 has a NodeFenced warning", async || {
+        let list = events.list(&Default::default()).await.expect("events");
+        list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("NodeFenced")
+                && e.involved_object.name.as_deref() == Some("web-0")
+        })
+    })
+    .await;
+    cut.store(false, Ordering::SeqCst);
+    eventually("web-0 runs again", async || {
+        container_state(&pods, "web-0").await["running"].is_object()
+    })
+    .await;
+    lease.abort();
+    watchdog.abort();
+    node.abort();
+    workers.stop(Duration::ZERO).await;
 }
 
 #[test]

@@ -28,6 +28,9 @@ use crate::probes::ProbeState;
 use crate::quantity::Quantity;
 use crate::start_error::{START_ERROR_EXIT_CODE, START_ERROR_REASON, runc_start_error};
 
+/// The waiting reason and event reason of a container the node's fence holds back.
+pub(super) const NODE_FENCED: &str = "NodeFenced";
+
 /// A container's end: its name, the run it ended, and its exit code.
 type Exited = (String, u32, Option<i32>);
 
@@ -48,6 +51,8 @@ pub(super) struct PodRun {
     /// Images that were not in the store, by reference: the pull back-off.
     pub(super) pulls: HashMap<String, PullBackOff>,
     stop: Stop,
+    /// Whether this pod's `NodeFenced` event was recorded since the fence last rose.
+    fenced_told: bool,
 }
 
 /// Why a pod cannot start yet: the waiting reason and message of the container it concerns
@@ -163,6 +168,7 @@ pub(super) async fn run(
         shared,
         pod,
         stop,
+        fenced_told: false,
     };
     let end = run.lifecycle(&mut updates, &mut exited).await;
     run.terminate(&mut exited, end).await;
@@ -203,15 +209,19 @@ impl PodRun {
                 }
                 continue;
             }
-            self.advance().await;
+            let held = self.advance().await;
             if self.shared.runtime.needs().probes {
                 self.probe().await;
             }
             self.write_status().await;
+            // Starts held back by the fence wait for it, not for their (past) restart times.
+            let now = Instant::now();
             let wake = lifecycle::next_wake(&self.init, &self.containers)
+                .filter(|at| !held || *at > now)
                 .into_iter()
                 .chain(self.next_readiness())
                 .min();
+            let fence = self.shared.fence.clone();
             tokio::select! {
                 update = next_pod(updates) => match update {
                     Update::Pod(pod) => self.pod = *pod,
@@ -220,6 +230,7 @@ impl PodRun {
                 },
                 Some((name, attempt, code)) = exited.recv() => self.exited(&name, attempt, code),
                 () = sleep_until(wake) => {}
+                () = fence.lowered(), if held => {}
                 () = self.stop.wait() => return End::NodeStops,
             }
         }
@@ -358,7 +369,9 @@ impl PodRun {
     }
 
     /// Starts what should run now: init containers one by one, then every app container.
-    async fn advance(&mut self) {
+    /// While the node's fence is not lowered, starts nothing; returns whether it held a start
+    /// back (the worker then waits for the fence).
+    async fn advance(&mut self) -> bool {
         let spec = self.spec();
         let plan = lifecycle::starts(
             &spec,
@@ -368,24 +381,65 @@ impl PodRun {
             Instant::now(),
         );
         self.init_done = plan.init_done;
+        let fence = self.shared.fence.state();
+        if !fence.may_start() {
+            if fence == crate::fence::State::Raised {
+                self.mark_fenced(&spec);
+            }
+            return !plan.start.is_empty();
+        }
+        self.fenced_told = false;
+        for record in self.init.values_mut().chain(self.containers.values_mut()) {
+            record.fenced = false;
+        }
         for next in plan.start {
             if self.stop.requested() {
-                return;
+                return false;
             }
             let containers = if next.init {
                 spec.init_containers.as_deref().unwrap_or_default()
             } else {
                 &spec.containers
             };
-            if let Some(container) = containers.iter().find(|c| c.name == next.name) {
-                self.start(container, next.init).await;
+            if let Some(container) = containers.iter().find(|c| c.name == next.name)
+                && !self.start(container, next.init).await
+            {
+                // The fence rose while this pod was starting (resolving an environment can
+                // take the API's time): what is left waits for it.
+                return true;
             }
+        }
+        false
+    }
+
+    /// While the fence is raised: every container that would start (now, or once its back-off
+    /// is over) waits `NodeFenced`, and the pod gets a Warning event, once per raise. The event
+    /// is recorded even on a node whose runtime records none: it is rare, and it is the one
+    /// word on the pod of why it does not run.
+    fn mark_fenced(&mut self, spec: &PodSpec) {
+        let message = self.shared.fence.message();
+        let would_start = lifecycle::starts(
+            spec,
+            &self.init,
+            &self.containers,
+            self.init_done,
+            far_future(),
+        );
+        for next in &would_start.start {
+            self.record(&next.name, next.init).fenced = true;
+        }
+        if !self.fenced_told && !would_start.start.is_empty() {
+            self.fenced_told = true;
+            let recorder = &self.shared.events;
+            recorder.record(&self.pod, None, events::WARNING, NODE_FENCED, message);
         }
     }
 
-    async fn start(&mut self, container: &Container, init: bool) {
+    /// Starts a container; `false` when the node's fence held it back (it rose after the
+    /// worker's `advance` looked), `true` otherwise, started or not.
+    async fn start(&mut self, container: &Container, init: bool) -> bool {
         let Some(image) = self.images.get(&container.name).cloned() else {
-            return;
+            return true;
         };
         let of = Some(ContainerOf {
             name: &container.name,
@@ -401,7 +455,7 @@ impl PodRun {
         let needs = self.shared.runtime.needs();
         let (env, args) = if needs.environment {
             let Some(env) = self.environment(container, &image, init).await else {
-                return;
+                return true;
             };
             let args = crate::environment::command_line(container, &image, &env.kubelet);
             (env, args)
@@ -439,6 +493,9 @@ impl PodRun {
             tty: container.tty == Some(true),
             image: image.clone(),
         };
+        if !self.shared.fence.state().may_start() {
+            return false;
+        }
         let attempt = {
             let record = self.record(&container.name, init);
             record.attempt += 1;
@@ -447,12 +504,19 @@ impl PodRun {
         let runtime = self.shared.runtime.clone();
         let id = self.id.clone();
         let log = runtime.log_path(&id, &container.name, attempt);
+        let fence = self.shared.fence.clone();
         let started = tokio::task::spawn_blocking(move || {
-            if init {
+            let started = if init {
                 runtime.start_init(&id, &config, &log)
             } else {
                 runtime.start(&id, &config, &log)
+            };
+            // The fence rose while this start was in flight, perhaps after its kills: the
+            // container is killed here instead (its exit is then seen as any other).
+            if started.is_ok() && !fence.state().may_start() {
+                let _ = runtime.signal(&id, &config.name, "KILL");
             }
+            started
         })
         .await
         .map_err(|e| e.to_string())
@@ -495,6 +559,7 @@ impl PodRun {
                 record.restart_at = Some(Instant::now() + FIRST_BACK_OFF);
             }
         }
+        true
     }
 
     /// A container's environment, resolved from the pod and the API; `None` (and the

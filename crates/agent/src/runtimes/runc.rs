@@ -56,6 +56,24 @@ impl PodRuntime for RuncRuntime {
         self.runtime.signal(pod, container, signal)
     }
 
+    fn kill_all(&self, pod: &str) -> Result<(), RuntimeError> {
+        // Every container the pod has made (its directory is there from before its start);
+        // one that is not running makes `runc kill` fail, which is no error here.
+        let containers = self.runtime.pod_dir(pod).join("containers");
+        let names = std::fs::read_dir(&containers)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for name in names {
+            let _ = self.runtime.signal(pod, &name, "KILL");
+        }
+        Ok(())
+    }
+
     fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError> {
         self.runtime.remove_sandbox(pod)
     }

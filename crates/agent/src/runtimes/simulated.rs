@@ -253,6 +253,17 @@ impl PodRuntime for SimulatedRuntime {
         Ok(())
     }
 
+    fn kill_all(&self, pod: &str) -> Result<(), RuntimeError> {
+        // Nothing runs: the entries end as killed, as a real node's containers would.
+        let now = Instant::now();
+        if let Some(containers) = self.sandboxes().get(pod) {
+            for ending in containers.values() {
+                let _ = ending.send((now, None));
+            }
+        }
+        Ok(())
+    }
+
     fn remove_sandbox(&self, pod: &str) -> Result<(), RuntimeError> {
         // Dropping the senders ends what still "runs".
         self.sandboxes().remove(pod);

@@ -117,6 +117,18 @@ impl Fence {
         })
     }
 
+    /// A fence that never rises: the node keeps its pods whatever happens to its Lease.
+    /// The default until the servers replace a lost node's pods (the fence's only purpose):
+    /// a fence also kills every pod when the whole control plane is down for its deadline,
+    /// which a node cannot tell from being cut off alone.
+    pub fn off() -> Self {
+        Self {
+            deadline: Duration::MAX,
+            renewals: Arc::new(watch::channel(None).0),
+            state: Arc::new(watch::channel(State::Unheld).0),
+        }
+    }
+
     /// The default fence (`DEFAULT_DEADLINE`).
     pub fn default_deadline() -> Self {
         Self::new(DEFAULT_DEADLINE).expect("the default deadline is valid")

@@ -233,9 +233,9 @@ impl RuncNode {
 }
 
 /// Runs the node until the task is aborted; its pod workers run until `RuncNode::shutdown`.
-/// Its fence has the default deadline.
+/// Its fence is off (`Fence::off`); `run_fenced` gives it one.
 pub async fn run(client: Client, node_name: String, node: Arc<RuncNode>) {
-    run_fenced(client, node_name, node, Fence::default_deadline()).await
+    run_fenced(client, node_name, node, Fence::off()).await
 }
 
 /// As `run`, with `fence` (`crate::fence`): when the node cannot renew its Lease for the

@@ -16,10 +16,10 @@ use crate::pods::{Shared, Workers};
 use crate::runtimes::simulated::SimulatedRuntime;
 
 /// Runs the simulated node `node_name`, its pods' addresses from `pod_cidr`, until the task
-/// is aborted (which ends its pod workers too: they hold nothing to clean up). Its fence has
-/// the default deadline.
+/// is aborted (which ends its pod workers too: they hold nothing to clean up). Its fence is
+/// off (`Fence::off`); `run_fenced` gives it one.
 pub async fn run(client: Client, node_name: String, pod_cidr: Cidr) {
-    run_fenced(client, node_name, pod_cidr, Fence::default_deadline()).await
+    run_fenced(client, node_name, pod_cidr, Fence::off()).await
 }
 
 /// As `run`, with `fence` (`crate::fence`): the node fences itself when it cannot renew its

@@ -26,6 +26,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         (None, Some(file)) => read_token(file)?,
         (None, None) => anyhow::bail!("give the join token with --token or --token-file"),
     };
+    if let Some(seconds) = args.fence_deadline {
+        petset_agent::fence::check_deadline(std::time::Duration::from_secs(seconds))
+            .map_err(|e| anyhow::anyhow!("--fence-deadline {seconds}: {e}"))?;
+    }
     let name = args
         .node_name
         .clone()
@@ -107,6 +111,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         api_address: Some(api_address),
         volumes: args.local_path_dir.clone(),
         pod_routes: args.pod_routes,
+        fence_deadline: args.fence_deadline.map(std::time::Duration::from_secs),
     };
     let Some(opened) = OpenedNode::open(options)? else {
         anyhow::bail!("this agent has no node to run");

@@ -219,6 +219,11 @@ pub struct AgentArgs {
     /// server's `--service-cidr`, which the join tells]
     #[arg(long)]
     pub service_cidr: Option<Cidr>,
+    /// Fence this node: when it has not renewed its Lease for this many seconds (at most 40,
+    /// leaving 10 of the servers' 50 s grace), kill every container and start none until it
+    /// can. Off by default: it also stops every pod when the whole control plane is down.
+    #[arg(long, value_name = "SECONDS")]
+    pub fence_deadline: Option<u64>,
     /// Route the other nodes' pod networks via their addresses (flannel's host-gw) and turn
     /// on IPv4 forwarding in this node's network namespace, so pods reach pods of other
     /// nodes. Only on a machine (or namespace) that is the node's alone.

@@ -97,6 +97,7 @@ impl Cluster {
             api_address,
             volumes: data_dir.join("volumes"),
             pod_routes: false,
+            fence_deadline: None,
         })?;
         Self::start_with(
             store,

@@ -35,6 +35,9 @@ pub struct NodeOptions {
     pub volumes: PathBuf,
     /// Routes to other nodes' pod networks, and forwarding in this node's namespace.
     pub pod_routes: bool,
+    /// Kill every container when the Lease has not been renewed for this long
+    /// (`petset_agent::fence`); `None`: the node never fences itself.
+    pub fence_deadline: Option<std::time::Duration>,
 }
 
 /// The runtime a node was opened with.
@@ -133,13 +136,20 @@ impl OpenedNode {
         } = self;
         let name = options.name.clone();
         let network = &options.network;
+        let fence = match options.fence_deadline {
+            None => petset_agent::fence::Fence::off(),
+            Some(deadline) => {
+                petset_agent::fence::Fence::new(deadline).map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+        };
         let runc = match runtime {
             Runtime::Simulated => {
                 tracing::info!(node = %name, pod_cidr = %network.cidr, "running a simulated node");
-                tasks.spawn(petset_agent::simulated::run(
+                tasks.spawn(petset_agent::simulated::run_fenced(
                     client.clone(),
                     name.clone(),
                     network.cidr,
+                    fence.clone(),
                 ));
                 None
             }
@@ -147,10 +157,11 @@ impl OpenedNode {
                 // Only real containers have streams to look pods up for.
                 tasks.spawn(feed.run(client.clone()));
                 tracing::info!(node = %name, images = %options.image_store.display(), bridge = %network.bridge, pod_cidr = %network.cidr, "running a node with runc");
-                tasks.spawn(petset_agent::runc::run(
+                tasks.spawn(petset_agent::runc::run_fenced(
                     client.clone(),
                     name.clone(),
                     node.clone(),
+                    fence.clone(),
                 ));
                 if options.pod_routes {
                     // host-gw: this node's namespace is its own, so it may forward and route.

@@ -25,6 +25,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         api_address: None,
         volumes: args.local_path_dir.clone(),
         pod_routes: args.pod_routes,
+        fence_deadline: None,
     });
     serve(Server {
         data_dir: args.data_dir,

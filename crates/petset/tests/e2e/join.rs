@@ -297,3 +297,73 @@ fn wrong_tokens_revoked_tokens_and_stolen_names_are_refused_clearly() {
     let lease = as_node(&["delete", "lease", "-n", "kube-node-lease", "other"]);
     assert!(lease.stderr.contains("forbidden"), "{lease:?}");
 }
+
+#[test]
+fn an_agent_with_a_fence_stops_its_pods_while_it_cannot_renew_its_lease() {
+    let server = server();
+    let mut agent = Agent::spawn(
+        binary(),
+        &server,
+        "fenced",
+        loopback(61),
+        &["--fence-deadline", "2"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_ready(&server, &mut agent, "fenced");
+    server
+        .kubectl(&[
+            "run",
+            "guarded",
+            "--image=busybox",
+            "--overrides",
+            r#"{"spec":{"nodeName":"fenced"}}"#,
+        ])
+        .ok();
+    let running = wait_until(Duration::from_secs(30), || {
+        server
+            .kubectl(&["get", "pod", "guarded", "-o", "jsonpath={.status.phase}"])
+            .stdout
+            == "Running"
+    });
+    assert!(running, "the pod did not run\n{}", agent.log());
+
+    // The API goes silent (the server is stopped, not killed): the node cannot renew.
+    let pid = server.pid().expect("the server's pid").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status();
+    let raised = wait_until(Duration::from_secs(30), || {
+        agent.log().contains("fence raised")
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status();
+    assert!(raised, "the fence did not rise\n{}", agent.log());
+
+    // Renewals resume: the fence is lowered and the pod's container starts again.
+    let lowered = wait_until(Duration::from_secs(60), || {
+        agent.log().contains("fence lowered")
+    });
+    assert!(lowered, "the fence did not come down\n{}", agent.log());
+    let restarted = wait_until(Duration::from_secs(60), || {
+        server
+            .kubectl(&[
+                "get",
+                "pod",
+                "guarded",
+                "-o",
+                "jsonpath={.status.containerStatuses[0].restartCount} {.status.phase}",
+            ])
+            .stdout
+            .split_once(' ')
+            .is_some_and(|(count, phase)| {
+                count.parse::<u32>().is_ok_and(|c| c >= 1) && phase == "Running"
+            })
+    });
+    assert!(
+        restarted,
+        "{:?}\n{}",
+        server.kubectl(&["get", "pod", "guarded", "-o", "yaml"]),
+        agent.log()
+    );
+}

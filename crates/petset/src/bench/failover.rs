@@ -181,7 +181,7 @@ pub async fn run(args: &FailoverBenchArgs) -> anyhow::Result<()> {
         std::fs::copy(servers[0].dir.join("pki").join(file), pki.join(file))?;
     }
     start_server(&binary, &mut servers[1], &store)?;
-    let mut clients = vec![
+    let mut clients = [
         client_of(&servers[0], timeout).await?,
         client_of(&servers[1], timeout).await?,
     ];

@@ -37,9 +37,9 @@ pub struct Config {
     pub image_store: PathBuf,
     /// The pod network; without one, pods share nothing but their own loopback.
     pub network: Option<NetworkConfig>,
-    /// The API server's address, the one address off the bridge the service proxy relays to
+    /// The API servers' addresses, the only ones off the bridge the service proxy relays to
     /// (the `kubernetes` Service).
-    pub api_address: Option<std::net::SocketAddr>,
+    pub api_addresses: Vec<std::net::SocketAddr>,
     /// The root of this node's local-path volumes (`DIR/volumes`), which `crate::local_path`
     /// keeps in step with the PersistentVolumes bound to this node.
     pub volumes: Option<PathBuf>,
@@ -286,7 +286,7 @@ pub async fn run_fenced(client: Client, node_name: String, node: Arc<RuncNode>, 
         helpers.spawn(crate::services::run(
             client.clone(),
             node.pod_networks.clone(),
-            node.config.api_address,
+            node.config.api_addresses.clone(),
         ));
     }
     if let Some(root) = node.config.volumes.clone() {

@@ -97,10 +97,10 @@ fn backends(endpoints: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
 
 /// Whether the proxy may connect to `backend`: a pod's address in one of `pod_networks` (not
 /// a network's own, gateway or broadcast address: the gateway is a node itself), or the API
-/// server's address (the `kubernetes` Service). Nothing else: an Endpoints object anyone
+/// servers' addresses (the `kubernetes` Service). Nothing else: an Endpoints object anyone
 /// writes cannot point the proxy at the node, its network or the outside.
-fn may_dial(backend: SocketAddr, pod_networks: &[Cidr], api: Option<SocketAddr>) -> bool {
-    if Some(backend) == api {
+fn may_dial(backend: SocketAddr, pod_networks: &[Cidr], api: &[SocketAddr]) -> bool {
+    if api.contains(&backend) {
         return true;
     }
     let IpAddr::V4(ip) = backend.ip() else {
@@ -112,8 +112,9 @@ fn may_dial(backend: SocketAddr, pod_networks: &[Cidr], api: Option<SocketAddr>)
 }
 
 /// Runs the proxy until aborted, dialing pods of the networks in `reached` and the API server
-/// at `api`.
-pub async fn run(client: Client, reached: PodNetworks, api: Option<SocketAddr>) {
+/// servers at `api`.
+pub async fn run(client: Client, reached: PodNetworks, api: Vec<SocketAddr>) {
+    let api: Arc<[SocketAddr]> = api.into();
     let changed = Arc::new(Notify::new());
     let mut helpers = JoinSet::new();
     let notify = changed.clone();
@@ -152,7 +153,7 @@ pub async fn run(client: Client, reached: PodNetworks, api: Option<SocketAddr>) 
                         frontend.clone(),
                         endpoints.clone(),
                         reached.clone(),
-                        api,
+                        api.clone(),
                     ));
                     listening.insert(frontend, handle);
                 }
@@ -173,7 +174,7 @@ async fn serve(
     frontend: Frontend,
     endpoints: Cache<Endpoints>,
     reached: PodNetworks,
-    api: Option<SocketAddr>,
+    api: Arc<[SocketAddr]>,
 ) {
     let next = Arc::new(AtomicUsize::new(0));
     loop {
@@ -188,7 +189,7 @@ async fn serve(
         let networks = reached.current();
         let candidates: Vec<SocketAddr> = current
             .into_iter()
-            .filter(|b| may_dial(*b, &networks, api))
+            .filter(|b| may_dial(*b, &networks, &api))
             .collect();
         let start = next.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(relay(inbound, candidates, start));
@@ -254,8 +255,12 @@ mod tests {
         let routed: Cidr = "10.42.2.0/24".parse().expect("cidr");
         let api: SocketAddr = "10.250.0.1:6443".parse().expect("address");
         let dial = |text: &str, networks: &[Cidr]| {
-            may_dial(text.parse().expect("address"), networks, Some(api))
+            may_dial(text.parse().expect("address"), networks, &[api])
         };
+        // Every API server the node was given, with several servers.
+        let second: SocketAddr = "10.250.0.1:6444".parse().expect("address");
+        assert!(may_dial(second, &[], &[api, second]));
+        assert!(!may_dial(second, &[], &[api]));
         for allowed in ["10.42.1.5:80", "10.42.2.9:8080", "10.250.0.1:6443"] {
             assert!(dial(allowed, &[own, routed]), "{allowed}");
         }

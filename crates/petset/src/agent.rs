@@ -39,12 +39,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .iter()
         .map(|server| api_address(server))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let api_address = *servers
-        .first()
-        .context("give the server to join with --server")?;
+    if servers.is_empty() {
+        anyhow::bail!("give the server to join with --server");
+    }
     // Everything the agent sends its servers goes through one loopback relay that fails
     // over between them; TLS stays end to end.
-    let failover = Failover::start(servers)
+    let failover = Failover::start(servers.clone())
         .await
         .context("listening for the agent's server relay on loopback")?;
     let server = format!("https://{}", failover.address);
@@ -108,7 +108,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         },
         cluster_cidr: Some(cluster_cidr),
         dns_listen: None,
-        api_address: Some(api_address),
+        api_addresses: servers.clone(),
         volumes: args.local_path_dir.clone(),
         pod_routes: args.pod_routes,
         fence_deadline: args.fence_deadline.map(std::time::Duration::from_secs),

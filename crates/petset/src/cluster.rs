@@ -94,7 +94,7 @@ impl Cluster {
             network: network.clone(),
             cluster_cidr: None,
             dns_listen,
-            api_address,
+            api_addresses: api_address.into_iter().collect(),
             volumes: data_dir.join("volumes"),
             pod_routes: false,
             fence_deadline: None,

@@ -30,7 +30,7 @@ pub struct NodeOptions {
     /// Where the cluster DNS answers; by default on the runc node's bridge, port 53.
     pub dns_listen: Option<std::net::SocketAddr>,
     /// Where the API serves, which the `kubernetes` Service's ClusterIP relays to.
-    pub api_address: Option<std::net::SocketAddr>,
+    pub api_addresses: Vec<std::net::SocketAddr>,
     /// Where `local-path` volumes are made (`DIR/volumes` for `petset up`).
     pub volumes: PathBuf,
     /// Routes to other nodes' pod networks, and forwarding in this node's namespace.
@@ -76,7 +76,7 @@ impl OpenedNode {
                     runtime_dir: options.runtime_dir.clone(),
                     image_store: options.image_store.clone(),
                     network: Some(options.network.clone()),
-                    api_address: options.api_address,
+                    api_addresses: options.api_addresses.clone(),
                     volumes: Some(options.volumes.clone()),
                 };
                 let opened = if crate::cluster::is_root() {

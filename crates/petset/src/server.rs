@@ -22,7 +22,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         cluster_cidr: Some(args.cluster_cidr),
         dns_listen: None,
-        api_address: None,
+        api_addresses: Vec::new(),
         volumes: args.local_path_dir.clone(),
         pod_routes: args.pod_routes,
         fence_deadline: None,

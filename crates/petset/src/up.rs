@@ -35,7 +35,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
         cluster_cidr: None,
         dns_listen: args.dns_listen,
-        api_address: Some(api_endpoint(args.api_listen, None)),
+        api_addresses: vec![api_endpoint(args.api_listen, None)],
         volumes: PathBuf::new(),
         pod_routes: false,
         fence_deadline: None,
@@ -328,7 +328,7 @@ async fn start_own_node(
     node.network.cidr = pod_cidr.parse().map_err(|e: String| {
         anyhow::anyhow!("node IPAM gave this node a pod range petset cannot use: {e}")
     })?;
-    node.api_address = Some(advertised);
+    node.api_addresses = vec![advertised];
     node.cluster_cidr = cluster_cidr;
     tracing::info!(node = %node.name, %pod_cidr, "the server's own node has its pod range");
     match OpenedNode::open(node)? {

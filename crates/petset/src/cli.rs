@@ -145,6 +145,11 @@ pub struct ServerArgs {
     /// Seconds between compactions of store history.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,
+    /// Seconds a node may go without renewing its Lease before it is marked Unknown and
+    /// tainted unreachable (kube-controller-manager's flag; a fenced agent's
+    /// `--fence-deadline` must stay 10 s below it).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_monitor_grace_period: u64,
     /// Run a node in the server's process too: real containers, bookkeeping only, or none.
     /// Its pod range comes from `--cluster-cidr` like any agent's, and its node API serves on
     /// the advertised address.

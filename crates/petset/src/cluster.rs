@@ -108,6 +108,7 @@ impl Cluster {
                 volumes: data_dir.join("volumes"),
                 remote_nodes: None,
                 election: None,
+                node_lifecycle: Default::default(),
             },
             opened,
         )
@@ -146,8 +147,13 @@ impl Cluster {
         let singletons = {
             let (state, client) = (state.clone(), client.clone());
             let (volumes, cluster_cidr) = (plane.volumes.clone(), plane.cluster_cidr);
+            let node_lifecycle = plane.node_lifecycle.clone();
             move || {
-                let mut tasks = petset_controllers::spawn_all(client.clone(), volumes.clone());
+                let mut tasks = petset_controllers::spawn_all_with(
+                    client.clone(),
+                    volumes.clone(),
+                    node_lifecycle.clone(),
+                );
                 if let Some(cluster_cidr) = cluster_cidr {
                     tasks.spawn(petset_controllers::nodeipam::run(
                         client.clone(),
@@ -249,6 +255,8 @@ pub struct ControlPlane {
     pub volumes: PathBuf,
     /// How to reach nodes on other machines (the API server's client TLS), if at all.
     pub remote_nodes: Option<petset_apiserver::nodes::Tls>,
+    /// How silent nodes are judged (`--node-monitor-grace-period`).
+    pub node_lifecycle: petset_controllers::NodeLifecycleConfig,
     /// With several servers over one store: the Lease the controllers run under.
     pub election: Option<petset_controllers::leader::ElectionConfig>,
 }

@@ -42,6 +42,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args.kubelet_port
                 .unwrap_or(petset_agent::kubelet::DEFAULT_PORT),
         ),
+        node_lifecycle: petset_controllers::NodeLifecycleConfig {
+            grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period),
+            ..Default::default()
+        },
     })
     .await
 }

@@ -52,6 +52,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         join: false,
         node: Some(node),
         kubelet_port: args.kubelet_port,
+        node_lifecycle: Default::default(),
     })
     .await
 }
@@ -75,6 +76,8 @@ pub struct Server {
     /// This process's node; its runtime and volume directories are set from the data dir.
     pub node: Option<NodeOptions>,
     pub kubelet_port: Option<u16>,
+    /// How the servers judge silent nodes (upstream's defaults for `petset up`).
+    pub node_lifecycle: petset_controllers::NodeLifecycleConfig,
 }
 
 /// Opens the data directory and the store, serves the API (with this process's node, if
@@ -146,6 +149,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         volumes,
         remote_nodes,
         election,
+        node_lifecycle: server.node_lifecycle,
     };
     let mut cluster = Cluster::start_with(
         store.clone(),

@@ -112,6 +112,14 @@ impl Agent {
             .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
+    /// Kills the agent at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops the agent the way a user does (SIGTERM), SIGKILL after 30 s.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

@@ -367,3 +367,98 @@ fn an_agent_with_a_fence_stops_its_pods_while_it_cannot_renew_its_lease() {
         agent.log()
     );
 }
+
+#[test]
+fn a_node_whose_agent_dies_is_marked_unknown_tainted_and_its_pods_evicted() {
+    let server = Petset::start_server(binary(), &["--node-monitor-grace-period", "3"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut lost = Agent::spawn(binary(), &server, "lost", loopback(71), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut kept = Agent::spawn(binary(), &server, "kept", loopback(72), &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_ready(&server, &mut lost, "lost");
+    wait_ready(&server, &mut kept, "kept");
+    // A pod that tolerates the node's loss for a second only.
+    server
+        .kubectl(&[
+            "run",
+            "short-lived",
+            "--image=busybox",
+            "--overrides",
+            r#"{"spec":{"nodeName":"lost","tolerations":[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":1}]}}"#,
+        ])
+        .ok();
+    let running = wait_until(Duration::from_secs(30), || {
+        server
+            .kubectl(&[
+                "get",
+                "pod",
+                "short-lived",
+                "-o",
+                "jsonpath={.status.phase}",
+            ])
+            .stdout
+            == "Running"
+    });
+    assert!(running, "the pod did not run\n{}", lost.log());
+
+    lost.kill();
+    let unknown = wait_until(Duration::from_secs(60), || {
+        server
+            .kubectl(&[
+                "get",
+                "node",
+                "lost",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}/{.status.conditions[?(@.type=='Ready')].reason}/{.spec.taints[*].key}",
+            ])
+            .stdout
+            .starts_with("Unknown/NodeStatusUnknown/node.kubernetes.io/unreachable")
+    });
+    assert!(
+        unknown,
+        "{:?}",
+        server.kubectl(&["get", "node", "lost", "-o", "yaml"])
+    );
+    // Evicted after its toleration: marked for deletion (only its node could finish it).
+    let evicted = wait_until(Duration::from_secs(60), || {
+        !server
+            .kubectl(&[
+                "get",
+                "pod",
+                "short-lived",
+                "-o",
+                "jsonpath={.metadata.deletionTimestamp}",
+            ])
+            .stdout
+            .is_empty()
+    });
+    assert!(
+        evicted,
+        "{:?}",
+        server.kubectl(&["get", "pod", "short-lived", "-o", "yaml"])
+    );
+    let events = server
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=short-lived",
+        ])
+        .ok()
+        .to_string();
+    assert!(events.contains("TaintManagerEviction"), "{events}");
+    // The node that lives is untouched.
+    assert_eq!(
+        server
+            .kubectl(&[
+                "get",
+                "node",
+                "kept",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ])
+            .stdout,
+        "True"
+    );
+}

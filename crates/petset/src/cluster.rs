@@ -108,6 +108,7 @@ impl Cluster {
                 volumes: data_dir.join("volumes"),
                 remote_nodes: None,
                 election: None,
+                elected_compaction: None,
                 node_lifecycle: Default::default(),
             },
             opened,
@@ -131,6 +132,7 @@ impl Cluster {
                 }) as Arc<dyn petset_apiserver::nodes::NodeConnector>
             }),
         };
+        let compacted = store.clone();
         let state = match plane.services {
             Some(services) => ApiState::new(store, admin_token)
                 .with_service_network((services.network(), services.prefix())),
@@ -148,6 +150,7 @@ impl Cluster {
             let (state, client) = (state.clone(), client.clone());
             let (volumes, cluster_cidr) = (plane.volumes.clone(), plane.cluster_cidr);
             let node_lifecycle = plane.node_lifecycle.clone();
+            let (store, compaction) = (compacted, plane.elected_compaction);
             move || {
                 let mut tasks = petset_controllers::spawn_all_with(
                     client.clone(),
@@ -159,6 +162,14 @@ impl Cluster {
                         client.clone(),
                         (cluster_cidr.network(), cluster_cidr.prefix()),
                     ));
+                }
+                if let Some(interval) = compaction {
+                    let compactor =
+                        AbortOnDrop(petset_store::spawn_compactor(store.clone(), interval));
+                    tasks.spawn(async move {
+                        let mut compactor = compactor;
+                        let _ = (&mut compactor.0).await;
+                    });
                 }
                 let api_controllers = AbortOnDrop(petset_apiserver::spawn_controllers(&state));
                 tasks.spawn(async move {
@@ -255,6 +266,8 @@ pub struct ControlPlane {
     pub volumes: PathBuf,
     /// How to reach nodes on other machines (the API server's client TLS), if at all.
     pub remote_nodes: Option<petset_apiserver::nodes::Tls>,
+    /// With an election: the store's compaction runs on the leader only, at this interval.
+    pub elected_compaction: Option<std::time::Duration>,
     /// How silent nodes are judged (`--node-monitor-grace-period`).
     pub node_lifecycle: petset_controllers::NodeLifecycleConfig,
     /// With several servers over one store: the Lease the controllers run under.

@@ -88,10 +88,11 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     let store = petset_store::open(&server.store, data_dir.path())
         .await
         .context("opening the store")?;
-    let compactor = petset_store::spawn_compactor(
-        store.clone(),
-        Duration::from_secs(server.compaction_interval),
-    );
+    // Servers that share a store (etcd) elect who runs the controllers and the compaction;
+    // an embedded or memory store has one server only (the data dir is locked).
+    let elected = matches!(server.store, petset_store::StoreSpec::Etcd { .. }) && server.join;
+    let compaction = Duration::from_secs(server.compaction_interval);
+    let compactor = (!elected).then(|| petset_store::spawn_compactor(store.clone(), compaction));
     let advertised = api_endpoint(server.api_listen, server.advertise_address);
     let kubernetes_ip = Ipv4Addr::from(u32::from(server.service_cidr.network()) + 1);
     let credentials = tls::load_or_create(data_dir.path(), advertised, kubernetes_ip.into())
@@ -132,23 +133,19 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         None => None,
     };
     let identity = server_identity(data_dir.path())?;
-    // Servers that share a store (etcd) elect who runs the controllers; an embedded or
-    // memory store has one server only (the data dir is locked).
-    let election = match &server.store {
-        petset_store::StoreSpec::Etcd { .. } if server.join => {
-            Some(petset_controllers::leader::ElectionConfig::new(
-                petset_controllers::leader::CONTROLLERS_LEASE,
-                &identity,
-            ))
-        }
-        _ => None,
-    };
+    let election = elected.then(|| {
+        petset_controllers::leader::ElectionConfig::new(
+            petset_controllers::leader::CONTROLLERS_LEASE,
+            &identity,
+        )
+    });
     let plane = ControlPlane {
         services: Some(server.service_cidr),
         cluster_cidr: server.cluster_cidr,
         volumes,
         remote_nodes,
         election,
+        elected_compaction: elected.then_some(compaction),
         node_lifecycle: server.node_lifecycle,
     };
     let mut cluster = Cluster::start_with(
@@ -164,7 +161,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
     };
     if let Err(error) = node_started {
         cluster.stop().await;
-        compactor.abort();
+        stop_compactor(&compactor);
         store.close().await;
         return Err(error);
     }
@@ -185,7 +182,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         .await
     {
         cluster.stop().await;
-        compactor.abort();
+        stop_compactor(&compactor);
         store.close().await;
         return Err(error);
     }
@@ -203,7 +200,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
             Ok(joining) => state = joining,
             Err(error) => {
                 cluster.stop().await;
-                compactor.abort();
+                stop_compactor(&compactor);
                 store.close().await;
                 return Err(error);
             }
@@ -243,7 +240,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
         ended = &mut serving => {
             publishing.abort();
-            compactor.abort();
+            stop_compactor(&compactor);
             cluster.stop().await;
             store.close().await;
             return match ended {
@@ -261,10 +258,16 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         tracing::warn!(%error, "the API server task failed while stopping");
     }
     cluster.stop().await;
-    compactor.abort();
+    stop_compactor(&compactor);
     store.close().await;
     tracing::info!("petset stopped");
     Ok(())
+}
+
+fn stop_compactor(compactor: &Option<tokio::task::JoinHandle<()>>) {
+    if let Some(compactor) = compactor {
+        compactor.abort();
+    }
 }
 
 /// This server's holder identity in elections, `<hostname>_<uuid>` as upstream's, kept in

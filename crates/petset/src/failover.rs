@@ -36,8 +36,14 @@ impl Failover {
         let preferred = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
+                let client = match listener.accept().await {
+                    Ok((client, _)) => client,
+                    Err(error) => {
+                        // Out of descriptors, say: wait rather than spin.
+                        tracing::warn!(%error, "the agent's server relay could not accept");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 let (servers, preferred) = (servers.clone(), preferred.clone());
                 tokio::spawn(async move {

@@ -2,11 +2,14 @@
 //! containers in a namespace sandbox (see `petset_runtime::pods`), with one worker per pod
 //! (`crate::pods`) over `crate::runtimes::runc`, and reports their state as the kubelet does.
 //!
-//! **At most one:** a pod's containers run only from its worker, a container is removed
-//! before its name is started again, and on start the node stops and removes whatever an
-//! earlier run of petset left before it runs anything (pods then start again, with their
-//! restart counts kept in their status). A clean stop (`RuncNode::shutdown`) cancels the
-//! workers and waits for them before it sweeps, so no container starts after the sweep.
+//! **At most one:** a pod's containers run only from its worker, and a container is removed
+//! before its name is started again. Containers are kept by shims of their own
+//! (`petset_runtime::shim`), so they outlive a crash or a kill -9 of petset: on start, each
+//! pod's worker takes over the containers of its pod that still run (same processes, restart
+//! counts, addresses and readiness, as a restarted kubelet does), and once the node's pods are
+//! listed, the sandboxes of pods no longer bound here are stopped and removed
+//! (`crate::pods::run`). A clean stop (`RuncNode::shutdown`) cancels the workers and waits for
+//! them before it sweeps, so no container starts after the sweep.
 //!
 //! What the pod's containers go through is told as the kubelet tells it: its statuses and
 //! conditions, and its events (`crate::kubelet_events`).
@@ -43,6 +46,10 @@ pub struct Config {
     /// The root of this node's local-path volumes (`DIR/volumes`), which `crate::local_path`
     /// keeps in step with the PersistentVolumes bound to this node.
     pub volumes: Option<PathBuf>,
+    /// The program whose `container-shim` keeps each container (petset's own binary), so
+    /// containers outlive this process and its next start takes them over; `None`: they end
+    /// with it.
+    pub shim: Option<PathBuf>,
 }
 
 /// This machine's runc node: opened once (which checks that containers can run here), then
@@ -93,6 +100,9 @@ impl RuncNode {
     /// Opens the node's runtime; the error says what this machine lacks.
     pub fn open(config: &Config) -> Result<Self, String> {
         let mut runtime = Runtime::open(&config.runtime_dir).map_err(|e| e.to_string())?;
+        if let Some(shim) = &config.shim {
+            runtime = runtime.with_shim(shim.clone());
+        }
         if let Some(network) = &config.network {
             runtime = runtime
                 .with_network(network.clone())
@@ -248,17 +258,10 @@ pub async fn run_fenced(client: Client, node_name: String, node: Arc<RuncNode>, 
             return;
         }
     };
-    let runtime = node.runtime.clone();
-    let swept = tokio::task::spawn_blocking(move || {
-        for leftover in runtime.pods() {
-            tracing::info!(pod = %leftover, "stopping what an earlier run left");
-            if let Err(error) = runtime.remove_sandbox(&leftover) {
-                tracing::warn!(%error, pod = %leftover, "could not remove a leftover pod");
-            }
-        }
-    })
-    .await;
-    if swept.is_err() || node.workers.stopping() {
+    // What an earlier run left is not swept here: each pod's worker takes over the containers
+    // it still has (`crate::pods`), and the sandboxes of pods no longer bound here are removed
+    // once the node's pods are listed.
+    if node.workers.stopping() {
         return;
     }
     let machine = Machine::of_this_host(&node.config.runtime_dir);

@@ -28,6 +28,13 @@ pub struct StartedContainer {
     pub exit: Exit,
 }
 
+/// A container an earlier run of the node started and left running, taken over.
+pub struct Adopted {
+    pub started: StartedContainer,
+    /// The number of its run (its log file's).
+    pub attempt: u32,
+}
+
 /// What a probe checks, as the runtime runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeCheck {
@@ -120,6 +127,14 @@ pub trait PodRuntime: Send + Sync + 'static {
         log: &Path,
     ) -> Result<StartedContainer, RuntimeError> {
         self.start(pod, config, log)
+    }
+
+    /// A container of the pod that an earlier run of the node started and that is kept still
+    /// (it may have ended since: its exit then comes at once), to take over instead of starting
+    /// it again; `None` when there is none. The default has none: containers end with the node.
+    fn adopt(&self, pod: &str, container: &str) -> Option<Adopted> {
+        let _ = (pod, container);
+        None
     }
 
     /// Sends `signal` (`TERM`, `KILL`) to a container's main process.

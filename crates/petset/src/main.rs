@@ -26,6 +26,12 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // A container's keeper (`petset_runtime::shim`), which the node starts once per container:
+    // no logging, no async runtime, nothing but the copy of its output.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(petset_runtime::shim::SUBCOMMAND) {
+        return petset_runtime::shim::main(&args[2..]);
+    }
     let cli = cli::Cli::parse();
     install_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

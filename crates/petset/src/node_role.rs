@@ -78,6 +78,9 @@ impl OpenedNode {
                     network: Some(options.network.clone()),
                     api_addresses: options.api_addresses.clone(),
                     volumes: Some(options.volumes.clone()),
+                    // petset's own binary keeps each container (`container-shim`), so a
+                    // restart of this process takes its containers over.
+                    shim: std::env::current_exe().ok(),
                 };
                 let opened = if crate::cluster::is_root() {
                     RuncNode::open(&config).map(Arc::new)

@@ -5,3 +5,4 @@ pub mod images;
 pub mod logs;
 pub mod network;
 pub mod pods;
+pub mod shim;

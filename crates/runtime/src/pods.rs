@@ -11,7 +11,9 @@
 //! its own above) and an OCI bundle whose `config.json` is checked against oci-spec's runtime
 //! types. `runc run` stays in the foreground as the container's parent, so its exit status is
 //! the container's; the container's stdout and stderr are copied into a log file of
-//! timestamped records ([`crate::logs`]).
+//! timestamped records ([`crate::logs`]). With a shim ([`Runtime::with_shim`]) both happen in
+//! a keeper process of the container's own ([`crate::shim`]), so the container outlives the
+//! process that started it and a later one takes it over ([`Runtime::adopt`]).
 //!
 //! Layout under the runtime root: `runc/` (runc's state), `pods/<id>/` with `ns/uts`,
 //! `ns/ipc`, `etc/hosts`, `etc/hostname`, `etc/resolv.conf`, `containers/<name>/{upper,work,
@@ -26,6 +28,7 @@ use serde_json::{Value, json};
 
 use crate::images::Image;
 use crate::network::{Network, NetworkConfig};
+use crate::shim::Kept;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -118,28 +121,47 @@ pub struct ContainerConfig {
     pub tty: bool,
 }
 
-/// A started container: `runc run` in the foreground, and the copiers of its output.
+/// A started container: `runc run` in the foreground, under this process or under a shim of
+/// its own (`crate::shim`), which outlives this process.
 pub struct RunningContainer {
-    child: std::process::Child,
-    copiers: Vec<std::thread::JoinHandle<()>>,
+    keeper: Keeper,
     /// The container's stdin, when it was started with one.
     pub stdin: Option<std::process::ChildStdin>,
 }
 
+enum Keeper {
+    /// `runc run` is this process's child, and its output copiers are threads of it.
+    Child {
+        child: std::process::Child,
+        copiers: Vec<std::thread::JoinHandle<()>>,
+    },
+    /// A shim keeps the container.
+    Shim(Kept),
+}
+
 impl RunningContainer {
-    /// Waits for the container to exit, and for its last output to be in the log file.
-    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
-        let status = self.child.wait()?;
-        for copier in self.copiers.drain(..) {
-            let _ = copier.join();
+    /// Waits for the container to exit, and for its last output to be in the log file; returns
+    /// its exit code (`None`: ended by a signal, or its keeper died without telling).
+    pub fn wait(&mut self) -> std::io::Result<Option<i32>> {
+        match &mut self.keeper {
+            Keeper::Child { child, copiers } => {
+                let status = child.wait()?;
+                for copier in copiers.drain(..) {
+                    let _ = copier.join();
+                }
+                Ok(status.code())
+            }
+            Keeper::Shim(kept) => kept.wait(),
         }
-        Ok(status)
     }
 }
 
 pub struct Runtime {
     root: PathBuf,
     network: Option<Network>,
+    /// The program whose `container-shim` keeps containers (`crate::shim`); without one, they
+    /// are this process's children and end with it.
+    shim: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -178,6 +200,7 @@ impl Runtime {
         Ok(Self {
             root: canonical.parent().map(Path::to_path_buf).unwrap_or(root),
             network: None,
+            shim: None,
         })
     }
 
@@ -194,6 +217,14 @@ impl Runtime {
                 Err(error)
             }
         }
+    }
+
+    /// Keeps every container started from now on (but those with a stdin or a terminal) by a
+    /// shim, `program container-shim` (`crate::shim`), so that it outlives this process and a
+    /// later one can take it over (`adopt`).
+    pub fn with_shim(mut self, program: PathBuf) -> Self {
+        self.shim = Some(program);
+        self
     }
 
     pub fn network(&self) -> Option<&Network> {
@@ -319,13 +350,6 @@ impl Runtime {
         if let Some(parent) = log.parent() {
             fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let output = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(io(log))?;
-        let errors = output.try_clone().map_err(io(log))?;
-        let (stdout_log, stderr_log) = (output, errors);
         let run_args = [
             "--root".to_string(),
             self.runc_root(),
@@ -334,7 +358,63 @@ impl Runtime {
             dir.to_string_lossy().into_owned(),
             id.clone(),
         ];
-        let mut child = runc(&run_args, config.tty)
+        let (keeper, stdin) = match &self.shim {
+            Some(shim) if !config.stdin && !config.tty => {
+                let kept = Kept::in_dir(&dir);
+                kept.start(shim, &run_args, log)
+                    .map_err(|e| RuntimeError::Command {
+                        command: format!("{} {}", shim.display(), crate::shim::SUBCOMMAND),
+                        detail: e.to_string(),
+                    })?;
+                (Keeper::Shim(kept), None)
+            }
+            _ => {
+                let (child, copiers) = self.run_as_child(&run_args, config, log)?;
+                (Keeper::Child { child, copiers }, None)
+            }
+        };
+        let mut started = RunningContainer { keeper, stdin };
+        // Returned once the container's process runs (or already ended), so that "running"
+        // is true when the caller says it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let ended = match &mut started.keeper {
+                Keeper::Child { child, .. } => matches!(child.try_wait(), Ok(Some(_))),
+                Keeper::Shim(kept) => !kept.alive(),
+            };
+            if ended
+                || matches!(
+                    self.status(pod, &config.name).as_deref(),
+                    Some("running" | "stopped")
+                )
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if let Keeper::Child { child, .. } = &mut started.keeper {
+            started.stdin = child.stdin.take();
+        }
+        Ok(started)
+    }
+
+    /// `runc run` as this process's child, its output copied into `log` by threads of this
+    /// process: a container that ends with it (one with a stdin or a terminal, whose pipes the
+    /// node keeps, or any without a shim).
+    fn run_as_child(
+        &self,
+        run_args: &[String],
+        config: &ContainerConfig,
+        log: &Path,
+    ) -> Result<(std::process::Child, Vec<std::thread::JoinHandle<()>>), RuntimeError> {
+        let output = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io(log))?;
+        let errors = output.try_clone().map_err(io(log))?;
+        let (stdout_log, stderr_log) = (output, errors);
+        let mut child = runc(run_args, config.tty)
             .stdin(if config.stdin || config.tty {
                 Stdio::piped()
             } else {
@@ -348,8 +428,7 @@ impl Runtime {
                 detail: e.to_string(),
             })?;
         // The output becomes timestamped records (crate::logs); the copiers end with the
-        // container. A petset that stops takes its containers down with it (and a start after
-        // a crash removes them), so no container outlives the copiers of its output.
+        // container, which ends with this process (its next start removes what is left).
         let mut copiers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             copiers.push(std::thread::spawn(move || {
@@ -361,26 +440,26 @@ impl Runtime {
                 crate::logs::copy_into(stderr, "stderr", stderr_log)
             }));
         }
-        // Returned once the container's process runs (or already ended), so that "running"
-        // is true when the caller says it.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_)))
-                || matches!(
-                    self.status(pod, &config.name).as_deref(),
-                    Some("running" | "stopped")
-                )
-            {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
+        Ok((child, copiers))
+    }
+
+    /// A container of the pod that a shim still keeps (or kept: one that ended since answers
+    /// its exit at once), which an earlier run of this process started, with the log file its
+    /// run writes to; `None` when there is nothing to take over.
+    pub fn adopt(&self, pod: &str, name: &str) -> Option<(RunningContainer, PathBuf)> {
+        let dir = self.pod_dir(pod).join("containers").join(name);
+        let kept = Kept::in_dir(&dir);
+        if !kept.exists() {
+            return None;
         }
-        let stdin = child.stdin.take();
-        Ok(RunningContainer {
-            child,
-            copiers,
-            stdin,
-        })
+        let log = kept.log_path()?;
+        Some((
+            RunningContainer {
+                keeper: Keeper::Shim(kept),
+                stdin: None,
+            },
+            log,
+        ))
     }
 
     fn bundle_config(
@@ -505,6 +584,13 @@ impl Runtime {
                 .collect::<Vec<_>>(),
         );
         let dir = self.pod_dir(pod).join("containers").join(name);
+        // Its shim ends with runc, writing its exit into the directory: it goes first, so the
+        // directory is not removed under its last write (two seconds at most).
+        let kept = Kept::in_dir(&dir);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while kept.alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let rootfs = dir.join("rootfs");
         if is_mount_point(&rootfs) {
             run("umount", &["-l", &rootfs.to_string_lossy()])?;

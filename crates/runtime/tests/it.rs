@@ -82,7 +82,7 @@ fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
         )
         .expect("start");
     let status = child.wait().expect("wait");
-    assert!(status.success(), "{status:?}: {:?}", logged(&log));
+    assert_eq!(status, Some(0), "{:?}", logged(&log));
     assert_eq!(logged(&log), "web-0\nweb-0\nhello\nkept\n");
     assert_eq!(fs::read_to_string(data.join("y")).expect("y"), "out\n");
 
@@ -108,7 +108,7 @@ fn a_pod_runs_with_its_hostname_volume_and_logs_and_leaves_nothing_behind() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "web-0\n");
     runtime.signal(&pod, "sleeper", "TERM").expect("TERM");
     let status = sleeper.wait().expect("wait sleeper");
-    assert_eq!(status.code(), Some(3), "{:?}", logged(&log));
+    assert_eq!(status, Some(3), "{:?}", logged(&log));
 
     // A container whose runc state is lost still goes with its removal: what is left in its
     // cgroup is killed.
@@ -255,7 +255,7 @@ fn pods_on_the_bridge_reach_each_other_and_the_host_reaches_them() {
         .expect("start client");
     let status = fetch.wait().expect("wait");
     let output = logged(&log);
-    assert!(status.success(), "{output}");
+    assert_eq!(status, Some(0), "{output}");
     assert!(
         output.contains(&format!("inet {}/24", addresses[1])),
         "{output}"

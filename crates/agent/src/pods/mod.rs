@@ -3,7 +3,9 @@
 //! images (`pull`), volumes, probes, status.
 //!
 //! **At most one:** a pod's containers run only from its worker; a worker ends only after its
-//! containers and sandbox are gone. Stopping the node cancels every worker and waits for them
+//! containers and sandbox are gone. After a restart of the node, a worker takes over what its
+//! pod still runs (`PodRuntime::adopt`); what no pod bound here accounts for is removed once
+//! the node's pods are listed. Stopping the node cancels every worker and waits for them
 //! (`Workers::stop`): a start in flight finishes, and is undone, before the stop returns.
 
 mod lifecycle;
@@ -132,6 +134,29 @@ impl Workers {
     }
 }
 
+/// Stops and removes the sandboxes on this node that no pod bound here accounts for: what an
+/// earlier run of the node left of pods deleted or moved while it was down. Those of pods
+/// still here are their workers' (which take over what runs in them).
+async fn remove_unaccounted(shared: &Shared, accounted: impl Iterator<Item = String>) {
+    let accounted: std::collections::HashSet<String> = accounted.collect();
+    let runtime = shared.runtime.clone();
+    let swept = tokio::task::spawn_blocking(move || {
+        for leftover in runtime.pods() {
+            if accounted.contains(&leftover) {
+                continue;
+            }
+            tracing::info!(pod = %leftover, "removing what no pod of this node accounts for");
+            if let Err(error) = runtime.remove_sandbox(&leftover) {
+                tracing::warn!(%error, pod = %leftover, "could not remove a leftover pod");
+            }
+        }
+    })
+    .await;
+    if let Err(error) = swept {
+        tracing::warn!(%error, "the sweep of leftover pods failed");
+    }
+}
+
 /// Runs a worker for every pod bound to `node_name` until the node stops, or the task is
 /// aborted: the workers are not the task's, they keep their containers until `Workers::stop`.
 pub async fn run(shared: Arc<Shared>, node_name: &str, workers: &Workers) {
@@ -148,6 +173,13 @@ pub async fn run(shared: Arc<Shared>, node_name: &str, workers: &Workers) {
         let (pod, present) = match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, true),
             Ok(watcher::Event::Delete(pod)) => (pod, false),
+            Ok(watcher::Event::InitDone) => {
+                updates.retain(|_, sender| !sender.is_closed());
+                // Awaited here, before any later pod gets a worker: only sandboxes that no
+                // worker has are removed, and no new worker can make one meanwhile.
+                remove_unaccounted(&shared, updates.keys().map(|uid| sandbox_id_of(uid))).await;
+                continue;
+            }
             Ok(_) => continue,
             Err(error) => {
                 tracing::debug!(%error, "node watch error");

@@ -216,7 +216,18 @@ fn write_files(
     items: &[(String, String)],
 ) -> Result<PathBuf, String> {
     let dir = pod_dir.join("volumes").join(kind).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
+    // Emptied, not removed: a container taken over after a restart of the node has this
+    // directory bind-mounted, and sees the new files only in the same directory.
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let files: Vec<(String, &Vec<u8>)> = if items.is_empty() {
         data.iter().map(|(k, v)| (k.clone(), v)).collect()

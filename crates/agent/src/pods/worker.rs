@@ -193,6 +193,7 @@ impl PodRun {
                 match self.prepare().await {
                     Ok(()) => {
                         prepared = true;
+                        self.adopt().await;
                         // The address is known before any process runs, so a first process
                         // that looks itself (or its namespace) up finds it.
                         if self.shared.runtime.needs().status_before_start {
@@ -354,6 +355,117 @@ impl PodRun {
                     )
                 })?;
         Ok(())
+    }
+
+    /// After a restart of the node: takes over the containers of this pod that an earlier run
+    /// started and that are kept still (the same processes), with what the pod's status says
+    /// of them (state, readiness, restart count, last state), so that neither the processes
+    /// nor the pod's status see the restart, as a restarted kubelet leaves them. One that ended
+    /// meanwhile reports its exit at once and restarts as any other would (its restart shows);
+    /// one of another image than the pod's now is left for its start, which replaces it.
+    async fn adopt(&mut self) {
+        let spec = self.spec();
+        let names: Vec<(String, bool)> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(|c| (c.name.clone(), true))
+            .chain(spec.containers.iter().map(|c| (c.name.clone(), false)))
+            .collect();
+        let runtime = self.shared.runtime.clone();
+        let id = self.id.clone();
+        let adopted = tokio::task::spawn_blocking(move || {
+            names
+                .into_iter()
+                .filter_map(|(name, init)| {
+                    let adopted = runtime.adopt(&id, &name)?;
+                    Some((name, init, adopted))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        if adopted.is_empty() {
+            return;
+        }
+        let status = self.pod.status.clone().unwrap_or_default();
+        // The sandbox lived on, and with it what its init containers did.
+        for previous in status.init_container_statuses.iter().flatten() {
+            let done = previous
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_some_and(|t| t.exit_code == 0);
+            if done {
+                let state = serde_json::to_value(&previous.state).unwrap_or_default();
+                self.record(&previous.name, true).state = state;
+            }
+        }
+        let needs = self.shared.runtime.needs();
+        for (name, init, adopted) in adopted {
+            let statuses = if init {
+                status.init_container_statuses.as_ref()
+            } else {
+                status.container_statuses.as_ref()
+            };
+            let previous = statuses
+                .into_iter()
+                .flatten()
+                .find(|s| s.name == name)
+                .cloned();
+            let image_id = self
+                .images
+                .get(&name)
+                .map(|i| i.id.clone())
+                .unwrap_or_default();
+            if previous.as_ref().is_some_and(|p| p.image_id != image_id) {
+                continue;
+            }
+            let containers = if init {
+                spec.init_containers.as_deref().unwrap_or_default()
+            } else {
+                &spec.containers
+            };
+            let Some(container) = containers.iter().find(|c| c.name == name) else {
+                continue;
+            };
+            let at = Instant::now();
+            let runs = |probe: &Option<Probe>| probe.is_some() && needs.probes;
+            let (startup_probe, readiness_probe, liveness_probe) = (
+                runs(&container.startup_probe),
+                runs(&container.readiness_probe),
+                runs(&container.liveness_probe),
+            );
+            let record = self.record(&name, init);
+            record.attempt = adopted.attempt;
+            record.running = true;
+            record.started = Some(at);
+            record.restart_at = None;
+            record.image_id = image_id;
+            let running = previous
+                .as_ref()
+                .and_then(|p| p.state.as_ref())
+                .filter(|s| s.running.is_some())
+                .and_then(|s| serde_json::to_value(s).ok());
+            record.state =
+                running.unwrap_or_else(|| json!({"running": {"startedAt": node::now()}}));
+            record.last_state = previous
+                .as_ref()
+                .and_then(|p| p.last_state.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok())
+                .filter(|s| s.as_object().is_some_and(|o| !o.is_empty()))
+                .unwrap_or(Value::Null);
+            // Probes start over (their periods from now), from where the status had them:
+            // a container that was ready stays ready until its probe says otherwise.
+            let probe_of = |runs: bool| runs.then(Probe::default);
+            record.startup = ProbeState::reset(probe_of(startup_probe).as_ref(), at);
+            record.readiness = ProbeState::reset(probe_of(readiness_probe).as_ref(), at);
+            record.liveness = ProbeState::reset(probe_of(liveness_probe).as_ref(), at);
+            record.startup.passed |= previous.as_ref().and_then(|p| p.started) == Some(true);
+            record.readiness.passed |= previous.as_ref().is_some_and(|p| p.ready);
+            tracing::info!(pod = %self.pod.name_any(), container = %name, "took over a running container");
+            self.watch_exit(&name, adopted.attempt, adopted.started);
+        }
     }
 
     /// The pod as the downward API reads it, with the address the node has given it.

@@ -9,7 +9,22 @@ use std::sync::Arc;
 use petset_runtime::images::{Image, ImageStore};
 use petset_runtime::pods::{ContainerConfig, Runtime, RuntimeError, SandboxConfig};
 
-use crate::runtime::{PodRuntime, ProbeCheck, StartedContainer};
+use crate::runtime::{Adopted, PodRuntime, ProbeCheck, StartedContainer};
+
+/// A started container, and its end as a future: waiting for it blocks (on `runc run`, or on
+/// its shim's lock), so a thread of its own waits for each container.
+fn waited(mut child: petset_runtime::pods::RunningContainer) -> StartedContainer {
+    let stdin = child.stdin.take();
+    let (exited, exit) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let code = child.wait().ok().flatten();
+        let _ = exited.send(code);
+    });
+    StartedContainer {
+        stdin,
+        exit: Box::pin(async move { exit.await.ok().flatten() }),
+    }
+}
 
 pub struct RuncRuntime {
     runtime: Arc<Runtime>,
@@ -37,18 +52,17 @@ impl PodRuntime for RuncRuntime {
         config: &ContainerConfig,
         log: &Path,
     ) -> Result<StartedContainer, RuntimeError> {
-        let mut child = self.runtime.start(pod, config, log)?;
-        let stdin = child.stdin.take();
-        let (exited, exit) = tokio::sync::oneshot::channel();
-        // `runc run` is the container's parent: waiting for it blocks, so a thread of its own
-        // waits for each container.
-        std::thread::spawn(move || {
-            let code = child.wait().ok().and_then(|s| s.code());
-            let _ = exited.send(code);
-        });
-        Ok(StartedContainer {
-            stdin,
-            exit: Box::pin(async move { exit.await.ok().flatten() }),
+        let child = self.runtime.start(pod, config, log)?;
+        Ok(waited(child))
+    }
+
+    fn adopt(&self, pod: &str, container: &str) -> Option<Adopted> {
+        let (child, log) = self.runtime.adopt(pod, container)?;
+        // The run's number is its log file's name (`log_path`).
+        let attempt = log.file_stem()?.to_str()?.parse().ok()?;
+        Some(Adopted {
+            started: waited(child),
+            attempt,
         })
     }
 

@@ -477,3 +477,164 @@ fn startup_readiness_and_liveness_probes() {
     assert!(status.success(), "{}", petset.log());
     assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
 }
+
+const KEPT: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: kept}
+spec:
+  serviceName: kept
+  replicas: 3
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: kept}}
+  template:
+    metadata: {labels: {app: kept}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: main
+        image: busybox:test
+        command: ["sh", "-c", "echo started; touch /tmp/ready; trap 'exit 0' TERM; while true; do echo tick; sleep 0.5; done"]
+        readinessProbe: {exec: {command: [cat, /tmp/ready]}, periodSeconds: 1}
+"#;
+
+/// What a restart of the node must not change of a pod: its uid, address, containers' ids,
+/// restart counts and the host pid of each container's process.
+fn kept_pods(petset: &petset_testkit::Petset) -> Vec<(String, String, String, String, u32)> {
+    let listed = petset
+        .kubectl(&["get", "pods", "-l", "app=kept", "-o", "json"])
+        .ok()
+        .to_string();
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("pods json");
+    let runc_root = petset.data_dir().join("node/runc");
+    let mut pods: Vec<_> = listed["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pod| {
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let status = &pod["status"]["containerStatuses"][0];
+            let container = format!("{}-main", petset_agent::pods::sandbox_id_of(&uid));
+            let state = std::process::Command::new("runc")
+                .arg("--root")
+                .arg(&runc_root)
+                .args(["state", &container])
+                .output()
+                .expect("runc state");
+            let state: serde_json::Value =
+                serde_json::from_slice(&state.stdout).unwrap_or_default();
+            (
+                pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                pod["status"]["podIP"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                status["containerID"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                status["restartCount"].to_string(),
+                u32::try_from(state["pid"].as_u64().unwrap_or(0)).unwrap_or(0),
+            )
+        })
+        .collect();
+    pods.sort();
+    pods
+}
+
+fn process_runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z ") && !stat.contains(") X "))
+}
+
+#[test]
+fn a_kill_9_of_petset_up_leaves_the_containers_running_and_the_restart_takes_them_over() {
+    if !can_run_containers(
+        "a_kill_9_of_petset_up_leaves_the_containers_running_and_the_restart_takes_them_over",
+    ) {
+        return;
+    }
+    let (_images, mut petset) = start_with_busybox(&[]);
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(KEPT))
+        .ok();
+    wait_ready_replicas(&petset, "kept", 3);
+    let before = kept_pods(&petset);
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(
+        before.iter().all(|p| p.4 != 0 && !p.1.is_empty()),
+        "every pod has an address and a process: {before:?}"
+    );
+    for _ in 0..2 {
+        petset.stop_with("KILL").expect("kill -9");
+        // With petset gone, its containers live on, each under its keeper.
+        for pod in &before {
+            assert!(process_runs(pod.4), "{} died with petset", pod.0);
+        }
+        petset.restart().expect("restart");
+        // The pods stay Ready through the recovery: every status the restarted node writes
+        // says so (watched until each pod's status was written by the new run).
+        let mut seen_unready = Vec::new();
+        let settled = wait_until(Duration::from_secs(60), || {
+            let ready = petset
+                .kubectl(&[
+                    "get",
+                    "pods",
+                    "-l",
+                    "app=kept",
+                    "-o",
+                    "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}",
+                ])
+                .stdout;
+            seen_unready.extend(
+                ready
+                    .split_whitespace()
+                    .filter(|p| !p.ends_with("=True"))
+                    .map(str::to_string),
+            );
+            petset
+                .log()
+                .matches("took over a running container")
+                .count()
+                >= 3
+        });
+        assert!(
+            settled,
+            "the node did not take its containers over\n{}",
+            petset.log()
+        );
+        let after = kept_pods(&petset);
+        assert_eq!(after, before, "the restart changed the pods");
+        assert_eq!(seen_unready, Vec::<String>::new(), "pods went unready");
+        // The logs of the run go on in the same file.
+        let logs = petset.kubectl(&["logs", "kept-0"]).ok().to_string();
+        assert_eq!(logs.matches("started").count(), 1, "{logs}");
+        let ticks = logs.matches("tick").count();
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                petset
+                    .kubectl(&["logs", "kept-0"])
+                    .stdout
+                    .matches("tick")
+                    .count()
+                    > ticks
+            }),
+            "the container's output is no longer logged"
+        );
+        // The kills of a later round are counted from here.
+        let _ = std::fs::write(petset.data_dir().join("petset.log"), "");
+    }
+    let uids = pod_uids(&petset);
+    petset
+        .kubectl(&["delete", "statefulset", "kept", "--wait=true"])
+        .ok();
+    let status = petset.stop().expect("stop");
+    assert!(status.success(), "{}", petset.log());
+    assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
+}

@@ -500,13 +500,16 @@ spec:
 
 /// What a restart of the node must not change of a pod: its uid, address, containers' ids,
 /// restart counts and the host pid of each container's process.
-fn kept_pods(petset: &petset_testkit::Petset) -> Vec<(String, String, String, String, u32)> {
+fn kept_pods(
+    petset: &petset_testkit::Petset,
+    node_dir: &std::path::Path,
+) -> Vec<(String, String, String, String, u32)> {
     let listed = petset
         .kubectl(&["get", "pods", "-l", "app=kept", "-o", "json"])
         .ok()
         .to_string();
     let listed: serde_json::Value = serde_json::from_str(&listed).expect("pods json");
-    let runc_root = petset.data_dir().join("node/runc");
+    let runc_root = node_dir.join("node/runc");
     let mut pods: Vec<_> = listed["items"]
         .as_array()
         .into_iter()
@@ -548,6 +551,37 @@ fn kept_pods(petset: &petset_testkit::Petset) -> Vec<(String, String, String, St
     pods
 }
 
+/// Watches the kept pods while the restarted node takes its three containers over (as its
+/// log, `log`, tells): they stay Ready in every status the API gives meanwhile.
+fn watch_the_take_over(petset: &petset_testkit::Petset, log: impl Fn() -> String) {
+    let mut seen_unready = Vec::new();
+    let settled = wait_until(Duration::from_secs(60), || {
+        let ready = petset
+            .kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                "app=kept",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}",
+            ])
+            .stdout;
+        seen_unready.extend(
+            ready
+                .split_whitespace()
+                .filter(|p| !p.ends_with("=True"))
+                .map(str::to_string),
+        );
+        log().matches("took over a running container").count() >= 3
+    });
+    assert!(
+        settled,
+        "the node did not take its containers over\n{}",
+        log()
+    );
+    assert_eq!(seen_unready, Vec::<String>::new(), "pods went unready");
+}
+
 fn process_runs(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| !stat.contains(") Z ") && !stat.contains(") X "))
@@ -565,7 +599,7 @@ fn a_kill_9_of_petset_up_leaves_the_containers_running_and_the_restart_takes_the
         .kubectl_with_input(&["apply", "-f", "-"], Some(KEPT))
         .ok();
     wait_ready_replicas(&petset, "kept", 3);
-    let before = kept_pods(&petset);
+    let before = kept_pods(&petset, petset.data_dir());
     assert_eq!(before.len(), 3, "{before:?}");
     assert!(
         before.iter().all(|p| p.4 != 0 && !p.1.is_empty()),
@@ -609,9 +643,8 @@ fn a_kill_9_of_petset_up_leaves_the_containers_running_and_the_restart_takes_the
             "the node did not take its containers over\n{}",
             petset.log()
         );
-        let after = kept_pods(&petset);
+        let after = kept_pods(&petset, petset.data_dir());
         assert_eq!(after, before, "the restart changed the pods");
-        assert_eq!(seen_unready, Vec::<String>::new(), "pods went unready");
         // The logs of the run go on in the same file.
         let logs = petset.kubectl(&["logs", "kept-0"]).ok().to_string();
         assert_eq!(logs.matches("started").count(), 1, "{logs}");
@@ -637,4 +670,81 @@ fn a_kill_9_of_petset_up_leaves_the_containers_running_and_the_restart_takes_the
     let status = petset.stop().expect("stop");
     assert!(status.success(), "{}", petset.log());
     assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
+}
+
+#[test]
+fn an_agent_killed_9_and_started_again_takes_its_running_containers_over() {
+    if !can_run_containers("an_agent_killed_9_and_started_again_takes_its_running_containers_over")
+    {
+        return;
+    }
+    let images = tempfile::tempdir().expect("temp");
+    busybox_image(&images.path().join("saved"), "busybox:test");
+    import_image(&images.path().join("store"), &images.path().join("saved"));
+    let store = images.path().join("store").to_string_lossy().into_owned();
+    let volumes = images.path().join("volumes").to_string_lossy().into_owned();
+    // Ranges of its own, so that parallel tests' bridges and routes never meet it.
+    let server = petset_testkit::Petset::start_server(
+        crate::binary(),
+        &[
+            "--cluster-cidr",
+            "10.250.0.0/16",
+            "--service-cidr",
+            "10.251.0.0/24",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let address = std::net::IpAddr::from([127, 0, 0, 81]);
+    let agent_args = [
+        "--node-runtime",
+        "runc",
+        "--image-store",
+        &store,
+        "--bridge",
+        "pstkeep81",
+        "--local-path-dir",
+        &volumes,
+    ];
+    let mut first =
+        petset_testkit::Agent::spawn(crate::binary(), &server, "keeper", address, &agent_args)
+            .unwrap_or_else(|e| panic!("{e}"));
+    server
+        .kubectl_with_input(&["apply", "-f", "-"], Some(KEPT))
+        .ok();
+    wait_ready_replicas(&server, "kept", 3);
+    let node_dir = first.data_dir().to_path_buf();
+    let before = kept_pods(&server, &node_dir);
+    assert!(
+        before.len() == 3 && before.iter().all(|p| p.4 != 0 && !p.1.is_empty()),
+        "every pod has an address and a process: {before:?}\n{}",
+        first.log()
+    );
+    first.kill();
+    for pod in &before {
+        assert!(process_runs(pod.4), "{} died with its agent", pod.0);
+    }
+    let _ = std::fs::write(node_dir.join("agent.log"), "");
+    let mut again = petset_testkit::Agent::spawn_in(
+        crate::binary(),
+        &server,
+        "keeper",
+        address,
+        &node_dir,
+        &agent_args,
+        tempfile::tempdir().expect("temp"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    watch_the_take_over(&server, || again.log());
+    assert_eq!(
+        kept_pods(&server, &node_dir),
+        before,
+        "the restart changed the pods"
+    );
+    let uids = pod_uids(&server);
+    server
+        .kubectl(&["delete", "statefulset", "kept", "--wait=true"])
+        .ok();
+    assert!(again.stop().is_some_and(|s| s.success()), "{}", again.log());
+    assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
+    drop(first);
 }

@@ -42,6 +42,12 @@ pub struct ClusterUpArgs {
     /// `api-port + i - 1`.
     #[arg(long, default_value_t = 1)]
     pub servers: u32,
+    /// Every node fences itself (`petset agent --fence-deadline`): a node that has not renewed
+    /// its Lease for this many seconds has its containers killed, and the servers then move
+    /// its StatefulSet pods to other nodes (docs/failover.md). 0: no fence, and lost nodes'
+    /// pods wait for them as upstream's do.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub fence_deadline: u64,
     /// The cluster's name: node i is `<name>-n<i>`.
     #[arg(long, default_value = "petset")]
     pub name: String,
@@ -88,6 +94,10 @@ pub(crate) fn check_machine(args: &ClusterUpArgs) -> anyhow::Result<()> {
             "--nodes {}: a local cluster has 1 to {MAX_NODES} nodes",
             args.nodes
         );
+    }
+    if args.fence_deadline > 0 {
+        petset_agent::fence::check_deadline(std::time::Duration::from_secs(args.fence_deadline))
+            .map_err(|e| anyhow::anyhow!("--fence-deadline {}: {e}", args.fence_deadline))?;
     }
     if !(1..=MAX_SERVERS).contains(&args.servers) {
         bail!(

@@ -87,13 +87,17 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
 
     let mut processes = Vec::new();
     let started = tokio::select! {
-        started = start(&dir, &binary, &mut record, &mut processes) => started,
+        started = start(&dir, &binary, &mut record, &mut processes, args.fence_deadline) => started,
         received = signals.recv() => Err(anyhow::anyhow!("{received} received while starting")),
     };
     let outcome = match started {
         Ok(()) => {
             print_summary(&dir, &record.layout);
-            foreground(&mut processes, &mut signals, record.layout.servers > 1).await
+            let survives = Survives {
+                server: record.layout.servers > 1,
+                node: record.layout.nodes > 1,
+            };
+            foreground(&mut processes, &mut signals, survives).await
         }
         Err(error) => Err(error),
     };
@@ -245,6 +249,7 @@ async fn start(
     binary: &Path,
     record: &mut Record,
     processes: &mut Vec<ClusterProcess>,
+    fence_deadline: u64,
 ) -> anyhow::Result<()> {
     let layout = record.layout.clone();
     let program = binary.display().to_string();
@@ -312,6 +317,12 @@ async fn start(
             role: &node.name,
             argv: std::iter::once(program.clone())
                 .chain(layout.agent_args(dir, &node))
+                .chain(
+                    (fence_deadline > 0)
+                        .then(|| ["--fence-deadline".to_string(), fence_deadline.to_string()])
+                        .into_iter()
+                        .flatten(),
+                )
                 .collect(),
             namespace: node.namespace.as_deref(),
             log: &log,
@@ -375,13 +386,32 @@ fn print_summary(dir: &Path, layout: &Layout) {
     println!("Ctrl-C stops the cluster and removes what was made for it.");
 }
 
+/// Which losses the cluster carries on after.
+#[derive(Debug, Clone, Copy)]
+struct Survives {
+    /// A server or etcd member (there are several).
+    server: bool,
+    /// A node's agent (there are several: its pods move, or wait for it, as docs/failover.md
+    /// tells; a user tries exactly that with a kill of an agent).
+    node: bool,
+}
+
+impl Survives {
+    fn loss_of(self, role: &str) -> bool {
+        match stop_stage(role) {
+            0 => self.node,
+            _ => self.server,
+        }
+    }
+}
+
 /// Runs until a signal comes or a process of the cluster exits, which stops everything,
-/// unless the cluster has several servers and it is one of them or of their etcd members:
-/// the others carry on without it (that is what several are for), and the loss is logged.
+/// unless the cluster has several of its kind (servers and their etcd members, or nodes): the
+/// others carry on without it (that is what several are for), and the loss is logged.
 async fn foreground(
     processes: &mut [ClusterProcess],
     signals: &mut Signals,
-    replicated: bool,
+    survives: Survives,
 ) -> anyhow::Result<()> {
     let mut lost = vec![false; processes.len()];
     loop {
@@ -407,8 +437,8 @@ async fn foreground(
             return Ok(());
         };
         let error = processes[index].died(status);
-        if replicated && stop_stage(&processes[index].role) > 0 {
-            tracing::error!("{error:#}; the other servers carry on");
+        if survives.loss_of(&processes[index].role) {
+            tracing::error!("{error:#}; the rest of the cluster carries on");
             lost[index] = true;
             continue;
         }

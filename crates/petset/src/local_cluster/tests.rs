@@ -194,6 +194,7 @@ fn up_args(nodes: u32, dir: &Path) -> ClusterUpArgs {
         data_dir: dir.to_path_buf(),
         api_port: petset_testkit::free_port(),
         servers: 1,
+        fence_deadline: 30,
         name: "petset".into(),
         role_binary: None,
     }

@@ -15,6 +15,7 @@ mod local_path;
 mod multinode;
 mod network;
 mod node_api;
+mod node_loss;
 mod runc;
 mod servers;
 mod statefulset;

@@ -28,9 +28,23 @@ impl Drop for Process {
 }
 
 pub(super) fn spawn(binary: &Path, args: &[String], log: &Path) -> anyhow::Result<Process> {
+    spawn_with_env(binary, args, log, &[])
+}
+
+/// `spawn` with these environment variables set for the child.
+pub(super) fn spawn_with_env(
+    binary: &Path,
+    args: &[String],
+    log: &Path,
+    env: &[(&str, std::path::PathBuf)],
+) -> anyhow::Result<Process> {
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let err = out.try_clone()?;
-    Command::new(binary)
+    let mut command = Command::new(binary);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(out)

@@ -1,4 +1,4 @@
-//! `petset bench failover`, the servers' part: a real etcd (Debian's, one member on loopback)
+//! `petset bench failover`, the servers' part (the nodes' is `super::node_loss`): a real etcd (Debian's, one member on loopback)
 //! and two real `petset server` processes over it sharing one CA. Each run kills the holder of
 //! the controllers' Lease with SIGKILL, creates a StatefulSet through the survivor at once, and
 //! times until the Lease names the survivor (take-over) and until the survivor's controllers
@@ -23,9 +23,27 @@ pub struct FailoverBenchArgs {
     /// Kills of the leading server, each timed.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Seconds a take-over may take before the run fails.
+    /// Seconds a take-over (or a node's failover) may take before the run fails.
     #[arg(long, default_value_t = 120)]
     pub timeout_seconds: u64,
+    /// Which part: the servers' (kill -9 of the leading server), the nodes' (kill -9 of the
+    /// agent of a StatefulSet pod's node, on a runc `cluster up`), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub part: FailoverPart,
+    /// The nodes' image store, for the nodes' part [default: $PETSET_IMAGE_STORE, else
+    /// /var/lib/petset/images]
+    #[arg(long)]
+    pub image_store: Option<PathBuf>,
+    /// The image the moved pod runs (needs `sh`, `sleep`, `touch` and `cat`).
+    #[arg(long, default_value = "busybox:1.28")]
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailoverPart {
+    Servers,
+    Nodes,
+    Both,
 }
 
 /// One server: its data dir, its port, and its process while it runs.
@@ -121,6 +139,32 @@ fn probe_set(name: &str) -> anyhow::Result<StatefulSet> {
 }
 
 pub async fn run(args: &FailoverBenchArgs) -> anyhow::Result<()> {
+    if args.part != FailoverPart::Nodes {
+        servers(args).await?;
+    }
+    if args.part != FailoverPart::Servers {
+        let timeout = Duration::from_secs(args.timeout_seconds);
+        let moved =
+            super::node_loss::run(args.runs, args.image_store.clone(), &args.image, timeout)
+                .await?;
+        println!(
+            "petset bench failover: {} runc nodes (cluster up, default settings), the agent of a StatefulSet pod's node killed -9",
+            args.runs + 1
+        );
+        println!("| measure | runs | p50 | max |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| kill -9 of the node's agent → the replacement pod Ready on another node | {} | {} ms | {} ms |",
+            moved.count,
+            ms(moved.p50),
+            ms(moved.max)
+        );
+    }
+    Ok(())
+}
+
+/// The servers' part.
+async fn servers(args: &FailoverBenchArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_seconds);
     let binary = std::env::current_exe().context("finding the petset binary")?;
     let temp = tempfile::tempdir().context("creating a temporary directory")?;

@@ -5,6 +5,7 @@ mod child;
 mod dns;
 pub mod failover;
 mod join;
+mod node_loss;
 pub mod nodes;
 mod pods;
 mod statefulset;

@@ -53,6 +53,8 @@ pub(super) struct PodRun {
     stop: Stop,
     /// Whether this pod's `NodeFenced` event was recorded since the fence last rose.
     fenced_told: bool,
+    /// Whether the worker looked for containers an earlier run of the node left (`adopt`).
+    adopted: bool,
 }
 
 /// Why a pod cannot start yet: the waiting reason and message of the container it concerns
@@ -169,6 +171,7 @@ pub(super) async fn run(
         pod,
         stop,
         fenced_told: false,
+        adopted: false,
     };
     let end = run.lifecycle(&mut updates, &mut exited).await;
     run.terminate(&mut exited, end).await;
@@ -187,6 +190,11 @@ impl PodRun {
                 return End::NodeStops;
             }
             if self.pod.metadata.deletion_timestamp.is_some() {
+                // A pod deleted while the node was down: what it still runs is taken over
+                // first, so that it stops within its grace period as any other.
+                if !prepared {
+                    self.adopt().await;
+                }
                 return End::Deleted;
             }
             if !prepared {
@@ -364,6 +372,9 @@ impl PodRun {
     /// meanwhile reports its exit at once and restarts as any other would (its restart shows);
     /// one of another image than the pod's now is left for its start, which replaces it.
     async fn adopt(&mut self) {
+        if std::mem::replace(&mut self.adopted, true) {
+            return;
+        }
         let spec = self.spec();
         let names: Vec<(String, bool)> = spec
             .init_containers
@@ -413,11 +424,14 @@ impl PodRun {
                 .flatten()
                 .find(|s| s.name == name)
                 .cloned();
-            let image_id = self
-                .images
-                .get(&name)
-                .map(|i| i.id.clone())
-                .unwrap_or_default();
+            // Before its images are resolved (a pod being deleted), the status's word is taken.
+            let image_id = match self.images.get(&name) {
+                Some(image) => image.id.clone(),
+                None => previous
+                    .as_ref()
+                    .map(|p| p.image_id.clone())
+                    .unwrap_or_default(),
+            };
             if previous.as_ref().is_some_and(|p| p.image_id != image_id) {
                 continue;
             }

@@ -740,11 +740,64 @@ fn an_agent_killed_9_and_started_again_takes_its_running_containers_over() {
         before,
         "the restart changed the pods"
     );
+
+    // A pod deleted while its node is down: the node takes its container over when it is
+    // back and stops it (within its grace period), and the set makes the pod again.
+    again.kill();
+    let deleted = before
+        .iter()
+        .find(|p| p.0 == "kept-0")
+        .expect("kept-0")
+        .clone();
+    let old_uid = server
+        .kubectl(&["get", "pod", "kept-0", "-o", "jsonpath={.metadata.uid}"])
+        .ok()
+        .to_string();
+    server
+        .kubectl(&["delete", "pod", "kept-0", "--wait=false"])
+        .ok();
+    let _ = std::fs::write(node_dir.join("agent.log"), "");
+    let mut third = petset_testkit::Agent::spawn_in(
+        crate::binary(),
+        &server,
+        "keeper",
+        address,
+        &node_dir,
+        &agent_args,
+        tempfile::tempdir().expect("temp"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let remade = wait_until(Duration::from_secs(60), || {
+        let pod = server
+            .kubectl(&[
+                "get",
+                "pod",
+                "kept-0",
+                "-o",
+                "jsonpath={.metadata.uid} {.status.conditions[?(@.type==\"Ready\")].status}",
+            ])
+            .stdout;
+        pod.ends_with(" True") && !pod.starts_with(&old_uid)
+    });
+    assert!(remade, "kept-0 was not made again\n{}", third.log());
+    assert!(
+        !process_runs(deleted.4),
+        "the deleted pod's process still runs"
+    );
+    assert!(
+        third
+            .log()
+            .lines()
+            .any(|l| l.contains("took over a running container") && l.contains("kept-0")),
+        "{}",
+        third.log()
+    );
     let uids = pod_uids(&server);
     server
         .kubectl(&["delete", "statefulset", "kept", "--wait=true"])
         .ok();
-    assert!(again.stop().is_some_and(|s| s.success()), "{}", again.log());
+    assert!(third.stop().is_some_and(|s| s.success()), "{}", third.log());
     assert_eq!(netns_left(&uids), Vec::<String>::new(), "namespaces left");
+    drop(again);
     drop(first);
 }

@@ -115,16 +115,19 @@ fn running_on(node: &Path) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// Every run the sampler saw, by node, container id and pid.
+type Runs = Arc<Mutex<BTreeMap<(PathBuf, String, u32), Run>>>;
+
 /// Samples every node's containers every 50 ms until stopped; returns every run it saw.
 struct Sampler {
-    runs: Arc<Mutex<BTreeMap<(PathBuf, String, u32), Run>>>,
+    runs: Runs,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Sampler {
     fn start(nodes: Vec<PathBuf>) -> Self {
-        let runs: Arc<Mutex<BTreeMap<(PathBuf, String, u32), Run>>> = Arc::default();
+        let runs: Runs = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (runs, stop) = (runs.clone(), stop.clone());

@@ -26,20 +26,36 @@
 //! container starts, nothing needs killing (this process started none), and nothing is logged
 //! as fenced.
 //!
-//! **The limit.** The fence runs on this machine's clock. A whole machine frozen and resumed (a
-//! paused VM, a suspended host, SIGSTOP of petset and its containers alike) stops that clock
-//! too: its processes resume before the watchdog can see the time that passed, so it cannot
-//! fence itself, as etcd documents for its leases. Neither can an agent that crashed while its
-//! runc containers live on (the next start sweeps them); a hardware watchdog
-//! (`/dev/watchdog`) is what covers those.
+//! **When the agent itself dies or hangs.** Killed -9, or stopped (SIGSTOP) and not continued
+//! in time, the agent cannot raise its fence, and runc containers are not its children: they
+//! live on. So on a runc node the fence has a second half outside the process,
+//! `crate::watchdog` (`petset fence-watchdog`, started with [`Fence::start_watchdog`]): at
+//! every renewal that succeeded the fence also writes a heartbeat with the `CLOCK_MONOTONIC`
+//! time of its send ([`Fence::heartbeat`], from the same send as [`Fence::renewed`]), and the
+//! watchdog kills every container of the node when that is as old as the deadline. Both count
+//! from the same renewal, so an agent that is continued after the deadline finds its own fence
+//! raised too. A clean stop of the agent tells the watchdog to exit once the containers are
+//! stopped ([`Fence::stop_watchdog`]). The simulated node needs none: its pods are bookkeeping
+//! in the agent's memory and die with it ([`Fence::with_pods_that_die_with_the_agent`]). A
+//! fence that covers the agent's death says so ([`Fence::covers_agent_death`]), and the node
+//! advertises it on its Node (`crate::node::FENCE_DEADLINE_ANNOTATION`).
+//!
+//! **The limit left.** Both halves run on this machine's clock. A whole machine frozen and
+//! resumed (a paused VM, a suspended host) stops that clock too: its processes resume before
+//! either half can see the time that passed, so it cannot fence itself, as etcd documents for
+//! its leases (SIGSTOP of the agent, its watchdog and its containers together is the same case
+//! in effect: all of them resume at once). A hardware watchdog (`/dev/watchdog`) is what covers
+//! that.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::runtime::PodRuntime;
+use crate::watchdog::{Launch, Launcher};
 
 /// How long a node may go without a renewal before it fences itself, by default.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -95,6 +111,17 @@ pub fn check_deadline(deadline: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// What stops the node's pods when the agent process itself dies or hangs.
+#[derive(Clone)]
+enum AgentDeath {
+    /// Nothing: the fence is off, or only this process runs it.
+    Uncovered,
+    /// The pods die with the agent process (the simulated node's bookkeeping).
+    PodsDieWithTheAgent,
+    /// A watchdog process of its own (`crate::watchdog`), fed a heartbeat at every renewal.
+    Watchdog(Arc<Launcher>),
+}
+
 /// A node's fence, shared by its lease loop (which reports renewals), its watchdog (which
 /// raises and lowers it) and its pod workers (which start nothing while it is not lowered).
 #[derive(Clone)]
@@ -103,6 +130,9 @@ pub struct Fence {
     /// When the last renewal that succeeded was sent.
     renewals: Arc<watch::Sender<Option<Instant>>>,
     state: Arc<watch::Sender<State>>,
+    agent_death: AgentDeath,
+    /// Set by a clean stop: no heartbeat is written after it, whatever is still running.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Fence {
@@ -114,6 +144,8 @@ impl Fence {
             deadline,
             renewals: Arc::new(watch::channel(None).0),
             state: Arc::new(watch::channel(State::Unheld).0),
+            agent_death: AgentDeath::Uncovered,
+            stopped: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -126,6 +158,84 @@ impl Fence {
             deadline: Duration::MAX,
             renewals: Arc::new(watch::channel(None).0),
             state: Arc::new(watch::channel(State::Unheld).0),
+            agent_death: AgentDeath::Uncovered,
+            stopped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the fence ever rises (not `Fence::off`).
+    pub fn is_on(&self) -> bool {
+        self.deadline != Duration::MAX
+    }
+
+    /// This fence with a watchdog outside the agent (`crate::watchdog`), for a node whose
+    /// containers outlive the agent process (runc). Nothing runs until `start_watchdog`.
+    pub fn with_watchdog(mut self, launcher: Launcher) -> Self {
+        if self.is_on() {
+            self.agent_death = AgentDeath::Watchdog(Arc::new(launcher));
+        }
+        self
+    }
+
+    /// This fence for a node whose pods die with the agent process (the simulated node: its
+    /// containers are bookkeeping in the agent's memory), which therefore needs no watchdog to
+    /// cover the agent's death.
+    pub fn with_pods_that_die_with_the_agent(mut self) -> Self {
+        if self.is_on() {
+            self.agent_death = AgentDeath::PodsDieWithTheAgent;
+        }
+        self
+    }
+
+    /// The deadline within which the node's pods are stopped even when the agent process is
+    /// killed or hangs, when they are: what the node advertises on its Node
+    /// (`crate::node::FENCE_DEADLINE_ANNOTATION`). `None` when the fence is off, covers only a
+    /// live agent, or its watchdog could not be started.
+    pub fn covers_agent_death(&self) -> Option<Duration> {
+        match &self.agent_death {
+            AgentDeath::Uncovered => None,
+            AgentDeath::PodsDieWithTheAgent => Some(self.deadline),
+            AgentDeath::Watchdog(launcher) => launcher.is_running().then_some(self.deadline),
+        }
+    }
+
+    /// At the node's start, before anything runs: starts the watchdog unless one runs (one of
+    /// an earlier run of the agent, killed, keeps counting from its last renewal), once a
+    /// heartbeat that can fence nothing is cleared (`Launcher::forget_stale_heartbeat`).
+    pub fn start_watchdog(&self) {
+        let AgentDeath::Watchdog(launcher) = &self.agent_death else {
+            return;
+        };
+        if let Err(error) = launcher.forget_stale_heartbeat() {
+            tracing::warn!(%error, "fence: could not clear an earlier heartbeat");
+        }
+        ensure_watchdog(launcher);
+    }
+
+    /// A renewal that succeeded was sent at `sent_monotonic` (`watchdog::monotonic_now`, read
+    /// with the `Instant` given to `renewed`): the heartbeat the watchdog counts from, then a
+    /// watchdog if none runs (one that fired or crashed is replaced while the agent lives).
+    pub fn heartbeat(&self, sent_monotonic: Duration) {
+        let AgentDeath::Watchdog(launcher) = &self.agent_death else {
+            return;
+        };
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Err(error) = launcher.renewed(sent_monotonic, self.deadline) {
+            tracing::error!(%error, "fence: could not write the watchdog's heartbeat");
+        }
+        ensure_watchdog(launcher);
+    }
+
+    /// A clean stop, once the node's containers are stopped: the watchdog exits, killing
+    /// nothing, and no heartbeat is written any more.
+    pub fn stop_watchdog(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if let AgentDeath::Watchdog(launcher) = &self.agent_death
+            && let Err(error) = launcher.stopped()
+        {
+            tracing::error!(%error, "fence: could not tell the watchdog the agent stopped");
         }
     }
 
@@ -210,6 +320,18 @@ impl Fence {
                 () = sleep_until(wake) => {}
             }
         }
+    }
+}
+
+/// Starts a watchdog unless one runs; says so when none could be.
+fn ensure_watchdog(launcher: &Launcher) {
+    match launcher.ensure_running() {
+        Ok(Launch::AlreadyRunning) => {}
+        Ok(Launch::Started(pid)) => tracing::debug!(pid, "fence: started a watchdog"),
+        Err(error) => tracing::error!(
+            %error,
+            "fence: no watchdog runs; the containers would outlive a killed agent"
+        ),
     }
 }
 

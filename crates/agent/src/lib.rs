@@ -24,6 +24,7 @@ pub mod simulated;
 pub mod start_error;
 #[cfg(test)]
 mod testing;
+pub mod watchdog;
 
 /// This machine's name, as a node name: the kernel's hostname, lowercased.
 pub fn node_name() -> String {

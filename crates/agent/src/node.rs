@@ -13,6 +13,11 @@ use serde_json::{Value, json};
 use crate::fence::Fence;
 use crate::machine::Machine;
 
+/// The Node annotation by which a node says that its pods are stopped within this many seconds
+/// of its last renewal even when its agent process is killed or hangs (`Fence::
+/// covers_agent_death`): the servers' failover reads it. Absent: no such promise.
+pub const FENCE_DEADLINE_ANNOTATION: &str = "petset.dev/fence-deadline-seconds";
+
 /// How often the node's Lease is renewed (the kubelet's default).
 const LEASE_RENEWAL: Duration = Duration::from_secs(10);
 /// The first retry of a renewal that failed, and the longest (the kubelet's).
@@ -351,9 +356,67 @@ pub async fn keep_lease(client: Client, node_name: String) {
 }
 
 /// As `keep_lease`, telling `fence` when each renewal that succeeded was sent (the fence's
-/// watchdog, `Fence::watch`, raises it when none has for its deadline).
+/// watchdog, `Fence::watch`, raises it when none has for its deadline; the watchdog outside
+/// the process, `crate::watchdog`, reads the heartbeat `Fence::heartbeat` writes), and keeping
+/// the Node's `FENCE_DEADLINE_ANNOTATION` what the fence covers.
 pub async fn keep_fenced_lease(client: Client, node_name: String, fence: Fence) {
     lease_loop(client, node_name, Some(fence)).await
+}
+
+/// The seconds the node advertises in `FENCE_DEADLINE_ANNOTATION` (rounded up: a promise may
+/// be late, not early); `None`: no annotation.
+fn advertised_seconds(fence: &Fence) -> Option<u64> {
+    fence
+        .covers_agent_death()
+        .map(|deadline| deadline.as_secs() + u64::from(deadline.subsec_nanos() > 0))
+}
+
+/// The merge patch that makes the Node's fence annotation say `seconds` (`None` removes it).
+fn fence_annotation_patch(seconds: Option<u64>) -> Value {
+    json!({"metadata": {"annotations": {
+        FENCE_DEADLINE_ANNOTATION: seconds.map(|s| s.to_string()),
+    }}})
+}
+
+/// What a Node's fence annotation says.
+fn fence_annotation(node: &Node) -> Option<&str> {
+    node.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FENCE_DEADLINE_ANNOTATION))
+        .map(String::as_str)
+}
+
+/// Makes the Node's fence annotation say `seconds`, patching it only when it says otherwise.
+/// A Node that does not exist promises nothing, which is right when nothing is to be promised.
+async fn advertise_fence(
+    nodes: &Api<Node>,
+    node_name: &str,
+    seconds: Option<u64>,
+) -> Result<(), kube::Error> {
+    let node = match nodes.get(node_name).await {
+        Ok(node) => node,
+        Err(kube::Error::Api(status)) if status.code == 404 && seconds.is_none() => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let wanted = seconds.map(|s| s.to_string());
+    if fence_annotation(&node) == wanted.as_deref() {
+        return Ok(());
+    }
+    nodes
+        .patch(
+            node_name,
+            &PatchParams::default(),
+            &Patch::Merge(fence_annotation_patch(seconds)),
+        )
+        .await?;
+    match &wanted {
+        Some(seconds) => {
+            tracing::info!(node = node_name, seconds = %seconds, "the node advertises that its fence covers its agent's death")
+        }
+        None => tracing::info!(node = node_name, "the node no longer advertises a fence"),
+    }
+    Ok(())
 }
 
 /// The wait after a failed renewal: 200 ms doubling to 7 s, as the kubelet's lease controller.
@@ -369,6 +432,8 @@ async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
         .as_ref()
         .map_or(LEASE_RENEWAL, |f| LEASE_RENEWAL.min(f.deadline() / 3));
     let mut retry = None;
+    // What the Node's fence annotation is known to say (`None`: not known yet).
+    let mut advertised: Option<Option<u64>> = None;
     loop {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -382,8 +447,10 @@ async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
                 ..LeaseSpec::default()
             }),
         };
-        // Taken before the request goes out: the server may observe it from then on.
+        // Taken before the request goes out: the server may observe it from then on. Both
+        // clocks, the process's for its own fence and the machine's for the watchdog.
         let sent = tokio::time::Instant::now();
+        let sent_monotonic = crate::watchdog::monotonic_now();
         let result = tokio::time::timeout(
             period,
             leases.patch(
@@ -396,7 +463,32 @@ async fn lease_loop(client: Client, node_name: String, fence: Option<Fence>) {
         let wait = match result {
             Ok(Ok(_)) => {
                 if let Some(fence) = &fence {
-                    fence.renewed(sent);
+                    // The watchdog first: the containers that the lowered fence lets start are
+                    // covered from their start.
+                    fence.heartbeat(sent_monotonic);
+                    let wanted = advertised_seconds(fence);
+                    if advertised != Some(wanted) {
+                        match tokio::time::timeout(
+                            period,
+                            advertise_fence(&nodes, &node_name, wanted),
+                        )
+                        .await
+                        {
+                            Ok(Ok(())) => advertised = Some(wanted),
+                            Ok(Err(error)) => {
+                                tracing::warn!(%error, node = %node_name, "could not set the node's fence annotation");
+                            }
+                            Err(_) => {
+                                tracing::warn!(node = %node_name, "setting the node's fence annotation timed out");
+                            }
+                        }
+                    }
+                    // A Node that may still promise a fence this node does not have (an earlier
+                    // run's annotation) starts no container until it says the truth; one that
+                    // promises less than it has only delays the servers.
+                    if advertised == Some(wanted) || wanted.is_some() {
+                        fence.renewed(sent);
+                    }
                 }
                 retry = None;
                 // Bounded, so that an API that hangs after a renewal does not stop the next.
@@ -443,6 +535,48 @@ mod tests {
         assert_eq!(ready["message"], "simulated node is posting ready status");
         assert_eq!(ready["lastHeartbeatTime"], now);
         assert!(status_to_restore(&node("False", false), now).is_some());
+    }
+
+    #[test]
+    fn the_fence_annotation_says_the_deadline_in_whole_seconds_or_goes() {
+        assert_eq!(
+            fence_annotation_patch(Some(30)),
+            json!({"metadata": {"annotations": {"petset.dev/fence-deadline-seconds": "30"}}})
+        );
+        // A merge patch's null removes the key.
+        assert_eq!(
+            fence_annotation_patch(None),
+            json!({"metadata": {"annotations": {"petset.dev/fence-deadline-seconds": null}}})
+        );
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n",
+            "annotations": {"petset.dev/fence-deadline-seconds": "30"}}}))
+        .expect("node");
+        assert_eq!(fence_annotation(&node), Some("30"));
+        assert_eq!(fence_annotation(&Node::default()), None);
+
+        let simulated = |deadline| {
+            Fence::new(deadline)
+                .expect("fence")
+                .with_pods_that_die_with_the_agent()
+        };
+        assert_eq!(
+            advertised_seconds(&simulated(Duration::from_secs(30))),
+            Some(30)
+        );
+        assert_eq!(
+            advertised_seconds(&simulated(Duration::from_millis(2_500))),
+            Some(3),
+            "rounded up"
+        );
+        // Off, or in-process only: no promise.
+        assert_eq!(
+            advertised_seconds(&Fence::off().with_pods_that_die_with_the_agent()),
+            None
+        );
+        assert_eq!(
+            advertised_seconds(&Fence::new(Duration::from_secs(30)).expect("fence")),
+            None
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::cli::{AgentArgs, AgentRuntime, NodeRuntime};
 use crate::datadir::DataDir;
 use crate::failover::Failover;
-use crate::node_role::{NodeOptions, OpenedNode};
+use crate::node_role::{FenceOptions, NodeOptions, OpenedNode};
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let data_dir = DataDir::lock(&args.data_dir)?;
@@ -111,7 +111,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         api_addresses: servers.clone(),
         volumes: args.local_path_dir.clone(),
         pod_routes: args.pod_routes,
-        fence_deadline: args.fence_deadline.map(std::time::Duration::from_secs),
+        fence: args.fence_deadline.map(|seconds| FenceOptions {
+            deadline: std::time::Duration::from_secs(seconds),
+            data_dir: data_dir.path().to_path_buf(),
+        }),
     };
     let Some(opened) = OpenedNode::open(options)? else {
         anyhow::bail!("this agent has no node to run");

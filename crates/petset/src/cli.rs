@@ -37,6 +37,21 @@ pub enum Command {
     /// One TCP or HTTP probe to the loopback (the runc node runs it inside a pod's namespace).
     #[command(hide = true)]
     Probe(ProbeArgs),
+    /// The fence watchdog of a runc node, outside its agent: kills the node's containers when
+    /// the agent's heartbeat is as old as its fence deadline (`petset agent --fence-deadline`
+    /// starts it).
+    #[command(hide = true)]
+    FenceWatchdog(FenceWatchdogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FenceWatchdogArgs {
+    /// The agent's data directory: the heartbeat, lock, log and marker are in DIR/fence.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The node's runtime root (DIR/node): `runc/` is runc's `--root`, `pods/<id>/` its pods.
+    #[arg(long)]
+    pub runtime_root: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -226,7 +241,8 @@ pub struct AgentArgs {
     pub service_cidr: Option<Cidr>,
     /// Fence this node: when it has not renewed its Lease for this many seconds (at most 40,
     /// leaving 10 of the servers' 50 s grace), kill every container and start none until it
-    /// can. Off by default: it also stops every pod when the whole control plane is down.
+    /// can; a watchdog outside the agent kills them too if the agent is killed or hangs. Off
+    /// by default: it also stops every pod when the whole control plane is down.
     #[arg(long, value_name = "SECONDS")]
     pub fence_deadline: Option<u64>,
     /// Route the other nodes' pod networks via their addresses (flannel's host-gw) and turn
@@ -404,6 +420,25 @@ mod tests {
         assert_eq!(args.api_listen.to_string(), "127.0.0.1:6443");
         assert_eq!(args.store, StoreSpec::Embedded);
         assert_eq!(args.node_runtime, None);
+    }
+
+    #[test]
+    fn the_fence_watchdog_is_a_hidden_subcommand() {
+        let cli = Cli::parse_from([
+            "petset",
+            "fence-watchdog",
+            "--data-dir",
+            "/var/lib/node",
+            "--runtime-root",
+            "/var/lib/node/node",
+        ]);
+        let Command::FenceWatchdog(args) = cli.command else {
+            panic!("not fence-watchdog")
+        };
+        assert_eq!(args.data_dir, PathBuf::from("/var/lib/node"));
+        assert_eq!(args.runtime_root, PathBuf::from("/var/lib/node/node"));
+        let help = Cli::command().render_help().to_string();
+        assert!(!help.contains("fence-watchdog"), "{help}");
     }
 
     #[test]

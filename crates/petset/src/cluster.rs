@@ -97,7 +97,7 @@ impl Cluster {
             api_addresses: api_address.into_iter().collect(),
             volumes: data_dir.join("volumes"),
             pod_routes: false,
-            fence_deadline: None,
+            fence: None,
         })?;
         Self::start_with(
             store,

@@ -34,6 +34,11 @@ fn main() -> ExitCode {
     }
     let cli = cli::Cli::parse();
     install_logging();
+    // The watchdog runs before any async runtime exists: it needs none, and so its descriptors
+    // are only its own lock and the standard three, and no idle worker threads live as long.
+    if let cli::Command::FenceWatchdog(args) = &cli.command {
+        return exit_code(node_role::run_fence_watchdog(args));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,8 +62,14 @@ fn main() -> ExitCode {
                 local_cluster::ClusterAction::Down(args) => local_cluster::down(args).await,
             },
             cli::Command::Probe(args) => probe::run(args),
+            // Run above, before the runtime; the same call here would do the same.
+            cli::Command::FenceWatchdog(args) => node_role::run_fence_watchdog(&args),
         }
     });
+    exit_code(outcome)
+}
+
+fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

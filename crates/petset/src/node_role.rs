@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use petset_agent::fence::Fence;
 use petset_agent::kubelet::{Kubelet, NodeRuntime as KubeletRuntime, PodFeed};
 use petset_agent::runc::RuncNode;
+use petset_agent::watchdog::{Launcher, Outcome, Paths};
 use petset_runtime::network::{Cidr, NetworkConfig};
 use tokio::task::JoinSet;
 
@@ -37,7 +39,15 @@ pub struct NodeOptions {
     pub pod_routes: bool,
     /// Kill every container when the Lease has not been renewed for this long
     /// (`petset_agent::fence`); `None`: the node never fences itself.
-    pub fence_deadline: Option<std::time::Duration>,
+    pub fence: Option<FenceOptions>,
+}
+
+/// A node's self-fence.
+pub struct FenceOptions {
+    pub deadline: std::time::Duration,
+    /// The node's data directory: the fence keeps its heartbeat, and a runc node's watchdog
+    /// its lock, log and marker, in `DIR/fence` (`fence_dir`).
+    pub data_dir: PathBuf,
 }
 
 /// The runtime a node was opened with.
@@ -52,6 +62,8 @@ pub struct OpenedNode {
     runtime: Runtime,
     kubelet: Kubelet,
     feed: PodFeed,
+    /// A fenced runc node's watchdog, started with the node.
+    watchdog: Option<Launcher>,
 }
 
 /// A started node: what stopping it must stop.
@@ -59,12 +71,15 @@ pub struct RunningNode {
     pub name: String,
     pub kubelet: Kubelet,
     runc: Option<Arc<RuncNode>>,
+    /// Its watchdog, if any, is told to exit once the containers are stopped.
+    fence: Fence,
 }
 
 impl OpenedNode {
     /// Opens the node `options` describe; `Ok(None)` when there is to be no node (asked
     /// for, or runc unavailable without being asked for).
     pub fn open(options: NodeOptions) -> anyhow::Result<Option<Self>> {
+        let mut watchdog = None;
         let runtime = match options.runtime {
             Some(NodeRuntime::Simulated) => Runtime::Simulated,
             Some(NodeRuntime::None) => {
@@ -72,6 +87,11 @@ impl OpenedNode {
                 return Ok(None);
             }
             Some(NodeRuntime::Runc) | None => {
+                // Made before the runtime opens (its bridge and mounts), so that a failure
+                // here leaves nothing to undo.
+                if let Some(fence) = &options.fence {
+                    watchdog = Some(watchdog_launcher(&fence.data_dir, &options.runtime_dir)?);
+                }
                 let config = petset_agent::runc::Config {
                     runtime_dir: options.runtime_dir.clone(),
                     image_store: options.image_store.clone(),
@@ -109,6 +129,7 @@ impl OpenedNode {
             runtime,
             kubelet,
             feed,
+            watchdog,
         }))
     }
 
@@ -136,17 +157,19 @@ impl OpenedNode {
             runtime,
             kubelet,
             feed,
+            watchdog,
         } = self;
         let name = options.name.clone();
         let network = &options.network;
-        let fence = match options.fence_deadline {
-            None => petset_agent::fence::Fence::off(),
-            Some(deadline) => {
-                petset_agent::fence::Fence::new(deadline).map_err(|e| anyhow::anyhow!("{e}"))?
-            }
+        let mut fence = match &options.fence {
+            None => Fence::off(),
+            Some(fence) => Fence::new(fence.deadline).map_err(|e| anyhow::anyhow!("{e}"))?,
         };
         let runc = match runtime {
             Runtime::Simulated => {
+                // Its pods are bookkeeping in this process's memory: they die with it, so its
+                // fence covers the agent's death without a watchdog.
+                fence = fence.with_pods_that_die_with_the_agent();
                 tracing::info!(node = %name, pod_cidr = %network.cidr, "running a simulated node");
                 tasks.spawn(petset_agent::simulated::run_fenced(
                     client.clone(),
@@ -157,6 +180,12 @@ impl OpenedNode {
                 None
             }
             Runtime::Runc(node) => {
+                // runc containers outlive this process: a watchdog of their own outside it,
+                // started before anything of the node runs.
+                if let Some(launcher) = watchdog {
+                    fence = fence.with_watchdog(launcher);
+                    fence.start_watchdog();
+                }
                 // Only real containers have streams to look pods up for.
                 tasks.spawn(feed.run(client.clone()));
                 tracing::info!(node = %name, images = %options.image_store.display(), bridge = %network.bridge, pod_cidr = %network.cidr, "running a node with runc");
@@ -183,6 +212,7 @@ impl OpenedNode {
             name,
             kubelet,
             runc,
+            fence,
         };
         let dns_listen = options.dns_listen.or_else(|| {
             running
@@ -243,12 +273,50 @@ impl RunningNode {
         if let Some(node) = &self.runc {
             node.shutdown(std::time::Duration::from_secs(5)).await;
         }
+        self.fence.stop_watchdog();
     }
 
     async fn stop_now(&self) {
         if let Some(node) = &self.runc {
             node.shutdown(std::time::Duration::ZERO).await;
         }
+        self.fence.stop_watchdog();
+    }
+}
+
+/// Where a node in a data directory keeps its fence's files (`petset_agent::watchdog::Paths`).
+pub fn fence_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("fence")
+}
+
+/// The launcher of this node's fence watchdog: this binary's `fence-watchdog`, with absolute
+/// paths (it runs from `/`, so that it pins no directory of the agent's).
+fn watchdog_launcher(data_dir: &Path, runtime_dir: &Path) -> anyhow::Result<Launcher> {
+    let program =
+        std::env::current_exe().context("finding petset's own binary for the fence watchdog")?;
+    let absolute = |path: &Path| {
+        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+    };
+    let data_dir = absolute(data_dir)?;
+    let runtime_root = absolute(runtime_dir)?;
+    let paths = Paths::new(fence_dir(&data_dir), runtime_root.clone());
+    let args = vec![
+        "fence-watchdog".into(),
+        "--data-dir".into(),
+        data_dir.into_os_string(),
+        "--runtime-root".into(),
+        runtime_root.into_os_string(),
+    ];
+    Ok(Launcher::new(paths, program, args))
+}
+
+/// `petset fence-watchdog`: watches the node's heartbeat until its agent stops cleanly or the
+/// deadline passes (see `petset_agent::watchdog`). Exits 0 at once when another watchdog
+/// watches the node.
+pub fn run_fence_watchdog(args: &crate::cli::FenceWatchdogArgs) -> anyhow::Result<()> {
+    let paths = Paths::new(fence_dir(&args.data_dir), args.runtime_root.clone());
+    match petset_agent::watchdog::run(&paths)? {
+        Outcome::AnotherRuns | Outcome::Stopped | Outcome::Fenced(_) => Ok(()),
     }
 }
 

@@ -25,7 +25,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         api_addresses: Vec::new(),
         volumes: args.local_path_dir.clone(),
         pod_routes: args.pod_routes,
-        fence_deadline: None,
+        fence: None,
     });
     serve(Server {
         data_dir: args.data_dir,

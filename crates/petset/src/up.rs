@@ -38,7 +38,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         api_addresses: vec![api_endpoint(args.api_listen, None)],
         volumes: PathBuf::new(),
         pod_routes: false,
-        fence_deadline: None,
+        fence: None,
     };
     serve(Server {
         data_dir: args.data_dir,

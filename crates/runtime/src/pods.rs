@@ -727,6 +727,39 @@ fn kill_leftovers(cgroups: &[PathBuf]) {
     }
 }
 
+/// Kills every process in the pod's cgroups and all their descendants, under every hierarchy
+/// (`cgroup.kill` where the kernel has it, cgroup v2 since 5.14; else SIGKILL to each member),
+/// and waits (a second a round at most) until they are gone. It needs neither runc's state nor
+/// a `Runtime`: the fence watchdog, a process of its own, kills through it what runc may no
+/// longer know of.
+pub fn kill_pod_cgroups(pod: &str) {
+    let mut cgroups = Vec::new();
+    let mut pending = cgroup_dirs(pod);
+    while let Some(directory) = pending.pop() {
+        let Ok(children) = fs::read_dir(&directory) else {
+            continue;
+        };
+        for child in children.filter_map(Result::ok) {
+            if child.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(child.path());
+            }
+        }
+        cgroups.push(directory);
+    }
+    for cgroup in &cgroups {
+        // Only where the kernel made it: `/sys/fs/cgroup` itself may be a plain tmpfs (cgroup
+        // v1), where writing would only make a file.
+        let kill = cgroup.join("cgroup.kill");
+        if kill.exists() {
+            let _ = fs::write(&kill, "1");
+        }
+    }
+    // A process that forked between the listing and the kill leaves a child: a few rounds.
+    for _ in 0..3 {
+        kill_leftovers(&cgroups);
+    }
+}
+
 /// Removes the pod's (empty) cgroup directories, which runc leaves behind the containers' own:
 /// under every v1 controller, and the v2 hierarchy.
 fn remove_cgroups(pod: &str) {

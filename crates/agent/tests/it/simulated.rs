@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 const NODE: &str = "sim-node";
 const POD_CIDR: &str = "10.213.7.0/24";
 const PODS: &str = "/api/v1/namespaces/default/pods";
+const FENCE: &str = petset_agent::node::FENCE_DEADLINE_ANNOTATION;
 /// How long a condition may take before a test gives up (a hang guard, not a speed check).
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -105,6 +106,46 @@ async fn the_node_registers_with_its_pod_cidr_and_keeps_a_lease() {
         &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{NODE}"),
         |code, lease| code == 200 && lease["spec"]["holderIdentity"] == NODE,
     )
+    .await;
+}
+
+/// A fenced simulated node promises on its Node that its pods stop within the deadline even if
+/// its agent dies (they are bookkeeping in its memory, so they die with it); the same node
+/// started again without a fence takes the promise back.
+#[tokio::test]
+async fn a_fenced_simulated_node_advertises_its_deadline_and_an_unfenced_run_takes_it_back() {
+    let cluster = TestCluster::start().await;
+    let cidr = Cidr::from_str(POD_CIDR).expect("a pod CIDR");
+    let fence = petset_agent::fence::Fence::new(Duration::from_secs(30))
+        .expect("a fence")
+        .with_pods_that_die_with_the_agent();
+    let fenced = tokio::spawn(petset_agent::simulated::run_fenced(
+        cluster.client(),
+        NODE.to_string(),
+        cidr,
+        fence,
+    ));
+    let mut sim = SimulatedCluster {
+        cluster,
+        node: fenced,
+    };
+    let annotation = |node: &Value| node["metadata"]["annotations"][FENCE].clone();
+    let node = sim
+        .eventually(&format!("/api/v1/nodes/{NODE}"), |code, node| {
+            code == 200 && annotation(node) == "30"
+        })
+        .await;
+    assert_eq!(condition(&node, "Ready"), "True", "{node}");
+
+    sim.node.abort();
+    sim.node = tokio::spawn(petset_agent::simulated::run(
+        sim.cluster.client(),
+        NODE.to_string(),
+        cidr,
+    ));
+    sim.eventually(&format!("/api/v1/nodes/{NODE}"), |code, node| {
+        code == 200 && annotation(node).is_null()
+    })
     .await;
 }
 

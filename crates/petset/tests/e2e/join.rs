@@ -462,3 +462,233 @@ fn a_node_whose_agent_dies_is_marked_unknown_tainted_and_its_pods_evicted() {
         "True"
     );
 }
+
+/// A field of an object, by kubectl's jsonpath.
+fn field(server: &Petset, kind: &str, name: &str, path: &str) -> String {
+    server
+        .kubectl(&["get", kind, name, "-o", &format!("jsonpath={path}")])
+        .stdout
+}
+
+/// The processes in the cgroups of the pod with this uid, under every hierarchy.
+fn pod_processes(uid: &str) -> Vec<u32> {
+    let pod = petset_agent::pods::sandbox_id_of(uid);
+    let base = std::path::Path::new("/sys/fs/cgroup");
+    let mut pods = vec![base.join("petset").join(&pod)];
+    for hierarchy in std::fs::read_dir(base).into_iter().flatten().flatten() {
+        pods.push(hierarchy.path().join("petset").join(&pod));
+    }
+    let mut pids: Vec<u32> = pods
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter_map(|container| std::fs::read_to_string(container.path().join("cgroup.procs")).ok())
+        .flat_map(|procs| {
+            procs
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// Whether a process runs (exists and is no zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            rest.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// The fence watchdog's pid, as it writes it in its lock.
+fn watchdog_pid(data_dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(data_dir.join("fence").join("watchdog.lock"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| alive(*pid))
+}
+
+#[test]
+fn a_fenced_runc_agent_killed_with_sigkill_has_its_containers_killed_by_the_watchdog() {
+    let test = "a_fenced_runc_agent_killed_with_sigkill_has_its_containers_killed_by_the_watchdog";
+    if !petset_testkit::can_run_containers(test) {
+        return;
+    }
+    let images = tempfile::tempdir().expect("temp");
+    petset_testkit::busybox_image(&images.path().join("saved"), "busybox:test");
+    let store = images.path().join("store");
+    crate::runc::import_image(&store, &images.path().join("saved"));
+    // Ranges and a bridge of the test's own: the node's pod network is in the host's namespace.
+    let server = Petset::start_server(
+        binary(),
+        &[
+            "--cluster-cidr",
+            "10.217.0.0/16",
+            "--service-cidr",
+            "10.218.0.0/16",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let node_dir = tempfile::tempdir().expect("temp");
+    let data_dir = node_dir.path().join("node");
+    let volumes = node_dir
+        .path()
+        .join("volumes")
+        .to_string_lossy()
+        .into_owned();
+    let store = store.to_string_lossy().into_owned();
+    let args = [
+        "--node-runtime",
+        "runc",
+        "--fence-deadline",
+        "3",
+        "--bridge",
+        "psfence0",
+        "--image-store",
+        &store,
+        "--local-path-dir",
+        &volumes,
+    ];
+    let spawn = || {
+        let temp = tempfile::tempdir().expect("temp");
+        Agent::spawn_in(
+            binary(),
+            &server,
+            "watched",
+            loopback(81),
+            &data_dir,
+            &args,
+            temp,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut agent = spawn();
+    wait_ready(&server, &mut agent, "watched");
+    let advertised = wait_until(Duration::from_secs(30), || {
+        field(
+            &server,
+            "node",
+            "watched",
+            r"{.metadata.annotations.petset\.dev/fence-deadline-seconds}",
+        ) == "3"
+    });
+    assert!(
+        advertised,
+        "the node does not advertise its fence\n{}",
+        agent.log()
+    );
+    server
+        .kubectl(&[
+            "run",
+            "watched-pod",
+            "--image=busybox:test",
+            "--overrides",
+            r#"{"spec":{"nodeName":"watched"}}"#,
+            "--command",
+            "--",
+            "sleep",
+            "600",
+        ])
+        .ok();
+    let running = wait_until(Duration::from_secs(60), || {
+        field(&server, "pod", "watched-pod", "{.status.phase}") == "Running"
+    });
+    assert!(running, "the pod did not run\n{}", agent.log());
+    let uid = server
+        .kubectl(&[
+            "get",
+            "pod",
+            "watched-pod",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .ok()
+        .to_string();
+    let processes = pod_processes(&uid);
+    assert!(!processes.is_empty(), "no process in the pod's cgroups");
+
+    // The watchdog: in a process group of its own, holding nothing of the agent's.
+    let watchdog = watchdog_pid(&data_dir).expect("a fence watchdog runs");
+    let stat = std::fs::read_to_string(format!("/proc/{watchdog}/stat")).expect("its stat");
+    let group = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+        .and_then(|g| g.parse::<u32>().ok());
+    assert_eq!(group, Some(watchdog), "not in a process group of its own");
+    let mut descriptors: Vec<(String, std::path::PathBuf)> =
+        std::fs::read_dir(format!("/proc/{watchdog}/fd"))
+            .expect("its descriptors")
+            .flatten()
+            .map(|fd| {
+                let target = std::fs::read_link(fd.path()).unwrap_or_default();
+                (fd.file_name().to_string_lossy().into_owned(), target)
+            })
+            .collect();
+    descriptors.sort();
+    let fence = data_dir.join("fence");
+    assert_eq!(
+        descriptors,
+        [
+            ("0".to_string(), "/dev/null".into()),
+            ("1".to_string(), "/dev/null".into()),
+            ("2".to_string(), fence.join("watchdog.log")),
+            ("3".to_string(), fence.join("watchdog.lock")),
+        ]
+    );
+
+    // kill -9: the agent cannot fence; its containers live on, until the watchdog's deadline
+    // (3 s from the last renewal sent, a margin for a loaded machine).
+    agent.kill();
+    let killed = wait_until(Duration::from_secs(3 + 15), || {
+        processes.iter().all(|pid| !alive(*pid))
+    });
+    let watchdog_log = std::fs::read_to_string(fence.join("watchdog.log")).unwrap_or_default();
+    assert!(killed, "the pod outlived the fence\n{watchdog_log}");
+    let marker = std::fs::read_to_string(fence.join("fenced")).unwrap_or_default();
+    assert!(marker.starts_with("fenced\n"), "{marker:?}\n{watchdog_log}");
+    let pod = petset_agent::pods::sandbox_id_of(&uid);
+    assert!(marker.contains(&pod), "{marker}");
+    assert!(
+        wait_until(Duration::from_secs(10), || !alive(watchdog)),
+        "the watchdog did not exit after fencing\n{watchdog_log}"
+    );
+
+    // Started again, the agent removes what is left and runs its pod again; stopped cleanly,
+    // it tells its watchdog, which exits killing nothing more.
+    let mut agent = spawn();
+    wait_ready(&server, &mut agent, "watched");
+    let rerun = wait_until(Duration::from_secs(60), || {
+        field(
+            &server,
+            "pod",
+            "watched-pod",
+            "{.status.containerStatuses[0].state.running.startedAt}",
+        )
+        .len()
+            > 1
+            && !pod_processes(&uid).is_empty()
+            && watchdog_pid(&data_dir).is_some()
+    });
+    assert!(rerun, "the pod did not run again\n{}", agent.log());
+    let watchdog = watchdog_pid(&data_dir).expect("a fence watchdog runs");
+    assert!(agent.stop().is_some_and(|s| s.success()), "{}", agent.log());
+    assert_eq!(
+        std::fs::read_to_string(fence.join("heartbeat")).unwrap_or_default(),
+        "stopped\n"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || !alive(watchdog)),
+        "the watchdog outlived a clean stop"
+    );
+    assert!(
+        pod_processes(&uid).is_empty(),
+        "a clean stop left processes"
+    );
+}

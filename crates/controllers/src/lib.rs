@@ -1,15 +1,19 @@
 //! The reconcilers that turn desired state into actions, all working through the Kubernetes
 //! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
-//! protection, the scheduler, and node lifecycle (heartbeats, taints and taint eviction).
+//! protection, the scheduler, node lifecycle (heartbeats, taints and taint eviction), and the
+//! fenced failover of a lost node's StatefulSet pods.
 
+mod disruption;
 pub mod endpoints;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod nodeloss;
 pub mod protection;
 pub mod scheduler;
 pub mod statefulset;
+mod taints;
 pub mod volumes;
 
 // The shared informer machinery, under the paths the controllers have always used.
@@ -19,10 +23,11 @@ use std::path::PathBuf;
 
 use kube::Client;
 pub use nodelifecycle::NodeLifecycleConfig;
+pub use nodeloss::NodeLossConfig;
 use tokio::task::JoinSet;
 
-/// Starts every controller, node lifecycle with upstream's timings; they stop when the
-/// returned set is dropped or aborted.
+/// Starts every controller, node lifecycle with upstream's timings and node loss with its
+/// defaults (`NodeLossConfig`); they stop when the returned set is dropped or aborted.
 pub fn spawn_all(client: Client, volumes_dir: PathBuf) -> JoinSet<()> {
     spawn_all_with(client, volumes_dir, NodeLifecycleConfig::default())
 }
@@ -39,6 +44,7 @@ pub fn spawn_all_with(
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(protection::run(client.clone()));
     tasks.spawn(nodelifecycle::run(client.clone(), node_lifecycle));
+    tasks.spawn(nodeloss::run(client.clone(), NodeLossConfig::default()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -123,6 +123,26 @@ impl<K: Cached> Cache<K> {
         &self.store
     }
 
+    /// The cached object `name` of `namespace`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        self.store
+            .get(&reflector::ObjectRef::new(name).within(namespace))
+    }
+
+    /// The cached object `name` of a cluster-scoped kind.
+    pub fn get_cluster_scoped(&self, name: &str) -> Option<Arc<K>> {
+        self.store.get(&reflector::ObjectRef::new(name))
+    }
+
+    /// The uids of every cached object, to forget what is remembered of the ones gone.
+    pub fn uids(&self) -> std::collections::HashSet<String> {
+        self.store
+            .state()
+            .iter()
+            .filter_map(|o| o.meta().uid.clone())
+            .collect()
+    }
+
     /// The cached objects of one namespace.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<K>> {
         self.store

@@ -269,7 +269,7 @@ async fn pass(
             Eviction::Never => {}
             Eviction::At(at) => next_eviction = Some(next_eviction.map_or(at, |n| n.min(at))),
             Eviction::Now => {
-                if evict(writers, pod, now, &mut memory.wrote_pods).await {
+                if evict(writers, pod, &mut memory.wrote_pods).await {
                     memory.evicted.insert(uid);
                 }
             }
@@ -311,15 +311,7 @@ async fn mark_unknown(writers: &Writers, node: Node, now: Timestamp, wrote: &mut
 /// Writes the node's taints (only if it is still as seen), and keeps `node` up to date.
 async fn write_taints(writers: &Writers, node: &mut Node, taints: Vec<Taint>, wrote: &mut u64) {
     let name = node.name_any();
-    let patch = json!({
-        "metadata": {"resourceVersion": node.resource_version()},
-        "spec": {"taints": taints},
-    });
-    match writers
-        .nodes
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    match crate::taints::write(&writers.nodes, node, &taints).await {
         Ok(written) => {
             let keys: Vec<String> = taints
                 .iter()
@@ -368,7 +360,7 @@ async fn mark_pod_not_ready(writers: &Writers, pod: &Pod, now: Timestamp, wrote:
 /// Deletes a pod for a `NoExecute` taint, as upstream's taint-eviction controller: the event,
 /// the `DisruptionTarget` condition, then a delete of exactly this pod. Answers whether the
 /// pod is gone or going.
-async fn evict(writers: &Writers, pod: &Pod, now: Timestamp, wrote: &mut u64) -> bool {
+async fn evict(writers: &Writers, pod: &Pod, wrote: &mut u64) -> bool {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let pods: Api<Pod> = Api::namespaced(writers.client.clone(), &namespace);
@@ -378,28 +370,13 @@ async fn evict(writers: &Writers, pod: &Pod, now: Timestamp, wrote: &mut u64) ->
         "TaintManagerEviction",
         format!("Marking for deletion Pod {namespace}/{name}"),
     );
-    let patch = json!({"status": {"conditions": [{
-        "type": "DisruptionTarget", "status": "True",
-        "reason": decisions::DISRUPTION_REASON, "message": decisions::DISRUPTION_MESSAGE,
-        "lastTransitionTime": petset_api::time::format(now)}]}});
-    let marked = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter().any(|c| {
-                c.type_ == "DisruptionTarget"
-                    && c.status == "True"
-                    && c.reason.as_deref() == Some(decisions::DISRUPTION_REASON)
-            })
-        });
-    let written = if marked {
-        Ok(None)
-    } else {
-        pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
-            .await
-            .map(Some)
-    };
+    let written = crate::disruption::mark(
+        &pods,
+        pod,
+        decisions::DISRUPTION_REASON,
+        decisions::DISRUPTION_MESSAGE,
+    )
+    .await;
     match written {
         Ok(None) => {}
         Ok(Some(written)) => *wrote = (*wrote).max(version_of(&written)),

@@ -142,17 +142,15 @@ struct Caches {
 
 impl ClusterObjects for Caches {
     fn claim(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
-        self.claims
-            .store()
-            .get(&ObjectRef::new(name).within(namespace))
+        self.claims.get(namespace, name)
     }
 
     fn volume(&self, name: &str) -> Option<Arc<PersistentVolume>> {
-        self.volumes.store().get(&ObjectRef::new(name))
+        self.volumes.get_cluster_scoped(name)
     }
 
     fn class(&self, name: &str) -> Option<Arc<StorageClass>> {
-        self.classes.store().get(&ObjectRef::new(name))
+        self.classes.get_cluster_scoped(name)
     }
 
     fn services(&self, namespace: &str) -> Vec<Arc<Service>> {
@@ -160,9 +158,7 @@ impl ClusterObjects for Caches {
     }
 
     fn stateful_set(&self, namespace: &str, name: &str) -> Option<Arc<StatefulSet>> {
-        self.sets
-            .store()
-            .get(&ObjectRef::new(name).within(namespace))
+        self.sets.get(namespace, name)
     }
 }
 

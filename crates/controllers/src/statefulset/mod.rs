@@ -91,7 +91,7 @@ pub async fn run(client: Client) {
         &mut helpers,
         Api::<PersistentVolumeClaim>::all(client.clone()),
         watcher::Config::default(),
-        |_| {},
+        route_claim_deletions(queue.clone(), known.clone()),
     );
     let controller = Controller {
         recorder: Recorder::new(client.clone(), "statefulset-controller"),
@@ -177,24 +177,49 @@ fn route_pod_changes(
         match owner {
             Some(owner) => queue.add((namespace, owner)),
             None => {
-                let labels = serde_json::to_value(pod.labels()).ok();
-                let matching: Vec<Key> = known
-                    .lock()
-                    .map(|k| {
-                        k.selectors
-                            .iter()
-                            .filter(|((ns, _), selector)| {
-                                *ns == namespace
-                                    && !selector.is_empty()
-                                    && selector.matches(labels.as_ref().and_then(Value::as_object))
-                            })
-                            .map(|(key, _)| key.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for key in matching {
+                for key in sets_selecting(&known, &namespace, pod.labels()) {
                     queue.add(key);
                 }
+            }
+        }
+    }
+}
+
+/// The sets of `namespace` whose (non-empty) selector matches `labels`.
+fn sets_selecting(
+    known: &Mutex<Known>,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<Key> {
+    let labels = serde_json::to_value(labels).ok();
+    known
+        .lock()
+        .map(|k| {
+            k.selectors
+                .iter()
+                .filter(|((ns, _), selector)| {
+                    ns == namespace
+                        && !selector.is_empty()
+                        && selector.matches(labels.as_ref().and_then(Value::as_object))
+                })
+                .map(|(key, _)| key.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Queues the sets a deleted claim may have belonged to (a set's claims carry its selector's
+/// labels): a pod waiting to be made again because its claim was being deleted ("pvc … is
+/// being deleted") is made at once, with a new claim, instead of at its next retry.
+fn route_claim_deletions(
+    queue: Arc<Queue<Key>>,
+    known: Arc<Mutex<Known>>,
+) -> impl Fn(Change<'_, PersistentVolumeClaim>) + Send + 'static {
+    move |change| {
+        if let Change::Deleted(claim) = change {
+            let namespace = claim.namespace().unwrap_or_default();
+            for key in sets_selecting(&known, &namespace, claim.labels()) {
+                queue.add(key);
             }
         }
     }
@@ -597,7 +622,22 @@ impl Controller {
                     Revision::Current => current,
                     Revision::Update => update,
                 };
-                self.create_claims(set, *ordinal).await?;
+                // As upstream: no pod while one of its claims cannot serve it (being deleted,
+                // or still an earlier pod's): the pod would find the old claim and its data,
+                // or wait on it, instead of getting a new one once it is gone.
+                if let Err(error) = self.create_claims(set, *ordinal).await {
+                    self.recorder.record(
+                        set.object_ref(&()),
+                        "Warning",
+                        "FailedCreate",
+                        format!(
+                            "create Pod {}-{ordinal} in StatefulSet {} failed error: {error}",
+                            set.name_any(),
+                            set.name_any()
+                        ),
+                    );
+                    return Err(error);
+                }
                 let pod = new_pod(set, *ordinal, revision)?;
                 let pod_name = pod.name_any();
                 match pods.create(&PostParams::default(), &pod).await {

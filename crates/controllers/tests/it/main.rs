@@ -5,6 +5,7 @@ mod endpoints;
 mod leader;
 mod many_nodes;
 mod node_lifecycle;
+mod node_loss;
 mod scheduler;
 mod statefulset;
 mod support;

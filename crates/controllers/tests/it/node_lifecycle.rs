@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use petset_controllers::nodelifecycle::{self, NodeLifecycleConfig};
 use serde_json::{Value, json};
 
-use crate::support::{Running, cluster, create, eventually, set_pod_status, wait_for_event};
+use crate::support::{
+    Running, cluster, create, eventually, heartbeat, set_pod_status, wait_for_event,
+};
 
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -54,28 +55,6 @@ async fn post_status(client: &Client, name: &str, ready: &str) -> String {
         .await
         .expect("node status");
     now
-}
-
-/// Renews the node's Lease every 100 ms, until dropped.
-fn heartbeat(client: &Client, name: &str) -> Running {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let name = name.to_string();
-    Running::default().with(async move {
-        loop {
-            let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name},
-                "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
-                         "renewTime": petset_api::time::now_micro()}});
-            let _ = leases
-                .patch(
-                    &name,
-                    &PatchParams::apply("test-node").force(),
-                    &Patch::Apply(&lease),
-                )
-                .await;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
 }
 
 /// A registered, Ready node whose Lease is renewed while the answer is kept.

@@ -132,3 +132,56 @@ async fn a_delete_meant_for_one_pod_never_deletes_the_pod_that_replaced_it() {
     assert!(matches!(meant, Deleted::Done(_)), "{meant:?}");
     assert!(pods.get_opt("web-0").await.expect("get").is_none());
 }
+
+/// As upstream: a pod is not made again while its claim is being deleted, or it would come
+/// back on the old claim; once the claim is gone, the pod comes back with a new one.
+#[tokio::test]
+async fn a_pod_is_not_made_again_while_its_claim_is_being_deleted() {
+    let (_cluster, client) = cluster().await;
+    let _controller = Running::default().with(petset_controllers::statefulset::run(client.clone()));
+    create_web(&client).await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::default_namespaced(client.clone());
+    wait_exists(&pods, "web-0").await;
+    let old_claim = wait_exists(&claims, "www-web-0").await;
+    // The claim is deleted while its pod is there (pvc-protection holds it: no controller here
+    // lets it go), then the pod is deleted at once.
+    claims
+        .delete("www-web-0", &Default::default())
+        .await
+        .expect("delete the claim");
+    let claim = claims.get("www-web-0").await.expect("still there");
+    assert!(claim.metadata.deletion_timestamp.is_some());
+    let pod_uid = pods
+        .get("web-0")
+        .await
+        .expect("web-0")
+        .metadata
+        .uid
+        .expect("uid");
+    guarded::delete_now(&pods, "web-0", &pod_uid)
+        .await
+        .expect("delete web-0");
+    wait_for_event(
+        &client,
+        "web",
+        "FailedCreate",
+        "create Pod web-0 in StatefulSet web failed error: pvc www-web-0 is being deleted",
+    )
+    .await;
+    assert!(pods.get_opt("web-0").await.expect("get").is_none());
+
+    claims
+        .patch(
+            "www-web-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("let the claim go");
+    let pod = wait_exists(&pods, "web-0").await;
+    assert_ne!(pod.metadata.uid.as_deref(), Some(pod_uid.as_str()));
+    let new_claim = wait_exists(&claims, "www-web-0").await;
+    assert_ne!(new_claim.metadata.uid, old_claim.metadata.uid);
+    assert!(new_claim.metadata.deletion_timestamp.is_none());
+}

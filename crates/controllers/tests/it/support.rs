@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -105,8 +106,8 @@ pub async fn set_pod_status(client: &Client, name: &str, ip: &str, ready: bool) 
     .expect("pod status");
 }
 
-/// The reasons and messages of the events about the object `name` in `default`.
-pub async fn events_of(client: &Client, name: &str) -> Vec<(String, String)> {
+/// The events about the object `name` in `default`.
+pub async fn events_about(client: &Client, name: &str) -> Vec<Event> {
     let events: Api<Event> = Api::default_namespaced(client.clone());
     events
         .list(&ListParams::default())
@@ -115,6 +116,14 @@ pub async fn events_of(client: &Client, name: &str) -> Vec<(String, String)> {
         .items
         .into_iter()
         .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .collect()
+}
+
+/// The reasons and messages of the events about the object `name` in `default`.
+pub async fn events_of(client: &Client, name: &str) -> Vec<(String, String)> {
+    events_about(client, name)
+        .await
+        .into_iter()
         .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
         .collect()
 }
@@ -213,4 +222,26 @@ pub async fn unschedulable_message(client: &Client, pod: &str) -> Result<String,
         .find(|c| c.type_ == "PodScheduled" && c.status == "False")
         .and_then(|c| c.message)
         .ok_or_else(|| "no PodScheduled=False yet".to_string())
+}
+
+/// Renews the node's Lease every 100 ms, until dropped.
+pub fn heartbeat(client: &Client, name: &str) -> Running {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let name = name.to_string();
+    Running::default().with(async move {
+        loop {
+            let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": name},
+                "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
+                         "renewTime": petset_api::time::now_micro()}});
+            let _ = leases
+                .patch(
+                    &name,
+                    &PatchParams::apply("test-node").force(),
+                    &Patch::Apply(&lease),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }

@@ -64,6 +64,14 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 pub const SERVER_GRACE: Duration = Duration::from_secs(50);
 /// What a deadline leaves at least of `SERVER_GRACE`, for the kills to be done.
 pub const STOP_ALLOWANCE: Duration = Duration::from_secs(10);
+/// How long a fence that was not lowered (raised, or not yet held at the agent's start) waits
+/// after the renewal that lowers it before containers may start. The servers' failover
+/// (`petset_controllers::nodeloss`) deletes a lost node's pods only on a confirmation at most
+/// 2 s old that the node's Lease was not renewed: a renewal that lands after such a
+/// confirmation may still be followed by the deletes it allows, within those 2 s and the time
+/// the requests take. Waiting this long, and then reading each pod afresh (`crate::pods`),
+/// means a node that comes back never starts a pod the servers have just moved elsewhere.
+pub const RETURN_SETTLE: Duration = Duration::from_secs(5);
 
 /// The fence's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,9 +298,27 @@ impl Fence {
     /// container of `runtime`'s pods), lowers it at the next renewal. Runs until aborted.
     pub async fn watch(self, runtime: Arc<dyn PodRuntime>) {
         let mut renewals = self.renewals.subscribe();
+        // A fence that is off (never rises) has no failover to wait for.
+        let settle = if self.deadline == Duration::MAX {
+            Duration::ZERO
+        } else {
+            RETURN_SETTLE
+        };
+        let mut settled_at: Option<Instant> = None;
         loop {
             let last = *renewals.borrow_and_update();
-            let state = decide(last, Instant::now(), self.deadline);
+            let now = Instant::now();
+            let mut state = decide(last, now, self.deadline);
+            // Lowered only `settle` after the renewal that would lower it (`RETURN_SETTLE`).
+            let current = self.state();
+            if state == State::Lowered && current != State::Lowered {
+                let at = *settled_at.get_or_insert(now + settle);
+                if now < at {
+                    state = current;
+                }
+            } else {
+                settled_at = None;
+            }
             let previous = self.state.send_replace(state);
             match (previous, state) {
                 (State::Raised, State::Raised) | (State::Lowered, State::Lowered) => {}
@@ -313,7 +339,7 @@ impl Fence {
             }
             let wake = match state {
                 State::Lowered => raises_at(last, self.deadline),
-                State::Unheld | State::Raised => None,
+                State::Unheld | State::Raised => settled_at,
             };
             tokio::select! {
                 changed = renewals.changed() => if changed.is_err() { return },
@@ -418,7 +444,7 @@ mod tests {
     }
 
     /// The watchdog on tokio's paused clock (no real time passes): it raises the fence at the
-    /// deadline, killing what runs, and lowers it at the next renewal.
+    /// deadline, killing what runs, and lowers it `RETURN_SETTLE` after the next renewal.
     #[tokio::test(start_paused = true)]
     async fn the_watchdog_kills_at_the_deadline_and_lowers_at_the_next_renewal() {
         use std::str::FromStr;
@@ -457,15 +483,19 @@ mod tests {
         fence.renewed(start);
         let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
         fence.lowered().await;
-        tokio::time::advance(DEADLINE - Duration::from_secs(1)).await;
+        // Not before the return settle: the servers may be deleting what it would start.
+        assert!(Instant::now() >= start + RETURN_SETTLE);
+        tokio::time::advance(DEADLINE - RETURN_SETTLE - Duration::from_secs(1)).await;
         assert_eq!(fence.state(), State::Lowered);
         // Nothing renews: the clock runs on to the deadline, where the container is killed.
         assert_eq!(app.exit.await, None, "killed");
         assert_eq!(fence.state(), State::Raised);
         assert!(Instant::now() >= start + DEADLINE);
-        fence.renewed(Instant::now());
+        let renewed = Instant::now();
+        fence.renewed(renewed);
         fence.lowered().await;
         assert_eq!(fence.state(), State::Lowered);
+        assert!(Instant::now() >= renewed + RETURN_SETTLE);
         watchdog.abort();
     }
 

@@ -324,3 +324,23 @@ pub fn run_fence_watchdog(args: &crate::cli::FenceWatchdogArgs) -> anyhow::Resul
 pub fn runtime_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("node")
 }
+
+#[cfg(test)]
+mod tests {
+    /// The node's half of the fenced failover and the servers' half agree: on the annotation
+    /// a fenced node carries, on the margin the servers leave after its deadline, and on how
+    /// long a returning node waits for deletes the servers may still make.
+    #[test]
+    fn the_node_and_the_servers_agree_on_the_fence() {
+        use petset_controllers::nodeloss;
+        assert_eq!(
+            petset_agent::node::FENCE_DEADLINE_ANNOTATION,
+            nodeloss::FENCE_DEADLINE_ANNOTATION
+        );
+        assert_eq!(
+            petset_agent::fence::STOP_ALLOWANCE,
+            nodeloss::STOP_ALLOWANCE
+        );
+        assert!(petset_agent::fence::RETURN_SETTLE > nodeloss::decisions::CONFIRMATION_LIFETIME);
+    }
+}

@@ -55,6 +55,14 @@ pub(super) struct PodRun {
     fenced_told: bool,
     /// Whether the worker looked for containers an earlier run of the node left (`adopt`).
     adopted: bool,
+    /// Whether the pod is to be read afresh from the API before anything starts: after the
+    /// fence held it back (`still_here`).
+    read_again: bool,
+    /// When to try `still_here` again after the API could not answer.
+    read_again_at: Option<Instant>,
+    /// Whether the API no longer has this pod (deleted, or another of its name): nothing starts
+    /// and the worker ends.
+    gone: bool,
 }
 
 /// Why a pod cannot start yet: the waiting reason and message of the container it concerns
@@ -172,6 +180,9 @@ pub(super) async fn run(
         stop,
         fenced_told: false,
         adopted: false,
+        read_again: false,
+        read_again_at: None,
+        gone: false,
     };
     let end = run.lifecycle(&mut updates, &mut exited).await;
     run.terminate(&mut exited, end).await;
@@ -219,6 +230,9 @@ impl PodRun {
                 continue;
             }
             let held = self.advance().await;
+            if self.gone {
+                return End::Gone;
+            }
             if self.shared.runtime.needs().probes {
                 self.probe().await;
             }
@@ -229,6 +243,7 @@ impl PodRun {
                 .filter(|at| !held || *at > now)
                 .into_iter()
                 .chain(self.next_readiness())
+                .chain(self.read_again_at)
                 .min();
             let fence = self.shared.fence.clone();
             tokio::select! {
@@ -512,7 +527,11 @@ impl PodRun {
             if fence == crate::fence::State::Raised {
                 self.mark_fenced(&spec);
             }
+            self.read_again = true;
             return !plan.start.is_empty();
+        }
+        if self.read_again && !plan.start.is_empty() && !self.still_here().await {
+            return false;
         }
         self.fenced_told = false;
         for record in self.init.values_mut().chain(self.containers.values_mut()) {
@@ -536,6 +555,32 @@ impl PodRun {
             }
         }
         false
+    }
+
+    /// After the fence held this pod back: whether the pod is still this node's, read from
+    /// the API (not from the node's watch, which may not have caught up with a failover of the
+    /// servers while the node was fenced or down). A pod deleted or moved meanwhile starts
+    /// nothing more (`gone`; its worker ends). `false` too while the API cannot say.
+    async fn still_here(&mut self) -> bool {
+        let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.namespace());
+        match api.get_opt(&self.pod.name_any()).await {
+            Ok(Some(pod)) if pod.uid() == self.pod.uid() => {
+                self.read_again_at = None;
+                let here = pod.metadata.deletion_timestamp.is_none();
+                self.pod = pod;
+                self.read_again = !here;
+                here
+            }
+            Ok(_) => {
+                self.gone = true;
+                false
+            }
+            Err(error) => {
+                tracing::debug!(%error, pod = %self.pod.name_any(), "could not read the pod again after the fence");
+                self.read_again_at = Some(Instant::now() + Duration::from_secs(1));
+                false
+            }
+        }
     }
 
     /// While the fence is raised: every container that would start (now, or once its back-off

@@ -324,7 +324,7 @@ fn wait_etcd_healthy(cluster: &LocalCluster) {
     let healthy = wait_until(Duration::from_secs(120), || {
         last = (0..3)
             .map(|i| {
-                cluster
+                let answer = cluster
                     .kubectl(&[
                         "exec",
                         "etcd-0",
@@ -336,8 +336,8 @@ fn wait_etcd_healthy(cluster: &LocalCluster) {
                         "-O",
                         "-",
                         &format!("http://etcd-{i}.etcd:2379/health"),
-                    ])
-                    .stdout
+                    ]);
+                format!("{}{}", answer.stdout, answer.stderr)
             })
             .collect::<Vec<_>>()
             .join(" ");

@@ -6,8 +6,8 @@
 #   nginx-slim:0.7   the same, with a visibly different default page
 #   kubia-pet        the kubia tutorial's app on port 8080: GET answers with the hostname and
 #                    /var/data/kubia.txt, POST stores the body there
-#   etcd             Debian's etcd (etcd-server) on busybox, for examples/etcd.yaml
-#                    (skipped, with a note, when etcd-server is not installed)
+#   etcd             Debian's etcd and etcdctl (etcd-server, etcd-client) on busybox, for
+#                    examples/etcd.yaml (skipped, with a note, when either is not installed)
 # Each is imported once, under every name the tutorials write for it (see `names` below).
 # No registry and no Docker engine is involved.
 #
@@ -182,14 +182,16 @@ chmod 755 "$kubia/start.sh"
 layout kubia-pet "$kubia" \
   "{$path_env,\"ExposedPorts\":{\"8080/tcp\":{}},\"Entrypoint\":[\"/start.sh\"]}"
 
-# etcd from Debian's etcd-server, with the shared libraries it loads.
-if [[ -x /usr/bin/etcd ]]; then
+# etcd from Debian's etcd-server and etcdctl from etcd-client (examples/etcd.yaml's members
+# use it to rejoin), with the shared libraries they load.
+if [[ -x /usr/bin/etcd && -x /usr/bin/etcdctl ]]; then
   etcd_root="$work/etcd"
   base_rootfs "$etcd_root"
   mkdir -p "$etcd_root/var/lib/etcd"
   with_libraries "$etcd_root" /usr/bin/etcd
+  with_libraries "$etcd_root" /usr/bin/etcdctl
   layout etcd "$etcd_root" \
     "{$path_env,\"ExposedPorts\":{\"2379/tcp\":{},\"2380/tcp\":{}},\"Entrypoint\":[\"/usr/bin/etcd\"]}"
 else
-  echo "build-images: /usr/bin/etcd not found, petset/etcd:3.4 skipped (apt-get install etcd-server)" >&2
+  echo "build-images: /usr/bin/etcd or /usr/bin/etcdctl not found, petset/etcd:3.4 skipped (apt-get install etcd-server etcd-client)" >&2
 fi

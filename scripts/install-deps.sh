@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages petset needs when they are missing.
 #   scripts/install-deps.sh build   protoc, for building the etcd client
-#   scripts/install-deps.sh test    also etcd, runc, dig, ip and a static busybox (test images),
+#   scripts/install-deps.sh test    also etcd and etcdctl, runc, dig, ip and a static busybox (test images),
 #                                   which the tests drive for real
 # As root it runs apt-get; otherwise it names what to install and fails.
 set -euo pipefail
@@ -9,7 +9,7 @@ set -euo pipefail
 # protoc needs the well-known types, which Debian ships apart from the compiler.
 want=(protoc:protobuf-compiler /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(etcd:etcd-server runc:runc dig:dnsutils ip:iproute2 curl:curl script:bsdutils
+  want+=(etcd:etcd-server etcdctl:etcd-client runc:runc dig:dnsutils ip:iproute2 curl:curl script:bsdutils
     /var/lib/dpkg/info/busybox-static.list:busybox-static)
 fi
 

@@ -43,14 +43,34 @@ pub fn busybox_image(dir: &Path, name: &str) {
     image_with_files(dir, name, &[]);
 }
 
-/// Like [`busybox_image`], plus Debian's etcd (`/usr/bin/etcd`, from etcd-server) and the
-/// shared libraries it loads, so a test can run an etcd cluster in pods.
+/// Like [`busybox_image`], plus Debian's etcd and etcdctl (`/usr/bin/etcd` from etcd-server,
+/// `/usr/bin/etcdctl` from etcd-client) and the shared libraries they load, so a test can run
+/// an etcd cluster in pods (examples/etcd.yaml, whose members use etcdctl to rejoin).
 pub fn etcd_image(dir: &Path, name: &str) {
-    let mut files = vec![("usr/bin/etcd".to_string(), "/usr/bin/etcd".to_string())];
+    let mut files = Vec::new();
+    for program in ["/usr/bin/etcd", "/usr/bin/etcdctl"] {
+        files.push((
+            program.trim_start_matches('/').to_string(),
+            program.to_string(),
+        ));
+        files.extend(libraries_of(program));
+    }
+    files.sort();
+    files.dedup();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    image_with_files(dir, name, &files);
+}
+
+/// The shared libraries `program` loads, as ldd lists them: (path in the image, file here).
+fn libraries_of(program: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
     let ldd = std::process::Command::new("ldd")
-        .arg("/usr/bin/etcd")
+        .arg(program)
         .output()
-        .expect("ldd /usr/bin/etcd");
+        .unwrap_or_else(|e| panic!("ldd {program}: {e}"));
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
         let path = match line.split_once("=>") {
@@ -65,11 +85,7 @@ pub fn etcd_image(dir: &Path, name: &str) {
             ));
         }
     }
-    let files: Vec<(&str, &str)> = files
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    image_with_files(dir, name, &files);
+    files
 }
 
 /// The busybox image with `files` (path in the image, file on this machine) added.

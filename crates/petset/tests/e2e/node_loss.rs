@@ -3,7 +3,7 @@
 //! `petset.dev/on-node-loss: recreate-claim`. The node of one member is lost in each of the
 //! three ways a node is lost (its agent killed -9, its agent stopped with SIGSTOP, its network
 //! cut inside its namespace): each time the member runs and is Ready again on another node and
-//! the etcd cluster is healthy. A set without the annotation, whose claim is on the first lost
+//! every member answers healthy. A set without the annotation, whose claim is on the first lost
 //! node, waits for it with an event that says so. All along, a sampler on the host records
 //! every container's process of these pods (its start from `/proc`, its end when runc no longer
 //! runs it) and the test checks that no two processes of one pod identity ever overlapped.
@@ -318,25 +318,14 @@ fn wait_replaced(cluster: &LocalCluster, pod: &str, lost: &str, old_uid: &str) {
     );
 }
 
-/// Every member answers healthy (from inside the cluster, through each member's name).
+/// Every member answers healthy (its `/health`, through the API server's proxy to the pod).
 fn wait_etcd_healthy(cluster: &LocalCluster) {
     let mut last = String::new();
     let healthy = wait_until(Duration::from_secs(120), || {
         last = (0..3)
             .map(|i| {
-                let answer = cluster
-                    .kubectl(&[
-                        "exec",
-                        "etcd-0",
-                        "--",
-                        "wget",
-                        "-q",
-                        "-T",
-                        "2",
-                        "-O",
-                        "-",
-                        &format!("http://etcd-{i}.etcd:2379/health"),
-                    ]);
+                let path = format!("/api/v1/namespaces/default/pods/etcd-{i}:2379/proxy/health");
+                let answer = cluster.kubectl(&["get", "--raw", &path]);
                 format!("{}{}", answer.stdout, answer.stderr)
             })
             .collect::<Vec<_>>()

@@ -52,6 +52,14 @@ pub struct Config {
     pub shim: Option<PathBuf>,
 }
 
+impl Config {
+    /// petset's own binary (for its `probe`): the shim's program, else this process's, as
+    /// found now.
+    fn petset_binary(&self) -> Option<PathBuf> {
+        self.shim.clone().or_else(|| std::env::current_exe().ok())
+    }
+}
+
 /// This machine's runc node: opened once (which checks that containers can run here), then
 /// shared by its pod tasks and by the API server's logs and exec.
 pub struct RuncNode {
@@ -300,8 +308,11 @@ pub async fn run_fenced(client: Client, node_name: String, node: Arc<RuncNode>, 
             disk,
         ));
     }
-    let runtime: Arc<dyn crate::runtime::PodRuntime> =
-        Arc::new(RuncRuntime::new(node.runtime.clone(), images));
+    let runtime: Arc<dyn crate::runtime::PodRuntime> = Arc::new(RuncRuntime::new(
+        node.runtime.clone(),
+        images,
+        node.config.petset_binary(),
+    ));
     // The watchdog is the node's task, not a helper of the API: it runs whatever the API does.
     helpers.spawn(fence.clone().watch(runtime.clone()));
     let shared = Arc::new(Shared {

@@ -491,14 +491,6 @@ fn kill_node(root: &Path) -> (Vec<String>, Vec<String>) {
     (containers, pods)
 }
 
-/// What the watchdog is started through: closes every descriptor above stderr, then execs the
-/// watchdog (`$0 "$@"`) in the same process. What this process opened itself is close-on-exec
-/// (Rust opens everything so), but descriptors it inherited without that flag (a parent's: a
-/// job server's pipe, a test harness's) would pass on to the watchdog and be held open for
-/// its whole life, past the agent's; Rust can close them only with `unsafe`, which the
-/// workspace forbids, so bash (essential on Debian) does it.
-const CLOSE_INHERITED_THEN_EXEC: &str = r#"for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 2 ]; then eval "exec $n>&-"; fi; done; exec "$0" "$@""#;
-
 /// Whether a watchdog was started, as `Launcher::ensure_running` found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Launch {
@@ -590,7 +582,7 @@ impl Launcher {
     /// Starts a watchdog unless one holds the node's lock. It runs in a process group of its
     /// own (a kill of the agent's group does not reach it), from `/`, with stdin and stdout
     /// on `/dev/null`, stderr appended to `DIR/fence/watchdog.log`, and no other descriptor
-    /// (`CLOSE_INHERITED_THEN_EXEC`).
+    /// (`petset_runtime::detach`).
     pub fn ensure_running(&self) -> Result<Launch, WatchdogError> {
         let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
         children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
@@ -621,16 +613,12 @@ impl Launcher {
             .append(true)
             .open(&log_path)
             .map_err(io(&log_path))?;
-        use std::os::unix::process::CommandExt;
-        let child = Command::new("bash")
-            .args(["-c", CLOSE_INHERITED_THEN_EXEC])
-            .arg(&self.program)
+        let child = petset_runtime::detach::detached(&self.program)
             .args(&self.args)
             .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
-            .process_group(0)
             .spawn()
             .map_err(|source| WatchdogError::Spawn {
                 program: self.program.clone(),

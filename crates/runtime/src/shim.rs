@@ -87,7 +87,9 @@ impl Kept {
         fs::write(self.dir.join(LOG_FILE), log.to_string_lossy().as_bytes())?;
         let lock = File::create(self.lock())?;
         lock.lock()?;
-        let mut command = Command::new(shim);
+        // Detached (`crate::detach`): a signal to the node's process group does not reach the
+        // container's keeper, and it holds nothing of the node's but the lock, its stdin.
+        let mut command = crate::detach::detached(shim);
         command
             .arg(SUBCOMMAND)
             .arg(log)
@@ -96,9 +98,6 @@ impl Kept {
             .stdin(Stdio::from(lock))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // A group of its own: a signal to the node's process group (a terminal's Ctrl-C, a
-        // supervisor stopping the node) does not reach the container's keeper.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         // The child is not waited for by anyone here: it outlives this process by design, and
         // whoever waits for the container waits on the lock. Reaping happens when this process
         // ends (its orphans go to init) or below, by a thread that only collects the status.

@@ -29,11 +29,19 @@ fn waited(mut child: petset_runtime::pods::RunningContainer) -> StartedContainer
 pub struct RuncRuntime {
     runtime: Arc<Runtime>,
     images: ImageStore,
+    /// petset's own binary, whose `probe` runs the TCP and HTTP probes: found once, at the
+    /// node's start, so that a binary replaced on disk while the node runs (an upgrade) is
+    /// still found at its path (the running one's would read "… (deleted)").
+    petset: Option<std::path::PathBuf>,
 }
 
 impl RuncRuntime {
-    pub fn new(runtime: Arc<Runtime>, images: ImageStore) -> Self {
-        Self { runtime, images }
+    pub fn new(runtime: Arc<Runtime>, images: ImageStore, petset: Option<PathBuf>) -> Self {
+        Self {
+            runtime,
+            images,
+            petset,
+        }
     }
 }
 
@@ -118,8 +126,10 @@ impl PodRuntime for RuncRuntime {
             ProbeCheck::Http { port, path } => ("http", port, Some(path)),
         };
         // The TCP and HTTP probers are petset's own `probe` subcommand.
-        let petset = std::env::current_exe()
-            .map_err(|_| "the prober cannot find petset's own binary".to_string())?;
+        let petset = self
+            .petset
+            .clone()
+            .ok_or_else(|| "the prober cannot find petset's own binary".to_string())?;
         let mut command = std::process::Command::new("ip");
         command
             .args(["netns", "exec", &Runtime::netns_name(pod)])

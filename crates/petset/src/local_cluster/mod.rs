@@ -102,6 +102,7 @@ pub async fn run(args: ClusterUpArgs) -> anyhow::Result<()> {
         Err(error) => Err(error),
     };
     stop(&mut processes).await;
+    remove_pods_left(&dir, &record.layout).await;
     match remove_made(&record.layout).await {
         Ok(()) => {
             Record::remove(&dir)?;
@@ -187,9 +188,48 @@ async fn remove_leftovers(dir: &Path) -> anyhow::Result<Option<Layout>> {
         )
         .await;
     }
+    remove_pods_left(dir, &previous.layout).await;
     remove_made(&previous.layout).await?;
     Record::remove(dir)?;
     Ok(Some(previous.layout))
+}
+
+/// Removes what the nodes' agents left of their pods once they are stopped: the sandboxes (pod
+/// namespaces, mounts, cgroups) of a node whose agent died (a lost node, killed -9 or fenced,
+/// has no one to remove them); a node stopped cleanly left none.
+async fn remove_pods_left(dir: &Path, layout: &Layout) {
+    if layout.runtime != NodeRuntime::Runc {
+        return;
+    }
+    let roots: Vec<PathBuf> = layout
+        .all_nodes()
+        .map(|node| crate::node_role::runtime_dir(&node_dir(dir, node.index)))
+        .filter(|root| root.join("pods").is_dir())
+        .collect();
+    let removed = tokio::task::spawn_blocking(move || {
+        for root in roots {
+            let runtime = match petset_runtime::pods::Runtime::open(&root) {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::warn!(%error, root = %root.display(), "could not open a node's runtime to remove its pods");
+                    continue;
+                }
+            };
+            for pod in runtime.pods() {
+                tracing::info!(pod, root = %root.display(), "removing a pod a stopped node left");
+                if let Err(error) = runtime.remove_sandbox(&pod) {
+                    tracing::warn!(%error, pod, "could not remove a pod a node left");
+                }
+            }
+            if let Err(error) = runtime.release() {
+                tracing::warn!(%error, root = %root.display(), "could not release a node's runtime");
+            }
+        }
+    })
+    .await;
+    if let Err(error) = removed {
+        tracing::warn!(%error, "removing the pods the nodes left failed");
+    }
 }
 
 /// Removes the nodes' network of a runc layout (a simulated one makes none).

@@ -465,7 +465,37 @@ fn a_lost_nodes_etcd_member_moves_to_another_node_in_each_way_a_node_is_lost() {
         );
     }
     assert_eq!(runs.get("waiter-0").map(Vec::len), Some(1), "{runs:?}");
-    drop(sampler);
-    // The stopped agent goes on, so that the cluster's stop stops it as any other.
+
+    // The stopped agent goes on: its node is Ready again and no longer tainted, and what it
+    // ran of etcd-1 (killed by its watchdog, replaced since) never starts again there.
     signal(stopped, "CONT");
+    let back = wait_until(Duration::from_secs(120), || {
+        field(
+            &cluster,
+            &[
+                "get",
+                "node",
+                &stopped_node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status} {.spec.taints[*].key}",
+            ],
+        ) == "True"
+    });
+    assert!(
+        back,
+        "{stopped_node} did not come back: {}",
+        field(&cluster, &["get", "node", &stopped_node, "-o", "yaml"])
+    );
+    let runs = sampler.check_at_most_one();
+    assert_eq!(
+        runs.get("etcd-1").map(|r| r
+            .iter()
+            .filter(|run| run
+                .node
+                .ends_with(format!("n{}", stopped_node.trim_start_matches("petset-n"))))
+            .count()),
+        Some(1),
+        "etcd-1 ran again on the node that came back: {runs:?}"
+    );
+    drop(sampler);
 }

@@ -9,6 +9,25 @@ use std::io::{Read, Write};
 /// Longest piece of a line written as one record; longer lines are split (`P` records).
 const MAX_RECORD: usize = 16 * 1024;
 
+/// Copies the child's stdout and stderr (both piped) into `log`, one thread each; they end
+/// with the child's output.
+pub fn copy_outputs_of(
+    child: &mut std::process::Child,
+    log: File,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let errors = log.try_clone()?;
+    let mut copiers = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        copiers.push(std::thread::spawn(move || copy_into(stdout, "stdout", log)));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        copiers.push(std::thread::spawn(move || {
+            copy_into(stderr, "stderr", errors)
+        }));
+    }
+    Ok(copiers)
+}
+
 /// Copies `source` (a container's stdout or stderr) into `log` as records of `stream`, until
 /// the source ends. Each record is one `write` to a file opened for appending, so the two
 /// streams' records never interleave within a line.

@@ -412,8 +412,6 @@ impl Runtime {
             .append(true)
             .open(log)
             .map_err(io(log))?;
-        let errors = output.try_clone().map_err(io(log))?;
-        let (stdout_log, stderr_log) = (output, errors);
         let mut child = runc(run_args, config.tty)
             .stdin(if config.stdin || config.tty {
                 Stdio::piped()
@@ -429,17 +427,7 @@ impl Runtime {
             })?;
         // The output becomes timestamped records (crate::logs); the copiers end with the
         // container, which ends with this process (its next start removes what is left).
-        let mut copiers = Vec::new();
-        if let Some(stdout) = child.stdout.take() {
-            copiers.push(std::thread::spawn(move || {
-                crate::logs::copy_into(stdout, "stdout", stdout_log)
-            }));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            copiers.push(std::thread::spawn(move || {
-                crate::logs::copy_into(stderr, "stderr", stderr_log)
-            }));
-        }
+        let copiers = crate::logs::copy_outputs_of(&mut child, output).map_err(io(log))?;
         Ok((child, copiers))
     }
 

@@ -128,24 +128,13 @@ pub fn main(args: &[String]) -> ExitCode {
 
 fn keep(log: &Path, exit: &Path, runc_args: &[String]) -> io::Result<()> {
     let output = fs::OpenOptions::new().create(true).append(true).open(log)?;
-    let errors = output.try_clone()?;
     let mut child = Command::new("runc")
         .args(runc_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let mut copiers = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        copiers.push(std::thread::spawn(move || {
-            crate::logs::copy_into(stdout, "stdout", output)
-        }));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        copiers.push(std::thread::spawn(move || {
-            crate::logs::copy_into(stderr, "stderr", errors)
-        }));
-    }
+    let copiers = crate::logs::copy_outputs_of(&mut child, output)?;
     let status = child.wait()?;
     for copier in copiers {
         let _ = copier.join();

@@ -614,35 +614,7 @@ fn a_kill_9_of_petset_up_leaves_the_containers_running_and_the_restart_takes_the
         petset.restart().expect("restart");
         // The pods stay Ready through the recovery: every status the restarted node writes
         // says so (watched until each pod's status was written by the new run).
-        let mut seen_unready = Vec::new();
-        let settled = wait_until(Duration::from_secs(60), || {
-            let ready = petset
-                .kubectl(&[
-                    "get",
-                    "pods",
-                    "-l",
-                    "app=kept",
-                    "-o",
-                    "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}",
-                ])
-                .stdout;
-            seen_unready.extend(
-                ready
-                    .split_whitespace()
-                    .filter(|p| !p.ends_with("=True"))
-                    .map(str::to_string),
-            );
-            petset
-                .log()
-                .matches("took over a running container")
-                .count()
-                >= 3
-        });
-        assert!(
-            settled,
-            "the node did not take its containers over\n{}",
-            petset.log()
-        );
+        watch_the_take_over(&petset, || petset.log());
         let after = kept_pods(&petset, petset.data_dir());
         assert_eq!(after, before, "the restart changed the pods");
         // The logs of the run go on in the same file.

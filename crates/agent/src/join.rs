@@ -128,6 +128,12 @@ impl Identity {
     /// only the cluster CA.
     pub fn client(&self, server: &str) -> Result<kube::Client, JoinError> {
         let mut config = pinned_config(&https_uri(server)?, &self.ca_pem, server)?;
+        // No read timeout: the node's watches are quiet for as long as nothing changes, and a
+        // read timeout cuts them every REQUEST_TIMEOUT (each cut puts the watcher into its
+        // back-off, so a pod bound here waited up to its 30 s to be seen). The server ends
+        // every watch itself (`timeoutSeconds`), and the node's own requests that must end
+        // (its Lease) carry timeouts of their own.
+        config.read_timeout = None;
         config.auth_info.client_certificate = Some(self.files.client_cert.display().to_string());
         config.auth_info.client_key = Some(self.files.client_key.display().to_string());
         config.default_namespace = "default".into();

@@ -655,25 +655,26 @@ fn an_agent_killed_9_and_started_again_takes_its_running_containers_over() {
     import_image(&images.path().join("store"), &images.path().join("saved"));
     let store = images.path().join("store").to_string_lossy().into_owned();
     let volumes = images.path().join("volumes").to_string_lossy().into_owned();
-    // Ranges of its own, so that parallel tests' bridges and routes never meet it.
+    // Ranges, an address and a bridge of its own (not 10.250/16, where cluster up makes its
+    // subnets), so that parallel tests' bridges and routes never meet it.
     let server = petset_testkit::Petset::start_server(
         crate::binary(),
         &[
             "--cluster-cidr",
-            "10.250.0.0/16",
+            "10.221.0.0/16",
             "--service-cidr",
-            "10.251.0.0/24",
+            "10.222.0.0/24",
         ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let address = std::net::IpAddr::from([127, 0, 0, 81]);
+    let address = std::net::IpAddr::from([127, 0, 0, 82]);
     let agent_args = [
         "--node-runtime",
         "runc",
         "--image-store",
         &store,
         "--bridge",
-        "pstkeep81",
+        "pstkeep82",
         "--local-path-dir",
         &volumes,
     ];

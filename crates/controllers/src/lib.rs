@@ -1,8 +1,9 @@
 //! The reconcilers that turn desired state into actions, all working through the Kubernetes
 //! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
-//! protection, the scheduler, node lifecycle (heartbeats, taints and taint eviction), and the
-//! fenced failover of a lost node's StatefulSet pods.
+//! protection, the scheduler, node lifecycle (heartbeats, taints and taint eviction), the
+//! fenced failover of a lost node's StatefulSet pods, and every namespace's `default`
+//! ServiceAccount.
 
 mod disruption;
 pub mod endpoints;
@@ -12,6 +13,7 @@ pub mod nodelifecycle;
 pub mod nodeloss;
 pub mod protection;
 pub mod scheduler;
+pub mod serviceaccounts;
 pub mod statefulset;
 mod taints;
 pub mod volumes;
@@ -45,6 +47,7 @@ pub fn spawn_all_with(
     tasks.spawn(protection::run(client.clone()));
     tasks.spawn(nodelifecycle::run(client.clone(), node_lifecycle));
     tasks.spawn(nodeloss::run(client.clone(), NodeLossConfig::default()));
+    tasks.spawn(serviceaccounts::run(client.clone()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -651,8 +651,14 @@ fn a_fenced_runc_agent_killed_with_sigkill_has_its_containers_killed_by_the_watc
     });
     let watchdog_log = std::fs::read_to_string(fence.join("watchdog.log")).unwrap_or_default();
     assert!(killed, "the pod outlived the fence\n{watchdog_log}");
-    let marker = std::fs::read_to_string(fence.join("fenced")).unwrap_or_default();
-    assert!(marker.starts_with("fenced\n"), "{marker:?}\n{watchdog_log}");
+    // The marker follows the kills (the processes may be seen gone a moment before it).
+    let mut marker = String::new();
+    let marked = wait_until(Duration::from_secs(10), || {
+        marker = std::fs::read_to_string(fence.join("fenced")).unwrap_or_default();
+        marker.starts_with("fenced\n")
+    });
+    let watchdog_log = std::fs::read_to_string(fence.join("watchdog.log")).unwrap_or_default();
+    assert!(marked, "{marker:?}\n{watchdog_log}");
     let pod = petset_agent::pods::sandbox_id_of(&uid);
     assert!(marker.contains(&pod), "{marker}");
     assert!(

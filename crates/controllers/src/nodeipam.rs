@@ -6,7 +6,7 @@
 //! the Nodes themselves are the record of what is taken: a deleted Node frees its block, and
 //! a restart loses nothing. Nodes that bring their own range (`petset up`'s node) keep it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,11 +63,19 @@ pub fn lowest_free(cluster: Network, taken: &[Network]) -> Option<Network> {
 
 /// What the allocator does for one pass over the Nodes: each Node without a range, by name,
 /// with the block it gets (those that get none are left out: the cluster CIDR is full).
-pub fn assignments(cluster: Network, nodes: &[Arc<Node>]) -> (Vec<(String, Network)>, Vec<String>) {
+/// `given` are the blocks this allocator wrote that its cache may not show yet: they are taken
+/// too (as upstream's allocator keeps its own record of the blocks it gave), or a Node seen
+/// before another's allocation reached the cache would get the same block.
+pub fn assignments(
+    cluster: Network,
+    nodes: &[Arc<Node>],
+    given: &[Network],
+) -> (Vec<(String, Network)>, Vec<String>) {
     let mut taken: Vec<Network> = nodes
         .iter()
         .filter_map(|node| node.spec.as_ref()?.pod_cidr.as_deref())
         .filter_map(parse)
+        .chain(given.iter().copied())
         .collect();
     let mut waiting: BTreeSet<String> = BTreeSet::new();
     for node in nodes {
@@ -112,9 +120,23 @@ pub async fn run(client: Client, cluster: Network) {
     nodes.ready().await;
     let api: Api<Node> = Api::all(client.clone());
     let recorder = Recorder::new(client, "node-ipam-controller");
+    // The blocks written, by Node name and uid, until the cache shows the Node with its range
+    // (or without the Node: a deleted Node frees its block).
+    let mut written: HashMap<(String, String), Network> = HashMap::new();
     loop {
         let current = nodes.store().state();
-        let (given, full) = assignments(cluster, &current);
+        written.retain(|(name, uid), _| {
+            current.iter().any(|n| {
+                n.name_any() == *name
+                    && n.uid().as_deref() == Some(uid.as_str())
+                    && n.spec
+                        .as_ref()
+                        .and_then(|s| s.pod_cidr.as_deref())
+                        .is_none_or(str::is_empty)
+            })
+        });
+        let pending: Vec<Network> = written.values().copied().collect();
+        let (given, full) = assignments(cluster, &current, &pending);
         let mut retry = false;
         for (name, (address, prefix)) in given {
             let Some(node) = current.iter().find(|n| n.name_any() == name) else {
@@ -130,6 +152,10 @@ pub async fn run(client: Client, cluster: Network) {
                 .await
             {
                 Ok(_) => {
+                    written.insert(
+                        (name.clone(), node.uid().unwrap_or_default()),
+                        (address, prefix),
+                    );
                     tracing::info!(node = %name, pod_cidr = %block, "allocated the node's pod range")
                 }
                 // Changed meanwhile (or gone): the next pass sees it as it is now.
@@ -186,7 +212,7 @@ mod tests {
             node("a", None),
             node("c", Some("10.42.0.0/24")),
         ];
-        let (given, full) = assignments(cluster, &nodes);
+        let (given, full) = assignments(cluster, &nodes, &[]);
         assert_eq!(
             given,
             vec![
@@ -195,6 +221,22 @@ mod tests {
             ]
         );
         assert!(full.is_empty());
+    }
+
+    /// Two Nodes that join at once: the first's block is written, but the cache still shows
+    /// it without one when the second is looked at. What was written counts as taken.
+    #[test]
+    fn a_block_written_but_not_yet_seen_is_not_given_twice() {
+        let cluster = net("10.42.0.0/16");
+        let nodes = [node("first", None), node("second", None)];
+        let (given, _) = assignments(cluster, &nodes[1..], &[net("10.42.0.0/24")]);
+        assert_eq!(given, vec![("second".to_string(), net("10.42.1.0/24"))]);
+        let (again, _) = assignments(cluster, &nodes[1..], &[]);
+        assert_eq!(
+            again,
+            vec![("second".to_string(), net("10.42.0.0/24"))],
+            "without the record, the block would be given twice"
+        );
     }
 
     #[test]
@@ -211,7 +253,7 @@ mod tests {
     fn a_full_cluster_cidr_gives_nothing() {
         let cluster = net("10.42.0.0/23");
         let nodes = [node("a", None), node("b", None), node("c", None)];
-        let (given, full) = assignments(cluster, &nodes);
+        let (given, full) = assignments(cluster, &nodes, &[]);
         assert_eq!(given.len(), 2);
         assert_eq!(full, vec!["c".to_string()]);
     }

@@ -6,6 +6,7 @@ mod leader;
 mod many_nodes;
 mod node_lifecycle;
 mod node_loss;
+mod nodeipam;
 mod scheduler;
 mod serviceaccounts;
 mod statefulset;

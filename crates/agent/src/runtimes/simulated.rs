@@ -33,9 +33,10 @@ const NEVER_READY_TAG: &str = ":never-ready";
 /// How long a simulated container takes to stop after TERM (its grace period is at least a
 /// second whenever TERM is sent: a zero grace period is a KILL).
 const TERMINATION: Duration = Duration::from_millis(1000);
-/// Terminations end at least this far apart: pods deleted together do not vanish in the same
-/// instant (kubectl's delete-wait, pod after pod, races a pod that vanishes just as it starts
-/// waiting for it and is re-created at once).
+/// Terminations end at least this far apart, on this node and across the machine's simulated
+/// nodes (`MACHINE_SCHEDULE`): pods deleted together do not vanish in the same instant
+/// (kubectl's delete-wait, pod after pod, races a pod that vanishes just as it starts waiting
+/// for it and is re-created at once).
 const TERMINATION_SPACING: Duration = Duration::from_millis(250);
 /// How many pods' termination instants are remembered (one per pod being deleted).
 const SCHEDULE_BOUND: usize = 1024;
@@ -91,6 +92,9 @@ impl Addresses {
 struct Schedule {
     next_free: Option<Instant>,
     by_pod: Vec<(String, Instant)>,
+    /// Whether the machine's other simulated nodes are kept apart too (`MACHINE_SCHEDULE`);
+    /// the node's own tests keep to this schedule alone.
+    machine_wide: bool,
 }
 
 impl Schedule {
@@ -99,6 +103,11 @@ impl Schedule {
             return *at;
         }
         let at = (now + TERMINATION).max(self.next_free.unwrap_or(now));
+        let at = if self.machine_wide {
+            spaced_machine_wide(at, now)
+        } else {
+            at
+        };
         self.next_free = Some(at + TERMINATION_SPACING);
         self.by_pod.push((pod.to_string(), at));
         if self.by_pod.len() > SCHEDULE_BOUND {
@@ -110,6 +119,54 @@ impl Schedule {
     fn forget(&mut self, pod: &str) {
         self.by_pod.retain(|(p, _)| p != pod);
     }
+}
+
+/// Where the simulated nodes of this machine keep the end of the latest termination they
+/// scheduled (`CLOCK_MONOTONIC` nanoseconds): nodes are processes of their own (`cluster up`),
+/// and two pods of two nodes deleted together must not end in one instant either.
+const MACHINE_SCHEDULE: &str = "/run/petset/simulated-terminations";
+
+/// `at`, moved later when another simulated node of this machine ends a termination within
+/// `TERMINATION_SPACING` of it; `at` itself when the shared schedule cannot be had.
+fn spaced_machine_wide(at: Instant, now: Instant) -> Instant {
+    let wanted = crate::watchdog::monotonic_now() + at.saturating_duration_since(now);
+    match take_machine_slot(wanted) {
+        Ok(slot) => at + slot.saturating_sub(wanted),
+        Err(error) => {
+            tracing::debug!(%error, "the machine's termination schedule is not available");
+            at
+        }
+    }
+}
+
+/// The first slot at or after `wanted` that keeps `TERMINATION_SPACING` from the last one
+/// taken on this machine, taken under the schedule file's lock.
+fn take_machine_slot(wanted: Duration) -> std::io::Result<Duration> {
+    use std::io::{Read, Seek, Write};
+    let path = std::path::Path::new(MACHINE_SCHEDULE);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    file.lock()?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let next_free = text
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_nanos)
+        .unwrap_or_default();
+    let slot = wanted.max(next_free);
+    let next = u64::try_from((slot + TERMINATION_SPACING).as_nanos()).unwrap_or(u64::MAX);
+    file.set_len(0)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    file.write_all(next.to_string().as_bytes())?;
+    Ok(slot)
 }
 
 /// An end a container was told: when, and with which exit code.
@@ -130,7 +187,10 @@ impl SimulatedRuntime {
     pub fn new(pod_cidr: &Cidr) -> Self {
         Self {
             addresses: Mutex::new(Addresses::new(pod_cidr)),
-            schedule: Mutex::new(Schedule::default()),
+            schedule: Mutex::new(Schedule {
+                machine_wide: true,
+                ..Schedule::default()
+            }),
             sandboxes: Mutex::new(HashMap::new()),
         }
     }

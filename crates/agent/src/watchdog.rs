@@ -355,9 +355,18 @@ pub fn run(paths: &Paths) -> Result<Outcome, WatchdogError> {
     let mut unreadable = false;
     loop {
         match read_heartbeat(&heartbeat_path) {
-            Ok(heartbeat) => {
-                last = heartbeat;
+            Ok(Some(heartbeat)) => {
+                last = Some(heartbeat);
                 unreadable = false;
+            }
+            // A heartbeat that vanished is no renewal: the last one keeps counting (the node's
+            // data removed under a live watchdog is fenced at its deadline all the same).
+            // Never heard of and the node's directory gone: there is nothing to watch.
+            Ok(None) => {
+                if last.is_none() && !paths.fence_dir.exists() {
+                    tracing::info!("the node's directory is gone; the fence watchdog exits");
+                    return Ok(Outcome::Stopped);
+                }
             }
             // The last good one keeps counting: a file that cannot be read is no renewal.
             Err(error) => {

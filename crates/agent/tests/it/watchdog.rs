@@ -370,3 +370,48 @@ fn the_launcher_starts_a_watchdog_in_a_group_of_its_own_holding_nothing_of_the_a
     assert!(broken.ensure_running().is_err());
     assert!(!broken.is_running(), "a watchdog that could not start");
 }
+
+/// A heartbeat that vanishes (the node's data removed under a live watchdog) is no renewal:
+/// the node is fenced at the deadline all the same, and the watchdog ends. One whose node's
+/// directory is gone before it ever heard a renewal ends at once, killing nothing.
+#[test]
+fn a_vanished_heartbeat_still_fences_at_the_deadline_and_a_gone_node_ends_the_watch() {
+    let Some(hierarchy) = cgroups_here("a_vanished_heartbeat_still_fences_at_the_deadline") else {
+        return;
+    };
+    let mut node = Node::start("vanish", &hierarchy);
+    let deadline = Duration::from_secs(2);
+    let sent = monotonic_now();
+    node.beat(&Heartbeat::Renewed {
+        boot_id: boot_id(),
+        sent,
+        deadline,
+    });
+    let outcome = node.watch();
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::remove_file(node.paths.heartbeat()).expect("remove the heartbeat");
+    let outcome = outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the watchdog ends")
+        .expect("the watchdog runs");
+    assert!(
+        matches!(outcome, Outcome::Fenced(_)),
+        "not fenced: {outcome:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || node.all_dead()),
+        "the pod's processes outlived the fence"
+    );
+
+    // Never heard of, and the node's directory removed: nothing to watch.
+    let empty = Node::start("gone", &hierarchy);
+    let watching = empty.watch();
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::remove_dir_all(&empty.paths.fence_dir).expect("remove the node's fence dir");
+    let outcome = watching
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the watchdog ends")
+        .expect("the watchdog runs");
+    assert!(matches!(outcome, Outcome::Stopped), "{outcome:?}");
+    assert!(empty.all_alive(), "it killed what it never watched over");
+}

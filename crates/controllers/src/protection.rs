@@ -11,10 +11,9 @@ use std::borrow::Borrow;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::cache::{Cache, Cached, Change};
+use crate::cache::{Cache, Cached};
 use crate::queue::Queue;
 
 pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
@@ -89,20 +88,7 @@ fn follow<K: Cached>(
     queue: &std::sync::Arc<Queue<Key>>,
     keys: fn(&K) -> Vec<Key>,
 ) -> Cache<K> {
-    let queue = queue.clone();
-    Cache::follow(
-        helpers,
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        move |change| match change {
-            Change::Applied(object) | Change::Deleted(object) => {
-                for key in keys(object) {
-                    queue.add(key);
-                }
-            }
-            Change::Relisted => queue.add(Key::All),
-        },
-    )
+    Cache::follow_into(helpers, client, queue, keys, Key::All)
 }
 
 struct Views {

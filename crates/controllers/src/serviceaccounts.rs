@@ -5,10 +5,9 @@
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::cache::{Cache, Cached, Change};
+use crate::cache::Cache;
 use crate::queue::Queue;
 
 /// The ServiceAccount every namespace has.
@@ -32,12 +31,20 @@ pub fn needs_default(namespace: &Namespace, has_default: bool) -> bool {
 pub async fn run(client: Client) {
     let (queue, mut keys) = Queue::<Key>::new();
     let mut helpers = tokio::task::JoinSet::new();
-    let namespaces = follow(&mut helpers, &client, &queue, |namespace: &Namespace| {
-        Key::Namespace(namespace.name_any())
-    });
-    let accounts = follow(&mut helpers, &client, &queue, |account: &ServiceAccount| {
-        Key::Namespace(account.namespace().unwrap_or_default())
-    });
+    let namespaces = Cache::follow_into(
+        &mut helpers,
+        &client,
+        &queue,
+        |namespace: &Namespace| vec![Key::Namespace(namespace.name_any())],
+        Key::All,
+    );
+    let accounts = Cache::follow_into(
+        &mut helpers,
+        &client,
+        &queue,
+        |account: &ServiceAccount| vec![Key::Namespace(account.namespace().unwrap_or_default())],
+        Key::All,
+    );
     namespaces.ready().await;
     accounts.ready().await;
     while let Some(key) = keys.recv().await {
@@ -82,26 +89,6 @@ async fn make_default(client: &Client, namespace: &str) -> Result<(), kube::Erro
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 403 => Ok(()),
         Err(error) => Err(error),
     }
-}
-
-/// A cache of every `K`, queueing the key `key` names for each change (and every namespace
-/// after a relist).
-fn follow<K: Cached>(
-    helpers: &mut tokio::task::JoinSet<()>,
-    client: &Client,
-    queue: &std::sync::Arc<Queue<Key>>,
-    key: fn(&K) -> Key,
-) -> Cache<K> {
-    let queue = queue.clone();
-    Cache::follow(
-        helpers,
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        move |change| match change {
-            Change::Applied(object) | Change::Deleted(object) => queue.add(key(object)),
-            Change::Relisted => queue.add(Key::All),
-        },
-    )
 }
 
 #[cfg(test)]

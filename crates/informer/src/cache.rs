@@ -119,6 +119,35 @@ impl<K: Cached> Cache<K> {
         Self { store, seen }
     }
 
+    /// Follows every `K` of the cluster into a cache, each change queueing the keys `keys`
+    /// names for it, and `all` after a relist (when deletions may have been missed): the
+    /// wiring every keyed controller starts with.
+    pub fn follow_into<Q>(
+        helpers: &mut tokio::task::JoinSet<()>,
+        client: &kube::Client,
+        queue: &Arc<crate::queue::Queue<Q>>,
+        keys: fn(&K) -> Vec<Q>,
+        all: Q,
+    ) -> Self
+    where
+        Q: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+    {
+        let queue = queue.clone();
+        Self::follow(
+            helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            move |change| match change {
+                Change::Applied(object) | Change::Deleted(object) => {
+                    for key in keys(object) {
+                        queue.add(key);
+                    }
+                }
+                Change::Relisted => queue.add(all.clone()),
+            },
+        )
+    }
+
     pub fn store(&self) -> &Store<K> {
         &self.store
     }

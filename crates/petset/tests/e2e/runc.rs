@@ -696,17 +696,21 @@ fn an_agent_killed_9_and_started_again_takes_its_running_containers_over() {
     for pod in &before {
         assert!(process_runs(pod.4), "{} died with its agent", pod.0);
     }
-    let _ = std::fs::write(node_dir.join("agent.log"), "");
-    let mut again = petset_testkit::Agent::spawn_in(
-        crate::binary(),
-        &server,
-        "keeper",
-        address,
-        &node_dir,
-        &agent_args,
-        tempfile::tempdir().expect("temp"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    // The agent started again on its data dir, its log begun afresh.
+    let start_again = || {
+        let _ = std::fs::write(node_dir.join("agent.log"), "");
+        petset_testkit::Agent::spawn_in(
+            crate::binary(),
+            &server,
+            "keeper",
+            address,
+            &node_dir,
+            &agent_args,
+            tempfile::tempdir().expect("temp"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut again = start_again();
     watch_the_take_over(&server, || again.log());
     assert_eq!(
         kept_pods(&server, &node_dir),
@@ -729,17 +733,7 @@ fn an_agent_killed_9_and_started_again_takes_its_running_containers_over() {
     server
         .kubectl(&["delete", "pod", "kept-0", "--wait=false"])
         .ok();
-    let _ = std::fs::write(node_dir.join("agent.log"), "");
-    let mut third = petset_testkit::Agent::spawn_in(
-        crate::binary(),
-        &server,
-        "keeper",
-        address,
-        &node_dir,
-        &agent_args,
-        tempfile::tempdir().expect("temp"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut third = start_again();
     let remade = wait_until(Duration::from_secs(60), || {
         let pod = server
             .kubectl(&[

@@ -118,6 +118,24 @@ impl Node {
         watchdog::write_heartbeat(&self.paths.heartbeat(), heartbeat).expect("heartbeat");
     }
 
+    /// A renewal sent now with this deadline, then the watchdog: when the renewal was sent,
+    /// and the watchdog's outcome to come.
+    fn renewed_then_watched(
+        &self,
+        deadline: Duration,
+    ) -> (
+        Duration,
+        mpsc::Receiver<Result<Outcome, watchdog::WatchdogError>>,
+    ) {
+        let sent = monotonic_now();
+        self.beat(&Heartbeat::Renewed {
+            boot_id: boot_id(),
+            sent,
+            deadline,
+        });
+        (sent, self.watch())
+    }
+
     /// The watchdog, on a thread of its own; its outcome comes on the channel.
     fn watch(&self) -> mpsc::Receiver<Result<Outcome, watchdog::WatchdogError>> {
         let (send, outcome) = mpsc::channel();
@@ -161,13 +179,7 @@ fn the_watchdog_kills_the_nodes_processes_at_the_deadline_and_not_before() {
     };
     let mut node = Node::start("fence", &hierarchy);
     let deadline = Duration::from_secs(2);
-    let sent = monotonic_now();
-    node.beat(&Heartbeat::Renewed {
-        boot_id: boot_id(),
-        sent,
-        deadline,
-    });
-    let outcome = node.watch();
+    let (sent, outcome) = node.renewed_then_watched(deadline);
 
     // Halfway to the deadline everything runs and nothing is marked.
     std::thread::sleep((sent + deadline / 2).saturating_sub(monotonic_now()));
@@ -381,13 +393,7 @@ fn a_vanished_heartbeat_still_fences_at_the_deadline_and_a_gone_node_ends_the_wa
     };
     let mut node = Node::start("vanish", &hierarchy);
     let deadline = Duration::from_secs(2);
-    let sent = monotonic_now();
-    node.beat(&Heartbeat::Renewed {
-        boot_id: boot_id(),
-        sent,
-        deadline,
-    });
-    let outcome = node.watch();
+    let (_, outcome) = node.renewed_then_watched(deadline);
     std::thread::sleep(Duration::from_millis(600));
     std::fs::remove_file(node.paths.heartbeat()).expect("remove the heartbeat");
     let outcome = outcome

@@ -43,6 +43,21 @@ pub fn busybox_image(dir: &Path, name: &str) {
     image_with_files(dir, name, &[]);
 }
 
+/// Whether [`etcd_image`] can be built here (Debian's etcd-server and etcd-client installed);
+/// when not, reports the skip (a failure under CI=true) and returns false.
+pub fn can_build_etcd_image(test: &str) -> bool {
+    for (program, package) in [
+        ("/usr/bin/etcd", "etcd-server"),
+        ("/usr/bin/etcdctl", "etcd-client"),
+    ] {
+        if !Path::new(program).exists() {
+            skip(test, &format!("needs Debian's {package}"));
+            return false;
+        }
+    }
+    true
+}
+
 /// Like [`busybox_image`], plus Debian's etcd and etcdctl (`/usr/bin/etcd` from etcd-server,
 /// `/usr/bin/etcdctl` from etcd-client) and the shared libraries they load, so a test can run
 /// an etcd cluster in pods (examples/etcd.yaml, whose members use etcdctl to rejoin).

@@ -16,7 +16,8 @@ use std::time::Duration;
 pub use agent::Agent;
 pub use etcd::Etcd;
 pub use images::{
-    build_tutorial_images, busybox_image, can_build_tutorial_images, can_run_containers, etcd_image,
+    build_tutorial_images, busybox_image, can_build_etcd_image, can_build_tutorial_images,
+    can_run_containers, etcd_image,
 };
 pub use local_cluster::LocalCluster;
 pub use process::{KUBECTL, Kubectl, Petset};

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use petset_testkit::{LocalCluster, can_run_containers, skip, wait_until};
+use petset_testkit::{LocalCluster, can_run_containers, wait_until};
 
 use crate::binary;
 
@@ -99,8 +99,8 @@ fn a_three_node_cluster_runs_stateful_sets_across_its_nodes() {
     if !can_run_containers(test) {
         return;
     }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        return skip(test, "needs Debian's etcd-server");
+    if !petset_testkit::can_build_etcd_image(test) {
+        return;
     }
     let images = tempfile::tempdir().expect("temp");
     petset_testkit::etcd_image(&images.path().join("saved"), "petset/etcd:test");

@@ -343,8 +343,7 @@ fn the_etcd_example_forms_a_cluster_and_a_deleted_member_rejoins_with_its_data()
     if !can_run_containers(test) {
         return;
     }
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        petset_testkit::skip(test, "needs Debian's etcd-server");
+    if !petset_testkit::can_build_etcd_image(test) {
         return;
     }
     // The embedded store: the test also kills petset and starts it again.

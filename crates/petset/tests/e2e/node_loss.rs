@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use petset_testkit::{LocalCluster, can_run_containers, skip, wait_until};
+use petset_testkit::{LocalCluster, can_run_containers, wait_until};
 
 use crate::binary;
 
@@ -341,8 +341,8 @@ fn a_lost_nodes_etcd_member_moves_to_another_node_in_each_way_a_node_is_lost() {
     if !can_run_containers(test) {
         return;
     }
-    if !Path::new("/usr/bin/etcd").exists() {
-        return skip(test, "needs Debian's etcd-server");
+    if !petset_testkit::can_build_etcd_image(test) {
+        return;
     }
     let images = tempfile::tempdir().expect("temp");
     petset_testkit::etcd_image(&images.path().join("saved"), "petset/etcd:test");

@@ -450,7 +450,7 @@ mod tests {
         use std::str::FromStr;
 
         use petset_runtime::network::Cidr;
-        use petset_runtime::pods::{ContainerConfig, SandboxConfig};
+        use petset_runtime::pods::SandboxConfig;
 
         use crate::runtimes::simulated::SimulatedRuntime;
 
@@ -463,18 +463,7 @@ mod tests {
             resolv_conf: String::new(),
         };
         runtime.create_sandbox(&sandbox).expect("sandbox");
-        let config = ContainerConfig {
-            name: "app".into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: "/".into(),
-            mounts: Vec::new(),
-            memory_limit_bytes: None,
-            cpu_limit_millis: None,
-            stdin: false,
-            tty: false,
-            image: runtime.image("busybox").expect("image"),
-        };
+        let config = runtime.container_for_tests("app");
         let app = runtime
             .start("p1", &config, std::path::Path::new("/nonexistent"))
             .expect("app");

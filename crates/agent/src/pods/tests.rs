@@ -165,6 +165,46 @@ async fn node_of(
     fenced_node_of(cluster, runtime, Fence::lowered_for_tests()).await
 }
 
+/// A node with a 2 s fence whose Lease renewals fail while `cut` is set (its pods' API still
+/// answers), with its lease loop, fence watchdog and pod workers running.
+struct FencedNode {
+    fence: Fence,
+    cut: Arc<AtomicBool>,
+    lease: tokio::task::JoinHandle<()>,
+    watchdog: tokio::task::JoinHandle<()>,
+    workers: Arc<Workers>,
+    node: tokio::task::JoinHandle<()>,
+}
+
+impl FencedNode {
+    async fn start(cluster: &TestCluster, runtime: Arc<dyn PodRuntime>) -> Self {
+        let fence = Fence::new(Duration::from_secs(2)).expect("a fence");
+        let cut = Arc::new(AtomicBool::new(false));
+        let lease = tokio::spawn(crate::node::keep_fenced_lease(
+            cuttable_client(cluster, cut.clone()),
+            NODE.to_string(),
+            fence.clone(),
+        ));
+        let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
+        let (workers, node) = fenced_node_of(cluster, runtime, fence.clone()).await;
+        Self {
+            fence,
+            cut,
+            lease,
+            watchdog,
+            workers,
+            node,
+        }
+    }
+
+    async fn stop(self) {
+        self.lease.abort();
+        self.watchdog.abort();
+        self.node.abort();
+        self.workers.stop(Duration::ZERO).await;
+    }
+}
+
 async fn fenced_node_of(
     cluster: &TestCluster,
     runtime: Arc<dyn PodRuntime>,
@@ -370,15 +410,8 @@ async fn container_state(pods: &Api<Pod>, name: &str) -> serde_json::Value {
 async fn a_node_that_cannot_renew_its_lease_kills_its_containers_and_starts_none_until_it_can() {
     let cluster = TestCluster::start().await;
     let runtime = Arc::new(FakeRuntime::default());
-    let fence = Fence::new(Duration::from_secs(2)).expect("a fence");
-    let cut = Arc::new(AtomicBool::new(false));
-    let lease = tokio::spawn(crate::node::keep_fenced_lease(
-        cuttable_client(&cluster, cut.clone()),
-        NODE.to_string(),
-        fence.clone(),
-    ));
-    let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
-    let (workers, node) = fenced_node_of(&cluster, runtime.clone(), fence.clone()).await;
+    let fenced = FencedNode::start(&cluster, runtime.clone()).await;
+    let (fence, cut) = (fenced.fence.clone(), fenced.cut.clone());
     let pods = create_pod(&cluster, "web-0").await;
     eventually("web-0's container runs", async || {
         runtime.containers().len() == 1
@@ -431,10 +464,7 @@ async fn a_node_that_cannot_renew_its_lease_kills_its_containers_and_starts_none
             && container_state(&pods, "web-1").await["running"].is_object()
     })
     .await;
-    lease.abort();
-    watchdog.abort();
-    node.abort();
-    workers.stop(Duration::ZERO).await;
+    fenced.stop().await;
 }
 
 #[tokio::test]
@@ -442,15 +472,8 @@ async fn a_simulated_node_that_cannot_renew_its_lease_ends_its_containers_and_ma
     let cluster = TestCluster::start().await;
     let cidr = std::str::FromStr::from_str("10.213.9.0/24").expect("cidr");
     let runtime = Arc::new(crate::runtimes::simulated::SimulatedRuntime::new(&cidr));
-    let fence = Fence::new(Duration::from_secs(2)).expect("a fence");
-    let cut = Arc::new(AtomicBool::new(false));
-    let lease = tokio::spawn(crate::node::keep_fenced_lease(
-        cuttable_client(&cluster, cut.clone()),
-        NODE.to_string(),
-        fence.clone(),
-    ));
-    let watchdog = tokio::spawn(fence.clone().watch(runtime.clone()));
-    let (workers, node) = fenced_node_of(&cluster, runtime.clone(), fence.clone()).await;
+    let fenced = FencedNode::start(&cluster, runtime.clone()).await;
+    let (fence, cut) = (fenced.fence.clone(), fenced.cut.clone());
     let pods = create_pod(&cluster, "web-0").await;
     eventually("web-0 runs", async || {
         container_state(&pods, "web-0").await["running"].is_object()
@@ -482,10 +505,7 @@ async fn a_simulated_node_that_cannot_renew_its_lease_ends_its_containers_and_ma
         container_state(&pods, "web-0").await["running"].is_object()
     })
     .await;
-    lease.abort();
-    watchdog.abort();
-    node.abort();
-    workers.stop(Duration::ZERO).await;
+    fenced.stop().await;
 }
 
 #[test]

@@ -195,6 +195,23 @@ impl SimulatedRuntime {
         }
     }
 
+    /// A plain container of `busybox` named `name`, for tests that start one.
+    #[cfg(test)]
+    pub(crate) fn container_for_tests(&self, name: &str) -> ContainerConfig {
+        ContainerConfig {
+            name: name.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: "/".into(),
+            mounts: Vec::new(),
+            memory_limit_bytes: None,
+            cpu_limit_millis: None,
+            stdin: false,
+            tty: false,
+            image: self.image("busybox").expect("image"),
+        }
+    }
+
     fn sandboxes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Containers>> {
         self.sandboxes.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -429,18 +446,7 @@ mod tests {
     #[tokio::test]
     async fn containers_run_until_ended_and_init_containers_complete_at_once() {
         let runtime = SimulatedRuntime::new(&Cidr::from_str("10.213.7.0/24").expect("cidr"));
-        let config = |name: &str| ContainerConfig {
-            name: name.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: "/".into(),
-            mounts: Vec::new(),
-            memory_limit_bytes: None,
-            cpu_limit_millis: None,
-            stdin: false,
-            tty: false,
-            image: runtime.image("busybox").expect("image"),
-        };
+        let config = |name: &str| runtime.container_for_tests(name);
         let log = Path::new(NO_DIRECTORY);
         let init = runtime
             .start_init("p1", &config("init"), log)

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use petset_testkit::{LocalCluster, can_run_containers, wait_until};
+use petset_testkit::{LocalCluster, wait_until};
 
 use crate::binary;
 
@@ -96,16 +96,9 @@ fn node_of(cluster: &LocalCluster, pod: &str) -> String {
 #[test]
 fn a_three_node_cluster_runs_stateful_sets_across_its_nodes() {
     let test = "a_three_node_cluster_runs_stateful_sets_across_its_nodes";
-    if !can_run_containers(test) {
+    let Some((images, store)) = crate::runc::etcd_image_store(test) else {
         return;
-    }
-    if !petset_testkit::can_build_etcd_image(test) {
-        return;
-    }
-    let images = tempfile::tempdir().expect("temp");
-    petset_testkit::etcd_image(&images.path().join("saved"), "petset/etcd:test");
-    let store = images.path().join("store");
-    crate::runc::import_image(&store, &images.path().join("saved"));
+    };
     let cluster = LocalCluster::start_with_images(binary(), 3, "runc", &[], Some(&store))
         .unwrap_or_else(|e| panic!("{e}"));
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use petset_testkit::{LocalCluster, can_run_containers, wait_until};
+use petset_testkit::{LocalCluster, wait_until};
 
 use crate::binary;
 
@@ -338,16 +338,9 @@ fn wait_etcd_healthy(cluster: &LocalCluster) {
 #[test]
 fn a_lost_nodes_etcd_member_moves_to_another_node_in_each_way_a_node_is_lost() {
     let test = "a_lost_nodes_etcd_member_moves_to_another_node_in_each_way_a_node_is_lost";
-    if !can_run_containers(test) {
+    let Some((_images, store)) = crate::runc::etcd_image_store(test) else {
         return;
-    }
-    if !petset_testkit::can_build_etcd_image(test) {
-        return;
-    }
-    let images = tempfile::tempdir().expect("temp");
-    petset_testkit::etcd_image(&images.path().join("saved"), "petset/etcd:test");
-    let store = images.path().join("store");
-    crate::runc::import_image(&store, &images.path().join("saved"));
+    };
     // A short fence, so the three losses take seconds, not minutes.
     let cluster = LocalCluster::start_with_images(
         binary(),

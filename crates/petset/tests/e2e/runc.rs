@@ -80,6 +80,20 @@ pub(crate) fn import_image(store: &std::path::Path, archive: &std::path::Path) {
     assert!(imported.status.success(), "{imported:?}");
 }
 
+/// An image store of its own (alive as long as the guard) holding `petset/etcd:test`, for the
+/// multi-node tests; `None`, with the skip reported, where containers or the etcd image cannot
+/// be had.
+pub(crate) fn etcd_image_store(test: &str) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+    if !can_run_containers(test) || !petset_testkit::can_build_etcd_image(test) {
+        return None;
+    }
+    let images = tempfile::tempdir().expect("temp");
+    petset_testkit::etcd_image(&images.path().join("saved"), "petset/etcd:test");
+    let store = images.path().join("store");
+    import_image(&store, &images.path().join("saved"));
+    Some((images, store))
+}
+
 /// A runc petset with the image `build` writes, named `name`, in an image store of its own.
 pub(crate) fn start_with_image(
     build: fn(&std::path::Path, &str),

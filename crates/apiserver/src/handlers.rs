@@ -804,6 +804,11 @@ async fn subresource(
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
         }
+        "token" if *method == Method::POST && target.resource.is("", "serviceaccounts") => {
+            let namespace = target.namespace.unwrap_or_default();
+            let answer = crate::token_request::serve(state, namespace, name, &body).await?;
+            Ok(response::json(StatusCode::CREATED, &answer))
+        }
         "log" if *method == Method::GET && target.resource.is("", "pods") => {
             let pod = state.registry.get(target.scope(), name).await?;
             crate::nodes::relay::log(state, &pod, query).await

@@ -36,6 +36,7 @@ pub mod serve;
 #[cfg(any(test, feature = "test-cluster"))]
 pub mod test_cluster;
 pub mod tls;
+mod token_request;
 mod watch;
 mod watch_cache;
 
@@ -44,6 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::middleware;
+use petset_pki::service_account_token::SigningKey;
 use petset_store::Store;
 
 pub use gc::spawn_controllers;
@@ -65,6 +67,10 @@ pub struct ApiState {
     nodes: nodes::Nodes,
     /// How agents join (`with_join`); `None` answers the join routes 404.
     join: Option<Arc<join::JoinConfig>>,
+    /// Signs and checks service-account tokens: the data dir's key (`with_service_account_key`),
+    /// else one made for this process (in-process tests); `None` only if the system's random
+    /// source failed.
+    service_account_key: Option<Arc<SigningKey>>,
 }
 
 impl ApiState {
@@ -79,7 +85,18 @@ impl ApiState {
             admin_token: admin_token.map(Arc::from),
             nodes: nodes::Nodes::default(),
             join: None,
+            service_account_key: SigningKey::generate_pkcs8()
+                .and_then(|document| SigningKey::from_pkcs8(&document))
+                .ok()
+                .map(Arc::new),
         }
+    }
+
+    /// Signs and checks service-account tokens with `key` (the data dir's, shared by every
+    /// server of the cluster).
+    pub fn with_service_account_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.service_account_key = Some(key);
+        self
     }
 
     /// Hands out ClusterIPs from `network` (address, prefix length); before `bootstrap`.

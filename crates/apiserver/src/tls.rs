@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
+use petset_pki::service_account_token::SigningKey;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -32,6 +33,8 @@ pub enum TlsError {
     Verifier(String),
     #[error("{0}")]
     Pki(#[from] petset_pki::PkiError),
+    #[error("the service-account signing key: {0}")]
+    ServiceAccountKey(#[from] petset_pki::service_account_token::KeyFileError),
 }
 
 /// The cluster's credentials, as loaded or made.
@@ -39,7 +42,17 @@ pub struct Credentials {
     pub ca_pem: String,
     pub admin_token: String,
     pub server_config: Arc<rustls::ServerConfig>,
+    /// Signs and checks service-account tokens (`DIR/pki/sa.key`).
+    pub service_account_key: Arc<SigningKey>,
 }
+
+/// The files of `DIR/pki` every server of a cluster must share: the CA (which signs every
+/// certificate), the admin token, and the key of service-account tokens (so a token any
+/// server issued is good at every other).
+pub const SHARED_PKI_FILES: &[&str] = &["ca.crt", "ca.key", "admin.token", SERVICE_ACCOUNT_KEY];
+
+/// `DIR/pki`'s service-account signing key (PKCS#8 PEM, owner-only).
+pub const SERVICE_ACCOUNT_KEY: &str = "sa.key";
 
 const CA_COMMON_NAME: &str = "petset-ca";
 
@@ -186,6 +199,7 @@ pub fn load_or_create(
     })?
     .trim()
     .to_string();
+    let service_account_key = Arc::new(SigningKey::load_or_create(&pki.join(SERVICE_ACCOUNT_KEY))?);
 
     let mut names = vec![
         "localhost".to_string(),
@@ -221,6 +235,7 @@ pub fn load_or_create(
         ca_pem,
         admin_token,
         server_config: Arc::new(config),
+        service_account_key,
     })
 }
 

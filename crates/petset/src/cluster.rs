@@ -110,6 +110,7 @@ impl Cluster {
                 election: None,
                 elected_compaction: None,
                 node_lifecycle: Default::default(),
+                service_account_key: None,
             },
             opened,
         )
@@ -139,6 +140,10 @@ impl Cluster {
             None => ApiState::new(store, admin_token),
         }
         .with_nodes(nodes);
+        let state = match plane.service_account_key {
+            Some(key) => state.with_service_account_key(key),
+            None => state,
+        };
         state
             .registry()
             .bootstrap()
@@ -272,6 +277,8 @@ pub struct ControlPlane {
     pub node_lifecycle: petset_controllers::NodeLifecycleConfig,
     /// With several servers over one store: the Lease the controllers run under.
     pub election: Option<petset_controllers::leader::ElectionConfig>,
+    /// The data dir's service-account signing key (`None`: one made for this process).
+    pub service_account_key: Option<Arc<petset_pki::service_account_token::SigningKey>>,
 }
 
 /// A task aborted when this is dropped (a JoinSet aborts its own tasks, not what they spawned).

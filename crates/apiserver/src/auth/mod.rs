@@ -5,12 +5,15 @@
 
 mod authn;
 mod authz;
+mod impersonation;
 mod node;
 mod references;
 mod request_info;
+pub mod service_accounts;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,6 +25,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
+use authn::Presented;
 pub(crate) use authn::same_secret;
 pub use authn::{ADMIN_USER, AUTHENTICATED_GROUP, MASTERS_GROUP};
 pub use node::NODES_GROUP;
@@ -29,11 +33,15 @@ pub use request_info::RequestInfo;
 
 use crate::{ApiState, handlers, response};
 
-/// The authenticated user of a request (upstream's `user.Info`, without uid and extra).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The authenticated user of a request (upstream's `user.Info`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserInfo {
     pub name: String,
+    /// A ServiceAccount's uid; empty for users petset knows only by name.
+    pub uid: String,
     pub groups: Vec<String>,
+    /// What else the authenticator vouches for (a token's pod, its credential id).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -41,6 +49,7 @@ impl UserInfo {
         Self {
             name: name.to_string(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Self::default()
         }
     }
 
@@ -88,31 +97,53 @@ impl ClientCertificate {
 
 /// The network's gate: authenticates (401 when no credential is valid), authorizes (403 with
 /// upstream's text) and hands the request on with its [`UserInfo`].
-pub(crate) async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let user = authn::authenticate(
+pub(crate) async fn guard(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = authn::authenticate(
         request.extensions().get::<ClientCertificate>(),
         request.headers(),
         state.admin_token.as_deref(),
     );
+    let mut user = match presented {
+        Presented::User(user) => Some(user),
+        Presented::BearerToken(token) => {
+            match service_accounts::authenticate(&state, &token).await {
+                Ok(user) => Some(user),
+                Err(refused) => {
+                    tracing::debug!(%refused, "a bearer token authenticates no one");
+                    None
+                }
+            }
+        }
+        Presented::Nothing => None,
+    };
     let mut request = if PUBLIC_PATHS.contains(&request.uri().path()) {
         request
     } else {
-        let Some(user) = &user else {
+        let Some(real) = user.take() else {
             return response::error(&ApiError::unauthorized());
+        };
+        let acting = match impersonation::apply(real, request.headers_mut(), authz::authorize) {
+            Ok(acting) => acting,
+            Err(refusal) => return response::error(&refusal),
         };
         let info = RequestInfo::parse(
             request.method(),
             request.uri().path(),
             request.uri().query(),
         );
-        let (request, facts) = match gather_facts(&state, user, &info, request).await {
+        let (request, facts) = match gather_facts(&state, &acting, &info, request).await {
             Ok(gathered) => gathered,
             Err(error) => return response::error(&error),
         };
-        if let Err(refusal) = authz::authorize(user, &info, &facts) {
-            tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
+        if let Err(refusal) = authz::authorize(&acting, &info, &facts) {
+            tracing::debug!(user = %acting.name, verb = %info.verb, path = %info.path, "forbidden");
             return response::error(&refusal);
         }
+        user = Some(acting);
         request
     };
     request

@@ -198,6 +198,25 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
     };
     let target = parse_target(group, version, rest)?;
     let headers = request.headers().clone();
+    if !target.resource.is_stored() {
+        let user = request
+            .extensions()
+            .get::<crate::auth::UserInfo>()
+            .cloned()
+            .unwrap_or_default();
+        let body = read_body(request).await?;
+        let (namespace, named) = (target.namespace, target.name.is_some());
+        return crate::reviews::serve(
+            state,
+            &method,
+            &user,
+            target.resource,
+            namespace,
+            named,
+            &body,
+        )
+        .await;
+    }
     let body = read_body(request).await?;
     dispatch(state, &method, &headers, &query, target, body, &accept).await
 }

@@ -31,6 +31,7 @@ pub mod registry;
 #[cfg(test)]
 mod registry_semantics_tests;
 mod response;
+mod reviews;
 mod scale;
 pub mod serve;
 #[cfg(any(test, feature = "test-cluster"))]

@@ -218,3 +218,49 @@ async fn stored_object(state: &ApiState, info: &RequestInfo) -> Option<Value> {
     };
     state.registry.get(scope, &info.name).await.ok()
 }
+
+/// What the authorizer says about one request, for the access reviews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+/// The whole authorizer's answer for `user` doing `info` (a SelfSubjectAccessReview or
+/// SubjectAccessReview): what the guard would decide, without an object to look at.
+pub fn decide(_state: &ApiState, user: &UserInfo, info: &RequestInfo) -> Decision {
+    let allowed = authz::authorize(user, info, &authz::Facts::default()).is_ok();
+    Decision {
+        allowed,
+        reason: String::new(),
+    }
+}
+
+/// A SelfSubjectRulesReview's status: what `user` may do in `namespace`.
+pub fn rules_review(_state: &ApiState, user: &UserInfo, _namespace: &str) -> Value {
+    if user.in_group(MASTERS_GROUP) {
+        return serde_json::json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        });
+    }
+    serde_json::json!({
+        "resourceRules": [],
+        "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*", "/version"]}],
+        "incomplete": false,
+    })
+}
+
+/// Who a bearer token (the admin token or a service-account token) authenticates, for a
+/// TokenReview.
+pub async fn authenticate_token(state: &ApiState, token: &str) -> Option<UserInfo> {
+    let mut headers = axum::http::HeaderMap::new();
+    let value = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    headers.insert(axum::http::header::AUTHORIZATION, value);
+    match authn::authenticate(None, &headers, state.admin_token.as_deref()) {
+        Presented::User(user) => Some(user),
+        Presented::BearerToken(token) => service_accounts::authenticate(state, &token).await.ok(),
+        Presented::Nothing => None,
+    }
+}

@@ -151,13 +151,13 @@ impl ClusterCa {
         &self,
         names: Vec<String>,
         common_name: &str,
-        organization: Option<&str>,
+        organizations: &[&str],
         usage: ExtendedKeyUsagePurpose,
     ) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
         let mut params = CertificateParams::new(names)?;
         let mut name = DistinguishedName::new();
-        if let Some(organization) = organization {
-            name.push(DnType::OrganizationName, organization);
+        for organization in organizations {
+            name.push(DnType::OrganizationName, *organization);
         }
         name.push(DnType::CommonName, common_name);
         params.distinguished_name = name;
@@ -219,7 +219,7 @@ pub fn load_or_create(
     let (serving_cert, serving_key) = ca.issue(
         names,
         "kube-apiserver",
-        None,
+        &[],
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
     let chain = vec![serving_cert.der().clone(), ca.der()?];
@@ -278,14 +278,63 @@ pub fn issue_client_certificate(
     common_name: &str,
     organization: Option<&str>,
 ) -> Result<(String, String), TlsError> {
+    let organizations: Vec<&str> = organization.into_iter().collect();
+    issue_user_certificate(data_dir, common_name, &organizations)
+}
+
+/// A client certificate for user `name` in `groups` (its organizations, as upstream's x509
+/// authenticator reads them) signed by the cluster CA, as PEM (certificate, key).
+pub fn issue_user_certificate(
+    data_dir: &Path,
+    name: &str,
+    groups: &[&str],
+) -> Result<(String, String), TlsError> {
     let ca = ClusterCa::load_or_create(&data_dir.join("pki"))?;
     let (certificate, key) = ca.issue(
         Vec::new(),
-        common_name,
-        organization,
+        name,
+        groups,
         ExtendedKeyUsagePurpose::ClientAuth,
     )?;
     Ok((certificate.pem(), key.serialize_pem()))
+}
+
+/// A kubeconfig for `user` with its client certificate and key (PEM), for the cluster at
+/// `server` whose CA is `ca_pem` (`petset kubeconfig --user`).
+pub fn user_kubeconfig(
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: petset
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user:?}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: {context:?}
+  context:
+    cluster: petset
+    user: {user:?}
+    namespace: default
+current-context: {context:?}
+",
+        ca = b64(ca_pem),
+        cert = b64(cert_pem),
+        key = b64(key_pem),
+        context = format!("{user}@petset"),
+    )
 }
 
 /// Signs the API server's client certificate for the node API (every start, as the serving
@@ -319,7 +368,7 @@ pub fn kubelet_server_config(
     let (certificate, key) = ca.issue(
         names,
         &format!("system:node:{node_name}"),
-        Some("system:nodes"),
+        &["system:nodes"],
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
     Ok(petset_pki::tls::node_server_config(

@@ -8,6 +8,7 @@ mod cluster;
 mod datadir;
 mod failover;
 mod image;
+mod kubeconfig;
 mod local_cluster;
 mod node_role;
 mod probe;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
             cli::Command::Server(args) => server::run(args).await,
             cli::Command::Agent(args) => agent::run(args).await,
             cli::Command::Token(args) => token::run(args).await,
+            cli::Command::Kubeconfig(args) => kubeconfig::run(args),
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Image(args) => image::run(args),
             cli::Command::Cluster(args) => match args.action {

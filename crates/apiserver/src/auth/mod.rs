@@ -12,6 +12,8 @@ mod request_info;
 pub mod service_accounts;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod token_tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

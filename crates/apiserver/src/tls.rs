@@ -14,6 +14,7 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 
 /// Why the security material could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,7 @@ pub enum TlsError {
 pub struct Credentials {
     pub ca_pem: String,
     pub admin_token: String,
-    pub server_config: Arc<rustls::ServerConfig>,
+    pub server_config: ServingTls,
     /// Signs and checks service-account tokens (`DIR/pki/sa.key`).
     pub service_account_key: Arc<SigningKey>,
 }
@@ -135,9 +136,7 @@ impl ClusterCa {
 
     /// Verifies client certificates against this CA, and lets clients without one connect
     /// (the server then answers them by its own rules).
-    fn optional_client_verifier(
-        &self,
-    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    fn optional_client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der()?)?;
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
@@ -226,17 +225,103 @@ pub fn load_or_create(
     let key = private_key(&serving_key, &pki.join("serving key"))?;
     // Nodes authenticate with client certificates of the cluster CA; kubectl with the token
     // presents none, so a certificate is verified when given but not required.
+    let client_ca = ca.optional_client_verifier()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(ca.optional_client_verifier()?)
+        .with_client_cert_verifier(Arc::new(AnyClientCertificate {
+            client_ca: client_ca.clone(),
+        }))
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Credentials {
         ca_pem,
         admin_token,
-        server_config: Arc::new(config),
+        server_config: ServingTls {
+            config: Arc::new(config),
+            client_ca,
+        },
         service_account_key,
     })
+}
+
+/// The API's TLS: the server's configuration, and the cluster CA that client certificates
+/// must chain to. The handshake takes any client certificate (proving its key, see
+/// [`AnyClientCertificate`]); [`ServingTls::trusted`] then decides, at the TLS edge, whether
+/// authentication may read it, so a certificate of another CA is a 401, as kube-apiserver
+/// answers it, and not a failed handshake.
+#[derive(Clone)]
+pub struct ServingTls {
+    config: Arc<rustls::ServerConfig>,
+    client_ca: Arc<dyn ClientCertVerifier>,
+}
+
+impl ServingTls {
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    /// Whether `chain` (leaf first) chains to the cluster CA and is valid now for a client.
+    pub fn trusted(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.client_ca
+            .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+            .is_ok()
+    }
+}
+
+/// Requests a client certificate and checks that the client holds its key, whoever signed
+/// it (Go's `tls.RequestClientCert`, as kube-apiserver serves); whether it is trusted is
+/// [`ServingTls::trusted`]'s to say.
+#[derive(Debug)]
+struct AnyClientCertificate {
+    client_ca: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.client_ca.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.client_ca.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.client_ca.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.client_ca.supported_verify_schemes()
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

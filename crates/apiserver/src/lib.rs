@@ -159,8 +159,21 @@ pub fn router(state: ApiState) -> Router {
 /// router without the network's authentication, since nothing outside the process reaches it;
 /// its requests carry the loopback user.
 pub fn internal_router(state: ApiState) -> Router {
+    internal_router_as(state, auth::loopback_user())
+}
+
+/// [`internal_router`] for an in-process client with an identity of its own (the controllers
+/// as `system:kube-controller-manager`): trusted as the loopback is, and named as `user`.
+pub fn internal_router_as(state: ApiState, user: auth::UserInfo) -> Router {
     health::routes()
         .fallback(handlers::handle)
-        .layer(axum::Extension(auth::loopback_user()))
+        .layer(axum::Extension(user))
         .with_state(state)
+}
+
+/// The network's router for an in-process client that is authorized as `user` (the node of
+/// `petset up`, as `system:node:<name>`, under the same Node authorizer as a remote agent):
+/// authentication is skipped (the process vouches for it), authorization is not.
+pub fn router_as(state: ApiState, user: auth::UserInfo) -> Router {
+    router(state).layer(axum::Extension(auth::InProcessUser(user)))
 }

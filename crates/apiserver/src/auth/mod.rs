@@ -66,6 +66,22 @@ pub fn loopback_user() -> UserInfo {
     UserInfo::new("system:apiserver", &[MASTERS_GROUP, AUTHENTICATED_GROUP])
 }
 
+/// The identity an in-process client is authorized as ([`crate::router_as`]); the network's
+/// requests never carry it, since only that layer inserts it.
+#[derive(Debug, Clone)]
+pub struct InProcessUser(pub UserInfo);
+
+/// The controllers' identity (upstream's kube-controller-manager without per-controller
+/// service-account credentials), for the in-process controllers.
+pub fn controller_manager_user() -> UserInfo {
+    UserInfo::new("system:kube-controller-manager", &[AUTHENTICATED_GROUP])
+}
+
+/// The identity of a node's agent (its client certificate's subject).
+pub fn node_user(node: &str) -> UserInfo {
+    UserInfo::new(&format!("system:node:{node}"), &[NODES_GROUP, AUTHENTICATED_GROUP])
+}
+
 /// Requests no one needs to authenticate for (upstream's `system:public-info-viewer`).
 const PUBLIC_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
@@ -104,11 +120,14 @@ pub(crate) async fn guard(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let presented = authn::authenticate(
-        request.extensions().get::<ClientCertificate>(),
-        request.headers(),
-        state.admin_token.as_deref(),
-    );
+    let presented = match request.extensions().get::<InProcessUser>() {
+        Some(InProcessUser(user)) => Presented::User(user.clone()),
+        None => authn::authenticate(
+            request.extensions().get::<ClientCertificate>(),
+            request.headers(),
+            state.admin_token.as_deref(),
+        ),
+    };
     let mut user = match presented {
         Presented::User(user) => Some(user),
         Presented::BearerToken(token) => {

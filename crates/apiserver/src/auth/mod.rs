@@ -79,7 +79,10 @@ pub fn controller_manager_user() -> UserInfo {
 
 /// The identity of a node's agent (its client certificate's subject).
 pub fn node_user(node: &str) -> UserInfo {
-    UserInfo::new(&format!("system:node:{node}"), &[NODES_GROUP, AUTHENTICATED_GROUP])
+    UserInfo::new(
+        &format!("system:node:{node}"),
+        &[NODES_GROUP, AUTHENTICATED_GROUP],
+    )
 }
 
 /// Requests no one needs to authenticate for (upstream's `system:public-info-viewer`).

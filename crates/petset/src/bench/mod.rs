@@ -1,6 +1,7 @@
 //! `petset bench …`: measurements whose figures go into BENCHMARKS.md.
 
 mod api;
+mod api_auth;
 mod child;
 mod dns;
 pub mod failover;

@@ -75,11 +75,16 @@ fn logs_contain(petset: &Petset, pod: &str, text: &str) -> bool {
 
 #[test]
 fn seed_002s_sidecar_is_refused_the_pods_until_a_rolebinding_lets_it_list_them() {
-    if !can_run_containers("seed_002s_sidecar_is_refused_the_pods_until_a_rolebinding_lets_it_list_them") {
+    if !can_run_containers(
+        "seed_002s_sidecar_is_refused_the_pods_until_a_rolebinding_lets_it_list_them",
+    ) {
         return;
     }
-    let (_images, petset) =
-        start_with_image(in_cluster_client_image, CLIENT_IMAGE, &["--store", "memory"]);
+    let (_images, petset) = start_with_image(
+        in_cluster_client_image,
+        CLIENT_IMAGE,
+        &["--store", "memory"],
+    );
     petset.kubectl(&["create", "namespace", "go-demo-3"]).ok();
     petset
         .kubectl_with_input(&["apply", "-f", "-"], Some(&database()))
@@ -90,7 +95,11 @@ fn seed_002s_sidecar_is_refused_the_pods_until_a_rolebinding_lets_it_list_them()
         "db-0",
         r#"pods is forbidden: User "system:serviceaccount:go-demo-3:default" cannot list resource "pods" in API group "" in the namespace "go-demo-3""#,
     );
-    logs_contain(&petset, "db-0", "user system:serviceaccount:go-demo-3:default");
+    logs_contain(
+        &petset,
+        "db-0",
+        "user system:serviceaccount:go-demo-3:default",
+    );
     petset
         .kubectl(&[
             "-n",
@@ -111,7 +120,12 @@ fn seed_002s_sidecar_is_refused_the_pods_until_a_rolebinding_lets_it_list_them()
 
 /// `kubectl auth can-i` as `who` (a kubeconfig), printing yes or no.
 fn can_i(petset: &Petset, kubeconfig: &std::path::Path, args: &[&str]) -> String {
-    let mut all = vec!["--kubeconfig", kubeconfig.to_str().expect("path"), "auth", "can-i"];
+    let mut all = vec![
+        "--kubeconfig",
+        kubeconfig.to_str().expect("path"),
+        "auth",
+        "can-i",
+    ];
     all.extend_from_slice(args);
     petset.kubectl(&all).stdout.trim().to_string()
 }
@@ -122,20 +136,39 @@ fn auth_can_i_and_whoami_for_the_admin_a_user_and_a_service_account() {
     let admin = petset.kubeconfig();
     let jane = petset.data_dir().join("jane.kubeconfig");
     let made = std::process::Command::new(env!("CARGO_BIN_EXE_petset"))
-        .args(["kubeconfig", "--user", "jane", "--group", "developers", "--out"])
+        .args([
+            "kubeconfig",
+            "--user",
+            "jane",
+            "--group",
+            "developers",
+            "--out",
+        ])
         .arg(&jane)
         .arg("--data-dir")
         .arg(petset.data_dir())
         .output()
         .expect("petset kubeconfig");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let whoami = |kubeconfig: &std::path::Path, extra: &[&str]| {
-        let mut args = vec!["--kubeconfig", kubeconfig.to_str().expect("path"), "auth", "whoami"];
+        let mut args = vec![
+            "--kubeconfig",
+            kubeconfig.to_str().expect("path"),
+            "auth",
+            "whoami",
+        ];
         args.extend_from_slice(extra);
         petset.kubectl(&args).ok().to_string()
     };
     let me = whoami(&admin, &[]);
-    assert!(me.contains("kubernetes-admin") && me.contains("system:masters"), "{me}");
+    assert!(
+        me.contains("kubernetes-admin") && me.contains("system:masters"),
+        "{me}"
+    );
     let me = whoami(&jane, &[]);
     assert!(me.contains("jane") && me.contains("developers"), "{me}");
     let as_account = whoami(&admin, &["--as=system:serviceaccount:default:default"]);
@@ -147,10 +180,7 @@ fn auth_can_i_and_whoami_for_the_admin_a_user_and_a_service_account() {
     // The admin may do anything, jane nothing yet but ask.
     assert_eq!(can_i(&petset, &admin, &["delete", "nodes"]), "yes");
     assert_eq!(can_i(&petset, &jane, &["list", "pods"]), "no");
-    assert_eq!(
-        can_i(&petset, &admin, &["list", "pods", "--as=jane"]),
-        "no"
-    );
+    assert_eq!(can_i(&petset, &admin, &["list", "pods", "--as=jane"]), "no");
     // jane cannot impersonate anyone.
     let refused = petset.kubectl(&[
         "--kubeconfig",
@@ -168,41 +198,94 @@ fn auth_can_i_and_whoami_for_the_admin_a_user_and_a_service_account() {
     );
     // A Role and its binding give jane the pods of one namespace, and nothing else.
     petset
-        .kubectl(&["create", "role", "pod-reader", "--verb=get,list,watch", "--resource=pods"])
+        .kubectl(&[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get,list,watch",
+            "--resource=pods",
+        ])
         .ok();
     petset
-        .kubectl(&["create", "rolebinding", "jane-reads", "--role=pod-reader", "--user=jane"])
+        .kubectl(&[
+            "create",
+            "rolebinding",
+            "jane-reads",
+            "--role=pod-reader",
+            "--user=jane",
+        ])
         .ok();
     let allowed = wait_until(Duration::from_secs(10), || {
         can_i(&petset, &jane, &["list", "pods"]) == "yes"
     });
     assert!(allowed, "the binding never took effect");
-    assert_eq!(can_i(&petset, &jane, &["list", "pods", "-n", "kube-system"]), "no");
+    assert_eq!(
+        can_i(&petset, &jane, &["list", "pods", "-n", "kube-system"]),
+        "no"
+    );
     assert_eq!(can_i(&petset, &jane, &["delete", "pods"]), "no");
-    assert_eq!(can_i(&petset, &admin, &["list", "pods", "--as=jane"]), "yes");
+    assert_eq!(
+        can_i(&petset, &admin, &["list", "pods", "--as=jane"]),
+        "yes"
+    );
     let listed = petset
-        .kubectl(&["--kubeconfig", jane.to_str().expect("path"), "auth", "can-i", "--list"])
+        .kubectl(&[
+            "--kubeconfig",
+            jane.to_str().expect("path"),
+            "auth",
+            "can-i",
+            "--list",
+        ])
         .ok()
         .to_string();
-    assert!(listed.contains("pods") && listed.contains("[get list watch]"), "{listed}");
+    assert!(
+        listed.contains("pods") && listed.contains("[get list watch]"),
+        "{listed}"
+    );
     // A ServiceAccount, by its token and by impersonation.
     petset.kubectl(&["create", "serviceaccount", "bot"]).ok();
-    let token = petset.kubectl(&["create", "token", "bot"]).ok().trim().to_string();
+    let token = petset
+        .kubectl(&["create", "token", "bot"])
+        .ok()
+        .trim()
+        .to_string();
     let as_bot = petset.kubectl(&["--token", &token, "auth", "whoami"]);
-    assert!(as_bot.ok().contains("system:serviceaccount:default:bot"), "{}", as_bot.stdout);
+    assert!(
+        as_bot.ok().contains("system:serviceaccount:default:bot"),
+        "{}",
+        as_bot.stdout
+    );
     assert_eq!(
-        can_i(&petset, &admin, &["list", "pods", "--as=system:serviceaccount:default:bot"]),
+        can_i(
+            &petset,
+            &admin,
+            &["list", "pods", "--as=system:serviceaccount:default:bot"]
+        ),
         "no"
     );
     petset
-        .kubectl(&["create", "rolebinding", "bot-views", "--clusterrole=view", "--serviceaccount=default:bot"])
+        .kubectl(&[
+            "create",
+            "rolebinding",
+            "bot-views",
+            "--clusterrole=view",
+            "--serviceaccount=default:bot",
+        ])
         .ok();
     let allowed = wait_until(Duration::from_secs(10), || {
-        can_i(&petset, &admin, &["list", "pods", "--as=system:serviceaccount:default:bot"]) == "yes"
+        can_i(
+            &petset,
+            &admin,
+            &["list", "pods", "--as=system:serviceaccount:default:bot"],
+        ) == "yes"
     });
     assert!(allowed, "the ServiceAccount's binding never took effect");
     assert_eq!(
-        can_i(&petset, &admin, &["get", "secrets", "--as=system:serviceaccount:default:bot"]),
+        can_i(
+            &petset,
+            &admin,
+            &["get", "secrets", "--as=system:serviceaccount:default:bot"]
+        ),
         "no",
         "view reads no secrets"
     );

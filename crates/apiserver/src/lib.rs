@@ -33,6 +33,8 @@ mod registry_semantics_tests;
 mod response;
 mod scale;
 pub mod serve;
+#[cfg(test)]
+mod service_account_admission_tests;
 #[cfg(any(test, feature = "test-cluster"))]
 pub mod test_cluster;
 pub mod tls;

@@ -110,6 +110,7 @@ impl Cluster {
                 election: None,
                 elected_compaction: None,
                 node_lifecycle: Default::default(),
+                cluster_ca: None,
             },
             opened,
         )
@@ -150,12 +151,14 @@ impl Cluster {
             let (state, client) = (state.clone(), client.clone());
             let (volumes, cluster_cidr) = (plane.volumes.clone(), plane.cluster_cidr);
             let node_lifecycle = plane.node_lifecycle.clone();
+            let cluster_ca = plane.cluster_ca.clone();
             let (store, compaction) = (compacted, plane.elected_compaction);
             move || {
                 let mut tasks = petset_controllers::spawn_all_with(
                     client.clone(),
                     volumes.clone(),
                     node_lifecycle.clone(),
+                    cluster_ca.clone(),
                 );
                 if let Some(cluster_cidr) = cluster_cidr {
                     tasks.spawn(petset_controllers::nodeipam::run(
@@ -272,6 +275,9 @@ pub struct ControlPlane {
     pub node_lifecycle: petset_controllers::NodeLifecycleConfig,
     /// With several servers over one store: the Lease the controllers run under.
     pub election: Option<petset_controllers::leader::ElectionConfig>,
+    /// The cluster CA's PEM, published in every namespace as `kube-root-ca.crt` (none: the
+    /// API has no TLS, as in the benchmarks' cluster).
+    pub cluster_ca: Option<String>,
 }
 
 /// A task aborted when this is dropped (a JoinSet aborts its own tasks, not what they spawned).

@@ -147,6 +147,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         election,
         elected_compaction: elected.then_some(compaction),
         node_lifecycle: server.node_lifecycle,
+        cluster_ca: Some(credentials.ca_pem.clone()),
     };
     let mut cluster = Cluster::start_with(
         store.clone(),

@@ -165,10 +165,10 @@ mod tests {
     #[test]
     fn a_projected_token_lasts_an_hour_unless_it_says_otherwise() {
         let mut spec = json!({"containers": [{"name": "c", "image": "i"}],
-            "volumes": [{"name": "t", "projected": {"sources": [
-                {"serviceAccountToken": {"path": "token"}},
-                {"serviceAccountToken": {"path": "long", "expirationSeconds": 7200}}
-            ]}}]});
+        "volumes": [{"name": "t", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}},
+            {"serviceAccountToken": {"path": "long", "expirationSeconds": 7200}}
+        ]}}]});
         pod_spec(&mut spec);
         let sources = &spec["volumes"][0]["projected"]["sources"];
         assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3600);

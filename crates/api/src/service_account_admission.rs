@@ -87,9 +87,7 @@ pub fn mount_token(spec: &mut Value, suffix: &str) {
             continue;
         };
         for container in containers.iter_mut().filter_map(Value::as_object_mut) {
-            let mounts = container
-                .entry("volumeMounts")
-                .or_insert_with(|| json!([]));
+            let mounts = container.entry("volumeMounts").or_insert_with(|| json!([]));
             let Some(mounts) = mounts.as_array_mut() else {
                 continue;
             };
@@ -97,7 +95,9 @@ pub fn mount_token(spec: &mut Value, suffix: &str) {
                 mount.get("mountPath").and_then(Value::as_str) == Some(TOKEN_MOUNT_PATH)
             });
             if !mounted {
-                mounts.push(json!({"name": volume_name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}));
+                mounts.push(
+                    json!({"name": volume_name, "readOnly": true, "mountPath": TOKEN_MOUNT_PATH}),
+                );
                 needs_volume = true;
             }
         }
@@ -116,7 +116,9 @@ pub fn mount_token(spec: &mut Value, suffix: &str) {
 /// Upstream's refusal of a pod whose ServiceAccount does not exist, after `pods "NAME" is
 /// forbidden: `.
 pub fn missing_account_reason(namespace: &str, account: &str) -> String {
-    format!("error looking up service account {namespace}/{account}: serviceaccount {account:?} not found")
+    format!(
+        "error looking up service account {namespace}/{account}: serviceaccount {account:?} not found"
+    )
 }
 
 #[cfg(test)]
@@ -146,13 +148,13 @@ mod tests {
         assert_eq!(
             spec["volumes"],
             json!([{"name": "kube-api-access-x2b4z", "projected": {
-                "defaultMode": 420,
-                "sources": [
-                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                    {"downwardAPI": {"items": [{"path": "namespace",
-                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
-                ]}}])
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace",
+                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+            ]}}])
         );
     }
 
@@ -163,7 +165,10 @@ mod tests {
             "volumes": [{"name": "mine", "emptyDir": {}}]});
         let before = spec.clone();
         mount_token(&mut spec, "abcde");
-        assert_eq!(spec, before, "no container needs the volume, so none is added");
+        assert_eq!(
+            spec, before,
+            "no container needs the volume, so none is added"
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ async fn a_created_pod_mounts_its_token_volume_in_every_container() {
     let suffix = name.strip_prefix("kube-api-access-").expect("the prefix");
     assert_eq!(suffix.len(), 5, "{name}");
     assert!(
-        suffix.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+        suffix
+            .chars()
+            .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
         "{name}"
     );
     assert_eq!(
@@ -56,7 +58,11 @@ async fn automount_false_on_the_pod_or_its_account_mounts_nothing() {
     opted_out["spec"]["automountServiceAccountToken"] = json!(false);
     let answer = create(&cluster, opted_out).await;
     assert!(answer["spec"].get("volumes").is_none(), "{answer}");
-    assert!(answer["spec"]["containers"][0].get("volumeMounts").is_none());
+    assert!(
+        answer["spec"]["containers"][0]
+            .get("volumeMounts")
+            .is_none()
+    );
 
     let (code, account) = cluster
         .json(
@@ -90,7 +96,9 @@ async fn a_pod_of_a_missing_account_is_forbidden_in_upstreams_words() {
         status["message"],
         r#"pods "orphan" is forbidden: error looking up service account default/builder: serviceaccount "builder" not found"#
     );
-    let (code, _) = cluster.json("GET", &format!("{PODS}/orphan"), Value::Null).await;
+    let (code, _) = cluster
+        .json("GET", &format!("{PODS}/orphan"), Value::Null)
+        .await;
     assert_eq!(code, 404, "nothing was written");
 }
 

@@ -154,7 +154,10 @@ async fn restore(
     map.binary_data = None;
     map.annotations_mut()
         .insert(DESCRIPTION_ANNOTATION.to_string(), DESCRIPTION.to_string());
-    match maps.replace(ROOT_CA_CONFIG_MAP, &PostParams::default(), &map).await {
+    match maps
+        .replace(ROOT_CA_CONFIG_MAP, &PostParams::default(), &map)
+        .await
+    {
         Ok(_) => Ok(()),
         // Changed or deleted meanwhile: its event brings the namespace back.
         Err(kube::Error::Api(status)) if [409, 404].contains(&status.code) => Ok(()),

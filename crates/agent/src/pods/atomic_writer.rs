@@ -240,7 +240,10 @@ mod tests {
             version.to_string_lossy().starts_with(".."),
             "{version:?} is relative and hidden"
         );
-        assert_eq!(versions(&volume), vec![version.to_string_lossy().into_owned()]);
+        assert_eq!(
+            versions(&volume),
+            vec![version.to_string_lossy().into_owned()]
+        );
     }
 
     #[test]
@@ -323,9 +326,20 @@ mod tests {
     #[test]
     fn paths_that_leave_the_volume_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for bad in ["../escape", "a/../../b", "/abs", "", "..data", "a//b", "./a"] {
+        for bad in [
+            "../escape",
+            "a/../../b",
+            "/abs",
+            "",
+            "..data",
+            "a//b",
+            "./a",
+        ] {
             let error = write(dir.path(), &payload(&[(bad, "x")])).expect_err(bad);
-            assert!(matches!(error, WriteError::InvalidPath(_)), "{bad}: {error}");
+            assert!(
+                matches!(error, WriteError::InvalidPath(_)),
+                "{bad}: {error}"
+            );
         }
     }
 }

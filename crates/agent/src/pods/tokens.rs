@@ -25,7 +25,10 @@ pub(super) struct IssuedToken {
 /// requested again after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TokenState {
-    Issued { issued: Timestamp, expires: Timestamp },
+    Issued {
+        issued: Timestamp,
+        expires: Timestamp,
+    },
     RetryAt(Timestamp),
 }
 
@@ -48,7 +51,11 @@ impl TokenState {
 
     /// Of two tokens of a volume, the one renewed first.
     pub(super) fn earlier(self, other: Self) -> Self {
-        if other.due() < self.due() { other } else { self }
+        if other.due() < self.due() {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -69,9 +76,7 @@ pub fn requires_refresh(issued: Timestamp, expires: Timestamp, now: Timestamp) -
 /// When a token is to be renewed (see [`requires_refresh`]).
 pub fn refresh_at(issued: Timestamp, expires: Timestamp) -> Timestamp {
     let lifetime = expires.duration_since(issued);
-    let by_lifetime = expires
-        .checked_sub(lifetime / 5)
-        .unwrap_or(expires);
+    let by_lifetime = expires.checked_sub(lifetime / 5).unwrap_or(expires);
     let by_age = issued.checked_add(MAX_AGE).unwrap_or(Timestamp::MAX);
     by_lifetime.min(by_age)
 }
@@ -152,9 +157,21 @@ mod tests {
     fn a_token_is_renewed_past_80_percent_of_its_lifetime() {
         let issued = at("2026-01-01T00:00:00Z");
         let expires = at("2026-01-01T01:00:00Z");
-        assert!(!requires_refresh(issued, expires, at("2026-01-01T00:47:59Z")));
-        assert!(requires_refresh(issued, expires, at("2026-01-01T00:48:00Z")));
-        assert!(requires_refresh(issued, expires, at("2026-01-01T02:00:00Z")));
+        assert!(!requires_refresh(
+            issued,
+            expires,
+            at("2026-01-01T00:47:59Z")
+        ));
+        assert!(requires_refresh(
+            issued,
+            expires,
+            at("2026-01-01T00:48:00Z")
+        ));
+        assert!(requires_refresh(
+            issued,
+            expires,
+            at("2026-01-01T02:00:00Z")
+        ));
         assert_eq!(refresh_at(issued, expires), at("2026-01-01T00:48:00Z"));
     }
 
@@ -162,8 +179,16 @@ mod tests {
     fn a_long_lived_token_is_renewed_after_a_day() {
         let issued = at("2026-01-01T00:00:00Z");
         let expires = at("2027-01-01T00:00:00Z");
-        assert!(!requires_refresh(issued, expires, at("2026-01-01T23:59:59Z")));
-        assert!(requires_refresh(issued, expires, at("2026-01-02T00:00:00Z")));
+        assert!(!requires_refresh(
+            issued,
+            expires,
+            at("2026-01-01T23:59:59Z")
+        ));
+        assert!(requires_refresh(
+            issued,
+            expires,
+            at("2026-01-02T00:00:00Z")
+        ));
     }
 
     #[test]
@@ -199,7 +224,8 @@ mod tests {
                 expires: at("2026-01-01T02:00:00Z"),
             })
         );
-        let no_spec = json!({"status": {"token": "t", "expirationTimestamp": "2026-01-01T01:00:00Z"}});
+        let no_spec =
+            json!({"status": {"token": "t", "expirationTimestamp": "2026-01-01T01:00:00Z"}});
         assert_eq!(issued_from(&no_spec, now).map(|t| t.issued), Ok(now));
         assert!(issued_from(&json!({"status": {}}), now).is_err());
         assert!(issued_from(&json!(5), now).is_err());

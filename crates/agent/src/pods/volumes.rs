@@ -166,8 +166,7 @@ impl PodRun {
                     .downward_files(spec, items, mode_bits(source.default_mode))
                     .map_err(&config_error)?;
                 (
-                    write_volume(&pod_dir, "downward-api", &name, &files)
-                        .map_err(config_error)?,
+                    write_volume(&pod_dir, "downward-api", &name, &files).map_err(config_error)?,
                     true,
                 )
             } else if let Some(source) = &volume.projected {
@@ -193,8 +192,6 @@ impl PodRun {
         }
         Ok((volumes, tokens))
     }
-
-
 
     /// A ConfigMap's `data` and `binaryData` (`None`: there is no such ConfigMap).
     async fn config_map_data(
@@ -387,8 +384,7 @@ impl PodRun {
         let now = Timestamp::now();
         let mut next = current.clone();
         for volume in spec.volumes.iter().flatten() {
-            let (Some(source), Some(state)) = (&volume.projected, current.get(&volume.name))
-            else {
+            let (Some(source), Some(state)) = (&volume.projected, current.get(&volume.name)) else {
                 continue;
             };
             if !state.is_due(now) {

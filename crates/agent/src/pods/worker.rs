@@ -238,7 +238,11 @@ impl PodRun {
                 }
                 continue;
             }
-            if self.tokens.values().any(|t| t.is_due(jiff::Timestamp::now())) {
+            if self
+                .tokens
+                .values()
+                .any(|t| t.is_due(jiff::Timestamp::now()))
+            {
                 self.tokens = self.refresh_tokens(&self.tokens).await;
             }
             let held = self.advance().await;

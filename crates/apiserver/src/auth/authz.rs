@@ -231,15 +231,27 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
                 "volumes": [{"name": "t", "secret": {"secretName": "token"}}, {"name": "s", "configMap": {"name": "settings"}}]}}),
             "pod-on-n1" => json!({"metadata": {"name": "web-0", "uid": "web-0-uid"},
                 "spec": {"nodeName": "n1", "serviceAccountName": "default"}}),
-            "pod-with-token-volume" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1",
+            "pod-with-token-volume" => {
+                json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1",
                 "volumes": [{"name": "kube-api-access-x2b4z", "projected": {"sources": [
                     {"serviceAccountToken": {"path": "token"}},
-                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}]}}),
-            "token-for-web-0" => token_request(json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0", "uid": "web-0-uid"})),
-            "token-for-old-web-0" => token_request(json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0", "uid": "old-uid"})),
-            "token-for-web-1" => token_request(json!({"kind": "Pod", "apiVersion": "v1", "name": "web-1", "uid": "web-1-uid"})),
-            "token-without-uid" => token_request(json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0"})),
-            "token-unbound" => json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}),
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}]}})
+            }
+            "token-for-web-0" => token_request(
+                json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0", "uid": "web-0-uid"}),
+            ),
+            "token-for-old-web-0" => token_request(
+                json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0", "uid": "old-uid"}),
+            ),
+            "token-for-web-1" => token_request(
+                json!({"kind": "Pod", "apiVersion": "v1", "name": "web-1", "uid": "web-1-uid"}),
+            ),
+            "token-without-uid" => {
+                token_request(json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0"}))
+            }
+            "token-unbound" => {
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})
+            }
             "pod-on-n2" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n2"}}),
             "mirror-pod-on-n2" => json!({"metadata": {"name": "web-0",
                 "annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {"nodeName": "n2"}}),

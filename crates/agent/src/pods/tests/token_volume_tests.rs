@@ -104,9 +104,16 @@ async fn create_token_pod(cluster: &TestCluster, name: &str) -> Pod {
 /// The projected volume's directory of `pod` on the fake runtime.
 fn token_dir(root: &Path, pod: &Pod) -> PathBuf {
     let spec = pod.spec.as_ref().expect("spec");
-    let volume = spec.volumes.iter().flatten().next().expect("the token volume");
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .next()
+        .expect("the token volume");
     root.join("pods")
-        .join(super::super::sandbox_id_of(pod.metadata.uid.as_deref().expect("uid")))
+        .join(super::super::sandbox_id_of(
+            pod.metadata.uid.as_deref().expect("uid"),
+        ))
         .join("volumes/projected")
         .join(&volume.name)
 }
@@ -132,7 +139,10 @@ async fn a_pods_token_volume_holds_the_token_the_ca_and_the_namespace() {
     );
     let pod = create_token_pod(&cluster, "web-0").await;
     let dir = token_dir(root.path(), &pod);
-    eventually("the container runs", async || runtime.containers().len() == 1).await;
+    eventually("the container runs", async || {
+        runtime.containers().len() == 1
+    })
+    .await;
     assert_eq!(read(&dir.join("token")).as_deref(), Some("token-1"));
     assert_eq!(read(&dir.join("ca.crt")).as_deref(), Some("THE CA"));
     assert_eq!(read(&dir.join("namespace")).as_deref(), Some("default"));
@@ -219,7 +229,10 @@ async fn a_running_pods_token_is_renewed_before_it_expires() {
     );
     let pod = create_token_pod(&cluster, "web-0").await;
     let dir = token_dir(root.path(), &pod);
-    eventually("the container runs", async || runtime.containers().len() == 1).await;
+    eventually("the container runs", async || {
+        runtime.containers().len() == 1
+    })
+    .await;
     eventually("a second token replaces the first", async || {
         read(&dir.join("token")).as_deref() == Some("token-2")
     })

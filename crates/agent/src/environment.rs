@@ -436,3 +436,82 @@ mod tests {
         assert_eq!(lookup(&env)("C"), None);
     }
 }
+
+#[cfg(test)]
+mod service_link_tests {
+    use super::*;
+    use crate::downward::Allocatable;
+    use petset_apiserver::test_cluster::TestCluster;
+    use serde_json::json;
+
+    /// The service variables a pod of `namespace` gets, with `enableServiceLinks` as given.
+    async fn variables(cluster: &TestCluster, namespace: &str, links: bool) -> Vec<String> {
+        let client = cluster.client();
+        let spec: PodSpec = serde_json::from_value(json!({
+            "containers": [{"name": "app", "image": "i"}], "enableServiceLinks": links}))
+        .expect("spec");
+        let allocatable = Allocatable {
+            cpu: None,
+            memory: None,
+            ephemeral_storage: None,
+        };
+        let sources = Sources {
+            client: &client,
+            namespace,
+            pod: &json!({}),
+            spec: &spec,
+            allocatable: &allocatable,
+            hostname: "web-0",
+        };
+        service_env(&sources)
+            .await
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_kubernetes_service_is_in_every_pods_environment_even_without_service_links() {
+        let cluster = TestCluster::start().await;
+        let (code, answer) = cluster
+            .json(
+                "POST",
+                "/api/v1/namespaces",
+                json!({"metadata": {"name": "team"}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{answer}");
+        let (code, answer) = cluster
+            .json(
+                "POST",
+                "/api/v1/namespaces/team/services",
+                json!({"metadata": {"name": "db"}, "spec": {"ports": [{"port": 5432}]}}),
+            )
+            .await;
+        assert_eq!(code, 201, "{answer}");
+        let kubernetes = [
+            "KUBERNETES_SERVICE_HOST",
+            "KUBERNETES_SERVICE_PORT",
+            "KUBERNETES_SERVICE_PORT_HTTPS",
+            "KUBERNETES_PORT",
+            "KUBERNETES_PORT_443_TCP",
+            "KUBERNETES_PORT_443_TCP_PROTO",
+            "KUBERNETES_PORT_443_TCP_PORT",
+            "KUBERNETES_PORT_443_TCP_ADDR",
+        ];
+        for (namespace, links) in [("team", false), ("team", true), ("default", false)] {
+            let names = variables(&cluster, namespace, links).await;
+            for name in kubernetes {
+                assert!(
+                    names.iter().any(|n| n == name),
+                    "{namespace} links={links}: {name} in {names:?}"
+                );
+            }
+            assert_eq!(
+                names.iter().any(|n| n == "DB_SERVICE_HOST"),
+                namespace == "team" && links,
+                "{namespace} links={links}: {names:?}"
+            );
+        }
+    }
+}

@@ -114,6 +114,10 @@ fn volume_defaults(volume: &mut Value) {
     }
     if let Some(projected) = volume.get_mut("projected") {
         for source in array_mut(projected, "sources") {
+            // Upstream's default lifetime of a projected token: one hour.
+            if let Some(token) = source.get_mut("serviceAccountToken") {
+                set_default(token, "expirationSeconds", json!(3600));
+            }
             if let Some(downward) = source.get_mut("downwardAPI") {
                 for item in array_mut(downward, "items") {
                     selector_defaults(item);
@@ -156,6 +160,20 @@ mod tests {
             spec["volumes"][0]["downwardAPI"]["items"][0]["fieldRef"]["apiVersion"],
             "v1"
         );
+    }
+
+    #[test]
+    fn a_projected_token_lasts_an_hour_unless_it_says_otherwise() {
+        let mut spec = json!({"containers": [{"name": "c", "image": "i"}],
+        "volumes": [{"name": "t", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}},
+            {"serviceAccountToken": {"path": "long", "expirationSeconds": 7200}}
+        ]}}]});
+        pod_spec(&mut spec);
+        let sources = &spec["volumes"][0]["projected"]["sources"];
+        assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3600);
+        assert_eq!(sources[1]["serviceAccountToken"]["expirationSeconds"], 7200);
+        assert_eq!(spec["volumes"][0]["projected"]["defaultMode"], 420);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod proto;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
+pub mod service_account_admission;
 pub mod shape;
 pub mod table;
 pub mod time;

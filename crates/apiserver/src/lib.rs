@@ -34,6 +34,8 @@ mod response;
 mod reviews;
 mod scale;
 pub mod serve;
+#[cfg(test)]
+mod service_account_admission_tests;
 #[cfg(any(test, feature = "test-cluster"))]
 pub mod test_cluster;
 pub mod tls;

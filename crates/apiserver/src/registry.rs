@@ -521,6 +521,59 @@ impl Registry {
         {
             spec.insert("storageClassName".into(), json!(class));
         }
+        if strategy.admission().contains(&Admission::ServiceAccount) {
+            self.admit_service_account(scope, object).await?;
+        }
+        Ok(())
+    }
+
+    /// Upstream's ServiceAccount admission of a new pod: its account must exist, and its
+    /// token volume is mounted unless the pod or the account opt out. Mirror pods are left
+    /// as they are.
+    ///
+    /// The account is read from the store, never from a cache, so an account made just
+    /// before the pod is always seen. Upstream retries a missing `default` account for about
+    /// a second before refusing the pod, because its controller makes it only after the
+    /// namespace; petset admits the pod at once instead: the account the controller makes has
+    /// no `automountServiceAccountToken`, so the pod gets what it would get after the wait,
+    /// and `kubectl run` right after `kubectl create namespace` never fails. The node's
+    /// TokenRequest for the pod waits for the account (the pod stays ContainerCreating until
+    /// then). Any other missing account is upstream's 403.
+    async fn admit_service_account(
+        &self,
+        scope: Scope<'_>,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        use petset_api::service_account_admission as admission;
+        if admission::is_mirror_pod(pod) {
+            return Ok(());
+        }
+        let (Some(namespace), Some(accounts)) = (
+            scope.namespace,
+            resources::find("", "v1", "serviceaccounts"),
+        ) else {
+            return Ok(());
+        };
+        let name = admission::service_account_name(pod).to_string();
+        let key = accounts.store_key(Some(namespace), &name);
+        let account = match self.store.get(&key).await.map_err(store_error)? {
+            Some(kv) => Some(decode(accounts, &kv)?),
+            None if name == "default" => None,
+            None => {
+                let pod_name = meta_str(pod, "name").unwrap_or_default().to_string();
+                return Err(ApiError::forbidden_on(
+                    scope.resource,
+                    &pod_name,
+                    &admission::missing_account_reason(namespace, &name),
+                ));
+            }
+        };
+        if admission::should_automount(pod, account.as_ref()) {
+            let suffix = self.random_suffix();
+            if let Some(spec) = pod.get_mut("spec") {
+                admission::mount_token(spec, &suffix);
+            }
+        }
         Ok(())
     }
 

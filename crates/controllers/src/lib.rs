@@ -3,7 +3,7 @@
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
 //! protection, the scheduler, node lifecycle (heartbeats, taints and taint eviction), the
 //! fenced failover of a lost node's StatefulSet pods, and every namespace's `default`
-//! ServiceAccount.
+//! ServiceAccount and `kube-root-ca.crt` ConfigMap.
 
 mod disruption;
 pub mod endpoints;
@@ -12,6 +12,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeloss;
 pub mod protection;
+pub mod rootcacertpublisher;
 pub mod scheduler;
 pub mod serviceaccounts;
 pub mod statefulset;
@@ -30,15 +31,19 @@ use tokio::task::JoinSet;
 
 /// Starts every controller, node lifecycle with upstream's timings and node loss with its
 /// defaults (`NodeLossConfig`); they stop when the returned set is dropped or aborted.
+/// No cluster CA is published (`kube-root-ca.crt`): for clusters without TLS.
 pub fn spawn_all(client: Client, volumes_dir: PathBuf) -> JoinSet<()> {
-    spawn_all_with(client, volumes_dir, NodeLifecycleConfig::default())
+    spawn_all_with(client, volumes_dir, NodeLifecycleConfig::default(), None)
 }
 
-/// [`spawn_all`], with the node lifecycle controller's settings given.
+/// [`spawn_all`], with the node lifecycle controller's settings given, and the cluster CA's
+/// PEM that every namespace's `kube-root-ca.crt` carries (none: no root CA publisher, for
+/// an API without TLS, whose pods have no CA to verify).
 pub fn spawn_all_with(
     client: Client,
     volumes_dir: PathBuf,
     node_lifecycle: NodeLifecycleConfig,
+    cluster_ca: Option<String>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(statefulset::run(client.clone()));
@@ -48,6 +53,9 @@ pub fn spawn_all_with(
     tasks.spawn(nodelifecycle::run(client.clone(), node_lifecycle));
     tasks.spawn(nodeloss::run(client.clone(), NodeLossConfig::default()));
     tasks.spawn(serviceaccounts::run(client.clone()));
+    if let Some(ca_pem) = cluster_ca {
+        tasks.spawn(rootcacertpublisher::run(client.clone(), ca_pem));
+    }
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -111,6 +111,7 @@ impl Cluster {
                 elected_compaction: None,
                 node_lifecycle: Default::default(),
                 service_account_key: None,
+                cluster_ca: None,
             },
             opened,
         )
@@ -163,12 +164,14 @@ impl Cluster {
             let (state, client) = (state.clone(), client.clone());
             let (volumes, cluster_cidr) = (plane.volumes.clone(), plane.cluster_cidr);
             let node_lifecycle = plane.node_lifecycle.clone();
+            let cluster_ca = plane.cluster_ca.clone();
             let (store, compaction) = (compacted, plane.elected_compaction);
             move || {
                 let mut tasks = petset_controllers::spawn_all_with(
                     client.clone(),
                     volumes.clone(),
                     node_lifecycle.clone(),
+                    cluster_ca.clone(),
                 );
                 if let Some(cluster_cidr) = cluster_cidr {
                     tasks.spawn(petset_controllers::nodeipam::run(
@@ -287,6 +290,9 @@ pub struct ControlPlane {
     pub election: Option<petset_controllers::leader::ElectionConfig>,
     /// The data dir's service-account signing key (`None`: one made for this process).
     pub service_account_key: Option<Arc<petset_pki::service_account_token::SigningKey>>,
+    /// The cluster CA's PEM, published in every namespace as `kube-root-ca.crt` (none: the
+    /// API has no TLS, as in the benchmarks' cluster).
+    pub cluster_ca: Option<String>,
 }
 
 /// The client of this process's node `name`: authorized as `system:node:<name>`, as a remote

@@ -8,10 +8,12 @@
 //! the node's pods are listed. Stopping the node cancels every worker and waits for them
 //! (`Workers::stop`): a start in flight finishes, and is undone, before the stop returns.
 
+mod atomic_writer;
 mod lifecycle;
 mod probe;
 mod pull;
 mod status;
+mod tokens;
 mod volumes;
 mod worker;
 

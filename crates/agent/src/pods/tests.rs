@@ -23,6 +23,8 @@ use crate::kubelet_events::KubeletEvents;
 use crate::runtime::{PodRuntime, StartedContainer};
 use crate::testing::{PATIENCE, eventually};
 
+mod token_volume_tests;
+
 const NODE: &str = "node-a";
 
 /// A runtime that keeps its sandboxes and containers in memory. With a gate, each start
@@ -38,6 +40,8 @@ struct FakeRuntime {
     gate: Option<Gate>,
     /// Whether containers ignore TERM (only KILL ends them).
     ignores_term: bool,
+    /// Where pods' directories are (their volumes' files); none: a path that cannot be made.
+    root: Option<PathBuf>,
 }
 
 struct Gate {
@@ -150,7 +154,11 @@ impl PodRuntime for FakeRuntime {
     }
 
     fn pod_dir(&self, pod: &str) -> PathBuf {
-        PathBuf::from("/nonexistent/pods").join(pod)
+        self.root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/nonexistent"))
+            .join("pods")
+            .join(pod)
     }
 
     fn log_path(&self, pod: &str, container: &str, attempt: u32) -> PathBuf {
@@ -210,7 +218,14 @@ async fn fenced_node_of(
     runtime: Arc<dyn PodRuntime>,
     fence: Fence,
 ) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
-    let client = cluster.client();
+    node_with_client(cluster.client(), runtime, fence)
+}
+
+fn node_with_client(
+    client: kube::Client,
+    runtime: Arc<dyn PodRuntime>,
+    fence: Fence,
+) -> (Arc<Workers>, tokio::task::JoinHandle<()>) {
     let shared = Arc::new(Shared {
         stdins: super::Stdins::default(),
         client: client.clone(),
@@ -237,9 +252,12 @@ async fn create_pod(cluster: &TestCluster, name: &str) -> Api<Pod> {
 
 async fn create_pod_with_grace(cluster: &TestCluster, name: &str, grace: i64) -> Api<Pod> {
     let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+    // These tests are about the lifecycle: no token volume (the fake runtime's pods have no
+    // directory, and the fake API no TokenRequest; `token_volume_tests` have both).
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": grace,
+                 "automountServiceAccountToken": false,
                  "containers": [{"name": "app", "image": "busybox"}]},
     }))
     .expect("pod");

@@ -63,6 +63,8 @@ pub(super) struct PodRun {
     /// Whether the API no longer has this pod (deleted, or another of its name): nothing starts
     /// and the worker ends.
     gone: bool,
+    /// Where the tokens of the pod's projected volumes stand (renewed while the pod runs).
+    tokens: super::volumes::Tokens,
 }
 
 /// Why a pod cannot start yet: the waiting reason and message of the container it concerns
@@ -129,6 +131,12 @@ async fn next_pod(updates: &mut watch::Receiver<Option<Pod>>) -> Update {
     }
 }
 
+/// The instant of the monotonic clock that stands for a wall-clock time (now, for one past).
+fn instant_of(at: jiff::Timestamp) -> Instant {
+    let wait = Duration::try_from(at.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+    Instant::now().checked_add(wait).unwrap_or_else(far_future)
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -183,6 +191,7 @@ pub(super) async fn run(
         read_again: false,
         read_again_at: None,
         gone: false,
+        tokens: Default::default(),
     };
     let end = run.lifecycle(&mut updates, &mut exited).await;
     run.terminate(&mut exited, end).await;
@@ -229,6 +238,13 @@ impl PodRun {
                 }
                 continue;
             }
+            if self
+                .tokens
+                .values()
+                .any(|t| t.is_due(jiff::Timestamp::now()))
+            {
+                self.tokens = self.refresh_tokens(&self.tokens).await;
+            }
             let held = self.advance().await;
             if self.gone {
                 return End::Gone;
@@ -244,6 +260,7 @@ impl PodRun {
                 .into_iter()
                 .chain(self.next_readiness())
                 .chain(self.read_again_at)
+                .chain(self.tokens.values().map(|t| instant_of(t.due())).min())
                 .min();
             let fence = self.shared.fence.clone();
             tokio::select! {
@@ -321,7 +338,8 @@ impl PodRun {
             self.images.insert(container.name.clone(), image);
         }
         if self.shared.runtime.needs().volumes {
-            let volumes = self.volumes(&spec).await?;
+            let (volumes, tokens) = self.volumes(&spec).await?;
+            self.tokens = tokens;
             for container in spec
                 .init_containers
                 .iter()

@@ -91,6 +91,9 @@ pub enum Admission {
     DefaultStorageClass,
     /// A Service gets its ClusterIP (or has the one it asks for checked).
     ClusterIp,
+    /// A pod's ServiceAccount must exist, and its token is mounted unless the pod or the
+    /// account opt out (upstream's ServiceAccount plugin; `service_account_admission`).
+    ServiceAccount,
 }
 
 /// A kind's own rules. Every method has the behaviour of a plain stored object by default, so

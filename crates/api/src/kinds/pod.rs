@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::defaults::{self, set_default};
 use crate::error::Cause;
 use crate::json::{count, items, text};
-use crate::kinds::{Strategy, set_status};
+use crate::kinds::{Admission, Strategy, set_status};
 use crate::resources::{CONNECT_VERBS, PROXY_VERBS, ResourceType, Subresource, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, or_none};
@@ -156,6 +156,10 @@ impl Strategy for PodStrategy {
 
     fn returns_deleted_object(&self) -> bool {
         true
+    }
+
+    fn admission(&self) -> &'static [Admission] {
+        &[Admission::ServiceAccount]
     }
 
     fn selectable_field(&self, path: &str) -> bool {

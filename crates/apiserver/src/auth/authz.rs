@@ -186,6 +186,15 @@ n1 POST /api/v1/namespaces/shop/events => allowed
 n1 PATCH /apis/events.k8s.io/v1/namespaces/shop/events/e1 => allowed
 n1 DELETE /api/v1/namespaces/shop/events/e1 => events "e1" is forbidden: User "system:node:n1" cannot delete resource "events" in API group "" in the namespace "shop"
 n1 PATCH /api/v1/persistentvolumes/pvc-1 stored:volume-on-n1 => allowed
+n1 POST /api/v1/namespaces/default/serviceaccounts/default/token sent:token-for-web-0 pods-here:pod-on-n1 => allowed
+n1 POST /api/v1/namespaces/default/serviceaccounts/builder/token sent:token-for-web-0 pods-here:pod-on-n1 => serviceaccounts "builder" is forbidden: User "system:node:n1" cannot create resource "serviceaccounts/token" in API group "" in the namespace "default": no relationship found between node 'n1' and this object
+n1 POST /api/v1/namespaces/default/serviceaccounts/default/token sent:token-unbound pods-here:pod-on-n1 => serviceaccounts "default" is forbidden: node requested token not bound to a pod
+n1 POST /api/v1/namespaces/default/serviceaccounts/default/token sent:token-without-uid pods-here:pod-on-n1 => serviceaccounts "default" is forbidden: node requested token with a pod binding without a uid
+n1 POST /api/v1/namespaces/default/serviceaccounts/default/token sent:token-for-web-1 pods-here:pod-on-n1 => serviceaccounts "default" is forbidden: node requested token bound to a pod scheduled on a different node
+n1 POST /api/v1/namespaces/default/serviceaccounts/default/token sent:token-for-old-web-0 pods-here:pod-on-n1 => serviceaccounts "default" is forbidden: the UID in the bound object reference (old-uid) does not match the UID in record. The object might have been deleted and then recreated
+n1 GET /api/v1/namespaces/default/serviceaccounts/default pods-here:pod-on-n1 => serviceaccounts "default" is forbidden: User "system:node:n1" cannot get resource "serviceaccounts" in API group "" in the namespace "default": can only create tokens for individual service accounts
+n1 GET /api/v1/namespaces/default/configmaps/kube-root-ca.crt pods-here:pod-with-token-volume => allowed
+n1 GET /api/v1/namespaces/default/configmaps/kube-root-ca.crt pods-here:pod-on-n1 => configmaps "kube-root-ca.crt" is forbidden: User "system:node:n1" cannot get resource "configmaps" in API group "" in the namespace "default": no relationship found between node 'n1' and this object
 n1 PATCH /api/v1/persistentvolumes/pvc-1 stored:volume-on-n2 => persistentvolumes "pvc-1" is forbidden: User "system:node:n1" cannot patch resource "persistentvolumes" in API group "" at the cluster scope: no relationship found between node 'n1' and this object
 n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbidden: User "system:node:n1" cannot delete resource "persistentvolumes" in API group "" at the cluster scope
 "#;
@@ -202,6 +211,10 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
         }
     }
 
+    fn token_request(bound: Value) -> Value {
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": [], "expirationSeconds": 3607, "boundObjectRef": bound}})
+    }
     fn fixture(key: &str) -> Value {
         let hostname = |node: &str| json!({"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]});
         let labels = json!({"node-restriction.kubernetes.io/pool": "a", "foo.kubernetes.io/bar": "b",
@@ -216,7 +229,29 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
             "lease-n2" => json!({"metadata": {"name": "n2"}}),
             "pod-with-token" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1",
                 "volumes": [{"name": "t", "secret": {"secretName": "token"}}, {"name": "s", "configMap": {"name": "settings"}}]}}),
-            "pod-on-n1" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1"}}),
+            "pod-on-n1" => json!({"metadata": {"name": "web-0", "uid": "web-0-uid"},
+                "spec": {"nodeName": "n1", "serviceAccountName": "default"}}),
+            "pod-with-token-volume" => {
+                json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n1",
+                "volumes": [{"name": "kube-api-access-x2b4z", "projected": {"sources": [
+                    {"serviceAccountToken": {"path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}}]}})
+            }
+            "token-for-web-0" => token_request(
+                json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0", "uid": "web-0-uid"}),
+            ),
+            "token-for-old-web-0" => token_request(
+                json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0", "uid": "old-uid"}),
+            ),
+            "token-for-web-1" => token_request(
+                json!({"kind": "Pod", "apiVersion": "v1", "name": "web-1", "uid": "web-1-uid"}),
+            ),
+            "token-without-uid" => {
+                token_request(json!({"kind": "Pod", "apiVersion": "v1", "name": "web-0"}))
+            }
+            "token-unbound" => {
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}})
+            }
             "pod-on-n2" => json!({"metadata": {"name": "web-0"}, "spec": {"nodeName": "n2"}}),
             "mirror-pod-on-n2" => json!({"metadata": {"name": "web-0",
                 "annotations": {"kubernetes.io/config.mirror": "x"}}, "spec": {"nodeName": "n2"}}),

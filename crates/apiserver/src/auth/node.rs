@@ -4,7 +4,9 @@
 //!
 //! - reads: nodes, pods, services, endpoints, endpointslices, namespaces, persistentvolumes,
 //!   persistentvolumeclaims, storageclasses; secrets and configmaps one by name, and only those
-//!   a pod bound to the node uses;
+//!   a pod bound to the node uses (`kube-root-ca.crt` through a pod's projected token volume);
+//! - tokens: `create serviceaccounts/token` for an account a pod bound to the node runs as
+//!   (the graph's `serviceaccount -> pod -> node`), bound to such a pod by name and uid;
 //! - writes: its own Node (and status), its own Lease in `kube-node-lease`, the status and the
 //!   deletion of pods bound to it (by the stored pod), events, and persistent volumes pinned to
 //!   it (`kubernetes.io/hostname In [<name>]`: the node's local-path cleanup);
@@ -58,11 +60,12 @@ pub fn needs(info: &RequestInfo) -> Needs {
     let target = (info.api_group.as_str(), info.resource.as_str());
     let verb = info.verb.as_str();
     let sent = verb == "create"
-        && info.subresource.is_empty()
-        && matches!(
-            target,
-            ("", "nodes") | ("", "pods") | ("coordination.k8s.io", "leases")
-        );
+        && ((info.subresource.is_empty()
+            && matches!(
+                target,
+                ("", "nodes") | ("", "pods") | ("coordination.k8s.io", "leases")
+            ))
+            || is_token_request(info));
     let stored = matches!(
         (target, info.subresource.as_str(), verb),
         (("", "pods"), "", "delete")
@@ -70,8 +73,9 @@ pub fn needs(info: &RequestInfo) -> Needs {
             | (("", "pods"), "status", "update" | "patch")
             | (("", "persistentvolumes"), "", "update" | "patch")
     );
-    let pods_here =
-        matches!(target, ("", "secrets" | "configmaps")) && read_by_name(info) == Outcome::Allow;
+    let pods_here = (matches!(target, ("", "secrets" | "configmaps"))
+        && read_by_name(info) == Outcome::Allow)
+        || is_token_request(info);
     Needs {
         sent,
         stored,
@@ -89,6 +93,7 @@ pub fn decide(user: &UserInfo, node: &str, info: &RequestInfo, facts: &Facts) ->
     match (info.api_group.as_str(), info.resource.as_str()) {
         ("", "secrets") => used_by_pods_here(node, info, facts, Referenced::Secret),
         ("", "configmaps") => used_by_pods_here(node, info, facts, Referenced::ConfigMap),
+        ("", "serviceaccounts") => service_account_token(node, info, facts),
         ("", "nodes") => node_object(node, info, facts),
         ("", "pods") => pod(node, info, facts),
         ("", "persistentvolumes") => persistent_volume(node, info, facts),
@@ -153,6 +158,77 @@ fn read_by_name(info: &RequestInfo) -> Outcome {
     } else {
         Outcome::Allow
     }
+}
+
+/// `create serviceaccounts/NAME/token` in a namespace: the shape the token rules judge.
+fn is_token_request(info: &RequestInfo) -> bool {
+    info.api_group.is_empty()
+        && info.resource == "serviceaccounts"
+        && info.subresource == "token"
+        && info.verb == "create"
+        && !info.name.is_empty()
+        && !info.namespace.is_empty()
+}
+
+/// The account a pod runs as (`default` when it names none).
+fn service_account_of(pod: &Value) -> &str {
+    pod.pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|name| !name.is_empty())
+        .unwrap_or("default")
+}
+
+/// Service accounts: only a token, for an account a pod bound here runs as (upstream's
+/// `authorizeCreateToken`), bound to a pod bound here by name and uid (NodeRestriction's
+/// `admitServiceAccount`).
+fn service_account_token(node: &str, info: &RequestInfo, facts: &Facts) -> Outcome {
+    if info.verb != "create" || info.name.is_empty() {
+        return deny("can only create tokens for individual service accounts");
+    }
+    if info.subresource != "token" {
+        return deny("can only create token subresource of serviceaccount");
+    }
+    let used = facts
+        .pods_here
+        .iter()
+        .any(|pod| service_account_of(pod) == info.name);
+    if !used {
+        return no_relationship(node);
+    }
+    let refuse = |message: String| Outcome::Refuse {
+        name: info.name.clone(),
+        message,
+    };
+    let Some(sent) = facts.sent.as_ref().filter(|sent| sent.is_object()) else {
+        return unexpected_object();
+    };
+    let reference = sent.pointer("/spec/boundObjectRef");
+    let field = |name: &str| {
+        reference
+            .and_then(|r| r.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    if field("apiVersion") != "v1" || field("kind") != "Pod" || field("name").is_empty() {
+        return refuse("node requested token not bound to a pod".into());
+    }
+    let uid = field("uid");
+    if uid.is_empty() {
+        return refuse("node requested token with a pod binding without a uid".into());
+    }
+    let bound = facts
+        .pods_here
+        .iter()
+        .find(|pod| object_name(pod) == field("name"));
+    let Some(pod) = bound else {
+        return refuse("node requested token bound to a pod scheduled on a different node".into());
+    };
+    if pod.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+        return refuse(format!(
+            "the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
+        ));
+    }
+    Outcome::Allow
 }
 
 /// Its own Node: register, update, patch (and status); read any.
@@ -406,6 +482,31 @@ mod tests {
         assert_eq!(identity(&user("system:node:n1", "developers")), None);
         assert_eq!(identity(&user("n1", NODES_GROUP)), None);
         assert_eq!(identity(&user("system:node:", NODES_GROUP)), Some(""));
+    }
+
+    #[test]
+    fn a_token_request_reads_its_body_and_the_pods_bound_here() {
+        let info = |method: &str, path: &str| {
+            let method = axum::http::Method::from_bytes(method.as_bytes()).expect("a method");
+            RequestInfo::parse(&method, path, None)
+        };
+        let token = needs(&info(
+            "POST",
+            "/api/v1/namespaces/default/serviceaccounts/default/token",
+        ));
+        assert_eq!(
+            token,
+            Needs {
+                sent: true,
+                stored: false,
+                pods_here: true
+            }
+        );
+        let read = needs(&info(
+            "GET",
+            "/api/v1/namespaces/default/serviceaccounts/default",
+        ));
+        assert_eq!(read, Needs::default());
     }
 
     #[test]

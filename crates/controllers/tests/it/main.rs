@@ -7,6 +7,7 @@ mod many_nodes;
 mod node_lifecycle;
 mod node_loss;
 mod nodeipam;
+mod rootcacertpublisher;
 mod scheduler;
 mod serviceaccounts;
 mod statefulset;

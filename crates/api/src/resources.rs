@@ -32,6 +32,9 @@ pub struct ResourceType {
     pub protobuf: Option<&'static [Field]>,
     /// The kind's own rules.
     pub strategy: &'static dyn Strategy,
+    /// What may be done to the collection and its objects: [`VERBS`], or [`CREATE_ONLY`] for
+    /// the reviews the API server answers without storing anything.
+    pub verbs: &'static [&'static str],
 }
 
 impl PartialEq for ResourceType {
@@ -71,6 +74,9 @@ pub const VERBS: &[&str] = &[
 ];
 
 pub const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+/// A kind that is only ever created, answered at once and never stored (the access and token
+/// reviews).
+pub const CREATE_ONLY: &[&str] = &["create"];
 pub const CONNECT_VERBS: &[&str] = &["create", "get"];
 pub const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 
@@ -110,6 +116,7 @@ pub const fn entry(
         printing: crate::table::NAME_AGE,
         protobuf: None,
         strategy: &crate::kinds::generic::Generic,
+        verbs: VERBS,
     }
 }
 
@@ -198,6 +205,11 @@ impl ResourceType {
     }
 
     /// Whether `name` is a subresource this type serves, advertised or not.
+    /// Whether objects of this kind are kept (every kind but the reviews).
+    pub fn is_stored(&self) -> bool {
+        self.verbs != CREATE_ONLY
+    }
+
     pub fn serves_subresource(&self, name: &str) -> bool {
         self.subresource(name).is_some() || self.unlisted_subresources.contains(&name)
     }

@@ -1,7 +1,7 @@
 //! Discovery documents: `/version`, `/api`, `/apis` (legacy and aggregated v2), and the
 //! per-group-version resource lists.
 
-use petset_api::resources::{RESOURCES, ResourceType, VERBS, group_versions};
+use petset_api::resources::{RESOURCES, ResourceType, group_versions};
 use serde_json::{Value, json};
 
 /// The Kubernetes version petset reports; the kubectl dispatcher on these machines picks the
@@ -113,7 +113,7 @@ pub fn resource_list(group: &str, version: &str) -> Value {
             "singularName": resource.singular,
             "namespaced": resource.namespaced,
             "kind": resource.kind,
-            "verbs": VERBS,
+            "verbs": resource.verbs,
             "shortNames": resource.short_names,
             "categories": resource.categories,
         }));
@@ -162,7 +162,7 @@ fn aggregated_resource(resource: &ResourceType) -> Value {
         "responseKind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
         "scope": if resource.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": resource.singular,
-        "verbs": VERBS,
+        "verbs": resource.verbs,
         "subresources": subresources,
     });
     if !resource.short_names.is_empty() {

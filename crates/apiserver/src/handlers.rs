@@ -198,6 +198,25 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
     };
     let target = parse_target(group, version, rest)?;
     let headers = request.headers().clone();
+    if !target.resource.is_stored() {
+        let user = request
+            .extensions()
+            .get::<crate::auth::UserInfo>()
+            .cloned()
+            .unwrap_or_default();
+        let body = read_body(request).await?;
+        let (namespace, named) = (target.namespace, target.name.is_some());
+        return crate::reviews::serve(
+            state,
+            &method,
+            &user,
+            target.resource,
+            namespace,
+            named,
+            &body,
+        )
+        .await;
+    }
     let body = read_body(request).await?;
     dispatch(state, &method, &headers, &query, target, body, &accept).await
 }
@@ -803,6 +822,11 @@ async fn subresource(
                 StatusCode::CREATED,
                 &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
             ))
+        }
+        "token" if *method == Method::POST && target.resource.is("", "serviceaccounts") => {
+            let namespace = target.namespace.unwrap_or_default();
+            let answer = crate::token_request::serve(state, namespace, name, &body).await?;
+            Ok(response::json(StatusCode::CREATED, &answer))
         }
         "log" if *method == Method::GET && target.resource.is("", "pods") => {
             let pod = state.registry.get(target.scope(), name).await?;

@@ -31,6 +31,7 @@ pub mod registry;
 #[cfg(test)]
 mod registry_semantics_tests;
 mod response;
+mod reviews;
 mod scale;
 pub mod serve;
 #[cfg(test)]
@@ -38,6 +39,7 @@ mod service_account_admission_tests;
 #[cfg(any(test, feature = "test-cluster"))]
 pub mod test_cluster;
 pub mod tls;
+mod token_request;
 mod watch;
 mod watch_cache;
 
@@ -46,6 +48,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::middleware;
+use petset_pki::service_account_token::SigningKey;
 use petset_store::Store;
 
 pub use gc::spawn_controllers;
@@ -67,6 +70,10 @@ pub struct ApiState {
     nodes: nodes::Nodes,
     /// How agents join (`with_join`); `None` answers the join routes 404.
     join: Option<Arc<join::JoinConfig>>,
+    /// Signs and checks service-account tokens: the data dir's key (`with_service_account_key`),
+    /// else one made for this process (in-process tests); `None` only if the system's random
+    /// source failed.
+    service_account_key: Option<Arc<SigningKey>>,
 }
 
 impl ApiState {
@@ -81,7 +88,18 @@ impl ApiState {
             admin_token: admin_token.map(Arc::from),
             nodes: nodes::Nodes::default(),
             join: None,
+            service_account_key: SigningKey::generate_pkcs8()
+                .and_then(|document| SigningKey::from_pkcs8(&document))
+                .ok()
+                .map(Arc::new),
         }
+    }
+
+    /// Signs and checks service-account tokens with `key` (the data dir's, shared by every
+    /// server of the cluster).
+    pub fn with_service_account_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.service_account_key = Some(key);
+        self
     }
 
     /// Hands out ClusterIPs from `network` (address, prefix length); before `bootstrap`.
@@ -143,8 +161,21 @@ pub fn router(state: ApiState) -> Router {
 /// router without the network's authentication, since nothing outside the process reaches it;
 /// its requests carry the loopback user.
 pub fn internal_router(state: ApiState) -> Router {
+    internal_router_as(state, auth::loopback_user())
+}
+
+/// [`internal_router`] for an in-process client with an identity of its own (the controllers
+/// as `system:kube-controller-manager`): trusted as the loopback is, and named as `user`.
+pub fn internal_router_as(state: ApiState, user: auth::UserInfo) -> Router {
     health::routes()
         .fallback(handlers::handle)
-        .layer(axum::Extension(auth::loopback_user()))
+        .layer(axum::Extension(user))
         .with_state(state)
+}
+
+/// The network's router for an in-process client that is authorized as `user` (the node of
+/// `petset up`, as `system:node:<name>`, under the same Node authorizer as a remote agent):
+/// authentication is skipped (the process vouches for it), authorization is not.
+pub fn router_as(state: ApiState, user: auth::UserInfo) -> Router {
+    router(state).layer(axum::Extension(auth::InProcessUser(user)))
 }

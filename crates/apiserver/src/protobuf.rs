@@ -82,6 +82,7 @@ pub fn decode_request_options(body: &[u8], what: &str) -> Result<Value, ApiError
     let fields = match kind.as_str() {
         "DeleteOptions" => petset_api::proto::DELETE_OPTIONS,
         "Eviction" => petset_api::proto::EVICTION,
+        "TokenRequest" => petset_api::kinds::serviceaccount::TOKEN_REQUEST,
         _ => return Err(bad(&format!("a {kind:?} is not a {what}"))),
     };
     let raw = unknown

@@ -1,6 +1,5 @@
 //! Serving the router over TLS (HTTP/1.1 and HTTP/2 by ALPN), with a graceful stop.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,12 +18,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepts connections until `stop` fires, then waits up to `grace` for open requests.
 pub async fn serve_tls(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    tls: crate::tls::ServingTls,
     app: Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let acceptor = TlsAcceptor::from(config);
+    let acceptor = TlsAcceptor::from(tls.config());
+    let tls_settings = tls;
     let graceful = GracefulShutdown::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -41,6 +41,7 @@ pub async fn serve_tls(
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let tls_settings = tls_settings.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -54,13 +55,19 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            // The handshake verified the chain; authentication reads who it names.
-            let certificate = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|first| ClientCertificate::from_der(first.to_vec()));
+            // The handshake proved the client holds the key; authentication reads who the
+            // certificate names only when it chains to the cluster CA (another CA's is a 401).
+            let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+            let certificate = match chain.first() {
+                Some(first) if tls_settings.trusted(chain) => {
+                    Some(ClientCertificate::from_der(first.to_vec()))
+                }
+                Some(_) => {
+                    tracing::debug!(%peer, "a client certificate of another CA");
+                    None
+                }
+                None => None,
+            };
             let app = match certificate {
                 Some(certificate) => app.layer(axum::Extension(certificate)),
                 None => app,

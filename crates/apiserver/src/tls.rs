@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
+use petset_pki::service_account_token::SigningKey;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 
 /// Why the security material could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -32,14 +34,26 @@ pub enum TlsError {
     Verifier(String),
     #[error("{0}")]
     Pki(#[from] petset_pki::PkiError),
+    #[error("the service-account signing key: {0}")]
+    ServiceAccountKey(#[from] petset_pki::service_account_token::KeyFileError),
 }
 
 /// The cluster's credentials, as loaded or made.
 pub struct Credentials {
     pub ca_pem: String,
     pub admin_token: String,
-    pub server_config: Arc<rustls::ServerConfig>,
+    pub server_config: ServingTls,
+    /// Signs and checks service-account tokens (`DIR/pki/sa.key`).
+    pub service_account_key: Arc<SigningKey>,
 }
+
+/// The files of `DIR/pki` every server of a cluster must share: the CA (which signs every
+/// certificate), the admin token, and the key of service-account tokens (so a token any
+/// server issued is good at every other).
+pub const SHARED_PKI_FILES: &[&str] = &["ca.crt", "ca.key", "admin.token", SERVICE_ACCOUNT_KEY];
+
+/// `DIR/pki`'s service-account signing key (PKCS#8 PEM, owner-only).
+pub const SERVICE_ACCOUNT_KEY: &str = "sa.key";
 
 const CA_COMMON_NAME: &str = "petset-ca";
 
@@ -122,9 +136,7 @@ impl ClusterCa {
 
     /// Verifies client certificates against this CA, and lets clients without one connect
     /// (the server then answers them by its own rules).
-    fn optional_client_verifier(
-        &self,
-    ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    fn optional_client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der()?)?;
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
@@ -138,13 +150,13 @@ impl ClusterCa {
         &self,
         names: Vec<String>,
         common_name: &str,
-        organization: Option<&str>,
+        organizations: &[&str],
         usage: ExtendedKeyUsagePurpose,
     ) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
         let mut params = CertificateParams::new(names)?;
         let mut name = DistinguishedName::new();
-        if let Some(organization) = organization {
-            name.push(DnType::OrganizationName, organization);
+        for organization in organizations {
+            name.push(DnType::OrganizationName, *organization);
         }
         name.push(DnType::CommonName, common_name);
         params.distinguished_name = name;
@@ -186,6 +198,7 @@ pub fn load_or_create(
     })?
     .trim()
     .to_string();
+    let service_account_key = Arc::new(SigningKey::load_or_create(&pki.join(SERVICE_ACCOUNT_KEY))?);
 
     let mut names = vec![
         "localhost".to_string(),
@@ -205,23 +218,110 @@ pub fn load_or_create(
     let (serving_cert, serving_key) = ca.issue(
         names,
         "kube-apiserver",
-        None,
+        &[],
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
     let chain = vec![serving_cert.der().clone(), ca.der()?];
     let key = private_key(&serving_key, &pki.join("serving key"))?;
     // Nodes authenticate with client certificates of the cluster CA; kubectl with the token
     // presents none, so a certificate is verified when given but not required.
+    let client_ca = ca.optional_client_verifier()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(ca.optional_client_verifier()?)
+        .with_client_cert_verifier(Arc::new(AnyClientCertificate {
+            client_ca: client_ca.clone(),
+        }))
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Credentials {
         ca_pem,
         admin_token,
-        server_config: Arc::new(config),
+        server_config: ServingTls {
+            config: Arc::new(config),
+            client_ca,
+        },
+        service_account_key,
     })
+}
+
+/// The API's TLS: the server's configuration, and the cluster CA that client certificates
+/// must chain to. The handshake takes any client certificate (proving its key, see
+/// [`AnyClientCertificate`]); [`ServingTls::trusted`] then decides, at the TLS edge, whether
+/// authentication may read it, so a certificate of another CA is a 401, as kube-apiserver
+/// answers it, and not a failed handshake.
+#[derive(Clone)]
+pub struct ServingTls {
+    config: Arc<rustls::ServerConfig>,
+    client_ca: Arc<dyn ClientCertVerifier>,
+}
+
+impl ServingTls {
+    pub fn config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    /// Whether `chain` (leaf first) chains to the cluster CA and is valid now for a client.
+    pub fn trusted(&self, chain: &[CertificateDer<'static>]) -> bool {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return false;
+        };
+        self.client_ca
+            .verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now())
+            .is_ok()
+    }
+}
+
+/// Requests a client certificate and checks that the client holds its key, whoever signed
+/// it (Go's `tls.RequestClientCert`, as kube-apiserver serves); whether it is trusted is
+/// [`ServingTls::trusted`]'s to say.
+#[derive(Debug)]
+struct AnyClientCertificate {
+    client_ca: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.client_ca.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.client_ca.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.client_ca.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.client_ca.supported_verify_schemes()
+    }
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -263,14 +363,63 @@ pub fn issue_client_certificate(
     common_name: &str,
     organization: Option<&str>,
 ) -> Result<(String, String), TlsError> {
+    let organizations: Vec<&str> = organization.into_iter().collect();
+    issue_user_certificate(data_dir, common_name, &organizations)
+}
+
+/// A client certificate for user `name` in `groups` (its organizations, as upstream's x509
+/// authenticator reads them) signed by the cluster CA, as PEM (certificate, key).
+pub fn issue_user_certificate(
+    data_dir: &Path,
+    name: &str,
+    groups: &[&str],
+) -> Result<(String, String), TlsError> {
     let ca = ClusterCa::load_or_create(&data_dir.join("pki"))?;
     let (certificate, key) = ca.issue(
         Vec::new(),
-        common_name,
-        organization,
+        name,
+        groups,
         ExtendedKeyUsagePurpose::ClientAuth,
     )?;
     Ok((certificate.pem(), key.serialize_pem()))
+}
+
+/// A kubeconfig for `user` with its client certificate and key (PEM), for the cluster at
+/// `server` whose CA is `ca_pem` (`petset kubeconfig --user`).
+pub fn user_kubeconfig(
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> String {
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: petset
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user:?}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: {context:?}
+  context:
+    cluster: petset
+    user: {user:?}
+    namespace: default
+current-context: {context:?}
+",
+        ca = b64(ca_pem),
+        cert = b64(cert_pem),
+        key = b64(key_pem),
+        context = format!("{user}@petset"),
+    )
 }
 
 /// Signs the API server's client certificate for the node API (every start, as the serving
@@ -304,7 +453,7 @@ pub fn kubelet_server_config(
     let (certificate, key) = ca.issue(
         names,
         &format!("system:node:{node_name}"),
-        Some("system:nodes"),
+        &["system:nodes"],
         ExtendedKeyUsagePurpose::ServerAuth,
     )?;
     Ok(petset_pki::tls::node_server_config(

@@ -28,6 +28,12 @@ pub enum Command {
     Agent(AgentArgs),
     /// Manage the bootstrap tokens agents join with.
     Token(crate::token::TokenArgs),
+    /// Print a kubeconfig for another user (a client certificate of the cluster CA), to try
+    /// RBAC: `petset kubeconfig --user jane --group developers`.
+    Kubeconfig(crate::kubeconfig::KubeconfigArgs),
+    /// Inside a pod: connect as in-cluster clients do (the mounted ServiceAccount token), say
+    /// who that is and list the pods of its namespace, or print the API's refusal.
+    InCluster,
     /// Measure a part of petset and print the figures as Markdown table rows.
     Bench(BenchArgs),
     /// Manage this machine's image store (node-wide; it outlives any data dir).

@@ -111,6 +111,7 @@ impl Cluster {
                 elected_compaction: None,
                 node_lifecycle: Default::default(),
                 cluster_ca: None,
+                service_account_key: None,
             },
             opened,
         )
@@ -140,13 +141,25 @@ impl Cluster {
             None => ApiState::new(store, admin_token),
         }
         .with_nodes(nodes);
+        let state = match plane.service_account_key {
+            Some(key) => state.with_service_account_key(key),
+            None => state,
+        };
         state
             .registry()
             .bootstrap()
             .await
             .context("creating the built-in namespaces")?;
         let watch_cache = state.spawn_watch_cache();
-        let client = kube::Client::new(petset_apiserver::internal_router(state.clone()), "default");
+        // The controllers are named as upstream's controller manager (and trusted as the
+        // loopback is); this process's node is authorized as any node's agent is.
+        let client = kube::Client::new(
+            petset_apiserver::internal_router_as(
+                state.clone(),
+                petset_apiserver::auth::controller_manager_user(),
+            ),
+            "default",
+        );
         let singletons = {
             let (state, client) = (state.clone(), client.clone());
             let (volumes, cluster_cidr) = (plane.volumes.clone(), plane.cluster_cidr);
@@ -197,14 +210,17 @@ impl Cluster {
             }
         };
         let node = match opened {
-            Some(opened) => match opened.start(client.clone(), &mut reconcilers).await {
-                Ok(node) => Some(node),
-                Err(error) => {
-                    reconcilers.abort_all();
-                    watch_cache.abort();
-                    return Err(error);
+            Some(opened) => {
+                let node_client = node_client(&state, opened.name());
+                match opened.start(node_client, &mut reconcilers).await {
+                    Ok(node) => Some(node),
+                    Err(error) => {
+                        reconcilers.abort_all();
+                        watch_cache.abort();
+                        return Err(error);
+                    }
                 }
-            },
+            }
             None => None,
         };
         Ok(Self {
@@ -221,11 +237,8 @@ impl Cluster {
     /// once the API runs). The API server reaches it over TLS, as any joined node.
     pub async fn attach_node(&mut self, opened: OpenedNode) -> anyhow::Result<()> {
         anyhow::ensure!(self.node.is_none(), "this process runs a node already");
-        self.node = Some(
-            opened
-                .start(self.client.clone(), &mut self.reconcilers)
-                .await?,
-        );
+        let client = node_client(&self.state, opened.name());
+        self.node = Some(opened.start(client, &mut self.reconcilers).await?);
         Ok(())
     }
 
@@ -278,6 +291,17 @@ pub struct ControlPlane {
     /// The cluster CA's PEM, published in every namespace as `kube-root-ca.crt` (none: the
     /// API has no TLS, as in the benchmarks' cluster).
     pub cluster_ca: Option<String>,
+    /// The data dir's service-account signing key (`None`: one made for this process).
+    pub service_account_key: Option<Arc<petset_pki::service_account_token::SigningKey>>,
+}
+
+/// The client of this process's node `name`: authorized as `system:node:<name>`, as a remote
+/// agent with its certificate is.
+fn node_client(state: &ApiState, name: &str) -> kube::Client {
+    kube::Client::new(
+        petset_apiserver::router_as(state.clone(), petset_apiserver::auth::node_user(name)),
+        "default",
+    )
 }
 
 /// A task aborted when this is dropped (a JoinSet aborts its own tasks, not what they spawned).

@@ -8,6 +8,8 @@ mod cluster;
 mod datadir;
 mod failover;
 mod image;
+mod in_cluster;
+mod kubeconfig;
 mod local_cluster;
 mod node_role;
 mod probe;
@@ -55,6 +57,8 @@ fn main() -> ExitCode {
             cli::Command::Server(args) => server::run(args).await,
             cli::Command::Agent(args) => agent::run(args).await,
             cli::Command::Token(args) => token::run(args).await,
+            cli::Command::Kubeconfig(args) => kubeconfig::run(args),
+            cli::Command::InCluster => in_cluster::run().await,
             cli::Command::Bench(args) => bench::run(args).await,
             cli::Command::Image(args) => image::run(args),
             cli::Command::Cluster(args) => match args.action {

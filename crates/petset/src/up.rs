@@ -148,6 +148,7 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         elected_compaction: elected.then_some(compaction),
         node_lifecycle: server.node_lifecycle,
         cluster_ca: Some(credentials.ca_pem.clone()),
+        service_account_key: Some(credentials.service_account_key.clone()),
     };
     let mut cluster = Cluster::start_with(
         store.clone(),

@@ -55,6 +55,23 @@ pub enum TokenError {
     Claims(String),
 }
 
+/// Why the key file could not be read or made.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    Damaged {
+        path: std::path::PathBuf,
+        error: TokenError,
+    },
+    #[error(transparent)]
+    Generate(#[from] TokenError),
+}
+
 /// An object a token is bound to, or its ServiceAccount: name and uid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bound {
@@ -69,6 +86,10 @@ pub struct KubernetesClaims {
     pub serviceaccount: Bound,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<Bound>,
+    /// When a token issued for longer than asked (a pod's 3607-second token, extended as
+    /// upstream does) should have been refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnafter: Option<i64>,
 }
 
 /// A token's claims.
@@ -115,6 +136,7 @@ impl Claims {
                 namespace: namespace.to_string(),
                 serviceaccount: account,
                 pod,
+                warnafter: None,
             },
         }
     }
@@ -160,6 +182,52 @@ impl SigningKey {
         spki.extend_from_slice(pair.public_key().as_ref());
         let kid = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, &spki));
         Ok(Self { pair, kid })
+    }
+
+    /// A key document as PEM (`PRIVATE KEY`), as `DIR/pki/sa.key` holds it.
+    pub fn pkcs8_pem(document: &[u8]) -> String {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(document);
+        let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PRIVATE KEY-----\n");
+        pem
+    }
+
+    /// The key of a PEM document written by [`Self::pkcs8_pem`] (or by openssl).
+    pub fn from_pem(pem: &str) -> Result<Self, TokenError> {
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let document = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| TokenError::Key(e.to_string()))?;
+        Self::from_pkcs8(document.secret_pkcs8_der())
+    }
+
+    /// The key kept at `path`, made and written (owner-only) on first use.
+    pub fn load_or_create(path: &std::path::Path) -> Result<Self, KeyFileError> {
+        let pem = match std::fs::read_to_string(path) {
+            Ok(pem) => pem,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let pem = Self::pkcs8_pem(&Self::generate_pkcs8()?);
+                crate::files::write_private(path, &pem).map_err(|source| KeyFileError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                pem
+            }
+            Err(source) => {
+                return Err(KeyFileError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Self::from_pem(&pem).map_err(|error| KeyFileError::Damaged {
+            path: path.to_path_buf(),
+            error,
+        })
     }
 
     /// The key id every token it signs names.
@@ -329,6 +397,20 @@ mod tests {
             key.verify(&none, NOW, &[ISSUER]),
             Err(TokenError::Algorithm("none".into()))
         );
+    }
+
+    #[test]
+    fn the_key_file_is_made_once_and_read_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sa.key");
+        let first = SigningKey::load_or_create(&path).expect("made");
+        let again = SigningKey::load_or_create(&path).expect("read");
+        assert_eq!(first.kid(), again.kid());
+        std::fs::write(&path, "damaged").expect("write");
+        assert!(matches!(
+            SigningKey::load_or_create(&path),
+            Err(KeyFileError::Damaged { .. })
+        ));
     }
 
     #[test]

@@ -62,8 +62,15 @@ pub fn can_build_etcd_image(test: &str) -> bool {
 /// `/usr/bin/etcdctl` from etcd-client) and the shared libraries they load, so a test can run
 /// an etcd cluster in pods (examples/etcd.yaml, whose members use etcdctl to rejoin).
 pub fn etcd_image(dir: &Path, name: &str) {
+    image_with_programs(dir, name, &["/usr/bin/etcd", "/usr/bin/etcdctl"]);
+}
+
+/// Like [`busybox_image`], plus `programs` (absolute paths on this machine, kept at the same
+/// paths in the image) and the shared libraries they load: an image that runs a program built
+/// here, such as petset itself as an in-cluster client.
+pub fn image_with_programs(dir: &Path, name: &str, programs: &[&str]) {
     let mut files = Vec::new();
-    for program in ["/usr/bin/etcd", "/usr/bin/etcdctl"] {
+    for program in programs {
         files.push((
             program.trim_start_matches('/').to_string(),
             program.to_string(),

@@ -17,7 +17,7 @@ pub use agent::Agent;
 pub use etcd::Etcd;
 pub use images::{
     build_tutorial_images, busybox_image, can_build_etcd_image, can_build_tutorial_images,
-    can_run_containers, etcd_image,
+    can_run_containers, etcd_image, image_with_programs,
 };
 pub use local_cluster::LocalCluster;
 pub use process::{KUBECTL, Kubectl, Petset};

@@ -36,7 +36,7 @@ impl Petset {
     }
 
     /// Starts another `binary server` of `first`'s cluster: its data directory starts with
-    /// `first`'s CA and admin token (`pki/ca.crt`, `pki/ca.key`, `pki/admin.token`), as the
+    /// `first`'s CA, admin token and service-account key (`pki/ca.crt`, `pki/ca.key`, `pki/admin.token`, `pki/sa.key`), as the
     /// README says to copy them, so that one kubeconfig and one join token serve both.
     pub fn start_server_sharing_pki(
         binary: &Path,
@@ -47,7 +47,8 @@ impl Petset {
         let data_dir = temp.path().join("data");
         let pki = data_dir.join("pki");
         std::fs::create_dir_all(&pki).map_err(|e| format!("creating {}: {e}", pki.display()))?;
-        for file in ["ca.crt", "ca.key", "admin.token"] {
+        // As petset_apiserver::tls::SHARED_PKI_FILES (this crate does not depend on it).
+        for file in ["ca.crt", "ca.key", "admin.token", "sa.key"] {
             let from = first.data_dir.join("pki").join(file);
             std::fs::copy(&from, pki.join(file))
                 .map_err(|e| format!("copying {}: {e}", from.display()))?;

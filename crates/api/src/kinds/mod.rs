@@ -27,11 +27,17 @@ pub mod pdb;
 pub mod pod;
 pub mod pv;
 pub mod pvc;
+pub mod reviews;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod storageclass;
+
+pub use reviews::{
+    localsubjectaccessreview, selfsubjectaccessreview, selfsubjectreview, selfsubjectrulesreview,
+    subjectaccessreview, tokenreview,
+};
 
 /// The single list of served kinds, in discovery order: one module of `kinds` each.
 /// `resources::RESOURCES` is one expansion; the API server expands it again for each kind's
@@ -58,6 +64,12 @@ macro_rules! served_kinds {
             storageclass,
             endpointslice,
             lease,
+            selfsubjectreview,
+            tokenreview,
+            selfsubjectaccessreview,
+            selfsubjectrulesreview,
+            subjectaccessreview,
+            localsubjectaccessreview,
         );
     };
 }

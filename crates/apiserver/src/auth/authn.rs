@@ -1,5 +1,6 @@
-//! Who is asking: a client certificate of the cluster CA or the admin bearer token, tried in
-//! upstream's order (its union authenticator puts x509 before the bearer token, and the first
+//! Who is asking: a client certificate of the cluster CA, the admin bearer token, or another
+//! bearer token (a service-account token, checked in [`super::service_accounts`]), tried in
+//! upstream's order (its union authenticator puts x509 before bearer tokens, and the first
 //! that succeeds wins), each adding `system:authenticated` as upstream's group adder does.
 
 use axum::http::{HeaderMap, header};
@@ -12,26 +13,46 @@ pub const ADMIN_USER: &str = "kubernetes-admin";
 pub const MASTERS_GROUP: &str = "system:masters";
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 
-/// Who a request comes from, or `None` when no credential it carries is valid (401).
-/// `admin_token` `None` serves without a token: a request with no certificate is the admin
-/// (the in-process tests' servers).
+/// What a request's credentials say before anything is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presented {
+    /// A certificate of the cluster CA or the admin token: the user is known already.
+    User(UserInfo),
+    /// A bearer token that is not the admin token: a service-account token, if anything, to be
+    /// checked against the signing key and the objects it names.
+    BearerToken(String),
+    /// No valid credential (401).
+    Nothing,
+}
+
+/// Who a request comes from, as far as its credentials tell without the API. `admin_token`
+/// `None` serves without a token: a request with no certificate and no service-account token
+/// is the admin (the in-process tests' servers).
 pub fn authenticate(
     certificate: Option<&ClientCertificate>,
     headers: &HeaderMap,
     admin_token: Option<&str>,
-) -> Option<UserInfo> {
+) -> Presented {
     if let Some(user) = certificate.and_then(certificate_user) {
-        return Some(user);
+        return Presented::User(user);
     }
-    let Some(expected) = admin_token else {
-        return Some(admin());
-    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)?;
-    same_secret(presented, expected).then(admin)
+        .map(str::trim);
+    match (presented, admin_token) {
+        (Some(token), Some(expected)) if same_secret(token, expected) => Presented::User(admin()),
+        (Some(token), None) if !looks_like_a_jwt(token) => Presented::User(admin()),
+        (Some(token), _) => Presented::BearerToken(token.to_string()),
+        (None, None) => Presented::User(admin()),
+        (None, Some(_)) => Presented::Nothing,
+    }
+}
+
+/// Three base64url parts joined by dots, as every JWT is.
+fn looks_like_a_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
 }
 
 fn admin() -> UserInfo {
@@ -47,7 +68,11 @@ fn certificate_user(certificate: &ClientCertificate) -> Option<UserInfo> {
     if !groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
         groups.push(AUTHENTICATED_GROUP.to_string());
     }
-    Some(UserInfo { name, groups })
+    Some(UserInfo {
+        name,
+        groups,
+        ..UserInfo::default()
+    })
 }
 
 /// Whether a presented secret is the expected one, in time that does not depend on where they
@@ -75,6 +100,13 @@ mod tests {
         headers
     }
 
+    fn user_of(presented: Presented) -> UserInfo {
+        match presented {
+            Presented::User(user) => user,
+            other => panic!("not a user: {other:?}"),
+        }
+    }
+
     fn node_certificate() -> ClientCertificate {
         let dir = tempfile::tempdir().expect("temp dir");
         let (pem, _) = crate::auth::tests::issue_node_certificate(dir.path(), "n1");
@@ -92,18 +124,43 @@ mod tests {
 
     #[test]
     fn the_admin_token_is_kubernetes_admin_in_system_masters() {
-        let user = authenticate(None, &bearer(TOKEN), Some(TOKEN)).expect("authenticated");
+        let user = user_of(authenticate(None, &bearer(TOKEN), Some(TOKEN)));
         assert_eq!(user.name, "kubernetes-admin");
         assert_eq!(user.groups, vec!["system:masters", "system:authenticated"]);
-        assert_eq!(authenticate(None, &bearer("wrong"), Some(TOKEN)), None);
-        assert_eq!(authenticate(None, &HeaderMap::new(), Some(TOKEN)), None);
+        assert_eq!(
+            authenticate(None, &bearer("wrong"), Some(TOKEN)),
+            Presented::BearerToken("wrong".into())
+        );
+        assert_eq!(
+            authenticate(None, &HeaderMap::new(), Some(TOKEN)),
+            Presented::Nothing
+        );
+    }
+
+    #[test]
+    fn without_an_admin_token_only_a_jwt_is_not_the_admin() {
+        assert_eq!(
+            user_of(authenticate(None, &HeaderMap::new(), None)).name,
+            ADMIN_USER
+        );
+        assert_eq!(
+            user_of(authenticate(None, &bearer("any"), None)).name,
+            ADMIN_USER
+        );
+        assert_eq!(
+            authenticate(None, &bearer("a.b.c"), None),
+            Presented::BearerToken("a.b.c".into())
+        );
     }
 
     #[test]
     fn a_certificate_is_its_common_name_in_its_organizations() {
         let certificate = node_certificate();
-        let user = authenticate(Some(&certificate), &HeaderMap::new(), Some(TOKEN))
-            .expect("authenticated");
+        let user = user_of(authenticate(
+            Some(&certificate),
+            &HeaderMap::new(),
+            Some(TOKEN),
+        ));
         assert_eq!(user.name, "system:node:n1");
         assert_eq!(user.groups, vec!["system:nodes", "system:authenticated"]);
     }
@@ -111,8 +168,11 @@ mod tests {
     #[test]
     fn with_both_the_certificate_is_tried_first_as_upstream() {
         let certificate = node_certificate();
-        let user =
-            authenticate(Some(&certificate), &bearer(TOKEN), Some(TOKEN)).expect("authenticated");
+        let user = user_of(authenticate(
+            Some(&certificate),
+            &bearer(TOKEN),
+            Some(TOKEN),
+        ));
         assert_eq!(user.name, "system:node:n1");
     }
 
@@ -121,9 +181,13 @@ mod tests {
         let certificate = ClientCertificate::from_der(b"not a certificate".to_vec());
         assert_eq!(
             authenticate(Some(&certificate), &HeaderMap::new(), Some(TOKEN)),
-            None
+            Presented::Nothing
         );
-        let user = authenticate(Some(&certificate), &bearer(TOKEN), Some(TOKEN));
-        assert_eq!(user.map(|u| u.name).as_deref(), Some("kubernetes-admin"));
+        let user = user_of(authenticate(
+            Some(&certificate),
+            &bearer(TOKEN),
+            Some(TOKEN),
+        ));
+        assert_eq!(user.name, "kubernetes-admin");
     }
 }

@@ -5,12 +5,17 @@
 
 mod authn;
 mod authz;
+mod impersonation;
 mod node;
 mod references;
 mod request_info;
+pub mod service_accounts;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod token_tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,6 +27,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 
+use authn::Presented;
 pub(crate) use authn::same_secret;
 pub use authn::{ADMIN_USER, AUTHENTICATED_GROUP, MASTERS_GROUP};
 pub use node::NODES_GROUP;
@@ -29,11 +35,15 @@ pub use request_info::RequestInfo;
 
 use crate::{ApiState, handlers, response};
 
-/// The authenticated user of a request (upstream's `user.Info`, without uid and extra).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The authenticated user of a request (upstream's `user.Info`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserInfo {
     pub name: String,
+    /// A ServiceAccount's uid; empty for users petset knows only by name.
+    pub uid: String,
     pub groups: Vec<String>,
+    /// What else the authenticator vouches for (a token's pod, its credential id).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -41,6 +51,7 @@ impl UserInfo {
         Self {
             name: name.to_string(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Self::default()
         }
     }
 
@@ -53,6 +64,25 @@ impl UserInfo {
 /// API without the network: upstream's loopback client, `system:apiserver` in `system:masters`.
 pub fn loopback_user() -> UserInfo {
     UserInfo::new("system:apiserver", &[MASTERS_GROUP, AUTHENTICATED_GROUP])
+}
+
+/// The identity an in-process client is authorized as ([`crate::router_as`]); the network's
+/// requests never carry it, since only that layer inserts it.
+#[derive(Debug, Clone)]
+pub struct InProcessUser(pub UserInfo);
+
+/// The controllers' identity (upstream's kube-controller-manager without per-controller
+/// service-account credentials), for the in-process controllers.
+pub fn controller_manager_user() -> UserInfo {
+    UserInfo::new("system:kube-controller-manager", &[AUTHENTICATED_GROUP])
+}
+
+/// The identity of a node's agent (its client certificate's subject).
+pub fn node_user(node: &str) -> UserInfo {
+    UserInfo::new(
+        &format!("system:node:{node}"),
+        &[NODES_GROUP, AUTHENTICATED_GROUP],
+    )
 }
 
 /// Requests no one needs to authenticate for (upstream's `system:public-info-viewer`).
@@ -88,31 +118,56 @@ impl ClientCertificate {
 
 /// The network's gate: authenticates (401 when no credential is valid), authorizes (403 with
 /// upstream's text) and hands the request on with its [`UserInfo`].
-pub(crate) async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let user = authn::authenticate(
-        request.extensions().get::<ClientCertificate>(),
-        request.headers(),
-        state.admin_token.as_deref(),
-    );
+pub(crate) async fn guard(
+    State(state): State<ApiState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = match request.extensions().get::<InProcessUser>() {
+        Some(InProcessUser(user)) => Presented::User(user.clone()),
+        None => authn::authenticate(
+            request.extensions().get::<ClientCertificate>(),
+            request.headers(),
+            state.admin_token.as_deref(),
+        ),
+    };
+    let mut user = match presented {
+        Presented::User(user) => Some(user),
+        Presented::BearerToken(token) => {
+            match service_accounts::authenticate(&state, &token).await {
+                Ok(user) => Some(user),
+                Err(refused) => {
+                    tracing::debug!(%refused, "a bearer token authenticates no one");
+                    None
+                }
+            }
+        }
+        Presented::Nothing => None,
+    };
     let mut request = if PUBLIC_PATHS.contains(&request.uri().path()) {
         request
     } else {
-        let Some(user) = &user else {
+        let Some(real) = user.take() else {
             return response::error(&ApiError::unauthorized());
+        };
+        let acting = match impersonation::apply(real, request.headers_mut(), authz::authorize) {
+            Ok(acting) => acting,
+            Err(refusal) => return response::error(&refusal),
         };
         let info = RequestInfo::parse(
             request.method(),
             request.uri().path(),
             request.uri().query(),
         );
-        let (request, facts) = match gather_facts(&state, user, &info, request).await {
+        let (request, facts) = match gather_facts(&state, &acting, &info, request).await {
             Ok(gathered) => gathered,
             Err(error) => return response::error(&error),
         };
-        if let Err(refusal) = authz::authorize(user, &info, &facts) {
-            tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
+        if let Err(refusal) = authz::authorize(&acting, &info, &facts) {
+            tracing::debug!(user = %acting.name, verb = %info.verb, path = %info.path, "forbidden");
             return response::error(&refusal);
         }
+        user = Some(acting);
         request
     };
     request
@@ -186,4 +241,50 @@ async fn stored_object(state: &ApiState, info: &RequestInfo) -> Option<Value> {
         namespace: (!info.namespace.is_empty()).then_some(info.namespace.as_str()),
     };
     state.registry.get(scope, &info.name).await.ok()
+}
+
+/// What the authorizer says about one request, for the access reviews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: String,
+}
+
+/// The whole authorizer's answer for `user` doing `info` (a SelfSubjectAccessReview or
+/// SubjectAccessReview): what the guard would decide, without an object to look at.
+pub fn decide(_state: &ApiState, user: &UserInfo, info: &RequestInfo) -> Decision {
+    let allowed = authz::authorize(user, info, &authz::Facts::default()).is_ok();
+    Decision {
+        allowed,
+        reason: String::new(),
+    }
+}
+
+/// A SelfSubjectRulesReview's status: what `user` may do in `namespace`.
+pub fn rules_review(_state: &ApiState, user: &UserInfo, _namespace: &str) -> Value {
+    if user.in_group(MASTERS_GROUP) {
+        return serde_json::json!({
+            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+            "incomplete": false,
+        });
+    }
+    serde_json::json!({
+        "resourceRules": [],
+        "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*", "/version"]}],
+        "incomplete": false,
+    })
+}
+
+/// Who a bearer token (the admin token or a service-account token) authenticates, for a
+/// TokenReview.
+pub async fn authenticate_token(state: &ApiState, token: &str) -> Option<UserInfo> {
+    let mut headers = axum::http::HeaderMap::new();
+    let value = axum::http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    headers.insert(axum::http::header::AUTHORIZATION, value);
+    match authn::authenticate(None, &headers, state.admin_token.as_deref()) {
+        Presented::User(user) => Some(user),
+        Presented::BearerToken(token) => service_accounts::authenticate(state, &token).await.ok(),
+        Presented::Nothing => None,
+    }
 }

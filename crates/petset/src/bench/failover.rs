@@ -221,7 +221,7 @@ async fn servers(args: &FailoverBenchArgs) -> anyhow::Result<()> {
     // The second server is the same cluster: the first's CA and admin token.
     let pki = servers[1].dir.join("pki");
     std::fs::create_dir_all(&pki)?;
-    for file in ["ca.crt", "ca.key", "admin.token"] {
+    for file in petset_apiserver::tls::SHARED_PKI_FILES {
         std::fs::copy(servers[0].dir.join("pki").join(file), pki.join(file))?;
     }
     start_server(&binary, &mut servers[1], &store)?;

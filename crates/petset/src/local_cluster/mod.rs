@@ -274,7 +274,7 @@ fn share_pki(dir: &Path, server_dir: &Path) -> anyhow::Result<()> {
     let from = server_dir_of(dir, 1).join("pki");
     let to = server_dir.join("pki");
     std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
-    for file in ["ca.crt", "ca.key", "admin.token"] {
+    for file in petset_apiserver::tls::SHARED_PKI_FILES {
         std::fs::copy(from.join(file), to.join(file)).with_context(|| {
             format!("copying {} to {}", from.join(file).display(), to.display())
         })?;

@@ -5,6 +5,7 @@ use std::path::Path;
 mod bounds;
 mod catalogue;
 mod data_safety;
+mod identities;
 mod images;
 mod join;
 mod kube_client;

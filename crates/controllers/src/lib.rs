@@ -31,14 +31,14 @@ use tokio::task::JoinSet;
 
 /// Starts every controller, node lifecycle with upstream's timings and node loss with its
 /// defaults (`NodeLossConfig`); they stop when the returned set is dropped or aborted.
-/// No cluster CA is published (`kube-root-ca.crt`): for clusters without TLS.
+/// No cluster CA is published (`kube-root-ca.crt`).
 pub fn spawn_all(client: Client, volumes_dir: PathBuf) -> JoinSet<()> {
     spawn_all_with(client, volumes_dir, NodeLifecycleConfig::default(), None)
 }
 
 /// [`spawn_all`], with the node lifecycle controller's settings given, and the cluster CA's
 /// PEM that every namespace's `kube-root-ca.crt` carries (none: no root CA publisher, for
-/// an API without TLS, whose pods have no CA to verify).
+/// tests of the other controllers).
 pub fn spawn_all_with(
     client: Client,
     volumes_dir: PathBuf,

@@ -99,6 +99,18 @@ impl Cluster {
             pod_routes: false,
             fence: None,
         })?;
+        // Its API has no TLS, but its pods get their token volumes as anywhere else, whose
+        // `kube-root-ca.crt` needs a CA to publish: one made in the data directory.
+        let first_service_ip = network
+            .services
+            .map(|services| std::net::Ipv4Addr::from(u32::from(services.network()) + 1))
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+        let credentials = petset_apiserver::tls::load_or_create(
+            data_dir,
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            first_service_ip.into(),
+        )
+        .context("making the cluster CA")?;
         Self::start_with(
             store,
             admin_token,
@@ -110,8 +122,8 @@ impl Cluster {
                 election: None,
                 elected_compaction: None,
                 node_lifecycle: Default::default(),
+                cluster_ca: Some(credentials.ca_pem),
                 service_account_key: None,
-                cluster_ca: None,
             },
             opened,
         )
@@ -288,11 +300,11 @@ pub struct ControlPlane {
     pub node_lifecycle: petset_controllers::NodeLifecycleConfig,
     /// With several servers over one store: the Lease the controllers run under.
     pub election: Option<petset_controllers::leader::ElectionConfig>,
+    /// The cluster CA's PEM, published in every namespace as `kube-root-ca.crt` (none: no
+    /// such ConfigMap, and pods with a token volume wait for it).
+    pub cluster_ca: Option<String>,
     /// The data dir's service-account signing key (`None`: one made for this process).
     pub service_account_key: Option<Arc<petset_pki::service_account_token::SigningKey>>,
-    /// The cluster CA's PEM, published in every namespace as `kube-root-ca.crt` (none: the
-    /// API has no TLS, as in the benchmarks' cluster).
-    pub cluster_ca: Option<String>,
 }
 
 /// The client of this process's node `name`: authorized as `system:node:<name>`, as a remote

@@ -147,8 +147,8 @@ pub async fn serve(server: Server) -> anyhow::Result<()> {
         election,
         elected_compaction: elected.then_some(compaction),
         node_lifecycle: server.node_lifecycle,
-        service_account_key: Some(credentials.service_account_key.clone()),
         cluster_ca: Some(credentials.ca_pem.clone()),
+        service_account_key: Some(credentials.service_account_key.clone()),
     };
     let mut cluster = Cluster::start_with(
         store.clone(),

@@ -114,6 +114,13 @@ async fn a_token_request_is_checked_as_upstream_checks_it() {
     let (status, body) = token_for(&cluster, "nobody", json!({})).await;
     assert_eq!(status, 404);
     assert_eq!(body["message"], r#"serviceaccounts "nobody" not found"#);
+    // ServiceAccount admission refuses a pod whose account does not exist.
+    create(
+        &cluster,
+        "/api/v1/namespaces/shop/serviceaccounts",
+        json!({"metadata": {"name": "web"}}),
+    )
+    .await;
     create(
         &cluster,
         PODS,

@@ -13,6 +13,8 @@ use crate::error::Cause;
 use crate::names;
 use crate::patch::MergeKeys;
 
+pub mod clusterrole;
+pub mod clusterrolebinding;
 pub mod configmap;
 pub mod controllerrevision;
 pub mod endpoints;
@@ -27,6 +29,9 @@ pub mod pdb;
 pub mod pod;
 pub mod pv;
 pub mod pvc;
+pub mod rbac;
+pub mod role;
+pub mod rolebinding;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
@@ -58,6 +63,10 @@ macro_rules! served_kinds {
             storageclass,
             endpointslice,
             lease,
+            clusterrolebinding,
+            clusterrole,
+            rolebinding,
+            role,
         );
     };
 }

@@ -1,13 +1,18 @@
 //! Who is asking and what they may do: authentication (the admin token, client certificates of
 //! the cluster CA) and authorization (`system:masters` may do anything; a node's certificate
-//! gets upstream's Node authorizer and NodeRestriction rules; anyone else only discovery).
+//! gets upstream's Node authorizer and NodeRestriction rules, then RBAC; anyone else RBAC,
+//! over the default policy of `bootstrap_policy.rs` and whatever has been bound since).
 //! Every request a handler sees carries the [`UserInfo`] it was let in as.
 
 mod authn;
 mod authz;
+pub mod bootstrap_policy;
+pub mod escalation;
 mod node;
+pub mod rbac;
 mod references;
 mod request_info;
+pub mod requester;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +30,7 @@ use serde_json::Value;
 pub(crate) use authn::same_secret;
 pub use authn::{ADMIN_USER, AUTHENTICATED_GROUP, MASTERS_GROUP};
 pub use node::NODES_GROUP;
+pub use rbac::{Decision, RbacIndex};
 pub use request_info::RequestInfo;
 
 use crate::{ApiState, handlers, response};
@@ -109,16 +115,19 @@ pub(crate) async fn guard(State(state): State<ApiState>, request: Request, next:
             Ok(gathered) => gathered,
             Err(error) => return response::error(&error),
         };
-        if let Err(refusal) = authz::authorize(user, &info, &facts) {
+        if !user.in_group(MASTERS_GROUP) {
+            // Until the RBAC index has its first list, it would refuse everything.
+            state.rbac.wait_loaded().await;
+        }
+        if let Err(refusal) = authz::authorize(&state.rbac, user, &info, &facts) {
             tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");
             return response::error(&refusal);
         }
         request
     };
-    request
-        .extensions_mut()
-        .insert(user.unwrap_or_else(anonymous));
-    next.run(request).await
+    let user = user.unwrap_or_else(anonymous);
+    request.extensions_mut().insert(user.clone());
+    requester::acting_as(user, next.run(request)).await
 }
 
 /// Reads what the rules for this request need to see beyond its URL: the object it sends (its

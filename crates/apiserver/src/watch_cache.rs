@@ -218,6 +218,13 @@ async fn feed(cache: &WatchCache, store: &Arc<dyn Store>, rbac: &RbacIndex) -> R
     Ok(())
 }
 
+/// Loads the RBAC index from the store now, for a request that comes before the watch cache
+/// has (or on a server that runs none).
+pub(crate) async fn load_rbac_now(store: &Arc<dyn Store>, rbac: &RbacIndex) -> Result<(), StoreError> {
+    let revision = store.current_revision().await?;
+    load_rbac(store, rbac, revision).await
+}
+
 /// The RBAC objects as of `revision`, the one the store watch continues from.
 async fn load_rbac(store: &Arc<dyn Store>, rbac: &RbacIndex, revision: Revision) -> Result<(), StoreError> {
     let mut objects = Vec::new();
@@ -238,7 +245,7 @@ async fn load_rbac(store: &Arc<dyn Store>, rbac: &RbacIndex, revision: Revision)
             }
         }
     }
-    rbac.replace_all(objects.iter().map(|(plural, object)| (*plural, object)));
+    rbac.replace_at(revision, objects.iter().map(|(plural, object)| (*plural, object)));
     Ok(())
 }
 
@@ -253,5 +260,10 @@ fn apply_rbac(rbac: &RbacIndex, event: &CachedEvent) {
         EventKind::Deleted => None,
         _ => event.new.as_ref().map(Shared::value),
     };
-    rbac.apply(resource.plural, event.old.as_ref().map(Shared::value), new);
+    rbac.apply_at(
+        event.revision,
+        resource.plural,
+        event.old.as_ref().map(Shared::value),
+        new,
+    );
 }

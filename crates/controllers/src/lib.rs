@@ -2,9 +2,10 @@
 //! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
 //! protection, the scheduler, node lifecycle (heartbeats, taints and taint eviction), the
-//! fenced failover of a lost node's StatefulSet pods, and every namespace's `default`
-//! ServiceAccount.
+//! fenced failover of a lost node's StatefulSet pods, every namespace's `default`
+//! ServiceAccount, and the rules of aggregated ClusterRoles.
 
+pub mod clusterroleaggregation;
 mod disruption;
 pub mod endpoints;
 pub mod leader;
@@ -48,6 +49,7 @@ pub fn spawn_all_with(
     tasks.spawn(nodelifecycle::run(client.clone(), node_lifecycle));
     tasks.spawn(nodeloss::run(client.clone(), NodeLossConfig::default()));
     tasks.spawn(serviceaccounts::run(client.clone()));
+    tasks.spawn(clusterroleaggregation::run(client.clone()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -115,9 +115,11 @@ pub(crate) async fn guard(State(state): State<ApiState>, request: Request, next:
             Ok(gathered) => gathered,
             Err(error) => return response::error(&error),
         };
-        if !user.in_group(MASTERS_GROUP) {
-            // Until the RBAC index has its first list, it would refuse everything.
-            state.rbac.wait_loaded().await;
+        if !user.in_group(MASTERS_GROUP) && !state.rbac.is_loaded() {
+            // Before the watch cache's first list the index would refuse everything.
+            if let Err(error) = crate::watch_cache::load_rbac_now(&state.store, &state.rbac).await {
+                return response::error(&crate::registry::store_error(error));
+            }
         }
         if let Err(refusal) = authz::authorize(&state.rbac, user, &info, &facts) {
             tracing::debug!(user = %user.name, verb = %info.verb, path = %info.path, "forbidden");

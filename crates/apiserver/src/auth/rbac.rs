@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use k8s_openapi::api::authorization::v1::{NonResourceRule, ResourceRule};
+use petset_store::Revision;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -242,6 +243,8 @@ impl Bindings {
 
 #[derive(Default)]
 struct Index {
+    /// The store revision the index reflects: older events and lists are ignored.
+    revision: Revision,
     /// Roles by (namespace, name).
     roles: HashMap<(String, String), Arc<[Rule]>>,
     cluster_roles: HashMap<String, Arc<[Rule]>>,
@@ -436,8 +439,7 @@ impl RbacIndex {
             .map(|rules| rules.to_vec())
     }
 
-    /// The rules of every ClusterRole whose labels `matches` accepts, by name (the
-    /// aggregation controller's input, for tests).
+    /// The rules of the ClusterRole `name`, if it exists.
     pub fn cluster_role_rules(&self, name: &str) -> Option<Vec<Rule>> {
         self.read().cluster_roles.get(name).map(|rules| rules.to_vec())
     }
@@ -449,27 +451,45 @@ impl RbacIndex {
         apply_to(&mut index, plural, old, new);
     }
 
-    /// Replaces everything with `objects` (plural, object), from a list at one revision, and
-    /// marks the index loaded.
+    /// [`Self::apply`] for the change of store revision `revision`; ignored when the index
+    /// already reflects it (a list taken later than the watch it races with).
+    pub fn apply_at(&self, revision: Revision, plural: &str, old: Option<&Value>, new: Option<&Value>) {
+        let mut index = self.write();
+        if revision <= index.revision {
+            return;
+        }
+        index.revision = revision;
+        apply_to(&mut index, plural, old, new);
+    }
+
+    /// Replaces everything with `objects` (plural, object), and marks the index loaded.
     pub fn replace_all<'a>(&self, objects: impl IntoIterator<Item = (&'a str, &'a Value)>) {
-        let mut fresh = Index::default();
+        self.replace_at(0, objects);
+    }
+
+    /// [`Self::replace_all`] from a list at store revision `revision`; ignored when the index
+    /// is already newer.
+    pub fn replace_at<'a>(&self, revision: Revision, objects: impl IntoIterator<Item = (&'a str, &'a Value)>) {
+        let mut fresh = Index {
+            revision,
+            ..Index::default()
+        };
         for (plural, object) in objects {
             apply_to(&mut fresh, plural, None, Some(object));
         }
-        *self.write() = fresh;
+        {
+            let mut index = self.write();
+            if revision != 0 && revision < index.revision {
+                return;
+            }
+            *index = fresh;
+        }
         self.loaded.send_replace(true);
     }
 
     /// Whether the index has been loaded at least once.
     pub fn is_loaded(&self) -> bool {
         *self.loaded.borrow()
-    }
-
-    /// Waits until the index has been loaded once (requests wait for it, as upstream serves
-    /// only once its informers have synced).
-    pub async fn wait_loaded(&self) {
-        let mut loaded = self.loaded.subscribe();
-        let _ = loaded.wait_for(|loaded| *loaded).await;
     }
 }
 

@@ -60,13 +60,13 @@ macro_rules! served_kinds {
             controllerrevision,
             events_v1,
             pdb,
-            storageclass,
-            endpointslice,
-            lease,
             clusterrolebinding,
             clusterrole,
             rolebinding,
             role,
+            storageclass,
+            endpointslice,
+            lease,
         );
     };
 }

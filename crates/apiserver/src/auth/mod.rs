@@ -14,6 +14,8 @@ mod references;
 mod request_info;
 pub mod requester;
 #[cfg(test)]
+mod rbac_cluster_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

@@ -16,6 +16,7 @@ mod multinode;
 mod network;
 mod node_api;
 mod node_loss;
+mod rbac;
 mod runc;
 mod servers;
 mod statefulset;

@@ -180,7 +180,11 @@ impl WatchCache {
 }
 
 /// Feeds the cache (and `rbac`) from the store until the returned task is aborted.
-pub fn spawn(cache: Arc<WatchCache>, store: Arc<dyn Store>, rbac: Arc<RbacIndex>) -> JoinHandle<()> {
+pub fn spawn(
+    cache: Arc<WatchCache>,
+    store: Arc<dyn Store>,
+    rbac: Arc<RbacIndex>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if let Err(error) = feed(&cache, &store, &rbac).await {
@@ -192,7 +196,11 @@ pub fn spawn(cache: Arc<WatchCache>, store: Arc<dyn Store>, rbac: Arc<RbacIndex>
     })
 }
 
-async fn feed(cache: &WatchCache, store: &Arc<dyn Store>, rbac: &RbacIndex) -> Result<(), StoreError> {
+async fn feed(
+    cache: &WatchCache,
+    store: &Arc<dyn Store>,
+    rbac: &RbacIndex,
+) -> Result<(), StoreError> {
     let start = store.current_revision().await?;
     let mut stream = store.watch("/registry/", start + 1).await?;
     load_rbac(store, rbac, start).await?;
@@ -220,13 +228,20 @@ async fn feed(cache: &WatchCache, store: &Arc<dyn Store>, rbac: &RbacIndex) -> R
 
 /// Loads the RBAC index from the store now, for a request that comes before the watch cache
 /// has (or on a server that runs none).
-pub(crate) async fn load_rbac_now(store: &Arc<dyn Store>, rbac: &RbacIndex) -> Result<(), StoreError> {
+pub(crate) async fn load_rbac_now(
+    store: &Arc<dyn Store>,
+    rbac: &RbacIndex,
+) -> Result<(), StoreError> {
     let revision = store.current_revision().await?;
     load_rbac(store, rbac, revision).await
 }
 
 /// The RBAC objects as of `revision`, the one the store watch continues from.
-async fn load_rbac(store: &Arc<dyn Store>, rbac: &RbacIndex, revision: Revision) -> Result<(), StoreError> {
+async fn load_rbac(
+    store: &Arc<dyn Store>,
+    rbac: &RbacIndex,
+    revision: Revision,
+) -> Result<(), StoreError> {
     let mut objects = Vec::new();
     for plural in crate::auth::rbac::PLURALS {
         let Some(resource) = resources::find(crate::auth::rbac::GROUP, "v1", plural) else {
@@ -245,7 +260,10 @@ async fn load_rbac(store: &Arc<dyn Store>, rbac: &RbacIndex, revision: Revision)
             }
         }
     }
-    rbac.replace_at(revision, objects.iter().map(|(plural, object)| (*plural, object)));
+    rbac.replace_at(
+        revision,
+        objects.iter().map(|(plural, object)| (*plural, object)),
+    );
     Ok(())
 }
 

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use petset_api::kinds::rbac::{aggregated_rules, same_rules};
 use serde_json::{Value, json};
 
@@ -38,7 +38,11 @@ pub fn updates(roles: &[Value]) -> Vec<(String, String, Vec<Value>)> {
                 .unwrap_or_default()
                 .to_string()
         };
-        wanted.push((text("/metadata/name"), text("/metadata/resourceVersion"), rules));
+        wanted.push((
+            text("/metadata/name"),
+            text("/metadata/resourceVersion"),
+            rules,
+        ));
     }
     wanted
 }
@@ -90,7 +94,8 @@ mod tests {
     fn role(name: &str, labels: Value, aggregates: Option<&str>, rules: Value) -> Value {
         let mut role = json!({"metadata": {"name": name, "labels": labels, "resourceVersion": "7"}, "rules": rules});
         if let Some(label) = aggregates {
-            role["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {label: "true"}}]});
+            role["aggregationRule"] =
+                json!({"clusterRoleSelectors": [{"matchLabels": {label: "true"}}]});
         }
         role
     }
@@ -103,8 +108,18 @@ mod tests {
     fn an_aggregated_role_gets_the_selected_rules_once_by_role_name() {
         let roles = vec![
             role("view", json!({}), Some("to-view"), json!([])),
-            role("b", json!({"to-view": "true"}), None, json!([read("pods"), read("secrets")])),
-            role("a", json!({"to-view": "true"}), None, json!([read("pods"), {"verbs": ["list"], "apiGroups": [""], "resources": ["pods"], "resourceNames": []}])),
+            role(
+                "b",
+                json!({"to-view": "true"}),
+                None,
+                json!([read("pods"), read("secrets")]),
+            ),
+            role(
+                "a",
+                json!({"to-view": "true"}),
+                None,
+                json!([read("pods"), {"verbs": ["list"], "apiGroups": [""], "resources": ["pods"], "resourceNames": []}]),
+            ),
             role("c", json!({"other": "true"}), None, json!([read("nodes")])),
         ];
         let wanted = updates(&roles);
@@ -128,7 +143,15 @@ mod tests {
 
     #[test]
     fn a_role_never_gathers_its_own_rules() {
-        let roles = vec![role("self", json!({"x": "true"}), Some("x"), json!([read("pods")]))];
-        assert_eq!(updates(&roles), vec![("self".to_string(), "7".to_string(), vec![])]);
+        let roles = vec![role(
+            "self",
+            json!({"x": "true"}),
+            Some("x"),
+            json!([read("pods")]),
+        )];
+        assert_eq!(
+            updates(&roles),
+            vec![("self".to_string(), "7".to_string(), vec![])]
+        );
     }
 }

@@ -131,7 +131,10 @@ pub fn default_binding(binding: &mut Value) {
     }
     if let Some(subjects) = binding.get_mut("subjects").and_then(Value::as_array_mut) {
         for subject in subjects.iter_mut().filter_map(Value::as_object_mut) {
-            let kind = subject.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let kind = subject
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let unset = subject
                 .get("apiGroup")
                 .and_then(Value::as_str)
@@ -150,7 +153,11 @@ pub fn validate_binding(binding: &Value, namespaced: bool) -> Vec<Cause> {
     let role_ref = binding.get("roleRef").cloned().unwrap_or_else(|| json!({}));
     let group = text(&role_ref, "/apiGroup");
     if group != GROUP {
-        causes.push(Cause::not_supported("roleRef.apiGroup", &json!(group), &[GROUP]));
+        causes.push(Cause::not_supported(
+            "roleRef.apiGroup",
+            &json!(group),
+            &[GROUP],
+        ));
     }
     let kind = text(&role_ref, "/kind");
     let kinds: &[&str] = if namespaced {
@@ -170,7 +177,11 @@ pub fn validate_binding(binding: &Value, namespaced: bool) -> Vec<Cause> {
         }
     }
     for (index, subject) in items(binding, "/subjects").iter().enumerate() {
-        causes.extend(validate_subject(subject, namespaced, &format!("subjects[{index}]")));
+        causes.extend(validate_subject(
+            subject,
+            namespaced,
+            &format!("subjects[{index}]"),
+        ));
     }
     causes
 }
@@ -187,7 +198,11 @@ fn validate_subject(subject: &Value, namespaced: bool, path: &str) -> Vec<Cause>
         "ServiceAccount" => {
             if !name.is_empty() {
                 for problem in names::dns1123_subdomain(name) {
-                    causes.push(Cause::invalid(format!("{path}.name"), &json!(name), &problem));
+                    causes.push(Cause::invalid(
+                        format!("{path}.name"),
+                        &json!(name),
+                        &problem,
+                    ));
                 }
             }
             if !group.is_empty() {
@@ -233,7 +248,11 @@ pub fn validate_role_ref_unchanged(old: &Value, new: &Value) -> Vec<Cause> {
         text(&after, "/kind"),
         text(&after, "/name")
     );
-    vec![go_invalid("roleRef".to_string(), &rendered, "cannot change roleRef")]
+    vec![go_invalid(
+        "roleRef".to_string(),
+        &rendered,
+        "cannot change roleRef",
+    )]
 }
 
 /// An Invalid cause whose value is already rendered as upstream renders a Go value.
@@ -341,10 +360,18 @@ const LABEL_SELECTOR_REQUIREMENT: &[Field] = &[
 
 const LABEL_SELECTOR: &[Field] = &[
     f(1, "matchLabels", Kind::StringMap),
-    many(2, "matchExpressions", Kind::Message(LABEL_SELECTOR_REQUIREMENT)),
+    many(
+        2,
+        "matchExpressions",
+        Kind::Message(LABEL_SELECTOR_REQUIREMENT),
+    ),
 ];
 
-const AGGREGATION_RULE: &[Field] = &[many(1, "clusterRoleSelectors", Kind::Message(LABEL_SELECTOR))];
+const AGGREGATION_RULE: &[Field] = &[many(
+    1,
+    "clusterRoleSelectors",
+    Kind::Message(LABEL_SELECTOR),
+)];
 
 const SUBJECT: &[Field] = &[
     f(1, "kind", Kind::String),
@@ -381,7 +408,13 @@ pub const BINDING_LAYOUT: &[Field] = &[
 /// empty list and a missing one are the same.
 fn normalized_rule(rule: &Value) -> Value {
     let mut normalized = serde_json::Map::new();
-    for field in ["verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs"] {
+    for field in [
+        "verbs",
+        "apiGroups",
+        "resources",
+        "resourceNames",
+        "nonResourceURLs",
+    ] {
         if let Some(values) = rule.get(field).and_then(Value::as_array)
             && !values.is_empty()
         {
@@ -422,6 +455,102 @@ pub fn aggregated_rules(role: &Value, cluster_roles: &[Value]) -> Option<Vec<Val
 
 /// Whether `current` already holds exactly `wanted` (compared semantically).
 pub fn same_rules(current: &Value, wanted: &[Value]) -> bool {
-    let current: Vec<Value> = items(current, "/rules").iter().map(normalized_rule).collect();
+    let current: Vec<Value> = items(current, "/rules")
+        .iter()
+        .map(normalized_rule)
+        .collect();
     current == wanted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+
+    fn causes(plural: &str, object: Value) -> Vec<(String, String)> {
+        let resource = find(GROUP, "v1", plural).expect("served");
+        crate::validate::create(resource, &object)
+            .into_iter()
+            .map(|cause| (cause.field, cause.message))
+            .collect()
+    }
+
+    #[test]
+    fn names_are_path_segments() {
+        assert!(
+            causes(
+                "clusterroles",
+                json!({"metadata": {"name": "system:controller:foo"}})
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            causes("clusterroles", json!({"metadata": {"name": "50%"}})),
+            [(
+                "metadata.name".to_string(),
+                "Invalid value: \"50%\": may not contain '%'".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn rules_need_verbs_groups_and_resources_and_urls_only_cluster_wide() {
+        let role = json!({"metadata": {"name": "r", "namespace": "a"}, "rules": [
+            {"resources": ["pods"]},
+            {"verbs": ["get"], "nonResourceURLs": ["/metrics"]}]});
+        assert_eq!(
+            causes("roles", role),
+            [
+                ("rules[0].verbs".to_string(), "Required value: verbs must contain at least one value".to_string()),
+                ("rules[0].apiGroups".to_string(), "Required value: resource rules must supply at least one api group".to_string()),
+                ("rules[1].nonResourceURLs".to_string(), "Invalid value: []string{\"/metrics\"}: namespaced rules cannot apply to non-resource URLs".to_string()),
+            ]
+        );
+        let mixed = json!({"metadata": {"name": "r"}, "rules": [
+            {"verbs": ["get"], "resources": ["pods"], "nonResourceURLs": ["/metrics"]}]});
+        assert_eq!(
+            causes("clusterroles", mixed),
+            [(
+                "rules[0].nonResourceURLs".to_string(),
+                "Invalid value: []string{\"/metrics\"}: rules cannot apply to both regular resources and non-resource URLs".to_string()
+            )]
+        );
+        let empty_aggregation = json!({"metadata": {"name": "r"}, "aggregationRule": {}});
+        assert_eq!(
+            causes("clusterroles", empty_aggregation),
+            [(
+                "aggregationRule.clusterRoleSelectors".to_string(),
+                "Required value: at least one clusterRoleSelector required if aggregationRule is non-nil".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn subjects_and_role_references_get_their_groups_by_default() {
+        let mut binding = json!({"roleRef": {"kind": "ClusterRole", "name": "view"}, "subjects": [
+            {"kind": "User", "name": "jane"}, {"kind": "ServiceAccount", "name": "default"}]});
+        default_binding(&mut binding);
+        assert_eq!(binding["roleRef"]["apiGroup"], GROUP);
+        assert_eq!(binding["subjects"][0]["apiGroup"], GROUP);
+        assert_eq!(binding["subjects"][1].get("apiGroup"), None);
+    }
+
+    #[test]
+    fn a_binding_prints_its_role_and_subjects_as_upstream() {
+        let binding = json!({"roleRef": {"kind": "ClusterRole", "name": "view"}, "subjects": [
+            {"kind": "User", "name": "jane"}, {"kind": "User", "name": "joe"},
+            {"kind": "Group", "name": "devs"}, {"kind": "ServiceAccount", "name": "default", "namespace": "a"}]});
+        let cells = binding_cells(&binding, json!("b"), json!("1m"), Timestamp::now());
+        assert_eq!(
+            cells,
+            [
+                json!("b"),
+                json!("ClusterRole/view"),
+                json!("1m"),
+                json!("jane, joe"),
+                json!("devs"),
+                json!("a:default")
+            ]
+        );
+    }
 }

@@ -18,7 +18,14 @@ pub const RESOURCE: ResourceType = ResourceType {
     },
     protobuf: Some(rbac::ROLE_LAYOUT),
     strategy: &RoleStrategy,
-    ..entry(rbac::GROUP, "Role", "roles", "role", true, round_trip::<Typed>)
+    ..entry(
+        rbac::GROUP,
+        "Role",
+        "roles",
+        "role",
+        true,
+        round_trip::<Typed>,
+    )
 };
 
 pub struct RoleStrategy;

@@ -102,8 +102,17 @@ const CLUSTER_ROLES: &[RoleRow] = &[
         &[urls(
             &["get"],
             &[
-                "/livez", "/readyz", "/healthz", "/version", "/version/", "/openapi",
-                "/openapi/*", "/api", "/api/*", "/apis", "/apis/*",
+                "/livez",
+                "/readyz",
+                "/healthz",
+                "/version",
+                "/version/",
+                "/openapi",
+                "/openapi/*",
+                "/api",
+                "/api/*",
+                "/apis",
+                "/apis/*",
             ],
         )],
     ),
@@ -112,8 +121,14 @@ const CLUSTER_ROLES: &[RoleRow] = &[
         &[urls(
             &["get"],
             &[
-                "/metrics", "/metrics/slis", "/livez", "/readyz", "/healthz", "/livez/*",
-                "/readyz/*", "/healthz/*",
+                "/metrics",
+                "/metrics/slis",
+                "/livez",
+                "/readyz",
+                "/healthz",
+                "/livez/*",
+                "/readyz/*",
+                "/healthz/*",
             ],
         )],
     ),
@@ -314,7 +329,10 @@ const CLUSTER_ROLES: &[RoleRow] = &[
             on(
                 READ,
                 &["autoscaling"],
-                &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+                &[
+                    "horizontalpodautoscalers",
+                    "horizontalpodautoscalers/status",
+                ],
             ),
             on(
                 READ,
@@ -437,11 +455,7 @@ const CLUSTER_ROLES: &[RoleRow] = &[
             on(READ, &["apps", "extensions"], &["replicasets"]),
             on(READ, &["apps"], &["statefulsets"]),
             on(READ, &["policy"], &["poddisruptionbudgets"]),
-            on(
-                READ,
-                CORE,
-                &["persistentvolumeclaims", "persistentvolumes"],
-            ),
+            on(READ, CORE, &["persistentvolumeclaims", "persistentvolumes"]),
             on(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
             on(
                 &["create"],
@@ -606,10 +620,11 @@ pub(crate) fn default_index() -> super::RbacIndex {
     let bindings = cluster_role_bindings();
     let index = super::RbacIndex::new();
     index.replace_all(
-        roles
-            .iter()
-            .map(|role| ("clusterroles", role))
-            .chain(bindings.iter().map(|binding| ("clusterrolebindings", binding))),
+        roles.iter().map(|role| ("clusterroles", role)).chain(
+            bindings
+                .iter()
+                .map(|binding| ("clusterrolebindings", binding)),
+        ),
     );
     index
 }
@@ -617,7 +632,10 @@ pub(crate) fn default_index() -> super::RbacIndex {
 /// `expected`'s labels or annotations over `existing`'s, the existing value winning (upstream's
 /// `merge(expected, existing)`); whether anything was added.
 fn merge_map(existing: &mut Value, expected: &Value, field: &str) -> bool {
-    let Some(wanted) = expected.pointer(&format!("/metadata/{field}")).and_then(Value::as_object) else {
+    let Some(wanted) = expected
+        .pointer(&format!("/metadata/{field}"))
+        .and_then(Value::as_object)
+    else {
         return false;
     };
     let meta = existing
@@ -645,7 +663,10 @@ fn merge_map(existing: &mut Value, expected: &Value, field: &str) -> bool {
 
 fn protected(existing: &Value) -> bool {
     existing
-        .pointer(&format!("/metadata/annotations/{}", AUTOUPDATE_ANNOTATION.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            AUTOUPDATE_ANNOTATION.replace('/', "~1")
+        ))
         .and_then(Value::as_str)
         == Some("false")
 }
@@ -687,7 +708,10 @@ pub fn reconciled_role(existing: &Value, expected: &Value) -> Option<Value> {
             .cloned()
             .unwrap_or_default()
     };
-    match (expected.get("aggregationRule"), existing.get("aggregationRule")) {
+    match (
+        expected.get("aggregationRule"),
+        existing.get("aggregationRule"),
+    ) {
         (None, Some(rule)) if !rule.is_null() => {
             if let Some(object) = role.as_object_mut() {
                 object.remove("aggregationRule");
@@ -726,7 +750,12 @@ pub fn reconciled_binding(existing: &Value, expected: &Value) -> BindingChange {
     let mut binding = existing.clone();
     let mut changed = merge_map(&mut binding, expected, "annotations");
     changed |= merge_map(&mut binding, expected, "labels");
-    let subjects = |b: &Value| b.get("subjects").and_then(Value::as_array).cloned().unwrap_or_default();
+    let subjects = |b: &Value| {
+        b.get("subjects")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let mut have = subjects(existing);
     for subject in subjects(expected) {
         if !have.contains(&subject) {

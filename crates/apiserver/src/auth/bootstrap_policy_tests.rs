@@ -56,7 +56,11 @@ fn the_user_facing_roles_aggregate_as_upstreams() {
     );
     let aggregated = with_aggregation(roles);
     let view_rules = Rule::all_of(named(&aggregated, "view"));
-    assert!(!view_rules.iter().any(|rule| rule.resources.contains(&"secrets".to_string())));
+    assert!(
+        !view_rules
+            .iter()
+            .any(|rule| rule.resources.contains(&"secrets".to_string()))
+    );
     let admin_rules = Rule::all_of(named(&aggregated, "admin"));
     // admin holds all of edit, which holds all of view.
     assert!(uncovered(&admin_rules, &Rule::all_of(named(&aggregated, "edit"))).is_empty());
@@ -73,9 +77,16 @@ fn reconciling_a_role_adds_what_is_missing_and_keeps_what_was_added() {
     let reconciled = reconciled_role(&existing, &expected).expect("changed");
     let rules = Rule::all_of(&reconciled);
     assert!(uncovered(&rules, &Rule::all_of(&expected)).is_empty());
-    assert!(rules.iter().any(|rule| rule.non_resource_urls.contains(&"/custom".to_string())));
+    assert!(
+        rules
+            .iter()
+            .any(|rule| rule.non_resource_urls.contains(&"/custom".to_string()))
+    );
     assert_eq!(reconciled["metadata"]["labels"]["team"], "a");
-    assert_eq!(reconciled["metadata"]["labels"]["kubernetes.io/bootstrapping"], "rbac-defaults");
+    assert_eq!(
+        reconciled["metadata"]["labels"]["kubernetes.io/bootstrapping"],
+        "rbac-defaults"
+    );
     assert_eq!(reconciled_role(&reconciled, &expected), None);
     assert_eq!(reconciled_role(&expected, &expected), None);
 }
@@ -129,12 +140,18 @@ async fn bootstrap_creates_the_policy_and_a_restart_restores_what_was_taken() {
         .await
         .expect("narrowed");
     registry.bootstrap().await.expect("bootstrap again");
-    let restored = registry.get(roles, "system:discovery").await.expect("there");
+    let restored = registry
+        .get(roles, "system:discovery")
+        .await
+        .expect("there");
     assert!(uncovered(&Rule::all_of(&restored), &Rule::all_of(&discovery)).is_empty());
     let bindings = Scope {
         resource: rbac_type("clusterrolebindings").expect("served"),
         namespace: None,
     };
     let admins = registry.get(bindings, "cluster-admin").await.expect("made");
-    assert_eq!(admins["subjects"], json!([{"kind": "Group", "apiGroup": GROUP, "name": "system:masters"}]));
+    assert_eq!(
+        admins["subjects"],
+        json!([{"kind": "Group", "apiGroup": GROUP, "name": "system:masters"}])
+    );
 }

@@ -202,7 +202,14 @@ pub fn confirm_no_escalation(
 }
 
 /// Whether `user` may `verb` (`escalate`, `bind`) the role `name` of `plural` in `namespace`.
-fn may(index: &RbacIndex, user: &UserInfo, verb: &str, plural: &str, name: &str, namespace: &str) -> bool {
+fn may(
+    index: &RbacIndex,
+    user: &UserInfo,
+    verb: &str,
+    plural: &str,
+    name: &str,
+    namespace: &str,
+) -> bool {
     let info = RequestInfo {
         verb: verb.to_string(),
         is_resource_request: true,
@@ -284,7 +291,11 @@ pub fn check_write(
             }
             confirm_no_escalation(index, user, namespace, &Rule::all_of(new))
                 .map_err(|why| refuse(&why))?;
-            let aggregation = |role: &Value| role.get("aggregationRule").filter(|r| !r.is_null()).cloned();
+            let aggregation = |role: &Value| {
+                role.get("aggregationRule")
+                    .filter(|r| !r.is_null())
+                    .cloned()
+            };
             let sets_aggregation = aggregation(new)
                 .is_some_and(|rule| old.and_then(aggregation).as_ref() != Some(&rule));
             if resource.plural == "clusterroles"

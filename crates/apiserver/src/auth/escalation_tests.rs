@@ -29,8 +29,15 @@ fn pod_role(verbs: &[&str]) -> Value {
 #[test]
 fn a_role_granting_what_the_writer_lacks_is_refused_with_upstreams_text() {
     let index = RbacIndex::new();
-    let refusal = check_write(&index, &jane(), resource("roles"), "shop", None, &pod_role(&["list"]))
-        .expect_err("refused");
+    let refusal = check_write(
+        &index,
+        &jane(),
+        resource("roles"),
+        "shop",
+        None,
+        &pod_role(&["list"]),
+    )
+    .expect_err("refused");
     assert_eq!(refusal.code, 403);
     assert_eq!(
         refusal.message,
@@ -44,8 +51,8 @@ fn the_missing_permissions_are_compacted_and_sorted() {
     let role = json!({"metadata": {"namespace": "shop", "name": "r"}, "rules": [
         {"verbs": ["get", "delete", "create"], "apiGroups": ["", "apps"], "resources": ["pods", "statefulsets"]},
         {"verbs": ["get"], "nonResourceURLs": ["/metrics"]}]});
-    let refusal = check_write(&index, &jane(), resource("roles"), "shop", None, &role)
-        .expect_err("refused");
+    let refusal =
+        check_write(&index, &jane(), resource("roles"), "shop", None, &role).expect_err("refused");
     let (_, missing) = refusal.message.split_once("held:\n").expect("a list");
     assert_eq!(
         missing.lines().collect::<Vec<_>>(),
@@ -62,10 +69,27 @@ fn the_missing_permissions_are_compacted_and_sorted() {
 #[test]
 fn what_the_writer_holds_may_be_granted() {
     let index = jane_with("edit");
-    check_write(&index, &jane(), resource("roles"), "shop", None, &pod_role(&["get", "list", "delete"]))
-        .expect("edit holds these");
+    check_write(
+        &index,
+        &jane(),
+        resource("roles"),
+        "shop",
+        None,
+        &pod_role(&["get", "list", "delete"]),
+    )
+    .expect("edit holds these");
     // Not in another namespace, where jane holds nothing.
-    assert!(check_write(&index, &jane(), resource("roles"), "other", None, &pod_role(&["get"])).is_err());
+    assert!(
+        check_write(
+            &index,
+            &jane(),
+            resource("roles"),
+            "other",
+            None,
+            &pod_role(&["get"])
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -78,10 +102,28 @@ fn escalate_and_masters_skip_the_check() {
         "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "escalator"},
         "subjects": [{"kind": "User", "apiGroup": GROUP, "name": "jane"}]});
     index.apply("clusterrolebindings", None, Some(&binding));
-    check_write(&index, &jane(), resource("roles"), "shop", None, &pod_role(&["*"])).expect("escalate");
-    let admin = UserInfo::new("kubernetes-admin", &["system:masters", "system:authenticated"]);
-    check_write(&RbacIndex::new(), &admin, resource("roles"), "shop", None, &pod_role(&["*"]))
-        .expect("masters");
+    check_write(
+        &index,
+        &jane(),
+        resource("roles"),
+        "shop",
+        None,
+        &pod_role(&["*"]),
+    )
+    .expect("escalate");
+    let admin = UserInfo::new(
+        "kubernetes-admin",
+        &["system:masters", "system:authenticated"],
+    );
+    check_write(
+        &RbacIndex::new(),
+        &admin,
+        resource("roles"),
+        "shop",
+        None,
+        &pod_role(&["*"]),
+    )
+    .expect("masters");
 }
 
 #[test]
@@ -93,13 +135,34 @@ fn a_binding_needs_bind_or_every_permission_of_its_role() {
             "subjects": [{"kind": "User", "apiGroup": GROUP, "name": "joe"}]})
     };
     // jane holds everything view grants (edit aggregates view).
-    check_write(&index, &jane(), resource("rolebindings"), "shop", None, &binding_to("view"))
-        .expect("view is covered");
-    let refusal = check_write(&index, &jane(), resource("rolebindings"), "shop", None, &binding_to("admin"))
-        .expect_err("admin is not");
+    check_write(
+        &index,
+        &jane(),
+        resource("rolebindings"),
+        "shop",
+        None,
+        &binding_to("view"),
+    )
+    .expect("view is covered");
+    let refusal = check_write(
+        &index,
+        &jane(),
+        resource("rolebindings"),
+        "shop",
+        None,
+        &binding_to("admin"),
+    )
+    .expect_err("admin is not");
     assert!(refusal.message.starts_with("rolebindings.rbac.authorization.k8s.io \"b\" is forbidden: user \"jane\" (groups=[\"developers\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n"), "{}", refusal.message);
-    let missing = check_write(&index, &jane(), resource("rolebindings"), "shop", None, &binding_to("gone"))
-        .expect_err("no such role");
+    let missing = check_write(
+        &index,
+        &jane(),
+        resource("rolebindings"),
+        "shop",
+        None,
+        &binding_to("gone"),
+    )
+    .expect_err("no such role");
     assert_eq!(
         missing.message,
         r#"rolebindings.rbac.authorization.k8s.io "b" is forbidden: clusterrole.rbac.authorization.k8s.io "gone" not found"#
@@ -112,7 +175,15 @@ fn a_binding_needs_bind_or_every_permission_of_its_role() {
         "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "binder"},
         "subjects": [{"kind": "User", "apiGroup": GROUP, "name": "jane"}]});
     index.apply("rolebindings", None, Some(&grant));
-    check_write(&index, &jane(), resource("rolebindings"), "shop", None, &binding_to("admin")).expect("bind");
+    check_write(
+        &index,
+        &jane(),
+        resource("rolebindings"),
+        "shop",
+        None,
+        &binding_to("admin"),
+    )
+    .expect("bind");
 }
 
 #[test]
@@ -120,7 +191,8 @@ fn an_aggregation_rule_needs_every_permission() {
     let index = jane_with("admin");
     let role = json!({"metadata": {"name": "mine"},
         "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]}});
-    let refusal = check_write(&index, &jane(), resource("clusterroles"), "", None, &role).expect_err("refused");
+    let refusal = check_write(&index, &jane(), resource("clusterroles"), "", None, &role)
+        .expect_err("refused");
     assert_eq!(
         refusal.message,
         r#"clusterroles.rbac.authorization.k8s.io "mine" is forbidden: must have cluster-admin privileges to use the aggregationRule"#
@@ -161,5 +233,14 @@ fn covering_follows_upstreams_comparator() {
         ..wanted("pods")
     }];
     assert_eq!(uncovered(&named, &[wanted("pods")]).len(), 1);
-    assert!(uncovered(&named, &[Rule { resource_names: vec!["a".into()], ..wanted("pods") }]).is_empty());
+    assert!(
+        uncovered(
+            &named,
+            &[Rule {
+                resource_names: vec!["a".into()],
+                ..wanted("pods")
+            }]
+        )
+        .is_empty()
+    );
 }

@@ -10,11 +10,11 @@ pub mod bootstrap_policy;
 pub mod escalation;
 mod node;
 pub mod rbac;
+#[cfg(test)]
+mod rbac_cluster_tests;
 mod references;
 mod request_info;
 pub mod requester;
-#[cfg(test)]
-mod rbac_cluster_tests;
 #[cfg(test)]
 mod tests;
 

@@ -29,7 +29,12 @@ pub const GROUP: &str = "rbac.authorization.k8s.io";
 const SERVICE_ACCOUNT_USER_PREFIX: &str = "system:serviceaccount:";
 
 /// The four kinds the index follows, by plural.
-pub const PLURALS: [&str; 4] = ["roles", "clusterroles", "rolebindings", "clusterrolebindings"];
+pub const PLURALS: [&str; 4] = [
+    "roles",
+    "clusterroles",
+    "rolebindings",
+    "clusterrolebindings",
+];
 
 /// An authorizer's answer: allowed or not, and why not (upstream's reason; empty for RBAC
 /// unless a binding names a role that does not exist).
@@ -163,7 +168,12 @@ enum SubjectKey {
 /// Upstream's `appliesToUser`, as a lookup key. `namespace` is the binding's (empty for a
 /// ClusterRoleBinding), where a ServiceAccount subject without one lives.
 fn subject_key(subject: &Value, namespace: &str) -> Option<SubjectKey> {
-    let text = |field: &str| subject.get(field).and_then(Value::as_str).unwrap_or_default();
+    let text = |field: &str| {
+        subject
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
     let name = text("name");
     match text("kind") {
         "User" => Some(SubjectKey::User(name.to_string())),
@@ -357,27 +367,32 @@ impl RbacIndex {
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Index> {
-        self.index.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Upstream's `RBACAuthorizer.Authorize`.
     pub fn authorize(&self, user: &UserInfo, info: &RequestInfo) -> Decision {
         let mut allowed = false;
         let mut errors = Vec::new();
-        self.read().visit(user, &info.namespace, &mut |visit| match visit {
-            Visit::Rule(rule) => {
-                allowed = rule.allows(info);
-                !allowed
-            }
-            Visit::Missing(error) => {
-                errors.push(error);
-                true
-            }
-        });
+        self.read()
+            .visit(user, &info.namespace, &mut |visit| match visit {
+                Visit::Rule(rule) => {
+                    allowed = rule.allows(info);
+                    !allowed
+                }
+                Visit::Missing(error) => {
+                    errors.push(error);
+                    true
+                }
+            });
         let reason = if allowed || errors.is_empty() {
             String::new()
         } else {
@@ -433,15 +448,14 @@ impl RbacIndex {
 
     /// The rules a binding's role reference grants in `namespace` (upstream's
     /// `GetRoleReferenceRules`), or the not-found text.
-    pub fn role_reference_rules(&self, role_ref: &RoleRef, namespace: &str) -> Result<Vec<Rule>, String> {
+    pub fn role_reference_rules(
+        &self,
+        role_ref: &RoleRef,
+        namespace: &str,
+    ) -> Result<Vec<Rule>, String> {
         self.read()
             .role_rules(role_ref, namespace)
             .map(|rules| rules.to_vec())
-    }
-
-    /// The rules of the ClusterRole `name`, if it exists.
-    pub fn cluster_role_rules(&self, name: &str) -> Option<Vec<Rule>> {
-        self.read().cluster_roles.get(name).map(|rules| rules.to_vec())
     }
 
     /// Applies one change of a followed kind (`plural`): `new` is the object after it (`None`:
@@ -453,7 +467,13 @@ impl RbacIndex {
 
     /// [`Self::apply`] for the change of store revision `revision`; ignored when the index
     /// already reflects it (a list taken later than the watch it races with).
-    pub fn apply_at(&self, revision: Revision, plural: &str, old: Option<&Value>, new: Option<&Value>) {
+    pub fn apply_at(
+        &self,
+        revision: Revision,
+        plural: &str,
+        old: Option<&Value>,
+        new: Option<&Value>,
+    ) {
         let mut index = self.write();
         if revision <= index.revision {
             return;
@@ -469,7 +489,11 @@ impl RbacIndex {
 
     /// [`Self::replace_all`] from a list at store revision `revision`; ignored when the index
     /// is already newer.
-    pub fn replace_at<'a>(&self, revision: Revision, objects: impl IntoIterator<Item = (&'a str, &'a Value)>) {
+    pub fn replace_at<'a>(
+        &self,
+        revision: Revision,
+        objects: impl IntoIterator<Item = (&'a str, &'a Value)>,
+    ) {
         let mut fresh = Index {
             revision,
             ..Index::default()

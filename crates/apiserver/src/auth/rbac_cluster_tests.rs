@@ -70,14 +70,30 @@ async fn admin_creates(cluster: &TestCluster, path: &str, body: Value) {
 async fn a_user_gets_what_its_bindings_grant_and_cannot_grant_more() {
     let cluster = TestCluster::start().await;
     let jane = jane();
-    let (code, body) = as_jane(&cluster, &jane, "GET", "/api/v1/namespaces/default/pods", "application/json", Value::Null).await;
+    let (code, body) = as_jane(
+        &cluster,
+        &jane,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        "application/json",
+        Value::Null,
+    )
+    .await;
     assert_eq!(code, 403);
     assert_eq!(
         message(&body),
         r#"pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default""#
     );
     // Discovery, through the default system:discovery binding.
-    let (code, _) = as_jane(&cluster, &jane, "GET", "/apis/apps/v1", "application/json", Value::Null).await;
+    let (code, _) = as_jane(
+        &cluster,
+        &jane,
+        "GET",
+        "/apis/apps/v1",
+        "application/json",
+        Value::Null,
+    )
+    .await;
     assert_eq!(code, 200);
 
     admin_creates(
@@ -96,20 +112,51 @@ async fn a_user_gets_what_its_bindings_grant_and_cannot_grant_more() {
             "subjects": [{"kind": "Group", "name": "developers"}]}),
     )
     .await;
-    let (code, body) = until_code(&cluster, &jane, "GET", "/api/v1/namespaces/default/pods", 200).await;
+    let (code, body) = until_code(
+        &cluster,
+        &jane,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        200,
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
-    let (code, _) = as_jane(&cluster, &jane, "GET", "/api/v1/namespaces/kube-system/pods", "application/json", Value::Null).await;
+    let (code, _) = as_jane(
+        &cluster,
+        &jane,
+        "GET",
+        "/api/v1/namespaces/kube-system/pods",
+        "application/json",
+        Value::Null,
+    )
+    .await;
     assert_eq!(code, 403);
 
     // A role with what jane holds is fine; one with more is refused, by create…
     let roles = format!("{RBAC}/namespaces/default/roles");
     let pod_reader = json!({"metadata": {"name": "pod-reader"},
         "rules": [{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}]});
-    let (code, body) = as_jane(&cluster, &jane, "POST", &roles, "application/json", pod_reader).await;
+    let (code, body) = as_jane(
+        &cluster,
+        &jane,
+        "POST",
+        &roles,
+        "application/json",
+        pod_reader,
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
     let secret_reader = json!({"metadata": {"name": "secret-reader"},
         "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}]});
-    let (code, body) = as_jane(&cluster, &jane, "POST", &roles, "application/json", secret_reader).await;
+    let (code, body) = as_jane(
+        &cluster,
+        &jane,
+        "POST",
+        &roles,
+        "application/json",
+        secret_reader,
+    )
+    .await;
     assert_eq!(code, 403);
     assert_eq!(
         message(&body),
@@ -119,13 +166,32 @@ async fn a_user_gets_what_its_bindings_grant_and_cannot_grant_more() {
     let path = format!("{roles}/pod-reader");
     let add_secrets = json!([{"op": "add", "path": "/rules/-",
         "value": {"verbs": ["get"], "apiGroups": [""], "resources": ["secrets"]}}]);
-    let (code, body) = as_jane(&cluster, &jane, "PATCH", &path, "application/json-patch+json", add_secrets).await;
+    let (code, body) = as_jane(
+        &cluster,
+        &jane,
+        "PATCH",
+        &path,
+        "application/json-patch+json",
+        add_secrets,
+    )
+    .await;
     assert_eq!(code, 403, "{body}");
     let replace = json!({"rules": [{"verbs": ["*"], "apiGroups": [""], "resources": ["pods"]}]});
-    let (code, _) = as_jane(&cluster, &jane, "PATCH", &path, "application/merge-patch+json", replace).await;
+    let (code, _) = as_jane(
+        &cluster,
+        &jane,
+        "PATCH",
+        &path,
+        "application/merge-patch+json",
+        replace,
+    )
+    .await;
     assert_eq!(code, 403);
     let (code, stored) = cluster.json("GET", &path, Value::Null).await;
-    assert_eq!((code, stored["rules"].as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!(
+        (code, stored["rules"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
 
     // A binding to a role jane does not hold needs `bind`; one to a role she holds does not.
     let bindings = format!("{RBAC}/namespaces/default/rolebindings");
@@ -140,14 +206,35 @@ async fn a_user_gets_what_its_bindings_grant_and_cannot_grant_more() {
         name: "pod-reader".to_string(),
     };
     for _ in 0..500 {
-        if cluster.state.rbac().role_reference_rules(&pod_reader_ref, "default").is_ok() {
+        if cluster
+            .state
+            .rbac()
+            .role_reference_rules(&pod_reader_ref, "default")
+            .is_ok()
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let (code, body) = as_jane(&cluster, &jane, "POST", &bindings, "application/json", bind("pod-reader", "Role")).await;
+    let (code, body) = as_jane(
+        &cluster,
+        &jane,
+        "POST",
+        &bindings,
+        "application/json",
+        bind("pod-reader", "Role"),
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
-    let (code, body) = as_jane(&cluster, &jane, "POST", &bindings, "application/json", bind("cluster-admin", "ClusterRole")).await;
+    let (code, body) = as_jane(
+        &cluster,
+        &jane,
+        "POST",
+        &bindings,
+        "application/json",
+        bind("cluster-admin", "ClusterRole"),
+    )
+    .await;
     assert_eq!(code, 403);
     assert!(message(&body).starts_with(
         "rolebindings.rbac.authorization.k8s.io \"joe-cluster-admin\" is forbidden: user \"jane\" (groups=[\"developers\" \"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n"
@@ -171,14 +258,25 @@ async fn an_invalid_binding_is_422_and_its_role_ref_never_changes() {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|c| (c["field"].as_str().unwrap_or_default(), c["message"].as_str().unwrap_or_default()))
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(
         causes,
         [
-            ("roleRef.kind", "Unsupported value: \"Role\": supported values: \"ClusterRole\""),
+            (
+                "roleRef.kind",
+                "Unsupported value: \"Role\": supported values: \"ClusterRole\""
+            ),
             ("subjects[0].namespace", "Required value"),
-            ("subjects[1].kind", "Unsupported value: \"Robot\": supported values: \"ServiceAccount\", \"User\", \"Group\""),
+            (
+                "subjects[1].kind",
+                "Unsupported value: \"Robot\": supported values: \"ServiceAccount\", \"User\", \"Group\""
+            ),
         ]
     );
     // roleRef never changes.
@@ -205,4 +303,3 @@ async fn admin_binding(cluster: &TestCluster) {
     )
     .await;
 }
-

@@ -13,7 +13,13 @@ fn request(method: &str, uri: &str) -> RequestInfo {
     RequestInfo::parse(&method, path, query)
 }
 
-fn rule(verbs: &[&str], groups: &[&str], resources: &[&str], names: &[&str], urls: &[&str]) -> Rule {
+fn rule(
+    verbs: &[&str],
+    groups: &[&str],
+    resources: &[&str],
+    names: &[&str],
+    urls: &[&str],
+) -> Rule {
     let owned = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
     Rule {
         verbs: owned(verbs),
@@ -144,9 +150,24 @@ fn a_binding_added_then_removed_grants_then_stops() {
     index.apply("rolebindings", None, Some(&binding));
     assert!(index.authorize(&jane(), &list_pods).allowed);
     // Only in the binding's namespace, and only what view grants.
-    assert!(!index.authorize(&jane(), &request("GET", "/api/v1/namespaces/other/pods")).allowed);
-    assert!(!index.authorize(&jane(), &request("GET", "/api/v1/namespaces/shop/secrets")).allowed);
-    assert!(!index.authorize(&jane(), &request("DELETE", "/api/v1/namespaces/shop/pods/x")).allowed);
+    assert!(
+        !index
+            .authorize(&jane(), &request("GET", "/api/v1/namespaces/other/pods"))
+            .allowed
+    );
+    assert!(
+        !index
+            .authorize(&jane(), &request("GET", "/api/v1/namespaces/shop/secrets"))
+            .allowed
+    );
+    assert!(
+        !index
+            .authorize(
+                &jane(),
+                &request("DELETE", "/api/v1/namespaces/shop/pods/x")
+            )
+            .allowed
+    );
     index.apply("rolebindings", Some(&binding), None);
     assert!(!index.authorize(&jane(), &list_pods).allowed);
 }
@@ -164,7 +185,11 @@ fn a_changed_binding_loses_the_subjects_it_no_longer_names() {
     index.apply("clusterrolebindings", None, Some(&to("developers")));
     let get = request("GET", "/api/v1/namespaces/a/pods/x");
     assert!(index.authorize(&jane(), &get).allowed);
-    index.apply("clusterrolebindings", Some(&to("developers")), Some(&to("ops")));
+    index.apply(
+        "clusterrolebindings",
+        Some(&to("developers")),
+        Some(&to("ops")),
+    );
     assert!(!index.authorize(&jane(), &get).allowed);
     // A role's rules change with it.
     index.apply("clusterrolebindings", None, Some(&to("developers")));
@@ -197,7 +222,14 @@ fn service_account_subjects_are_their_users_in_the_bindings_namespace_by_default
         "roleRef": {"apiGroup": GROUP, "kind": "ClusterRole", "name": "view"},
         "subjects": [{"kind": "ServiceAccount", "name": "default"}]});
     index.apply("clusterrolebindings", None, Some(&cluster_binding));
-    assert!(!index.authorize(&account("other", "default"), &request("GET", "/api/v1/namespaces/other/pods")).allowed);
+    assert!(
+        !index
+            .authorize(
+                &account("other", "default"),
+                &request("GET", "/api/v1/namespaces/other/pods")
+            )
+            .allowed
+    );
 }
 
 #[test]
@@ -241,29 +273,83 @@ fn the_default_roles_grant_what_upstreams_do() {
         index.apply("rolebindings", None, Some(&binding));
         UserInfo::new(&format!("{role}-user"), &["system:authenticated"])
     };
-    let (viewer, editor, admin) = (grant("view", "shop"), grant("edit", "shop"), grant("admin", "shop"));
-    let may = |user: &UserInfo, method: &str, uri: &str| index.authorize(user, &request(method, uri)).allowed;
+    let (viewer, editor, admin) = (
+        grant("view", "shop"),
+        grant("edit", "shop"),
+        grant("admin", "shop"),
+    );
+    let may = |user: &UserInfo, method: &str, uri: &str| {
+        index.authorize(user, &request(method, uri)).allowed
+    };
     // view reads, but never secrets.
-    assert!(may(&viewer, "GET", "/apis/apps/v1/namespaces/shop/statefulsets"));
-    assert!(may(&viewer, "GET", "/api/v1/namespaces/shop/pods/web-0/log"));
+    assert!(may(
+        &viewer,
+        "GET",
+        "/apis/apps/v1/namespaces/shop/statefulsets"
+    ));
+    assert!(may(
+        &viewer,
+        "GET",
+        "/api/v1/namespaces/shop/pods/web-0/log"
+    ));
     assert!(!may(&viewer, "GET", "/api/v1/namespaces/shop/secrets"));
     assert!(!may(&viewer, "GET", "/api/v1/namespaces/shop/secrets/db"));
-    assert!(!may(&viewer, "DELETE", "/api/v1/namespaces/shop/pods/web-0"));
+    assert!(!may(
+        &viewer,
+        "DELETE",
+        "/api/v1/namespaces/shop/pods/web-0"
+    ));
     // edit writes workloads and reads secrets, but may not write roles or bindings.
     assert!(may(&editor, "GET", "/api/v1/namespaces/shop/secrets/db"));
-    assert!(may(&editor, "POST", "/apis/apps/v1/namespaces/shop/statefulsets"));
-    assert!(may(&editor, "PATCH", "/apis/apps/v1/namespaces/shop/statefulsets/web/scale"));
-    assert!(may(&editor, "POST", "/api/v1/namespaces/shop/pods/web-0/exec"));
-    assert!(!may(&editor, "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles"));
-    assert!(!may(&editor, "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings"));
+    assert!(may(
+        &editor,
+        "POST",
+        "/apis/apps/v1/namespaces/shop/statefulsets"
+    ));
+    assert!(may(
+        &editor,
+        "PATCH",
+        "/apis/apps/v1/namespaces/shop/statefulsets/web/scale"
+    ));
+    assert!(may(
+        &editor,
+        "POST",
+        "/api/v1/namespaces/shop/pods/web-0/exec"
+    ));
+    assert!(!may(
+        &editor,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles"
+    ));
+    assert!(!may(
+        &editor,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings"
+    ));
     // admin may, in its namespace only.
-    assert!(may(&admin, "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles"));
-    assert!(may(&admin, "DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/x"));
-    assert!(!may(&admin, "POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/other/roles"));
+    assert!(may(
+        &admin,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles"
+    ));
+    assert!(may(
+        &admin,
+        "DELETE",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings/x"
+    ));
+    assert!(!may(
+        &admin,
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/other/roles"
+    ));
     assert!(!may(&admin, "GET", "/api/v1/nodes"));
     // Everyone authenticated reads discovery and reviews itself.
     assert!(may(&viewer, "GET", "/apis/apps/v1"));
-    assert!(may(&viewer, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"));
+    assert!(may(
+        &viewer,
+        "POST",
+        "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    ));
     assert!(!may(&viewer, "GET", "/metrics"));
 }
 
@@ -279,14 +365,29 @@ fn rules_for_lists_what_applies_as_a_rules_review_does() {
     index.apply("rolebindings", None, Some(&binding));
     let (resources, non_resources) = index.rules_for(&jane(), "shop");
     assert!(resources.iter().any(|rule| rule.verbs == ["create"]
-        && rule.resources.as_deref() == Some(&["selfsubjectaccessreviews".to_string(), "selfsubjectrulesreviews".to_string()][..])));
-    assert!(resources.iter().any(|rule| rule.resources.as_ref().is_some_and(|r| r.contains(&"statefulsets".to_string()))));
-    assert!(non_resources.iter().any(|rule| rule
-        .non_resource_urls
-        .as_ref()
-        .is_some_and(|urls| urls.contains(&"/apis/*".to_string()))));
+        && rule.resources.as_deref()
+            == Some(
+                &[
+                    "selfsubjectaccessreviews".to_string(),
+                    "selfsubjectrulesreviews".to_string()
+                ][..]
+            )));
+    assert!(resources.iter().any(|rule| {
+        rule.resources
+            .as_ref()
+            .is_some_and(|r| r.contains(&"statefulsets".to_string()))
+    }));
+    assert!(non_resources.iter().any(|rule| {
+        rule.non_resource_urls
+            .as_ref()
+            .is_some_and(|urls| urls.contains(&"/apis/*".to_string()))
+    }));
     let (elsewhere, _) = index.rules_for(&jane(), "other");
-    assert!(!elsewhere.iter().any(|rule| rule.resources.as_ref().is_some_and(|r| r.contains(&"statefulsets".to_string()))));
+    assert!(!elsewhere.iter().any(|rule| {
+        rule.resources
+            .as_ref()
+            .is_some_and(|r| r.contains(&"statefulsets".to_string()))
+    }));
 }
 
 #[test]

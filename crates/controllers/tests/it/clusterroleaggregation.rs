@@ -7,7 +7,12 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use crate::support::{Running, cluster, eventually, object};
 
 /// Whether `role`'s rules grant `verb` on `resource`, as the check needs it spelled.
-async fn grants(roles: &Api<ClusterRole>, role: &str, verb: &str, resource: &str) -> Result<(), String> {
+async fn grants(
+    roles: &Api<ClusterRole>,
+    role: &str,
+    verb: &str,
+    resource: &str,
+) -> Result<(), String> {
     let found = roles.get(role).await.map_err(|error| error.to_string())?;
     let rules = found.rules.unwrap_or_default();
     let granted = rules.iter().any(|rule| {
@@ -24,14 +29,24 @@ async fn grants(roles: &Api<ClusterRole>, role: &str, verb: &str, resource: &str
 #[tokio::test]
 async fn aggregated_roles_gather_the_rules_of_the_roles_they_select() {
     let (_cluster, client) = cluster().await;
-    let _controller = Running::default()
-        .with(petset_controllers::clusterroleaggregation::run(client.clone()));
+    let _controller = Running::default().with(petset_controllers::clusterroleaggregation::run(
+        client.clone(),
+    ));
     let roles: Api<ClusterRole> = Api::all(client.clone());
     eventually("view reads pods", || grants(&roles, "view", "get", "pods")).await;
-    eventually("edit deletes pods", || grants(&roles, "edit", "delete", "pods")).await;
+    eventually("edit deletes pods", || {
+        grants(&roles, "edit", "delete", "pods")
+    })
+    .await;
     // admin gathers edit, which gathered view.
-    eventually("admin reads pods", || grants(&roles, "admin", "list", "pods")).await;
-    eventually("admin writes roles", || grants(&roles, "admin", "create", "roles")).await;
+    eventually("admin reads pods", || {
+        grants(&roles, "admin", "list", "pods")
+    })
+    .await;
+    eventually("admin writes roles", || {
+        grants(&roles, "admin", "create", "roles")
+    })
+    .await;
     let view = roles.get("view").await.expect("view");
     let reads_secrets = view
         .rules
@@ -57,6 +72,12 @@ async fn aggregated_roles_gather_the_rules_of_the_roles_they_select() {
         )
         .await
         .expect("label");
-    eventually("view reads widgets", || grants(&roles, "view", "get", "widgets")).await;
-    eventually("edit reads widgets", || grants(&roles, "edit", "get", "widgets")).await;
+    eventually("view reads widgets", || {
+        grants(&roles, "view", "get", "widgets")
+    })
+    .await;
+    eventually("edit reads widgets", || {
+        grants(&roles, "edit", "get", "widgets")
+    })
+    .await;
 }

@@ -24,8 +24,18 @@ fn rows(table: &str) -> Vec<Vec<String>> {
 fn each_rbac_kind_is_created_by_kubectl_and_printed_as_upstream() {
     let petset = petset();
 
-    let role = petset.kubectl(&["create", "role", "pod-reader", "--verb=get", "--verb=list", "--resource=pods"]);
-    assert_eq!(role.ok(), "role.rbac.authorization.k8s.io/pod-reader created\n");
+    let role = petset.kubectl(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    assert_eq!(
+        role.ok(),
+        "role.rbac.authorization.k8s.io/pod-reader created\n"
+    );
     let binding = petset.kubectl(&[
         "create",
         "rolebinding",
@@ -35,9 +45,20 @@ fn each_rbac_kind_is_created_by_kubectl_and_printed_as_upstream() {
         "--user=jane",
         "--group=developers",
     ]);
-    assert_eq!(binding.ok(), "rolebinding.rbac.authorization.k8s.io/read-pods created\n");
-    let aggregated = petset.kubectl(&["create", "clusterrole", "team-view", "--aggregation-rule=team=a"]);
-    assert_eq!(aggregated.ok(), "clusterrole.rbac.authorization.k8s.io/team-view created\n");
+    assert_eq!(
+        binding.ok(),
+        "rolebinding.rbac.authorization.k8s.io/read-pods created\n"
+    );
+    let aggregated = petset.kubectl(&[
+        "create",
+        "clusterrole",
+        "team-view",
+        "--aggregation-rule=team=a",
+    ]);
+    assert_eq!(
+        aggregated.ok(),
+        "clusterrole.rbac.authorization.k8s.io/team-view created\n"
+    );
     let plain = petset.kubectl(&[
         "create",
         "clusterrole",
@@ -45,7 +66,10 @@ fn each_rbac_kind_is_created_by_kubectl_and_printed_as_upstream() {
         "--verb=get",
         "--resource=pods",
     ]);
-    assert_eq!(plain.ok(), "clusterrole.rbac.authorization.k8s.io/team-a-pods created\n");
+    assert_eq!(
+        plain.ok(),
+        "clusterrole.rbac.authorization.k8s.io/team-a-pods created\n"
+    );
     let cluster_binding = petset.kubectl(&[
         "create",
         "clusterrolebinding",
@@ -58,17 +82,40 @@ fn each_rbac_kind_is_created_by_kubectl_and_printed_as_upstream() {
         "clusterrolebinding.rbac.authorization.k8s.io/team-view created\n"
     );
 
-    let roles = rows(petset.kubectl(&["get", "role", "pod-reader", "-o", "wide"]).ok());
+    let roles = rows(
+        petset
+            .kubectl(&["get", "role", "pod-reader", "-o", "wide"])
+            .ok(),
+    );
     assert_eq!(roles[0], ["NAME", "CREATED", "AT"]);
     assert_eq!(roles[1][0], "pod-reader");
     assert!(roles[1][1].ends_with('Z'), "{roles:?}");
 
-    let bindings = rows(petset.kubectl(&["get", "rolebinding", "read-pods", "-o", "wide"]).ok());
-    assert_eq!(bindings[0], ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]);
+    let bindings = rows(
+        petset
+            .kubectl(&["get", "rolebinding", "read-pods", "-o", "wide"])
+            .ok(),
+    );
+    assert_eq!(
+        bindings[0],
+        ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    );
     let row = &bindings[1];
     assert_eq!(
-        (row[0].as_str(), row[1].as_str(), row[3].as_str(), row[4].as_str(), row[5].as_str()),
-        ("read-pods", "ClusterRole/view", "jane", "developers", "default:default"),
+        (
+            row[0].as_str(),
+            row[1].as_str(),
+            row[3].as_str(),
+            row[4].as_str(),
+            row[5].as_str()
+        ),
+        (
+            "read-pods",
+            "ClusterRole/view",
+            "jane",
+            "developers",
+            "default:default"
+        ),
         "{bindings:?}"
     );
 
@@ -77,7 +124,10 @@ fn each_rbac_kind_is_created_by_kubectl_and_printed_as_upstream() {
             .kubectl(&["get", "clusterrolebinding", "team-view", "-o", "wide"])
             .ok(),
     );
-    assert_eq!(cluster_bindings[0], ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]);
+    assert_eq!(
+        cluster_bindings[0],
+        ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]
+    );
     assert_eq!(cluster_bindings[1][1], "ClusterRole/team-view");
     assert_eq!(cluster_bindings[1][3], "team-a");
 
@@ -103,7 +153,11 @@ fn each_rbac_kind_is_created_by_kubectl_and_printed_as_upstream() {
 #[test]
 fn the_default_policy_is_there_and_view_gathers_its_rules() {
     let petset = petset();
-    let bindings = rows(petset.kubectl(&["get", "clusterrolebinding", "cluster-admin", "-o", "wide"]).ok());
+    let bindings = rows(
+        petset
+            .kubectl(&["get", "clusterrolebinding", "cluster-admin", "-o", "wide"])
+            .ok(),
+    );
     assert_eq!(bindings[1][1], "ClusterRole/cluster-admin");
     assert_eq!(bindings[1][3], "system:masters");
     let gathered = wait_until(Duration::from_secs(30), || {

@@ -284,6 +284,7 @@ mod tests {
                 ("apps", "v1"),
                 ("events.k8s.io", "v1"),
                 ("policy", "v1"),
+                ("rbac.authorization.k8s.io", "v1"),
                 ("storage.k8s.io", "v1"),
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),

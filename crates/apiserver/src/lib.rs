@@ -74,13 +74,17 @@ pub struct ApiState {
     /// else one made for this process (in-process tests); `None` only if the system's random
     /// source failed.
     service_account_key: Option<Arc<SigningKey>>,
+    /// The RBAC authorizer's index, fed by the watch cache.
+    rbac: Arc<auth::RbacIndex>,
 }
 
 impl ApiState {
     pub fn new(store: Arc<dyn Store>, admin_token: Option<String>) -> Self {
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let rbac = Arc::new(auth::RbacIndex::new());
         Self {
-            registry: Arc::new(Registry::new(store.clone())),
+            registry: Arc::new(Registry::new(store.clone()).with_rbac(rbac.clone())),
+            rbac,
             watch_cache: Arc::new(watch_cache::WatchCache::new()),
             store,
             serving: Arc::new(AtomicBool::new(true)),
@@ -125,10 +129,19 @@ impl ApiState {
         &self.registry
     }
 
-    /// Starts feeding the watch cache from the store; until then (and whenever it restarts)
-    /// watches are served from the store directly.
+    /// The RBAC authorizer (for the access and rules reviews).
+    pub fn rbac(&self) -> &Arc<auth::RbacIndex> {
+        &self.rbac
+    }
+
+    /// Starts feeding the watch cache (and the RBAC index) from the store; until then (and
+    /// whenever it restarts) watches are served from the store directly.
     pub fn spawn_watch_cache(&self) -> tokio::task::JoinHandle<()> {
-        watch_cache::spawn(self.watch_cache.clone(), self.store.clone())
+        watch_cache::spawn(
+            self.watch_cache.clone(),
+            self.store.clone(),
+            self.rbac.clone(),
+        )
     }
 
     /// Marks the server as shutting down: `/readyz` fails so clients move away, and open

@@ -14,6 +14,7 @@ use petset_api::{ApiError, Cause, depth, time, validate};
 use petset_store::{KeyValue, ListOptions, Revision, Store, StoreError};
 use serde_json::{Map, Value, json};
 
+use crate::auth::RbacIndex;
 use crate::ipalloc;
 
 use crate::clock::{Clock, RandomUids, SystemClock, Uids};
@@ -112,6 +113,8 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     /// Where object uids (and `generateName` suffixes) come from.
     uids: Arc<dyn Uids>,
+    /// What the requester of a write holds, for the RBAC kinds' escalation check.
+    rbac: Arc<RbacIndex>,
 }
 
 /// The error a store failure becomes.
@@ -229,7 +232,38 @@ impl Registry {
             service_network: DEFAULT_SERVICE_NETWORK,
             clock: Arc::new(SystemClock),
             uids: Arc::new(RandomUids),
+            rbac: Arc::new(RbacIndex::new()),
         }
+    }
+
+    /// Checks writes of RBAC objects against what `rbac` says their requester holds.
+    pub fn with_rbac(mut self, rbac: Arc<RbacIndex>) -> Self {
+        self.rbac = rbac;
+        self
+    }
+
+    /// Upstream's policy-based RBAC storage: a network request (which has a requester) may
+    /// not write a role or binding granting more than its requester holds.
+    fn check_escalation(
+        &self,
+        scope: Scope<'_>,
+        old: Option<&Value>,
+        new: &Value,
+    ) -> Result<(), ApiError> {
+        if scope.resource.group != crate::auth::rbac::GROUP {
+            return Ok(());
+        }
+        let Some(requester) = crate::auth::requester::current() else {
+            return Ok(());
+        };
+        crate::auth::escalation::check_write(
+            &self.rbac,
+            &requester,
+            scope.resource,
+            scope.namespace.unwrap_or_default(),
+            old,
+            new,
+        )
     }
 
     /// Timestamps from `clock` and uids from `uids` instead (the test tier's fixed ones).
@@ -244,6 +278,7 @@ impl Registry {
         Self::new(self.store.clone())
             .with_service_network(self.service_network)
             .with_clock(self.clock.clone(), self.uids.clone())
+            .with_rbac(self.rbac.clone())
     }
 
     /// Now, by this registry's clock.
@@ -459,6 +494,7 @@ impl Registry {
         }
         resource.strategy.prepare_for_create(&mut object);
         resource.strategy.defaults(&mut object);
+        self.check_escalation(scope, None, &object)?;
         self.admit_create(scope, &mut object).await?;
         let causes = validate::create(resource, &object);
         if !causes.is_empty() {
@@ -747,6 +783,7 @@ impl Registry {
             if subresource.is_none() || subresource == Some("status") {
                 resource.strategy.defaults(&mut next);
             }
+            self.check_escalation(scope, Some(&current), &next)?;
             // Compared after defaulting: a spec that only differs by defaults is unchanged.
             if resource.strategy.tracks_generation() && current.get("spec") != next.get("spec") {
                 let generation = meta(&current)
@@ -969,9 +1006,11 @@ impl Registry {
         Err(ApiError::conflict(scope.resource, name))
     }
 
-    /// Creates the objects every cluster starts with, when missing.
+    /// Creates the objects every cluster starts with, when missing, and reconciles the default
+    /// RBAC policy.
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         self.ensure_system_objects().await?;
+        crate::auth::bootstrap_policy::reconcile(self).await?;
         let network = ipalloc::ServiceNetwork::new(self.service_network);
         ipalloc::repair(self.store.as_ref(), network, ipalloc::RESERVATION_GRACE).await?;
         if let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") {

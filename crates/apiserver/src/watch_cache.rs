@@ -12,11 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use petset_api::resources;
-use petset_store::{EventKind, Revision, Store, StoreError};
+use petset_store::{EventKind, ListOptions, Revision, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::auth::RbacIndex;
 use crate::registry::decode_at;
 
 /// An object shared by every watcher that receives it, with its JSON made once.
@@ -178,11 +179,15 @@ impl WatchCache {
     }
 }
 
-/// Feeds the cache from the store until the returned task is aborted.
-pub fn spawn(cache: Arc<WatchCache>, store: Arc<dyn Store>) -> JoinHandle<()> {
+/// Feeds the cache (and `rbac`) from the store until the returned task is aborted.
+pub fn spawn(
+    cache: Arc<WatchCache>,
+    store: Arc<dyn Store>,
+    rbac: Arc<RbacIndex>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Err(error) = feed(&cache, &store).await {
+            if let Err(error) = feed(&cache, &store, &rbac).await {
                 tracing::warn!(%error, "watch cache lost its store watch; restarting");
             }
             cache.stop();
@@ -191,22 +196,92 @@ pub fn spawn(cache: Arc<WatchCache>, store: Arc<dyn Store>) -> JoinHandle<()> {
     })
 }
 
-async fn feed(cache: &WatchCache, store: &Arc<dyn Store>) -> Result<(), StoreError> {
+async fn feed(
+    cache: &WatchCache,
+    store: &Arc<dyn Store>,
+    rbac: &RbacIndex,
+) -> Result<(), StoreError> {
     let start = store.current_revision().await?;
     let mut stream = store.watch("/registry/", start + 1).await?;
+    load_rbac(store, rbac, start).await?;
     cache.restart_at(start);
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        let events = batch
+        let events: Vec<Arc<CachedEvent>> = batch
             .events
             .iter()
             .filter_map(CachedEvent::decode)
             .map(Arc::new)
             .collect();
+        // Applied before anyone sees the batch: a client that watched its binding arrive is
+        // authorized by it.
+        for event in &events {
+            apply_rbac(rbac, event);
+        }
         cache.publish(Batch {
             events,
             revision: batch.revision,
         });
     }
     Ok(())
+}
+
+/// Loads the RBAC index from the store now, for a request that comes before the watch cache
+/// has (or on a server that runs none).
+pub(crate) async fn load_rbac_now(
+    store: &Arc<dyn Store>,
+    rbac: &RbacIndex,
+) -> Result<(), StoreError> {
+    let revision = store.current_revision().await?;
+    load_rbac(store, rbac, revision).await
+}
+
+/// The RBAC objects as of `revision`, the one the store watch continues from.
+async fn load_rbac(
+    store: &Arc<dyn Store>,
+    rbac: &RbacIndex,
+    revision: Revision,
+) -> Result<(), StoreError> {
+    let mut objects = Vec::new();
+    for plural in crate::auth::rbac::PLURALS {
+        let Some(resource) = resources::find(crate::auth::rbac::GROUP, "v1", plural) else {
+            continue;
+        };
+        let page = store
+            .list(ListOptions {
+                prefix: resource.list_prefix(None),
+                revision: Some(revision),
+                ..ListOptions::default()
+            })
+            .await?;
+        for kv in &page.items {
+            if let Ok(object) = decode_at(resource, &kv.value, revision) {
+                objects.push((plural, object));
+            }
+        }
+    }
+    rbac.replace_at(
+        revision,
+        objects.iter().map(|(plural, object)| (*plural, object)),
+    );
+    Ok(())
+}
+
+fn apply_rbac(rbac: &RbacIndex, event: &CachedEvent) {
+    let Some(resource) = resources::find_by_key(&event.key) else {
+        return;
+    };
+    if resource.group != crate::auth::rbac::GROUP {
+        return;
+    }
+    let new = match event.kind {
+        EventKind::Deleted => None,
+        _ => event.new.as_ref().map(Shared::value),
+    };
+    rbac.apply_at(
+        event.revision,
+        resource.plural,
+        event.old.as_ref().map(Shared::value),
+        new,
+    );
 }

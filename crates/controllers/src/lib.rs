@@ -2,9 +2,10 @@
 //! API with `kube::Client` (in process or over the network, unchanged): the StatefulSet
 //! controller, Endpoints and EndpointSlices, the `local-path` volume provisioner, storage
 //! protection, the scheduler, node lifecycle (heartbeats, taints and taint eviction), the
-//! fenced failover of a lost node's StatefulSet pods, and every namespace's `default`
-//! ServiceAccount and `kube-root-ca.crt` ConfigMap.
+//! fenced failover of a lost node's StatefulSet pods, every namespace's `default`
+//! ServiceAccount and `kube-root-ca.crt` ConfigMap, and the rules of aggregated ClusterRoles.
 
+pub mod clusterroleaggregation;
 mod disruption;
 pub mod endpoints;
 pub mod leader;
@@ -56,6 +57,7 @@ pub fn spawn_all_with(
     if let Some(ca_pem) = cluster_ca {
         tasks.spawn(rootcacertpublisher::run(client.clone(), ca_pem));
     }
+    tasks.spawn(clusterroleaggregation::run(client.clone()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -13,6 +13,8 @@ use crate::error::Cause;
 use crate::names;
 use crate::patch::MergeKeys;
 
+pub mod clusterrole;
+pub mod clusterrolebinding;
 pub mod configmap;
 pub mod controllerrevision;
 pub mod endpoints;
@@ -28,6 +30,9 @@ pub mod pod;
 pub mod pv;
 pub mod pvc;
 pub mod reviews;
+pub mod rbac;
+pub mod role;
+pub mod rolebinding;
 pub mod secret;
 pub mod service;
 pub mod serviceaccount;
@@ -61,6 +66,10 @@ macro_rules! served_kinds {
             controllerrevision,
             events_v1,
             pdb,
+            clusterrolebinding,
+            clusterrole,
+            rolebinding,
+            role,
             storageclass,
             endpointslice,
             lease,

@@ -1,7 +1,10 @@
-//! What a user may do. `system:masters` may do anything; every authenticated user may read
-//! discovery (upstream's default `system:discovery` binding); a node may do what upstream's
-//! Node authorizer and NodeRestriction admission let a kubelet do, as far as petset's agent
-//! needs ([`super::node`]); anything else is refused with upstream's 403 text.
+//! What a user may do, as upstream's authorizer chain `Node,RBAC`. `system:masters` may do
+//! anything (upstream's privileged group, which is also bound to `cluster-admin`); a node may do
+//! what upstream's Node authorizer and NodeRestriction admission let a kubelet do, as far as
+//! petset's agent needs ([`super::node`]), and what RBAC grants it beyond; everyone else what
+//! RBAC grants ([`super::rbac`]: discovery and the self reviews through the default
+//! `system:discovery`, `system:basic-user` and `system:public-info-viewer` bindings). A refusal
+//! carries upstream's 403 text, with the reasons of the authorizers that had no opinion.
 
 use petset_api::ApiError;
 use petset_api::error::Details;
@@ -9,6 +12,7 @@ use serde_json::Value;
 
 use super::authn::MASTERS_GROUP;
 use super::node::{self, Outcome};
+use super::rbac::RbacIndex;
 use super::{RequestInfo, UserInfo};
 
 /// What the rules read beyond the URL, fetched only when [`needs`] says so.
@@ -40,38 +44,38 @@ pub fn needs(user: &UserInfo, info: &RequestInfo) -> Needs {
     }
 }
 
-/// Non-resource paths `system:discovery` lets every authenticated user read.
-fn is_discovery(path: &str) -> bool {
-    let path = path.trim_end_matches('/');
-    matches!(path, "/api" | "/apis" | "/openapi" | "/version")
-        || ["/api/", "/apis/", "/openapi/"]
-            .iter()
-            .any(|prefix| path.starts_with(prefix))
-}
-
 /// Lets the request through, or the 403 upstream answers it with.
-pub fn authorize(user: &UserInfo, info: &RequestInfo, facts: &Facts) -> Result<(), ApiError> {
+pub fn authorize(
+    rbac: &RbacIndex,
+    user: &UserInfo,
+    info: &RequestInfo,
+    facts: &Facts,
+) -> Result<(), ApiError> {
     if user.in_group(MASTERS_GROUP) {
         return Ok(());
     }
-    if !info.is_resource_request && info.verb == "get" && is_discovery(&info.path) {
+    // The Node authorizer first: its "no opinion" (with its reason) falls through to RBAC.
+    let mut reasons = Vec::new();
+    if let Some(node_name) = node::identity(user) {
+        match node::decide(user, node_name, info, facts) {
+            Outcome::Allow => return Ok(()),
+            Outcome::Refuse { name, message } => return Err(forbidden(info, &name, message)),
+            Outcome::Deny(reason) => reasons.extend(reason),
+        }
+    }
+    let decision = rbac.authorize(user, info);
+    if decision.allowed {
         return Ok(());
     }
-    let outcome = match node::identity(user) {
-        Some(node_name) => node::decide(user, node_name, info, facts),
-        None => Outcome::Deny(None),
-    };
-    match outcome {
-        Outcome::Allow => Ok(()),
-        Outcome::Deny(reason) => {
-            let denial = match reason {
-                Some(reason) => format!("{}: {reason}", denial_message(user, info)),
-                None => denial_message(user, info),
-            };
-            Err(forbidden(info, &info.name, denial))
-        }
-        Outcome::Refuse { name, message } => Err(forbidden(info, &name, message)),
+    if !decision.reason.is_empty() {
+        reasons.push(decision.reason);
     }
+    // Upstream's union authorizer joins the reasons of its members with newlines.
+    let denial = match reasons.is_empty() {
+        true => denial_message(user, info),
+        false => format!("{}: {}", denial_message(user, info), reasons.join("\n")),
+    };
+    Err(forbidden(info, &info.name, denial))
 }
 
 /// The authorizer's refusal (upstream's `forbiddenMessage`).
@@ -276,6 +280,7 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
 
     #[test]
     fn the_decision_table() {
+        let policy = crate::auth::bootstrap_policy::default_index();
         for line in TABLE.lines().filter(|line| !line.trim().is_empty()) {
             let (request_text, expected) = line.split_once(" => ").expect("a decision");
             let mut words = request_text.split_whitespace();
@@ -293,7 +298,7 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
                     _ => panic!("{line}: {word}?"),
                 }
             }
-            let decision = authorize(&user(user_key), &request(method, uri), &facts);
+            let decision = authorize(&policy, &user(user_key), &request(method, uri), &facts);
             match decision {
                 Ok(()) => assert_eq!(expected, "allowed", "{line}"),
                 Err(refusal) => {
@@ -346,7 +351,9 @@ n1 DELETE /api/v1/persistentvolumes/pvc-1 => persistentvolumes "pvc-1" is forbid
             "PATCH",
             "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n2",
         );
-        let refusal = authorize(&user("n1"), &info, &Facts::default()).expect_err("refused");
+        let policy = crate::auth::bootstrap_policy::default_index();
+        let refusal =
+            authorize(&policy, &user("n1"), &info, &Facts::default()).expect_err("refused");
         let status = refusal.to_status();
         assert_eq!(
             status["details"],

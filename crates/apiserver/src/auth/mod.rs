@@ -1,14 +1,21 @@
 //! Who is asking and what they may do: authentication (the admin token, client certificates of
 //! the cluster CA) and authorization (`system:masters` may do anything; a node's certificate
-//! gets upstream's Node authorizer and NodeRestriction rules; anyone else only discovery).
+//! gets upstream's Node authorizer and NodeRestriction rules, then RBAC; anyone else RBAC,
+//! over the default policy of `bootstrap_policy.rs` and whatever has been bound since).
 //! Every request a handler sees carries the [`UserInfo`] it was let in as.
 
 mod authn;
 mod authz;
+pub mod bootstrap_policy;
+pub mod escalation;
 mod impersonation;
 mod node;
+pub mod rbac;
+#[cfg(test)]
+mod rbac_cluster_tests;
 mod references;
 mod request_info;
+pub mod requester;
 pub mod service_accounts;
 #[cfg(test)]
 mod tests;
@@ -31,6 +38,7 @@ use authn::Presented;
 pub(crate) use authn::same_secret;
 pub use authn::{ADMIN_USER, AUTHENTICATED_GROUP, MASTERS_GROUP};
 pub use node::NODES_GROUP;
+pub use rbac::{Decision, RbacIndex};
 pub use request_info::RequestInfo;
 
 use crate::{ApiState, handlers, response};
@@ -150,7 +158,16 @@ pub(crate) async fn guard(
         let Some(real) = user.take() else {
             return response::error(&ApiError::unauthorized());
         };
-        let acting = match impersonation::apply(real, request.headers_mut(), authz::authorize) {
+        if !real.in_group(MASTERS_GROUP) && !state.rbac.is_loaded() {
+            // Before the watch cache's first list the index would refuse everything.
+            if let Err(error) = crate::watch_cache::load_rbac_now(&state.store, &state.rbac).await {
+                return response::error(&crate::registry::store_error(error));
+            }
+        }
+        let authorize = |user: &UserInfo, info: &RequestInfo, facts: &authz::Facts| {
+            authz::authorize(&state.rbac, user, info, facts)
+        };
+        let acting = match impersonation::apply(real, request.headers_mut(), authorize) {
             Ok(acting) => acting,
             Err(refusal) => return response::error(&refusal),
         };
@@ -163,17 +180,16 @@ pub(crate) async fn guard(
             Ok(gathered) => gathered,
             Err(error) => return response::error(&error),
         };
-        if let Err(refusal) = authz::authorize(&acting, &info, &facts) {
+        if let Err(refusal) = authz::authorize(&state.rbac, &acting, &info, &facts) {
             tracing::debug!(user = %acting.name, verb = %info.verb, path = %info.path, "forbidden");
             return response::error(&refusal);
         }
         user = Some(acting);
         request
     };
-    request
-        .extensions_mut()
-        .insert(user.unwrap_or_else(anonymous));
-    next.run(request).await
+    let user = user.unwrap_or_else(anonymous);
+    request.extensions_mut().insert(user.clone());
+    requester::acting_as(user, next.run(request)).await
 }
 
 /// Reads what the rules for this request need to see beyond its URL: the object it sends (its
@@ -243,37 +259,33 @@ async fn stored_object(state: &ApiState, info: &RequestInfo) -> Option<Value> {
     state.registry.get(scope, &info.name).await.ok()
 }
 
-/// What the authorizer says about one request, for the access reviews.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    pub reason: String,
-}
-
 /// The whole authorizer's answer for `user` doing `info` (a SelfSubjectAccessReview or
-/// SubjectAccessReview): what the guard would decide, without an object to look at.
-pub fn decide(_state: &ApiState, user: &UserInfo, info: &RequestInfo) -> Decision {
-    let allowed = authz::authorize(user, info, &authz::Facts::default()).is_ok();
-    Decision {
-        allowed,
-        reason: String::new(),
-    }
+/// SubjectAccessReview): what the guard would decide (`system:masters`, the Node authorizer,
+/// RBAC), without an object to look at; the reason is RBAC's.
+pub fn decide(state: &ApiState, user: &UserInfo, info: &RequestInfo) -> Decision {
+    let allowed = authz::authorize(&state.rbac, user, info, &authz::Facts::default()).is_ok();
+    let reason = if user.in_group(MASTERS_GROUP) {
+        String::new()
+    } else {
+        state.rbac.authorize(user, info).reason
+    };
+    Decision { allowed, reason }
 }
 
-/// A SelfSubjectRulesReview's status: what `user` may do in `namespace`.
-pub fn rules_review(_state: &ApiState, user: &UserInfo, _namespace: &str) -> Value {
-    if user.in_group(MASTERS_GROUP) {
-        return serde_json::json!({
-            "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-            "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-            "incomplete": false,
-        });
+/// A SelfSubjectRulesReview's status: what RBAC lets `user` do in `namespace`, `incomplete`
+/// with the errors when a binding names a role that is not there.
+pub fn rules_review(state: &ApiState, user: &UserInfo, namespace: &str) -> Value {
+    let (resource_rules, non_resource_rules) = state.rbac.rules_for(user, namespace);
+    let (_, errors) = state.rbac.policy_rules_for(user, namespace);
+    let mut status = serde_json::json!({
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": !errors.is_empty(),
+    });
+    if !errors.is_empty() {
+        status["evaluationError"] = serde_json::json!(errors.join(", "));
     }
-    serde_json::json!({
-        "resourceRules": [],
-        "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*", "/version"]}],
-        "incomplete": false,
-    })
+    status
 }
 
 /// Who a bearer token (the admin token or a service-account token) authenticates, for a

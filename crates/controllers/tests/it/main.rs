@@ -1,6 +1,7 @@
 //! The controllers against an in-process API server (`TestCluster`: the whole router over a
 //! memory store, no sockets), each test running only the controllers it is about.
 
+mod clusterroleaggregation;
 mod endpoints;
 mod leader;
 mod many_nodes;

@@ -150,16 +150,19 @@ fn subject_of(spec: &Value) -> Result<UserInfo, ApiError> {
     Ok(user)
 }
 
+/// A text field of a review's attributes ("" when absent).
+fn text_of(attributes: &Value, field: &str) -> String {
+    attributes
+        .get(field)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Whether `user` may do what the review's attributes describe.
 fn access_review(state: &ApiState, user: &UserInfo, spec: &Value) -> Result<Value, ApiError> {
     let info = if let Some(attributes) = spec.get("resourceAttributes").filter(|a| a.is_object()) {
-        let text = |field: &str| {
-            attributes
-                .get(field)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let text = |field: &str| text_of(attributes, field);
         RequestInfo {
             verb: text("verb"),
             is_resource_request: true,
@@ -172,13 +175,7 @@ fn access_review(state: &ApiState, user: &UserInfo, spec: &Value) -> Result<Valu
             name: text("name"),
         }
     } else if let Some(attributes) = spec.get("nonResourceAttributes").filter(|a| a.is_object()) {
-        let text = |field: &str| {
-            attributes
-                .get(field)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let text = |field: &str| text_of(attributes, field);
         RequestInfo {
             verb: text("verb"),
             path: text("path"),

@@ -393,32 +393,17 @@ pub fn user_kubeconfig(
     cert_pem: &str,
     key_pem: &str,
 ) -> String {
-    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: petset
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: {user:?}
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: {context:?}
-  context:
-    cluster: petset
-    user: {user:?}
-    namespace: default
-current-context: {context:?}
-",
-        ca = b64(ca_pem),
-        cert = b64(cert_pem),
-        key = b64(key_pem),
-        context = format!("{user}@petset"),
+    let credential = format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        base64_of(cert_pem),
+        base64_of(key_pem)
+    );
+    kubeconfig(
+        server,
+        ca_pem,
+        &format!("{user:?}"),
+        &format!("{:?}", format!("{user}@petset")),
+        &credential,
     )
 }
 
@@ -472,6 +457,36 @@ pub fn kubelet_client_config(
     Ok(petset_pki::tls::client_config(ca_pem, identity)?)
 }
 
+fn base64_of(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
+}
+
+/// A kubeconfig of one cluster (`petset`, at `server`, trusting `ca_pem`), one user and one
+/// context (`namespace: default`); `credential` is the user's lines, indented under `user:`.
+fn kubeconfig(server: &str, ca_pem: &str, user: &str, context: &str, credential: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: petset
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+{credential}contexts:
+- name: {context}
+  context:
+    cluster: petset
+    user: {user}
+    namespace: default
+current-context: {context}
+",
+        ca = base64_of(ca_pem),
+    )
+}
+
 /// The address clients should dial for a listen address (loopback for "any").
 pub fn client_address(listen: SocketAddr) -> SocketAddr {
     if listen.ip().is_unspecified() {
@@ -487,30 +502,9 @@ pub fn write_kubeconfig(
     credentials: &Credentials,
     listen: SocketAddr,
 ) -> Result<PathBuf, TlsError> {
-    let ca = base64::engine::general_purpose::STANDARD.encode(credentials.ca_pem.as_bytes());
     let server = format!("https://{}", client_address(listen));
-    let config = format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: petset
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: admin
-  user:
-    token: {token}
-contexts:
-- name: petset
-  context:
-    cluster: petset
-    user: admin
-    namespace: default
-current-context: petset
-",
-        token = credentials.admin_token
-    );
+    let credential = format!("    token: {}\n", credentials.admin_token);
+    let config = kubeconfig(&server, &credentials.ca_pem, "admin", "petset", &credential);
     let path = data_dir.join("kubeconfig");
     write_private(&path, &config)?;
     Ok(path)

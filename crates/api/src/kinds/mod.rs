@@ -22,6 +22,8 @@ pub mod endpointslice;
 pub mod event;
 pub mod events_v1;
 pub mod generic;
+pub mod hpa;
+pub mod hpa_v1;
 pub mod lease;
 pub mod namespace;
 pub mod node;
@@ -65,6 +67,8 @@ macro_rules! served_kinds {
             statefulset,
             controllerrevision,
             events_v1,
+            hpa,
+            hpa_v1,
             pdb,
             clusterrolebinding,
             clusterrole,

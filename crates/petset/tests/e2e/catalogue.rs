@@ -109,3 +109,46 @@ fn a_disruption_budget_is_listed_discovered_explained_created_and_printed() {
         both.stderr
     );
 }
+
+/// `kubectl autoscale` gets the reason no autoscaler is made (no metrics API), at either
+/// version kubectl tries, and `get hpa` works on the served kind.
+#[test]
+fn autoscale_is_refused_with_the_reason() {
+    let petset = petset();
+    let set = r#"{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+        "spec": {"serviceName": "web", "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}"#;
+    petset
+        .kubectl_with_input(&["create", "-f", "-"], Some(set))
+        .ok();
+
+    let refused = petset.kubectl(&[
+        "autoscale",
+        "statefulset",
+        "web",
+        "--max=3",
+        "--cpu-percent=50",
+    ]);
+    let text = refused.err();
+    assert!(
+        text.contains(r#"The HorizontalPodAutoscaler "web" is invalid: spec: Forbidden: petset serves no metrics API (metrics.k8s.io) yet"#),
+        "{text}"
+    );
+    let listed = petset.kubectl(&["get", "hpa"]);
+    listed.ok();
+    assert!(
+        listed
+            .stderr
+            .contains("No resources found in default namespace."),
+        "{}",
+        listed.stderr
+    );
+    let resources = petset.kubectl(&["api-resources", "--api-group=autoscaling"]);
+    assert!(
+        resources.ok().contains("autoscaling/v2"),
+        "{}",
+        resources.stdout
+    );
+}

@@ -24,6 +24,7 @@ import yaml
 from kubernetes import client, config, dynamic, utils, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
+from kubernetes.stream import stream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NS = "py-e2e"
@@ -199,6 +200,11 @@ def version_and_nodes(ctx):
         node = ctx.core.read_node(name=item.metadata.name)
         check(isinstance(node.metadata.labels, dict) and node.metadata.labels, "node labels")
         eq(node.metadata.labels.get("kubernetes.io/hostname"), node.metadata.name, "hostname label")
+        ready = [c.status for c in node.status.conditions if c.type == "Ready"]
+        eq(ready, ["True"], "the node's Ready condition")
+        for resource in ("cpu", "memory", "pods"):
+            for listing in (node.status.capacity, node.status.allocatable):
+                check(utils.parse_quantity(listing[resource]) > 0, f"{resource}: {listing}")
     groups = client.ApisApi(ctx.api).get_api_versions()
     names = {g.name for g in groups.groups}
     for group in ("apps", "rbac.authorization.k8s.io", "policy", "coordination.k8s.io"):
@@ -305,9 +311,22 @@ def pods(ctx):
     causes = bad.get("details", {}).get("causes") or []
     check(any(c.get("field") == "metadata.name" for c in causes), f"causes {causes}")
 
-    # A simulated node keeps no container logs: the API says so clearly.
+    # A simulated node keeps no container logs and runs no processes: the API says so clearly.
     log_error = refused_any(core.read_namespaced_pod_log, name, NS)
     check("simulated" in log_error, f"read_namespaced_pod_log error: {log_error}")
+    try:
+        answer = stream(core.connect_get_namespaced_pod_exec, name, NS, command=["date"],
+                        stderr=True, stdin=False, stdout=True, tty=False)
+        raise Failure(f"exec on a simulated node answered {answer!r}")
+    except ApiException as e:
+        check("503" in str(e.reason) and "simulated node" in str(e.body or e.reason),
+              f"exec error: {e.reason} {e.body}")
+
+    events = wait_for("the pod's Scheduled event", lambda: [
+        e for e in core.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
+        if e.reason == "Scheduled"])
+    eq(events[0].involved_object.kind, "Pod", "event involvedObject kind")
+    check(events[0].message.startswith(f"Successfully assigned {NS}/{name} to "), events[0].message)
 
     deleted = core.delete_namespaced_pod(name, NS, body=client.V1DeleteOptions(grace_period_seconds=0))
     eq(deleted.metadata.name, name, "delete_namespaced_pod answers the pod")
@@ -392,9 +411,13 @@ def configmaps(ctx):
     resp = core.patch_namespaced_config_map(
         name=name, namespace=NS, body={"data": {"new_value": "merge_patch_name"}})
     eq(resp.data, {"new_value": "merge_patch_name"}, "data after a strategic merge patch")
-    resp = core.patch_namespaced_config_map(
-        name=name, namespace=NS, body={"data": {"other": "x", "new_value": None}},
-        _content_type="application/merge-patch+json")
+    # A JSON merge patch: the typed API picks its content type by the body, so users call
+    # call_api with the header for this one.
+    resp = ctx.api.call_api(
+        f"/api/v1/namespaces/{NS}/configmaps/{name}", "PATCH",
+        header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+        body={"data": {"other": "x", "new_value": None}}, response_type="V1ConfigMap",
+        auth_settings=["BearerToken"], _return_http_data_only=True)
     eq(resp.data, {"other": "x"}, "data after a JSON merge patch removing a key")
     bad = refused(core.patch_namespaced_config_map, name=name, namespace=NS,
                   body=[{"op": "test", "path": "/data/other", "value": "y"}],
@@ -433,6 +456,39 @@ def configmaps(ctx):
     dry = core.create_namespaced_config_map(NS, {"metadata": {"name": "dry"}}, dry_run="All")
     eq(dry.metadata.name, "dry", "dry-run create answers the object")
     check(gone(core.read_namespaced_config_map, "dry", NS), "a dry-run create stored the object")
+
+
+@part("core")
+def secrets(ctx):
+    core = ctx.core
+    created = core.create_namespaced_secret(NS, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="creds", labels={"app": "py"}),
+        string_data={"user": "admin", "password": "s3cret"}))
+    # stringData is written into data (base64) and not kept, as upstream's conversion does.
+    eq(created.data, {"user": "YWRtaW4=", "password": "czNjcmV0"}, "data of a Secret made from stringData")
+    eq(created.string_data, None, "stringData kept")
+    eq(created.type, "Opaque", "Secret type default")
+    patched = core.patch_namespaced_secret("creds", NS, {"stringData": {"password": "new"}})
+    eq(patched.data, {"user": "YWRtaW4=", "password": "bmV3"}, "data after patching stringData")
+    read = core.read_namespaced_secret("creds", NS)
+    eq(read.data, patched.data, "read secret data")
+    typed = core.list_namespaced_secret(NS, field_selector="type=Opaque", label_selector="app=py")
+    eq([x.metadata.name for x in typed.items], ["creds"], "secrets by type")
+    bad = refused(core.create_namespaced_secret, NS, {"metadata": {"name": "bad"}, "data": {"k": "not base64!"}},
+                  code=400, reason="BadRequest")
+    check(bad.get("message"), f"a bad base64 value says why: {bad}")
+    core.delete_namespaced_secret("creds", NS)
+
+    # A token for the namespace's default ServiceAccount, and the API's review of it.
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
+        audiences=["https://kubernetes.default.svc.cluster.local"], expiration_seconds=600))
+    token = core.create_namespaced_service_account_token("default", NS, request)
+    check(token.status.token.count(".") == 2, "a TokenRequest answers a JWT")
+    check(token.status.expiration_timestamp is not None, "the token's expiry")
+    review = client.AuthenticationV1Api(ctx.api).create_token_review(client.V1TokenReview(
+        spec=client.V1TokenReviewSpec(token=token.status.token)))
+    check(review.status.authenticated, f"TokenReview {review.status}")
+    eq(review.status.user.username, f"system:serviceaccount:{NS}:default", "reviewed username")
 
 
 def config_map_with_value(name, value, **labels):
@@ -782,7 +838,12 @@ def create_from_yaml(ctx):
     path = os.path.join(HERE, "core-stack.yaml")
     created = utils.create_from_yaml(ctx.api, path)
     kinds = [type(o).__name__ for group in created for o in (group if isinstance(group, list) else [group])]
-    eq(kinds, ["V1Namespace", "V1Service", "V1ConfigMap", "V1StatefulSet", "V1Pod"], "objects created")
+    eq(kinds, ["V1Namespace", "V1Service", "V1ConfigMap", "V1StatefulSet", "V1Pod", "V1Role",
+               "V1RoleBinding"], "objects created")
+    role = client.RbacAuthorizationV1Api(ctx.api).read_namespaced_role("pod-reader", "py-yaml")
+    eq(role.rules[0].resources, ["pods"], "the role's rules")
+    binding = client.RbacAuthorizationV1Api(ctx.api).read_namespaced_role_binding("read-pods", "py-yaml")
+    eq(binding.role_ref.name, "pod-reader", "the binding's roleRef")
     svc = ctx.core.read_namespaced_service("web", "py-yaml")
     eq(svc.spec.cluster_ip, "None", "the headless service")
     cm = ctx.core.read_namespaced_config_map("web-config", "py-yaml")
@@ -797,14 +858,25 @@ def create_from_yaml(ctx):
         utils.create_from_yaml(ctx.api, path)
         raise Failure("creating the same file again succeeded")
     except utils.FailToCreateError as e:
-        eq(len(e.api_exceptions), 5, f"failures: {e}")
+        eq(len(e.api_exceptions), 7, f"failures: {e}")
         eq({x.status for x in e.api_exceptions}, {409}, f"statuses: {e}")
         text = str(e)
         check(text.startswith("Error from server (Conflict): "), f"FailToCreateError text {text[:200]}")
         check('"reason":"AlreadyExists"' in text, f"AlreadyExists in {text[:300]}")
 
-    # apply=True goes through the dynamic client's server-side apply: idempotent.
-    utils.create_from_yaml(ctx.api, path, apply=True)
+    # apply=True goes through the dynamic client's server-side apply: idempotent. (That path
+    # sends the namespace argument, "default" unless given, whatever the objects say; upstream
+    # refuses a mismatch as petset does, checked below.)
+    utils.create_from_yaml(ctx.api, path, apply=True, namespace="py-yaml")
+    try:
+        utils.create_from_yaml(ctx.api, path, apply=True)
+        raise Failure("applying objects of py-yaml to the default namespace succeeded")
+    except utils.FailToCreateError as e:
+        eq(len(e.api_exceptions), 6, f"failures: {e}")
+        for x in e.api_exceptions:
+            body = status_body(x, 400, "BadRequest")
+            eq(body.get("message"), "the namespace of the provided object does not match the "
+               "namespace sent on the request", "mismatch message")
     eq(ctx.apps.read_namespaced_stateful_set("web", "py-yaml").spec.replicas, 2, "after apply")
 
     with open(path) as f:

@@ -50,15 +50,15 @@ fn cells(secret: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
 
 /// Upstream's conversion writes `stringData` into `data` (base64, its keys winning) and keeps
 /// no `stringData`: a Secret is stored and answered with `data` only. A `stringData` that is
-/// not a map of strings is left for validation to refuse.
+/// not a map of strings (or a `data` that is not a map) is left for validation to refuse.
 fn merge_string_data(secret: &mut Value) {
     let Some(map) = secret.as_object_mut() else {
         return;
     };
-    let Some(Value::Object(strings)) = map.get("stringData") else {
-        return;
-    };
-    if !strings.values().all(Value::is_string) {
+    let mergeable = matches!(map.get("stringData"), Some(Value::Object(strings))
+        if strings.values().all(Value::is_string))
+        && matches!(map.get("data"), None | Some(Value::Null | Value::Object(_)));
+    if !mergeable {
         return;
     }
     let Some(Value::Object(strings)) = map.remove("stringData") else {
@@ -67,9 +67,7 @@ fn merge_string_data(secret: &mut Value) {
     if strings.is_empty() {
         return;
     }
-    let data = map
-        .entry("data")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    let data = map.entry("data").or_insert(Value::Null);
     if data.is_null() {
         *data = Value::Object(serde_json::Map::new());
     }
@@ -125,5 +123,12 @@ mod tests {
         let mut wrong = json!({"stringData": {"k": 5}});
         SecretStrategy.defaults(&mut wrong);
         assert_eq!(wrong["stringData"], json!({"k": 5}), "left for validation");
+        let mut odd_data = json!({"data": 5, "stringData": {"k": "v"}});
+        SecretStrategy.defaults(&mut odd_data);
+        assert_eq!(
+            odd_data["stringData"],
+            json!({"k": "v"}),
+            "left for validation"
+        );
     }
 }

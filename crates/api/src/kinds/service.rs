@@ -270,9 +270,13 @@ mod tests {
         let mut service = json!({"metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}});
         ServiceStrategy.defaults(&mut service);
         assert_eq!(service["status"], json!({"loadBalancer": {}}));
-        let mut balanced = json!({"spec": {}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
+        let mut balanced =
+            json!({"spec": {}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
         ServiceStrategy.defaults(&mut balanced);
-        assert_eq!(balanced["status"]["loadBalancer"]["ingress"][0]["ip"], "1.2.3.4");
+        assert_eq!(
+            balanced["status"]["loadBalancer"]["ingress"][0]["ip"],
+            "1.2.3.4"
+        );
     }
 
     #[test]

@@ -401,7 +401,10 @@ mod tests {
     fn a_new_statefulset_answers_the_status_counters_go_always_writes() {
         let mut sts = web();
         StatefulSetStrategy.defaults(&mut sts);
-        assert_eq!(sts["status"], json!({"replicas": 0, "availableReplicas": 0}));
+        assert_eq!(
+            sts["status"],
+            json!({"replicas": 0, "availableReplicas": 0})
+        );
         let mut running = web();
         running["status"] = json!({"replicas": 3, "readyReplicas": 3});
         StatefulSetStrategy.defaults(&mut running);

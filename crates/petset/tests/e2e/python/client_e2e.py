@@ -1059,17 +1059,40 @@ def jobs(ctx):
     check(resp.spec.selector.match_labels.get("batch.kubernetes.io/controller-uid"), "controller-uid selector")
     resp = batch.read_namespaced_job(name=name, namespace=NS)
     eq(resp.metadata.name, name, "read job")
-    wait_for("the job's pod", lambda: core.list_namespaced_pod(NS, label_selector=f"job-name={name}").items)
-    status = wait_for("the job to count its pod", lambda: (j := batch.read_namespaced_job_status(
-        name, NS)).status.active == 1 and j)
-    check(status.status.start_time, "a started job has a startTime")
-    suspended = batch.patch_namespaced_job(name, NS, {"spec": {"suspend": True}})
-    eq(suspended.spec.suspend, True, "suspend after a patch")
-    wait_for("the suspended job to stop its pod", lambda: no_pods(core, NS, f"job-name={name}"))
-    listed = batch.list_namespaced_job(NS, label_selector=None).items
-    eq([j.metadata.name for j in listed], [name], "jobs listed")
+
+    # A simulated node runs a pod that does not restart to completion (exit 0 a moment after
+    # it started), so the Job completes.
+    def condition(job_name, kind):
+        job = batch.read_namespaced_job_status(job_name, NS)
+        found = [c for c in job.status.conditions or [] if c.type == kind and c.status == "True"]
+        return found and job
+
+    done = wait_for("the job to complete", lambda: condition(name, "Complete"))
+    eq(done.status.succeeded, 1, "succeeded pods")
+    check(not done.status.active, f"active pods of a complete job: {done.status.active}")
+    check(done.status.start_time and done.status.completion_time, "start and completion times")
+    pods = core.list_namespaced_pod(NS, label_selector=f"job-name={name}").items
+    eq([p.status.phase for p in pods], ["Succeeded"], "the job's pod")
+
+    # Suspended at creation: no pod until resumed by a patch.
+    suspended = dict(manifest, metadata={"name": "later"})
+    suspended["spec"] = dict(manifest["spec"], suspend=True)
+    batch.create_namespaced_job(NS, suspended)
+    wait_for("the Suspended condition", lambda: condition("later", "Suspended"))
+    check(no_pods(core, NS, "job-name=later"), "a suspended job made a pod")
+    resumed = batch.patch_namespaced_job("later", NS, {"spec": {"suspend": False}})
+    eq(resumed.spec.suspend, False, "suspend after a patch")
+    wait_for("the resumed job to complete", lambda: condition("later", "Complete"))
+
+    listed = batch.list_namespaced_job(NS).items
+    eq(sorted(j.metadata.name for j in listed), ["later", name], "jobs listed")
+    everywhere = batch.list_job_for_all_namespaces(label_selector=f"job-name={name}")
+    eq([j.metadata.name for j in everywhere.items], [name], "jobs by their label everywhere")
     batch.delete_namespaced_job(name=name, body={"propagationPolicy": "Background"}, namespace=NS)
-    wait_for("the job to go", lambda: gone(batch.read_namespaced_job, name, NS))
+    batch.delete_namespaced_job("later", NS, propagation_policy="Foreground")
+    wait_for("the jobs and their pods to go", lambda: gone(batch.read_namespaced_job, name, NS)
+             and gone(batch.read_namespaced_job, "later", NS)
+             and no_pods(core, NS, f"job-name in ({name}, later)"))
 
 
 @part("workloads", DAEMONSET)

@@ -918,7 +918,10 @@ def deployment_manifest(name, replicas, image="nginx:1.15.4"):
 def deployments(ctx):
     apps, core = ctx.apps, ctx.core
     name = "nginx-deployment"
-    apps.create_namespaced_deployment(body=deployment_manifest(name, 3), namespace=NS)
+    created = apps.create_namespaced_deployment(body=deployment_manifest(name, 3), namespace=NS)
+    # Upstream answers a status from the start (`{}`: every DeploymentStatus field is
+    # omitempty), so `d.status.x` never meets None.
+    check(created.status is not None, "a created Deployment answers no status (upstream: {})")
     resp = apps.read_namespaced_deployment(name, NS)
     eq(resp.metadata.name, name, "deployment name")
     eq(resp.spec.replicas, 3, "deployment replicas")
@@ -980,8 +983,9 @@ def deployments(ctx):
 
     # Orphaning: the replica set stays, without its owner.
     apps.create_namespaced_deployment(NS, deployment_manifest("orphaner", 1))
-    wait_for("the orphaner's replica set", lambda: apps.list_namespaced_replica_set(
+    sets = wait_for("the orphaner's replica set", lambda: apps.list_namespaced_replica_set(
         NS, label_selector="app=orphaner").items)
+    check(sets[0].status is not None, 'a ReplicaSet answers no status (upstream: {"replicas": 0})')
     apps.delete_namespaced_deployment("orphaner", NS, propagation_policy="Orphan")
     wait_for("the orphaner to go", lambda: gone(apps.read_namespaced_deployment, "orphaner", NS))
     left = wait_for("the replica set to lose its owner", lambda: [
@@ -1011,6 +1015,8 @@ def replication_controllers(ctx):
     }
     resp = core.create_namespaced_replication_controller(body=manifest, namespace=NS)
     eq(resp.metadata.name, name, "created rc")
+    # Go always writes status.replicas (not omitempty), so upstream answers {"replicas": 0}.
+    check(resp.status is not None, 'a created ReplicationController answers no status (upstream: {"replicas": 0})')
     eq(resp.spec.replicas, 2, "rc replicas")
     resp = core.read_namespaced_replication_controller(name=name, namespace=NS)
     eq(resp.spec.replicas, 2, "read rc replicas")
@@ -1140,8 +1146,10 @@ def create_from_yaml_stack(ctx):
     """utils.create_from_yaml of Service + ConfigMap + StatefulSet + Deployment in one file."""
     path = os.path.join(HERE, "stack.yaml")
     created = utils.create_from_yaml(ctx.api, path, namespace=NS)
-    kinds = [type(o).__name__ for group in created for o in (group if isinstance(group, list) else [group])]
-    eq(kinds, ["V1Service", "V1ConfigMap", "V1StatefulSet", "V1Deployment"], "objects created")
+    objects = [o for group in created for o in (group if isinstance(group, list) else [group])]
+    eq([type(o).__name__ for o in objects], ["V1Service", "V1ConfigMap", "V1StatefulSet", "V1Deployment"],
+       "objects created")
+    check(all(o.status is not None for o in objects[2:]), "a created workload answers no status")
     wait_for("the stack's deployment", lambda: ctx.apps.read_namespaced_deployment_status(
         "stack-api", NS).status.available_replicas == 2)
     wait_for("the stack's statefulset", lambda: ctx.apps.read_namespaced_stateful_set_status(

@@ -2,7 +2,8 @@
 # Installs the Debian packages petset needs when they are missing.
 #   scripts/install-deps.sh build   protoc, for building the etcd client
 #   scripts/install-deps.sh test    also etcd and etcdctl, runc, dig, ip and a static busybox (test images),
-#                                   which the tests drive for real
+#                                   which the tests drive for real; python3 with the official Kubernetes
+#                                   Python client (pip's `kubernetes`, pinned below)
 # As root it runs apt-get; otherwise it names what to install and fails.
 set -euo pipefail
 
@@ -10,8 +11,31 @@ set -euo pipefail
 want=(protoc:protobuf-compiler /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev)
 if [ "${1:-build}" = test ]; then
   want+=(etcd:etcd-server etcdctl:etcd-client runc:runc dig:dnsutils ip:iproute2 curl:curl script:bsdutils
-    /var/lib/dpkg/info/busybox-static.list:busybox-static)
+    /var/lib/dpkg/info/busybox-static.list:busybox-static python3:python3)
 fi
+
+# The Python client release that matches the Kubernetes version petset serves (v1.33).
+PYTHON_CLIENT=kubernetes==33.1.0
+
+# Installs PYTHON_CLIENT with python3's pip unless that exact version is there already.
+python_client() {
+  [ "${1:-build}" = test ] || return 0
+  local have
+  have=$(python3 -c 'import kubernetes; print(kubernetes.__version__)' 2>/dev/null || true)
+  [ "$have" = "${PYTHON_CLIENT#*==}" ] && return 0
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+      echo "petset's tests need pip for python3: sudo apt-get install -y python3-pip" >&2
+      exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  echo "installing the Python client $PYTHON_CLIENT" >&2
+  local pip=(python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$PYTHON_CLIENT")
+  # Debian's own python3 is externally managed: pip installs into it only when told to.
+  "${pip[@]}" 2>/dev/null || "${pip[@]}" --break-system-packages
+}
 
 missing=()
 for pair in "${want[@]}"; do
@@ -22,14 +46,16 @@ for pair in "${want[@]}"; do
     command -v "$need" >/dev/null 2>&1 || missing+=("${pair#*:}")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-if [ "$(id -u)" != 0 ]; then
-  echo "petset needs these Debian packages: ${missing[*]}" >&2
-  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "petset needs these Debian packages: ${missing[*]}" >&2
+    echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+python_client "${1:-build}"

@@ -13,6 +13,19 @@ pub(crate) fn set_default(object: &mut Value, field: &str, value: Value) {
     }
 }
 
+/// The status fields Go's encoder always writes (those without `omitempty`), so that an object
+/// no controller has written a status for yet answers them as upstream does (clients read
+/// `status.replicas` of a StatefulSet created a moment ago). `always` is a map of fields to
+/// their zero values; fields already set are kept.
+pub(crate) fn default_status(object: &mut Value, always: Value) {
+    set_default(object, "status", Value::Object(Map::new()));
+    if let (Some(status), Value::Object(fields)) = (object.get_mut("status"), always) {
+        for (field, zero) in fields {
+            set_default(status, &field, zero);
+        }
+    }
+}
+
 pub(crate) fn array_mut<'a>(
     object: &'a mut Value,
     field: &str,

@@ -27,6 +27,12 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The parsed query string; repeated keys keep every value.
 pub struct Query(Vec<(String, String)>);
 
+/// A boolean query parameter as upstream reads it: absent, `0` or `false` (any case) is false,
+/// any other value (`true`, `True` as Python's clients send, `1`, even empty) is true.
+pub(crate) fn query_bool(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
 impl Query {
     pub(crate) fn parse(raw: Option<&str>) -> Self {
         Self(
@@ -51,8 +57,8 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+    pub(crate) fn flag(&self, key: &str) -> bool {
+        query_bool(self.get(key))
     }
 
     fn number<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
@@ -663,7 +669,7 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
         options.propagation_policy = Some(policy.to_string());
     }
     if let Some(orphan) = query.get("orphanDependents") {
-        options.orphan_dependents = Some(orphan == "true");
+        options.orphan_dependents = Some(query_bool(Some(orphan)));
     }
     options.dry_run |= query.dry_run();
     Ok(options)

@@ -27,6 +27,8 @@ pub mod nodes;
 mod openapi;
 mod protobuf;
 pub mod proxy;
+#[cfg(test)]
+mod python_client_tests;
 pub mod registry;
 #[cfg(test)]
 mod registry_semantics_tests;

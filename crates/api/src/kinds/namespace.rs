@@ -50,6 +50,9 @@ fn cells(namespace: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value>
     vec![name, json!(text(namespace, "/status/phase")), age]
 }
 
+/// The label upstream's defaulter gives every namespace: its own name.
+pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 /// The namespaces upstream's NamespaceLifecycle admission refuses to delete.
 pub const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
@@ -78,8 +81,24 @@ impl Strategy for NamespaceStrategy {
         }
     }
 
+    /// Upstream's defaulter also labels every named namespace with its own name
+    /// (`kubernetes.io/metadata.name`), on create and on every update.
     fn defaults(&self, namespace: &mut Value) {
         set_default(namespace, "spec", json!({"finalizers": ["kubernetes"]}));
+        let Some(name) = namespace
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+        else {
+            return;
+        };
+        if let Some(meta) = namespace.get_mut("metadata") {
+            set_default(meta, "labels", json!({}));
+            if let Some(labels) = meta.get_mut("labels").and_then(Value::as_object_mut) {
+                labels.insert(NAME_LABEL.into(), json!(name));
+            }
+        }
     }
 
     fn kept_without_finalizers(&self, _: &Value) -> bool {
@@ -104,5 +123,27 @@ impl Strategy for NamespaceStrategy {
 
     fn selectable_field(&self, path: &str) -> bool {
         path == "status.phase"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_is_labelled_with_its_name_even_when_the_label_is_changed() {
+        let mut created = json!({"metadata": {"name": "team-a"}});
+        NamespaceStrategy.defaults(&mut created);
+        assert_eq!(created["metadata"]["labels"], json!({NAME_LABEL: "team-a"}));
+        let mut updated = json!({"metadata": {"name": "team-a",
+            "labels": {NAME_LABEL: "other", "tier": "x"}}});
+        NamespaceStrategy.defaults(&mut updated);
+        assert_eq!(
+            updated["metadata"]["labels"],
+            json!({NAME_LABEL: "team-a", "tier": "x"})
+        );
+        let mut unnamed = json!({"metadata": {"generateName": "ns-"}});
+        NamespaceStrategy.defaults(&mut unnamed);
+        assert!(unnamed["metadata"].get("labels").is_none());
     }
 }

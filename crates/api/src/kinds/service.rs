@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::defaults::{array_mut, set_default};
+use crate::defaults::{array_mut, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items, text};
 use crate::kinds::{Admission, NameRule, Strategy};
@@ -105,10 +105,12 @@ impl Strategy for ServiceStrategy {
         names::dns1123_label
     }
 
+    /// Upstream always answers a status (`{"loadBalancer": {}}` at the least).
     fn defaults(&self, service: &mut Value) {
         if let Some(spec) = service.get_mut("spec") {
             service_spec(spec);
         }
+        default_status(service, json!({"loadBalancer": {}}));
     }
 
     fn validate(&self, service: &Value) -> Vec<Cause> {
@@ -262,6 +264,20 @@ fn service_cells(object: &Value, name: Value, age: Value, _: Timestamp) -> Vec<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_always_has_a_status() {
+        let mut service = json!({"metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}});
+        ServiceStrategy.defaults(&mut service);
+        assert_eq!(service["status"], json!({"loadBalancer": {}}));
+        let mut balanced =
+            json!({"spec": {}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
+        ServiceStrategy.defaults(&mut balanced);
+        assert_eq!(
+            balanced["status"]["loadBalancer"]["ingress"][0]["ip"],
+            "1.2.3.4"
+        );
+    }
 
     #[test]
     fn service_row_matches_kubectl() {

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::defaults::{self, array_mut, set_default};
+use crate::defaults::{self, array_mut, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
 use crate::kinds::{NameRule, Strategy};
@@ -82,6 +82,7 @@ impl Strategy for StatefulSetStrategy {
 
     fn defaults(&self, object: &mut Value) {
         default_statefulset(object);
+        default_status(object, json!({"replicas": 0, "availableReplicas": 0}));
     }
 
     fn validate(&self, object: &Value) -> Vec<Cause> {
@@ -393,6 +394,23 @@ mod tests {
         assert_eq!(
             sts["spec"]["updateStrategy"],
             json!({"type": "RollingUpdate"})
+        );
+    }
+
+    #[test]
+    fn a_new_statefulset_answers_the_status_counters_go_always_writes() {
+        let mut sts = web();
+        StatefulSetStrategy.defaults(&mut sts);
+        assert_eq!(
+            sts["status"],
+            json!({"replicas": 0, "availableReplicas": 0})
+        );
+        let mut running = web();
+        running["status"] = json!({"replicas": 3, "readyReplicas": 3});
+        StatefulSetStrategy.defaults(&mut running);
+        assert_eq!(
+            running["status"],
+            json!({"replicas": 3, "readyReplicas": 3, "availableReplicas": 0})
         );
     }
 

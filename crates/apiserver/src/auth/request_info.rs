@@ -120,7 +120,7 @@ impl Query {
     }
 
     fn watch(&self) -> bool {
-        matches!(self.get("watch"), Some("true" | "1"))
+        crate::handlers::query_bool(self.get("watch"))
     }
 
     /// The name a field selector requires (`metadata.name=x` or `==x` among its terms).

@@ -140,7 +140,7 @@ pub fn log_location(pod: &Value, query: &Query) -> Result<String, ApiError> {
     }
     let mut params = form_urlencoded::Serializer::new(String::new());
     for flag in ["follow", "previous", "timestamps"] {
-        if query.get(flag) == Some("true") {
+        if query.flag(flag) {
             params.append_pair(flag, "true");
         }
     }
@@ -247,7 +247,7 @@ pub fn stream_location(stream: Stream, pod: &Value, query: &Query) -> Result<Str
             ("stderr", "error"),
             ("tty", "tty"),
         ] {
-            if matches!(query.get(user), Some("true" | "1")) {
+            if query.flag(user) {
                 params.append_pair(node, "1");
             }
         }

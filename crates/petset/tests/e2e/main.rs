@@ -17,6 +17,7 @@ mod multinode;
 mod network;
 mod node_api;
 mod node_loss;
+mod python_client;
 mod rbac;
 mod runc;
 mod servers;

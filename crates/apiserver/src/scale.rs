@@ -1,7 +1,10 @@
-//! `statefulsets/{name}/scale`: the `autoscaling/v1` Scale view of a StatefulSet's replicas.
+//! `{statefulsets,deployments,replicasets,replicationcontrollers}/{name}/scale`: the
+//! `autoscaling/v1` Scale view of an object's replicas. `status.selector` is the selector as a
+//! string: a structured (apps/v1) selector's, or a ReplicationController's map of labels.
 
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
+use petset_api::kinds::replicationcontroller;
 use petset_api::patch::{self, PatchType};
 use petset_api::selector::LabelSelector;
 use petset_api::{ApiError, Cause};
@@ -12,13 +15,18 @@ use crate::handlers::Query;
 use crate::registry::Scope;
 use crate::response;
 
-/// The Scale object for a StatefulSet.
+/// The Scale object for an object with replicas.
 fn scale_of(object: &Value) -> Value {
-    let selector = object
-        .pointer("/spec/selector")
-        .and_then(|s| LabelSelector::from_structured(s).ok())
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let selector = object.pointer("/spec/selector");
+    let structured = selector
+        .is_some_and(|s| s.get("matchLabels").is_some() || s.get("matchExpressions").is_some());
+    let selector = if structured {
+        selector.and_then(|s| LabelSelector::from_structured(s).ok())
+    } else {
+        replicationcontroller::map_selector(selector)
+    }
+    .map(|s| s.to_string())
+    .unwrap_or_default();
     let meta = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
     json!({
         "kind": "Scale",

@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use crate::defaults::{self, array_mut, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
+use crate::kinds::replicaset::SCALE;
 use crate::kinds::{NameRule, Strategy};
 use crate::names;
-use crate::resources::{ResourceType, STATUS_VERBS, Subresource, entry, status};
+use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images};
@@ -20,16 +21,7 @@ pub type Typed = k8s_openapi::api::apps::v1::StatefulSet;
 pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["sts"],
     categories: &["all"],
-    subresources: &[
-        Subresource {
-            name: "scale",
-            group: "autoscaling",
-            version: "v1",
-            kind: "Scale",
-            verbs: STATUS_VERBS,
-        },
-        status("apps", "v1", "StatefulSet"),
-    ],
+    subresources: &[SCALE, status("apps", "v1", "StatefulSet")],
     printing: Printing {
         columns: COLUMNS,
         cells,

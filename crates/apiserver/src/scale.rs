@@ -194,4 +194,61 @@ mod tests {
             "{refused}"
         );
     }
+
+    #[tokio::test]
+    async fn deployments_replica_sets_and_controllers_scale_with_their_selectors() {
+        let cluster = TestCluster::start().await;
+        let template = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]}});
+        for (path, kind, api_version, selector, expected) in [
+            (
+                "/apis/apps/v1/namespaces/default/deployments",
+                "Deployment",
+                "apps/v1",
+                json!({"matchLabels": {"app": "web"}}),
+                "app=web",
+            ),
+            (
+                "/apis/apps/v1/namespaces/default/replicasets",
+                "ReplicaSet",
+                "apps/v1",
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+                "app in (web)",
+            ),
+            (
+                "/api/v1/namespaces/default/replicationcontrollers",
+                "ReplicationController",
+                "v1",
+                json!({"app": "web"}),
+                "app=web",
+            ),
+        ] {
+            let (code, created) = cluster
+                .json(
+                    "POST",
+                    path,
+                    json!({"apiVersion": api_version, "kind": kind,
+                    "metadata": {"name": "web"},
+                    "spec": {"replicas": 2, "selector": selector, "template": template}}),
+                )
+                .await;
+            assert_eq!(code, 201, "{created}");
+            let (code, scaled) = cluster
+                .send(
+                    "PATCH",
+                    &format!("{path}/web/scale"),
+                    "application/merge-patch+json",
+                    json!({"spec": {"replicas": 4}}),
+                )
+                .await;
+            assert_eq!(code, 200, "{scaled}");
+            assert_eq!(scaled["spec"]["replicas"], 4, "{kind}");
+            assert_eq!(scaled["status"]["selector"], expected, "{kind}");
+            let (_, stored) = cluster
+                .json("GET", &format!("{path}/web"), json!(null))
+                .await;
+            assert_eq!(stored["spec"]["replicas"], 4, "{kind}");
+            assert_eq!(stored["metadata"]["generation"], 2, "{kind}");
+        }
+    }
 }

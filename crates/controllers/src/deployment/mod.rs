@@ -1122,7 +1122,7 @@ impl Controller {
                 }
             }
         }
-        // Progressing before Available, as upstream lists them once both exist.
+        // Available before Progressing, in the order upstream's first sync adds them.
         conditions.sort_by_key(|c| if c.type_ == "Progressing" { 1 } else { 0 });
         status.conditions = Some(conditions);
         if status_equal(&status, &stored) {

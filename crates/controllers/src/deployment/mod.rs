@@ -1225,14 +1225,14 @@ mod tests {
         let mut a: PodTemplateSpec = serde_json::from_value(json!({
             "metadata": {"labels": {"app": "web"}},
             "spec": {"containers": [{"name": "web", "image": "nginx"}]}}))
-        .unwrap();
+        .expect("as the test set it up");
         let b = a.clone();
         a.metadata
             .as_mut()
-            .unwrap()
+            .expect("as the test set it up")
             .labels
             .as_mut()
-            .unwrap()
+            .expect("as the test set it up")
             .insert(HASH_LABEL.into(), "abc".into());
         assert_eq!(
             template_without_hash(Some(&a)),
@@ -1240,7 +1240,7 @@ mod tests {
         );
         let only_hash: PodTemplateSpec = serde_json::from_value(json!({
             "metadata": {"labels": {HASH_LABEL: "x"}}}))
-        .unwrap();
+        .expect("as the test set it up");
         assert_eq!(
             template_without_hash(Some(&only_hash)),
             template_without_hash(Some(&PodTemplateSpec::default()))
@@ -1251,7 +1251,9 @@ mod tests {
     fn a_condition_keeps_its_transition_time_while_its_status_holds() {
         let mut conditions = Vec::new();
         let mut first = new_condition("Progressing", "True", "NewReplicaSetCreated", "a".into());
-        first.last_transition_time = Some(Time(jiff::Timestamp::from_second(5).unwrap()));
+        first.last_transition_time = Some(Time(
+            jiff::Timestamp::from_second(5).expect("as the test set it up"),
+        ));
         set_condition(&mut conditions, first);
         set_condition(
             &mut conditions,
@@ -1263,7 +1265,7 @@ mod tests {
             conditions[0]
                 .last_transition_time
                 .as_ref()
-                .unwrap()
+                .expect("as the test set it up")
                 .0
                 .as_second(),
             5
@@ -1281,7 +1283,7 @@ mod tests {
             conditions[0]
                 .last_transition_time
                 .as_ref()
-                .unwrap()
+                .expect("as the test set it up")
                 .0
                 .as_second(),
             5

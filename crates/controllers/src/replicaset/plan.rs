@@ -161,7 +161,9 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
-                creation_timestamp: Some(Time(jiff::Timestamp::from_second(created).unwrap())),
+                creation_timestamp: Some(Time(
+                    jiff::Timestamp::from_second(created).expect("as the test set it up"),
+                )),
                 ..ObjectMeta::default()
             },
             spec: Some(PodSpec {
@@ -174,7 +176,9 @@ mod tests {
                     vec![PodCondition {
                         type_: "Ready".into(),
                         status: "True".into(),
-                        last_transition_time: Some(Time(jiff::Timestamp::from_second(at).unwrap())),
+                        last_transition_time: Some(Time(
+                            jiff::Timestamp::from_second(at).expect("as the test set it up"),
+                        )),
                         ..PodCondition::default()
                     }]
                 }),
@@ -213,7 +217,13 @@ mod tests {
         };
         let names: Vec<&str> = order
             .iter()
-            .map(|i| pods[*i].metadata.name.as_deref().unwrap())
+            .map(|i| {
+                pods[*i]
+                    .metadata
+                    .name
+                    .as_deref()
+                    .expect("as the test set it up")
+            })
             .collect();
         assert_eq!(
             names,

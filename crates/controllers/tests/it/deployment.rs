@@ -76,7 +76,7 @@ async fn a_replica_set_keeps_its_replicas_adopts_orphans_and_releases_relabelled
     .await;
     let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
     let rs = create(&sets, web(3, "nginx")).await;
-    let uid = rs.uid().unwrap();
+    let uid = rs.uid().expect("as the test set it up");
     let owned = |pods: &[Pod]| {
         pods.iter()
             .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
@@ -107,7 +107,7 @@ async fn a_replica_set_keeps_its_replicas_adopts_orphans_and_releases_relabelled
         .await
         .into_iter()
         .find(|p| p.name_any() != "stray")
-        .unwrap();
+        .expect("as the test set it up");
     assert!(made.name_any().starts_with("web-") && made.name_any().len() == "web-".len() + 5);
 
     // A pod relabelled out of the selector is released, and replaced.
@@ -117,7 +117,7 @@ async fn a_replica_set_keeps_its_replicas_adopts_orphans_and_releases_relabelled
         &Patch::Merge(json!({"metadata": {"labels": {"app": "other"}}})),
     )
     .await
-    .unwrap();
+    .expect("as the test set it up");
     eventually("the stray released and replaced", || async {
         let live = live_pods(&client).await;
         let stray = live.iter().find(|p| p.name_any() == "stray").cloned();
@@ -134,7 +134,7 @@ async fn a_replica_set_keeps_its_replicas_adopts_orphans_and_releases_relabelled
         &Patch::Merge(json!({"spec": {"replicas": 1}})),
     )
     .await
-    .unwrap();
+    .expect("as the test set it up");
     eventually("one pod left", || async {
         let n = owned(&live_pods(&client).await);
         (n == 1).then_some(()).ok_or(format!("{n}"))
@@ -206,7 +206,10 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
                 let live = live_pods(&client).await;
                 let images_ok = live.len() == 3
                     && live.iter().all(|p| {
-                        p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some(image)
+                        p.spec.as_ref().expect("as the test set it up").containers[0]
+                            .image
+                            .as_deref()
+                            == Some(image)
                     });
                 (status.updated_replicas == Some(3)
                     && status.available_replicas == Some(3)
@@ -227,14 +230,18 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
             .map(String::as_str),
         Some("1")
     );
-    let rs_list = sets.list(&ListParams::default()).await.unwrap().items;
+    let rs_list = sets
+        .list(&ListParams::default())
+        .await
+        .expect("as the test set it up")
+        .items;
     assert_eq!(rs_list.len(), 1);
     let first_rs = &rs_list[0];
     let hash = first_rs
         .labels()
         .get(deployment::HASH_LABEL)
         .cloned()
-        .unwrap();
+        .expect("as the test set it up");
     assert_eq!(first_rs.name_any(), format!("web-{hash}"));
     assert_eq!(
         first_rs
@@ -248,7 +255,7 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "Available").cloned())
-        .unwrap();
+        .expect("as the test set it up");
     assert_eq!(
         available.reason.as_deref(),
         Some("MinimumReplicasAvailable")
@@ -262,7 +269,7 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
                 {"name": "web", "image": "nginx:2"}]}}}})),
         )
         .await
-        .unwrap();
+        .expect("as the test set it up");
     let second = complete("nginx:2").await;
     assert_eq!(
         second
@@ -271,7 +278,11 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
             .map(String::as_str),
         Some("2")
     );
-    let rs_list = sets.list(&ListParams::default()).await.unwrap().items;
+    let rs_list = sets
+        .list(&ListParams::default())
+        .await
+        .expect("as the test set it up")
+        .items;
     let by_revision: BTreeMap<String, i32> = rs_list
         .iter()
         .map(|rs| {
@@ -310,7 +321,7 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
                 {"name": "web", "image": "nginx:1"}]}}}})),
         )
         .await
-        .unwrap();
+        .expect("as the test set it up");
     let third = complete("nginx:1").await;
     assert_eq!(
         third
@@ -319,7 +330,10 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
             .map(String::as_str),
         Some("3")
     );
-    let again = sets.get(&format!("web-{hash}")).await.unwrap();
+    let again = sets
+        .get(&format!("web-{hash}"))
+        .await
+        .expect("as the test set it up");
     assert_eq!(
         again
             .annotations()
@@ -343,7 +357,7 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
             &Patch::Merge(json!({"spec": {"replicas": 5}})),
         )
         .await
-        .unwrap();
+        .expect("as the test set it up");
     eventually("five replicas", || async {
         let d = deployments.get("web").await.map_err(|e| e.to_string())?;
         let available = d.status.as_ref().and_then(|s| s.available_replicas);
@@ -367,7 +381,7 @@ async fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
     manifest["spec"]["strategy"] = json!({"type": "Recreate"});
     create(&deployments, manifest).await;
     let image_of = |p: &Pod| {
-        p.spec.as_ref().unwrap().containers[0]
+        p.spec.as_ref().expect("as the test set it up").containers[0]
             .image
             .clone()
             .unwrap_or_default()
@@ -387,7 +401,7 @@ async fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
                 {"name": "web", "image": "nginx:2"}]}}}})),
         )
         .await
-        .unwrap();
+        .expect("as the test set it up");
     eventually("two new pods and never both", || async {
         let pods: Api<Pod> = Api::default_namespaced(client.clone());
         let all = pods

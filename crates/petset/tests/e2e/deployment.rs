@@ -306,6 +306,20 @@ fn a_deployment_rolls_forward_and_back_with_history_on_the_simulated_node() {
         );
     }
     assert!(
+        has_row(
+            &describe,
+            &["Progressing", "True", "NewReplicaSetAvailable"]
+        ),
+        "{describe}"
+    );
+    assert!(
+        has_row(
+            &describe,
+            &["Available", "True", "MinimumReplicasAvailable"]
+        ),
+        "{describe}"
+    );
+    assert!(
         describe.contains("Scaled up replica set web-") && describe.contains("from 0 to 3"),
         "{describe}"
     );

@@ -1,7 +1,10 @@
-//! `statefulsets/{name}/scale`: the `autoscaling/v1` Scale view of a StatefulSet's replicas.
+//! `{statefulsets,deployments,replicasets,replicationcontrollers}/{name}/scale`: the
+//! `autoscaling/v1` Scale view of an object's replicas. `status.selector` is the selector as a
+//! string: a structured (apps/v1) selector's, or a ReplicationController's map of labels.
 
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
+use petset_api::kinds::replicationcontroller;
 use petset_api::patch::{self, PatchType};
 use petset_api::selector::LabelSelector;
 use petset_api::{ApiError, Cause};
@@ -12,13 +15,18 @@ use crate::handlers::Query;
 use crate::registry::Scope;
 use crate::response;
 
-/// The Scale object for a StatefulSet.
+/// The Scale object for an object with replicas.
 fn scale_of(object: &Value) -> Value {
-    let selector = object
-        .pointer("/spec/selector")
-        .and_then(|s| LabelSelector::from_structured(s).ok())
-        .map(|s| s.to_string())
-        .unwrap_or_default();
+    let selector = object.pointer("/spec/selector");
+    let structured = selector
+        .is_some_and(|s| s.get("matchLabels").is_some() || s.get("matchExpressions").is_some());
+    let selector = if structured {
+        selector.and_then(|s| LabelSelector::from_structured(s).ok())
+    } else {
+        replicationcontroller::map_selector(selector)
+    }
+    .map(|s| s.to_string())
+    .unwrap_or_default();
     let meta = object.get("metadata").cloned().unwrap_or_else(|| json!({}));
     json!({
         "kind": "Scale",
@@ -185,5 +193,62 @@ mod tests {
             (409, json!("Conflict")),
             "{refused}"
         );
+    }
+
+    #[tokio::test]
+    async fn deployments_replica_sets_and_controllers_scale_with_their_selectors() {
+        let cluster = TestCluster::start().await;
+        let template = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]}});
+        for (path, kind, api_version, selector, expected) in [
+            (
+                "/apis/apps/v1/namespaces/default/deployments",
+                "Deployment",
+                "apps/v1",
+                json!({"matchLabels": {"app": "web"}}),
+                "app=web",
+            ),
+            (
+                "/apis/apps/v1/namespaces/default/replicasets",
+                "ReplicaSet",
+                "apps/v1",
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+                "app in (web)",
+            ),
+            (
+                "/api/v1/namespaces/default/replicationcontrollers",
+                "ReplicationController",
+                "v1",
+                json!({"app": "web"}),
+                "app=web",
+            ),
+        ] {
+            let (code, created) = cluster
+                .json(
+                    "POST",
+                    path,
+                    json!({"apiVersion": api_version, "kind": kind,
+                    "metadata": {"name": "web"},
+                    "spec": {"replicas": 2, "selector": selector, "template": template}}),
+                )
+                .await;
+            assert_eq!(code, 201, "{created}");
+            let (code, scaled) = cluster
+                .send(
+                    "PATCH",
+                    &format!("{path}/web/scale"),
+                    "application/merge-patch+json",
+                    json!({"spec": {"replicas": 4}}),
+                )
+                .await;
+            assert_eq!(code, 200, "{scaled}");
+            assert_eq!(scaled["spec"]["replicas"], 4, "{kind}");
+            assert_eq!(scaled["status"]["selector"], expected, "{kind}");
+            let (_, stored) = cluster
+                .json("GET", &format!("{path}/web"), json!(null))
+                .await;
+            assert_eq!(stored["spec"]["replicas"], 4, "{kind}");
+            assert_eq!(stored["metadata"]["generation"], 2, "{kind}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! ServiceAccount and `kube-root-ca.crt` ConfigMap, and the rules of aggregated ClusterRoles.
 
 pub mod clusterroleaggregation;
+pub mod deployment;
 mod disruption;
 pub mod endpoints;
 pub mod leader;
@@ -13,6 +14,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeloss;
 pub mod protection;
+pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod scheduler;
 pub mod serviceaccounts;
@@ -48,6 +50,9 @@ pub fn spawn_all_with(
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(statefulset::run(client.clone()));
+    tasks.spawn(replicaset::run_replica_sets(client.clone()));
+    tasks.spawn(replicaset::run_replication_controllers(client.clone()));
+    tasks.spawn(deployment::run(client.clone()));
     tasks.spawn(volumes::run(client.clone(), volumes_dir));
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(protection::run(client.clone()));

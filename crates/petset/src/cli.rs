@@ -344,6 +344,9 @@ pub struct StatefulSetBenchArgs {
     /// Replicas of the OrderedReady set (then rolled to a new image).
     #[arg(long, default_value_t = 100)]
     pub ordered_replicas: i32,
+    /// Replicas of the Deployment (made Available, then rolled to a new image).
+    #[arg(long, default_value_t = 1_000)]
+    pub deployment_replicas: i32,
     /// Seconds any one phase may take.
     #[arg(long, default_value_t = 600)]
     pub timeout_seconds: u64,

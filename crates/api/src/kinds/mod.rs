@@ -17,6 +17,7 @@ pub mod clusterrole;
 pub mod clusterrolebinding;
 pub mod configmap;
 pub mod controllerrevision;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
@@ -32,6 +33,8 @@ pub mod pod;
 pub mod pv;
 pub mod pvc;
 pub mod rbac;
+pub mod replicaset;
+pub mod replicationcontroller;
 pub mod reviews;
 pub mod role;
 pub mod rolebinding;
@@ -65,6 +68,9 @@ macro_rules! served_kinds {
             pvc,
             pv,
             statefulset,
+            deployment,
+            replicaset,
+            replicationcontroller,
             controllerrevision,
             events_v1,
             hpa,

@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use crate::defaults::{self, array_mut, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
+use crate::kinds::replicaset::{SCALE, template_spec_rules};
 use crate::kinds::{NameRule, Strategy};
 use crate::names;
-use crate::resources::{ResourceType, STATUS_VERBS, Subresource, entry, status};
+use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images};
@@ -20,16 +21,7 @@ pub type Typed = k8s_openapi::api::apps::v1::StatefulSet;
 pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["sts"],
     categories: &["all"],
-    subresources: &[
-        Subresource {
-            name: "scale",
-            group: "autoscaling",
-            version: "v1",
-            kind: "Scale",
-            verbs: STATUS_VERBS,
-        },
-        status("apps", "v1", "StatefulSet"),
-    ],
+    subresources: &[SCALE, status("apps", "v1", "StatefulSet")],
     printing: Printing {
         columns: COLUMNS,
         cells,
@@ -288,30 +280,10 @@ fn validate_statefulset(object: &Value) -> Vec<Cause> {
         spec.pointer("/template/metadata/labels"),
         "spec.template.metadata.labels",
     ));
-    match spec.pointer("/template/spec") {
-        Some(template_spec) => {
-            if let Some(policy) = template_spec.get("restartPolicy")
-                && policy.as_str() != Some("Always")
-            {
-                causes.push(Cause::not_supported(
-                    "spec.template.spec.restartPolicy",
-                    policy,
-                    &["Always"],
-                ));
-            }
-            if template_spec
-                .get("activeDeadlineSeconds")
-                .is_some_and(|v| !v.is_null())
-            {
-                causes.push(Cause::forbidden(
-                    "spec.template.spec.activeDeadlineSeconds",
-                    "activeDeadlineSeconds in StatefulSet is not Supported",
-                ));
-            }
-            causes.extend(validate::pod_spec(template_spec, "spec.template.spec"));
-        }
-        None => causes.push(Cause::required("spec.template.spec.containers", "")),
-    }
+    causes.extend(template_spec_rules(
+        spec.pointer("/template/spec"),
+        "StatefulSet",
+    ));
     if let Some(templates) = spec.get("volumeClaimTemplates").and_then(Value::as_array) {
         for (index, template) in templates.iter().enumerate() {
             let field = format!("spec.volumeClaimTemplates[{index}]");

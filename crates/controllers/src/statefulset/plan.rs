@@ -74,12 +74,12 @@ pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
-fn is_terminal(pod: &Pod) -> bool {
+pub fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), "Failed" | "Succeeded")
 }
 
 /// The Ready condition's status and when it last changed.
-fn ready_condition(pod: &Pod) -> Option<(bool, Option<i64>)> {
+pub fn ready_condition(pod: &Pod) -> Option<(bool, Option<i64>)> {
     pod.status
         .as_ref()?
         .conditions
@@ -99,7 +99,7 @@ pub fn is_running_and_ready(pod: &Pod) -> bool {
 }
 
 /// Ready for longer than `min_ready_seconds` (strictly), as `podutil.IsPodAvailable`.
-fn is_available(pod: &Pod, min_ready_seconds: i32, now: i64) -> bool {
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: i64) -> bool {
     if !is_running_and_ready(pod) {
         return false;
     }

@@ -2,6 +2,7 @@
 //! memory store, no sockets), each test running only the controllers it is about.
 
 mod clusterroleaggregation;
+mod deployment;
 mod endpoints;
 mod leader;
 mod many_nodes;

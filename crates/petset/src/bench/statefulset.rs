@@ -1,11 +1,12 @@
 //! `petset bench statefulset`: the whole cluster in process on the simulated node, timing how
 //! long StatefulSets take to become Ready: (a) Parallel with many replicas and a claim template,
-//! (b) OrderedReady, (c) a rolling update of (b).
+//! (b) OrderedReady, (c) a rolling update of (b); then a Deployment: (d) its replicas to
+//! Available, (e) a rolling update of them (an image change) to complete.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -32,7 +33,7 @@ pub async fn run(args: StatefulSetBenchArgs) -> anyhow::Result<()> {
     )
     .await?;
     let namespaces: Api<Namespace> = Api::all(cluster.client.clone());
-    for namespace in ["bench-parallel", "bench-ordered"] {
+    for namespace in ["bench-parallel", "bench-ordered", "bench-deployment"] {
         namespaces
             .create(
                 &PostParams::default(),
@@ -78,6 +79,7 @@ pub async fn run(args: StatefulSetBenchArgs) -> anyhow::Result<()> {
         took.as_secs_f64(),
         ordered as f64 / took.as_secs_f64()
     );
+    deployment_phases(&cluster, args.deployment_replicas, args.timeout()).await?;
     cluster.stop().await;
     Ok(())
 }
@@ -137,6 +139,90 @@ async fn wait_until(
         }
         if Instant::now() > deadline {
             bail!("{name}: not done within {timeout:?}: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// (d) a Deployment of `replicas` to Available, (e) its rolling update to complete.
+async fn deployment_phases(
+    cluster: &Cluster,
+    replicas: i32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = Api::namespaced(cluster.client.clone(), "bench-deployment");
+    let deployment = json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{"name": "web", "image": "registry.k8s.io/nginx-slim:0.8"}]}},
+        }
+    });
+    let started = Instant::now();
+    let created = deployments
+        .create(&PostParams::default(), &serde_json::from_value(deployment)?)
+        .await?;
+    rolled_out(
+        &deployments,
+        replicas,
+        created.metadata.generation.unwrap_or(1),
+        timeout,
+    )
+    .await?;
+    let took = started.elapsed();
+    println!(
+        "(d) Deployment, {replicas} replicas: Available in {:.2}s ({:.0} pods/s)",
+        took.as_secs_f64(),
+        f64::from(replicas) / took.as_secs_f64()
+    );
+    let started = Instant::now();
+    let patched = deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "web", "image": "registry.k8s.io/nginx-slim:0.7"}]}}}})),
+        )
+        .await?;
+    rolled_out(
+        &deployments,
+        replicas,
+        patched.metadata.generation.unwrap_or(0),
+        timeout,
+    )
+    .await?;
+    let took = started.elapsed();
+    println!(
+        "(e) rolling update of (d) (25% surge, 25% unavailable): all {replicas} replaced and Available in {:.2}s ({:.0} pods/s)",
+        took.as_secs_f64(),
+        f64::from(replicas) / took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Polls until the deployment has observed `generation` and every replica is updated and
+/// available, with no old one left (what `kubectl rollout status` waits for).
+async fn rolled_out(
+    deployments: &Api<Deployment>,
+    replicas: i32,
+    generation: i64,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = deployments.get("web").await?.status.unwrap_or_default();
+        if status.observed_generation.unwrap_or(0) >= generation
+            && status.updated_replicas == Some(replicas)
+            && status.replicas == Some(replicas)
+            && status.available_replicas == Some(replicas)
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("deployment web: not rolled out within {timeout:?}: {status:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::defaults::set_default;
+use crate::defaults::{default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
 use crate::kinds::replicaset::{
@@ -81,6 +81,8 @@ impl Strategy for DeploymentStrategy {
     }
 
     fn defaults(&self, object: &mut Value) {
+        // Answered from creation, before the controller writes one, as upstream does.
+        default_status(object, json!({}));
         let Some(spec) = object.get_mut("spec") else {
             return;
         };

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::defaults::{self, set_default};
+use crate::defaults::{self, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
 use crate::kinds::{NameRule, Strategy};
@@ -105,6 +105,8 @@ impl Strategy for ReplicaSetStrategy {
     }
 
     fn defaults(&self, object: &mut Value) {
+        // Answered from creation, before the controller writes one, as upstream does.
+        default_status(object, json!({"replicas": 0}));
         let Some(spec) = object.get_mut("spec") else {
             return;
         };

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::defaults::set_default;
+use crate::defaults::{default_status, set_default};
 use crate::error::Cause;
 use crate::kinds::replicaset::{
     REPLICA_COLUMNS, SCALE, counts_not_negative, default_template, replica_cells, template_rules,
@@ -64,6 +64,8 @@ impl Strategy for ReplicationControllerStrategy {
     }
 
     fn defaults(&self, object: &mut Value) {
+        // Answered from creation, before the controller writes one, as upstream does.
+        default_status(object, json!({"replicas": 0}));
         let template_labels = object
             .pointer("/spec/template/metadata/labels")
             .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))

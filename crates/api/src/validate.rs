@@ -8,6 +8,7 @@ use crate::error::Cause;
 use crate::kinds::NameRule;
 use crate::names;
 use crate::resources::ResourceType;
+use crate::selector::LabelSelector;
 
 /// The rules for a new object: metadata, then the kind's.
 pub fn create(resource: &ResourceType, object: &Value) -> Vec<Cause> {
@@ -274,6 +275,56 @@ pub(crate) fn percent(text: &str) -> Option<u64> {
     }
     // Too many digits to count is still far more than 100%.
     Some(digits.parse().unwrap_or(u64::MAX))
+}
+
+/// A workload's `spec.selector`: required, not empty (`empty selector is invalid for
+/// <workload>`), valid, and matching the template's labels (upstream's apps validation).
+pub(crate) fn selector_of_template(spec: &Value, workload: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        None => causes.push(Cause::required("spec.selector", "")),
+        Some(selector) => {
+            let has_labels = selector
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty());
+            let has_expressions = selector
+                .get("matchExpressions")
+                .and_then(Value::as_array)
+                .is_some_and(|m| !m.is_empty());
+            if !has_labels && !has_expressions {
+                causes.push(Cause::invalid(
+                    "spec.selector",
+                    selector,
+                    &format!("empty selector is invalid for {workload}"),
+                ));
+            }
+            causes.extend(labels(
+                selector.get("matchLabels"),
+                "spec.selector.matchLabels",
+            ));
+            match LabelSelector::from_structured(selector) {
+                Ok(parsed) => {
+                    let template_labels = spec.pointer("/template/metadata/labels");
+                    if (has_labels || has_expressions)
+                        && !parsed.matches(template_labels.and_then(Value::as_object))
+                    {
+                        causes.push(Cause::invalid(
+                            "spec.template.metadata.labels",
+                            template_labels.unwrap_or(&Value::Null),
+                            "`selector` does not match template `labels`",
+                        ));
+                    }
+                }
+                Err(error) => causes.push(Cause::invalid(
+                    "spec.selector",
+                    selector,
+                    &error.to_string(),
+                )),
+            }
+        }
+    }
+    causes
 }
 
 /// Forbids any change to `spec` beyond what `strip` removes (immutability rules).

@@ -6,12 +6,14 @@
 //! ServiceAccount and `kube-root-ca.crt` ConfigMap, and the rules of aggregated ClusterRoles.
 
 pub mod clusterroleaggregation;
+pub mod daemonset;
 mod disruption;
 pub mod endpoints;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeloss;
+pub mod pdb;
 pub mod protection;
 pub mod rootcacertpublisher;
 pub mod scheduler;
@@ -58,6 +60,8 @@ pub fn spawn_all_with(
         tasks.spawn(rootcacertpublisher::run(client.clone(), ca_pem));
     }
     tasks.spawn(clusterroleaggregation::run(client.clone()));
+    tasks.spawn(pdb::run(client.clone()));
+    tasks.spawn(daemonset::run(client.clone()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -17,6 +17,7 @@ pub mod clusterrole;
 pub mod clusterrolebinding;
 pub mod configmap;
 pub mod controllerrevision;
+pub mod daemonset;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
@@ -64,6 +65,7 @@ macro_rules! served_kinds {
             pv,
             statefulset,
             controllerrevision,
+            daemonset,
             events_v1,
             pdb,
             clusterrolebinding,

@@ -10,7 +10,6 @@ use crate::json::{count, items};
 use crate::kinds::{NameRule, Strategy};
 use crate::names;
 use crate::resources::{ResourceType, STATUS_VERBS, Subresource, entry, status};
-use crate::selector::LabelSelector;
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images};
 use crate::validate;
@@ -240,49 +239,7 @@ fn validate_statefulset(object: &Value) -> Vec<Cause> {
             ));
         }
     }
-    match spec.get("selector").filter(|s| !s.is_null()) {
-        None => causes.push(Cause::required("spec.selector", "")),
-        Some(selector) => {
-            let has_labels = selector
-                .get("matchLabels")
-                .and_then(Value::as_object)
-                .is_some_and(|m| !m.is_empty());
-            let has_expressions = selector
-                .get("matchExpressions")
-                .and_then(Value::as_array)
-                .is_some_and(|m| !m.is_empty());
-            if !has_labels && !has_expressions {
-                causes.push(Cause::invalid(
-                    "spec.selector",
-                    selector,
-                    "empty selector is invalid for statefulset",
-                ));
-            }
-            causes.extend(validate::labels(
-                selector.get("matchLabels"),
-                "spec.selector.matchLabels",
-            ));
-            match LabelSelector::from_structured(selector) {
-                Ok(parsed) => {
-                    let template_labels = spec.pointer("/template/metadata/labels");
-                    if (has_labels || has_expressions)
-                        && !parsed.matches(template_labels.and_then(Value::as_object))
-                    {
-                        causes.push(Cause::invalid(
-                            "spec.template.metadata.labels",
-                            template_labels.unwrap_or(&Value::Null),
-                            "`selector` does not match template `labels`",
-                        ));
-                    }
-                }
-                Err(error) => causes.push(Cause::invalid(
-                    "spec.selector",
-                    selector,
-                    &error.to_string(),
-                )),
-            }
-        }
-    }
+    causes.extend(validate::selector_of_template(spec, "statefulset"));
     causes.extend(validate::labels(
         spec.pointer("/template/metadata/labels"),
         "spec.template.metadata.labels",

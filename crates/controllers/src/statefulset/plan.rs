@@ -99,7 +99,7 @@ pub fn is_running_and_ready(pod: &Pod) -> bool {
 }
 
 /// Ready for longer than `min_ready_seconds` (strictly), as `podutil.IsPodAvailable`.
-fn is_available(pod: &Pod, min_ready_seconds: i32, now: i64) -> bool {
+pub(crate) fn is_available(pod: &Pod, min_ready_seconds: i32, now: i64) -> bool {
     if !is_running_and_ready(pod) {
         return false;
     }

@@ -5,6 +5,7 @@ use std::path::Path;
 mod bounds;
 mod catalogue;
 mod data_safety;
+mod disruption;
 mod identities;
 mod images;
 mod join;

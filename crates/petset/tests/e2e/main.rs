@@ -4,6 +4,7 @@ use std::path::Path;
 
 mod bounds;
 mod catalogue;
+mod daemonset;
 mod data_safety;
 mod disruption;
 mod identities;

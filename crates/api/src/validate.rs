@@ -277,6 +277,38 @@ pub(crate) fn percent(text: &str) -> Option<u64> {
     Some(digits.parse().unwrap_or(u64::MAX))
 }
 
+/// A workload's `spec.template.spec`: required, `restartPolicy` only `Always`, no
+/// `activeDeadlineSeconds` (`activeDeadlineSeconds in <Kind> is not Supported`), and a valid pod
+/// spec (upstream's apps validation of DaemonSets and StatefulSets).
+pub(crate) fn always_restarting_template(spec: &Value, kind: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match spec.pointer("/template/spec") {
+        Some(template_spec) => {
+            if let Some(policy) = template_spec.get("restartPolicy")
+                && policy.as_str() != Some("Always")
+            {
+                causes.push(Cause::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    policy,
+                    &["Always"],
+                ));
+            }
+            if template_spec
+                .get("activeDeadlineSeconds")
+                .is_some_and(|v| !v.is_null())
+            {
+                causes.push(Cause::forbidden(
+                    "spec.template.spec.activeDeadlineSeconds",
+                    &format!("activeDeadlineSeconds in {kind} is not Supported"),
+                ));
+            }
+            causes.extend(pod_spec(template_spec, "spec.template.spec"));
+        }
+        None => causes.push(Cause::required("spec.template.spec.containers", "")),
+    }
+    causes
+}
+
 /// A workload's `spec.selector`: required, not empty (`empty selector is invalid for
 /// <workload>`), valid, and matching the template's labels (upstream's apps validation).
 pub(crate) fn selector_of_template(spec: &Value, workload: &str) -> Vec<Cause> {

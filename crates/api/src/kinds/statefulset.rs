@@ -244,30 +244,7 @@ fn validate_statefulset(object: &Value) -> Vec<Cause> {
         spec.pointer("/template/metadata/labels"),
         "spec.template.metadata.labels",
     ));
-    match spec.pointer("/template/spec") {
-        Some(template_spec) => {
-            if let Some(policy) = template_spec.get("restartPolicy")
-                && policy.as_str() != Some("Always")
-            {
-                causes.push(Cause::not_supported(
-                    "spec.template.spec.restartPolicy",
-                    policy,
-                    &["Always"],
-                ));
-            }
-            if template_spec
-                .get("activeDeadlineSeconds")
-                .is_some_and(|v| !v.is_null())
-            {
-                causes.push(Cause::forbidden(
-                    "spec.template.spec.activeDeadlineSeconds",
-                    "activeDeadlineSeconds in StatefulSet is not Supported",
-                ));
-            }
-            causes.extend(validate::pod_spec(template_spec, "spec.template.spec"));
-        }
-        None => causes.push(Cause::required("spec.template.spec.containers", "")),
-    }
+    causes.extend(validate::always_restarting_template(spec, "StatefulSet"));
     if let Some(templates) = spec.get("volumeClaimTemplates").and_then(Value::as_array) {
         for (index, template) in templates.iter().enumerate() {
             let field = format!("spec.volumeClaimTemplates[{index}]");

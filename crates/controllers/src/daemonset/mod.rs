@@ -168,12 +168,7 @@ impl Controller {
         let now = jiff::Timestamp::now().as_second();
         let mut by_node: BTreeMap<String, Vec<Daemon>> = BTreeMap::new();
         for pod in self.pods.in_namespace(&namespace) {
-            let owned = pod
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.controller == Some(true) && r.uid == uid);
+            let owned = controlled_by(&pod.metadata, &uid);
             if !owned || pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
@@ -290,13 +285,7 @@ impl Controller {
             .revisions
             .in_namespace(&namespace)
             .iter()
-            .filter(|r| {
-                r.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.controller == Some(true) && o.uid == uid)
-            })
+            .filter(|r| controlled_by(&r.metadata, &uid))
             .map(|r| r.as_ref().clone())
             .collect();
         let top = owned.iter().map(|r| r.revision).max().unwrap_or(0);
@@ -369,13 +358,7 @@ impl Controller {
             .revisions
             .in_namespace(&namespace)
             .iter()
-            .filter(|r| {
-                r.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.controller == Some(true) && o.uid == uid)
-            })
+            .filter(|r| controlled_by(&r.metadata, &uid))
             .filter(|r| {
                 let label = r.labels().get(HASH_LABEL).map(String::as_str).unwrap_or("");
                 label != hash && !live.contains(&label)
@@ -396,6 +379,14 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// Whether the object's controller owner reference names `uid`.
+fn controlled_by(meta: &kube::api::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
 /// Upstream's `GetTargetNodeName`: the bound node, else the node the pin names.

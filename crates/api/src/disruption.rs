@@ -390,7 +390,7 @@ mod tests {
     const NOW: &str = "2026-01-01T00:10:00Z";
 
     fn now() -> Timestamp {
-        crate::time::parse(NOW).unwrap()
+        crate::time::parse(NOW).expect("test data")
     }
 
     fn pod(name: &str, ready: bool) -> Value {
@@ -440,14 +440,14 @@ mod tests {
         let pods = vec![pod("web-0", true), pod("web-1", true), pod("web-2", true)];
         let (disrupted, recheck, _) = disrupted_pods(&b, &pods, now());
         assert!(recheck.is_none());
-        let (expected, desired) = expected_and_desired(&b, pods.len(), None).unwrap();
+        let (expected, desired) = expected_and_desired(&b, pods.len(), None).expect("test data");
         let health = Health {
             current_healthy: current_healthy(&pods, &disrupted, now()),
             desired_healthy: desired,
             expected_pods: expected,
             disrupted_pods: disrupted,
         };
-        let status = status_after(&b, &health, NOW).unwrap();
+        let status = status_after(&b, &health, NOW).expect("test data");
         assert_eq!(status["disruptionsAllowed"], 1);
         assert_eq!(status["currentHealthy"], 3);
         assert_eq!(status["observedGeneration"], 1);
@@ -479,7 +479,7 @@ mod tests {
             "expectedPods": 3, "observedGeneration": 1,
             "conditions": [{"type": CONDITION, "status": "True", "reason": SUFFICIENT_PODS,
                 "message": "", "observedGeneration": 1, "lastTransitionTime": "x"}]});
-        let status = spend(&b, "web-2", NOW, false).unwrap();
+        let status = spend(&b, "web-2", NOW, false).expect("test data");
         assert_eq!(status["disruptionsAllowed"], 0);
         assert_eq!(status["disruptedPods"]["web-2"], NOW);
         assert_eq!(status["conditions"][0]["reason"], INSUFFICIENT_PODS);
@@ -487,7 +487,7 @@ mod tests {
         // A dry run spends nothing it records.
         assert!(
             spend(&b, "web-2", NOW, true)
-                .unwrap()
+                .expect("test data")
                 .get("disruptedPods")
                 .is_none()
         );

@@ -403,10 +403,10 @@ mod tests {
         let (first, _) = plan(&all, &pods, "new", &update);
         assert_eq!(first.create, ["a"]);
         pods.get_mut("a")
-            .unwrap()
+            .expect("test data")
             .push(daemon("new-a", "new", false));
         assert_eq!(plan(&all, &pods, "new", &update).0, Plan::default());
-        pods.get_mut("a").unwrap()[1].available = true;
+        pods.get_mut("a").expect("test data")[1].available = true;
         assert_eq!(plan(&all, &pods, "new", &update).0.delete, ["old-a"]);
     }
 
@@ -434,7 +434,7 @@ mod tests {
             json!({"nodeSelectorTerms": [{"matchFields": [
                 {"key": "metadata.name", "operator": "In", "values": ["node-1"]}]}]})
         );
-        let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+        let tolerations = pod["spec"]["tolerations"].as_array().expect("test data");
         assert_eq!(tolerations.len(), 6);
         assert!(
             tolerations
@@ -450,7 +450,7 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "n", "labels": {"disk": "ssd"}},
             "spec": {"unschedulable": true, "taints": [
                 {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}}))
-            .unwrap();
+            .expect("test data");
         let template = |extra: Value| -> Pod {
             let set = json!({"metadata": {"name": "a", "namespace": "d", "uid": "u"}});
             let mut t = json!({"spec": {"containers": [{"name": "c", "image": "i"}]}});
@@ -462,7 +462,7 @@ mod tests {
             // The automatic tolerations, without the pin (the template's own affinity).
             let mut pod = pod_for(&t, &set, "n", "h");
             pod["spec"]["affinity"] = t["spec"].get("affinity").cloned().unwrap_or(json!({}));
-            serde_json::from_value(pod).unwrap()
+            serde_json::from_value(pod).expect("test data")
         };
         assert!(should_run(&template(json!({})), &node));
         assert!(should_run(
@@ -474,7 +474,7 @@ mod tests {
             &node
         ));
         let mut tainted = node.clone();
-        tainted.spec.as_mut().unwrap().taints = Some(vec![Taint {
+        tainted.spec.as_mut().expect("test data").taints = Some(vec![Taint {
             key: "dedicated".into(),
             value: Some("db".into()),
             effect: "NoSchedule".into(),

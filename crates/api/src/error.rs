@@ -301,6 +301,14 @@ impl ApiError {
         Self::new(503, "ServiceUnavailable", message)
     }
 
+    /// 429 TooManyRequests (no `Retry-After`), with the causes in `details`.
+    pub fn too_many_requests(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        Self::new(429, "TooManyRequests", message).with_details(Details {
+            causes,
+            ..Details::default()
+        })
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }
@@ -345,7 +353,13 @@ impl ApiError {
                     .causes
                     .iter()
                     .map(|cause| {
-                        json!({"reason": cause.reason, "message": cause.message, "field": cause.field})
+                        let mut rendered =
+                            json!({"reason": cause.reason, "message": cause.message});
+                        // `field` is omitted when empty, as upstream's `omitempty`.
+                        if !cause.field.is_empty() {
+                            rendered["field"] = json!(cause.field);
+                        }
+                        rendered
                     })
                     .collect();
                 rendered.insert("causes".into(), Value::Array(causes));

@@ -7,6 +7,7 @@
 
 pub mod defaults;
 pub mod depth;
+pub mod disruption;
 pub mod error;
 pub mod json;
 pub mod kinds;

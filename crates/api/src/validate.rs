@@ -8,6 +8,7 @@ use crate::error::Cause;
 use crate::kinds::NameRule;
 use crate::names;
 use crate::resources::ResourceType;
+use crate::selector::LabelSelector;
 
 /// The rules for a new object: metadata, then the kind's.
 pub fn create(resource: &ResourceType, object: &Value) -> Vec<Cause> {
@@ -274,6 +275,88 @@ pub(crate) fn percent(text: &str) -> Option<u64> {
     }
     // Too many digits to count is still far more than 100%.
     Some(digits.parse().unwrap_or(u64::MAX))
+}
+
+/// A workload's `spec.template.spec`: required, `restartPolicy` only `Always`, no
+/// `activeDeadlineSeconds` (`activeDeadlineSeconds in <Kind> is not Supported`), and a valid pod
+/// spec (upstream's apps validation of DaemonSets and StatefulSets).
+pub(crate) fn always_restarting_template(spec: &Value, kind: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match spec.pointer("/template/spec") {
+        Some(template_spec) => {
+            if let Some(policy) = template_spec.get("restartPolicy")
+                && policy.as_str() != Some("Always")
+            {
+                causes.push(Cause::not_supported(
+                    "spec.template.spec.restartPolicy",
+                    policy,
+                    &["Always"],
+                ));
+            }
+            if template_spec
+                .get("activeDeadlineSeconds")
+                .is_some_and(|v| !v.is_null())
+            {
+                causes.push(Cause::forbidden(
+                    "spec.template.spec.activeDeadlineSeconds",
+                    &format!("activeDeadlineSeconds in {kind} is not Supported"),
+                ));
+            }
+            causes.extend(pod_spec(template_spec, "spec.template.spec"));
+        }
+        None => causes.push(Cause::required("spec.template.spec.containers", "")),
+    }
+    causes
+}
+
+/// A workload's `spec.selector`: required, not empty (`empty selector is invalid for
+/// <workload>`), valid, and matching the template's labels (upstream's apps validation).
+pub(crate) fn selector_of_template(spec: &Value, workload: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        None => causes.push(Cause::required("spec.selector", "")),
+        Some(selector) => {
+            let has_labels = selector
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty());
+            let has_expressions = selector
+                .get("matchExpressions")
+                .and_then(Value::as_array)
+                .is_some_and(|m| !m.is_empty());
+            if !has_labels && !has_expressions {
+                causes.push(Cause::invalid(
+                    "spec.selector",
+                    selector,
+                    &format!("empty selector is invalid for {workload}"),
+                ));
+            }
+            causes.extend(labels(
+                selector.get("matchLabels"),
+                "spec.selector.matchLabels",
+            ));
+            match LabelSelector::from_structured(selector) {
+                Ok(parsed) => {
+                    let template_labels = spec.pointer("/template/metadata/labels");
+                    if (has_labels || has_expressions)
+                        && !parsed.matches(template_labels.and_then(Value::as_object))
+                    {
+                        causes.push(Cause::invalid(
+                            "spec.template.metadata.labels",
+                            template_labels.unwrap_or(&Value::Null),
+                            "`selector` does not match template `labels`",
+                        ));
+                    }
+                }
+                Err(error) => causes.push(Cause::invalid(
+                    "spec.selector",
+                    selector,
+                    &error.to_string(),
+                )),
+            }
+        }
+    }
+    causes
 }
 
 /// Forbids any change to `spec` beyond what `strip` removes (immutability rules).

@@ -755,19 +755,7 @@ async fn subresource(
             } else {
                 serde_json::from_slice::<Value>(&body).unwrap_or_default()
             };
-            let options = eviction
-                .get("deleteOptions")
-                .cloned()
-                .map(|v| DeleteOptions::from_json(&v))
-                .unwrap_or_default();
-            state
-                .registry
-                .delete(target.scope(), name, &options)
-                .await?;
-            Ok(response::json(
-                StatusCode::CREATED,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-            ))
+            crate::eviction::evict(state, target.scope(), name, &eviction, query.dry_run()).await
         }
         "binding" if *method == Method::POST => {
             let binding: Value = serde_json::from_slice(&body)

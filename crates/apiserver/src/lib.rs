@@ -14,6 +14,9 @@ pub mod clock;
 #[cfg(test)]
 mod data_safety_tests;
 mod discovery;
+mod eviction;
+#[cfg(test)]
+mod eviction_tests;
 mod gc;
 #[cfg(test)]
 mod gc_tests;

@@ -7,12 +7,14 @@
 
 pub mod clusterroleaggregation;
 pub mod deployment;
+pub mod daemonset;
 mod disruption;
 pub mod endpoints;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeloss;
+pub mod pdb;
 pub mod protection;
 pub mod replicaset;
 pub mod rootcacertpublisher;
@@ -63,6 +65,8 @@ pub fn spawn_all_with(
         tasks.spawn(rootcacertpublisher::run(client.clone(), ca_pem));
     }
     tasks.spawn(clusterroleaggregation::run(client.clone()));
+    tasks.spawn(pdb::run(client.clone()));
+    tasks.spawn(daemonset::run(client.clone()));
     tasks.spawn(scheduler::run(client));
     tasks
 }

@@ -18,6 +18,7 @@ pub mod clusterrolebinding;
 pub mod configmap;
 pub mod controllerrevision;
 pub mod deployment;
+pub mod daemonset;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
@@ -72,6 +73,7 @@ macro_rules! served_kinds {
             replicaset,
             replicationcontroller,
             controllerrevision,
+            daemonset,
             events_v1,
             hpa,
             hpa_v1,

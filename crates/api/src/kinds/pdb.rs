@@ -1,6 +1,8 @@
-//! PodDisruptionBudgets (policy/v1), stored only: nothing evicts by them yet. Upstream's
+//! PodDisruptionBudgets (policy/v1): upstream's
 //! `pkg/registry/policy/poddisruptionbudget/strategy.go`, the spec rules of
-//! `pkg/apis/policy/validation` and the printer's columns.
+//! `pkg/apis/policy/validation` and the printer's columns. The status is the disruption
+//! controller's (`crates/controllers/src/pdb.rs`), and `pods/NAME/eviction`
+//! (`crates/apiserver/src/eviction.rs`) spends it; both compute with `crate::disruption`.
 //!
 //! Added the catalogue way, to show it is enough: this file, its `pub mod` line in
 //! `kinds/mod.rs` and its name in `served_kinds!` (and the e2e test in

@@ -227,37 +227,7 @@ pub(crate) fn template_rules(spec: &Value, selector: Option<&LabelSelector>) -> 
         ));
     }
     causes.extend(validate::labels(labels, "spec.template.metadata.labels"));
-    causes.extend(template_spec_rules(template.get("spec"), "ReplicaSet"));
-    causes
-}
-
-/// A workload's pod template spec: restartPolicy Always, no activeDeadlineSeconds (`kind`
-/// names the workload in that message), and a valid pod spec.
-pub(crate) fn template_spec_rules(template_spec: Option<&Value>, kind: &str) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    let Some(template_spec) = template_spec else {
-        causes.push(Cause::required("spec.template.spec.containers", ""));
-        return causes;
-    };
-    if let Some(policy) = template_spec.get("restartPolicy")
-        && policy.as_str() != Some("Always")
-    {
-        causes.push(Cause::not_supported(
-            "spec.template.spec.restartPolicy",
-            policy,
-            &["Always"],
-        ));
-    }
-    if template_spec
-        .get("activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null())
-    {
-        causes.push(Cause::forbidden(
-            "spec.template.spec.activeDeadlineSeconds",
-            &format!("activeDeadlineSeconds in {kind} is not Supported"),
-        ));
-    }
-    causes.extend(validate::pod_spec(template_spec, "spec.template.spec"));
+    causes.extend(validate::always_restarting_template(spec, "ReplicaSet"));
     causes
 }
 

@@ -7,11 +7,10 @@ use serde_json::{Value, json};
 use crate::defaults::{self, array_mut, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
-use crate::kinds::replicaset::{SCALE, template_spec_rules};
+use crate::kinds::replicaset::SCALE;
 use crate::kinds::{NameRule, Strategy};
 use crate::names;
 use crate::resources::{ResourceType, entry, status};
-use crate::selector::LabelSelector;
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images};
 use crate::validate;
@@ -233,57 +232,12 @@ fn validate_statefulset(object: &Value) -> Vec<Cause> {
             ));
         }
     }
-    match spec.get("selector").filter(|s| !s.is_null()) {
-        None => causes.push(Cause::required("spec.selector", "")),
-        Some(selector) => {
-            let has_labels = selector
-                .get("matchLabels")
-                .and_then(Value::as_object)
-                .is_some_and(|m| !m.is_empty());
-            let has_expressions = selector
-                .get("matchExpressions")
-                .and_then(Value::as_array)
-                .is_some_and(|m| !m.is_empty());
-            if !has_labels && !has_expressions {
-                causes.push(Cause::invalid(
-                    "spec.selector",
-                    selector,
-                    "empty selector is invalid for statefulset",
-                ));
-            }
-            causes.extend(validate::labels(
-                selector.get("matchLabels"),
-                "spec.selector.matchLabels",
-            ));
-            match LabelSelector::from_structured(selector) {
-                Ok(parsed) => {
-                    let template_labels = spec.pointer("/template/metadata/labels");
-                    if (has_labels || has_expressions)
-                        && !parsed.matches(template_labels.and_then(Value::as_object))
-                    {
-                        causes.push(Cause::invalid(
-                            "spec.template.metadata.labels",
-                            template_labels.unwrap_or(&Value::Null),
-                            "`selector` does not match template `labels`",
-                        ));
-                    }
-                }
-                Err(error) => causes.push(Cause::invalid(
-                    "spec.selector",
-                    selector,
-                    &error.to_string(),
-                )),
-            }
-        }
-    }
+    causes.extend(validate::selector_of_template(spec, "statefulset"));
     causes.extend(validate::labels(
         spec.pointer("/template/metadata/labels"),
         "spec.template.metadata.labels",
     ));
-    causes.extend(template_spec_rules(
-        spec.pointer("/template/spec"),
-        "StatefulSet",
-    ));
+    causes.extend(validate::always_restarting_template(spec, "StatefulSet"));
     if let Some(templates) = spec.get("volumeClaimTemplates").and_then(Value::as_array) {
         for (index, template) in templates.iter().enumerate() {
             let field = format!("spec.volumeClaimTemplates[{index}]");

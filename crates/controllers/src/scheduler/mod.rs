@@ -12,7 +12,7 @@
 //! and InterPodAffinity. Among the feasible nodes the scores of `score.rs` choose.
 
 mod affinity;
-mod filters;
+pub(crate) mod filters;
 mod run;
 mod score;
 pub mod snapshot;

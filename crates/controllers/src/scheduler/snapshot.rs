@@ -247,7 +247,7 @@ fn condition_taint(node: &Node) -> Option<&'static str> {
 
 impl NodeInfo {
     /// What the filters read of a Node; the placed pods are the snapshot's to add.
-    fn describe(node: &Node) -> Self {
+    pub(crate) fn describe(node: &Node) -> Self {
         let spec = node.spec.as_ref();
         let mut taints: Vec<Taint> = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         if let Some(key) = condition_taint(node)

@@ -10,11 +10,16 @@ const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 /// The revision `data` of a set's current template: `{"spec":{"template":{"$patch":"replace",…}}}`.
 pub fn patch_of(set: &StatefulSet) -> Value {
-    let mut template = set
-        .spec
-        .as_ref()
-        .map(|spec| serde_json::to_value(&spec.template).unwrap_or_else(|_| json!({})))
-        .unwrap_or_else(|| json!({}));
+    patch_of_template(
+        set.spec
+            .as_ref()
+            .map(|spec| serde_json::to_value(&spec.template).unwrap_or_else(|_| json!({})))
+            .unwrap_or_else(|| json!({})),
+    )
+}
+
+/// The revision `data` of a pod template (a DaemonSet's revisions have the same shape).
+pub fn patch_of_template(mut template: Value) -> Value {
     if let Some(map) = template.as_object_mut() {
         map.insert("$patch".into(), json!("replace"));
     }

@@ -4,8 +4,10 @@ use std::path::Path;
 
 mod bounds;
 mod catalogue;
+mod daemonset;
 mod data_safety;
 mod deployment;
+mod disruption;
 mod identities;
 mod images;
 mod join;

@@ -17,11 +17,13 @@ pub mod clusterrole;
 pub mod clusterrolebinding;
 pub mod configmap;
 pub mod controllerrevision;
+pub mod cronjob;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
 pub mod events_v1;
 pub mod generic;
+pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
@@ -66,6 +68,8 @@ macro_rules! served_kinds {
             controllerrevision,
             events_v1,
             pdb,
+            job,
+            cronjob,
             clusterrolebinding,
             clusterrole,
             rolebinding,

@@ -283,6 +283,7 @@ mod tests {
                 ("", "v1"),
                 ("apps", "v1"),
                 ("events.k8s.io", "v1"),
+                ("batch", "v1"),
                 ("policy", "v1"),
                 ("rbac.authorization.k8s.io", "v1"),
                 ("storage.k8s.io", "v1"),

@@ -6,8 +6,10 @@
 //! ServiceAccount and `kube-root-ca.crt` ConfigMap, and the rules of aggregated ClusterRoles.
 
 pub mod clusterroleaggregation;
+pub mod cronjob;
 mod disruption;
 pub mod endpoints;
+pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -48,6 +50,8 @@ pub fn spawn_all_with(
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     tasks.spawn(statefulset::run(client.clone()));
+    tasks.spawn(job::run(client.clone()));
+    tasks.spawn(cronjob::run(client.clone()));
     tasks.spawn(volumes::run(client.clone(), volumes_dir));
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(protection::run(client.clone()));

@@ -9,6 +9,7 @@ use crate::defaults::{self, set_default};
 use crate::error::Cause;
 use crate::json::{count, items, text};
 use crate::kinds::Strategy;
+use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -33,6 +34,7 @@ const MAX_INDEXED_COMPLETIONS: i64 = 100_000;
 
 pub const RESOURCE: ResourceType = ResourceType {
     categories: &["all"],
+    protobuf: Some(JOB),
     subresources: &[status("batch", "v1", "Job")],
     printing: Printing {
         columns: COLUMNS,
@@ -41,6 +43,110 @@ pub const RESOURCE: ResourceType = ResourceType {
     strategy: &JobStrategy,
     ..entry("batch", "Job", "jobs", "job", true, round_trip::<Typed>)
 };
+
+/// The protobuf layout of the Job `kubectl create job` sends (client-go's typed clients prefer
+/// protobuf): the parts of a pod template such a Job carries. Unknown fields are skipped;
+/// volumes (an inlined `volumeSource`) are not in the layout yet.
+const ENV_VAR: &[Field] = &[
+    f(1, "name", Kind::String),
+    f(2, "value", Kind::String),
+    f(
+        3,
+        "valueFrom",
+        Kind::Message(&[f(
+            1,
+            "fieldRef",
+            Kind::Message(&[
+                f(1, "apiVersion", Kind::String),
+                f(2, "fieldPath", Kind::String),
+            ]),
+        )]),
+    ),
+];
+const CONTAINER: &[Field] = &[
+    f(1, "name", Kind::String),
+    f(2, "image", Kind::String),
+    many(3, "command", Kind::String),
+    many(4, "args", Kind::String),
+    f(5, "workingDir", Kind::String),
+    many(
+        6,
+        "ports",
+        Kind::Message(&[
+            f(1, "name", Kind::String),
+            f(2, "hostPort", Kind::Int),
+            f(3, "containerPort", Kind::Int),
+            f(4, "protocol", Kind::String),
+        ]),
+    ),
+    many(7, "env", Kind::Message(ENV_VAR)),
+    many(
+        9,
+        "volumeMounts",
+        Kind::Message(&[
+            f(1, "name", Kind::String),
+            f(2, "readOnly", Kind::Bool),
+            f(3, "mountPath", Kind::String),
+            f(4, "subPath", Kind::String),
+        ]),
+    ),
+    f(13, "terminationMessagePath", Kind::String),
+    f(14, "imagePullPolicy", Kind::String),
+    f(16, "stdin", Kind::Bool),
+    f(18, "tty", Kind::Bool),
+    f(20, "terminationMessagePolicy", Kind::String),
+];
+const POD_SPEC: &[Field] = &[
+    many(2, "containers", Kind::Message(CONTAINER)),
+    f(3, "restartPolicy", Kind::String),
+    f(4, "terminationGracePeriodSeconds", Kind::OptionalInt),
+    f(5, "activeDeadlineSeconds", Kind::OptionalInt),
+    f(6, "dnsPolicy", Kind::String),
+    f(7, "nodeSelector", Kind::StringMap),
+    f(8, "serviceAccountName", Kind::String),
+    f(9, "serviceAccount", Kind::String),
+    f(10, "nodeName", Kind::String),
+    f(16, "hostname", Kind::String),
+    f(17, "subdomain", Kind::String),
+    f(19, "schedulerName", Kind::String),
+    many(20, "initContainers", Kind::Message(CONTAINER)),
+    f(21, "automountServiceAccountToken", Kind::Bool),
+];
+const LABEL_SELECTOR: &[Field] = &[
+    f(1, "matchLabels", Kind::StringMap),
+    many(
+        2,
+        "matchExpressions",
+        Kind::Message(&[
+            f(1, "key", Kind::String),
+            f(2, "operator", Kind::String),
+            many(3, "values", Kind::String),
+        ]),
+    ),
+];
+const JOB_SPEC: &[Field] = &[
+    f(1, "parallelism", Kind::OptionalInt),
+    f(2, "completions", Kind::OptionalInt),
+    f(3, "activeDeadlineSeconds", Kind::OptionalInt),
+    f(4, "selector", Kind::Message(LABEL_SELECTOR)),
+    f(5, "manualSelector", Kind::Bool),
+    f(
+        6,
+        "template",
+        Kind::Message(&[
+            f(1, "metadata", Kind::Message(OBJECT_META)),
+            f(2, "spec", Kind::Message(POD_SPEC)),
+        ]),
+    ),
+    f(7, "backoffLimit", Kind::OptionalInt),
+    f(8, "ttlSecondsAfterFinished", Kind::OptionalInt),
+    f(9, "completionMode", Kind::String),
+    f(10, "suspend", Kind::Bool),
+];
+const JOB: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "spec", Kind::Message(JOB_SPEC)),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

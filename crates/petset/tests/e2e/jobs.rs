@@ -295,3 +295,114 @@ fn a_job_past_its_backoff_limit_fails_with_upstreams_reason() {
         .to_string();
     assert!(row.contains("Failed"), "{row}");
 }
+
+const HELLO: &str = r#"
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: hello}
+spec:
+  schedule: "*/1 * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: hello, image: busybox:1.28}]
+"#;
+
+#[test]
+fn a_cronjob_fires_every_minute_and_kubectl_makes_a_job_from_it() {
+    let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
+    petset
+        .kubectl_with_input(&["create", "-f", "-"], Some(HELLO))
+        .ok();
+    let table = petset.kubectl(&["get", "cronjobs"]).ok().to_string();
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"
+        ],
+        "{table}"
+    );
+    // `kubectl create job --from` builds the Job client-side from the jobTemplate.
+    petset
+        .kubectl(&["create", "job", "manual", "--from=cronjob/hello"])
+        .ok();
+    petset
+        .kubectl(&[
+            "wait",
+            "--for=condition=complete",
+            "job/manual",
+            "--timeout=60s",
+        ])
+        .ok();
+    let annotation = petset
+        .kubectl(&[
+            "get",
+            "job",
+            "manual",
+            "-o",
+            "jsonpath={.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate}",
+        ])
+        .ok()
+        .to_string();
+    assert_eq!(annotation.trim(), "manual");
+    // The schedule fires within a minute (and a half, for slow machines) of creation.
+    let mut scheduled = String::new();
+    let fired = wait_until(Duration::from_secs(150), || {
+        scheduled = petset
+            .kubectl(&[
+                "get",
+                "jobs",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}={.status.succeeded} {end}",
+            ])
+            .stdout;
+        scheduled
+            .split_whitespace()
+            .any(|j| j.starts_with("hello-") && j.ends_with("=1"))
+    });
+    assert!(
+        fired,
+        "a scheduled job completed: {scheduled:?}\n{}",
+        petset.log()
+    );
+    let name = scheduled
+        .split_whitespace()
+        .find(|j| j.starts_with("hello-"))
+        .and_then(|j| j.split('=').next())
+        .unwrap_or_default()
+        .to_string();
+    let minutes: i64 = name
+        .trim_start_matches("hello-")
+        .parse()
+        .expect("minutes since the epoch");
+    let last = petset
+        .kubectl(&[
+            "get",
+            "cronjob",
+            "hello",
+            "-o",
+            "jsonpath={.status.lastScheduleTime}",
+        ])
+        .ok()
+        .to_string();
+    let last: jiff::Timestamp = last.trim().parse().expect("lastScheduleTime");
+    assert!(last.as_second() / 60 >= minutes, "{last} {name}");
+    let events = petset
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=CronJob",
+        ])
+        .ok()
+        .to_string();
+    assert!(events.contains(&format!("Created job {name}")), "{events}");
+}

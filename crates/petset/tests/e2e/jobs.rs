@@ -215,12 +215,24 @@ fn jobs_on_the_simulated_node_complete_and_print_as_upstream() {
         .kubectl(&["get", "jobs", "-o", "wide"])
         .ok()
         .to_string();
-    assert!(
-        wide.lines()
-            .next()
-            .unwrap_or_default()
-            .ends_with("CONTAINERS   IMAGES         SELECTOR")
-            || wide.contains("SELECTOR"),
+    let wide_header: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        wide_header,
+        [
+            "NAME",
+            "STATUS",
+            "COMPLETIONS",
+            "DURATION",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ],
         "{wide}"
     );
     assert!(

@@ -4,23 +4,11 @@
 
 use std::time::Duration;
 
-use petset_testkit::{Petset, can_run_containers, wait_until};
+use petset_testkit::{can_run_containers, wait_until};
 
 use crate::runc::start_with_busybox;
 use crate::start;
-
-fn wait_jsonpath(petset: &Petset, what: &str, args: &[&str], expected: &str, timeout: Duration) {
-    let mut last = String::new();
-    let done = wait_until(timeout, || {
-        last = petset.kubectl(args).stdout;
-        last.trim() == expected
-    });
-    assert!(
-        done,
-        "{what}: expected {expected:?}, last saw {last:?}\n{}",
-        petset.log()
-    );
-}
+use crate::statefulset::wait_for_within;
 
 const FLAKY: &str = r#"
 apiVersion: v1
@@ -57,7 +45,7 @@ fn a_job_that_fails_twice_then_succeeds_backs_off_and_completes() {
     petset
         .kubectl_with_input(&["create", "-f", "-"], Some(FLAKY))
         .ok();
-    wait_jsonpath(
+    wait_for_within(
         &petset,
         "the job completes",
         &[
@@ -131,7 +119,7 @@ fn an_indexed_job_gives_each_pod_its_index() {
     petset
         .kubectl_with_input(&["create", "-f", "-"], Some(INDEXED))
         .ok();
-    wait_jsonpath(
+    wait_for_within(
         &petset,
         "the indexed job completes",
         &[
@@ -288,7 +276,7 @@ fn a_job_past_its_backoff_limit_fails_with_upstreams_reason() {
     petset
         .kubectl_with_input(&["create", "-f", "-"], Some(HOPELESS))
         .ok();
-    wait_jsonpath(
+    wait_for_within(
         &petset,
         "the job fails",
         &[

@@ -89,7 +89,20 @@ fn a_job_that_fails_twice_then_succeeds_backs_off_and_completes() {
         .to_string();
     assert!(events.contains("Created pod: flaky-"), "{events}");
     assert!(events.contains("Job completed"), "{events}");
-    let logs = petset.kubectl(&["logs", "job/flaky"]).ok().to_string();
+    // The last pod ran the third attempt.
+    let last = petset
+        .kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "batch.kubernetes.io/job-name=flaky",
+            "--sort-by=.metadata.creationTimestamp",
+            "-o",
+            "jsonpath={.items[2].metadata.name}",
+        ])
+        .ok()
+        .to_string();
+    let logs = petset.kubectl(&["logs", last.trim()]).ok().to_string();
     assert!(logs.contains("attempt 3"), "{logs}");
 }
 

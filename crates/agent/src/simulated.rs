@@ -2,7 +2,9 @@
 //! and keeps its Lease, and runs the pods bound to it through the node's one pod worker
 //! (`crate::pods`) over `crate::runtimes::simulated`, which runs nothing: pods are Running and
 //! Ready (as its knobs say) with bookkeeping IPs from the pod CIDR (`--pod-cidr`) that nothing
-//! ever dials, and their volumes are bookkeeping too.
+//! ever dials, and their volumes are bookkeeping too. Pods whose `restartPolicy` is `Never` or
+//! `OnFailure` (Jobs, Helm hooks) finish as kwok's default stages finish them: shortly after
+//! Running their containers terminate with exit code 0 (reason Completed) and the pod Succeeds.
 
 use std::sync::Arc;
 
@@ -125,6 +127,34 @@ mod cluster_tests {
             pods.get_opt("ready").await.expect("get").is_none()
         })
         .await;
+        node.abort();
+    }
+
+    #[tokio::test]
+    async fn pods_that_do_not_restart_run_to_completion() {
+        let cluster = TestCluster::start().await;
+        let cidr = Cidr::from_str("10.214.0.0/16").expect("cidr");
+        let node = tokio::spawn(super::run(cluster.client(), "sim".into(), cidr));
+        let pods: Api<Pod> = Api::namespaced(cluster.client(), "default");
+        let pod = serde_json::from_value(json!({
+            "metadata": {"name": "once"},
+            "spec": {"nodeName": "sim", "restartPolicy": "Never",
+                "containers": [{"name": "app", "image": "busybox"}]},
+        }))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create");
+        eventually("the pod Succeeds", async || {
+            let pod = pods.get("once").await.expect("get");
+            pod.status.and_then(|s| s.phase).as_deref() == Some("Succeeded")
+        })
+        .await;
+        let status =
+            serde_json::to_value(pods.get("once").await.expect("get").status).expect("status");
+        let terminated = &status["containerStatuses"][0]["state"]["terminated"];
+        assert_eq!(terminated["exitCode"], 0);
+        assert_eq!(terminated["reason"], "Completed");
         node.abort();
     }
 }

@@ -5,6 +5,7 @@
 //! Objects are handled as JSON values in their wire form (the form they are stored in), so
 //! that fields petset does not interpret survive a round trip untouched.
 
+pub mod cron;
 pub mod defaults;
 pub mod depth;
 pub mod disruption;

@@ -288,6 +288,7 @@ mod tests {
                 ("events.k8s.io", "v1"),
                 ("autoscaling", "v2"),
                 ("autoscaling", "v1"),
+                ("batch", "v1"),
                 ("policy", "v1"),
                 ("rbac.authorization.k8s.io", "v1"),
                 ("storage.k8s.io", "v1"),

@@ -6,10 +6,12 @@
 //! ServiceAccount and `kube-root-ca.crt` ConfigMap, and the rules of aggregated ClusterRoles.
 
 pub mod clusterroleaggregation;
-pub mod deployment;
+pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 mod disruption;
 pub mod endpoints;
+pub mod job;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -55,6 +57,8 @@ pub fn spawn_all_with(
     tasks.spawn(replicaset::run_replica_sets(client.clone()));
     tasks.spawn(replicaset::run_replication_controllers(client.clone()));
     tasks.spawn(deployment::run(client.clone()));
+    tasks.spawn(job::run(client.clone()));
+    tasks.spawn(cronjob::run(client.clone()));
     tasks.spawn(volumes::run(client.clone(), volumes_dir));
     tasks.spawn(endpoints::run(client.clone()));
     tasks.spawn(protection::run(client.clone()));

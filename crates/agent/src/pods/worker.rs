@@ -714,6 +714,11 @@ impl PodRun {
         let events = self.events();
         let pod = self.pod.clone();
         let started = started.map(|started| self.watch_exit(&container.name, attempt, started));
+        if started.is_ok() && !init {
+            self.shared
+                .runtime
+                .app_container_started(&self.pod, &self.id, &container.name);
+        }
         let record = self.record(&container.name, init);
         record.image_id = image.id.clone();
         match started {

@@ -10,6 +10,10 @@
 //! - an image tagged `never-ready`: never Ready;
 //! - pod annotation `simulation.petset.dev/ready-after-ms: "N"`: Ready N ms after its
 //!   containers started.
+//!
+//! A pod whose `restartPolicy` is `Never` or `OnFailure` (a Job's, a Helm hook's) runs to
+//! completion, as kwok's default stages finish such pods: each app container exits 0
+//! (terminated, reason Completed) `COMPLETION` after it started, and the pod Succeeds.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -40,6 +44,9 @@ const TERMINATION: Duration = Duration::from_millis(1000);
 const TERMINATION_SPACING: Duration = Duration::from_millis(250);
 /// How many pods' termination instants are remembered (one per pod being deleted).
 const SCHEDULE_BOUND: usize = 1024;
+
+/// How long a container of a pod that does not restart it "runs" before it exits 0.
+const COMPLETION: Duration = Duration::from_millis(1000);
 
 /// Where the simulated node says its files are; nothing is ever made there.
 const NO_DIRECTORY: &str = "/nonexistent/petset-simulated";
@@ -380,6 +387,15 @@ impl PodRuntime for SimulatedRuntime {
             probes: false,
             status_before_start: false,
             events: false,
+        }
+    }
+
+    fn app_container_started(&self, pod: &Pod, id: &str, container: &str) {
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref());
+        if matches!(policy, Some("Never" | "OnFailure"))
+            && let Some(ending) = self.sandboxes().get(id).and_then(|c| c.get(container))
+        {
+            let _ = ending.send((Instant::now() + COMPLETION, Some(0)));
         }
     }
 

@@ -17,8 +17,9 @@ pub mod clusterrole;
 pub mod clusterrolebinding;
 pub mod configmap;
 pub mod controllerrevision;
-pub mod deployment;
+pub mod cronjob;
 pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod event;
@@ -26,6 +27,7 @@ pub mod events_v1;
 pub mod generic;
 pub mod hpa;
 pub mod hpa_v1;
+pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
@@ -77,6 +79,8 @@ macro_rules! served_kinds {
             events_v1,
             hpa,
             hpa_v1,
+            job,
+            cronjob,
             pdb,
             clusterrolebinding,
             clusterrole,

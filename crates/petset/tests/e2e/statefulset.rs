@@ -40,8 +40,19 @@ pub(crate) fn wait_ready_replicas(petset: &Petset, set: &str, count: usize) {
 }
 
 pub(crate) fn wait_for(petset: &Petset, what: &str, args: &[&str], expected: &str) {
+    wait_for_within(petset, what, args, expected, Duration::from_secs(60));
+}
+
+/// [`wait_for`], for at most `timeout`.
+pub(crate) fn wait_for_within(
+    petset: &Petset,
+    what: &str,
+    args: &[&str],
+    expected: &str,
+    timeout: Duration,
+) {
     let mut last = String::new();
-    let done = wait_until(Duration::from_secs(60), || {
+    let done = wait_until(timeout, || {
         last = petset.kubectl(args).stdout;
         last.trim() == expected
     });

@@ -95,12 +95,18 @@ pub async fn run(client: Client) {
             }
         };
         for namespace in namespaces {
+            let namespace_budgets = budgets.in_namespace(&namespace);
+            // Most namespaces have no budget: their pods are not even looked at (a pod event
+            // would otherwise cost every pod of the namespace, O(n²) for a scale-up).
+            if namespace_budgets.is_empty() {
+                continue;
+            }
             let selected: Vec<Value> = pods
                 .in_namespace(&namespace)
                 .iter()
                 .filter_map(|p| serde_json::to_value(p.as_ref()).ok())
                 .collect();
-            for budget in budgets.in_namespace(&namespace) {
+            for budget in namespace_budgets {
                 let Ok(budget_json) = serde_json::to_value(budget.as_ref()) else {
                     continue;
                 };

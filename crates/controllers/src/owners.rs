@@ -31,25 +31,20 @@ impl Selectors {
         selector: fn(&K) -> Option<LabelSelector>,
     ) -> Cache<K> {
         let (known, queue) = (self.clone(), queue.clone());
-        Cache::follow(
-            helpers,
-            kube::Api::all(client.clone()),
-            kube::runtime::watcher::Config::default(),
-            move |change: Change<'_, K>| match change {
-                Change::Applied(owner) | Change::Deleted(owner) => {
-                    let key = key_of(owner);
-                    if let Ok(mut selectors) = known.0.lock() {
-                        if matches!(change, Change::Applied(_)) {
-                            selectors.insert(key.clone(), selector(owner).unwrap_or_default());
-                        } else {
-                            selectors.remove(&key);
-                        }
+        Cache::follow_all(helpers, client, move |change: Change<'_, K>| match change {
+            Change::Applied(owner) | Change::Deleted(owner) => {
+                let key = key_of(owner);
+                if let Ok(mut selectors) = known.0.lock() {
+                    if matches!(change, Change::Applied(_)) {
+                        selectors.insert(key.clone(), selector(owner).unwrap_or_default());
+                    } else {
+                        selectors.remove(&key);
                     }
-                    queue.add(key);
                 }
-                Change::Relisted => known.queue_all(&queue),
-            },
-        )
+                queue.add(key);
+            }
+            Change::Relisted => known.queue_all(&queue),
+        })
     }
 
     /// Follows every owned `K` into a cache: each change queues the owners `owners` names for
@@ -62,19 +57,14 @@ impl Selectors {
         owners: fn(&Self, &K) -> Vec<Key>,
     ) -> Cache<K> {
         let (known, queue) = (self.clone(), queue.clone());
-        Cache::follow(
-            helpers,
-            kube::Api::all(client.clone()),
-            kube::runtime::watcher::Config::default(),
-            move |change: Change<'_, K>| match change {
-                Change::Applied(owned) | Change::Deleted(owned) => {
-                    for key in owners(&known, owned) {
-                        queue.add(key);
-                    }
+        Cache::follow_all(helpers, client, move |change: Change<'_, K>| match change {
+            Change::Applied(owned) | Change::Deleted(owned) => {
+                for key in owners(&known, owned) {
+                    queue.add(key);
                 }
-                Change::Relisted => known.queue_all(&queue),
-            },
-        )
+            }
+            Change::Relisted => known.queue_all(&queue),
+        })
     }
 
     /// Queues every owner known every `period`.

@@ -128,6 +128,20 @@ impl<K: Cached> Cache<K> {
         Self { store, seen }
     }
 
+    /// Follows every `K` of the cluster (all namespaces, no selector), as `follow`.
+    pub fn follow_all(
+        helpers: &mut tokio::task::JoinSet<()>,
+        client: &kube::Client,
+        changed: impl Fn(Change<'_, K>) + Send + 'static,
+    ) -> Self {
+        Self::follow(
+            helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            changed,
+        )
+    }
+
     /// Follows every `K` of the cluster into a cache, each change queueing the keys `keys`
     /// names for it; a relist queues nothing (for controllers that resync on a timer instead).
     pub fn follow_keys<Q, I>(
@@ -141,18 +155,13 @@ impl<K: Cached> Cache<K> {
         I: IntoIterator<Item = Q>,
     {
         let queue = queue.clone();
-        Self::follow(
-            helpers,
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            move |change| {
-                if let Change::Applied(object) | Change::Deleted(object) = change {
-                    for key in keys(object) {
-                        queue.add(key);
-                    }
+        Self::follow_all(helpers, client, move |change| {
+            if let Change::Applied(object) | Change::Deleted(object) = change {
+                for key in keys(object) {
+                    queue.add(key);
                 }
-            },
-        )
+            }
+        })
     }
 
     /// Follows every `K` of the cluster into a cache, each change queueing the keys `keys`
@@ -169,19 +178,14 @@ impl<K: Cached> Cache<K> {
         Q: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
     {
         let queue = queue.clone();
-        Self::follow(
-            helpers,
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            move |change| match change {
-                Change::Applied(object) | Change::Deleted(object) => {
-                    for key in keys(object) {
-                        queue.add(key);
-                    }
+        Self::follow_all(helpers, client, move |change| match change {
+            Change::Applied(object) | Change::Deleted(object) => {
+                for key in keys(object) {
+                    queue.add(key);
                 }
-                Change::Relisted => queue.add(all.clone()),
-            },
-        )
+            }
+            Change::Relisted => queue.add(all.clone()),
+        })
     }
 
     pub fn store(&self) -> &Store<K> {

@@ -179,12 +179,7 @@ impl Controller {
             if let Deleted::Done(_) =
                 guarded::delete(&pods_api, &pod_name, &pod.uid().unwrap_or_default()).await?
             {
-                self.recorder.record(
-                    job.object_ref(&()),
-                    "Normal",
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pod_name}"),
-                );
+                self.recorder.pod_deleted(job.object_ref(&()), &pod_name);
             }
         }
         for index in &decision.create {
@@ -199,20 +194,12 @@ impl Controller {
             match pods_api.create(&PostParams::default(), &pod).await {
                 Ok(created) => {
                     wrote_pods = wrote_pods.max(version_of(&created));
-                    self.recorder.record(
-                        job.object_ref(&()),
-                        "Normal",
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", created.name_any()),
-                    );
+                    self.recorder
+                        .pod_created(job.object_ref(&()), &created.name_any());
                 }
                 Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
-                    self.recorder.record(
-                        job.object_ref(&()),
-                        "Warning",
-                        "FailedCreate",
-                        format!("Error creating: {}", status.message),
-                    );
+                    self.recorder
+                        .pod_create_failed(job.object_ref(&()), &status.message);
                     break;
                 }
                 Err(error) => return Err(error),

@@ -56,27 +56,35 @@ pub trait Replicated:
     fn observed_generation(&self) -> Option<i64>;
 }
 
+/// The accessors ReplicaSet and ReplicationController answer alike (their spec and status
+/// share these field names and defaults).
+macro_rules! same_shape_accessors {
+    () => {
+        fn replicas(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        }
+        fn min_ready_seconds(&self) -> i32 {
+            self.spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .unwrap_or(0)
+        }
+        fn template(&self) -> Option<&PodTemplateSpec> {
+            self.spec.as_ref()?.template.as_ref()
+        }
+        fn observed_generation(&self) -> Option<i64> {
+            self.status.as_ref()?.observed_generation
+        }
+    };
+}
+
 impl Replicated for ReplicaSet {
     const COMPONENT: &'static str = "replicaset-controller";
     fn selector(&self) -> Option<LabelSelector> {
         let selector = serde_json::to_value(&self.spec.as_ref()?.selector).ok()?;
         LabelSelector::from_structured(&selector).ok()
     }
-    fn replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref()?.template.as_ref()
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.status.as_ref()?.observed_generation
-    }
+    same_shape_accessors!();
 }
 
 impl Replicated for ReplicationController {
@@ -85,21 +93,7 @@ impl Replicated for ReplicationController {
         let selector = serde_json::to_value(self.spec.as_ref()?.selector.as_ref()?).ok()?;
         petset_api::kinds::replicationcontroller::map_selector(Some(&selector))
     }
-    fn replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref()?.template.as_ref()
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.status.as_ref()?.observed_generation
-    }
+    same_shape_accessors!();
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -317,20 +311,11 @@ impl<K: Replicated> Controller<K> {
                         match result {
                             Ok(created) => {
                                 self.wrote_pod(key, &created);
-                                self.recorder.record(
-                                    set.object_ref(&()),
-                                    "Normal",
-                                    "SuccessfulCreate",
-                                    format!("Created pod: {}", created.name_any()),
-                                );
+                                self.recorder
+                                    .pod_created(set.object_ref(&()), &created.name_any());
                             }
                             Err(error) => {
-                                self.recorder.record(
-                                    set.object_ref(&()),
-                                    "Warning",
-                                    "FailedCreate",
-                                    format!("Error creating: {error}"),
-                                );
+                                self.recorder.pod_create_failed(set.object_ref(&()), &error);
                                 failed = Some(error);
                             }
                         }
@@ -360,12 +345,7 @@ impl<K: Replicated> Controller<K> {
                                 self.wrote_pod(key, pod);
                             }
                             if !matches!(deleted, Deleted::Already) {
-                                self.recorder.record(
-                                    set.object_ref(&()),
-                                    "Normal",
-                                    "SuccessfulDelete",
-                                    format!("Deleted pod: {name}"),
-                                );
+                                self.recorder.pod_deleted(set.object_ref(&()), &name);
                             }
                         }
                         Err(error) => {

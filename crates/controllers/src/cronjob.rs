@@ -12,14 +12,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use petset_api::cron::{Schedule, time_zone};
 use petset_api::json::{items, text};
 use petset_api::kinds::job::has_condition;
 use serde_json::{Value, json};
 
-use crate::cache::{Cache, Change};
+use crate::cache::{Cache, key_of};
 use crate::errors::is_not_found;
 use crate::events::Recorder;
 use crate::queue::Queue;
@@ -34,34 +33,12 @@ const MISSED_LIMIT: usize = 100;
 pub async fn run(client: Client) {
     let (queue, keys) = Queue::<Key>::new();
     let mut helpers = tokio::task::JoinSet::new();
-    let cronjobs = Cache::follow(
-        &mut helpers,
-        Api::<CronJob>::all(client.clone()),
-        watcher::Config::default(),
-        {
-            let queue = queue.clone();
-            move |change: Change<'_, CronJob>| {
-                if let Change::Applied(cj) | Change::Deleted(cj) = change {
-                    queue.add((cj.namespace().unwrap_or_default(), cj.name_any()));
-                }
-            }
-        },
-    );
-    let jobs = Cache::follow(
-        &mut helpers,
-        Api::<Job>::all(client.clone()),
-        watcher::Config::default(),
-        {
-            let queue = queue.clone();
-            move |change: Change<'_, Job>| {
-                if let Change::Applied(job) | Change::Deleted(job) = change
-                    && let Some(owner) = owner_cronjob(job)
-                {
-                    queue.add((job.namespace().unwrap_or_default(), owner));
-                }
-            }
-        },
-    );
+    let cronjobs = Cache::follow_keys(&mut helpers, &client, &queue, |cj: &CronJob| {
+        Some(key_of(cj))
+    });
+    let jobs = Cache::follow_keys(&mut helpers, &client, &queue, |job: &Job| {
+        owner_cronjob(job).map(|owner| (job.namespace().unwrap_or_default(), owner))
+    });
     cronjobs.ready().await;
     jobs.ready().await;
     let recorder = Recorder::new(client.clone(), "cronjob-controller");

@@ -16,6 +16,7 @@ pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod nodeloss;
+mod owners;
 pub mod pdb;
 pub mod protection;
 pub mod replicaset;

@@ -38,6 +38,15 @@ pub enum Change<'a, K> {
     Relisted,
 }
 
+/// The `(namespace, name)` key most controllers queue an object by (namespace empty for a
+/// cluster-scoped one).
+pub fn key_of<K: kube::Resource>(object: &K) -> (String, String) {
+    (
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default(),
+    )
+}
+
 /// The resourceVersion of an object as a number (0 when absent or not a number).
 pub fn version_of<K: kube::Resource>(object: &K) -> u64 {
     object
@@ -119,6 +128,42 @@ impl<K: Cached> Cache<K> {
         Self { store, seen }
     }
 
+    /// Follows every `K` of the cluster (all namespaces, no selector), as `follow`.
+    pub fn follow_all(
+        helpers: &mut tokio::task::JoinSet<()>,
+        client: &kube::Client,
+        changed: impl Fn(Change<'_, K>) + Send + 'static,
+    ) -> Self {
+        Self::follow(
+            helpers,
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            changed,
+        )
+    }
+
+    /// Follows every `K` of the cluster into a cache, each change queueing the keys `keys`
+    /// names for it; a relist queues nothing (for controllers that resync on a timer instead).
+    pub fn follow_keys<Q, I>(
+        helpers: &mut tokio::task::JoinSet<()>,
+        client: &kube::Client,
+        queue: &Arc<crate::queue::Queue<Q>>,
+        keys: impl Fn(&K) -> I + Send + 'static,
+    ) -> Self
+    where
+        Q: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
+        I: IntoIterator<Item = Q>,
+    {
+        let queue = queue.clone();
+        Self::follow_all(helpers, client, move |change| {
+            if let Change::Applied(object) | Change::Deleted(object) = change {
+                for key in keys(object) {
+                    queue.add(key);
+                }
+            }
+        })
+    }
+
     /// Follows every `K` of the cluster into a cache, each change queueing the keys `keys`
     /// names for it, and `all` after a relist (when deletions may have been missed): the
     /// wiring every keyed controller starts with.
@@ -133,19 +178,14 @@ impl<K: Cached> Cache<K> {
         Q: Clone + Eq + std::hash::Hash + Send + Sync + 'static,
     {
         let queue = queue.clone();
-        Self::follow(
-            helpers,
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            move |change| match change {
-                Change::Applied(object) | Change::Deleted(object) => {
-                    for key in keys(object) {
-                        queue.add(key);
-                    }
+        Self::follow_all(helpers, client, move |change| match change {
+            Change::Applied(object) | Change::Deleted(object) => {
+                for key in keys(object) {
+                    queue.add(key);
                 }
-                Change::Relisted => queue.add(all.clone()),
-            },
-        )
+            }
+            Change::Relisted => queue.add(all.clone()),
+        })
     }
 
     pub fn store(&self) -> &Store<K> {

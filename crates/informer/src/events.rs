@@ -164,6 +164,24 @@ impl Recorder {
         self
     }
 
+    /// The `SuccessfulCreate` event of upstream's pod controllers (ReplicaSet, DaemonSet, Job).
+    pub fn pod_created(&self, object: ObjectReference, pod: &str) {
+        let message = format!("Created pod: {pod}");
+        self.record(object, "Normal", "SuccessfulCreate", message);
+    }
+
+    /// Their `FailedCreate` event, for a pod that could not be made.
+    pub fn pod_create_failed(&self, object: ObjectReference, error: impl std::fmt::Display) {
+        let message = format!("Error creating: {error}");
+        self.record(object, "Warning", "FailedCreate", message);
+    }
+
+    /// Their `SuccessfulDelete` event.
+    pub fn pod_deleted(&self, object: ObjectReference, pod: &str) {
+        let message = format!("Deleted pod: {pod}");
+        self.record(object, "Normal", "SuccessfulDelete", message);
+    }
+
     /// Records an event about `object` in the background, as upstream's broadcaster does: the
     /// caller never waits for it, and a failure to record is logged, never fatal.
     pub fn record(&self, object: ObjectReference, type_: &str, reason: &str, message: String) {

@@ -48,3 +48,18 @@ impl<K: Clone + Eq + Hash + Send + 'static> Queue<K> {
         });
     }
 }
+
+/// Calls `resync` every `period` (first after one period) in a task held by `helpers`: the
+/// periodic "look at everything again" of upstream's informer resync.
+pub fn resync_every(
+    helpers: &mut tokio::task::JoinSet<()>,
+    period: Duration,
+    resync: impl Fn() + Send + 'static,
+) {
+    helpers.spawn(async move {
+        loop {
+            tokio::time::sleep(period).await;
+            resync();
+        }
+    });
+}

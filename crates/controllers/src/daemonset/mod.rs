@@ -203,31 +203,18 @@ impl Controller {
             let pod = plan::pod_for(&template, &set_json, node, &hash);
             let pod: Pod = serde_json::from_value(pod).map_err(kube::Error::SerdeError)?;
             match pods.create(&PostParams::default(), &pod).await {
-                Ok(created) => self.recorder.record(
-                    set.object_ref(&()),
-                    "Normal",
-                    "SuccessfulCreate",
-                    format!("Created pod: {}", created.name_any()),
-                ),
+                Ok(created) => self
+                    .recorder
+                    .pod_created(set.object_ref(&()), &created.name_any()),
                 Err(error) => {
-                    self.recorder.record(
-                        set.object_ref(&()),
-                        "Warning",
-                        "FailedCreate",
-                        format!("Error creating: {error}"),
-                    );
+                    self.recorder.pod_create_failed(set.object_ref(&()), &error);
                     return Err(error);
                 }
             }
         }
         for name in &actions.delete {
             match pods.delete(name, &DeleteParams::default()).await {
-                Ok(_) => self.recorder.record(
-                    set.object_ref(&()),
-                    "Normal",
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
+                Ok(_) => self.recorder.pod_deleted(set.object_ref(&()), name),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(error) => return Err(error),
             }

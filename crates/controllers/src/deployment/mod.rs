@@ -21,13 +21,13 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector as Selector, ObjectMeta, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use petset_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
-use crate::cache::{Cache, Change, version_of};
+use crate::cache::{Cache, version_of};
 use crate::events::Recorder;
+use crate::owners::{Selectors, selects};
 use crate::queue::Queue;
 use crate::replicaset::{adopt, controller_ref, controller_uid, release};
 use crate::runner::{self, Retry};
@@ -59,63 +59,14 @@ pub enum SyncError {
     Collision(String),
 }
 
-type Selectors = Arc<Mutex<HashMap<Key, LabelSelector>>>;
-
 /// Runs the controller until the task is aborted.
 pub async fn run(client: Client) {
     let (queue, keys) = Queue::<Key>::new();
-    let selectors: Selectors = Arc::default();
+    let selectors = Arc::new(Selectors::default());
     let mut helpers = tokio::task::JoinSet::new();
-    let deployments = {
-        let queue = queue.clone();
-        let selectors = selectors.clone();
-        Cache::follow(
-            &mut helpers,
-            Api::<Deployment>::all(client.clone()),
-            watcher::Config::default(),
-            move |change: Change<'_, Deployment>| match change {
-                Change::Applied(d) | Change::Deleted(d) => {
-                    let key = (d.namespace().unwrap_or_default(), d.name_any());
-                    if let Ok(mut known) = selectors.lock() {
-                        if matches!(change, Change::Applied(_)) {
-                            known.insert(key.clone(), selector_of(d).unwrap_or_default());
-                        } else {
-                            known.remove(&key);
-                        }
-                    }
-                    queue.add(key);
-                }
-                Change::Relisted => queue_all(&queue, &selectors),
-            },
-        )
-    };
-    let sets = {
-        let queue = queue.clone();
-        let selectors = selectors.clone();
-        Cache::follow(
-            &mut helpers,
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-            move |change: Change<'_, ReplicaSet>| match change {
-                Change::Applied(rs) | Change::Deleted(rs) => {
-                    for key in owners_of(&selectors, rs) {
-                        queue.add(key);
-                    }
-                }
-                Change::Relisted => queue_all(&queue, &selectors),
-            },
-        )
-    };
-    {
-        let queue = queue.clone();
-        let selectors = selectors.clone();
-        helpers.spawn(async move {
-            loop {
-                tokio::time::sleep(RESYNC).await;
-                queue_all(&queue, &selectors);
-            }
-        });
-    }
+    let deployments = selectors.follow_owners(&mut helpers, &client, &queue, selector_of);
+    let sets = selectors.follow_owned(&mut helpers, &client, &queue, owners_of);
+    selectors.resync_every(&mut helpers, &queue, RESYNC);
     deployments.ready().await;
     sets.ready().await;
     let controller = Controller {
@@ -132,50 +83,14 @@ pub async fn run(client: Client) {
     .await;
 }
 
-fn queue_all(queue: &Queue<Key>, selectors: &Mutex<HashMap<Key, LabelSelector>>) {
-    let keys: Vec<Key> = selectors
-        .lock()
-        .map(|k| k.keys().cloned().collect())
-        .unwrap_or_default();
-    for key in keys {
-        queue.add(key);
-    }
-}
-
 fn selector_of(d: &Deployment) -> Option<LabelSelector> {
     let selector = serde_json::to_value(&d.spec.as_ref()?.selector).ok()?;
     LabelSelector::from_structured(&selector).ok()
 }
 
-fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels = serde_json::to_value(labels).ok();
-    !selector.is_empty() && selector.matches(labels.as_ref().and_then(Value::as_object))
-}
-
 /// The deployment controlling a replica set, or for an orphan those selecting it.
-fn owners_of(selectors: &Mutex<HashMap<Key, LabelSelector>>, rs: &ReplicaSet) -> Vec<Key> {
-    let namespace = rs.namespace().unwrap_or_default();
-    if let Some(owner) = rs
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true))
-    {
-        return if owner.kind == "Deployment" {
-            vec![(namespace, owner.name.clone())]
-        } else {
-            Vec::new()
-        };
-    }
-    selectors
-        .lock()
-        .map(|known| {
-            known
-                .iter()
-                .filter(|((ns, _), s)| *ns == namespace && matches(s, rs.labels()))
-                .map(|(key, _)| key.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+fn owners_of(selectors: &Selectors, rs: &ReplicaSet) -> Vec<Key> {
+    selectors.owners_of(rs, |owner| owner.kind == "Deployment")
 }
 
 fn replicas(rs: &ReplicaSet) -> i32 {
@@ -395,7 +310,7 @@ impl Controller {
             if owner.as_ref().is_some_and(|o| *o != uid) {
                 continue;
             }
-            let selected = matches(selector, rs.labels());
+            let selected = selects(selector, rs.labels());
             match owner {
                 Some(_) if selected => claimed.push(rs.as_ref().clone()),
                 Some(_) if !deleting => match release(&api, rs.as_ref(), &uid).await {

@@ -22,16 +22,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use petset_api::kinds::job::TRACKING_FINALIZER;
 use serde_json::{Value, json};
 
-use crate::cache::{Cache, Change, version_of};
+use crate::cache::{Cache, key_of, version_of};
 use crate::errors::is_not_found;
 use crate::events::Recorder;
 use crate::guarded::{self, Deleted};
-use crate::queue::Queue;
+use crate::queue::{Queue, resync_every};
 use crate::runner::{self, Retry};
 use petset_informer::finalizers::remove_finalizer;
 use plan::{Backoff, Observed, PodView};
@@ -61,44 +60,15 @@ struct Controller {
 pub async fn run(client: Client) {
     let (queue, keys) = Queue::<Key>::new();
     let mut helpers = tokio::task::JoinSet::new();
-    let jobs = Cache::follow(
-        &mut helpers,
-        Api::<Job>::all(client.clone()),
-        watcher::Config::default(),
-        {
-            let queue = queue.clone();
-            move |change: Change<'_, Job>| match change {
-                Change::Applied(job) | Change::Deleted(job) => {
-                    queue.add((job.namespace().unwrap_or_default(), job.name_any()));
-                }
-                Change::Relisted => {}
-            }
-        },
-    );
-    let pods = Cache::follow(
-        &mut helpers,
-        Api::<Pod>::all(client.clone()),
-        watcher::Config::default(),
-        {
-            let queue = queue.clone();
-            move |change: Change<'_, Pod>| {
-                if let Change::Applied(pod) | Change::Deleted(pod) = change
-                    && let Some(owner) = owner_job(pod)
-                {
-                    queue.add((pod.namespace().unwrap_or_default(), owner.name.clone()));
-                }
-            }
-        },
-    );
+    let jobs = Cache::follow_keys(&mut helpers, &client, &queue, |job: &Job| Some(key_of(job)));
+    let pods = Cache::follow_keys(&mut helpers, &client, &queue, |pod: &Pod| {
+        owner_job(pod).map(|owner| (pod.namespace().unwrap_or_default(), owner.name.clone()))
+    });
     {
-        let queue = queue.clone();
-        let jobs = jobs.clone();
-        helpers.spawn(async move {
-            loop {
-                tokio::time::sleep(RESYNC).await;
-                for job in jobs.store().state() {
-                    queue.add((job.namespace().unwrap_or_default(), job.name_any()));
-                }
+        let (queue, jobs) = (queue.clone(), jobs.clone());
+        resync_every(&mut helpers, RESYNC, move || {
+            for job in jobs.store().state() {
+                queue.add(key_of(job.as_ref()));
             }
         });
     }
@@ -209,12 +179,7 @@ impl Controller {
             if let Deleted::Done(_) =
                 guarded::delete(&pods_api, &pod_name, &pod.uid().unwrap_or_default()).await?
             {
-                self.recorder.record(
-                    job.object_ref(&()),
-                    "Normal",
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {pod_name}"),
-                );
+                self.recorder.pod_deleted(job.object_ref(&()), &pod_name);
             }
         }
         for index in &decision.create {
@@ -229,20 +194,12 @@ impl Controller {
             match pods_api.create(&PostParams::default(), &pod).await {
                 Ok(created) => {
                     wrote_pods = wrote_pods.max(version_of(&created));
-                    self.recorder.record(
-                        job.object_ref(&()),
-                        "Normal",
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", created.name_any()),
-                    );
+                    self.recorder
+                        .pod_created(job.object_ref(&()), &created.name_any());
                 }
                 Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
-                    self.recorder.record(
-                        job.object_ref(&()),
-                        "Warning",
-                        "FailedCreate",
-                        format!("Error creating: {}", status.message),
-                    );
+                    self.recorder
+                        .pod_create_failed(job.object_ref(&()), &status.message);
                     break;
                 }
                 Err(error) => return Err(error),

@@ -17,14 +17,14 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use petset_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
-use crate::cache::{Cache, Change, version_of};
+use crate::cache::{Cache, version_of};
 use crate::events::Recorder;
 use crate::guarded::{self, Deleted};
+use crate::owners::{Selectors, selects};
 use crate::queue::Queue;
 use crate::runner::{self, Retry};
 use plan::Diff;
@@ -56,27 +56,35 @@ pub trait Replicated:
     fn observed_generation(&self) -> Option<i64>;
 }
 
+/// The accessors ReplicaSet and ReplicationController answer alike (their spec and status
+/// share these field names and defaults).
+macro_rules! same_shape_accessors {
+    () => {
+        fn replicas(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        }
+        fn min_ready_seconds(&self) -> i32 {
+            self.spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .unwrap_or(0)
+        }
+        fn template(&self) -> Option<&PodTemplateSpec> {
+            self.spec.as_ref()?.template.as_ref()
+        }
+        fn observed_generation(&self) -> Option<i64> {
+            self.status.as_ref()?.observed_generation
+        }
+    };
+}
+
 impl Replicated for ReplicaSet {
     const COMPONENT: &'static str = "replicaset-controller";
     fn selector(&self) -> Option<LabelSelector> {
         let selector = serde_json::to_value(&self.spec.as_ref()?.selector).ok()?;
         LabelSelector::from_structured(&selector).ok()
     }
-    fn replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref()?.template.as_ref()
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.status.as_ref()?.observed_generation
-    }
+    same_shape_accessors!();
 }
 
 impl Replicated for ReplicationController {
@@ -85,21 +93,7 @@ impl Replicated for ReplicationController {
         let selector = serde_json::to_value(self.spec.as_ref()?.selector.as_ref()?).ok()?;
         petset_api::kinds::replicationcontroller::map_selector(Some(&selector))
     }
-    fn replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref()?.template.as_ref()
-    }
-    fn observed_generation(&self) -> Option<i64> {
-        self.status.as_ref()?.observed_generation
-    }
+    same_shape_accessors!();
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,66 +112,13 @@ pub async fn run_replication_controllers(client: Client) {
     run::<ReplicationController>(client).await;
 }
 
-/// The selectors of the sets seen, for routing orphan pods to the sets that may adopt them.
-type Selectors = Arc<Mutex<HashMap<Key, LabelSelector>>>;
-
 async fn run<K: Replicated>(client: Client) {
     let (queue, keys) = Queue::<Key>::new();
-    let selectors: Selectors = Arc::default();
+    let selectors = Arc::new(Selectors::default());
     let mut helpers = tokio::task::JoinSet::new();
-    let sets = {
-        let queue = queue.clone();
-        let selectors = selectors.clone();
-        Cache::follow(
-            &mut helpers,
-            Api::<K>::all(client.clone()),
-            watcher::Config::default(),
-            move |change: Change<'_, K>| match change {
-                Change::Applied(set) => {
-                    let key = key_of(set);
-                    if let Ok(mut known) = selectors.lock() {
-                        known.insert(key.clone(), set.selector().unwrap_or_default());
-                    }
-                    queue.add(key);
-                }
-                Change::Deleted(set) => {
-                    let key = key_of(set);
-                    if let Ok(mut known) = selectors.lock() {
-                        known.remove(&key);
-                    }
-                    queue.add(key);
-                }
-                Change::Relisted => queue_all(&queue, &selectors),
-            },
-        )
-    };
-    let pods = {
-        let queue = queue.clone();
-        let selectors = selectors.clone();
-        Cache::follow(
-            &mut helpers,
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            move |change: Change<'_, Pod>| match change {
-                Change::Applied(pod) | Change::Deleted(pod) => {
-                    for key in sets_for_pod::<K>(&selectors, pod) {
-                        queue.add(key);
-                    }
-                }
-                Change::Relisted => queue_all(&queue, &selectors),
-            },
-        )
-    };
-    {
-        let queue = queue.clone();
-        let selectors = selectors.clone();
-        helpers.spawn(async move {
-            loop {
-                tokio::time::sleep(RESYNC).await;
-                queue_all(&queue, &selectors);
-            }
-        });
-    }
+    let sets = selectors.follow_owners(&mut helpers, &client, &queue, K::selector);
+    let pods = selectors.follow_owned(&mut helpers, &client, &queue, sets_for_pod::<K>);
+    selectors.resync_every(&mut helpers, &queue, RESYNC);
     sets.ready().await;
     pods.ready().await;
     let controller = Controller::<K> {
@@ -195,56 +136,11 @@ async fn run<K: Replicated>(client: Client) {
     .await;
 }
 
-fn key_of<K: Resource>(object: &K) -> Key {
-    (
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default(),
-    )
-}
-
-fn queue_all(queue: &Queue<Key>, selectors: &Mutex<HashMap<Key, LabelSelector>>) {
-    let keys: Vec<Key> = selectors
-        .lock()
-        .map(|k| k.keys().cloned().collect())
-        .unwrap_or_default();
-    for key in keys {
-        queue.add(key);
-    }
-}
-
 /// The set that controls a pod, or, for an orphan, every set whose selector matches it.
-fn sets_for_pod<K: Replicated>(
-    selectors: &Mutex<HashMap<Key, LabelSelector>>,
-    pod: &Pod,
-) -> Vec<Key> {
-    let namespace = pod.namespace().unwrap_or_default();
-    let kind = K::kind(&());
-    if let Some(owner) = pod
-        .owner_references()
-        .iter()
-        .find(|o| o.controller == Some(true))
-    {
-        return if owner.kind == kind && owner.api_version == K::api_version(&()) {
-            vec![(namespace, owner.name.clone())]
-        } else {
-            Vec::new()
-        };
-    }
-    let labels = serde_json::to_value(pod.labels()).ok();
-    selectors
-        .lock()
-        .map(|known| {
-            known
-                .iter()
-                .filter(|((ns, _), selector)| {
-                    *ns == namespace
-                        && !selector.is_empty()
-                        && selector.matches(labels.as_ref().and_then(Value::as_object))
-                })
-                .map(|(key, _)| key.clone())
-                .collect()
-        })
-        .unwrap_or_default()
+fn sets_for_pod<K: Replicated>(selectors: &Selectors, pod: &Pod) -> Vec<Key> {
+    selectors.owners_of(pod, |owner| {
+        owner.kind == K::kind(&()) && owner.api_version == K::api_version(&())
+    })
 }
 
 /// The controller reference an owner puts on what it controls.
@@ -376,9 +272,7 @@ impl<K: Replicated> Controller<K> {
             if owner.as_ref().is_some_and(|owner| *owner != uid) {
                 continue;
             }
-            let labels = serde_json::to_value(pod.labels()).ok();
-            let matches = !selector.is_empty()
-                && selector.matches(labels.as_ref().and_then(Value::as_object));
+            let matches = selects(selector, pod.labels());
             match owner {
                 Some(_) if matches => claimed.push(pod),
                 Some(_) if !deleting => match release(&api, pod.as_ref(), &uid).await {
@@ -417,20 +311,11 @@ impl<K: Replicated> Controller<K> {
                         match result {
                             Ok(created) => {
                                 self.wrote_pod(key, &created);
-                                self.recorder.record(
-                                    set.object_ref(&()),
-                                    "Normal",
-                                    "SuccessfulCreate",
-                                    format!("Created pod: {}", created.name_any()),
-                                );
+                                self.recorder
+                                    .pod_created(set.object_ref(&()), &created.name_any());
                             }
                             Err(error) => {
-                                self.recorder.record(
-                                    set.object_ref(&()),
-                                    "Warning",
-                                    "FailedCreate",
-                                    format!("Error creating: {error}"),
-                                );
+                                self.recorder.pod_create_failed(set.object_ref(&()), &error);
                                 failed = Some(error);
                             }
                         }
@@ -460,12 +345,7 @@ impl<K: Replicated> Controller<K> {
                                 self.wrote_pod(key, pod);
                             }
                             if !matches!(deleted, Deleted::Already) {
-                                self.recorder.record(
-                                    set.object_ref(&()),
-                                    "Normal",
-                                    "SuccessfulDelete",
-                                    format!("Deleted pod: {name}"),
-                                );
+                                self.recorder.pod_deleted(set.object_ref(&()), &name);
                             }
                         }
                         Err(error) => {

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use super::snapshot::{Effect, Key, Snapshot};
 use super::volumes::claim_names;
 use super::{ClusterObjects, Decision, SELECTED_NODE, decide};
-use crate::cache::{Cache, Change};
+use crate::cache::{Cache, Change, key_of};
 use crate::events::Recorder;
 use crate::queue::Queue;
 
@@ -112,13 +112,6 @@ impl Shared {
             self.mounts.insert(key.clone(), claims);
         }
     }
-}
-
-fn key_of<K: Resource>(object: &K) -> Key {
-    (
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default(),
-    )
 }
 
 fn unscheduled(pod: &Pod) -> bool {

@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use crate::cache::{Cache, Change, version_of};
 use crate::events::Recorder;
 use crate::guarded::{self, Deleted};
-use crate::queue::Queue;
+use crate::queue::{Queue, resync_every};
 use crate::runner::{self, Retry};
 use plan::{Action, Observed, REVISION_LABEL, Revision, Why};
 
@@ -78,13 +78,9 @@ pub async fn run(client: Client) {
         route_pod_changes(queue.clone(), known.clone()),
     );
     {
-        let queue = queue.clone();
-        let known = known.clone();
-        helpers.spawn(async move {
-            loop {
-                tokio::time::sleep(RESYNC).await;
-                queue_every_set(&queue, &known);
-            }
+        let (queue, known) = (queue.clone(), known.clone());
+        resync_every(&mut helpers, RESYNC, move || {
+            queue_every_set(&queue, &known)
         });
     }
     let claims = Cache::follow(

@@ -59,6 +59,39 @@ async fn live_pods(client: &Client) -> Vec<Pod> {
         .collect()
 }
 
+/// The value of annotation `key` of `object`.
+fn annotation<'a>(object: &'a impl ResourceExt, key: &str) -> Option<&'a str> {
+    object.annotations().get(key).map(String::as_str)
+}
+
+/// The image of a pod's first container.
+fn image_of(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref().expect("as the test set it up").containers[0]
+        .image
+        .as_deref()
+}
+
+/// Points the `web` deployment's template at `image`.
+async fn set_image(deployments: &Api<Deployment>, image: &str) {
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "web", "image": image}]}}}})),
+        )
+        .await
+        .expect("as the test set it up");
+}
+
+/// The Deployment and ReplicaSet controllers with the stand-in kubelet, until dropped.
+fn deployment_controllers(client: &Client) -> Running {
+    Running::default()
+        .with(replicaset::run_replica_sets(client.clone()))
+        .with(deployment::run(client.clone()))
+        .with(kubelet(client.clone()))
+}
+
 #[tokio::test]
 async fn a_replica_set_keeps_its_replicas_adopts_orphans_and_releases_relabelled_pods() {
     let cluster = TestCluster::start().await;
@@ -183,10 +216,7 @@ async fn a_replication_controller_keeps_its_replicas() {
 async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
     let cluster = TestCluster::start().await;
     let client = cluster.client();
-    let _running = Running::default()
-        .with(replicaset::run_replica_sets(client.clone()))
-        .with(deployment::run(client.clone()))
-        .with(kubelet(client.clone()));
+    let _running = deployment_controllers(&client);
     let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
     let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
     create(&deployments, web(3, "nginx:1")).await;
@@ -204,13 +234,7 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
                     .find(|c| c.type_ == "Progressing")
                     .and_then(|c| c.reason.clone());
                 let live = live_pods(&client).await;
-                let images_ok = live.len() == 3
-                    && live.iter().all(|p| {
-                        p.spec.as_ref().expect("as the test set it up").containers[0]
-                            .image
-                            .as_deref()
-                            == Some(image)
-                    });
+                let images_ok = live.len() == 3 && live.iter().all(|p| image_of(p) == Some(image));
                 (status.updated_replicas == Some(3)
                     && status.available_replicas == Some(3)
                     && status.replicas == Some(3)
@@ -223,13 +247,7 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
         }
     };
     let first = complete("nginx:1").await;
-    assert_eq!(
-        first
-            .annotations()
-            .get(deployment::REVISION)
-            .map(String::as_str),
-        Some("1")
-    );
+    assert_eq!(annotation(&first, deployment::REVISION), Some("1"));
     let rs_list = sets
         .list(&ListParams::default())
         .await
@@ -243,13 +261,7 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
         .cloned()
         .expect("as the test set it up");
     assert_eq!(first_rs.name_any(), format!("web-{hash}"));
-    assert_eq!(
-        first_rs
-            .annotations()
-            .get(deployment::MAX_REPLICAS)
-            .map(String::as_str),
-        Some("4")
-    );
+    assert_eq!(annotation(first_rs, deployment::MAX_REPLICAS), Some("4"));
     let available = first
         .status
         .as_ref()
@@ -261,23 +273,9 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
         Some("MinimumReplicasAvailable")
     );
 
-    deployments
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "web", "image": "nginx:2"}]}}}})),
-        )
-        .await
-        .expect("as the test set it up");
+    set_image(&deployments, "nginx:2").await;
     let second = complete("nginx:2").await;
-    assert_eq!(
-        second
-            .annotations()
-            .get(deployment::REVISION)
-            .map(String::as_str),
-        Some("2")
-    );
+    assert_eq!(annotation(&second, deployment::REVISION), Some("2"));
     let rs_list = sets
         .list(&ListParams::default())
         .await
@@ -313,41 +311,15 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
     }));
 
     // Back to the first template: its replica set comes back as revision 3.
-    deployments
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "web", "image": "nginx:1"}]}}}})),
-        )
-        .await
-        .expect("as the test set it up");
+    set_image(&deployments, "nginx:1").await;
     let third = complete("nginx:1").await;
-    assert_eq!(
-        third
-            .annotations()
-            .get(deployment::REVISION)
-            .map(String::as_str),
-        Some("3")
-    );
+    assert_eq!(annotation(&third, deployment::REVISION), Some("3"));
     let again = sets
         .get(&format!("web-{hash}"))
         .await
         .expect("as the test set it up");
-    assert_eq!(
-        again
-            .annotations()
-            .get(deployment::REVISION)
-            .map(String::as_str),
-        Some("3")
-    );
-    assert_eq!(
-        again
-            .annotations()
-            .get(deployment::REVISION_HISTORY)
-            .map(String::as_str),
-        Some("1")
-    );
+    assert_eq!(annotation(&again, deployment::REVISION), Some("3"));
+    assert_eq!(annotation(&again, deployment::REVISION_HISTORY), Some("1"));
 
     // Scaled while settled: the one active set takes the new size.
     deployments
@@ -372,20 +344,11 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
 async fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
     let cluster = TestCluster::start().await;
     let client = cluster.client();
-    let _running = Running::default()
-        .with(replicaset::run_replica_sets(client.clone()))
-        .with(deployment::run(client.clone()))
-        .with(kubelet(client.clone()));
+    let _running = deployment_controllers(&client);
     let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
     let mut manifest = web(2, "nginx:1");
     manifest["spec"]["strategy"] = json!({"type": "Recreate"});
     create(&deployments, manifest).await;
-    let image_of = |p: &Pod| {
-        p.spec.as_ref().expect("as the test set it up").containers[0]
-            .image
-            .clone()
-            .unwrap_or_default()
-    };
     eventually("two old pods", || async {
         let live = live_pods(&client).await;
         (live.len() == 2)
@@ -393,15 +356,7 @@ async fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
             .ok_or(format!("{}", live.len()))
     })
     .await;
-    deployments
-        .patch(
-            "web",
-            &PatchParams::default(),
-            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
-                {"name": "web", "image": "nginx:2"}]}}}})),
-        )
-        .await
-        .expect("as the test set it up");
+    set_image(&deployments, "nginx:2").await;
     eventually("two new pods and never both", || async {
         let pods: Api<Pod> = Api::default_namespaced(client.clone());
         let all = pods
@@ -409,8 +364,14 @@ async fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
             .await
             .map_err(|e| e.to_string())?
             .items;
-        let old = all.iter().filter(|p| image_of(p) == "nginx:1").count();
-        let new = all.iter().filter(|p| image_of(p) == "nginx:2").count();
+        let old = all
+            .iter()
+            .filter(|p| image_of(p) == Some("nginx:1"))
+            .count();
+        let new = all
+            .iter()
+            .filter(|p| image_of(p) == Some("nginx:2"))
+            .count();
         assert!(old == 0 || new == 0, "old {old} and new {new} pods at once");
         (new == 2)
             .then_some(())

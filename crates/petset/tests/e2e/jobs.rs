@@ -4,11 +4,35 @@
 
 use std::time::Duration;
 
-use petset_testkit::{can_run_containers, wait_until};
+use petset_testkit::{Petset, can_run_containers, wait_until};
 
 use crate::runc::start_with_busybox;
 use crate::start;
 use crate::statefulset::wait_for_within;
+
+/// Creates the objects of a YAML `manifest` with `kubectl create -f -`.
+fn create(petset: &Petset, manifest: &str) {
+    petset
+        .kubectl_with_input(&["create", "-f", "-"], Some(manifest))
+        .ok();
+}
+
+/// Waits (a minute at most) for `job` (`job/<name>`) to complete.
+fn wait_complete(petset: &Petset, job: &str) {
+    petset
+        .kubectl(&["wait", "--for=condition=complete", job, "--timeout=60s"])
+        .ok();
+}
+
+/// The whitespace-separated columns of line `line` of a kubectl table.
+fn columns(table: &str, line: usize) -> Vec<&str> {
+    table
+        .lines()
+        .nth(line)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect()
+}
 
 const FLAKY: &str = r#"
 apiVersion: v1
@@ -42,9 +66,7 @@ fn a_job_that_fails_twice_then_succeeds_backs_off_and_completes() {
         return;
     }
     let (_images, petset) = start_with_busybox(&[]);
-    petset
-        .kubectl_with_input(&["create", "-f", "-"], Some(FLAKY))
-        .ok();
+    create(&petset, FLAKY);
     wait_for_within(
         &petset,
         "the job completes",
@@ -129,9 +151,7 @@ fn an_indexed_job_gives_each_pod_its_index() {
         return;
     }
     let (_images, petset) = start_with_busybox(&[]);
-    petset
-        .kubectl_with_input(&["create", "-f", "-"], Some(INDEXED))
-        .ok();
+    create(&petset, INDEXED);
     wait_for_within(
         &petset,
         "the indexed job completes",
@@ -182,46 +202,22 @@ spec:
 #[test]
 fn jobs_on_the_simulated_node_complete_and_print_as_upstream() {
     let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
-    petset
-        .kubectl_with_input(&["create", "-f", "-"], Some(SIMULATED_JOB))
-        .ok();
-    petset
-        .kubectl(&[
-            "wait",
-            "--for=condition=complete",
-            "job/pi",
-            "--timeout=60s",
-        ])
-        .ok();
+    create(&petset, SIMULATED_JOB);
+    wait_complete(&petset, "job/pi");
     let table = petset.kubectl(&["get", "jobs"]).ok().to_string();
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let header: Vec<&str> = columns(&table, 0);
     assert_eq!(
         header,
         ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"],
         "{table}"
     );
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let row: Vec<&str> = columns(&table, 1);
     assert_eq!(&row[..3], ["pi", "Complete", "1/1"], "{table}");
     let wide = petset
         .kubectl(&["get", "jobs", "-o", "wide"])
         .ok()
         .to_string();
-    let wide_header: Vec<&str> = wide
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let wide_header: Vec<&str> = columns(&wide, 0);
     assert_eq!(
         wide_header,
         [
@@ -286,9 +282,7 @@ fn a_job_past_its_backoff_limit_fails_with_upstreams_reason() {
         return;
     }
     let (_images, petset) = start_with_busybox(&[]);
-    petset
-        .kubectl_with_input(&["create", "-f", "-"], Some(HOPELESS))
-        .ok();
+    create(&petset, HOPELESS);
     wait_for_within(
         &petset,
         "the job fails",
@@ -326,16 +320,9 @@ spec:
 #[test]
 fn a_cronjob_fires_every_minute_and_kubectl_makes_a_job_from_it() {
     let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
-    petset
-        .kubectl_with_input(&["create", "-f", "-"], Some(HELLO))
-        .ok();
+    create(&petset, HELLO);
     let table = petset.kubectl(&["get", "cronjobs"]).ok().to_string();
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let header: Vec<&str> = columns(&table, 0);
     assert_eq!(
         header,
         [
@@ -347,14 +334,7 @@ fn a_cronjob_fires_every_minute_and_kubectl_makes_a_job_from_it() {
     petset
         .kubectl(&["create", "job", "manual", "--from=cronjob/hello"])
         .ok();
-    petset
-        .kubectl(&[
-            "wait",
-            "--for=condition=complete",
-            "job/manual",
-            "--timeout=60s",
-        ])
-        .ok();
+    wait_complete(&petset, "job/manual");
     let annotation = petset
         .kubectl(&[
             "get",

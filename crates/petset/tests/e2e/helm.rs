@@ -11,9 +11,19 @@ use petset_testkit::{Petset, skip, wait_until};
 
 use crate::start;
 
-/// The chart, found from the repository as the other tests find `../shared`.
+/// The chart: in `$PETSET_SHARED_DIR/charts`, else in the `shared/charts` nearest above the
+/// repository (`../shared` beside a checkout, wherever the checkout sits).
 fn etcd_chart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/charts/bitnami/etcd")
+    let relative = Path::new("charts/bitnami/etcd");
+    if let Some(dir) = std::env::var_os("PETSET_SHARED_DIR") {
+        return Path::new(&dir).join(relative);
+    }
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    repository
+        .ancestors()
+        .map(|dir| dir.join("shared").join(relative))
+        .find(|chart| chart.join("Chart.yaml").is_file())
+        .unwrap_or_else(|| repository.join("../shared").join(relative))
 }
 
 fn helm_binary() -> Option<PathBuf> {

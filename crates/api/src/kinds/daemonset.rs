@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::defaults::{self, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
+use crate::kinds::replicaset::counts_not_negative;
 use crate::kinds::{Strategy, set_status};
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
@@ -176,20 +177,11 @@ fn validate_daemonset(set: &Value) -> Vec<Cause> {
         "spec.template.metadata.labels",
     ));
     causes.extend(validate::always_restarting_template(spec, "DaemonSet"));
-    for (pointer, field) in [
-        ("/minReadySeconds", "spec.minReadySeconds"),
-        ("/revisionHistoryLimit", "spec.revisionHistoryLimit"),
-    ] {
-        if let Some(value) = spec.pointer(pointer).and_then(Value::as_i64)
-            && value < 0
-        {
-            causes.push(Cause::invalid(
-                field,
-                &json!(value),
-                "must be greater than or equal to 0",
-            ));
-        }
-    }
+    counts_not_negative(
+        spec,
+        &["minReadySeconds", "revisionHistoryLimit"],
+        &mut causes,
+    );
     let strategy = spec.get("updateStrategy").unwrap_or(&empty);
     match strategy.get("type").and_then(Value::as_str) {
         Some("OnDelete") => {}

@@ -7,12 +7,11 @@ use serde_json::{Value, json};
 use crate::defaults::{default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
+use crate::kinds::Strategy;
 use crate::kinds::replicaset::{
     SCALE, counts_not_negative, default_template, selector_immutable, selector_text,
     structured_selector_rules,
 };
-use crate::kinds::{NameRule, Strategy};
-use crate::names;
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images};
@@ -74,10 +73,6 @@ pub struct DeploymentStrategy;
 impl Strategy for DeploymentStrategy {
     fn tracks_generation(&self) -> bool {
         true
-    }
-
-    fn name_rule(&self) -> NameRule {
-        names::dns1123_subdomain
     }
 
     fn defaults(&self, object: &mut Value) {

@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use crate::defaults::{self, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
-use crate::kinds::{NameRule, Strategy};
-use crate::names;
+use crate::kinds::Strategy;
 use crate::resources::{ResourceType, STATUS_VERBS, Subresource, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -100,10 +99,6 @@ impl Strategy for ReplicaSetStrategy {
         true
     }
 
-    fn name_rule(&self) -> NameRule {
-        names::dns1123_subdomain
-    }
-
     fn defaults(&self, object: &mut Value) {
         // Answered from creation, before the controller writes one, as upstream does.
         default_status(object, json!({"replicas": 0}));
@@ -136,10 +131,12 @@ pub(crate) fn default_template(spec: &mut Value) {
     }
 }
 
-/// `spec.<field>` must not be negative, for each field given.
+/// `spec.<field>` must not be negative, for each field given (dotted for nested ones:
+/// `ordinals.start`).
 pub(crate) fn counts_not_negative(spec: &Value, fields: &[&str], causes: &mut Vec<Cause>) {
     for field in fields {
-        if let Some(value) = spec.get(*field).and_then(Value::as_i64)
+        let pointer = format!("/{}", field.replace('.', "/"));
+        if let Some(value) = spec.pointer(&pointer).and_then(Value::as_i64)
             && value < 0
         {
             causes.push(Cause::invalid(

@@ -7,11 +7,10 @@ use serde_json::{Value, json};
 
 use crate::defaults::{default_status, set_default};
 use crate::error::Cause;
+use crate::kinds::Strategy;
 use crate::kinds::replicaset::{
     REPLICA_COLUMNS, SCALE, counts_not_negative, default_template, replica_cells, template_rules,
 };
-use crate::kinds::{NameRule, Strategy};
-use crate::names;
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -57,10 +56,6 @@ pub struct ReplicationControllerStrategy;
 impl Strategy for ReplicationControllerStrategy {
     fn tracks_generation(&self) -> bool {
         true
-    }
-
-    fn name_rule(&self) -> NameRule {
-        names::dns1123_subdomain
     }
 
     fn defaults(&self, object: &mut Value) {

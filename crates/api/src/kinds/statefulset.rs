@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::defaults::{self, array_mut, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
-use crate::kinds::replicaset::SCALE;
+use crate::kinds::replicaset::{SCALE, counts_not_negative};
 use crate::kinds::{NameRule, Strategy};
 use crate::names;
 use crate::resources::{ResourceType, entry, status};
@@ -217,21 +217,11 @@ fn validate_statefulset(object: &Value) -> Vec<Cause> {
             }
         }
     }
-    for (pointer, field) in [
-        ("/replicas", "spec.replicas"),
-        ("/minReadySeconds", "spec.minReadySeconds"),
-        ("/ordinals/start", "spec.ordinals.start"),
-    ] {
-        if let Some(value) = spec.pointer(pointer).and_then(Value::as_i64)
-            && value < 0
-        {
-            causes.push(Cause::invalid(
-                field,
-                &json!(value),
-                "must be greater than or equal to 0",
-            ));
-        }
-    }
+    counts_not_negative(
+        spec,
+        &["replicas", "minReadySeconds", "ordinals.start"],
+        &mut causes,
+    );
     causes.extend(validate::selector_of_template(spec, "statefulset"));
     causes.extend(validate::labels(
         spec.pointer("/template/metadata/labels"),

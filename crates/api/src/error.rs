@@ -236,13 +236,16 @@ impl ApiError {
         .about(resource, name)
     }
 
-    /// A 404 for a URL that names nothing served.
+    /// A 404 for a URL that names nothing served. Its `details` are present but empty, as
+    /// upstream's: kubectl tells this 404 from a missing object by the empty name (and
+    /// `kubectl debug` dereferences the details without a check).
     pub fn no_route() -> Self {
         Self::new(
             404,
             "NotFound",
             "the server could not find the requested resource",
         )
+        .with_details(Details::default())
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
@@ -251,6 +254,7 @@ impl ApiError {
             "MethodNotAllowed",
             format!("the server does not allow this method on the requested resource ({method})"),
         )
+        .with_details(Details::default())
     }
 
     pub fn not_acceptable(message: impl Into<String>) -> Self {
@@ -309,8 +313,22 @@ impl ApiError {
         })
     }
 
+    /// 500, worded and detailed as upstream's `NewInternalError`: the cause is the message.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", message)
+        let message = message.into();
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
+        .with_details(Details {
+            causes: vec![Cause {
+                reason: "",
+                field: String::new(),
+                message,
+            }],
+            ..Details::default()
+        })
     }
 
     /// A timeout talking to storage: the client may retry.
@@ -353,9 +371,11 @@ impl ApiError {
                     .causes
                     .iter()
                     .map(|cause| {
-                        let mut rendered =
-                            json!({"reason": cause.reason, "message": cause.message});
-                        // `field` is omitted when empty, as upstream's `omitempty`.
+                        let mut rendered = json!({"message": cause.message});
+                        // `reason` and `field` are omitted when empty, as upstream's `omitempty`.
+                        if !cause.reason.is_empty() {
+                            rendered["reason"] = json!(cause.reason);
+                        }
                         if !cause.field.is_empty() {
                             rendered["field"] = json!(cause.field);
                         }
@@ -405,5 +425,29 @@ mod tests {
         );
         let status = invalid.to_status();
         assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+    }
+
+    #[test]
+    fn errors_carry_details_as_upstream_fills_them() {
+        // kubectl debug reads `details.name` of a 404 without checking for details.
+        assert_eq!(ApiError::no_route().to_status()["details"], json!({}));
+        assert_eq!(
+            ApiError::method_not_allowed("PUT").to_status()["details"],
+            json!({})
+        );
+        let internal = ApiError::internal("the disk is full").to_status();
+        assert_eq!(
+            internal["message"],
+            "Internal error occurred: the disk is full"
+        );
+        assert_eq!(
+            internal["details"],
+            json!({"causes": [{"message": "the disk is full"}]})
+        );
+        let sts = find("apps", "v1", "statefulsets").expect("served");
+        assert_eq!(
+            ApiError::not_found(sts, "web").to_status()["details"],
+            json!({"name": "web", "group": "apps", "kind": "statefulsets"})
+        );
     }
 }

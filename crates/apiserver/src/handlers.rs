@@ -746,6 +746,22 @@ async fn subresource(
             }
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         },
+        "ephemeralcontainers" => {
+            let pod = state.registry.get(target.scope(), name).await?;
+            match *method {
+                Method::GET => Ok(response::json(
+                    StatusCode::OK,
+                    &response::render_object(resource, &pod, rendering),
+                )),
+                Method::PATCH | Method::PUT => Err(ApiError::forbidden_on(
+                    resource,
+                    name,
+                    "ephemeral containers are not supported by petset's nodes yet; \
+                     `kubectl debug --copy-to=NAME` debugs a copy of the pod instead",
+                )),
+                _ => Err(ApiError::method_not_allowed(method.as_str())),
+            }
+        }
         "scale" => {
             crate::scale::serve(state, method, headers, query, target.scope(), name, &body).await
         }

@@ -71,6 +71,11 @@ fn cells(object: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
 pub struct DeploymentStrategy;
 
 impl Strategy for DeploymentStrategy {
+    /// A new object's first status, as upstream answers a create: every count of upstream's `DeploymentStatus` is omitted when zero.
+    fn prepare_for_create(&self, object: &mut Value) {
+        crate::kinds::set_status(object, json!({}));
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

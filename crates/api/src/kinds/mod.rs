@@ -256,6 +256,26 @@ mod tests {
         }
     }
 
+    /// Upstream answers a create with the object's first status (`{}` at least), never without
+    /// one, for every kind with a status subresource. Nodes are the exception: their agent
+    /// reports the status.
+    #[test]
+    fn every_kind_with_a_status_starts_with_one() {
+        let without: Vec<&str> = RESOURCES
+            .iter()
+            .filter(|r| r.has_status() && r.kind != "Node")
+            .filter(|r| {
+                let mut object = serde_json::json!({"spec": {}});
+                r.strategy.prepare_for_create(&mut object);
+                !object
+                    .get("status")
+                    .is_some_and(serde_json::Value::is_object)
+            })
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(without, Vec::<&str>::new());
+    }
+
     #[test]
     fn kinds_without_a_spec_do_not_track_generation() {
         let tracking: Vec<&str> = RESOURCES

@@ -64,6 +64,15 @@ const SUBRESOURCES: &[Subresource] = &[
         kind: "PodProxyOptions",
         verbs: PROXY_VERBS,
     },
+    // Served so that `kubectl debug` gets a clear refusal (the handler's) rather than a 404
+    // it reads as "ephemeral containers are disabled for this cluster".
+    Subresource {
+        name: "ephemeralcontainers",
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        verbs: &["get", "patch", "update"],
+    },
     // Upstream lists both: `kubectl drain` evicts only when discovery shows `pods/eviction`
     // (else it deletes).
     Subresource {

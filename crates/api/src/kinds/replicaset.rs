@@ -95,6 +95,11 @@ fn cells(object: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
 pub struct ReplicaSetStrategy;
 
 impl Strategy for ReplicaSetStrategy {
+    /// A new object's first status, as upstream answers a create: upstream's `ReplicaSetStatus` never omits `replicas`.
+    fn prepare_for_create(&self, object: &mut Value) {
+        crate::kinds::set_status(object, json!({"replicas": 0}));
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

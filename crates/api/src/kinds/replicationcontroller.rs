@@ -54,6 +54,11 @@ fn cells(object: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
 pub struct ReplicationControllerStrategy;
 
 impl Strategy for ReplicationControllerStrategy {
+    /// A new object's first status, as upstream answers a create: upstream's `ReplicationControllerStatus` never omits `replicas`.
+    fn prepare_for_create(&self, object: &mut Value) {
+        crate::kinds::set_status(object, json!({"replicas": 0}));
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

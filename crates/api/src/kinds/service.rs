@@ -97,6 +97,11 @@ const COLUMNS: &[Column] = &[
 pub struct ServiceStrategy;
 
 impl Strategy for ServiceStrategy {
+    /// A new object's first status, as upstream answers a create: upstream resets a new Service's status to an empty `ServiceStatus`, whose load balancer is not omitted.
+    fn prepare_for_create(&self, object: &mut Value) {
+        crate::kinds::set_status(object, json!({"loadBalancer": {}}));
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

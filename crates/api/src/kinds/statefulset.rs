@@ -63,6 +63,11 @@ fn cells(object: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
 pub struct StatefulSetStrategy;
 
 impl Strategy for StatefulSetStrategy {
+    /// A new object's first status, as upstream answers a create: the two counts upstream's `StatefulSetStatus` never omits.
+    fn prepare_for_create(&self, object: &mut Value) {
+        crate::kinds::set_status(object, json!({"replicas": 0, "availableReplicas": 0}));
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

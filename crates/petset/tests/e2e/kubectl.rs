@@ -608,3 +608,60 @@ fn get_all_and_events() {
         bad_label.stderr
     );
 }
+
+#[test]
+fn created_objects_come_back_with_their_first_status() {
+    let petset = petset();
+    let created = petset.kubectl_with_input(&["create", "-f", "-", "-o", "json"], Some(WEB));
+    // kubectl prints one JSON document per object created.
+    let items: Vec<serde_json::Value> = serde_json::Deserializer::from_str(created.ok())
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("JSON objects");
+    let status = |kind: &str| {
+        items
+            .iter()
+            .find(|item| item["kind"] == kind)
+            .map(|item| item["status"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(status("Service"), serde_json::json!({"loadBalancer": {}}));
+    assert_eq!(
+        status("StatefulSet"),
+        serde_json::json!({"replicas": 0, "availableReplicas": 0})
+    );
+}
+
+#[test]
+fn debug_with_an_ephemeral_container_is_refused_clearly() {
+    let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
+    create_web(&petset);
+    let running = wait_until(Duration::from_secs(60), || {
+        jsonpath(&petset, "pod/web-0", "{.status.phase}") == "Running"
+    });
+    assert!(running, "web-0 runs\n{}", petset.log());
+    // kubectl dereferences a 404's details here; petset refuses with a reason instead.
+    let debug = petset.kubectl(&["debug", "web-0", "--image=busybox", "--", "true"]);
+    assert!(!debug.success, "{}", debug.stdout);
+    assert!(
+        debug
+            .stderr
+            .contains("ephemeral containers are not supported by petset's nodes yet"),
+        "{}",
+        debug.stderr
+    );
+    assert!(!debug.stderr.contains("panic"), "{}", debug.stderr);
+    // A URL naming nothing served is a 404 whose details are there and empty, as upstream's.
+    let missing = petset.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/web-0/nosuch",
+    ]);
+    assert!(
+        missing
+            .stderr
+            .contains("the server could not find the requested resource"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -5,6 +5,7 @@ pub mod downward;
 pub mod environment;
 pub mod expansion;
 pub mod fence;
+pub mod ingress;
 pub mod join;
 pub mod kubelet;
 pub mod kubelet_events;

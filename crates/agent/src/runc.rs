@@ -43,6 +43,8 @@ pub struct Config {
     /// The API servers' addresses, the only ones off the bridge the service proxy relays to
     /// (the `kubernetes` Service).
     pub api_addresses: Vec<std::net::SocketAddr>,
+    /// Where the ingress proxy serves (`crate::ingress`); `None`: nowhere.
+    pub ingress_listen: Option<std::net::SocketAddr>,
     /// The root of this node's local-path volumes (`DIR/volumes`), which `crate::local_path`
     /// keeps in step with the PersistentVolumes bound to this node.
     pub volumes: Option<PathBuf>,
@@ -298,6 +300,13 @@ pub async fn run_fenced(client: Client, node_name: String, node: Arc<RuncNode>, 
             client.clone(),
             node.pod_networks.clone(),
             node.config.api_addresses.clone(),
+        ));
+    }
+    if let Some(listen) = node.config.ingress_listen {
+        helpers.spawn(crate::ingress::run(
+            client.clone(),
+            listen,
+            node.pod_networks.clone(),
         ));
     }
     if let Some(root) = node.config.volumes.clone() {

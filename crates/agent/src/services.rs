@@ -74,7 +74,7 @@ fn frontends(services: &[Arc<Service>]) -> Vec<Frontend> {
 }
 
 /// The ready endpoints of a Service port, as addresses to dial.
-fn backends(endpoints: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
+pub(crate) fn backends(endpoints: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
     let mut found = Vec::new();
     for subset in endpoints.subsets.iter().flatten() {
         let Some(port) = subset
@@ -99,7 +99,7 @@ fn backends(endpoints: &Endpoints, port_name: &str) -> Vec<SocketAddr> {
 /// a network's own, gateway or broadcast address: the gateway is a node itself), or the API
 /// servers' addresses (the `kubernetes` Service). Nothing else: an Endpoints object anyone
 /// writes cannot point the proxy at the node, its network or the outside.
-fn may_dial(backend: SocketAddr, pod_networks: &[Cidr], api: &[SocketAddr]) -> bool {
+pub(crate) fn may_dial(backend: SocketAddr, pod_networks: &[Cidr], api: &[SocketAddr]) -> bool {
     if api.contains(&backend) {
         return true;
     }

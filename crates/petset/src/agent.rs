@@ -115,6 +115,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             deadline: std::time::Duration::from_secs(seconds),
             data_dir: data_dir.path().to_path_buf(),
         }),
+        // Agents authenticate as their node, which may not write Ingress status.
+        ingress_listen: None,
     };
     let Some(opened) = OpenedNode::open(options)? else {
         anyhow::bail!("this agent has no node to run");

@@ -131,10 +131,34 @@ pub struct UpArgs {
     /// any free port [default: 10250, or any free port when that one is taken]
     #[arg(long)]
     pub kubelet_port: Option<u16>,
+    /// Where the ingress proxy serves HTTP for the Ingresses of class `petset`, or `off`
+    /// [default: 127.0.0.1:80 with a runc node, else off]
+    #[arg(long)]
+    pub ingress_listen: Option<IngressListen>,
     /// Seconds between compactions of store history. A watch can resume from the last 4096
     /// changes, or from as far back as the last compaction kept; older ones get 410 Gone.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub compaction_interval: u64,
+}
+
+/// `--ingress-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngressListen {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for IngressListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "off" {
+            return Ok(Self::Off);
+        }
+        text.parse()
+            .map(Self::At)
+            .map_err(|_| format!("{text:?} is neither an address (HOST:PORT) nor `off`"))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -98,6 +98,7 @@ impl Cluster {
             volumes: data_dir.join("volumes"),
             pod_routes: false,
             fence: None,
+            ingress_listen: None,
         })?;
         // Its API has no TLS, but its pods get their token volumes as anywhere else, whose
         // `kube-root-ca.crt` needs a CA to publish: one made in the data directory.

@@ -40,6 +40,8 @@ pub struct NodeOptions {
     /// Kill every container when the Lease has not been renewed for this long
     /// (`petset_agent::fence`); `None`: the node never fences itself.
     pub fence: Option<FenceOptions>,
+    /// Where a runc node's ingress proxy serves (`petset_agent::ingress`); `None`: nowhere.
+    pub ingress_listen: Option<std::net::SocketAddr>,
 }
 
 /// A node's self-fence.
@@ -97,6 +99,7 @@ impl OpenedNode {
                     image_store: options.image_store.clone(),
                     network: Some(options.network.clone()),
                     api_addresses: options.api_addresses.clone(),
+                    ingress_listen: options.ingress_listen,
                     volumes: Some(options.volumes.clone()),
                     // petset's own binary keeps each container (`container-shim`), so a
                     // restart of this process takes its containers over.

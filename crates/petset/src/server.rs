@@ -26,6 +26,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         volumes: args.local_path_dir.clone(),
         pod_routes: args.pod_routes,
         fence: None,
+        ingress_listen: None,
     });
     serve(Server {
         data_dir: args.data_dir,

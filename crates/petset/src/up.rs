@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use petset_runtime::network::Cidr;
 
-use crate::cli::{NodeRuntime, UpArgs};
+use crate::cli::{IngressListen, NodeRuntime, UpArgs};
 use crate::cluster::{Cluster, ControlPlane};
 use crate::datadir::DataDir;
 use crate::node_role::{NodeOptions, OpenedNode};
@@ -39,6 +39,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         volumes: PathBuf::new(),
         pod_routes: false,
         fence: None,
+        ingress_listen: match args.ingress_listen {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 80))),
+            Some(IngressListen::Off) => None,
+            Some(IngressListen::At(address)) => Some(address),
+        },
     };
     serve(Server {
         data_dir: args.data_dir,

@@ -27,6 +27,8 @@ mod portforward;
 mod proxy;
 pub mod server;
 
+pub(crate) use proxy::end_to_end;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;

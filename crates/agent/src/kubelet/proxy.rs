@@ -125,7 +125,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 
 /// The headers of one hop (RFC 9110 7.6.1: the fixed ones and those `Connection` names) are
 /// not passed on, nor the node's own marker.
-fn end_to_end(headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     let named_by_connection: Vec<String> = connection_tokens(headers).collect();
     let mut kept = HeaderMap::new();
     for (name, value) in headers {

@@ -7,6 +7,8 @@
 //!   a pod bound to the node uses (`kube-root-ca.crt` through a pod's projected token volume);
 //! - tokens: `create serviceaccounts/token` for an account a pod bound to the node runs as
 //!   (the graph's `serviceaccount -> pod -> node`), bound to such a pod by name and uid;
+//! - for its ingress proxy: reads of ingresses and ingressclasses, and writes of ingress status
+//!   (beyond upstream, whose ingress controllers are not the kubelet);
 //! - writes: its own Node (and status), its own Lease in `kube-node-lease`, the status and the
 //!   deletion of pods bound to it (by the stored pod), events, and persistent volumes pinned to
 //!   it (`kubernetes.io/hostname In [<name>]`: the node's local-path cleanup);
@@ -102,6 +104,13 @@ pub fn decide(user: &UserInfo, node: &str, info: &RequestInfo, facts: &Facts) ->
             let writes = matches!(info.verb.as_str(), "create" | "update" | "patch");
             allow_if(writes && info.subresource.is_empty())
         }
+        // The node runs the ingress proxy (`petset_agent::ingress`), which reports its address.
+        ("networking.k8s.io", "ingresses") => allow_if(
+            is_read(info)
+                || (info.subresource == "status"
+                    && matches!(info.verb.as_str(), "update" | "patch")),
+        ),
+        ("networking.k8s.io", "ingressclasses") => allow_if(is_read(info)),
         ("", "services" | "endpoints" | "namespaces" | "persistentvolumeclaims")
         | ("discovery.k8s.io", "endpointslices")
         | ("storage.k8s.io", "storageclasses") => allow_if(is_read(info)),

@@ -11,6 +11,7 @@ mod disruption;
 mod helm;
 mod identities;
 mod images;
+mod ingress;
 mod jobs;
 mod join;
 mod kube_client;

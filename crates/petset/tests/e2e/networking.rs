@@ -27,6 +27,35 @@ fn words(text: &str) -> Vec<Vec<&str>> {
 fn ingresses_get_the_default_class_and_network_policies_a_warning() {
     let petset = start(&["--store", "memory"]);
 
+    // kubectl sorts by name.
+    let resources = petset.kubectl(&["api-resources", "--api-group=networking.k8s.io"]);
+    let lines = words(resources.ok());
+    let expected: [&[&str]; 3] = [
+        &[
+            "ingressclasses",
+            "networking.k8s.io/v1",
+            "false",
+            "IngressClass",
+        ],
+        &[
+            "ingresses",
+            "ing",
+            "networking.k8s.io/v1",
+            "true",
+            "Ingress",
+        ],
+        &[
+            "networkpolicies",
+            "netpol",
+            "networking.k8s.io/v1",
+            "true",
+            "NetworkPolicy",
+        ],
+    ];
+    assert_eq!(lines[1..], expected, "{}", resources.stdout);
+    let explained = petset.kubectl(&["explain", "ing.spec.rules.http.paths"]);
+    assert!(explained.ok().contains("pathType"), "{}", explained.stdout);
+
     let classes = petset.kubectl(&["get", "ingressclass"]);
     let lines = words(classes.ok());
     assert_eq!(

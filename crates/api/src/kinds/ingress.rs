@@ -160,9 +160,12 @@ impl Strategy for IngressStrategy {
         causes
     }
 
-    /// Upstream's `ValidateIngressUpdate`: the spec alone.
+    /// Upstream's `ValidateIngressUpdate` (the spec) and, as `/status` writes come this way
+    /// too, `ValidateIngressStatusUpdate` (the load balancer's points).
     fn validate_update(&self, _old: &Value, new: &Value) -> Vec<Cause> {
-        validate_spec(new)
+        let mut causes = validate_spec(new);
+        causes.extend(validate_load_balancer(new));
+        causes
     }
 
     fn admission(&self) -> &'static [Admission] {
@@ -218,6 +221,39 @@ fn validate_spec(ingress: &Value) -> Vec<Cause> {
                 .iter()
                 .map(|problem| Cause::invalid("spec.ingressClassName", &json!(class), problem)),
         );
+    }
+    causes
+}
+
+/// Each point of `status.loadBalancer.ingress` is a valid IP and a DNS name that is not one.
+fn validate_load_balancer(ingress: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    for (index, point) in items(ingress, "/status/loadBalancer/ingress")
+        .iter()
+        .enumerate()
+    {
+        let field = format!("status.loadBalancer.ingress[{index}]");
+        let ip = text(point, "/ip");
+        if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
+            causes.push(Cause::invalid(
+                format!("{field}.ip"),
+                &json!(ip),
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+        let hostname = text(point, "/hostname");
+        if !hostname.is_empty() {
+            causes.extend(names::dns1123_subdomain(hostname).iter().map(|problem| {
+                Cause::invalid(format!("{field}.hostname"), &json!(hostname), problem)
+            }));
+            if hostname.parse::<IpAddr>().is_ok() {
+                causes.push(Cause::invalid(
+                    format!("{field}.hostname"),
+                    &json!(hostname),
+                    "must be a DNS name, not an IP address",
+                ));
+            }
+        }
     }
     causes
 }
@@ -589,6 +625,26 @@ mod tests {
             IngressStrategy
                 .validate_update(&disagreeing, &disagreeing)
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn load_balancer_points_are_addresses_and_dns_names() {
+        let mut object =
+            ingress(json!({"defaultBackend": {"service": {"name": "w", "port": {"number": 1}}}}));
+        object["status"] = json!({"loadBalancer": {"ingress": [
+            {"ip": "127.0.0.1", "hostname": "node-a"}, {"ip": "127.0.0"}, {"hostname": "10.0.0.1"}]}});
+        let causes: Vec<String> = IngressStrategy
+            .validate_update(&object, &object)
+            .into_iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                "status.loadBalancer.ingress[1].ip: Invalid value: \"127.0.0\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                "status.loadBalancer.ingress[2].hostname: Invalid value: \"10.0.0.1\": must be a DNS name, not an IP address",
+            ]
         );
     }
 

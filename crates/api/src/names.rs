@@ -46,6 +46,66 @@ pub fn dns1123_subdomain(value: &str) -> Vec<String> {
     problems
 }
 
+/// Problems with a DNS-1035 label (a DNS-1123 label that starts with a letter): upstream's
+/// rule for Service names.
+pub fn dns1035_label(value: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if value.len() > DNS1123_LABEL_MAX {
+        problems.push(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
+    }
+    if !is_label(value) || !value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        problems.push("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')".to_string());
+    }
+    problems
+}
+
+/// Problems with a wildcard DNS-1123 subdomain: `*.` and a subdomain (`*.example.com`).
+pub fn wildcard_dns1123_subdomain(value: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX {
+        problems.push(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
+    }
+    let well_formed = value
+        .strip_prefix("*.")
+        .is_some_and(|rest| rest.split('.').all(is_label));
+    if !well_formed {
+        problems.push("a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_string());
+    }
+    problems
+}
+
+/// Problems with a port name (an IANA service name: at most 15 of `[-a-z0-9]`, a letter
+/// among them, no `--`, no hyphen at either end).
+pub fn port_name(value: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if value.len() > 15 {
+        problems.push("must be no more than 15 characters".to_string());
+    }
+    if value.is_empty()
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        problems.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
+    }
+    if !value.chars().any(|c| c.is_ascii_lowercase()) {
+        problems.push("must contain at least one letter (a-z)".to_string());
+    }
+    if value.contains("--") {
+        problems.push("must not contain consecutive hyphens".to_string());
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        problems.push("must not begin or end with a hyphen".to_string());
+    }
+    problems
+}
+
 fn is_qualified_name_part(value: &str) -> bool {
     value.len() <= 63 && has_qualified_name_shape(value)
 }

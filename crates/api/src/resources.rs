@@ -294,6 +294,7 @@ mod tests {
                 ("storage.k8s.io", "v1"),
                 ("discovery.k8s.io", "v1"),
                 ("coordination.k8s.io", "v1"),
+                ("networking.k8s.io", "v1"),
                 ("authentication.k8s.io", "v1"),
                 ("authorization.k8s.io", "v1"),
             ]

@@ -315,11 +315,12 @@ async fn dispatch(
             ))
         }
         (&Method::POST, None) => {
-            let (object, warnings) = decode_checked(headers, &body, resource, query)?;
+            let (object, mut warnings) = decode_checked(headers, &body, resource, query)?;
             let created = state
                 .registry
                 .create(target.scope(), object, query.dry_run())
                 .await?;
+            warnings.extend(resource.strategy.warnings(&created));
             Ok(with_warnings(
                 response::json(
                     StatusCode::CREATED,
@@ -329,11 +330,12 @@ async fn dispatch(
             ))
         }
         (&Method::PUT, Some(name)) => {
-            let (object, warnings) = decode_checked(headers, &body, resource, query)?;
+            let (object, mut warnings) = decode_checked(headers, &body, resource, query)?;
             let updated = state
                 .registry
                 .update(target.scope(), name, None, object, query.dry_run())
                 .await?;
+            warnings.extend(resource.strategy.warnings(&updated));
             Ok(with_warnings(
                 response::json(
                     StatusCode::OK,
@@ -350,9 +352,12 @@ async fn dispatch(
             } else {
                 StatusCode::OK
             };
-            Ok(response::json(
-                status,
-                &response::render_object(resource, &patched, rendering),
+            Ok(with_warnings(
+                response::json(
+                    status,
+                    &response::render_object(resource, &patched, rendering),
+                ),
+                &resource.strategy.warnings(&patched),
             ))
         }
         (&Method::DELETE, Some(name)) => {

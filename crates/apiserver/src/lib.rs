@@ -26,6 +26,8 @@ mod health;
 mod input_properties_tests;
 mod ipalloc;
 pub mod join;
+#[cfg(test)]
+mod networking_tests;
 pub mod nodes;
 mod openapi;
 mod protobuf;

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use petset_api::kinds::Admission;
+use petset_api::kinds::{Admission, ingressclass, networking};
 use petset_api::patch::{self, PatchError, PatchType};
 use petset_api::resources::{self, ResourceType};
 use petset_api::selector::{FieldSelector, LabelSelector};
@@ -560,6 +560,50 @@ impl Registry {
         if strategy.admission().contains(&Admission::ServiceAccount) {
             self.admit_service_account(scope, object).await?;
         }
+        if strategy
+            .admission()
+            .contains(&Admission::DefaultIngressClass)
+        {
+            self.admit_ingress_class(object).await?;
+        }
+        Ok(())
+    }
+
+    /// Upstream's DefaultIngressClass admission: an Ingress that names no class, neither in
+    /// `spec.ingressClassName` nor in the old annotation, gets the default one (the newest,
+    /// when several are marked).
+    async fn admit_ingress_class(&self, ingress: &mut Value) -> Result<(), ApiError> {
+        use petset_api::kinds::ingress;
+        let names_a_class = ingress
+            .pointer("/spec/ingressClassName")
+            .is_some_and(|class| !class.is_null())
+            || ingress
+                .pointer("/metadata/annotations")
+                .and_then(|annotations| annotations.get(ingress::CLASS_ANNOTATION))
+                .is_some();
+        if names_a_class {
+            return Ok(());
+        }
+        let Some(classes) = resources::find(networking::GROUP, "v1", "ingressclasses") else {
+            return Ok(());
+        };
+        let page = self
+            .list(
+                Scope {
+                    resource: classes,
+                    namespace: None,
+                },
+                &Filters::default(),
+                None,
+                None,
+                None,
+            )
+            .await?;
+        if let Some(class) = networking::newest_default_class(&page.items)
+            && let Some(spec) = ingress.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.insert("ingressClassName".into(), json!(class));
+        }
         Ok(())
     }
 
@@ -1024,6 +1068,12 @@ impl Registry {
                 "allowVolumeExpansion": true
             });
             self.create_if_missing(classes, None, local_path).await?;
+        }
+        // The class of the node's ingress proxy, made when missing as the StorageClass is: a
+        // class the user changed is kept, and one they deleted comes back at the next start.
+        if let Some(classes) = resources::find(networking::GROUP, "v1", "ingressclasses") {
+            self.create_if_missing(classes, None, ingressclass::petset_class())
+                .await?;
         }
         Ok(())
     }

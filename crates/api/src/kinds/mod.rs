@@ -27,9 +27,13 @@ pub mod events_v1;
 pub mod generic;
 pub mod hpa;
 pub mod hpa_v1;
+pub mod ingress;
+pub mod ingressclass;
 pub mod job;
 pub mod lease;
 pub mod namespace;
+pub mod networking;
+pub mod networkpolicy;
 pub mod node;
 pub mod pdb;
 pub mod pod;
@@ -89,6 +93,9 @@ macro_rules! served_kinds {
             storageclass,
             endpointslice,
             lease,
+            ingress,
+            ingressclass,
+            networkpolicy,
             selfsubjectreview,
             tokenreview,
             selfsubjectaccessreview,
@@ -119,6 +126,9 @@ pub enum Admission {
     /// A pod's ServiceAccount must exist, and its token is mounted unless the pod or the
     /// account opt out (upstream's ServiceAccount plugin; `service_account_admission`).
     ServiceAccount,
+    /// An Ingress without a class gets the default IngressClass (upstream's
+    /// DefaultIngressClass plugin).
+    DefaultIngressClass,
 }
 
 /// A kind's own rules. Every method has the behaviour of a plain stored object by default, so
@@ -154,6 +164,12 @@ pub trait Strategy: Sync {
     /// The kind's rules on an update: by default its create rules on the new object.
     fn validate_update(&self, _old: &Value, new: &Value) -> Vec<Cause> {
         self.validate(new)
+    }
+
+    /// Warnings a create or an update (not of `/status`) is answered with, as `Warning`
+    /// headers (upstream's `WarningsOnCreate` and `WarningsOnUpdate`).
+    fn warnings(&self, _object: &Value) -> Vec<String> {
+        Vec::new()
     }
 
     /// Seconds a delete waits for someone to confirm it (0: the object goes at once).

@@ -30,7 +30,7 @@ pub fn path_segment_name(name: &str) -> Vec<String> {
 }
 
 /// The whole of upstream's `IsValidPathSegmentName`, for names outside metadata.
-fn path_segment_problems(name: &str) -> Vec<String> {
+pub(crate) fn path_segment_problems(name: &str) -> Vec<String> {
     if name == "." || name == ".." {
         return vec![format!("may not be '{name}'")];
     }

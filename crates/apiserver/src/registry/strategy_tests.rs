@@ -258,16 +258,16 @@ async fn a_created_objects_metadata_is_a_snapshot_under_the_fixed_clock() {
     let metadata = &created["metadata"];
     let name = metadata["name"].as_str().unwrap_or_default();
     assert!(name.starts_with("settings-") && name.len() == 14, "{name}");
-    // Bootstrap made 32 objects (four namespaces, the `kubernetes` Service, 16 ClusterRoles
-    // and 10 ClusterRoleBindings, the default StorageClass); the generated name took the
-    // 33rd id, the object the 34th (0x22).
+    // Bootstrap made 33 objects (four namespaces, the `kubernetes` Service, 16 ClusterRoles
+    // and 10 ClusterRoleBindings, the default StorageClass and IngressClass); the generated
+    // name took the 34th id, the object the 35th (0x23).
     assert_eq!(
         *metadata,
         json!({
             "name": name,
             "generateName": "settings-",
             "namespace": "default",
-            "uid": "00000000-0000-0000-0000-000000000022",
+            "uid": "00000000-0000-0000-0000-000000000023",
             "creationTimestamp": START,
             "resourceVersion": metadata["resourceVersion"],
         })

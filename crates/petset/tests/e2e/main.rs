@@ -21,6 +21,7 @@ mod local_cluster;
 mod local_path;
 mod multinode;
 mod network;
+mod networking;
 mod node_api;
 mod node_loss;
 mod python_client;

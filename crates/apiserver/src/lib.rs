@@ -27,6 +27,8 @@ mod input_properties_tests;
 mod ipalloc;
 pub mod join;
 pub mod nodes;
+#[cfg(test)]
+mod old_versions_tests;
 mod openapi;
 mod protobuf;
 pub mod proxy;

@@ -31,6 +31,7 @@ pub mod job;
 pub mod lease;
 pub mod namespace;
 pub mod node;
+pub mod old_versions;
 pub mod pdb;
 pub mod pod;
 pub mod pv;

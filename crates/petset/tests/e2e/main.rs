@@ -22,6 +22,7 @@ mod multinode;
 mod network;
 mod node_api;
 mod node_loss;
+mod old_versions;
 mod python_client;
 mod rbac;
 mod runc;

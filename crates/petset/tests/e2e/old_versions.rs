@@ -42,7 +42,10 @@ fn seed_003s_v1beta2_statefulset_applies_with_the_deprecation_warning() {
     // upstream (and as for an apps/v1 file), kubectl says `configured`: it sends the claim
     // templates whole (a list without a merge key), because the live ones carry the server's
     // defaults; the patch changes nothing, so nothing is written.
-    let before = get_consul(&petset, "{.metadata.resourceVersion} {.metadata.generation}");
+    let before = get_consul(
+        &petset,
+        "{.metadata.resourceVersion} {.metadata.generation}",
+    );
     let again = petset.kubectl_with_input(&["apply", "-f", "-"], Some(CONSUL_STS));
     assert_eq!(again.ok().trim(), "statefulset.apps/consul configured");
     assert!(
@@ -51,7 +54,10 @@ fn seed_003s_v1beta2_statefulset_applies_with_the_deprecation_warning() {
         again.stderr
     );
     assert_eq!(
-        get_consul(&petset, "{.metadata.resourceVersion} {.metadata.generation}"),
+        get_consul(
+            &petset,
+            "{.metadata.resourceVersion} {.metadata.generation}"
+        ),
         before
     );
 

@@ -138,3 +138,54 @@ fn seed_003s_v1beta2_statefulset_applies_with_the_deprecation_warning() {
     assert_eq!(deleted.ok().trim(), "statefulset.apps \"consul\" deleted");
     assert!(deleted.stderr.contains(WARNING), "{}", deleted.stderr);
 }
+
+/// The Deployment of the old tutorials: `apps/v1beta1`, no selector (it came from the
+/// template's labels then).
+const NGINX_V1BETA1: &str = "apiVersion: apps/v1beta1
+kind: Deployment
+metadata:
+  name: nginx
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.7.9
+        ports:
+        - containerPort: 80
+";
+
+#[test]
+fn an_apps_v1beta1_deployment_gets_its_versions_defaults_and_rolls_out() {
+    let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
+    let warning = "Warning: apps/v1beta1 Deployment is deprecated in v1.8+, unavailable in v1.16+; use apps/v1 Deployment";
+    let applied = petset.kubectl_with_input(&["apply", "-f", "-"], Some(NGINX_V1BETA1));
+    assert_eq!(applied.ok().trim(), "deployment.apps/nginx created");
+    assert!(
+        applied.stderr.lines().any(|line| line == warning),
+        "{}",
+        applied.stderr
+    );
+    let again = petset.kubectl_with_input(&["apply", "-f", "-"], Some(NGINX_V1BETA1));
+    assert_eq!(again.ok().trim(), "deployment.apps/nginx unchanged");
+    let status = petset.kubectl(&["rollout", "status", "deployment/nginx", "--timeout=60s"]);
+    assert!(
+        status
+            .ok()
+            .contains("deployment \"nginx\" successfully rolled out"),
+        "{}",
+        status.stdout
+    );
+    let current = petset.kubectl(&[
+        "get",
+        "deployment",
+        "nginx",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.revisionHistoryLimit} {.spec.selector.matchLabels.app} {.metadata.labels.app}",
+    ]);
+    assert_eq!(current.ok(), "apps/v1 2 nginx nginx");
+}

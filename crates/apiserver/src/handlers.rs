@@ -685,11 +685,9 @@ fn event_line(type_name: &str, object: &[u8]) -> Bytes {
 
 /// Decodes a request body: JSON (which is also valid YAML), or the protobuf envelope kubectl's
 /// imperative `create` commands send.
-fn decode_body(
-    headers: &HeaderMap,
-    body: &[u8],
-    resource: &ResourceType,
-) -> Result<Value, ApiError> {
+fn decode_body(headers: &HeaderMap, body: &[u8], target: &Target<'_>) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let version = target.old.map_or(resource.version, |old| old.version);
     let content_type = header_text(headers, header::CONTENT_TYPE);
     let base = content_type.split(';').next().unwrap_or_default().trim();
     match base {
@@ -698,7 +696,6 @@ fn decode_body(
                 ApiError::bad_request(format!(
                     "{kind} in version \"{version}\" cannot be handled as a {kind}: {error}",
                     kind = resource.kind,
-                    version = resource.version
                 ))
             }),
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body, resource),
@@ -715,7 +712,7 @@ fn decode_checked(
     query: &Query,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let resource = target.resource;
-    let mut object = decode_body(headers, body, resource)?;
+    let mut object = decode_body(headers, body, target)?;
     check_type(target, &object)?;
     if let Some(old) = target.old {
         old.convert_in(&mut object);

@@ -334,6 +334,25 @@ async fn errors_and_deletes_at_an_old_version_are_warned_too() {
         consul_v1beta2(),
     )
     .await;
+    // A body that is not JSON is named by the URL's version.
+    let response = crate::internal_router(cluster.state.clone())
+        .oneshot(
+            axum::http::Request::post(V1BETA2_SETS)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from("{not json"))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status().as_u16(), 400);
+    let refused: Value =
+        serde_json::from_slice(&whole_body(response.into_body()).await).expect("a Status");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        message
+            .starts_with("StatefulSet in version \"v1beta2\" cannot be handled as a StatefulSet"),
+        "{message}"
+    );
     // An old version serves no Scale (its kinds were apps/v1beta2 Scale).
     let (code, _, _) = exchange(
         &cluster,

@@ -1,7 +1,15 @@
 //! Discovery documents: `/version`, `/api`, `/apis` (legacy and aggregated v2), and the
 //! per-group-version resource lists.
+//!
+//! The old versions petset accepts beyond upstream (`old_versions`) are listed after their
+//! group's served versions, so they are never preferred (`kubectl api-resources` and `kubectl
+//! get` use only the preferred version), but kubectl can map an old manifest's kind: without
+//! them `kubectl apply` fails before sending anything (`no matches for kind`). They carry only
+//! the resources that convert, with their `status` subresource, and no short names or
+//! categories (so `sts` and `all` still expand once).
 
-use petset_api::resources::{RESOURCES, ResourceType, group_versions};
+use petset_api::kinds::old_versions::{self, OldVersion};
+use petset_api::resources::{RESOURCES, ResourceType, STATUS_VERBS, group_versions};
 use serde_json::{Value, json};
 
 /// The Kubernetes version petset reports; the kubectl dispatcher on these machines picks the
@@ -65,8 +73,16 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
+/// Every group version discovery lists, in preference order: the served ones as the
+/// catalogue has them, then the old ones.
+fn listed_group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut listed = group_versions().to_vec();
+    listed.extend(old_versions::group_versions());
+    listed
+}
+
 fn group_entry(group: &str) -> Value {
-    let versions: Vec<Value> = group_versions()
+    let versions: Vec<Value> = listed_group_versions()
         .iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -80,8 +96,8 @@ fn group_entry(group: &str) -> Value {
 
 fn named_groups() -> Vec<&'static str> {
     let mut groups: Vec<&str> = Vec::new();
-    for (group, _) in group_versions() {
-        if !group.is_empty() && !groups.contains(group) {
+    for (group, _) in listed_group_versions() {
+        if !group.is_empty() && !groups.contains(&group) {
             groups.push(group);
         }
     }
@@ -104,9 +120,57 @@ pub fn group(group: &str) -> Option<Value> {
     })
 }
 
+/// An old version's resource and its status, in the legacy list.
+fn old_resource_entries(old: &OldVersion) -> Vec<Value> {
+    let Some(current) = old.current() else {
+        return Vec::new();
+    };
+    let mut entries = vec![json!({
+        "name": old.plural,
+        "singularName": current.singular,
+        "namespaced": current.namespaced,
+        "kind": old.kind,
+        "verbs": current.verbs,
+    })];
+    if current.has_status() {
+        entries.push(json!({
+            "name": format!("{}/status", old.plural),
+            "singularName": "",
+            "namespaced": current.namespaced,
+            "kind": old.kind,
+            "verbs": STATUS_VERBS,
+        }));
+    }
+    entries
+}
+
+/// An old version's resource, in the aggregated document.
+fn old_aggregated_resource(old: &OldVersion) -> Option<Value> {
+    let current = old.current()?;
+    let subresources: Vec<Value> = if current.has_status() {
+        vec![json!({
+            "subresource": "status",
+            "responseKind": {"group": old.group, "version": old.version, "kind": old.kind},
+            "verbs": STATUS_VERBS,
+        })]
+    } else {
+        Vec::new()
+    };
+    Some(json!({
+        "resource": old.plural,
+        "responseKind": {"group": old.group, "version": old.version, "kind": old.kind},
+        "scope": if current.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": current.singular,
+        "verbs": current.verbs,
+        "subresources": subresources,
+    }))
+}
+
 /// `/api/v1`, `/apis/{group}/{version}`.
 pub fn resource_list(group: &str, version: &str) -> Value {
-    let mut resources = Vec::new();
+    let mut resources: Vec<Value> = old_versions::in_group_version(group, version)
+        .flat_map(old_resource_entries)
+        .collect();
     for resource in in_group_version(group, version) {
         resources.push(json!({
             "name": resource.plural,
@@ -175,11 +239,14 @@ fn aggregated_resource(resource: &ResourceType) -> Value {
 }
 
 fn aggregated_group(group: &str) -> Value {
-    let versions: Vec<Value> = group_versions()
+    let versions: Vec<Value> = listed_group_versions()
         .iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {
-            let resources: Vec<Value> = in_group_version(g, v).map(aggregated_resource).collect();
+            let mut resources: Vec<Value> =
+                in_group_version(g, v).map(aggregated_resource).collect();
+            resources
+                .extend(old_versions::in_group_version(g, v).filter_map(old_aggregated_resource));
             json!({"version": v, "resources": resources, "freshness": "Current"})
         })
         .collect();
@@ -217,6 +284,85 @@ mod tests {
             "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
         ));
         assert!(!wants_aggregated("application/json, */*"));
+    }
+
+    #[test]
+    fn old_versions_are_listed_after_the_preferred_one() {
+        let apps = group("apps").expect("apps");
+        let versions: Vec<&str> = apps["versions"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .filter_map(|v| v["version"].as_str())
+            .collect();
+        assert_eq!(versions, ["v1", "v1beta2", "v1beta1"]);
+        assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
+        let in_list = group_list()["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .find(|g| g["name"] == "apps")
+            .cloned()
+            .expect("apps listed");
+        assert_eq!(in_list["preferredVersion"]["version"], "v1");
+        // Each group is listed once, however many versions it has.
+        let names: Vec<Value> = group_list()["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .map(|g| g["name"].clone())
+            .collect();
+        assert_eq!(names.iter().filter(|n| **n == "apps").count(), 1);
+    }
+
+    #[test]
+    fn an_old_version_lists_only_what_converts() {
+        let list = resource_list("apps", "v1beta2");
+        assert_eq!(list["groupVersion"], "apps/v1beta2");
+        let names: Vec<&str> = list["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "statefulsets",
+                "statefulsets/status",
+                "deployments",
+                "deployments/status"
+            ]
+        );
+        let sets = &list["resources"][0];
+        assert_eq!(sets["kind"], "StatefulSet");
+        assert!(sets.get("shortNames").is_none() && sets.get("categories").is_none());
+
+        let all = aggregated_groups();
+        let apps = all["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|g| g["metadata"]["name"] == "apps"))
+            .cloned()
+            .expect("apps");
+        let versions = apps["versions"].as_array().expect("versions");
+        assert_eq!(versions[0]["version"], "v1");
+        let beta1 = versions
+            .iter()
+            .find(|v| v["version"] == "v1beta1")
+            .expect("v1beta1");
+        let kinds: Vec<Value> = beta1["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .map(|r| r["responseKind"].clone())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                json!({"group": "apps", "version": "v1beta1", "kind": "StatefulSet"}),
+                json!({"group": "apps", "version": "v1beta1", "kind": "Deployment"}),
+            ]
+        );
     }
 
     #[test]

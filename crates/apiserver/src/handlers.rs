@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
+use petset_api::kinds::old_versions::{self, OldVersion};
 use petset_api::patch::PatchType;
 use petset_api::resources::{self, ResourceType};
 use petset_api::selector::{FieldSelector, LabelSelector};
@@ -112,6 +113,9 @@ pub fn check_dry_run<'a>(
 /// What a resource URL names.
 struct Target<'a> {
     resource: &'static ResourceType,
+    /// The old version the URL names, when it names one: `resource` is then the served type
+    /// its objects are stored as, and bodies are converted both ways (`old_versions`).
+    old: Option<&'static OldVersion>,
     namespace: Option<&'a str>,
     name: Option<&'a str>,
     subresource: Option<&'a str>,
@@ -125,6 +129,35 @@ impl Target<'_> {
             resource: self.resource,
             namespace: self.namespace,
         }
+    }
+
+    /// The `apiVersion` bodies sent to this URL carry.
+    fn api_version(&self) -> String {
+        self.old
+            .map_or_else(|| self.resource.api_version(), OldVersion::api_version)
+    }
+
+    /// A stored object as the URL's version shows it.
+    fn shown(&self, mut object: Value) -> Value {
+        if let Some(old) = self.old {
+            old.convert_out(&mut object);
+        }
+        object
+    }
+
+    /// One object, in the URL's version, rendered as the client asked.
+    fn render(&self, object: Value, rendering: Rendering) -> Value {
+        response::render_object(self.resource, &self.shown(object), rendering)
+    }
+
+    /// A list, in the URL's version, rendered as the client asked.
+    fn render_list(&self, items: Vec<Value>, meta: Value, rendering: Rendering) -> Value {
+        let items = items.into_iter().map(|item| self.shown(item)).collect();
+        let mut list = response::render_list(self.resource, items, meta, rendering);
+        if self.old.is_some() && rendering == Rendering::Object {
+            list["apiVersion"] = json!(self.api_version());
+        }
+        list
     }
 }
 
@@ -187,7 +220,10 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
                 .map(|g| response::json(StatusCode::OK, &g))
                 .ok_or_else(ApiError::no_route);
         }
-        ["apis", group, version] if resources::serves_group_version(group, version) => {
+        ["apis", group, version]
+            if resources::serves_group_version(group, version)
+                || old_versions::serves_group_version(group, version) =>
+        {
             return Ok(response::json(
                 StatusCode::OK,
                 &discovery::resource_list(group, version),
@@ -203,6 +239,25 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
         _ => return Err(ApiError::no_route()),
     };
     let target = parse_target(group, version, rest)?;
+    if let Some(old) = target.old {
+        // Every answer at an old version carries the warning, errors too, as upstream's.
+        let answer = match serve_target(state, request, &query, &method, &accept, target).await {
+            Ok(answer) => answer,
+            Err(error) => response::error(&error),
+        };
+        return Ok(with_first_warning(answer, &old.warning()));
+    }
+    serve_target(state, request, &query, &method, &accept, target).await
+}
+
+async fn serve_target(
+    state: &ApiState,
+    request: Request,
+    query: &Query,
+    method: &Method,
+    accept: &str,
+    target: Target<'_>,
+) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
     if !target.resource.is_stored() {
         let user = request
@@ -214,7 +269,7 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
         let (namespace, named) = (target.namespace, target.name.is_some());
         return crate::reviews::serve(
             state,
-            &method,
+            method,
             &user,
             target.resource,
             namespace,
@@ -224,7 +279,7 @@ async fn serve(state: &ApiState, request: Request) -> Result<Response, ApiError>
         .await;
     }
     let body = read_body(request).await?;
-    dispatch(state, &method, &headers, &query, target, body, &accept).await
+    dispatch(state, method, &headers, query, target, body, accept).await
 }
 
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
@@ -241,20 +296,34 @@ async fn read_body(request: Request) -> Result<Bytes, ApiError> {
         .map_err(|_| ApiError::too_large())
 }
 
+/// The served type a URL's group, version and plural name, and the old version they name
+/// when they name one (stored as a served type).
+fn lookup(
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<(&'static ResourceType, Option<&'static OldVersion>)> {
+    if let Some(resource) = resources::find(group, version, plural) {
+        return Some((resource, None));
+    }
+    let old = old_versions::find(group, version, plural)?;
+    Some((old.current()?, Some(old)))
+}
+
 fn parse_target<'a>(
     group: &'a str,
     version: &'a str,
     rest: &[&'a str],
 ) -> Result<Target<'a>, ApiError> {
-    let find =
-        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let find = |plural: &str| lookup(group, version, plural).ok_or_else(ApiError::no_route);
     let namespaced_collection =
-        |plural: &str| resources::find(group, version, plural).filter(|r| r.namespaced);
+        |plural: &str| lookup(group, version, plural).filter(|(r, _)| r.namespaced);
     let target = match rest {
         ["namespaces", namespace, plural, tail @ ..] if namespaced_collection(plural).is_some() => {
-            let resource = find(plural)?;
+            let (resource, old) = find(plural)?;
             Target {
                 resource,
+                old,
                 namespace: Some(namespace),
                 name: tail.first().copied(),
                 subresource: tail.get(1).copied(),
@@ -262,9 +331,10 @@ fn parse_target<'a>(
             }
         }
         [plural, tail @ ..] => {
-            let resource = find(plural)?;
+            let (resource, old) = find(plural)?;
             Target {
                 resource,
+                old,
                 namespace: None,
                 name: tail.first().copied(),
                 subresource: tail.get(1).copied(),
@@ -274,8 +344,9 @@ fn parse_target<'a>(
         [] => return Err(ApiError::no_route()),
     };
     if let Some(sub) = target.subresource
-        && !target.resource.serves_subresource(sub)
+        && (!target.resource.serves_subresource(sub) || (target.old.is_some() && sub != "status"))
     {
+        // An old version serves its objects and their status; its Scale kinds are not served.
         return Err(ApiError::no_route());
     }
     Ok(target)
@@ -311,36 +382,30 @@ async fn dispatch(
             let object = state.registry.get(target.scope(), name).await?;
             Ok(response::json(
                 StatusCode::OK,
-                &response::render_object(resource, &object, rendering),
+                &target.render(object, rendering),
             ))
         }
         (&Method::POST, None) => {
-            let (object, mut warnings) = decode_checked(headers, &body, resource, query)?;
+            let (object, mut warnings) = decode_checked(headers, &body, &target, query)?;
             let created = state
                 .registry
                 .create(target.scope(), object, query.dry_run())
                 .await?;
             warnings.extend(resource.strategy.warnings(&created));
             Ok(with_warnings(
-                response::json(
-                    StatusCode::CREATED,
-                    &response::render_object(resource, &created, rendering),
-                ),
+                response::json(StatusCode::CREATED, &target.render(created, rendering)),
                 &warnings,
             ))
         }
         (&Method::PUT, Some(name)) => {
-            let (object, mut warnings) = decode_checked(headers, &body, resource, query)?;
+            let (object, mut warnings) = decode_checked(headers, &body, &target, query)?;
             let updated = state
                 .registry
                 .update(target.scope(), name, None, object, query.dry_run())
                 .await?;
             warnings.extend(resource.strategy.warnings(&updated));
             Ok(with_warnings(
-                response::json(
-                    StatusCode::OK,
-                    &response::render_object(resource, &updated, rendering),
-                ),
+                response::json(StatusCode::OK, &target.render(updated, rendering)),
                 &warnings,
             ))
         }
@@ -352,12 +417,10 @@ async fn dispatch(
             } else {
                 StatusCode::OK
             };
+            let warnings = resource.strategy.warnings(&patched);
             Ok(with_warnings(
-                response::json(
-                    status,
-                    &response::render_object(resource, &patched, rendering),
-                ),
-                &resource.strategy.warnings(&patched),
+                response::json(status, &target.render(patched, rendering)),
+                &warnings,
             ))
         }
         (&Method::DELETE, Some(name)) => {
@@ -369,13 +432,15 @@ async fn dispatch(
             {
                 Deleted::Gone(object) => {
                     let answer = if resource.strategy.returns_deleted_object() {
-                        object
+                        target.shown(object)
                     } else {
                         response::delete_success(resource, &object)
                     };
                     Ok(response::json(StatusCode::OK, &answer))
                 }
-                Deleted::Pending(object) => Ok(response::json(StatusCode::OK, &object)),
+                Deleted::Pending(object) => {
+                    Ok(response::json(StatusCode::OK, &target.shown(object)))
+                }
             }
         }
         (&Method::DELETE, None) if !resource.strategy.allows_delete_collection() => {
@@ -417,8 +482,7 @@ async fn dispatch(
                 .map_err(crate::registry::store_error)?;
             Ok(response::json(
                 StatusCode::OK,
-                &response::render_list(
-                    resource,
+                &target.render_list(
                     results,
                     json!({"resourceVersion": revision.to_string()}),
                     Rendering::Object,
@@ -473,7 +537,7 @@ async fn list(
     }
     Ok(response::json(
         StatusCode::OK,
-        &response::render_list(target.resource, page.items, meta, rendering),
+        &target.render_list(page.items, meta, rendering),
     ))
 }
 
@@ -484,6 +548,7 @@ async fn watch_collection(
     rendering: Rendering,
 ) -> Result<Response, ApiError> {
     let resource = target.resource;
+    let old = target.old;
     let request = WatchRequest {
         filters: filters(query, resource)?,
         resource_version: query.number("resourceVersion")?,
@@ -511,17 +576,37 @@ async fn watch_collection(
             WatchEvent::Bookmark {
                 revision,
                 initial_events_end,
-            } => bookmark_object(resource, *revision, *initial_events_end),
+            } => {
+                let mut bookmark = bookmark_object(resource, *revision, *initial_events_end);
+                if let Some(old) = old {
+                    bookmark["apiVersion"] = json!(old.api_version());
+                }
+                bookmark
+            }
             WatchEvent::Error(error) => error.to_status(),
             other => {
                 let Some(shared) = other.object() else {
                     return Ok::<_, Infallible>(Bytes::new());
                 };
+                // An old version's watcher gets each object converted for it.
+                let converted = old.map(|old| {
+                    let mut object = shared.value().clone();
+                    old.convert_out(&mut object);
+                    object
+                });
                 match rendering {
                     // The common case: the object's JSON, made once for every watcher.
-                    Rendering::Object => return Ok(event_line(type_name, &shared.json())),
+                    Rendering::Object => {
+                        return Ok(match &converted {
+                            Some(object) => event_line(
+                                type_name,
+                                &serde_json::to_vec(object).unwrap_or_default(),
+                            ),
+                            None => event_line(type_name, &shared.json()),
+                        });
+                    }
                     Rendering::Table { include, .. } => {
-                        let object = shared.value();
+                        let object = converted.as_ref().unwrap_or(shared.value());
                         let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
                         let table = response::table(
                             resource,
@@ -568,12 +653,29 @@ fn field_validation(query: &Query) -> FieldValidation {
 /// Adds `Warning` headers, which kubectl prints as `Warning: …`.
 fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     for warning in warnings {
-        let text = format!("299 - {:?}", warning);
-        if let Ok(value) = header::HeaderValue::from_str(&text) {
+        if let Some(value) = warning_value(warning) {
             response.headers_mut().append(header::WARNING, value);
         }
     }
     response
+}
+
+/// Puts `warning` before the answer's other warnings, as upstream's deprecation warning is
+/// added before the request is handled.
+fn with_first_warning(mut response: Response, warning: &str) -> Response {
+    let headers = response.headers_mut();
+    let later: Vec<header::HeaderValue> =
+        headers.get_all(header::WARNING).iter().cloned().collect();
+    headers.remove(header::WARNING);
+    for value in warning_value(warning).into_iter().chain(later) {
+        headers.append(header::WARNING, value);
+    }
+    response
+}
+
+/// A `Warning` header value as upstream writes it: code 299, no agent, the text quoted.
+fn warning_value(warning: &str) -> Option<header::HeaderValue> {
+    header::HeaderValue::from_str(&format!("299 - {warning:?}")).ok()
 }
 
 /// One line of a watch stream: `{"type":…,"object":…}` and a newline.
@@ -589,11 +691,9 @@ fn event_line(type_name: &str, object: &[u8]) -> Bytes {
 
 /// Decodes a request body: JSON (which is also valid YAML), or the protobuf envelope kubectl's
 /// imperative `create` commands send.
-fn decode_body(
-    headers: &HeaderMap,
-    body: &[u8],
-    resource: &ResourceType,
-) -> Result<Value, ApiError> {
+fn decode_body(headers: &HeaderMap, body: &[u8], target: &Target<'_>) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let version = target.old.map_or(resource.version, |old| old.version);
     let content_type = header_text(headers, header::CONTENT_TYPE);
     let base = content_type.split(';').next().unwrap_or_default().trim();
     match base {
@@ -602,7 +702,6 @@ fn decode_body(
                 ApiError::bad_request(format!(
                     "{kind} in version \"{version}\" cannot be handled as a {kind}: {error}",
                     kind = resource.kind,
-                    version = resource.version
                 ))
             }),
         "application/vnd.kubernetes.protobuf" => crate::protobuf::decode(body, resource),
@@ -610,22 +709,28 @@ fn decode_body(
     }
 }
 
-/// A body to write: decoded, of the URL's type, and of its kind's shape; with the warnings
-/// about the fields that were dropped.
+/// A body to write: decoded, of the URL's type (converted from an old version the URL
+/// names), and of its kind's shape; with the warnings about the fields that were dropped.
 fn decode_checked(
     headers: &HeaderMap,
     body: &[u8],
-    resource: &ResourceType,
+    target: &Target<'_>,
     query: &Query,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    let mut object = decode_body(headers, body, resource)?;
-    check_type(resource, &object)?;
+    let resource = target.resource;
+    let mut object = decode_body(headers, body, target)?;
+    check_type(target, &object)?;
+    if let Some(old) = target.old {
+        old.convert_in(&mut object);
+    }
     let warnings = check_shape(resource, &mut object, field_validation(query))?;
     Ok((object, warnings))
 }
 
 /// The body's apiVersion and kind, when given, must be the URL's.
-fn check_type(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {
+fn check_type(target: &Target<'_>, object: &Value) -> Result<(), ApiError> {
+    let resource = target.resource;
+    let expected = target.api_version();
     let api_version = object
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -634,10 +739,9 @@ fn check_type(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {
         .get("kind")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if !api_version.is_empty() && api_version != resource.api_version() {
+    if !api_version.is_empty() && api_version != expected {
         return Err(ApiError::bad_request(format!(
-            "the API version in the data ({api_version}) does not match the expected API version ({})",
-            resource.api_version()
+            "the API version in the data ({api_version}) does not match the expected API version ({expected})"
         )));
     }
     if !kind.is_empty() && kind != resource.kind {
@@ -695,12 +799,13 @@ async fn patch(
     let document: Value = serde_json::from_slice(body)
         .map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?;
     if patch_type == PatchType::Apply {
-        check_type(target.resource, &document)?;
+        check_type(target, &document)?;
     }
     state
         .registry
-        .patch(
+        .patch_as(
             target.scope(),
+            target.old,
             name,
             subresource,
             patch_type,
@@ -733,21 +838,21 @@ async fn subresource(
                 let object = state.registry.get(target.scope(), name).await?;
                 Ok(response::json(
                     StatusCode::OK,
-                    &response::render_object(resource, &object, rendering),
+                    &target.render(object, rendering),
                 ))
             }
             Method::PUT => {
-                let (object, _) = decode_checked(headers, &body, resource, query)?;
+                let (object, _) = decode_checked(headers, &body, target, query)?;
                 let updated = state
                     .registry
                     .update(target.scope(), name, Some(sub), object, query.dry_run())
                     .await?;
-                Ok(response::json(StatusCode::OK, &updated))
+                Ok(response::json(StatusCode::OK, &target.shown(updated)))
             }
             Method::PATCH => {
                 let (patched, _) =
                     patch(state, headers, query, target, name, Some(sub), &body).await?;
-                Ok(response::json(StatusCode::OK, &patched))
+                Ok(response::json(StatusCode::OK, &target.shown(patched)))
             }
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         },

@@ -29,6 +29,8 @@ pub mod join;
 #[cfg(test)]
 mod networking_tests;
 pub mod nodes;
+#[cfg(test)]
+mod old_versions_tests;
 mod openapi;
 mod protobuf;
 pub mod proxy;

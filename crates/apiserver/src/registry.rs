@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use petset_api::kinds::old_versions::OldVersion;
 use petset_api::kinds::{Admission, ingressclass, networking};
 use petset_api::patch::{self, PatchError, PatchType};
 use petset_api::resources::{self, ResourceType};
@@ -741,7 +742,39 @@ impl Registry {
         strict: bool,
         dry_run: bool,
     ) -> Result<(Value, bool), ApiError> {
+        self.patch_as(
+            scope,
+            None,
+            name,
+            subresource,
+            patch_type,
+            body,
+            field_manager,
+            strict,
+            dry_run,
+        )
+        .await
+    }
+
+    /// [`Registry::patch`] sent at `old`, an old version of the scope's type (beyond
+    /// upstream): the patch applies to the object as that version shows it, and the result
+    /// comes back in with that version's defaults, as upstream patches a versioned object and
+    /// decodes it. What is written and returned is the served type's form.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch_as(
+        &self,
+        scope: Scope<'_>,
+        old: Option<&'static OldVersion>,
+        name: &str,
+        subresource: Option<&str>,
+        patch_type: PatchType,
+        body: &Value,
+        field_manager: Option<&str>,
+        strict: bool,
+        dry_run: bool,
+    ) -> Result<(Value, bool), ApiError> {
         let resource = scope.resource;
+        let applied_version = old.map_or_else(|| resource.api_version(), OldVersion::api_version);
         let validation = if strict {
             FieldValidation::Strict
         } else {
@@ -761,10 +794,13 @@ impl Registry {
             match self.get_raw(scope, name).await {
                 Err(error) if error.code == 404 && subresource.is_none() => {
                     let mut object = body.clone();
+                    if let Some(old) = old {
+                        old.convert_in(&mut object);
+                    }
                     if meta_str(&object, "name").is_none() {
                         meta_mut(&mut object).insert("name".into(), json!(name));
                     }
-                    record_apply_manager(&mut object, resource, manager, &self.now());
+                    record_apply_manager(&mut object, &applied_version, manager, &self.now());
                     check_shape(resource, &mut object, validation)?;
                     return Ok((self.create(scope, object, dry_run).await?, true));
                 }
@@ -779,7 +815,13 @@ impl Registry {
                 name,
                 dry_run,
                 |current| {
-                    let mut patched = patch::apply(patch_type, resource.strategy.merge_keys(), current, body)
+                    let shown = old.map(|old| {
+                        let mut shown = current.clone();
+                        old.convert_out(&mut shown);
+                        shown
+                    });
+                    let original = shown.as_ref().unwrap_or(current);
+                    let mut patched = patch::apply(patch_type, resource.strategy.merge_keys(), original, body)
                         .map_err(|error| match error {
                             PatchError::Malformed(message) => ApiError::bad_request(message),
                             PatchError::DoesNotApply(message) => ApiError::unprocessable(format!(
@@ -787,6 +829,9 @@ impl Registry {
                             )),
                             PatchError::TooLarge(message) => ApiError::too_large_because(message),
                         })?;
+                    if let Some(old) = old {
+                        old.convert_in(&mut patched);
+                    }
                     if let Some(rv) = meta_str(&patched, "resourceVersion")
                         && meta_str(current, "resourceVersion") != Some(rv)
                     {
@@ -795,7 +840,7 @@ impl Registry {
                     if patch_type == PatchType::Apply
                         && let Some(manager) = &manager
                     {
-                        record_apply_manager(&mut patched, resource, manager, &self.now());
+                        record_apply_manager(&mut patched, &applied_version, manager, &self.now());
                     }
                     check_shape(resource, &mut patched, validation)?;
                     Ok(patched)
@@ -1258,11 +1303,12 @@ fn semantically_equal(current: &Value, next: &Value) -> bool {
 }
 
 /// Server-side apply bookkeeping: one Apply entry per manager in `managedFields`.
-fn record_apply_manager(object: &mut Value, resource: &ResourceType, manager: &str, now: &str) {
+/// `api_version` is the version the configuration was applied at, as upstream records it.
+fn record_apply_manager(object: &mut Value, api_version: &str, manager: &str, now: &str) {
     let entry = json!({
         "manager": manager,
         "operation": "Apply",
-        "apiVersion": resource.api_version(),
+        "apiVersion": api_version,
         "time": now,
         "fieldsType": "FieldsV1",
         "fieldsV1": {},

@@ -35,6 +35,7 @@ pub mod namespace;
 pub mod networking;
 pub mod networkpolicy;
 pub mod node;
+pub mod old_versions;
 pub mod pdb;
 pub mod pod;
 pub mod pv;

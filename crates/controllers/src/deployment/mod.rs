@@ -10,6 +10,7 @@
 //! the arithmetic.
 
 pub mod plan;
+pub mod rollback;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -230,6 +231,14 @@ impl Controller {
         if deployment.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
+        // As upstream, a paused deployment keeps its rollback for later; the write of a
+        // rollback brings the deployment back to this queue.
+        if !spec.paused.unwrap_or(false)
+            && let Some(revision) = rollback::requested(&deployment)
+        {
+            self.roll_back(&api, &deployment, &sets, revision).await?;
+            return Ok(None);
+        }
         let desired = spec.replicas.unwrap_or(1);
         let rolling = spec
             .strategy
@@ -292,6 +301,66 @@ impl Controller {
         }
         let deadline = self.write_status(&api, &mut rollout, paused).await?;
         Ok(requeue.or(deadline))
+    }
+
+    /// Upstream's `rollback`: the deployment takes the template (and the annotations) of the
+    /// set of the revision asked for, and the request goes in any case, in one write under
+    /// the resourceVersion read.
+    async fn roll_back(
+        &self,
+        api: &Api<Deployment>,
+        deployment: &Deployment,
+        sets: &[ReplicaSet],
+        revision: i64,
+    ) -> Result<(), SyncError> {
+        let name = deployment.name_any();
+        let current = template_without_hash(deployment.spec.as_ref().map(|s| &s.template));
+        let mut next = deployment.clone();
+        let mut annotations = next.annotations().clone();
+        annotations.remove(rollback::ROLLBACK_TO);
+        let (type_, reason, message) = match rollback::decide(revision, &current, sets) {
+            rollback::Step::Restore(rs, revision) => {
+                if let Some(mut template) = rs.spec.as_ref().and_then(|s| s.template.clone()) {
+                    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut())
+                    {
+                        labels.remove(HASH_LABEL);
+                    }
+                    if let Some(spec) = next.spec.as_mut() {
+                        spec.template = template;
+                    }
+                }
+                // The set's own annotations come back with its template (upstream's
+                // `SetDeploymentAnnotationsTo`).
+                annotations.retain(|key, _| NOT_COPIED.contains(&key.as_str()));
+                for (key, value) in rs.annotations() {
+                    if !NOT_COPIED.contains(&key.as_str()) {
+                        annotations.insert(key.clone(), value.clone());
+                    }
+                }
+                (
+                    "Normal",
+                    "DeploymentRollback",
+                    format!("Rolled back deployment {name:?} to revision {revision}"),
+                )
+            }
+            rollback::Step::Unchanged => (
+                "Warning",
+                "DeploymentRollbackTemplateUnchanged",
+                format!(
+                    "The rollback revision contains the same template as current deployment {name:?}"
+                ),
+            ),
+            rollback::Step::NotFound(message) => (
+                "Warning",
+                "DeploymentRollbackRevisionNotFound",
+                message.to_string(),
+            ),
+        };
+        next.metadata.annotations = Some(annotations);
+        api.replace(&name, &PostParams::default(), &next).await?;
+        self.recorder
+            .record(deployment.object_ref(&()), type_, reason, message);
+        Ok(())
     }
 
     /// The deployment's replica sets: owned ones that still match, and adopted orphans.

@@ -379,3 +379,101 @@ async fn a_recreate_deployment_stops_every_old_pod_before_starting_new_ones() {
     })
     .await;
 }
+
+/// The image of the `web` deployment's template.
+fn template_image(d: &Deployment) -> Option<String> {
+    d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+        .image
+        .clone()
+}
+
+/// An `apps/v1beta1` Deployment's `spec.rollbackTo` (petset serves that old version, beyond
+/// upstream): the controller copies the template of the revision asked for and drops the
+/// request, as upstream's controller still does.
+#[tokio::test]
+async fn rollback_to_at_apps_v1beta1_restores_the_revision_asked_for() {
+    let cluster = TestCluster::start().await;
+    let client = cluster.client();
+    let _running = deployment_controllers(&client);
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    let sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    create(&deployments, web(1, "nginx:1")).await;
+    let revisions = |count: usize| {
+        let sets = sets.clone();
+        async move {
+            eventually(&format!("{count} revisions"), || async {
+                let found = sets
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .items
+                    .len();
+                (found == count).then_some(()).ok_or(format!("{found}"))
+            })
+            .await
+        }
+    };
+    revisions(1).await;
+    set_image(&deployments, "nginx:2").await;
+    revisions(2).await;
+
+    let rollback = |revision: i64| {
+        let cluster = &cluster;
+        async move {
+            let (code, answer) = cluster
+                .send(
+                    "PATCH",
+                    "/apis/apps/v1beta1/namespaces/default/deployments/web",
+                    "application/merge-patch+json",
+                    json!({"spec": {"rollbackTo": {"revision": revision}}}),
+                )
+                .await;
+            assert_eq!(code, 200, "{answer}");
+        }
+    };
+    rollback(1).await;
+    eventually("the first template back, the request gone", || async {
+        let d = deployments.get("web").await.map_err(|e| e.to_string())?;
+        let image = template_image(&d);
+        let asked = annotation(&d, deployment::rollback::ROLLBACK_TO).map(str::to_string);
+        (image.as_deref() == Some("nginx:1") && asked.is_none())
+            .then_some(())
+            .ok_or(format!("{image:?} {asked:?}"))
+    })
+    .await;
+    eventually("the rollback's event", || async {
+        let reasons: Vec<(String, String)> = events_about(&client, "web")
+            .await
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+            .collect();
+        reasons
+            .contains(&(
+                "DeploymentRollback".into(),
+                "Rolled back deployment \"web\" to revision 1".into(),
+            ))
+            .then_some(())
+            .ok_or(format!("{reasons:?}"))
+    })
+    .await;
+
+    // A revision no set has: nothing changes but the request, which goes, with a warning.
+    rollback(9).await;
+    eventually("the request dropped", || async {
+        let d = deployments.get("web").await.map_err(|e| e.to_string())?;
+        let asked = annotation(&d, deployment::rollback::ROLLBACK_TO).map(str::to_string);
+        (asked.is_none() && template_image(&d).as_deref() == Some("nginx:1"))
+            .then_some(())
+            .ok_or(format!("{asked:?}"))
+    })
+    .await;
+    let reasons: Vec<Option<String>> = events_about(&client, "web")
+        .await
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&Some("DeploymentRollbackRevisionNotFound".into())),
+        "{reasons:?}"
+    );
+}

@@ -24,6 +24,7 @@ mod network;
 mod networking;
 mod node_api;
 mod node_loss;
+mod old_versions;
 mod python_client;
 mod rbac;
 mod runc;

@@ -475,6 +475,40 @@ mod tests {
     }
 
     #[test]
+    fn a_known_field_of_the_wrong_wire_type_is_a_bad_request() {
+        let resource =
+            petset_api::resources::find("", "v1", "configmaps").expect("configmaps are served");
+        // metadata (a message) sent as a varint.
+        let error = decode(&envelope(b"v1", b"ConfigMap", &[0x08, 0x01]), resource)
+            .expect_err("a varint is no ObjectMeta");
+        assert_eq!(error.code, 400);
+        assert!(
+            error
+                .message
+                .contains("field 1 (metadata) of the object has the wrong wire type"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn packed_repeated_ints_decode_as_a_list() {
+        // spec.securityContext.supplementalGroups = [0, 2000], packed.
+        let mut security_context = Vec::new();
+        bytes_field(4, &[0x00, 0xd0, 0x0f], &mut security_context);
+        let mut spec = Vec::new();
+        bytes_field(14, &security_context, &mut spec);
+        let mut pod = Vec::new();
+        bytes_field(2, &spec, &mut pod);
+        let pods = petset_api::resources::find("", "v1", "pods").expect("pods are served");
+        let decoded = decode(&envelope(b"v1", b"Pod", &pod), pods).expect("decodes");
+        assert_eq!(
+            decoded["spec"]["securityContext"]["supplementalGroups"],
+            json!([0, 2000])
+        );
+    }
+
+    #[test]
     fn decodes_delete_options_and_evictions_as_kubectl_drain_sends_them() {
         // gracePeriodSeconds: 0, propagationPolicy: Foreground.
         let mut options = vec![0x08, 0x00];

@@ -1,8 +1,9 @@
-//! Protobuf request bodies, as kubectl's imperative `create` commands send them (`create
-//! namespace|configmap|secret|service|serviceaccount`): the `k8s\0` envelope around a
-//! `runtime.Unknown`, whose `raw` bytes are the object. Decoded into the same JSON the object
-//! would have arrived as, by a table of the few message types involved. Field numbers are
-//! upstream's `generated.proto`.
+//! Protobuf request bodies, as kubectl's imperative `create` commands, `kubectl debug` and
+//! client-go's typed clients send them: the `k8s\0` envelope around a `runtime.Unknown`,
+//! whose `raw` bytes are the object. Decoded into the same JSON the object would have arrived
+//! as, by the kind's layout (`petset_api::proto`; field numbers are upstream's
+//! `generated.proto`). A field with a value that the layout lacks is a 400 naming it, never
+//! dropped.
 
 use base64::Engine;
 use petset_api::ApiError;
@@ -41,7 +42,7 @@ pub fn decode(body: &[u8], resource: &ResourceType) -> Result<Value, ApiError> {
     let envelope = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("the protobuf body lacks the k8s envelope"))?;
-    let unknown = message(envelope, UNKNOWN).map_err(|e| bad(&e))?;
+    let unknown = message(envelope, UNKNOWN, "").map_err(|e| bad(&e))?;
     let kind = unknown
         .pointer("/typeMeta/kind")
         .and_then(Value::as_str)
@@ -60,7 +61,7 @@ pub fn decode(body: &[u8], resource: &ResourceType) -> Result<Value, ApiError> {
         .and_then(Value::as_str)
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .unwrap_or_default();
-    let mut object = message(&raw, fields).map_err(|e| bad(&e))?;
+    let mut object = message(&raw, fields, "").map_err(|e| bad(&e))?;
     object["kind"] = json!(kind);
     object["apiVersion"] = json!(api_version);
     Ok(object)
@@ -73,7 +74,7 @@ pub fn decode_request_options(body: &[u8], what: &str) -> Result<Value, ApiError
     let envelope = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("the protobuf body lacks the k8s envelope"))?;
-    let unknown = message(envelope, UNKNOWN).map_err(|e| bad(&e))?;
+    let unknown = message(envelope, UNKNOWN, "").map_err(|e| bad(&e))?;
     let kind = unknown
         .pointer("/typeMeta/kind")
         .and_then(Value::as_str)
@@ -90,7 +91,7 @@ pub fn decode_request_options(body: &[u8], what: &str) -> Result<Value, ApiError
         .and_then(Value::as_str)
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .unwrap_or_default();
-    let mut options = message(&raw, fields).map_err(|e| bad(&e))?;
+    let mut options = message(&raw, fields, "").map_err(|e| bad(&e))?;
     options["kind"] = json!(kind);
     Ok(options)
 }
@@ -121,119 +122,267 @@ impl<'a> Reader<'a> {
         self.bytes = rest;
         Ok(head)
     }
+
+    /// The next field: its number and its value as the wire type carries it.
+    fn field(&mut self) -> Result<(u64, Wire<'a>), String> {
+        let tag = self.varint()?;
+        let (number, wire) = (tag >> 3, tag & 7);
+        let value = match wire {
+            0 => Wire::Varint(self.varint()?),
+            1 => Wire::Fixed(self.take(8)?),
+            5 => Wire::Fixed(self.take(4)?),
+            2 => {
+                let length = usize::try_from(self.varint()?).map_err(|_| "length overflow")?;
+                Wire::Bytes(self.take(length)?)
+            }
+            other => return Err(format!("unsupported wire type {other} of field {number}")),
+        };
+        Ok((number, value))
+    }
+}
+
+/// A field's value as it is on the wire.
+#[derive(Clone, Copy)]
+enum Wire<'a> {
+    Varint(u64),
+    Fixed(&'a [u8]),
+    Bytes(&'a [u8]),
+}
+
+/// How deep `carries_a_value` looks into an unknown field that might be a message.
+const ZERO_PROBE_DEPTH: usize = 32;
+
+/// Whether an unknown field holds anything. Go's generated marshallers send every non-pointer
+/// field, set or not (a status nobody filled, an empty string, a zero count), so a field that
+/// is zero all the way down carries nothing the object would not have without it: such a
+/// field may be skipped. Anything else would be data lost, and is refused.
+fn carries_a_value(value: Wire<'_>, depth: usize) -> bool {
+    match value {
+        Wire::Varint(value) => value != 0,
+        Wire::Fixed(bytes) => bytes.iter().any(|&b| b != 0),
+        Wire::Bytes([]) => false,
+        Wire::Bytes(_) if depth == 0 => true,
+        Wire::Bytes(bytes) => {
+            // Zero only if the bytes read as a message of zero fields.
+            let mut reader = Reader { bytes };
+            while !reader.bytes.is_empty() {
+                match reader.field() {
+                    Ok((_, inner)) if !carries_a_value(inner, depth - 1) => {}
+                    _ => return true,
+                }
+            }
+            false
+        }
+    }
 }
 
 fn text(bytes: &[u8]) -> Result<String, String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| "a string field is not UTF-8".to_string())
 }
 
-/// Decodes one message; unknown fields are skipped, as protobuf readers do.
-fn message(bytes: &[u8], fields: &[Field]) -> Result<Value, String> {
-    let mut reader = Reader { bytes };
-    let mut object = Map::new();
-    while !reader.bytes.is_empty() {
-        let tag = reader.varint()?;
-        let (number, wire) = (tag >> 3, tag & 7);
-        let payload: Option<&[u8]> = match wire {
-            0 => {
-                let value = reader.varint()?;
-                if let Some(field) = fields.iter().find(|f| f.number == number) {
-                    let decoded = match field.kind {
-                        Kind::Bool => json!(value != 0),
-                        // int32/int64 fields: two's complement in 64 bits.
-                        _ => json!(value as i64),
-                    };
-                    put(&mut object, field, decoded);
-                }
-                None
-            }
-            1 => {
-                reader.take(8)?;
-                None
-            }
-            5 => {
-                reader.take(4)?;
-                None
-            }
-            2 => {
-                let length = usize::try_from(reader.varint()?).map_err(|_| "length overflow")?;
-                Some(reader.take(length)?)
-            }
-            other => return Err(format!("unsupported wire type {other}")),
-        };
-        let (Some(payload), Some(field)) = (payload, fields.iter().find(|f| f.number == number))
-        else {
-            continue;
-        };
-        match field.kind {
-            Kind::String => put(&mut object, field, json!(text(payload)?)),
-            Kind::Bytes => put(
-                &mut object,
-                field,
-                json!(base64::engine::general_purpose::STANDARD.encode(payload)),
-            ),
-            Kind::Message(inner) => put(&mut object, field, message(payload, inner)?),
-            Kind::StringMap | Kind::BytesMap => {
-                let entry = message(
-                    payload,
-                    &[
-                        f(1, "key", Kind::String),
-                        f(
-                            2,
-                            "value",
-                            if matches!(field.kind, Kind::BytesMap) {
-                                Kind::Bytes
-                            } else {
-                                Kind::String
-                            },
-                        ),
-                    ],
-                )?;
-                let key = entry.get("key").and_then(Value::as_str).unwrap_or_default();
-                let value = entry.get("value").cloned().unwrap_or_else(|| json!(""));
-                let map = object
-                    .entry(field.name.to_string())
-                    .or_insert_with(|| json!({}));
-                if let Some(map) = map.as_object_mut() {
-                    map.insert(key.to_string(), value);
-                }
-            }
-            Kind::IntOrString => {
-                let parsed = message(
-                    payload,
-                    &[
-                        f(1, "type", Kind::Int),
-                        f(2, "intVal", Kind::Int),
-                        f(3, "strVal", Kind::String),
-                    ],
-                )?;
-                let value = if parsed.get("type").and_then(Value::as_i64) == Some(1) {
-                    parsed.get("strVal").cloned().unwrap_or_else(|| json!(""))
-                } else {
-                    parsed.get("intVal").cloned().unwrap_or_else(|| json!(0))
-                };
-                put(&mut object, field, value);
-            }
-            Kind::Time => {
-                let parsed = message(payload, &[f(1, "seconds", Kind::Int)])?;
-                let seconds = parsed.get("seconds").and_then(Value::as_i64).unwrap_or(0);
-                if let Ok(at) = jiff::Timestamp::from_second(seconds) {
-                    put(&mut object, field, json!(petset_api::time::format(at)));
-                }
-            }
-            Kind::Int | Kind::OptionalInt | Kind::Bool => {}
-        }
+/// `path` with `name` appended, as the error messages name a place in the object.
+fn child(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
     }
+}
+
+fn place(path: &str) -> String {
+    if path.is_empty() {
+        "the object".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+/// Decodes one message, `path` being where it sits in the object (for errors). A field the
+/// layout does not know is skipped only when it holds nothing (`carries_a_value`); one with
+/// a value is a bad request naming its number and place, never silently dropped.
+fn message(bytes: &[u8], fields: &[Field], path: &str) -> Result<Value, String> {
+    let mut object = Map::new();
+    decode_into(bytes, fields, path, &mut object)?;
     Ok(Value::Object(object))
 }
 
-/// Zero scalars are left out, as Go's JSON encoding of the decoded struct would (and as the
-/// defaulting that follows expects).
+/// Decodes the fields of one message into `object` (an inlined message shares its parent's).
+fn decode_into(
+    bytes: &[u8],
+    fields: &[Field],
+    path: &str,
+    object: &mut Map<String, Value>,
+) -> Result<(), String> {
+    let mut reader = Reader { bytes };
+    while !reader.bytes.is_empty() {
+        let (number, value) = reader.field()?;
+        let Some(field) = fields.iter().find(|f| f.number == number) else {
+            if carries_a_value(value, ZERO_PROBE_DEPTH) {
+                return Err(format!(
+                    "field number {number} of {} is not one petset decodes from protobuf \
+                     (refused rather than dropped; send the object as JSON)",
+                    place(path)
+                ));
+            }
+            continue;
+        };
+        decode_field(field, value, path, object)?;
+    }
+    Ok(())
+}
+
+fn decode_field(
+    field: &Field,
+    value: Wire<'_>,
+    path: &str,
+    object: &mut Map<String, Value>,
+) -> Result<(), String> {
+    let mismatch = || {
+        format!(
+            "field {} ({}) of {} has the wrong wire type",
+            field.number,
+            field.name,
+            place(path)
+        )
+    };
+    let payload = match (value, field.kind) {
+        (_, Kind::Ignored) => return Ok(()),
+        (Wire::Varint(value), Kind::Bool | Kind::OptionalBool) => {
+            put(object, field, json!(value != 0));
+            return Ok(());
+        }
+        // int32/int64 fields: two's complement in 64 bits.
+        (Wire::Varint(value), Kind::Int | Kind::OptionalInt) => {
+            put(object, field, json!(value as i64));
+            return Ok(());
+        }
+        // A packed repeated int: varints back to back.
+        (Wire::Bytes(bytes), Kind::Int) if field.repeated => {
+            let mut reader = Reader { bytes };
+            while !reader.bytes.is_empty() {
+                put(object, field, json!(reader.varint()? as i64));
+            }
+            return Ok(());
+        }
+        (Wire::Bytes(payload), _) => payload,
+        _ => return Err(mismatch()),
+    };
+    let here = child(path, field.name);
+    match field.kind {
+        Kind::String | Kind::OptionalString => put(object, field, json!(text(payload)?)),
+        Kind::Bytes => put(
+            object,
+            field,
+            json!(base64::engine::general_purpose::STANDARD.encode(payload)),
+        ),
+        Kind::Message(inner) => {
+            let here = if field.repeated {
+                let index = object
+                    .get(field.name)
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                format!("{here}[{index}]")
+            } else {
+                here
+            };
+            put(object, field, message(payload, inner, &here)?);
+        }
+        Kind::Inline(inner) => decode_into(payload, inner, path, object)?,
+        Kind::StringMap | Kind::BytesMap | Kind::QuantityMap => {
+            let value_kind = match field.kind {
+                Kind::BytesMap => Kind::Bytes,
+                Kind::QuantityMap => Kind::Quantity,
+                _ => Kind::String,
+            };
+            let entry = message(
+                payload,
+                &[f(1, "key", Kind::String), f(2, "value", value_kind)],
+                &here,
+            )?;
+            let key = entry.get("key").and_then(Value::as_str).unwrap_or_default();
+            let value = entry
+                .get("value")
+                .cloned()
+                .unwrap_or_else(|| match value_kind {
+                    Kind::Quantity => json!("0"),
+                    _ => json!(""),
+                });
+            let map = object
+                .entry(field.name.to_string())
+                .or_insert_with(|| json!({}));
+            if let Some(map) = map.as_object_mut() {
+                map.insert(key.to_string(), value);
+            }
+        }
+        Kind::IntOrString => {
+            let parsed = message(
+                payload,
+                &[
+                    f(1, "type", Kind::Int),
+                    f(2, "intVal", Kind::Int),
+                    f(3, "strVal", Kind::String),
+                ],
+                &here,
+            )?;
+            let value = if parsed.get("type").and_then(Value::as_i64) == Some(1) {
+                parsed.get("strVal").cloned().unwrap_or_else(|| json!(""))
+            } else {
+                parsed.get("intVal").cloned().unwrap_or_else(|| json!(0))
+            };
+            put(object, field, value);
+        }
+        // Go sends a zero time as an empty message (JSON null): no field at all.
+        Kind::Time if payload.is_empty() => {}
+        Kind::Time => {
+            // The nanoseconds are never sent by Go and not kept by JSON (whole seconds).
+            let parsed = message(
+                payload,
+                &[f(1, "seconds", Kind::Int), f(2, "nanos", Kind::Ignored)],
+                &here,
+            )?;
+            let seconds = parsed.get("seconds").and_then(Value::as_i64).unwrap_or(0);
+            let at = jiff::Timestamp::from_second(seconds)
+                .map_err(|_| format!("{here}: the time {seconds} s is out of range"))?;
+            put(object, field, json!(petset_api::time::format(at)));
+        }
+        Kind::Quantity => {
+            let parsed = message(payload, &[f(1, "string", Kind::String)], &here)?;
+            // A zero Quantity is sent as "0"; an empty message is one too.
+            let quantity = parsed.get("string").cloned().unwrap_or_else(|| json!("0"));
+            put(object, field, quantity);
+        }
+        Kind::RawJson => {
+            let parsed = message(payload, &[f(1, "raw", Kind::Bytes)], &here)?;
+            let raw = parsed
+                .get("raw")
+                .and_then(Value::as_str)
+                .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+                .unwrap_or_default();
+            let json = if raw.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_slice(&raw).map_err(|e| format!("{here}: {e}"))?
+            };
+            put(object, field, json);
+        }
+        Kind::Int | Kind::OptionalInt | Kind::Bool | Kind::OptionalBool | Kind::Ignored => {
+            return Err(mismatch());
+        }
+    }
+    Ok(())
+}
+
+/// Zero scalars of non-pointer fields are left out, as Go's JSON encoding of the decoded
+/// struct would (and as the defaulting that follows expects); a pointer's zero is a value.
 fn put(object: &mut Map<String, Value>, field: &Field, value: Value) {
     let zero = matches!(&value, Value::String(s) if s.is_empty())
         || value.as_i64() == Some(0)
         || value.as_bool() == Some(false);
-    if zero && !field.repeated && !matches!(field.kind, Kind::IntOrString | Kind::OptionalInt) {
+    let pointer = matches!(
+        field.kind,
+        Kind::IntOrString | Kind::OptionalInt | Kind::OptionalBool | Kind::OptionalString
+    );
+    if zero && !field.repeated && !pointer {
         return;
     }
     if field.repeated {
@@ -247,6 +396,9 @@ fn put(object: &mut Map<String, Value>, field: &Field, value: Value) {
         object.insert(field.name.to_string(), value);
     }
 }
+
+#[cfg(test)]
+mod round_trip_tests;
 
 #[cfg(test)]
 mod tests {
@@ -320,6 +472,40 @@ mod tests {
         bytes_field(1, &type_meta, &mut unknown);
         bytes_field(2, raw, &mut unknown);
         [MAGIC, &unknown].concat()
+    }
+
+    #[test]
+    fn a_known_field_of_the_wrong_wire_type_is_a_bad_request() {
+        let resource =
+            petset_api::resources::find("", "v1", "configmaps").expect("configmaps are served");
+        // metadata (a message) sent as a varint.
+        let error = decode(&envelope(b"v1", b"ConfigMap", &[0x08, 0x01]), resource)
+            .expect_err("a varint is no ObjectMeta");
+        assert_eq!(error.code, 400);
+        assert!(
+            error
+                .message
+                .contains("field 1 (metadata) of the object has the wrong wire type"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn packed_repeated_ints_decode_as_a_list() {
+        // spec.securityContext.supplementalGroups = [0, 2000], packed.
+        let mut security_context = Vec::new();
+        bytes_field(4, &[0x00, 0xd0, 0x0f], &mut security_context);
+        let mut spec = Vec::new();
+        bytes_field(14, &security_context, &mut spec);
+        let mut pod = Vec::new();
+        bytes_field(2, &spec, &mut pod);
+        let pods = petset_api::resources::find("", "v1", "pods").expect("pods are served");
+        let decoded = decode(&envelope(b"v1", b"Pod", &pod), pods).expect("decodes");
+        assert_eq!(
+            decoded["spec"]["securityContext"]["supplementalGroups"],
+            json!([0, 2000])
+        );
     }
 
     #[test]

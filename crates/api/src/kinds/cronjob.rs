@@ -9,8 +9,9 @@ use crate::cron::{Schedule, time_zone};
 use crate::defaults::{self, set_default};
 use crate::error::Cause;
 use crate::json::{items, text};
-use crate::kinds::job::{selector_text, validate_job_spec};
+use crate::kinds::job::{JOB_SPEC, selector_text, validate_job_spec};
 use crate::kinds::{Strategy, set_status};
+use crate::proto::{Field, Kind, OBJECT_META, f};
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images, or_none};
@@ -30,6 +31,8 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &CronJobStrategy,
+    // `kubectl create cronjob` sends protobuf.
+    protobuf: Some(CRON_JOB),
     ..entry(
         "batch",
         "CronJob",
@@ -39,6 +42,32 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of a CronJob: its job template is a Job's spec.
+const CRON_JOB: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "schedule", Kind::String),
+            f(2, "startingDeadlineSeconds", Kind::OptionalInt),
+            f(3, "concurrencyPolicy", Kind::String),
+            f(4, "suspend", Kind::OptionalBool),
+            f(
+                5,
+                "jobTemplate",
+                Kind::Message(&[
+                    f(1, "metadata", Kind::Message(OBJECT_META)),
+                    f(2, "spec", Kind::Message(JOB_SPEC)),
+                ]),
+            ),
+            f(6, "successfulJobsHistoryLimit", Kind::OptionalInt),
+            f(7, "failedJobsHistoryLimit", Kind::OptionalInt),
+            f(8, "timeZone", Kind::OptionalString),
+        ]),
+    ),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

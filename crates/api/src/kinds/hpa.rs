@@ -41,8 +41,9 @@ pub const RESOURCE: ResourceType = ResourceType {
     )
 };
 
-/// The part of upstream's `generated.proto` a refusal reads: the target and the bounds (the
-/// metrics are skipped as unknown fields). autoscaling/v1 numbers these fields alike.
+/// The part of upstream's `generated.proto` a refusal reads: the target and the bounds.
+/// autoscaling/v1 numbers these fields alike; the targets (v2's `metrics`, v1's
+/// `targetCPUUtilizationPercentage`, both field 4) and v2's `behavior` are known and not read.
 pub(crate) const AUTOSCALER: &[Field] = &[
     f(1, "metadata", Kind::Message(OBJECT_META)),
     f(
@@ -60,6 +61,8 @@ pub(crate) const AUTOSCALER: &[Field] = &[
             ),
             f(2, "minReplicas", Kind::OptionalInt),
             f(3, "maxReplicas", Kind::Int),
+            f(4, "targets", Kind::Ignored),
+            f(5, "behavior", Kind::Ignored),
         ]),
     ),
 ];

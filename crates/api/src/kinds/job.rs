@@ -9,7 +9,8 @@ use crate::defaults::{self, set_default};
 use crate::error::Cause;
 use crate::json::{count, items, text};
 use crate::kinds::Strategy;
-use crate::proto::{Field, Kind, OBJECT_META, f, many};
+use crate::proto::pod::POD_TEMPLATE_SPEC;
+use crate::proto::{Field, Kind, LABEL_SELECTOR, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -44,104 +45,57 @@ pub const RESOURCE: ResourceType = ResourceType {
     ..entry("batch", "Job", "jobs", "job", true, round_trip::<Typed>)
 };
 
-/// The protobuf layout of the Job `kubectl create job` sends (client-go's typed clients prefer
-/// protobuf): the parts of a pod template such a Job carries. Unknown fields are skipped;
-/// volumes (an inlined `volumeSource`) are not in the layout yet.
-const ENV_VAR: &[Field] = &[
-    f(1, "name", Kind::String),
-    f(2, "value", Kind::String),
-    f(
-        3,
-        "valueFrom",
-        Kind::Message(&[f(
-            1,
-            "fieldRef",
-            Kind::Message(&[
-                f(1, "apiVersion", Kind::String),
-                f(2, "fieldPath", Kind::String),
-            ]),
-        )]),
-    ),
-];
-const CONTAINER: &[Field] = &[
-    f(1, "name", Kind::String),
-    f(2, "image", Kind::String),
-    many(3, "command", Kind::String),
-    many(4, "args", Kind::String),
-    f(5, "workingDir", Kind::String),
-    many(
-        6,
-        "ports",
-        Kind::Message(&[
-            f(1, "name", Kind::String),
-            f(2, "hostPort", Kind::Int),
-            f(3, "containerPort", Kind::Int),
-            f(4, "protocol", Kind::String),
-        ]),
-    ),
-    many(7, "env", Kind::Message(ENV_VAR)),
-    many(
-        9,
-        "volumeMounts",
-        Kind::Message(&[
-            f(1, "name", Kind::String),
-            f(2, "readOnly", Kind::Bool),
-            f(3, "mountPath", Kind::String),
-            f(4, "subPath", Kind::String),
-        ]),
-    ),
-    f(13, "terminationMessagePath", Kind::String),
-    f(14, "imagePullPolicy", Kind::String),
-    f(16, "stdin", Kind::Bool),
-    f(18, "tty", Kind::Bool),
-    f(20, "terminationMessagePolicy", Kind::String),
-];
-const POD_SPEC: &[Field] = &[
-    many(2, "containers", Kind::Message(CONTAINER)),
-    f(3, "restartPolicy", Kind::String),
-    f(4, "terminationGracePeriodSeconds", Kind::OptionalInt),
-    f(5, "activeDeadlineSeconds", Kind::OptionalInt),
-    f(6, "dnsPolicy", Kind::String),
-    f(7, "nodeSelector", Kind::StringMap),
-    f(8, "serviceAccountName", Kind::String),
-    f(9, "serviceAccount", Kind::String),
-    f(10, "nodeName", Kind::String),
-    f(16, "hostname", Kind::String),
-    f(17, "subdomain", Kind::String),
-    f(19, "schedulerName", Kind::String),
-    many(20, "initContainers", Kind::Message(CONTAINER)),
-    f(21, "automountServiceAccountToken", Kind::Bool),
-];
-const LABEL_SELECTOR: &[Field] = &[
-    f(1, "matchLabels", Kind::StringMap),
-    many(
-        2,
-        "matchExpressions",
-        Kind::Message(&[
-            f(1, "key", Kind::String),
-            f(2, "operator", Kind::String),
-            many(3, "values", Kind::String),
-        ]),
-    ),
-];
-const JOB_SPEC: &[Field] = &[
+/// The protobuf layout of a Job (`kubectl create job` sends protobuf, as client-go's typed
+/// clients do); its pod template is the core/v1 one.
+pub(crate) const JOB_SPEC: &[Field] = &[
     f(1, "parallelism", Kind::OptionalInt),
     f(2, "completions", Kind::OptionalInt),
     f(3, "activeDeadlineSeconds", Kind::OptionalInt),
     f(4, "selector", Kind::Message(LABEL_SELECTOR)),
-    f(5, "manualSelector", Kind::Bool),
-    f(
-        6,
-        "template",
-        Kind::Message(&[
-            f(1, "metadata", Kind::Message(OBJECT_META)),
-            f(2, "spec", Kind::Message(POD_SPEC)),
-        ]),
-    ),
+    f(5, "manualSelector", Kind::OptionalBool),
+    f(6, "template", Kind::Message(POD_TEMPLATE_SPEC)),
     f(7, "backoffLimit", Kind::OptionalInt),
     f(8, "ttlSecondsAfterFinished", Kind::OptionalInt),
-    f(9, "completionMode", Kind::String),
-    f(10, "suspend", Kind::Bool),
+    f(9, "completionMode", Kind::OptionalString),
+    f(10, "suspend", Kind::OptionalBool),
+    f(
+        11,
+        "podFailurePolicy",
+        Kind::Message(&[many(1, "rules", Kind::Message(POD_FAILURE_POLICY_RULE))]),
+    ),
+    f(12, "backoffLimitPerIndex", Kind::OptionalInt),
+    f(13, "maxFailedIndexes", Kind::OptionalInt),
+    f(14, "podReplacementPolicy", Kind::OptionalString),
+    f(15, "managedBy", Kind::OptionalString),
+    f(
+        16,
+        "successPolicy",
+        Kind::Message(&[many(
+            1,
+            "rules",
+            Kind::Message(&[
+                f(1, "succeededIndexes", Kind::OptionalString),
+                f(2, "succeededCount", Kind::OptionalInt),
+            ]),
+        )]),
+    ),
+];
+const POD_FAILURE_POLICY_RULE: &[Field] = &[
+    f(1, "action", Kind::String),
+    f(
+        2,
+        "onExitCodes",
+        Kind::Message(&[
+            f(1, "containerName", Kind::OptionalString),
+            f(2, "operator", Kind::String),
+            many(3, "values", Kind::Int),
+        ]),
+    ),
+    many(
+        3,
+        "onPodConditions",
+        Kind::Message(&[f(1, "type", Kind::String), f(2, "status", Kind::String)]),
+    ),
 ];
 const JOB: &[Field] = &[
     f(1, "metadata", Kind::Message(OBJECT_META)),

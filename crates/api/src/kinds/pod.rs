@@ -24,6 +24,8 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells: pod_cells,
     },
     strategy: &PodStrategy,
+    // `kubectl debug --copy-to` and `debug node/…` create their pod as protobuf.
+    protobuf: Some(crate::proto::pod::POD),
     ..entry("", "Pod", "pods", "pod", true, round_trip::<Typed>)
 };
 

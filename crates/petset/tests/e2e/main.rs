@@ -6,6 +6,7 @@ mod bounds;
 mod catalogue;
 mod daemonset;
 mod data_safety;
+mod debug;
 mod deployment;
 mod disruption;
 mod helm;

@@ -128,6 +128,11 @@ fn address(ingress: &Value) -> String {
 pub struct IngressStrategy;
 
 impl Strategy for IngressStrategy {
+    /// A new Ingress's first status, as upstream answers a create: an empty load balancer.
+    fn prepare_for_create(&self, object: &mut Value) {
+        crate::kinds::set_status(object, json!({"loadBalancer": {}}));
+    }
+
     fn tracks_generation(&self) -> bool {
         true
     }

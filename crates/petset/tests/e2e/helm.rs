@@ -124,16 +124,7 @@ fn run_lifecycle(test: &str, helm_path: &str, plan: &Lifecycle) {
     let chart = chart.to_string_lossy().into_owned();
     let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
     let release = plan.release;
-    let install = [
-        "install",
-        release,
-        &chart,
-        "--set",
-        "networkPolicy.enabled=false",
-        "--wait",
-        "--timeout",
-        "3m",
-    ];
+    let install = ["install", release, &chart, "--wait", "--timeout", "3m"];
     let (ok, out) = helm(&petset, helm_path, &install);
     assert!(ok, "helm install: {out}\n{}", petset.log());
     assert_eq!(
@@ -147,8 +138,6 @@ fn run_lifecycle(test: &str, helm_path: &str, plan: &Lifecycle) {
         &chart,
         "--set",
         plan.upgrade,
-        "--set",
-        "networkPolicy.enabled=false",
         "--wait",
         "--timeout",
         "4m",

@@ -1,13 +1,13 @@
 //! Old versions of served kinds, accepted beyond upstream so that tutorials written for them
 //! still apply: `apps/v1beta1` and `apps/v1beta2` StatefulSets and Deployments (upstream
-//! stopped serving them in 1.16). An old version is a view of the served type: objects are
+//! stopped serving them in 1.16) and `extensions/v1beta1` Ingresses (1.22). An old version is a view of the served type: objects are
 //! stored in the served (current) version only, converted on the way in with the old
 //! version's own defaults, and converted back on the way out.
 //!
 //! Each row of [`OLD_VERSIONS`] names the old group, version and plural, the served type it
 //! is stored as, upstream's lifecycle (for the `Warning` every such request is answered with),
-//! and three pure functions: the old version's defaults and the two conversions. Another old
-//! version (`extensions/v1beta1` Ingress, once Ingress is served) is one more row.
+//! and three pure functions: the old version's defaults and the two conversions.
+//! `extensions/v1beta1` Ingress (removed in 1.22) is stored as `networking.k8s.io/v1`.
 
 use serde_json::{Map, Value, json};
 
@@ -91,6 +91,19 @@ pub static OLD_VERSIONS: &[OldVersion] = &[
         defaults: deployment_v1beta1_defaults,
         to_current: rollback_to_into_annotation,
         from_current: rollback_to_from_annotation,
+    },
+    OldVersion {
+        group: "extensions",
+        version: "v1beta1",
+        plural: "ingresses",
+        kind: "Ingress",
+        current_group: "networking.k8s.io",
+        current_version: "v1",
+        deprecated_in: (1, 14),
+        removed_in: (1, 22),
+        defaults: ingress_v1beta1_defaults,
+        to_current: ingress_backends_to_v1,
+        from_current: ingress_backends_from_v1,
     },
 ];
 
@@ -358,6 +371,96 @@ fn remove_rollback_annotation(object: &mut Value) {
     }
 }
 
+/// `extensions/v1beta1` Ingresses (upstream's `SetDefaults_HTTPIngressPath`): a path without a
+/// type is `ImplementationSpecific`, which v1 requires to be said.
+fn ingress_v1beta1_defaults(object: &mut Value) {
+    for_each_path(object, |path| {
+        set_default(path, "pathType", json!("ImplementationSpecific"));
+    });
+}
+
+/// Calls `each` on every `spec.rules[].http.paths[]` that is an object.
+fn for_each_path(object: &mut Value, mut each: impl FnMut(&mut Value)) {
+    let Some(rules) = object
+        .pointer_mut("/spec/rules")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for rule in rules {
+        let Some(paths) = rule
+            .pointer_mut("/http/paths")
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for path in paths.iter_mut().filter(|p| p.is_object()) {
+            each(path);
+        }
+    }
+}
+
+/// Renames `spec.<from>` to `spec.<to>` and converts every backend with `convert`.
+fn convert_ingress_backends(object: &mut Value, from: &str, to: &str, convert: fn(&mut Value)) {
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut)
+        && let Some(mut backend) = spec.remove(from)
+    {
+        convert(&mut backend);
+        spec.insert(to.into(), backend);
+    }
+    for_each_path(object, |path| {
+        if let Some(backend) = path.get_mut("backend") {
+            convert(backend);
+        }
+    });
+}
+
+/// `spec.backend` becomes `spec.defaultBackend`, and each `{serviceName, servicePort}` a
+/// `service: {name, port: {number | name}}` (upstream's `Convert_v1beta1_IngressBackend_To_networking_IngressBackend`).
+fn ingress_backends_to_v1(object: &mut Value) {
+    convert_ingress_backends(object, "backend", "defaultBackend", |backend| {
+        let Some(map) = backend.as_object_mut() else {
+            return;
+        };
+        let name = map.remove("serviceName");
+        let port = map.remove("servicePort");
+        if name.is_none() && port.is_none() {
+            return;
+        }
+        let port = match port {
+            Some(Value::Number(number)) => json!({"number": number}),
+            Some(Value::String(name)) => json!({"name": name}),
+            Some(other) => other,
+            None => json!({}),
+        };
+        map.insert(
+            "service".into(),
+            json!({"name": name.unwrap_or(Value::Null), "port": port}),
+        );
+    });
+}
+
+/// The reverse of [`ingress_backends_to_v1`].
+fn ingress_backends_from_v1(object: &mut Value) {
+    convert_ingress_backends(object, "defaultBackend", "backend", |backend| {
+        let Some(map) = backend.as_object_mut() else {
+            return;
+        };
+        let Some(service) = map.remove("service") else {
+            return;
+        };
+        if let Some(name) = service.get("name") {
+            map.insert("serviceName".into(), name.clone());
+        }
+        let port = service
+            .pointer("/port/number")
+            .or_else(|| service.pointer("/port/name"));
+        if let Some(port) = port {
+            map.insert("servicePort".into(), port.clone());
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,7 +497,14 @@ mod tests {
 
     #[test]
     fn the_old_group_versions_come_in_discovery_order() {
-        assert_eq!(group_versions(), [("apps", "v1beta2"), ("apps", "v1beta1")]);
+        assert_eq!(
+            group_versions(),
+            [
+                ("apps", "v1beta2"),
+                ("apps", "v1beta1"),
+                ("extensions", "v1beta1")
+            ]
+        );
         assert!(serves_group_version("apps", "v1beta1"));
         assert!(!serves_group_version("apps", "v1"));
         assert!(find("apps", "v1beta2", "replicasets").is_none());
@@ -546,5 +656,37 @@ mod tests {
             row.convert_in(&mut odd);
             assert_eq!(odd["spec"], "y");
         }
+    }
+
+    #[test]
+    fn extensions_v1beta1_ingresses_convert_both_ways_as_upstream() {
+        let old = find("extensions", "v1beta1", "ingresses").expect("a row");
+        assert_eq!(
+            old.warning(),
+            "extensions/v1beta1 Ingress is deprecated in v1.14+, unavailable in v1.22+; use networking.k8s.io/v1 Ingress"
+        );
+        // Seed 003's consul-ingress.yaml, plus a default backend named by port name.
+        let sent = json!({"apiVersion": "extensions/v1beta1", "kind": "Ingress",
+            "metadata": {"name": "consul"},
+            "spec": {"backend": {"serviceName": "fallback", "servicePort": "http"},
+                "rules": [{"host": "consul.cloud.example.com", "http": {"paths": [
+                    {"path": "/", "backend": {"serviceName": "consul-ui", "servicePort": 8500}}]}}]}});
+        let mut stored = sent.clone();
+        old.convert_in(&mut stored);
+        assert_eq!(
+            stored,
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "consul"},
+                "spec": {"defaultBackend": {"service": {"name": "fallback", "port": {"name": "http"}}},
+                    "rules": [{"host": "consul.cloud.example.com", "http": {"paths": [
+                        {"path": "/", "pathType": "ImplementationSpecific",
+                         "backend": {"service": {"name": "consul-ui", "port": {"number": 8500}}}}]}}]}})
+        );
+        let mut shown = stored;
+        old.convert_out(&mut shown);
+        let mut expected = sent;
+        expected["spec"]["rules"][0]["http"]["paths"][0]["pathType"] =
+            json!("ImplementationSpecific");
+        assert_eq!(shown, expected);
     }
 }

@@ -189,3 +189,51 @@ fn an_apps_v1beta1_deployment_gets_its_versions_defaults_and_rolls_out() {
     ]);
     assert_eq!(current.ok(), "apps/v1 2 nginx nginx");
 }
+
+#[test]
+fn seed_003s_extensions_v1beta1_ingress_is_created_with_the_deprecation_warning() {
+    let petset = start(&["--store", "memory", "--node-runtime", "simulated"]);
+    let created = petset.kubectl_with_input(
+        &["create", "-f", "-"],
+        Some(include_str!("consul-ingress.yaml")),
+    );
+    assert_eq!(
+        created.ok().trim(),
+        "ingress.extensions/consul created",
+        "{}",
+        created.stderr
+    );
+    let warning = "Warning: extensions/v1beta1 Ingress is deprecated in v1.14+, unavailable in v1.22+; use networking.k8s.io/v1 Ingress";
+    assert!(
+        created.stderr.lines().any(|line| line == warning),
+        "{}",
+        created.stderr
+    );
+    // Stored as networking.k8s.io/v1, with the old version's default path type and the
+    // default class.
+    let stored = petset
+        .kubectl(&[
+            "get",
+            "ingresses.v1.networking.k8s.io",
+            "consul",
+            "-o",
+            "jsonpath={.spec.ingressClassName} {.spec.rules[0].http.paths[0].pathType} {.spec.rules[0].http.paths[0].backend.service.name}:{.spec.rules[0].http.paths[0].backend.service.port.number}",
+        ])
+        .ok()
+        .to_string();
+    assert_eq!(stored, "petset ImplementationSpecific consul-ui:8500");
+    // And read back at the old version as the tutorial wrote it.
+    let old = petset.kubectl(&[
+        "get",
+        "ingresses.v1beta1.extensions",
+        "consul",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.rules[0].http.paths[0].backend.serviceName}:{.spec.rules[0].http.paths[0].backend.servicePort}",
+    ]);
+    assert_eq!(old.ok(), "extensions/v1beta1 consul-ui:8500");
+    let deleted = petset.kubectl_with_input(
+        &["delete", "-f", "-"],
+        Some(include_str!("consul-ingress.yaml")),
+    );
+    assert!(deleted.ok().contains("deleted"), "{}", deleted.stderr);
+}

@@ -400,3 +400,49 @@ async fn a_kube_client_with_a_node_certificate_registers_and_renews_as_the_agent
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_node_reads_ingresses_and_writes_only_their_status_for_its_ingress_proxy() {
+    let cluster = two_nodes_with_a_pod_each().await;
+    let ingress = json!({"metadata": {"name": "web"}, "spec": {"defaultBackend":
+        {"service": {"name": "web", "port": {"number": 80}}}}});
+    let (status, body) = cluster
+        .json(
+            "POST",
+            "/apis/networking.k8s.io/v1/namespaces/default/ingresses",
+            ingress,
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let n1 = node_identity("n1");
+    let node = &n1.certificate;
+    for path in [
+        "/apis/networking.k8s.io/v1/ingresses",
+        "/apis/networking.k8s.io/v1/ingressclasses",
+    ] {
+        let (status, body) = as_node(&cluster, node, "GET", path, MERGE, Value::Null).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let address = json!({"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}});
+    let (status, body) = as_node(
+        &cluster,
+        node,
+        "PATCH",
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses/web/status",
+        MERGE,
+        address,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rerouted = json!({"spec": {"defaultBackend": {"service": {"name": "evil", "port": {"number": 80}}}}});
+    let (status, body) = as_node(
+        &cluster,
+        node,
+        "PATCH",
+        "/apis/networking.k8s.io/v1/namespaces/default/ingresses/web",
+        MERGE,
+        rerouted,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+}

@@ -336,6 +336,15 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
+    /// Upstream's `NewApplyConflict`: a server-side apply that would change fields other
+    /// managers own; the details carry only the causes.
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<Cause>) -> Self {
+        Self::new(409, "Conflict", message).with_details(Details {
+            causes,
+            ..Details::default()
+        })
+    }
+
     pub fn with_details(mut self, details: Details) -> Self {
         self.details = Some(details);
         self

@@ -12,6 +12,7 @@ pub mod disruption;
 pub mod error;
 pub mod json;
 pub mod kinds;
+pub mod managed_fields;
 pub mod names;
 pub mod patch;
 pub mod proto;

@@ -200,7 +200,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 
 /// How a list field merges in a strategic merge patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     /// The patch's list replaces the original (untagged lists).
     Replace,
     /// A list of objects merged by the named key.
@@ -212,7 +212,7 @@ enum ListStrategy {
 /// The merge strategy of the list at `path` (field names from the object root, list indices
 /// left out): the kind's own `keys` first, then the fields every kind shares. Taken from the
 /// `patchStrategy`/`patchMergeKey` tags of the served types.
-fn list_strategy(keys: MergeKeys, path: &[&str]) -> ListStrategy {
+pub(crate) fn list_strategy(keys: MergeKeys, path: &[&str]) -> ListStrategy {
     let Some((&field, parents)) = path.split_last() else {
         return ListStrategy::Replace;
     };

@@ -440,7 +440,7 @@ async fn patch_metadata(registry: &Registry, node: &Node, patch: &Value, what: &
             None,
             PatchType::Strategic,
             patch,
-            None,
+            crate::registry::Manager::default(),
             false,
             false,
         )

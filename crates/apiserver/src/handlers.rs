@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::discovery;
-use crate::registry::{DeleteOptions, Deleted, FieldValidation, Filters, Scope, check_shape};
+use crate::registry::{
+    DeleteOptions, Deleted, FieldValidation, Filters, Manager, Scope, check_shape,
+};
 use crate::response::{self, Rendering};
 use crate::watch::{self, WatchEvent, WatchRequest, bookmark_object};
 
@@ -282,6 +284,24 @@ async fn serve_target(
     dispatch(state, method, &headers, query, target, body, accept).await
 }
 
+/// The field manager a write is recorded for: `fieldManager`, else upstream's default, the
+/// user agent up to its first `/` (`kubectl/v1.33.0 (linux/amd64) …` is `kubectl`), at most
+/// 128 characters.
+pub(crate) fn field_manager_name(query: &Query, headers: &HeaderMap) -> Option<String> {
+    if let Some(name) = query.get("fieldManager").filter(|n| !n.is_empty()) {
+        return Some(name.to_string());
+    }
+    let agent = header_text(headers, header::USER_AGENT);
+    let prefix: String = agent
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(128)
+        .collect();
+    (!prefix.is_empty()).then_some(prefix)
+}
+
 fn header_text(headers: &HeaderMap, name: header::HeaderName) -> String {
     headers
         .get(name)
@@ -387,9 +407,15 @@ async fn dispatch(
         }
         (&Method::POST, None) => {
             let (object, mut warnings) = decode_checked(headers, &body, &target, query)?;
+            let manager = field_manager_name(query, headers);
             let created = state
                 .registry
-                .create(target.scope(), object, query.dry_run())
+                .create_by(
+                    target.scope(),
+                    object,
+                    query.dry_run(),
+                    Manager::named(manager.as_deref()),
+                )
                 .await?;
             warnings.extend(resource.strategy.warnings(&created));
             Ok(with_warnings(
@@ -399,9 +425,17 @@ async fn dispatch(
         }
         (&Method::PUT, Some(name)) => {
             let (object, mut warnings) = decode_checked(headers, &body, &target, query)?;
+            let manager = field_manager_name(query, headers);
             let updated = state
                 .registry
-                .update(target.scope(), name, None, object, query.dry_run())
+                .update_by(
+                    target.scope(),
+                    name,
+                    None,
+                    object,
+                    query.dry_run(),
+                    Manager::named(manager.as_deref()),
+                )
                 .await?;
             warnings.extend(resource.strategy.warnings(&updated));
             Ok(with_warnings(
@@ -801,6 +835,15 @@ async fn patch(
     if patch_type == PatchType::Apply {
         check_type(target, &document)?;
     }
+    // An apply names its manager; other patches may leave it to the user agent.
+    let manager_name = match patch_type {
+        PatchType::Apply => query.get("fieldManager").map(str::to_string),
+        _ => field_manager_name(query, headers),
+    };
+    let manager = Manager {
+        force: query.flag("force"),
+        ..Manager::named(manager_name.as_deref())
+    };
     state
         .registry
         .patch_as(
@@ -810,7 +853,7 @@ async fn patch(
             subresource,
             patch_type,
             &document,
-            query.get("fieldManager"),
+            manager,
             field_validation(query) == FieldValidation::Strict,
             query.dry_run(),
         )
@@ -843,9 +886,17 @@ async fn subresource(
             }
             Method::PUT => {
                 let (object, _) = decode_checked(headers, &body, target, query)?;
+                let manager = field_manager_name(query, headers);
                 let updated = state
                     .registry
-                    .update(target.scope(), name, Some(sub), object, query.dry_run())
+                    .update_by(
+                        target.scope(),
+                        name,
+                        Some(sub),
+                        object,
+                        query.dry_run(),
+                        Manager::named(manager.as_deref()),
+                    )
                     .await?;
                 Ok(response::json(StatusCode::OK, &target.shown(updated)))
             }
@@ -933,7 +984,7 @@ async fn subresource(
                     Some("binding"),
                     PatchType::Merge,
                     &patch,
-                    None,
+                    Manager::default(),
                     false,
                     false,
                 )

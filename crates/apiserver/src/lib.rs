@@ -44,6 +44,8 @@ mod reviews;
 mod scale;
 pub mod serve;
 #[cfg(test)]
+mod server_side_apply_tests;
+#[cfg(test)]
 mod service_account_admission_tests;
 #[cfg(any(test, feature = "test-cluster"))]
 pub mod test_cluster;

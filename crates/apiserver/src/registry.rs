@@ -20,9 +20,12 @@ use crate::ipalloc;
 
 use crate::clock::{Clock, RandomUids, SystemClock, Uids};
 
+pub mod ownership;
 pub mod shape;
 #[cfg(test)]
 mod strategy_tests;
+pub use ownership::Manager;
+use ownership::Write;
 pub use shape::{FieldValidation, check_shape};
 
 /// Where a request points: a type and, for namespaced types, a namespace (`None` = all).
@@ -435,8 +438,31 @@ impl Registry {
     pub async fn create(
         &self,
         scope: Scope<'_>,
+        object: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        self.create_by(scope, object, dry_run, Manager::default())
+            .await
+    }
+
+    /// Creates an object for a field manager, who owns what it sets.
+    pub async fn create_by(
+        &self,
+        scope: Scope<'_>,
+        object: Value,
+        dry_run: bool,
+        manager: Manager<'_>,
+    ) -> Result<Value, ApiError> {
+        self.create_as(scope, object, dry_run, &Write::Update(manager))
+            .await
+    }
+
+    async fn create_as(
+        &self,
+        scope: Scope<'_>,
         mut object: Value,
         dry_run: bool,
+        write: &Write<'_>,
     ) -> Result<Value, ApiError> {
         let resource = scope.resource;
         if !object.is_object() {
@@ -497,6 +523,7 @@ impl Registry {
         resource.strategy.defaults(&mut object);
         self.check_escalation(scope, None, &object)?;
         self.admit_create(scope, &mut object).await?;
+        ownership::record(resource, None, &mut object, write, &self.now())?;
         let causes = validate::create(resource, &object);
         if !causes.is_empty() {
             return Err(ApiError::invalid(
@@ -700,6 +727,21 @@ impl Registry {
         new: Value,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
+        let manager = Manager::default().at(subresource);
+        self.update_by(scope, name, subresource, new, dry_run, manager)
+            .await
+    }
+
+    /// PUT for a field manager, who takes the fields it changes.
+    pub async fn update_by(
+        &self,
+        scope: Scope<'_>,
+        name: &str,
+        subresource: Option<&str>,
+        new: Value,
+        dry_run: bool,
+        manager: Manager<'_>,
+    ) -> Result<Value, ApiError> {
         let resource = scope.resource;
         if meta_str(&new, "name").is_some_and(|n| n != name) {
             return Err(ApiError::bad_request(format!(
@@ -723,6 +765,7 @@ impl Registry {
                 Ok(new.clone())
             },
             subresource,
+            &Write::Update(manager.at(subresource)),
         )
         .await
     }
@@ -738,7 +781,7 @@ impl Registry {
         subresource: Option<&str>,
         patch_type: PatchType,
         body: &Value,
-        field_manager: Option<&str>,
+        manager: Manager<'_>,
         strict: bool,
         dry_run: bool,
     ) -> Result<(Value, bool), ApiError> {
@@ -749,7 +792,7 @@ impl Registry {
             subresource,
             patch_type,
             body,
-            field_manager,
+            manager,
             strict,
             dry_run,
         )
@@ -769,12 +812,11 @@ impl Registry {
         subresource: Option<&str>,
         patch_type: PatchType,
         body: &Value,
-        field_manager: Option<&str>,
+        manager: Manager<'_>,
         strict: bool,
         dry_run: bool,
     ) -> Result<(Value, bool), ApiError> {
         let resource = scope.resource;
-        let applied_version = old.map_or_else(|| resource.api_version(), OldVersion::api_version);
         let validation = if strict {
             FieldValidation::Strict
         } else {
@@ -786,11 +828,11 @@ impl Registry {
                     "an apply patch must be an object (the applied configuration)",
                 ));
             }
-            let Some(manager) = field_manager.filter(|m| !m.is_empty()) else {
+            if manager.name.is_none() {
                 return Err(ApiError::bad_request(
                     "PATCH, application/apply-patch+yaml requires fieldManager parameter",
                 ));
-            };
+            }
             match self.get_raw(scope, name).await {
                 Err(error) if error.code == 404 && subresource.is_none() => {
                     let mut object = body.clone();
@@ -800,15 +842,37 @@ impl Registry {
                     if meta_str(&object, "name").is_none() {
                         meta_mut(&mut object).insert("name".into(), json!(name));
                     }
-                    record_apply_manager(&mut object, &applied_version, manager, &self.now());
                     check_shape(resource, &mut object, validation)?;
-                    return Ok((self.create(scope, object, dry_run).await?, true));
+                    let config = object.clone();
+                    let write = Write::Apply {
+                        manager: manager.name.unwrap_or_default(),
+                        config: &config,
+                        force: manager.force,
+                        subresource: None,
+                    };
+                    let created = self.create_as(scope, object, dry_run, &write).await?;
+                    return Ok((created, true));
                 }
                 Err(error) => return Err(error),
                 Ok(_) => {}
             }
         }
-        let manager = field_manager.map(str::to_string);
+        let manager = manager.at(manager.subresource.or(subresource));
+        // An applied configuration at an old version owns the fields of its served form.
+        let converted = old.map(|old| {
+            let mut converted = body.clone();
+            old.convert_in(&mut converted);
+            converted
+        });
+        let write = match (patch_type, manager.name) {
+            (PatchType::Apply, Some(name)) => Write::Apply {
+                manager: name,
+                config: converted.as_ref().unwrap_or(body),
+                force: manager.force,
+                subresource: manager.subresource,
+            },
+            _ => Write::Update(manager),
+        };
         let result = self
             .write_loop(
                 scope,
@@ -837,15 +901,12 @@ impl Registry {
                     {
                         return Err(ApiError::conflict(resource, name));
                     }
-                    if patch_type == PatchType::Apply
-                        && let Some(manager) = &manager
-                    {
-                        record_apply_manager(&mut patched, &applied_version, manager, &self.now());
-                    }
+                    ownership::prune_unapplied(resource, current, &mut patched, &write);
                     check_shape(resource, &mut patched, validation)?;
                     Ok(patched)
                 },
                 subresource,
+                &write,
             )
             .await?;
         Ok((result, false))
@@ -859,6 +920,7 @@ impl Registry {
         dry_run: bool,
         change: F,
         subresource: Option<&str>,
+        write: &Write<'_>,
     ) -> Result<Value, ApiError>
     where
         F: Fn(&Value) -> Result<Value, ApiError>,
@@ -881,6 +943,7 @@ impl Registry {
                     .unwrap_or(0);
                 meta_mut(&mut next).insert("generation".into(), json!(generation + 1));
             }
+            ownership::record(resource, Some(&current), &mut next, write, &self.now())?;
             let causes = validate::update(resource, &current, &next);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(
@@ -1289,42 +1352,22 @@ fn merge_update(
     Ok(next)
 }
 
-/// Equal for the purpose of "did anything change" (managedFields timestamps aside).
+/// Equal for the purpose of "did anything change": the times of managedFields entries aside
+/// (upstream keeps the stored object when only those would change), ownership included.
 fn semantically_equal(current: &Value, next: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
             meta.remove("resourceVersion");
+            if let Some(Value::Array(entries)) = meta.get_mut("managedFields") {
+                for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                    entry.remove("time");
+                }
+            }
         }
         v
     };
     strip(current) == strip(next)
-}
-
-/// Server-side apply bookkeeping: one Apply entry per manager in `managedFields`.
-/// `api_version` is the version the configuration was applied at, as upstream records it.
-fn record_apply_manager(object: &mut Value, api_version: &str, manager: &str, now: &str) {
-    let entry = json!({
-        "manager": manager,
-        "operation": "Apply",
-        "apiVersion": api_version,
-        "time": now,
-        "fieldsType": "FieldsV1",
-        "fieldsV1": {},
-    });
-    let meta = meta_mut(object);
-    let mut fields = meta
-        .get("managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    fields.retain(|f| {
-        !(f.get("manager").and_then(Value::as_str) == Some(manager)
-            && f.get("operation").and_then(Value::as_str) == Some("Apply"))
-    });
-    fields.push(entry);
-    meta.insert("managedFields".into(), Value::Array(fields));
 }
 
 fn encode_continue(revision: Revision, key: &str) -> String {

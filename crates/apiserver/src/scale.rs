@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::handlers::Query;
-use crate::registry::Scope;
+use crate::registry::{Manager, Scope};
 use crate::response;
 
 /// The Scale object for an object with replicas.
@@ -115,6 +115,7 @@ pub async fn serve(
     if let Some(rv) = expected_rv {
         change["metadata"] = json!({"resourceVersion": rv});
     }
+    let manager = crate::handlers::field_manager_name(query, headers);
     let (updated, _) = state
         .registry
         .patch(
@@ -123,7 +124,7 @@ pub async fn serve(
             None,
             PatchType::Merge,
             &change,
-            query.get("fieldManager"),
+            Manager::named(manager.as_deref()).at(Some("scale")),
             false,
             query.get("dryRun") == Some("All"),
         )

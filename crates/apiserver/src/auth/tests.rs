@@ -434,7 +434,8 @@ async fn a_node_reads_ingresses_and_writes_only_their_status_for_its_ingress_pro
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let rerouted = json!({"spec": {"defaultBackend": {"service": {"name": "evil", "port": {"number": 80}}}}});
+    let rerouted =
+        json!({"spec": {"defaultBackend": {"service": {"name": "evil", "port": {"number": 80}}}}});
     let (status, body) = as_node(
         &cluster,
         node,

@@ -281,6 +281,64 @@ fn apply_client_side_and_server_side() {
     assert_eq!(fresh.ok(), "configmap/ssa serverside-applied\n");
 }
 
+/// Field ownership as upstream: a client-side apply upgrades to a server-side one of the same
+/// file without conflicts; another manager changing replicas conflicts until it forces, and
+/// then owns the field.
+#[test]
+fn apply_server_side_conflicts_and_force_conflicts() {
+    let petset = petset();
+    petset
+        .kubectl_with_input(&["apply", "-f", "-"], Some(WEB))
+        .ok();
+    let upgraded = petset.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(WEB));
+    assert!(
+        upgraded
+            .ok()
+            .contains("statefulset.apps/web serverside-applied"),
+        "{}",
+        upgraded.stdout
+    );
+    let scaled = WEB.replace("replicas: 2", "replicas: 5");
+    let refused = petset.kubectl_with_input(
+        &["apply", "--server-side", "--field-manager=b", "-f", "-"],
+        Some(&scaled),
+    );
+    let message = refused.err();
+    assert!(
+        message.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        "{message}"
+    );
+    assert_eq!(jsonpath(&petset, "sts/web", "{.spec.replicas}"), "2");
+    let forced = petset.kubectl_with_input(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=b",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        Some(&scaled),
+    );
+    assert!(
+        forced
+            .ok()
+            .contains("statefulset.apps/web serverside-applied")
+    );
+    assert_eq!(jsonpath(&petset, "sts/web", "{.spec.replicas}"), "5");
+    let shown = petset.kubectl(&["get", "sts", "web", "-o", "yaml", "--show-managed-fields"]);
+    let yaml = shown.ok();
+    let entry_of_b = yaml
+        .split("\n  - ")
+        .find(|entry| entry.lines().any(|l| l.trim() == "manager: b"))
+        .unwrap_or_else(|| panic!("no entry for manager b:\n{yaml}"));
+    assert!(entry_of_b.contains("f:replicas: {}"), "{entry_of_b}");
+    assert!(entry_of_b.contains("operation: Apply"), "{entry_of_b}");
+    // Without the flag kubectl hides managedFields, which the server sends.
+    let hidden = petset.kubectl(&["get", "sts", "web", "-o", "yaml"]);
+    assert!(!hidden.ok().contains("managedFields"));
+}
+
 #[test]
 fn imperative_creates_send_protobuf_and_work() {
     let petset = petset();

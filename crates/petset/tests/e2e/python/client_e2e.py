@@ -780,15 +780,21 @@ def dynamic_client(ctx):
     eq(applied.data.to_dict(), {"x": "1"}, "server-side apply creates")
     managers = [m.manager for m in applied.metadata.managedFields]
     check("python-e2e" in managers, f"managedFields {managers}")
-    # petset's apply records managers but reports no field conflicts (docs/api.md): another
-    # manager's apply, forced or not, takes the field.
+    # As upstream, another manager's apply of a different value conflicts unless forced.
+    conflict = refused(configmaps.server_side_apply,
+                       body={"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "dyn-applied"}, "data": {"x": "2"}},
+                       namespace=NS, field_manager="someone-else", code=409, reason="Conflict")
+    eq(conflict.get("message"),
+       'Apply failed with 1 conflict: conflict with "python-e2e": .data.x', "conflict message")
+    # Forced, it takes the field; the first manager owns nothing more and is dropped.
     other = configmaps.server_side_apply(
         body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dyn-applied"},
               "data": {"x": "2"}},
         namespace=NS, field_manager="someone-else", force_conflicts=True)
     eq(other.data.x, "2", "a second manager's apply")
-    eq(sorted(m.manager for m in other.metadata.managedFields), ["python-e2e", "someone-else"],
-       "managers after two applies")
+    eq(sorted(m.manager for m in other.metadata.managedFields), ["someone-else"],
+       "managers after a forced apply")
 
     # Scale through the discovered subresource.
     sts = dyn.resources.get(api_version="apps/v1", kind="StatefulSet")

@@ -817,6 +817,7 @@ impl Registry {
         dry_run: bool,
     ) -> Result<(Value, bool), ApiError> {
         let resource = scope.resource;
+        let old_api_version = old.map(OldVersion::api_version);
         let validation = if strict {
             FieldValidation::Strict
         } else {
@@ -849,6 +850,7 @@ impl Registry {
                         config: &config,
                         force: manager.force,
                         subresource: None,
+                        api_version: old_api_version.as_deref(),
                     };
                     let created = self.create_as(scope, object, dry_run, &write).await?;
                     return Ok((created, true));
@@ -870,6 +872,7 @@ impl Registry {
                 config: converted.as_ref().unwrap_or(body),
                 force: manager.force,
                 subresource: manager.subresource,
+                api_version: old_api_version.as_deref(),
             },
             _ => Write::Update(manager),
         };

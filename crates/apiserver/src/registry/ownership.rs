@@ -41,6 +41,9 @@ pub(crate) enum Write<'a> {
         config: &'a Value,
         force: bool,
         subresource: Option<&'a str>,
+        /// The version the configuration was applied at when it is not the served one (an
+        /// old version): upstream records the request's version.
+        api_version: Option<&'a str>,
     },
     /// Any other write: what it changes moves to the manager's `Update` entry.
     Update(Manager<'a>),
@@ -123,6 +126,7 @@ pub(crate) fn prune_unapplied(
         manager,
         config,
         subresource,
+        api_version,
         ..
     } = write
     else {
@@ -130,7 +134,7 @@ pub(crate) fn prune_unapplied(
     };
     let keys = resource.strategy.merge_keys();
     let managers = Managers::of(current).unwrap_or_default();
-    let api_version = resource.api_version();
+    let api_version = api_version.map_or_else(|| resource.api_version(), str::to_string);
     let who = writer(&api_version, manager, *subresource, "");
     let applied = field_set(&owned_part(resource, config, *subresource), keys);
     let doomed = managers.applied_by(&who).difference(&applied);
@@ -161,18 +165,20 @@ pub(crate) fn record(
         keys,
     );
     let mut managers = starting_managers(current, next, write);
-    let api_version = resource.api_version();
+    let served_version = resource.api_version();
     match *write {
         Write::Apply {
             manager,
             config,
             force,
             subresource,
+            api_version,
         } => {
+            let api_version = api_version.unwrap_or(&served_version);
             let applied = field_set(&owned_part(resource, config, subresource), keys);
             managers
                 .apply(
-                    &writer(&api_version, manager, subresource, now),
+                    &writer(api_version, manager, subresource, now),
                     applied,
                     &comparison,
                     force,
@@ -183,7 +189,10 @@ pub(crate) fn record(
             name: Some(name),
             subresource,
             ..
-        }) => managers.update(&writer(&api_version, name, subresource, now), &comparison),
+        }) => managers.update(
+            &writer(&served_version, name, subresource, now),
+            &comparison,
+        ),
         // The server's own writes name nobody: fields they remove are owned by nobody.
         Write::Update(_) => managers.forget(&comparison.removed),
     }
@@ -265,6 +274,7 @@ mod tests {
             config: &config,
             force: false,
             subresource: None,
+            api_version: None,
         };
         let error =
             record(deployments(), Some(&current), &mut next, &write, "t").expect_err("conflict");

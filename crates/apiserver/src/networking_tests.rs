@@ -2,12 +2,10 @@
 //! stored and listed, the bootstrap class `petset`, the DefaultIngressClass admission, and the
 //! `Warning` every NetworkPolicy write is answered with.
 
-use axum::http::HeaderMap;
 use petset_api::kinds::networkpolicy::NOT_ENFORCED;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::test_cluster::{TestCluster, request, whole_body};
+use crate::test_cluster::TestCluster;
 
 const INGRESSES: &str = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
 const CLASSES: &str = "/apis/networking.k8s.io/v1/ingressclasses";
@@ -36,37 +34,6 @@ fn policy() -> Value {
         "spec": {"podSelector": {"matchLabels": {"app": "db"}},
             "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
                 "ports": [{"port": 5432}]}]}})
-}
-
-/// One request through the API's router: the status, the `Warning` headers and the answer.
-async fn exchange(
-    cluster: &TestCluster,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Value,
-) -> (u16, Vec<String>, Value) {
-    let request = request(method, path, content_type, "application/json", body);
-    let response = crate::internal_router(cluster.state.clone())
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status().as_u16();
-    let warnings = warnings(response.headers());
-    let bytes = whole_body(response.into_body()).await;
-    (
-        status,
-        warnings,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-fn warnings(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(axum::http::header::WARNING)
-        .iter()
-        .filter_map(|value| value.to_str().ok().map(str::to_string))
-        .collect()
 }
 
 #[tokio::test]
@@ -217,8 +184,9 @@ async fn ingresses_print_upstreams_columns() {
 async fn every_network_policy_write_warns_that_it_is_not_enforced() {
     let cluster = TestCluster::start().await;
     let expected = format!("299 - {NOT_ENFORCED:?}");
-    let (code, warned, created) =
-        exchange(&cluster, "POST", POLICIES, "application/json", policy()).await;
+    let (code, warned, created) = cluster
+        .warned("POST", POLICIES, "application/json", policy())
+        .await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(warned, std::slice::from_ref(&expected));
     assert_eq!(created["spec"]["policyTypes"], json!(["Ingress"]));
@@ -226,58 +194,54 @@ async fn every_network_policy_write_warns_that_it_is_not_enforced() {
 
     let mut changed = created.clone();
     changed["spec"]["podSelector"] = json!({"matchLabels": {"app": "postgres"}});
-    let (code, warned, _) = exchange(
-        &cluster,
-        "PUT",
-        &format!("{POLICIES}/db"),
-        "application/json",
-        changed,
-    )
-    .await;
+    let (code, warned, _) = cluster
+        .warned(
+            "PUT",
+            &format!("{POLICIES}/db"),
+            "application/json",
+            changed,
+        )
+        .await;
     assert_eq!(code, 200);
     assert_eq!(warned, std::slice::from_ref(&expected));
 
     // kubectl apply of a policy that exists is a patch.
-    let (code, warned, patched) = exchange(
-        &cluster,
-        "PATCH",
-        &format!("{POLICIES}/db"),
-        "application/strategic-merge-patch+json",
-        json!({"metadata": {"labels": {"tier": "db"}}}),
-    )
-    .await;
+    let (code, warned, patched) = cluster
+        .warned(
+            "PATCH",
+            &format!("{POLICIES}/db"),
+            "application/strategic-merge-patch+json",
+            json!({"metadata": {"labels": {"tier": "db"}}}),
+        )
+        .await;
     assert_eq!(code, 200, "{patched}");
     assert_eq!(warned, [expected]);
     assert_eq!(patched["metadata"]["generation"], 2);
 
     // Reads and a refused write carry no such warning; other kinds never do.
-    let (code, warned, _) = exchange(
-        &cluster,
-        "GET",
-        &format!("{POLICIES}/db"),
-        "application/json",
-        Value::Null,
-    )
-    .await;
+    let (code, warned, _) = cluster
+        .warned(
+            "GET",
+            &format!("{POLICIES}/db"),
+            "application/json",
+            Value::Null,
+        )
+        .await;
     assert_eq!((code, warned.len()), (200, 0));
     let mut bad = policy();
     bad["metadata"]["name"] = json!("bad");
     bad["spec"]["policyTypes"] = json!(["Sideways"]);
-    let (code, warned, status) =
-        exchange(&cluster, "POST", POLICIES, "application/json", bad).await;
+    let (code, warned, status) = cluster
+        .warned("POST", POLICIES, "application/json", bad)
+        .await;
     assert_eq!((code, warned.len()), (422, 0), "{status}");
     assert_eq!(
         status["message"],
         "NetworkPolicy.networking.k8s.io \"bad\" is invalid: spec.policyTypes[0]: Unsupported value: \"Sideways\": supported values: \"Ingress\", \"Egress\""
     );
-    let (code, warned, _) = exchange(
-        &cluster,
-        "POST",
-        INGRESSES,
-        "application/json",
-        jenkins(None),
-    )
-    .await;
+    let (code, warned, _) = cluster
+        .warned("POST", INGRESSES, "application/json", jenkins(None))
+        .await;
     assert_eq!((code, warned.len()), (201, 0));
 
     let (_, table) = cluster.table(POLICIES).await;

@@ -3,8 +3,9 @@
 //! answer, objects stored as `apps/v1` with the old version's defaults, and converted back
 //! on the way out.
 
-use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
+
+use axum::http::header;
 use tower::ServiceExt;
 
 use crate::test_cluster::{TestCluster, request, whole_body};
@@ -18,42 +19,6 @@ const V1_DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 const V1BETA2_SET_WARNING: &str = "299 - \"apps/v1beta2 StatefulSet is deprecated in v1.9+, unavailable in v1.16+; use apps/v1 StatefulSet\"";
 const V1BETA1_SET_WARNING: &str = "299 - \"apps/v1beta1 StatefulSet is deprecated in v1.8+, unavailable in v1.16+; use apps/v1 StatefulSet\"";
 const V1BETA1_DEPLOYMENT_WARNING: &str = "299 - \"apps/v1beta1 Deployment is deprecated in v1.8+, unavailable in v1.16+; use apps/v1 Deployment\"";
-
-/// The answer's status, `Warning` headers and JSON body.
-async fn exchange(
-    cluster: &TestCluster,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Value,
-) -> (u16, Vec<String>, Value) {
-    let response = crate::internal_router(cluster.state.clone())
-        .oneshot(request(
-            method,
-            path,
-            content_type,
-            "application/json",
-            body,
-        ))
-        .await
-        .expect("infallible");
-    let status = response.status().as_u16();
-    let warnings = warnings(response.headers());
-    let bytes = whole_body(response.into_body()).await;
-    (
-        status,
-        warnings,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
-fn warnings(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(header::WARNING)
-        .iter()
-        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
-        .collect()
-}
 
 /// The object's bytes in the store, as JSON.
 async fn stored(cluster: &TestCluster, key: &str) -> Value {
@@ -84,14 +49,9 @@ fn consul_v1beta2() -> Value {
 #[tokio::test]
 async fn a_v1beta2_statefulset_is_stored_as_apps_v1_and_shown_as_v1beta2() {
     let cluster = TestCluster::start().await;
-    let (code, warnings, created) = exchange(
-        &cluster,
-        "POST",
-        V1BETA2_SETS,
-        "application/json",
-        consul_v1beta2(),
-    )
-    .await;
+    let (code, warnings, created) = cluster
+        .warned("POST", V1BETA2_SETS, "application/json", consul_v1beta2())
+        .await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(warnings, [V1BETA2_SET_WARNING]);
     assert_eq!(created["apiVersion"], "apps/v1beta2");
@@ -106,32 +66,22 @@ async fn a_v1beta2_statefulset_is_stored_as_apps_v1_and_shown_as_v1beta2() {
     assert_eq!(raw["apiVersion"], "apps/v1");
     assert_eq!(raw["spec"]["replicas"], 3);
 
-    let (code, warnings, current) = exchange(
-        &cluster,
-        "GET",
-        &format!("{V1_SETS}/consul"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, warnings, current) = cluster
+        .warned("GET", &format!("{V1_SETS}/consul"), "", Value::Null)
+        .await;
     assert_eq!(code, 200);
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(current["apiVersion"], "apps/v1");
 
-    let (code, warnings, old) = exchange(
-        &cluster,
-        "GET",
-        &format!("{V1BETA2_SETS}/consul"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, warnings, old) = cluster
+        .warned("GET", &format!("{V1BETA2_SETS}/consul"), "", Value::Null)
+        .await;
     assert_eq!(code, 200);
     assert_eq!(warnings, [V1BETA2_SET_WARNING]);
     assert_eq!(old["apiVersion"], "apps/v1beta2");
     assert_eq!(old["kind"], "StatefulSet");
 
-    let (code, warnings, list) = exchange(&cluster, "GET", V1BETA2_SETS, "", Value::Null).await;
+    let (code, warnings, list) = cluster.warned("GET", V1BETA2_SETS, "", Value::Null).await;
     assert_eq!(code, 200);
     assert_eq!(warnings, [V1BETA2_SET_WARNING]);
     assert_eq!(list["apiVersion"], "apps/v1beta2");
@@ -142,23 +92,18 @@ async fn a_v1beta2_statefulset_is_stored_as_apps_v1_and_shown_as_v1beta2() {
 #[tokio::test]
 async fn patches_at_an_old_version_apply_to_the_old_form() {
     let cluster = TestCluster::start().await;
-    let (code, _, _) = exchange(
-        &cluster,
-        "POST",
-        V1BETA2_SETS,
-        "application/json",
-        consul_v1beta2(),
-    )
-    .await;
+    let (code, _, _) = cluster
+        .warned("POST", V1BETA2_SETS, "application/json", consul_v1beta2())
+        .await;
     assert_eq!(code, 201);
-    let (code, warnings, patched) = exchange(
-        &cluster,
-        "PATCH",
-        &format!("{V1BETA2_SETS}/consul"),
-        "application/strategic-merge-patch+json",
-        json!({"spec": {"replicas": 5}}),
-    )
-    .await;
+    let (code, warnings, patched) = cluster
+        .warned(
+            "PATCH",
+            &format!("{V1BETA2_SETS}/consul"),
+            "application/strategic-merge-patch+json",
+            json!({"spec": {"replicas": 5}}),
+        )
+        .await;
     assert_eq!(code, 200, "{patched}");
     assert_eq!(warnings, [V1BETA2_SET_WARNING]);
     assert_eq!(patched["apiVersion"], "apps/v1beta2");
@@ -168,15 +113,15 @@ async fn patches_at_an_old_version_apply_to_the_old_form() {
     assert_eq!(raw["apiVersion"], "apps/v1");
 
     // A JSON patch sees the old version's apiVersion.
-    let (code, _, answer) = exchange(
-        &cluster,
-        "PATCH",
-        &format!("{V1BETA2_SETS}/consul"),
-        "application/json-patch+json",
-        json!([{"op": "test", "path": "/apiVersion", "value": "apps/v1beta2"},
+    let (code, _, answer) = cluster
+        .warned(
+            "PATCH",
+            &format!("{V1BETA2_SETS}/consul"),
+            "application/json-patch+json",
+            json!([{"op": "test", "path": "/apiVersion", "value": "apps/v1beta2"},
                {"op": "replace", "path": "/spec/replicas", "value": 4}]),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["spec"]["replicas"], 4);
 }
@@ -187,8 +132,9 @@ async fn a_v1beta1_statefulset_gets_its_own_versions_defaults() {
     let set = json!({"apiVersion": "apps/v1beta1", "kind": "StatefulSet",
         "metadata": {"name": "db"},
         "spec": {"serviceName": "db", "template": template()}});
-    let (code, warnings, created) =
-        exchange(&cluster, "POST", V1BETA1_SETS, "application/json", set).await;
+    let (code, warnings, created) = cluster
+        .warned("POST", V1BETA1_SETS, "application/json", set)
+        .await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(warnings, [V1BETA1_SET_WARNING]);
     assert_eq!(created["apiVersion"], "apps/v1beta1");
@@ -208,27 +154,17 @@ async fn a_v1beta1_deployment_keeps_rollback_to_through_storage() {
     let deployment = json!({"apiVersion": "apps/v1beta1", "kind": "Deployment",
         "metadata": {"name": "web"},
         "spec": {"template": template(), "rollbackTo": {"revision": 1}}});
-    let (code, warnings, created) = exchange(
-        &cluster,
-        "POST",
-        V1BETA1_DEPLOYMENTS,
-        "application/json",
-        deployment,
-    )
-    .await;
+    let (code, warnings, created) = cluster
+        .warned("POST", V1BETA1_DEPLOYMENTS, "application/json", deployment)
+        .await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(warnings, [V1BETA1_DEPLOYMENT_WARNING]);
     assert_eq!(created["spec"]["rollbackTo"], json!({"revision": 1}));
     assert_eq!(created["spec"]["revisionHistoryLimit"], 2);
 
-    let (_, _, current) = exchange(
-        &cluster,
-        "GET",
-        &format!("{V1_DEPLOYMENTS}/web"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (_, _, current) = cluster
+        .warned("GET", &format!("{V1_DEPLOYMENTS}/web"), "", Value::Null)
+        .await;
     assert_eq!(
         current["metadata"]["annotations"]["deprecated.deployment.rollback.to"],
         "1"
@@ -242,14 +178,14 @@ async fn a_v1beta1_deployment_keeps_rollback_to_through_storage() {
         .as_object_mut()
         .expect("spec")
         .remove("rollbackTo");
-    let (code, warnings, answer) = exchange(
-        &cluster,
-        "PUT",
-        &format!("{V1BETA1_DEPLOYMENTS}/web"),
-        "application/json",
-        updated,
-    )
-    .await;
+    let (code, warnings, answer) = cluster
+        .warned(
+            "PUT",
+            &format!("{V1BETA1_DEPLOYMENTS}/web"),
+            "application/json",
+            updated,
+        )
+        .await;
     assert_eq!(code, 200, "{answer}");
     assert_eq!(warnings, [V1BETA1_DEPLOYMENT_WARNING]);
     assert_eq!(answer["apiVersion"], "apps/v1beta1");
@@ -264,14 +200,14 @@ async fn server_side_apply_at_an_old_version_creates_then_patches() {
     let config = json!({"apiVersion": "apps/v1beta1", "kind": "StatefulSet",
         "metadata": {"name": "applied"},
         "spec": {"serviceName": "applied", "template": template()}});
-    let (code, warnings, created) = exchange(
-        &cluster,
-        "PATCH",
-        &path,
-        "application/apply-patch+yaml",
-        config.clone(),
-    )
-    .await;
+    let (code, warnings, created) = cluster
+        .warned(
+            "PATCH",
+            &path,
+            "application/apply-patch+yaml",
+            config.clone(),
+        )
+        .await;
     assert_eq!(code, 201, "{created}");
     assert_eq!(warnings, [V1BETA1_SET_WARNING]);
     assert_eq!(created["apiVersion"], "apps/v1beta1");
@@ -282,14 +218,9 @@ async fn server_side_apply_at_an_old_version_creates_then_patches() {
     );
     let mut scaled = config;
     scaled["spec"]["replicas"] = json!(2);
-    let (code, _, patched) = exchange(
-        &cluster,
-        "PATCH",
-        &path,
-        "application/apply-patch+yaml",
-        scaled,
-    )
-    .await;
+    let (code, _, patched) = cluster
+        .warned("PATCH", &path, "application/apply-patch+yaml", scaled)
+        .await;
     assert_eq!(code, 200, "{patched}");
     assert_eq!(patched["spec"]["replicas"], 2);
     assert_eq!(patched["spec"]["updateStrategy"]["type"], "OnDelete");
@@ -297,8 +228,7 @@ async fn server_side_apply_at_an_old_version_creates_then_patches() {
     assert_eq!(raw["apiVersion"], "apps/v1");
 
     // An applied configuration of another version is refused, warned all the same.
-    let (code, warnings, refused) = exchange(
-        &cluster,
+    let (code, warnings, refused) = cluster.warned(
         "PATCH",
         &path,
         "application/apply-patch+yaml",
@@ -316,24 +246,14 @@ async fn server_side_apply_at_an_old_version_creates_then_patches() {
 #[tokio::test]
 async fn errors_and_deletes_at_an_old_version_are_warned_too() {
     let cluster = TestCluster::start().await;
-    let (code, warnings, _) = exchange(
-        &cluster,
-        "GET",
-        &format!("{V1BETA2_SETS}/missing"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, warnings, _) = cluster
+        .warned("GET", &format!("{V1BETA2_SETS}/missing"), "", Value::Null)
+        .await;
     assert_eq!(code, 404);
     assert_eq!(warnings, [V1BETA2_SET_WARNING]);
-    exchange(
-        &cluster,
-        "POST",
-        V1BETA2_SETS,
-        "application/json",
-        consul_v1beta2(),
-    )
-    .await;
+    cluster
+        .warned("POST", V1BETA2_SETS, "application/json", consul_v1beta2())
+        .await;
     // A body that is not JSON is named by the URL's version.
     let response = crate::internal_router(cluster.state.clone())
         .oneshot(
@@ -354,57 +274,42 @@ async fn errors_and_deletes_at_an_old_version_are_warned_too() {
         "{message}"
     );
     // An old version serves no Scale (its kinds were apps/v1beta2 Scale).
-    let (code, _, _) = exchange(
-        &cluster,
-        "GET",
-        &format!("{V1BETA2_SETS}/consul/scale"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, _, _) = cluster
+        .warned(
+            "GET",
+            &format!("{V1BETA2_SETS}/consul/scale"),
+            "",
+            Value::Null,
+        )
+        .await;
     assert_eq!(code, 404);
-    let (code, _, status) = exchange(
-        &cluster,
-        "GET",
-        &format!("{V1BETA2_SETS}/consul/status"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, _, status) = cluster
+        .warned(
+            "GET",
+            &format!("{V1BETA2_SETS}/consul/status"),
+            "",
+            Value::Null,
+        )
+        .await;
     assert_eq!(code, 200);
     assert_eq!(status["apiVersion"], "apps/v1beta2");
-    let (code, warnings, deleted) = exchange(
-        &cluster,
-        "DELETE",
-        &format!("{V1BETA2_SETS}/consul"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, warnings, deleted) = cluster
+        .warned("DELETE", &format!("{V1BETA2_SETS}/consul"), "", Value::Null)
+        .await;
     assert_eq!(code, 200, "{deleted}");
     assert_eq!(warnings, [V1BETA2_SET_WARNING]);
-    let (code, _, _) = exchange(
-        &cluster,
-        "GET",
-        &format!("{V1_SETS}/consul"),
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, _, _) = cluster
+        .warned("GET", &format!("{V1_SETS}/consul"), "", Value::Null)
+        .await;
     assert_eq!(code, 404);
 }
 
 #[tokio::test]
 async fn a_watch_at_an_old_version_sees_objects_in_that_version() {
     let cluster = TestCluster::start().await;
-    exchange(
-        &cluster,
-        "POST",
-        V1BETA2_SETS,
-        "application/json",
-        consul_v1beta2(),
-    )
-    .await;
+    cluster
+        .warned("POST", V1BETA2_SETS, "application/json", consul_v1beta2())
+        .await;
     let response = crate::internal_router(cluster.state.clone())
         .oneshot(request(
             "GET",
@@ -415,7 +320,13 @@ async fn a_watch_at_an_old_version_sees_objects_in_that_version() {
         ))
         .await
         .expect("infallible");
-    assert_eq!(warnings(response.headers()), [V1BETA2_SET_WARNING]);
+    let warned: Vec<&[u8]> = response
+        .headers()
+        .get_all(header::WARNING)
+        .iter()
+        .map(|value| value.as_bytes())
+        .collect();
+    assert_eq!(warned, [V1BETA2_SET_WARNING.as_bytes()]);
     let body = whole_body(response.into_body()).await;
     let events: Vec<Value> = String::from_utf8_lossy(&body)
         .lines()
@@ -432,20 +343,22 @@ async fn a_watch_at_an_old_version_sees_objects_in_that_version() {
 #[tokio::test]
 async fn discovery_lists_old_versions_after_the_preferred_one() {
     let cluster = TestCluster::start().await;
-    let (code, _, list) = exchange(&cluster, "GET", "/apis/apps/v1beta1", "", Value::Null).await;
+    let (code, _, list) = cluster
+        .warned("GET", "/apis/apps/v1beta1", "", Value::Null)
+        .await;
     assert_eq!(code, 200);
     assert_eq!(list["groupVersion"], "apps/v1beta1");
-    let (code, _, apps) = exchange(&cluster, "GET", "/apis/apps", "", Value::Null).await;
+    let (code, _, apps) = cluster.warned("GET", "/apis/apps", "", Value::Null).await;
     assert_eq!(code, 200);
     assert_eq!(apps["preferredVersion"]["version"], "v1");
     // Kinds that do not convert are not served at the old version.
-    let (code, _, _) = exchange(
-        &cluster,
-        "GET",
-        "/apis/apps/v1beta2/namespaces/default/replicasets",
-        "",
-        Value::Null,
-    )
-    .await;
+    let (code, _, _) = cluster
+        .warned(
+            "GET",
+            "/apis/apps/v1beta2/namespaces/default/replicasets",
+            "",
+            Value::Null,
+        )
+        .await;
     assert_eq!(code, 404);
 }

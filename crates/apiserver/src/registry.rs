@@ -612,22 +612,10 @@ impl Registry {
         if names_a_class {
             return Ok(());
         }
-        let Some(classes) = resources::find(networking::GROUP, "v1", "ingressclasses") else {
-            return Ok(());
-        };
-        let page = self
-            .list(
-                Scope {
-                    resource: classes,
-                    namespace: None,
-                },
-                &Filters::default(),
-                None,
-                None,
-                None,
-            )
+        let classes = self
+            .list_cluster_scoped(networking::GROUP, "v1", "ingressclasses")
             .await?;
-        if let Some(class) = networking::newest_default_class(&page.items)
+        if let Some(class) = networking::newest_default_class(&classes)
             && let Some(spec) = ingress.get_mut("spec").and_then(Value::as_object_mut)
         {
             spec.insert("ingressClassName".into(), json!(class));
@@ -685,24 +673,30 @@ impl Registry {
         Ok(())
     }
 
-    async fn default_storage_class(&self) -> Result<Option<String>, ApiError> {
-        let Some(classes) = resources::find("storage.k8s.io", "v1", "storageclasses") else {
-            return Ok(None);
+    /// Every object of a cluster-scoped kind (none when the kind is not served).
+    async fn list_cluster_scoped(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let Some(resource) = resources::find(group, version, plural) else {
+            return Ok(Vec::new());
+        };
+        let scope = Scope {
+            resource,
+            namespace: None,
         };
         let page = self
-            .list(
-                Scope {
-                    resource: classes,
-                    namespace: None,
-                },
-                &Filters::default(),
-                None,
-                None,
-                None,
-            )
+            .list(scope, &Filters::default(), None, None, None)
             .await?;
-        Ok(page
-            .items
+        Ok(page.items)
+    }
+
+    async fn default_storage_class(&self) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .list_cluster_scoped("storage.k8s.io", "v1", "storageclasses")
+            .await?
             .iter()
             .find(|class| {
                 class

@@ -98,6 +98,35 @@ impl TestCluster {
     pub async fn json(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         self.send(method, path, "application/json", body).await
     }
+
+    /// One request through the API's router: the status, the `Warning` headers (as sent) and
+    /// the answer as JSON (`null` when it is not JSON).
+    pub async fn warned(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Value,
+    ) -> (u16, Vec<String>, Value) {
+        let request = request(method, path, content_type, "application/json", body);
+        let response = crate::internal_router(self.state.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status().as_u16();
+        let warnings = response
+            .headers()
+            .get_all(header::WARNING)
+            .iter()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect();
+        let bytes = whole_body(response.into_body()).await;
+        (
+            status,
+            warnings,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
 }
 
 /// A request with a JSON body (`body` null: no body).

@@ -74,15 +74,20 @@ pub fn core_versions(server_address: &str) -> Value {
 }
 
 /// Every group version discovery lists, in preference order: the served ones as the
-/// catalogue has them, then the old ones.
-fn listed_group_versions() -> Vec<(&'static str, &'static str)> {
+/// catalogue has them, then (`with_old`) the old ones. Only the aggregated form, which
+/// kubectl and client-go read, lists old versions: kubectl needs them to map an old
+/// manifest's kind at all, while clients of the legacy form (the Python client's dynamic
+/// discovery, older tools) see the current versions only, so a kind stays unique there.
+fn listed_group_versions(with_old: bool) -> Vec<(&'static str, &'static str)> {
     let mut listed = group_versions().to_vec();
-    listed.extend(old_versions::group_versions());
+    if with_old {
+        listed.extend(old_versions::group_versions());
+    }
     listed
 }
 
 fn group_entry(group: &str) -> Value {
-    let versions: Vec<Value> = listed_group_versions()
+    let versions: Vec<Value> = listed_group_versions(false)
         .iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -94,9 +99,9 @@ fn group_entry(group: &str) -> Value {
     })
 }
 
-fn named_groups() -> Vec<&'static str> {
+fn named_groups(with_old: bool) -> Vec<&'static str> {
     let mut groups: Vec<&str> = Vec::new();
-    for (group, _) in listed_group_versions() {
+    for (group, _) in listed_group_versions(with_old) {
         if !group.is_empty() && !groups.contains(&group) {
             groups.push(group);
         }
@@ -106,13 +111,13 @@ fn named_groups() -> Vec<&'static str> {
 
 /// `/apis`, legacy form.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = named_groups().into_iter().map(group_entry).collect();
+    let groups: Vec<Value> = named_groups(false).into_iter().map(group_entry).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/{group}`.
 pub fn group(group: &str) -> Option<Value> {
-    named_groups().contains(&group).then(|| {
+    named_groups(false).contains(&group).then(|| {
         let mut entry = group_entry(group);
         entry["kind"] = json!("APIGroup");
         entry["apiVersion"] = json!("v1");
@@ -239,7 +244,7 @@ fn aggregated_resource(resource: &ResourceType) -> Value {
 }
 
 fn aggregated_group(group: &str) -> Value {
-    let versions: Vec<Value> = listed_group_versions()
+    let versions: Vec<Value> = listed_group_versions(true)
         .iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {
@@ -265,7 +270,10 @@ pub fn aggregated_core() -> Value {
 
 /// `/apis`, aggregated form.
 pub fn aggregated_groups() -> Value {
-    let items: Vec<Value> = named_groups().into_iter().map(aggregated_group).collect();
+    let items: Vec<Value> = named_groups(true)
+        .into_iter()
+        .map(aggregated_group)
+        .collect();
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": "apidiscovery.k8s.io/v2",
@@ -287,8 +295,13 @@ mod tests {
     }
 
     #[test]
-    fn old_versions_are_listed_after_the_preferred_one() {
-        let apps = group("apps").expect("apps");
+    fn old_versions_are_listed_after_the_preferred_one_in_the_aggregated_form_only() {
+        let aggregated = aggregated_groups();
+        let apps = aggregated["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|g| g["metadata"]["name"] == "apps"))
+            .cloned()
+            .expect("apps");
         let versions: Vec<&str> = apps["versions"]
             .as_array()
             .expect("versions")
@@ -296,23 +309,32 @@ mod tests {
             .filter_map(|v| v["version"].as_str())
             .collect();
         assert_eq!(versions, ["v1", "v1beta2", "v1beta1"]);
-        assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
-        let in_list = group_list()["groups"]
-            .as_array()
-            .expect("groups")
-            .iter()
-            .find(|g| g["name"] == "apps")
-            .cloned()
-            .expect("apps listed");
-        assert_eq!(in_list["preferredVersion"]["version"], "v1");
+        let groups = aggregated["items"].as_array().expect("items");
+        assert!(groups.iter().any(|g| g["metadata"]["name"] == "extensions"));
         // Each group is listed once, however many versions it has.
+        assert_eq!(
+            groups
+                .iter()
+                .filter(|g| g["metadata"]["name"] == "apps")
+                .count(),
+            1
+        );
+
+        // The legacy form shows the current versions only.
+        let apps = group("apps").expect("apps");
+        assert_eq!(
+            apps["versions"],
+            json!([{"groupVersion": "apps/v1", "version": "v1"}])
+        );
+        assert_eq!(apps["preferredVersion"]["groupVersion"], "apps/v1");
+        assert!(group("extensions").is_none());
         let names: Vec<Value> = group_list()["groups"]
             .as_array()
             .expect("groups")
             .iter()
             .map(|g| g["name"].clone())
             .collect();
-        assert_eq!(names.iter().filter(|n| **n == "apps").count(), 1);
+        assert!(!names.contains(&json!("extensions")));
     }
 
     #[test]

@@ -32,10 +32,14 @@ pub enum Kind {
     BytesMap,
     IntOrString,
     Time,
+    /// metav1.MicroTime (events, leases): a Time whose nanoseconds JSON keeps to the microsecond.
+    MicroTime,
     /// resource.Quantity: a message `{string = 1}` that JSON renders as the bare string.
     Quantity,
     /// A map of Quantities (`ResourceList`: requests, limits, overhead).
     QuantityMap,
+    /// A map of Times (a PodDisruptionBudget's `disruptedPods`).
+    TimeMap,
     /// metav1.FieldsV1: a message `{raw = 1}` whose bytes are JSON, rendered as that JSON.
     RawJson,
     /// A field the layout knows and deliberately does not decode (its value is not kept).
@@ -148,4 +152,25 @@ pub const LABEL_SELECTOR: &[Field] = &[
         "matchExpressions",
         Kind::Message(LABEL_SELECTOR_REQUIREMENT),
     ),
+];
+
+/// core/v1 ObjectReference (an Event's `involvedObject`, an address's `targetRef`).
+pub const OBJECT_REFERENCE: &[Field] = &[
+    f(1, "kind", Kind::String),
+    f(2, "namespace", Kind::String),
+    f(3, "name", Kind::String),
+    f(4, "uid", Kind::String),
+    f(5, "apiVersion", Kind::String),
+    f(6, "resourceVersion", Kind::String),
+    f(7, "fieldPath", Kind::String),
+];
+
+/// metav1.Condition, the condition shape of the newer kinds' statuses.
+pub const CONDITION: &[Field] = &[
+    f(1, "type", Kind::String),
+    f(2, "status", Kind::String),
+    f(3, "observedGeneration", Kind::Int),
+    f(4, "lastTransitionTime", Kind::Time),
+    f(5, "reason", Kind::String),
+    f(6, "message", Kind::String),
 ];

@@ -15,9 +15,12 @@ pub fn now() -> String {
 
 /// Now with microseconds, as `MicroTime` fields (events, leases) want it.
 pub fn now_micro() -> String {
-    Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    format_micro(Timestamp::now())
+}
+
+/// `2026-11-25T14:43:11.000123Z`: a `MicroTime` as JSON writes it.
+pub fn format_micro(timestamp: Timestamp) -> String {
+    timestamp.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// Parses an API timestamp; `None` for anything else.

@@ -15,40 +15,40 @@ use std::collections::BTreeMap;
 
 use super::decode;
 
-fn s(text: &str) -> Option<String> {
+pub(super) fn s(text: &str) -> Option<String> {
     Some(text.to_string())
 }
 
-fn strings(texts: &[&str]) -> Vec<String> {
+pub(super) fn strings(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
 
-fn quantity(text: &str) -> Quantity {
+pub(super) fn quantity(text: &str) -> Quantity {
     Quantity { string: s(text) }
 }
 
-fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+pub(super) fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), quantity(v)))
         .collect()
 }
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(super) fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn time(seconds: i64) -> Option<meta::Time> {
+pub(super) fn time(seconds: i64) -> Option<meta::Time> {
     Some(meta::Time {
         seconds: Some(seconds),
         nanos: None,
     })
 }
 
-fn port(number: i32) -> Option<IntOrString> {
+pub(super) fn port(number: i32) -> Option<IntOrString> {
     Some(IntOrString {
         r#type: Some(0),
         int_val: Some(number),
@@ -56,7 +56,7 @@ fn port(number: i32) -> Option<IntOrString> {
     })
 }
 
-fn named_port(name: &str) -> Option<IntOrString> {
+pub(super) fn named_port(name: &str) -> Option<IntOrString> {
     Some(IntOrString {
         r#type: Some(1),
         int_val: None,
@@ -64,11 +64,11 @@ fn named_port(name: &str) -> Option<IntOrString> {
     })
 }
 
-fn local(name: &str) -> Option<core::LocalObjectReference> {
+pub(super) fn local(name: &str) -> Option<core::LocalObjectReference> {
     Some(core::LocalObjectReference { name: s(name) })
 }
 
-fn selector(key: &str, value: &str) -> Option<meta::LabelSelector> {
+pub(super) fn selector(key: &str, value: &str) -> Option<meta::LabelSelector> {
     Some(meta::LabelSelector {
         match_labels: map(&[(key, value)]),
         match_expressions: vec![meta::LabelSelectorRequirement {
@@ -79,13 +79,13 @@ fn selector(key: &str, value: &str) -> Option<meta::LabelSelector> {
     })
 }
 
-fn selector_json(key: &str, value: &str) -> Value {
+pub(super) fn selector_json(key: &str, value: &str) -> Value {
     json!({"matchLabels": {key: value},
         "matchExpressions": [{"key": "tier", "operator": "In", "values": ["db", "cache"]}]})
 }
 
 /// The body kubectl sends: `k8s\0` and a runtime.Unknown around the encoded object.
-fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
+pub(super) fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
     let unknown = Unknown {
         type_meta: Some(TypeMeta {
             api_version: s(api_version),
@@ -98,19 +98,42 @@ fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
     [b"k8s\0".as_slice(), &unknown.encode_to_vec()].concat()
 }
 
-fn decode_pod(pod: &core::Pod) -> Result<Value, petset_api::ApiError> {
+/// The round trip every kind's test makes: `object` (built in k8s-pb's struct of the kind
+/// `api_version`/`kind`) in kubectl's envelope decodes to `expected`, the object's JSON form
+/// without `apiVersion` and `kind` (which the check adds).
+pub(super) fn assert_round_trip<M>(api_version: &str, kind: &str, object: &M, expected: Value)
+where
+    M: Message + Default + PartialEq + std::fmt::Debug,
+{
+    let resource = petset_api::resources::find_kind(api_version, kind)
+        .unwrap_or_else(|| panic!("{api_version} {kind} is served"));
+    let decoded = decode(
+        &envelope(api_version, kind, object.encode_to_vec()),
+        resource,
+    )
+    .unwrap_or_else(|e| panic!("{kind} decodes: {e:?}"));
+    let mut expected = expected;
+    expected["apiVersion"] = json!(api_version);
+    expected["kind"] = json!(kind);
+    assert_eq!(
+        decoded, expected,
+        "{kind}: decoded (left) and its JSON form (right)"
+    );
+}
+
+pub(super) fn decode_pod(pod: &core::Pod) -> Result<Value, petset_api::ApiError> {
     let pods = petset_api::resources::find("", "v1", "pods").expect("pods are served");
     decode(&envelope("v1", "Pod", pod.encode_to_vec()), pods)
 }
 
 /// k8s-openapi's reading of `object` written back: a name it does not know is gone.
-fn through_k8s_openapi(object: &Value) -> Value {
+pub(super) fn through_k8s_openapi(object: &Value) -> Value {
     let typed: k8s_openapi::api::core::v1::Pod =
         serde_json::from_value(object.clone()).expect("k8s-openapi reads the pod");
     serde_json::to_value(typed).expect("serializes")
 }
 
-fn probe(handler: core::ProbeHandler) -> Option<core::Probe> {
+pub(super) fn probe(handler: core::ProbeHandler) -> Option<core::Probe> {
     Some(core::Probe {
         handler: Some(handler),
         initial_delay_seconds: Some(1),
@@ -122,7 +145,7 @@ fn probe(handler: core::ProbeHandler) -> Option<core::Probe> {
     })
 }
 
-fn probe_json(handler: Value) -> Value {
+pub(super) fn probe_json(handler: Value) -> Value {
     let mut probe = json!({"initialDelaySeconds": 1, "timeoutSeconds": 2, "periodSeconds": 3,
         "successThreshold": 4, "failureThreshold": 5, "terminationGracePeriodSeconds": 6});
     probe
@@ -132,7 +155,7 @@ fn probe_json(handler: Value) -> Value {
     probe
 }
 
-fn http_get() -> Option<core::HttpGetAction> {
+pub(super) fn http_get() -> Option<core::HttpGetAction> {
     Some(core::HttpGetAction {
         path: s("/healthz"),
         port: port(8080),
@@ -145,12 +168,12 @@ fn http_get() -> Option<core::HttpGetAction> {
     })
 }
 
-fn http_get_json() -> Value {
+pub(super) fn http_get_json() -> Value {
     json!({"path": "/healthz", "port": 8080, "host": "127.0.0.1", "scheme": "HTTPS",
         "httpHeaders": [{"name": "X-Probe", "value": "yes"}]})
 }
 
-fn exec() -> Option<core::ExecAction> {
+pub(super) fn exec() -> Option<core::ExecAction> {
     Some(core::ExecAction {
         command: strings(&["cat", "/tmp/ready"]),
     })
@@ -158,7 +181,7 @@ fn exec() -> Option<core::ExecAction> {
 
 /// A container with every field petset lays out (Container and EphemeralContainerCommon
 /// have the same fields; `container_json` is its JSON).
-trait Rich {
+pub(super) trait Rich {
     fn rich(name: &str) -> Self;
 }
 
@@ -340,7 +363,7 @@ macro_rules! rich_container {
 rich_container!(core::Container);
 rich_container!(core::EphemeralContainerCommon);
 
-fn container_json(name: &str) -> Value {
+pub(super) fn container_json(name: &str) -> Value {
     json!({
         "name": name,
         "image": "busybox:1.36",
@@ -404,14 +427,14 @@ fn container_json(name: &str) -> Value {
     })
 }
 
-fn volume(name: &str, source: core::VolumeSource) -> core::Volume {
+pub(super) fn volume(name: &str, source: core::VolumeSource) -> core::Volume {
     core::Volume {
         name: s(name),
         volume_source: Some(source),
     }
 }
 
-fn key_to_path(key: &str, mode: Option<i32>) -> core::KeyToPath {
+pub(super) fn key_to_path(key: &str, mode: Option<i32>) -> core::KeyToPath {
     core::KeyToPath {
         key: s(key),
         path: s(key),
@@ -419,7 +442,7 @@ fn key_to_path(key: &str, mode: Option<i32>) -> core::KeyToPath {
     }
 }
 
-fn volumes() -> Vec<core::Volume> {
+pub(super) fn volumes() -> Vec<core::Volume> {
     use core::VolumeSource as Source;
     let downward_files = vec![
         core::DownwardAPIVolumeFile {
@@ -641,7 +664,7 @@ fn volumes() -> Vec<core::Volume> {
     ]
 }
 
-fn volumes_json() -> Value {
+pub(super) fn volumes_json() -> Value {
     let downward_files = json!([
         {"path": "labels", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels"},
             "mode": 0o644},
@@ -689,7 +712,7 @@ fn volumes_json() -> Value {
     ])
 }
 
-fn pod_affinity_term() -> core::PodAffinityTerm {
+pub(super) fn pod_affinity_term() -> core::PodAffinityTerm {
     core::PodAffinityTerm {
         label_selector: selector("app", "web"),
         namespaces: strings(&["default"]),
@@ -700,26 +723,26 @@ fn pod_affinity_term() -> core::PodAffinityTerm {
     }
 }
 
-fn pod_affinity_term_json() -> Value {
+pub(super) fn pod_affinity_term_json() -> Value {
     json!({"labelSelector": selector_json("app", "web"), "namespaces": ["default"],
         "topologyKey": "kubernetes.io/hostname", "namespaceSelector": selector_json("team", "a"),
         "matchLabelKeys": ["pod-template-hash"], "mismatchLabelKeys": ["tenant"]})
 }
 
-fn weighted_pod_affinity_term() -> core::WeightedPodAffinityTerm {
+pub(super) fn weighted_pod_affinity_term() -> core::WeightedPodAffinityTerm {
     core::WeightedPodAffinityTerm {
         weight: Some(50),
         pod_affinity_term: Some(pod_affinity_term()),
     }
 }
 
-fn pod_affinity_json() -> Value {
+pub(super) fn pod_affinity_json() -> Value {
     json!({"requiredDuringSchedulingIgnoredDuringExecution": [pod_affinity_term_json()],
         "preferredDuringSchedulingIgnoredDuringExecution": [
             {"weight": 50, "podAffinityTerm": pod_affinity_term_json()}]})
 }
 
-fn node_selector_term() -> core::NodeSelectorTerm {
+pub(super) fn node_selector_term() -> core::NodeSelectorTerm {
     let requirement = |key: &str| core::NodeSelectorRequirement {
         key: s(key),
         operator: s("In"),
@@ -731,12 +754,12 @@ fn node_selector_term() -> core::NodeSelectorTerm {
     }
 }
 
-fn node_selector_term_json() -> Value {
+pub(super) fn node_selector_term_json() -> Value {
     json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}],
         "matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a", "b"]}]})
 }
 
-fn pod_security_context() -> core::PodSecurityContext {
+pub(super) fn pod_security_context() -> core::PodSecurityContext {
     core::PodSecurityContext {
         se_linux_options: Some(core::SeLinuxOptions {
             level: s("s0"),
@@ -769,7 +792,7 @@ fn pod_security_context() -> core::PodSecurityContext {
     }
 }
 
-fn pod_spec() -> core::PodSpec {
+pub(super) fn pod_spec() -> core::PodSpec {
     core::PodSpec {
         volumes: volumes(),
         init_containers: vec![core::Container::rich("init")],
@@ -913,7 +936,7 @@ fn pod_spec() -> core::PodSpec {
     }
 }
 
-fn pod_security_context_json() -> Value {
+pub(super) fn pod_security_context_json() -> Value {
     json!({
         "seLinuxOptions": {"level": "s0"},
         "windowsOptions": {"hostProcess": true},
@@ -931,7 +954,7 @@ fn pod_security_context_json() -> Value {
     })
 }
 
-fn affinity_json() -> Value {
+pub(super) fn affinity_json() -> Value {
     json!({
         "nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -944,7 +967,7 @@ fn affinity_json() -> Value {
     })
 }
 
-fn pod_spec_json() -> Value {
+pub(super) fn pod_spec_json() -> Value {
     let mut debugger = container_json("debugger");
     debugger["targetContainerName"] = json!("main");
     let mut spec = json!({
@@ -1006,7 +1029,7 @@ fn pod_spec_json() -> Value {
     spec
 }
 
-fn object_meta() -> meta::ObjectMeta {
+pub(super) fn object_meta() -> meta::ObjectMeta {
     meta::ObjectMeta {
         name: s("web-0"),
         generate_name: s("web-"),
@@ -1043,7 +1066,7 @@ fn object_meta() -> meta::ObjectMeta {
     }
 }
 
-fn object_meta_json() -> Value {
+pub(super) fn object_meta_json() -> Value {
     json!({
         "name": "web-0",
         "generateName": "web-",
@@ -1067,7 +1090,7 @@ fn object_meta_json() -> Value {
     })
 }
 
-fn container_status(name: &str) -> core::ContainerStatus {
+pub(super) fn container_status(name: &str) -> core::ContainerStatus {
     core::ContainerStatus {
         name: s(name),
         state: Some(core::ContainerState {
@@ -1127,7 +1150,7 @@ fn container_status(name: &str) -> core::ContainerStatus {
     }
 }
 
-fn container_status_json(name: &str) -> Value {
+pub(super) fn container_status_json(name: &str) -> Value {
     json!({
         "name": name,
         "state": {"running": {"startedAt": "2023-11-14T22:13:20Z"}},
@@ -1154,7 +1177,7 @@ fn container_status_json(name: &str) -> Value {
     })
 }
 
-fn pod_status() -> core::PodStatus {
+pub(super) fn pod_status() -> core::PodStatus {
     core::PodStatus {
         observed_generation: Some(3),
         phase: s("Running"),
@@ -1194,7 +1217,7 @@ fn pod_status() -> core::PodStatus {
     }
 }
 
-fn pod_status_json() -> Value {
+pub(super) fn pod_status_json() -> Value {
     json!({
         "observedGeneration": 3,
         "phase": "Running",
@@ -1471,12 +1494,11 @@ fn a_job_and_a_cron_job_carry_the_whole_pod_template() {
         spec: Some(job_spec.clone()),
         status: Some(batch::JobStatus::default()),
     };
-    let jobs = petset_api::resources::find("batch", "v1", "jobs").expect("jobs are served");
-    let decoded = decode(&envelope("batch/v1", "Job", job.encode_to_vec()), jobs).expect("job");
-    assert_eq!(
-        decoded,
-        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "backup"},
-            "spec": job_spec_json.clone()})
+    assert_round_trip(
+        "batch/v1",
+        "Job",
+        &job,
+        json!({"metadata": {"name": "backup"}, "spec": job_spec_json.clone()}),
     );
 
     let cron_job = batch::CronJob {

@@ -11,7 +11,7 @@ use petset_apiserver::test_cluster::TestCluster;
 use petset_controllers::{deployment, replicaset};
 use serde_json::json;
 
-use crate::support::{Running, create, events_about, eventually};
+use crate::support::{Running, create, events_about, eventually, wait_for_event_matching};
 
 /// Marks every pod of `default` Running and Ready, as a node would, until dropped.
 async fn kubelet(client: Client) {
@@ -173,18 +173,17 @@ async fn a_replica_set_keeps_its_replicas_adopts_orphans_and_releases_relabelled
         (n == 1).then_some(()).ok_or(format!("{n}"))
     })
     .await;
-    let events = events_about(&client, "web").await;
-    assert!(events.iter().any(|e| {
+    wait_for_event_matching(&client, "web", "a SuccessfulCreate event", |e| {
         e.reason.as_deref() == Some("SuccessfulCreate")
             && e.message
                 .as_deref()
                 .is_some_and(|m| m.starts_with("Created pod: web-"))
-    }));
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("SuccessfulDelete"))
-    );
+    })
+    .await;
+    wait_for_event_matching(&client, "web", "a SuccessfulDelete event", |e| {
+        e.reason.as_deref() == Some("SuccessfulDelete")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -297,18 +296,18 @@ async fn a_deployment_rolls_out_updates_and_keeps_its_history() {
         by_revision,
         BTreeMap::from([("1".into(), 0), ("2".into(), 3)])
     );
-    let events = events_about(&client, "web").await;
-    assert!(
-        events.iter().any(|e| e.message.as_deref()
-            == Some(&format!("Scaled up replica set web-{hash} from 0 to 3"))),
-        "{:?}",
-        events.iter().map(|e| e.message.clone()).collect::<Vec<_>>()
-    );
-    assert!(events.iter().any(|e| {
+    let scaled_up = format!("Scaled up replica set web-{hash} from 0 to 3");
+    wait_for_event_matching(&client, "web", "the scale-up event", |e| {
+        e.message.as_deref() == Some(&scaled_up)
+    })
+    .await;
+    let scaled_down = format!("Scaled down replica set web-{hash} from");
+    wait_for_event_matching(&client, "web", "a scale-down event", |e| {
         e.message
             .as_deref()
-            .is_some_and(|m| m.starts_with(&format!("Scaled down replica set web-{hash} from")))
-    }));
+            .is_some_and(|m| m.starts_with(&scaled_down))
+    })
+    .await;
 
     // Back to the first template: its replica set comes back as revision 3.
     set_image(&deployments, "nginx:1").await;
@@ -467,13 +466,8 @@ async fn rollback_to_at_apps_v1beta1_restores_the_revision_asked_for() {
             .ok_or(format!("{asked:?}"))
     })
     .await;
-    let reasons: Vec<Option<String>> = events_about(&client, "web")
-        .await
-        .into_iter()
-        .map(|e| e.reason)
-        .collect();
-    assert!(
-        reasons.contains(&Some("DeploymentRollbackRevisionNotFound".into())),
-        "{reasons:?}"
-    );
+    wait_for_event_matching(&client, "web", "the revision-not-found event", |e| {
+        e.reason.as_deref() == Some("DeploymentRollbackRevisionNotFound")
+    })
+    .await;
 }

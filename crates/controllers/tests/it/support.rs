@@ -168,6 +168,31 @@ pub async fn wait_for_event(client: &Client, object: &str, reason: &str, message
     .await
 }
 
+/// Waits until an event about `object` satisfies `wanted`. Controllers record events through
+/// a queue of their own, so an event may land after the change it reports is visible.
+pub async fn wait_for_event_matching(
+    client: &Client,
+    object: &str,
+    what: &str,
+    wanted: impl Fn(&Event) -> bool,
+) {
+    eventually(what, || async {
+        let events = events_about(client, object).await;
+        if events.iter().any(&wanted) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                events
+                    .iter()
+                    .map(|e| (&e.reason, &e.message))
+                    .collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await
+}
+
 /// Waits until `name` exists, and returns it.
 pub async fn wait_exists<K>(api: &Api<K>, name: &str) -> K
 where

@@ -174,9 +174,11 @@ impl ApiState {
 
 /// The whole HTTP API as one router.
 pub fn router(state: ApiState) -> Router {
+    // Outside the guard, so a refusal answers in protobuf too when the client asks for it.
     let authenticated = health::routes()
         .fallback(handlers::handle)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+        .layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(middleware::from_fn(protobuf::encode::negotiate));
     // The join authenticates its own way (a bootstrap token), outside the API's layer.
     join::routes().merge(authenticated).with_state(state)
 }

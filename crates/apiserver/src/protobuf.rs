@@ -3,13 +3,15 @@
 //! whose `raw` bytes are the object. Decoded into the same JSON the object would have arrived
 //! as, by the kind's layout (`petset_api::proto`; field numbers are upstream's
 //! `generated.proto`). A field with a value that the layout lacks is a 400 naming it, never
-//! dropped.
+//! dropped. Answers go out as protobuf by the same layouts (`encode`) when a client asks.
 
 use base64::Engine;
 use petset_api::ApiError;
 use petset_api::proto::{Field, Kind, f};
 use petset_api::resources::ResourceType;
 use serde_json::{Map, Value, json};
+
+pub mod encode;
 
 const MAGIC: &[u8] = b"k8s\0";
 
@@ -419,6 +421,8 @@ fn put(object: &mut Map<String, Value>, field: &Field, value: Value) {
 
 // The round trips: the pod tree and the first kinds in `round_trip_tests`, whose fixtures the
 // others share; then one file per group of kinds.
+#[cfg(test)]
+mod answer_tests;
 #[cfg(test)]
 mod round_trip_apps_tests;
 #[cfg(test)]

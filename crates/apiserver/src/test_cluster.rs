@@ -99,6 +99,27 @@ impl TestCluster {
         self.send(method, path, "application/json", body).await
     }
 
+    /// One request through the network's router (where answers are negotiated, protobuf
+    /// included) as the loopback user: the status, the Content-Type and the body as sent.
+    pub async fn negotiated(
+        &self,
+        method: &str,
+        path: &str,
+        accept: &str,
+        body: Value,
+    ) -> (u16, String, bytes::Bytes) {
+        let request = request(method, path, "application/json", accept, body);
+        let router = crate::router_as(self.state.clone(), crate::auth::loopback_user());
+        let response = router.oneshot(request).await.expect("infallible");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .unwrap_or_default();
+        (status, content_type, whole_body(response.into_body()).await)
+    }
+
     /// One request through the API's router: the status, the `Warning` headers (as sent) and
     /// the answer as JSON (`null` when it is not JSON).
     pub async fn warned(

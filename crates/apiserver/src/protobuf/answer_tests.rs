@@ -1,0 +1,156 @@
+//! Answers in protobuf: which Accept headers ask for it, and what a protobuf client reads back
+//! (parsed with `k8s-pb`'s bindings of upstream's `generated.proto`, not petset's layouts).
+
+use k8s_pb::api::core::v1 as core;
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+use k8s_pb::apimachinery::pkg::runtime::Unknown;
+use prost::Message;
+use serde_json::json;
+
+use super::encode::Preference;
+use crate::test_cluster::TestCluster;
+
+const PROTOBUF_FIRST: &str = "application/vnd.kubernetes.protobuf,application/json";
+const PROTOBUF_ONLY: &str = "application/vnd.kubernetes.protobuf";
+
+#[test]
+fn the_first_media_type_of_the_accept_header_decides() {
+    let protobuf = |json_too| Preference::Protobuf { json_too };
+    for (accept, wanted) in [
+        (PROTOBUF_FIRST, protobuf(true)),
+        ("application/vnd.kubernetes.protobuf, */*", protobuf(true)),
+        ("application/vnd.kubernetes.protobuf;q=1", protobuf(false)),
+        (PROTOBUF_ONLY, protobuf(false)),
+        ("application/json", Preference::Json),
+        (
+            "application/json, application/vnd.kubernetes.protobuf",
+            Preference::Json,
+        ),
+        ("*/*", Preference::Json),
+        ("", Preference::Json),
+        // Renderings petset writes as JSON.
+        (
+            "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json",
+            Preference::Json,
+        ),
+        (
+            "application/vnd.kubernetes.protobuf;stream=watch",
+            Preference::Json,
+        ),
+    ] {
+        assert_eq!(Preference::of(accept), wanted, "{accept}");
+    }
+}
+
+/// The object in a protobuf answer: the envelope's type and the message's bytes.
+fn unwrap(body: &[u8]) -> (String, String, Vec<u8>) {
+    let inner = body.strip_prefix(b"k8s\0").expect("the k8s envelope");
+    let unknown = Unknown::decode(inner).expect("a runtime.Unknown");
+    let type_meta = unknown.type_meta.expect("typeMeta");
+    (
+        type_meta.api_version.unwrap_or_default(),
+        type_meta.kind.unwrap_or_default(),
+        unknown.raw.unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn objects_lists_and_errors_go_out_as_protobuf_to_a_client_that_asks() {
+    let cluster = TestCluster::start().await;
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "labels": {"app": "web"}}, "data": {"mode": "fast"}});
+    let (status, content_type, body) = cluster
+        .negotiated(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            PROTOBUF_FIRST,
+            config,
+        )
+        .await;
+    assert_eq!((status, content_type.as_str()), (201, PROTOBUF_ONLY));
+    let (api_version, kind, raw) = unwrap(&body);
+    assert_eq!((api_version.as_str(), kind.as_str()), ("v1", "ConfigMap"));
+    let created = core::ConfigMap::decode(raw.as_slice()).expect("a ConfigMap");
+    let metadata = created.metadata.expect("metadata");
+    assert_eq!(metadata.name.as_deref(), Some("settings"));
+    assert!(metadata.uid.is_some_and(|uid| !uid.is_empty()));
+    assert!(
+        metadata
+            .creation_timestamp
+            .is_some_and(|t| t.seconds.unwrap_or(0) > 0)
+    );
+    assert_eq!(created.data.get("mode").map(String::as_str), Some("fast"));
+
+    let (status, content_type, body) = cluster
+        .negotiated(
+            "GET",
+            "/api/v1/namespaces/default/configmaps",
+            PROTOBUF_ONLY,
+            json!(null),
+        )
+        .await;
+    assert_eq!((status, content_type.as_str()), (200, PROTOBUF_ONLY));
+    let (api_version, kind, raw) = unwrap(&body);
+    assert_eq!(
+        (api_version.as_str(), kind.as_str()),
+        ("v1", "ConfigMapList")
+    );
+    let list = core::ConfigMapList::decode(raw.as_slice()).expect("a ConfigMapList");
+    assert!(
+        list.metadata
+            .and_then(|m| m.resource_version)
+            .is_some_and(|rv| !rv.is_empty())
+    );
+    let names: Vec<_> = list
+        .items
+        .iter()
+        .filter_map(|item| item.metadata.as_ref()?.name.clone())
+        .collect();
+    assert!(names.contains(&"settings".to_string()), "{names:?}");
+
+    let (status, content_type, body) = cluster
+        .negotiated(
+            "GET",
+            "/api/v1/namespaces/default/configmaps/absent",
+            PROTOBUF_FIRST,
+            json!(null),
+        )
+        .await;
+    assert_eq!((status, content_type.as_str()), (404, PROTOBUF_ONLY));
+    let (api_version, kind, raw) = unwrap(&body);
+    assert_eq!((api_version.as_str(), kind.as_str()), ("v1", "Status"));
+    let refused = meta::Status::decode(raw.as_slice()).expect("a Status");
+    assert_eq!(refused.code, Some(404));
+    assert_eq!(refused.reason.as_deref(), Some("NotFound"));
+    assert_eq!(
+        refused.message.as_deref(),
+        Some("configmaps \"absent\" not found")
+    );
+    let details = refused.details.expect("details");
+    assert_eq!(
+        (details.name.as_deref(), details.kind.as_deref()),
+        (Some("absent"), Some("configmaps"))
+    );
+}
+
+#[tokio::test]
+async fn a_body_without_a_protobuf_form_is_json_when_the_client_takes_it_and_a_406_when_not() {
+    let cluster = TestCluster::start().await;
+    let (status, content_type, body) = cluster
+        .negotiated("GET", "/api/v1", PROTOBUF_FIRST, json!(null))
+        .await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let resources: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(resources["kind"], "APIResourceList");
+
+    let (status, content_type, body) = cluster
+        .negotiated("GET", "/api/v1", PROTOBUF_ONLY, json!(null))
+        .await;
+    assert_eq!((status, content_type.as_str()), (406, "application/json"));
+    let refused: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(refused["reason"], "NotAcceptable");
+    assert_eq!(
+        refused["message"],
+        "only the following media types are accepted: application/json, application/yaml"
+    );
+}

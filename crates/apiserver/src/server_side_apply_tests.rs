@@ -195,6 +195,80 @@ async fn client_side_apply_then_server_side_apply_of_the_same_file_succeeds() {
     );
 }
 
+/// A Deployment as client-side `kubectl apply` creates it: with its manifest in the
+/// last-applied annotation.
+fn client_side_applied(replicas: i64) -> Value {
+    let mut object = deployment(replicas);
+    object["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": deployment(replicas).to_string()
+    });
+    object
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+#[tokio::test]
+async fn kubectl_moving_from_client_side_apply_takes_the_fields_it_last_applied() {
+    let cluster = TestCluster::start().await;
+    let web = format!("{DEPLOYMENTS}/web");
+    let (code, created) = cluster
+        .json(
+            "POST",
+            &format!("{DEPLOYMENTS}?fieldManager=kubectl-client-side-apply"),
+            client_side_applied(3),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+
+    // Another applier gets no such ease.
+    let (code, answer) = apply(&cluster, &web, "fieldManager=helm", deployment(4)).await;
+    assert_eq!(code, 409, "{answer}");
+
+    // kubectl's own field, still as it last applied it, changes hands without a conflict; the
+    // annotation follows what was applied.
+    let (code, answer) = apply(&cluster, &web, "fieldManager=kubectl", deployment(4)).await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["spec"]["replicas"], 4);
+    assert_eq!(owners(&answer, REPLICAS), vec!["kubectl"]);
+    let annotation: Value = serde_json::from_str(
+        answer["metadata"]["annotations"][LAST_APPLIED]
+            .as_str()
+            .expect("the annotation kept"),
+    )
+    .expect("JSON");
+    assert_eq!(annotation, deployment(4));
+}
+
+#[tokio::test]
+async fn a_field_someone_else_changed_since_the_client_side_apply_still_conflicts() {
+    let cluster = TestCluster::start().await;
+    let web = format!("{DEPLOYMENTS}/web");
+    let (code, _) = cluster
+        .json(
+            "POST",
+            &format!("{DEPLOYMENTS}?fieldManager=kubectl-client-side-apply"),
+            client_side_applied(3),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let (code, answer) = cluster
+        .send(
+            "PATCH",
+            &format!("{web}?fieldManager=autoscaler"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 5}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let (code, answer) = apply(&cluster, &web, "fieldManager=kubectl", deployment(6)).await;
+    assert_eq!(code, 409, "{answer}");
+    assert_eq!(
+        answer["message"],
+        "Apply failed with 1 conflict: conflict with \"autoscaler\" using apps/v1: .spec.replicas"
+    );
+}
+
 #[tokio::test]
 async fn updates_take_fields_and_never_conflict() {
     let cluster = TestCluster::start().await;

@@ -176,14 +176,21 @@ pub(crate) fn record(
         } => {
             let api_version = api_version.unwrap_or(&served_version);
             let applied = field_set(&owned_part(resource, config, subresource), keys);
-            managers
-                .apply(
-                    &writer(api_version, manager, subresource, now),
-                    applied,
-                    &comparison,
-                    force,
-                )
-                .map_err(|conflicts| conflict_error(&conflicts))?;
+            let writer = writer(api_version, manager, subresource, now);
+            let attempt = managers.apply(&writer, applied.clone(), &comparison, force);
+            match attempt {
+                Err(conflicts) if manager == KUBECTL => {
+                    match conflicts_left_after_client_side_apply(resource, current, conflicts) {
+                        None => managers.apply(&writer, applied, &comparison, true),
+                        Some(left) => Err(left),
+                    }
+                }
+                other => other,
+            }
+            .map_err(|conflicts| conflict_error(&conflicts))?;
+            if manager == KUBECTL {
+                keep_last_applied_current(current, config, next);
+            }
         }
         Write::Update(Manager {
             name: Some(name),
@@ -204,6 +211,80 @@ pub(crate) fn record(
         }
     }
     Ok(())
+}
+
+/// The manager `kubectl apply --server-side` names; upstream eases its move from client-side
+/// apply, and only its.
+const KUBECTL: &str = "kubectl";
+/// What client-side `kubectl apply` last applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Upstream's upgrade from client-side apply (`lastAppliedManager`): a conflict on a field the
+/// object's last client-side apply set, and that still holds the value it set, is the user's
+/// own field changing hands, not someone else's; `None` when every conflict is such, else the
+/// others. Without the annotation every conflict stands.
+fn conflicts_left_after_client_side_apply(
+    resource: &ResourceType,
+    current: Option<&Value>,
+    conflicts: Conflicts,
+) -> Option<Conflicts> {
+    let last_applied = current
+        .and_then(|c| {
+            c.pointer("/metadata/annotations")?
+                .get(LAST_APPLIED)?
+                .as_str()
+        })
+        .and_then(|text| serde_json::from_str::<Value>(text).ok());
+    let (Some(current), Some(last_applied)) = (current, last_applied) else {
+        return Some(conflicts);
+    };
+    let keys = resource.strategy.merge_keys();
+    let last_applied = owned_part(resource, &last_applied, None);
+    let live = owned_part(resource, current, None);
+    // Fields the live object no longer holds as last applied are someone else's doing.
+    let drifted = compare(&last_applied, &live, keys);
+    let allowed = field_set(&last_applied, keys)
+        .difference(&drifted.changed)
+        .difference(&drifted.removed);
+    let left: Vec<_> = conflicts
+        .0
+        .into_iter()
+        .filter(|conflict| !allowed.contains(&conflict.path.0))
+        .collect();
+    (!left.is_empty()).then_some(Conflicts(left))
+}
+
+/// Upstream's `lastAppliedUpdater`: once an object kept client-side apply's annotation,
+/// a server-side apply by kubectl rewrites it to what was applied now, so a client-side apply
+/// that follows compares against the truth.
+fn keep_last_applied_current(current: Option<&Value>, config: &Value, next: &mut Value) {
+    let had_it = current
+        .and_then(|c| c.pointer("/metadata/annotations")?.get(LAST_APPLIED))
+        .is_some();
+    if !had_it {
+        return;
+    }
+    let mut applied = config.clone();
+    if let Some(annotations) = applied
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            applied["metadata"]
+                .as_object_mut()
+                .map(|meta| meta.remove("annotations"));
+        }
+    }
+    let Ok(text) = serde_json::to_string(&applied) else {
+        return;
+    };
+    if let Some(annotations) = next
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        annotations.insert(LAST_APPLIED.into(), Value::String(text));
+    }
 }
 
 /// The entries a write starts from: an update may set `managedFields` itself (kubectl's

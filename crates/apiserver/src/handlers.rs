@@ -834,6 +834,19 @@ async fn patch(
         .map_err(|error| ApiError::bad_request(format!("error decoding patch: {error}")))?;
     if patch_type == PatchType::Apply {
         check_type(target, &document)?;
+    } else if query.get("force").is_some() {
+        // Upstream's patch options validation: only an apply has conflicts to force.
+        let cause = Cause {
+            reason: "FieldValueForbidden",
+            field: "force".into(),
+            message: "Forbidden: may not be specified for non-apply patch".into(),
+        };
+        return Err(ApiError::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            vec![cause],
+        ));
     }
     // An apply names its manager; other patches may leave it to the user agent.
     let manager_name = match patch_type {

@@ -405,3 +405,27 @@ async fn an_update_may_set_managed_fields_itself() {
     assert_eq!(code, 200, "{answer}");
     assert_eq!(owners(&answer, REPLICAS), vec!["kubectl"]);
 }
+
+#[tokio::test]
+async fn force_is_refused_on_a_patch_that_is_not_an_apply() {
+    let cluster = TestCluster::start().await;
+    let (code, _) = cluster.json("POST", DEPLOYMENTS, deployment(1)).await;
+    assert_eq!(code, 201);
+    let (code, answer) = cluster
+        .send(
+            "PATCH",
+            &format!("{DEPLOYMENTS}/web?force=true"),
+            "application/merge-patch+json",
+            json!({"spec": {"replicas": 2}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{answer}");
+    assert_eq!(
+        answer["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch"
+    );
+    let (_, unchanged) = cluster
+        .json("GET", &format!("{DEPLOYMENTS}/web"), Value::Null)
+        .await;
+    assert_eq!(unchanged["spec"]["replicas"], 1);
+}

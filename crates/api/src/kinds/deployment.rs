@@ -71,6 +71,8 @@ const DEPLOYMENT_SPEC: &[Field] = &[
     f(6, "revisionHistoryLimit", Kind::OptionalInt),
     f(7, "paused", Kind::Bool),
     f(9, "progressDeadlineSeconds", Kind::OptionalInt),
+    // Newer upstreams' alpha `podReplacementPolicy` (10) is left out, as the v1.33 schema
+    // petset serves has no such field: a value there is refused, not dropped.
 ];
 
 const DEPLOYMENT_STATUS: &[Field] = &[
@@ -84,6 +86,7 @@ const DEPLOYMENT_STATUS: &[Field] = &[
     many(
         6,
         "conditions",
+        // DeploymentCondition: the workload condition with `lastUpdateTime`, numbered apart.
         Kind::Message(&[
             f(1, "type", Kind::String),
             f(2, "status", Kind::String),

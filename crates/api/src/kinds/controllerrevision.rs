@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::error::Cause;
 use crate::json::{count, items, text};
 use crate::kinds::Strategy;
+use crate::proto::{Field, Kind, OBJECT_META, f};
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col};
@@ -13,6 +14,7 @@ use crate::table::{AGE, Column, NAME, Printing, col};
 pub type Typed = k8s_openapi::api::apps::v1::ControllerRevision;
 
 pub const RESOURCE: ResourceType = ResourceType {
+    protobuf: Some(CONTROLLER_REVISION),
     printing: Printing {
         columns: &[
             NAME,
@@ -32,6 +34,14 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of an apps/v1 ControllerRevision: its `data` is a runtime.RawExtension,
+/// JSON bytes on the wire.
+const CONTROLLER_REVISION: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "data", Kind::RawJson),
+    f(3, "revision", Kind::Int),
+];
 
 fn cells(revision: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {
     let controller = items(revision, "/metadata/ownerReferences")

@@ -7,8 +7,10 @@ use serde_json::{Value, json};
 use crate::defaults::{self, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
-use crate::kinds::replicaset::counts_not_negative;
+use crate::kinds::replicaset::{WORKLOAD_CONDITION, counts_not_negative};
 use crate::kinds::{Strategy, set_status};
+use crate::proto::pod::POD_TEMPLATE_SPEC;
+use crate::proto::{Field, Kind, LABEL_SELECTOR, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -20,6 +22,7 @@ pub type Typed = k8s_openapi::api::apps::v1::DaemonSet;
 pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["ds"],
     categories: &["all"],
+    protobuf: Some(DAEMON_SET),
     subresources: &[status("apps", "v1", "DaemonSet")],
     printing: Printing {
         columns: COLUMNS,
@@ -35,6 +38,50 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of an apps/v1 DaemonSet.
+const DAEMON_SET: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "selector", Kind::Message(LABEL_SELECTOR)),
+            f(2, "template", Kind::Message(POD_TEMPLATE_SPEC)),
+            f(
+                3,
+                "updateStrategy",
+                Kind::Message(&[
+                    f(1, "type", Kind::String),
+                    f(
+                        2,
+                        "rollingUpdate",
+                        Kind::Message(&[
+                            f(1, "maxUnavailable", Kind::IntOrString),
+                            f(2, "maxSurge", Kind::IntOrString),
+                        ]),
+                    ),
+                ]),
+            ),
+            f(4, "minReadySeconds", Kind::Int),
+            f(6, "revisionHistoryLimit", Kind::OptionalInt),
+        ]),
+    ),
+    f(3, "status", Kind::Message(DAEMON_SET_STATUS)),
+];
+
+const DAEMON_SET_STATUS: &[Field] = &[
+    f(1, "currentNumberScheduled", Kind::Int),
+    f(2, "numberMisscheduled", Kind::Int),
+    f(3, "desiredNumberScheduled", Kind::Int),
+    f(4, "numberReady", Kind::Int),
+    f(5, "observedGeneration", Kind::Int),
+    f(6, "updatedNumberScheduled", Kind::Int),
+    f(7, "numberAvailable", Kind::Int),
+    f(8, "numberUnavailable", Kind::Int),
+    f(9, "collisionCount", Kind::OptionalInt),
+    many(10, "conditions", Kind::Message(WORKLOAD_CONDITION)),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

@@ -9,6 +9,8 @@ use crate::defaults::set_default;
 use crate::error::Cause;
 use crate::json::{items, text};
 use crate::kinds::{Admission, Strategy, set_status};
+use crate::proto::volume::PERSISTENT_VOLUME_CLAIM_SPEC;
+use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, access_modes, col, unset};
@@ -21,6 +23,7 @@ pub const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
 
 pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["pvc"],
+    protobuf: Some(PERSISTENT_VOLUME_CLAIM),
     subresources: &[status("", "v1", "PersistentVolumeClaim")],
     printing: Printing {
         columns: COLUMNS,
@@ -36,6 +39,44 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of a core/v1 PersistentVolumeClaim, whole (a StatefulSet's
+/// `volumeClaimTemplates` are claims, status included).
+pub(crate) const PERSISTENT_VOLUME_CLAIM: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "spec", Kind::Message(PERSISTENT_VOLUME_CLAIM_SPEC)),
+    f(3, "status", Kind::Message(PERSISTENT_VOLUME_CLAIM_STATUS)),
+];
+
+const PERSISTENT_VOLUME_CLAIM_STATUS: &[Field] = &[
+    f(1, "phase", Kind::String),
+    many(2, "accessModes", Kind::String),
+    f(3, "capacity", Kind::QuantityMap),
+    many(
+        4,
+        "conditions",
+        Kind::Message(&[
+            f(1, "type", Kind::String),
+            f(2, "status", Kind::String),
+            f(3, "lastProbeTime", Kind::Time),
+            f(4, "lastTransitionTime", Kind::Time),
+            f(5, "reason", Kind::String),
+            f(6, "message", Kind::String),
+        ]),
+    ),
+    f(5, "allocatedResources", Kind::QuantityMap),
+    // ClaimResourceStatus values are strings.
+    f(7, "allocatedResourceStatuses", Kind::StringMap),
+    f(8, "currentVolumeAttributesClassName", Kind::OptionalString),
+    f(
+        9,
+        "modifyVolumeStatus",
+        Kind::Message(&[
+            f(1, "targetVolumeAttributesClassName", Kind::String),
+            f(2, "status", Kind::String),
+        ]),
+    ),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

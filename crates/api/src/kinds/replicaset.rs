@@ -9,6 +9,8 @@ use crate::defaults::{self, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
 use crate::kinds::Strategy;
+use crate::proto::pod::POD_TEMPLATE_SPEC;
+use crate::proto::{Field, Kind, LABEL_SELECTOR, OBJECT_META, f, many};
 use crate::resources::{ResourceType, STATUS_VERBS, Subresource, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -29,6 +31,7 @@ pub const SCALE: Subresource = Subresource {
 pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["rs"],
     categories: &["all"],
+    protobuf: Some(REPLICA_SET),
     subresources: &[SCALE, status("apps", "v1", "ReplicaSet")],
     printing: Printing {
         columns: REPLICA_COLUMNS,
@@ -44,6 +47,45 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The condition of the older workload statuses (apps/v1 ReplicaSet, StatefulSet and DaemonSet
+/// conditions, core/v1 ReplicationControllerCondition): laid out alike, without metav1.Condition's
+/// `observedGeneration`.
+pub(crate) const WORKLOAD_CONDITION: &[Field] = &[
+    f(1, "type", Kind::String),
+    f(2, "status", Kind::String),
+    f(3, "lastTransitionTime", Kind::Time),
+    f(4, "reason", Kind::String),
+    f(5, "message", Kind::String),
+];
+
+/// The protobuf layout of an apps/v1 ReplicaSet (client-go's typed clients send protobuf).
+const REPLICA_SET: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "replicas", Kind::OptionalInt),
+            f(4, "minReadySeconds", Kind::Int),
+            f(2, "selector", Kind::Message(LABEL_SELECTOR)),
+            f(3, "template", Kind::Message(POD_TEMPLATE_SPEC)),
+        ]),
+    ),
+    f(
+        3,
+        "status",
+        Kind::Message(&[
+            f(1, "replicas", Kind::Int),
+            f(2, "fullyLabeledReplicas", Kind::Int),
+            f(4, "readyReplicas", Kind::Int),
+            f(5, "availableReplicas", Kind::Int),
+            f(7, "terminatingReplicas", Kind::OptionalInt),
+            f(3, "observedGeneration", Kind::Int),
+            many(6, "conditions", Kind::Message(WORKLOAD_CONDITION)),
+        ]),
+    ),
+];
 
 /// ReplicaSets' and ReplicationControllers' columns.
 pub(crate) const REPLICA_COLUMNS: &[Column] = &[

@@ -9,8 +9,11 @@ use crate::defaults::{default_status, set_default};
 use crate::error::Cause;
 use crate::kinds::Strategy;
 use crate::kinds::replicaset::{
-    REPLICA_COLUMNS, SCALE, counts_not_negative, default_template, replica_cells, template_rules,
+    REPLICA_COLUMNS, SCALE, WORKLOAD_CONDITION, counts_not_negative, default_template,
+    replica_cells, template_rules,
 };
+use crate::proto::pod::POD_TEMPLATE_SPEC;
+use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -22,6 +25,7 @@ pub type Typed = k8s_openapi::api::core::v1::ReplicationController;
 pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["rc"],
     categories: &["all"],
+    protobuf: Some(REPLICATION_CONTROLLER),
     subresources: &[SCALE, status("", "v1", "ReplicationController")],
     printing: Printing {
         columns: REPLICA_COLUMNS,
@@ -37,6 +41,33 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of a core/v1 ReplicationController (its selector is a plain map).
+const REPLICATION_CONTROLLER: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "replicas", Kind::OptionalInt),
+            f(4, "minReadySeconds", Kind::Int),
+            f(2, "selector", Kind::StringMap),
+            f(3, "template", Kind::Message(POD_TEMPLATE_SPEC)),
+        ]),
+    ),
+    f(
+        3,
+        "status",
+        Kind::Message(&[
+            f(1, "replicas", Kind::Int),
+            f(2, "fullyLabeledReplicas", Kind::Int),
+            f(4, "readyReplicas", Kind::Int),
+            f(5, "availableReplicas", Kind::Int),
+            f(3, "observedGeneration", Kind::Int),
+            many(6, "conditions", Kind::Message(WORKLOAD_CONDITION)),
+        ]),
+    ),
+];
 
 /// A map selector as a label selector (every pair must match).
 pub fn map_selector(selector: Option<&Value>) -> Option<LabelSelector> {

@@ -7,9 +7,12 @@ use serde_json::{Value, json};
 use crate::defaults::{self, array_mut, default_status, set_default};
 use crate::error::Cause;
 use crate::json::{count, items};
-use crate::kinds::replicaset::{SCALE, counts_not_negative};
+use crate::kinds::pvc::PERSISTENT_VOLUME_CLAIM;
+use crate::kinds::replicaset::{SCALE, WORKLOAD_CONDITION, counts_not_negative};
 use crate::kinds::{NameRule, Strategy};
 use crate::names;
+use crate::proto::pod::POD_TEMPLATE_SPEC;
+use crate::proto::{Field, Kind, LABEL_SELECTOR, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, containers_and_images};
@@ -20,6 +23,7 @@ pub type Typed = k8s_openapi::api::apps::v1::StatefulSet;
 pub const RESOURCE: ResourceType = ResourceType {
     short_names: &["sts"],
     categories: &["all"],
+    protobuf: Some(STATEFUL_SET),
     subresources: &[SCALE, status("apps", "v1", "StatefulSet")],
     printing: Printing {
         columns: COLUMNS,
@@ -35,6 +39,65 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of an apps/v1 StatefulSet.
+const STATEFUL_SET: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "spec", Kind::Message(STATEFUL_SET_SPEC)),
+    f(3, "status", Kind::Message(STATEFUL_SET_STATUS)),
+];
+
+const STATEFUL_SET_SPEC: &[Field] = &[
+    f(1, "replicas", Kind::OptionalInt),
+    f(2, "selector", Kind::Message(LABEL_SELECTOR)),
+    f(3, "template", Kind::Message(POD_TEMPLATE_SPEC)),
+    many(
+        4,
+        "volumeClaimTemplates",
+        Kind::Message(PERSISTENT_VOLUME_CLAIM),
+    ),
+    f(5, "serviceName", Kind::String),
+    f(6, "podManagementPolicy", Kind::String),
+    f(
+        7,
+        "updateStrategy",
+        Kind::Message(&[
+            f(1, "type", Kind::String),
+            f(
+                2,
+                "rollingUpdate",
+                Kind::Message(&[
+                    f(1, "partition", Kind::OptionalInt),
+                    f(2, "maxUnavailable", Kind::IntOrString),
+                ]),
+            ),
+        ]),
+    ),
+    f(8, "revisionHistoryLimit", Kind::OptionalInt),
+    f(9, "minReadySeconds", Kind::Int),
+    f(
+        10,
+        "persistentVolumeClaimRetentionPolicy",
+        Kind::Message(&[
+            f(1, "whenDeleted", Kind::String),
+            f(2, "whenScaled", Kind::String),
+        ]),
+    ),
+    f(11, "ordinals", Kind::Message(&[f(1, "start", Kind::Int)])),
+];
+
+const STATEFUL_SET_STATUS: &[Field] = &[
+    f(1, "observedGeneration", Kind::Int),
+    f(2, "replicas", Kind::Int),
+    f(3, "readyReplicas", Kind::Int),
+    f(4, "currentReplicas", Kind::Int),
+    f(5, "updatedReplicas", Kind::Int),
+    f(6, "currentRevision", Kind::String),
+    f(7, "updateRevision", Kind::String),
+    f(9, "collisionCount", Kind::OptionalInt),
+    many(10, "conditions", Kind::Message(WORKLOAD_CONDITION)),
+    f(11, "availableReplicas", Kind::Int),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

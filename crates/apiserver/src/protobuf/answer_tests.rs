@@ -154,3 +154,56 @@ async fn a_body_without_a_protobuf_form_is_json_when_the_client_takes_it_and_a_4
         "only the following media types are accepted: application/json, application/yaml"
     );
 }
+
+/// A stored object as the server keeps it (defaults, status, claim templates that carry their
+/// own type meta) answers a protobuf-only client whole.
+#[tokio::test]
+async fn a_stateful_set_with_claim_templates_answers_in_protobuf() {
+    use k8s_pb::api::apps::v1 as apps;
+    let cluster = TestCluster::start().await;
+    let web = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+        "spec": {"serviceName": "nginx", "replicas": 2,
+            "selector": {"matchLabels": {"app": "nginx"}},
+            "template": {"metadata": {"labels": {"app": "nginx"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27",
+                    "volumeMounts": [{"name": "www", "mountPath": "/usr/share/nginx/html"}]}]}},
+            "volumeClaimTemplates": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "www"},
+                "spec": {"accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}}}}]}});
+    let (status, _) = cluster
+        .json("POST", "/apis/apps/v1/namespaces/default/statefulsets", web)
+        .await;
+    assert_eq!(status, 201);
+    let (status, content_type, body) = cluster
+        .negotiated(
+            "GET",
+            "/apis/apps/v1/namespaces/default/statefulsets/web",
+            PROTOBUF_ONLY,
+            json!(null),
+        )
+        .await;
+    assert_eq!((status, content_type.as_str()), (200, PROTOBUF_ONLY));
+    let (_, kind, raw) = unwrap(&body);
+    assert_eq!(kind, "StatefulSet");
+    let set = apps::StatefulSet::decode(raw.as_slice()).expect("a StatefulSet");
+    let spec = set.spec.expect("spec");
+    assert_eq!(spec.replicas, Some(2));
+    // A default the server filled in comes along.
+    assert_eq!(spec.pod_management_policy.as_deref(), Some("OrderedReady"));
+    let claim = &spec.volume_claim_templates[0];
+    assert_eq!(
+        claim.metadata.as_ref().and_then(|m| m.name.as_deref()),
+        Some("www")
+    );
+    let requests = &claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.clone())
+        .expect("resources")
+        .requests;
+    assert_eq!(
+        requests.get("storage").and_then(|q| q.string.as_deref()),
+        Some("1Gi")
+    );
+}

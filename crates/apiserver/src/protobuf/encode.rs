@@ -16,6 +16,9 @@ pub struct Unencodable(pub String);
 
 type Encoded = Result<(), Unencodable>;
 
+/// The keys of a JSON object that the envelope, not the message, carries.
+const TYPE_META: &[&str] = &["apiVersion", "kind"];
+
 /// metav1.ListMeta.
 const LIST_META: &[Field] = &[
     f(1, "selfLink", Kind::String),
@@ -75,7 +78,7 @@ pub fn object(object: &Value, fields: &[Field]) -> Result<Vec<u8>, Unencodable> 
     let map = object
         .as_object()
         .ok_or_else(|| Unencodable("the object is not a JSON object".into()))?;
-    message(map, fields, &["apiVersion", "kind"], "", &mut out)?;
+    message(map, fields, TYPE_META, "", &mut out)?;
     Ok(out)
 }
 
@@ -88,16 +91,9 @@ pub fn list(list: &Value, items: &'static [Field]) -> Result<Vec<u8>, Unencodabl
     let map = list
         .as_object()
         .ok_or_else(|| Unencodable("the list is not a JSON object".into()))?;
-    // An item's apiVersion and kind are the list's; upstream leaves them out of the items.
-    let mut trimmed = map.clone();
-    if let Some(Value::Array(items)) = trimmed.get_mut("items") {
-        for item in items.iter_mut().filter_map(Value::as_object_mut) {
-            item.remove("apiVersion");
-            item.remove("kind");
-        }
-    }
     let mut out = Vec::new();
-    message(&trimmed, &layout, &["apiVersion", "kind"], "", &mut out)?;
+    // The items' own type meta, when they carry it, is the list's: left out as upstream does.
+    message(map, &layout, TYPE_META, "", &mut out)?;
     Ok(out)
 }
 
@@ -175,7 +171,9 @@ fn single(field: &Field, value: &Value, path: &str, out: &mut Vec<u8>) -> Encode
         Kind::Message(inner) => {
             let map = value.as_object().ok_or_else(wrong)?;
             let mut body = Vec::new();
-            message(map, inner, &[], path, &mut body)?;
+            // An embedded object's type meta (a claim template's `apiVersion: v1`) has no
+            // field in upstream's messages either: Go's protobuf leaves TypeMeta out.
+            message(map, inner, TYPE_META, path, &mut body)?;
             bytes_field(number, &body, out);
         }
         Kind::Inline(_) => unreachable!("inlined messages are written by `message`"),

@@ -281,16 +281,17 @@ fn apply_client_side_and_server_side() {
     assert_eq!(fresh.ok(), "configmap/ssa serverside-applied\n");
 }
 
-/// Field ownership as upstream: a client-side apply upgrades to a server-side one of the same
-/// file without conflicts; another manager changing replicas conflicts until it forces, and
-/// then owns the field.
+/// Field ownership as upstream: a client-side apply upgrades to a server-side one without
+/// conflicts, even one that changes a field it last applied; another manager changing
+/// replicas conflicts until it forces, and then owns the field.
 #[test]
 fn apply_server_side_conflicts_and_force_conflicts() {
     let petset = petset();
     petset
         .kubectl_with_input(&["apply", "-f", "-"], Some(WEB))
         .ok();
-    let upgraded = petset.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(WEB));
+    let moved = WEB.replace("replicas: 2", "replicas: 3");
+    let upgraded = petset.kubectl_with_input(&["apply", "--server-side", "-f", "-"], Some(&moved));
     assert!(
         upgraded
             .ok()
@@ -298,6 +299,7 @@ fn apply_server_side_conflicts_and_force_conflicts() {
         "{}",
         upgraded.stdout
     );
+    assert_eq!(jsonpath(&petset, "sts/web", "{.spec.replicas}"), "3");
     let scaled = WEB.replace("replicas: 2", "replicas: 5");
     let refused = petset.kubectl_with_input(
         &["apply", "--server-side", "--field-manager=b", "-f", "-"],
@@ -308,7 +310,7 @@ fn apply_server_side_conflicts_and_force_conflicts() {
         message.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
         "{message}"
     );
-    assert_eq!(jsonpath(&petset, "sts/web", "{.spec.replicas}"), "2");
+    assert_eq!(jsonpath(&petset, "sts/web", "{.spec.replicas}"), "3");
     let forced = petset.kubectl_with_input(
         &[
             "apply",

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::defaults::{array_mut, set_default};
 use crate::json::{items, text};
 use crate::kinds::Strategy;
+use crate::proto::{Field, Kind, OBJECT_META, OBJECT_REFERENCE, f, many};
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, truncated_list};
@@ -18,6 +19,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &EndpointSliceStrategy,
+    protobuf: Some(ENDPOINT_SLICE),
     ..entry(
         "discovery.k8s.io",
         "EndpointSlice",
@@ -27,6 +29,50 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// discovery/v1 Endpoint: its conditions are `*bool`s (unknown is not false), and
+/// hostname, nodeName and zone are pointers too.
+const ENDPOINT: &[Field] = &[
+    many(1, "addresses", Kind::String),
+    f(
+        2,
+        "conditions",
+        Kind::Message(&[
+            f(1, "ready", Kind::OptionalBool),
+            f(2, "serving", Kind::OptionalBool),
+            f(3, "terminating", Kind::OptionalBool),
+        ]),
+    ),
+    f(3, "hostname", Kind::OptionalString),
+    f(4, "targetRef", Kind::Message(OBJECT_REFERENCE)),
+    f(5, "deprecatedTopology", Kind::StringMap),
+    f(6, "nodeName", Kind::OptionalString),
+    f(7, "zone", Kind::OptionalString),
+    f(
+        8,
+        "hints",
+        Kind::Message(&[
+            many(1, "forZones", Kind::Message(&[f(1, "name", Kind::String)])),
+            many(2, "forNodes", Kind::Message(&[f(1, "name", Kind::String)])),
+        ]),
+    ),
+];
+
+/// discovery/v1 EndpointPort: every field a pointer.
+const ENDPOINT_PORT: &[Field] = &[
+    f(1, "name", Kind::OptionalString),
+    f(2, "protocol", Kind::OptionalString),
+    f(3, "port", Kind::OptionalInt),
+    f(4, "appProtocol", Kind::OptionalString),
+];
+
+/// The protobuf layout of an EndpointSlice (no spec: its fields sit beside the metadata).
+const ENDPOINT_SLICE: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(4, "addressType", Kind::String),
+    many(2, "endpoints", Kind::Message(ENDPOINT)),
+    many(3, "ports", Kind::Message(ENDPOINT_PORT)),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

@@ -14,6 +14,7 @@ use crate::json::{items, text};
 use crate::kinds::networking::{self, go_invalid, go_slice, object_reference};
 use crate::kinds::{Admission, Strategy};
 use crate::names;
+use crate::proto::{Field, Kind, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, or_none};
@@ -28,6 +29,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &IngressStrategy,
+    protobuf: Some(INGRESS),
     ..entry(
         networking::GROUP,
         "Ingress",
@@ -37,6 +39,96 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// networking/v1 IngressBackend: a Service's port (by name or number), or a
+/// TypedLocalObjectReference to some other resource.
+const INGRESS_BACKEND: &[Field] = &[
+    f(
+        4,
+        "service",
+        Kind::Message(&[
+            f(1, "name", Kind::String),
+            f(
+                2,
+                "port",
+                Kind::Message(&[f(1, "name", Kind::String), f(2, "number", Kind::Int)]),
+            ),
+        ]),
+    ),
+    f(
+        3,
+        "resource",
+        Kind::Message(&[
+            f(1, "apiGroup", Kind::OptionalString),
+            f(2, "kind", Kind::String),
+            f(3, "name", Kind::String),
+        ]),
+    ),
+];
+
+/// networking/v1 HTTPIngressPath (`pathType` is a pointer in Go).
+const HTTP_INGRESS_PATH: &[Field] = &[
+    f(1, "path", Kind::String),
+    f(3, "pathType", Kind::OptionalString),
+    f(2, "backend", Kind::Message(INGRESS_BACKEND)),
+];
+
+/// networking/v1 IngressRule: the host, and the IngressRuleValue Go inlines beside it.
+const INGRESS_RULE: &[Field] = &[
+    f(1, "host", Kind::String),
+    f(
+        2,
+        "ingressRuleValue",
+        Kind::Inline(&[f(
+            1,
+            "http",
+            Kind::Message(&[many(1, "paths", Kind::Message(HTTP_INGRESS_PATH))]),
+        )]),
+    ),
+];
+
+const INGRESS_SPEC: &[Field] = &[
+    f(4, "ingressClassName", Kind::OptionalString),
+    f(1, "defaultBackend", Kind::Message(INGRESS_BACKEND)),
+    many(
+        2,
+        "tls",
+        Kind::Message(&[
+            many(1, "hosts", Kind::String),
+            f(2, "secretName", Kind::String),
+        ]),
+    ),
+    many(3, "rules", Kind::Message(INGRESS_RULE)),
+];
+
+/// networking/v1 IngressPortStatus (its `error` is a pointer).
+const INGRESS_PORT_STATUS: &[Field] = &[
+    f(1, "port", Kind::Int),
+    f(2, "protocol", Kind::String),
+    f(3, "error", Kind::OptionalString),
+];
+
+/// networking/v1 IngressStatus: the load balancer's points (no `ipMode`, unlike a Service's).
+const INGRESS_STATUS: &[Field] = &[f(
+    1,
+    "loadBalancer",
+    Kind::Message(&[many(
+        1,
+        "ingress",
+        Kind::Message(&[
+            f(1, "ip", Kind::String),
+            f(2, "hostname", Kind::String),
+            many(4, "ports", Kind::Message(INGRESS_PORT_STATUS)),
+        ]),
+    )]),
+)];
+
+/// The protobuf layout of an Ingress (client-go's typed clients send protobuf).
+const INGRESS: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(2, "spec", Kind::Message(INGRESS_SPEC)),
+    f(3, "status", Kind::Message(INGRESS_STATUS)),
+];
 
 /// The deprecated annotation that named a class before `spec.ingressClassName`.
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";

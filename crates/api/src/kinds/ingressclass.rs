@@ -11,6 +11,7 @@ use crate::json::text;
 use crate::kinds::Strategy;
 use crate::kinds::networking::{self, object_reference};
 use crate::names;
+use crate::proto::{Field, Kind, OBJECT_META, f};
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col};
@@ -23,6 +24,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &ClassStrategy,
+    protobuf: Some(INGRESS_CLASS),
     ..entry(
         networking::GROUP,
         "IngressClass",
@@ -32,6 +34,30 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of an IngressClass; in the parameters' reference, `apiGroup`,
+/// `scope` and `namespace` are Go pointers.
+const INGRESS_CLASS: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "controller", Kind::String),
+            f(
+                2,
+                "parameters",
+                Kind::Message(&[
+                    f(1, "apiGroup", Kind::OptionalString),
+                    f(2, "kind", Kind::String),
+                    f(3, "name", Kind::String),
+                    f(4, "scope", Kind::OptionalString),
+                    f(5, "namespace", Kind::OptionalString),
+                ]),
+            ),
+        ]),
+    ),
+];
 
 /// The class every petset cluster starts with: the node's ingress proxy serves it.
 pub const PETSET_CLASS: &str = "petset";

@@ -44,6 +44,23 @@ const NAMESPACE: &[Field] = &[
         "spec",
         Kind::Message(&[many(1, "finalizers", Kind::String)]),
     ),
+    f(
+        3,
+        "status",
+        Kind::Message(&[
+            f(1, "phase", Kind::String),
+            many(2, "conditions", Kind::Message(NAMESPACE_CONDITION)),
+        ]),
+    ),
+];
+
+/// core/v1 NamespaceCondition (upstream numbers it without a field 3).
+const NAMESPACE_CONDITION: &[Field] = &[
+    f(1, "type", Kind::String),
+    f(2, "status", Kind::String),
+    f(4, "lastTransitionTime", Kind::Time),
+    f(5, "reason", Kind::String),
+    f(6, "message", Kind::String),
 ];
 
 fn cells(namespace: &Value, name: Value, age: Value, _: Timestamp) -> Vec<Value> {

@@ -14,6 +14,7 @@ use crate::json::{items, text};
 use crate::kinds::Strategy;
 use crate::kinds::job::selector_text;
 use crate::kinds::networking::{self, go_invalid, go_slice, label_selector};
+use crate::proto::{Field, Kind, LABEL_SELECTOR, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col};
@@ -27,6 +28,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &PolicyStrategy,
+    protobuf: Some(NETWORK_POLICY),
     ..entry(
         networking::GROUP,
         "NetworkPolicy",
@@ -36,6 +38,54 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// networking/v1 NetworkPolicyPort: every field is a Go pointer.
+const NETWORK_POLICY_PORT: &[Field] = &[
+    f(1, "protocol", Kind::OptionalString),
+    f(2, "port", Kind::IntOrString),
+    f(3, "endPort", Kind::OptionalInt),
+];
+
+/// networking/v1 NetworkPolicyPeer.
+const NETWORK_POLICY_PEER: &[Field] = &[
+    f(1, "podSelector", Kind::Message(LABEL_SELECTOR)),
+    f(2, "namespaceSelector", Kind::Message(LABEL_SELECTOR)),
+    f(
+        3,
+        "ipBlock",
+        Kind::Message(&[f(1, "cidr", Kind::String), many(2, "except", Kind::String)]),
+    ),
+];
+
+/// The protobuf layout of a NetworkPolicy (v1 has no status). Ingress rules name their
+/// peers `from` and egress rules `to`, both field 2.
+const NETWORK_POLICY: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "podSelector", Kind::Message(LABEL_SELECTOR)),
+            many(
+                2,
+                "ingress",
+                Kind::Message(&[
+                    many(1, "ports", Kind::Message(NETWORK_POLICY_PORT)),
+                    many(2, "from", Kind::Message(NETWORK_POLICY_PEER)),
+                ]),
+            ),
+            many(
+                3,
+                "egress",
+                Kind::Message(&[
+                    many(1, "ports", Kind::Message(NETWORK_POLICY_PORT)),
+                    many(2, "to", Kind::Message(NETWORK_POLICY_PEER)),
+                ]),
+            ),
+            many(4, "policyTypes", Kind::String),
+        ]),
+    ),
+];
 
 /// What every create and update of a NetworkPolicy is answered with (a `Warning` header).
 pub const NOT_ENFORCED: &str = "networking.k8s.io/v1 NetworkPolicy is stored but not enforced by petset: pod traffic is not restricted";

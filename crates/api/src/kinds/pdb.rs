@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::error::Cause;
 use crate::json::count;
 use crate::kinds::{Strategy, set_status};
+use crate::proto::{CONDITION, Field, Kind, LABEL_SELECTOR, OBJECT_META, f, many};
 use crate::resources::{ResourceType, entry, status};
 use crate::selector::LabelSelector;
 use crate::shape::round_trip;
@@ -31,6 +32,7 @@ pub const RESOURCE: ResourceType = ResourceType {
         cells,
     },
     strategy: &BudgetStrategy,
+    protobuf: Some(POD_DISRUPTION_BUDGET),
     ..entry(
         "policy",
         "PodDisruptionBudget",
@@ -40,6 +42,35 @@ pub const RESOURCE: ResourceType = ResourceType {
         round_trip::<Typed>,
     )
 };
+
+/// The protobuf layout of a PodDisruptionBudget. The spec's fields are Go pointers; the
+/// status's counts are not (a zero count is left out, and the typed round trip restores it).
+const POD_DISRUPTION_BUDGET: &[Field] = &[
+    f(1, "metadata", Kind::Message(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Kind::Message(&[
+            f(1, "minAvailable", Kind::IntOrString),
+            f(2, "selector", Kind::Message(LABEL_SELECTOR)),
+            f(3, "maxUnavailable", Kind::IntOrString),
+            f(4, "unhealthyPodEvictionPolicy", Kind::OptionalString),
+        ]),
+    ),
+    f(
+        3,
+        "status",
+        Kind::Message(&[
+            f(1, "observedGeneration", Kind::Int),
+            f(2, "disruptedPods", Kind::TimeMap),
+            f(3, "disruptionsAllowed", Kind::Int),
+            f(4, "currentHealthy", Kind::Int),
+            f(5, "desiredHealthy", Kind::Int),
+            f(6, "expectedPods", Kind::Int),
+            many(7, "conditions", Kind::Message(CONDITION)),
+        ]),
+    ),
+];
 
 const COLUMNS: &[Column] = &[
     NAME,

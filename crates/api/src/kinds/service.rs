@@ -11,7 +11,7 @@ use crate::json::{count, items, text};
 use crate::kinds::{Admission, NameRule, Strategy};
 use crate::names;
 use crate::patch::MergeKeys;
-use crate::proto::{Field, Kind, OBJECT_META, f, many};
+use crate::proto::{CONDITION, Field, Kind, OBJECT_META, f, many};
 use crate::resources::{PROXY_VERBS, ResourceType, Subresource, entry, status};
 use crate::shape::round_trip;
 use crate::table::{AGE, Column, NAME, Printing, col, or_none};
@@ -48,15 +48,19 @@ pub const RESOURCE: ResourceType = ResourceType {
 };
 
 /// The protobuf layout kubectl's imperative `create` sends (upstream's `generated.proto`).
+/// `appProtocol` is a Go pointer.
 const SERVICE_PORT: &[Field] = &[
     f(1, "name", Kind::String),
     f(2, "protocol", Kind::String),
     f(3, "port", Kind::Int),
     f(4, "targetPort", Kind::IntOrString),
     f(5, "nodePort", Kind::Int),
-    f(6, "appProtocol", Kind::String),
+    f(6, "appProtocol", Kind::OptionalString),
 ];
 
+/// core/v1 ServiceSpec. The fields added since dual-stack (`ipFamilyPolicy`,
+/// `allocateLoadBalancerNodePorts`, `loadBalancerClass`, `internalTrafficPolicy`,
+/// `trafficDistribution`) are Go pointers, so their zero (e.g. `false`) is a value.
 const SERVICE_SPEC: &[Field] = &[
     many(1, "ports", Kind::Message(SERVICE_PORT)),
     f(2, "selector", Kind::StringMap),
@@ -70,18 +74,54 @@ const SERVICE_SPEC: &[Field] = &[
     f(11, "externalTrafficPolicy", Kind::String),
     f(12, "healthCheckNodePort", Kind::Int),
     f(13, "publishNotReadyAddresses", Kind::Bool),
-    f(17, "ipFamilyPolicy", Kind::String),
+    f(
+        14,
+        "sessionAffinityConfig",
+        Kind::Message(&[f(
+            1,
+            "clientIP",
+            Kind::Message(&[f(1, "timeoutSeconds", Kind::OptionalInt)]),
+        )]),
+    ),
+    f(17, "ipFamilyPolicy", Kind::OptionalString),
     many(18, "clusterIPs", Kind::String),
     many(19, "ipFamilies", Kind::String),
-    f(20, "allocateLoadBalancerNodePorts", Kind::Bool),
-    f(21, "loadBalancerClass", Kind::String),
-    f(22, "internalTrafficPolicy", Kind::String),
-    f(23, "trafficDistribution", Kind::String),
+    f(20, "allocateLoadBalancerNodePorts", Kind::OptionalBool),
+    f(21, "loadBalancerClass", Kind::OptionalString),
+    f(22, "internalTrafficPolicy", Kind::OptionalString),
+    f(23, "trafficDistribution", Kind::OptionalString),
+];
+
+/// core/v1 PortStatus (a load balancer point's port; `error` is a pointer).
+const PORT_STATUS: &[Field] = &[
+    f(1, "port", Kind::Int),
+    f(2, "protocol", Kind::String),
+    f(3, "error", Kind::OptionalString),
+];
+
+/// core/v1 ServiceStatus: the load balancer's points (`ipMode` a pointer) and metav1 conditions.
+const SERVICE_STATUS: &[Field] = &[
+    f(
+        1,
+        "loadBalancer",
+        Kind::Message(&[many(
+            1,
+            "ingress",
+            Kind::Message(&[
+                f(1, "ip", Kind::String),
+                f(2, "hostname", Kind::String),
+                f(3, "ipMode", Kind::OptionalString),
+                many(4, "ports", Kind::Message(PORT_STATUS)),
+            ]),
+        )]),
+    ),
+    many(2, "conditions", Kind::Message(CONDITION)),
 ];
 
 const SERVICE: &[Field] = &[
     f(1, "metadata", Kind::Message(OBJECT_META)),
     f(2, "spec", Kind::Message(SERVICE_SPEC)),
+    f(3, "status", Kind::Message(SERVICE_STATUS)),
 ];
 
 const COLUMNS: &[Column] = &[

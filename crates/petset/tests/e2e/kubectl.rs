@@ -372,6 +372,50 @@ fn imperative_creates_send_protobuf_and_work() {
         "{}",
         cm.stdout
     );
+    // Every kind's create goes as protobuf, and its answer comes back as protobuf (kubectl's
+    // typed clients ask for it first).
+    for (args, printed) in [
+        (
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "--replicas=2",
+            ][..],
+            "deployment.apps/web created\n",
+        ),
+        (
+            &[
+                "create",
+                "pdb",
+                "web",
+                "--selector=app=web",
+                "--min-available=1",
+            ][..],
+            "poddisruptionbudget.policy/web created\n",
+        ),
+        (
+            &[
+                "create",
+                "ingress",
+                "web",
+                "--rule=example.com/jenkins*=nginx:80",
+            ][..],
+            "ingress.networking.k8s.io/web created\n",
+        ),
+    ] {
+        assert_eq!(petset.kubectl(args).ok(), printed, "{args:?}");
+    }
+    assert_eq!(jsonpath(&petset, "deploy/web", "{.spec.replicas}"), "2");
+    assert_eq!(
+        jsonpath(
+            &petset,
+            "ingress/web",
+            "{.spec.rules[0].http.paths[0].pathType}"
+        ),
+        "Prefix"
+    );
 }
 
 #[test]

@@ -16,10 +16,17 @@ pub fn json(status: StatusCode, value: &Value) -> Response {
     json_with_type(status, value, "application/json")
 }
 
+/// Marks an answer that is one whole API value (an object, a list, a Status, discovery), the
+/// only kind of answer a protobuf client may get re-encoded (`protobuf::encode::negotiate`);
+/// watch streams, logs and proxied bodies never carry it.
+#[derive(Clone, Copy, Debug)]
+pub struct WholeValue;
+
 pub fn json_with_type(status: StatusCode, value: &Value, content_type: &str) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
+    response.extensions_mut().insert(WholeValue);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(content_type) {
         headers.insert(header::CONTENT_TYPE, value);

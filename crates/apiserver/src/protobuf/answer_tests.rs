@@ -155,6 +155,44 @@ async fn a_body_without_a_protobuf_form_is_json_when_the_client_takes_it_and_a_4
     );
 }
 
+/// A watch is a stream: a protobuf client's watch is never held back to be re-encoded whole
+/// (it would never end), but streams its JSON events as they come.
+#[tokio::test]
+async fn a_protobuf_clients_watch_streams_json_events() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let cluster = TestCluster::start().await;
+    let (status, _) = cluster
+        .json(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": "seen"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let request = crate::test_cluster::request(
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true",
+        "application/json",
+        PROTOBUF_FIRST,
+        json!(null),
+    );
+    let router = crate::router_as(cluster.state.clone(), crate::auth::loopback_user());
+    let response = router.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let frame = body
+        .frame()
+        .await
+        .expect("a first event")
+        .expect("readable")
+        .into_data()
+        .expect("data");
+    let event: serde_json::Value = serde_json::from_slice(&frame).expect("a JSON event");
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "seen");
+}
+
 /// A stored object as the server keeps it (defaults, status, claim templates that carry their
 /// own type meta) answers a protobuf-only client whole.
 #[tokio::test]

@@ -365,16 +365,19 @@ pub async fn negotiate(
     let Preference::Protobuf { json_too } = preference else {
         return response;
     };
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes() == b"application/json");
-    if !is_json {
+    // Only whole JSON values: a watch stream, logs or a proxied body pass as they are.
+    let whole_json = response
+        .extensions()
+        .get::<crate::response::WholeValue>()
+        .is_some()
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes() == b"application/json");
+    if !whole_json {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    // Bodies of plain JSON answers are whole values (watches and logs are streams of other
-    // content types, left alone above).
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return crate::response::error(&petset_api::ApiError::internal(
             "the answer could not be read back for protobuf",

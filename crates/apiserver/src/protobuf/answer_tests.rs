@@ -155,24 +155,22 @@ async fn a_body_without_a_protobuf_form_is_json_when_the_client_takes_it_and_a_4
     );
 }
 
-/// A watch is a stream: a protobuf client's watch is never held back to be re-encoded whole
-/// (it would never end), but streams its JSON events as they come.
+/// A protobuf client's watch streams as upstream's: length-prefixed WatchEvents whose objects
+/// are enveloped protobuf, as they come (never held back to be re-encoded whole, which would
+/// never end).
 #[tokio::test]
-async fn a_protobuf_clients_watch_streams_json_events() {
+async fn a_protobuf_clients_watch_streams_framed_protobuf_events() {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
     let cluster = TestCluster::start().await;
+    let configmaps = "/api/v1/namespaces/default/configmaps";
     let (status, _) = cluster
-        .json(
-            "POST",
-            "/api/v1/namespaces/default/configmaps",
-            json!({"metadata": {"name": "seen"}}),
-        )
+        .json("POST", configmaps, json!({"metadata": {"name": "seen"}}))
         .await;
     assert_eq!(status, 201);
     let request = crate::test_cluster::request(
         "GET",
-        "/api/v1/namespaces/default/configmaps?watch=true",
+        &format!("{configmaps}?watch=true"),
         "application/json",
         PROTOBUF_FIRST,
         json!(null),
@@ -180,17 +178,50 @@ async fn a_protobuf_clients_watch_streams_json_events() {
     let router = crate::router_as(cluster.state.clone(), crate::auth::loopback_user());
     let response = router.oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()[axum::http::header::CONTENT_TYPE],
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    );
     let mut body = response.into_body();
-    let frame = body
-        .frame()
-        .await
-        .expect("a first event")
-        .expect("readable")
-        .into_data()
-        .expect("data");
-    let event: serde_json::Value = serde_json::from_slice(&frame).expect("a JSON event");
-    assert_eq!(event["type"], "ADDED");
-    assert_eq!(event["object"]["metadata"]["name"], "seen");
+    let mut buffered = Vec::new();
+    let mut next_event = async || -> (String, String) {
+        loop {
+            if buffered.len() >= 4 {
+                let length =
+                    u32::from_be_bytes(buffered[..4].try_into().expect("4 bytes")) as usize;
+                if buffered.len() >= 4 + length {
+                    let frame: Vec<u8> = buffered.drain(..4 + length).skip(4).collect();
+                    let event = meta::WatchEvent::decode(frame.as_slice()).expect("a WatchEvent");
+                    let raw = event.object.and_then(|o| o.raw).expect("the object");
+                    let (_, kind, object) = unwrap(&raw);
+                    assert_eq!(kind, "ConfigMap");
+                    let config = core::ConfigMap::decode(object.as_slice()).expect("a ConfigMap");
+                    let name = config.metadata.and_then(|m| m.name).unwrap_or_default();
+                    return (event.r#type.unwrap_or_default(), name);
+                }
+            }
+            let data = body
+                .frame()
+                .await
+                .expect("the stream goes on")
+                .expect("readable")
+                .into_data()
+                .expect("data");
+            buffered.extend_from_slice(&data);
+        }
+    };
+    assert_eq!(
+        next_event().await,
+        ("ADDED".to_string(), "seen".to_string())
+    );
+    let (status, _) = cluster
+        .json("POST", configmaps, json!({"metadata": {"name": "later"}}))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        next_event().await,
+        ("ADDED".to_string(), "later".to_string())
+    );
 }
 
 /// A stored object as the server keeps it (defaults, status, claim templates that carry their

@@ -97,6 +97,18 @@ pub fn list(list: &Value, items: &'static [Field]) -> Result<Vec<u8>, Unencodabl
     Ok(out)
 }
 
+/// A watch event's frame body (metav1.WatchEvent: `type` = 1, `object` = 2 a RawExtension
+/// whose bytes are the enveloped object), written without an envelope of its own, as
+/// upstream's stream serializer writes it.
+pub fn watch_event(event_type: &str, enveloped_object: &[u8]) -> Vec<u8> {
+    let mut raw_extension = Vec::new();
+    bytes_field(1, enveloped_object, &mut raw_extension);
+    let mut out = Vec::new();
+    bytes_field(1, event_type.as_bytes(), &mut out);
+    bytes_field(2, &raw_extension, &mut out);
+    out
+}
+
 /// Writes the fields of `object` that `fields` lays out, in field-number order as Go does;
 /// a key neither laid out nor in `skip` is an error.
 fn message(
